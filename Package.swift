@@ -1,0 +1,46 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "kvlab",
+    products: [
+        .executable(name: "kvlab", targets: ["kvlab"]),
+        .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - System libraries (the only C code kvlab links)
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNCursesW",
+            pkgConfig: "ncursesw",
+            providers: [.apt(["libncursesw5-dev"])]
+        ),
+
+        // MARK: - Engine: tensors, kernels, model formats, tokenizers, KV cache, runtime
+        .target(
+            name: "KVLabEngine",
+            dependencies: ["COpenBLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+
+        // MARK: - Command-line interface
+        .executableTarget(
+            name: "kvlab",
+            dependencies: [
+                "KVLabEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: - Tests
+        .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
+        .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
+    ]
+)

@@ -1,0 +1,24 @@
+// SwiftPM drops the -D flags of ncursesw.pc; without these two the wide-character API
+// (mvwaddnwstr, wget_wch, cchar_t) is invisible to Swift.
+#define NCURSES_WIDECHAR 1
+#define _XOPEN_SOURCE_EXTENDED 1
+#include <locale.h>
+#include <wchar.h>
+#include <ncurses.h>
+
+// Glibc hides wcwidth behind feature macros; declare it so cell widths are measurable.
+int wcwidth(wchar_t c);
+
+// Macros and C globals do not import (or are rejected by Swift 6 concurrency checking):
+// expose them through accessors.
+static inline WINDOW *kvlab_stdscr(void) { return stdscr; }
+static inline int kvlab_lines(void) { return LINES; }
+static inline int kvlab_cols(void) { return COLS; }
+static inline int kvlab_colors(void) { return COLORS; }
+static inline int kvlab_color_pairs(void) { return COLOR_PAIRS; }
+static inline attr_t kvlab_a_bold(void) { return A_BOLD; }
+static inline attr_t kvlab_a_reverse(void) { return A_REVERSE; }
+static inline attr_t kvlab_a_underline(void) { return A_UNDERLINE; }
+static inline attr_t kvlab_a_dim(void) { return A_DIM; }
+static inline attr_t kvlab_a_normal(void) { return A_NORMAL; }
+static inline int kvlab_key_resize(void) { return KEY_RESIZE; }

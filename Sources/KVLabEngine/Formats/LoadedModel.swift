@@ -1,0 +1,72 @@
+import Foundation
+
+/// The file formats kvlab reads and writes.
+public enum ModelFormat: String, Sendable, CaseIterable {
+    case llama2c
+    case gguf
+    case safetensors
+}
+
+/// One tensor as the file stores it (for `kvlab info`).
+public struct TensorInfo: Sendable, Equatable {
+    public var name: String
+    /// Dimensions, outermost first (rows, cols).
+    public var shape: [Int]
+    public var type: WeightType
+    public var byteCount: Int
+}
+
+/// A model loaded from disk: weights, tokenizer, and where they came from.
+public struct LoadedModel: Sendable {
+    public var weights: ModelWeights
+    public var tokenizer: any Tokenizer
+    public var format: ModelFormat
+    public var path: String
+    /// The tensors as the file stored them.
+    public var tensors: [TensorInfo]
+    /// Human-readable metadata worth showing (key, value), in file order.
+    public var metadata: [(String, String)]
+
+    public var config: ModelConfig { weights.config }
+
+    public init(weights: ModelWeights, tokenizer: any Tokenizer, format: ModelFormat, path: String,
+                tensors: [TensorInfo], metadata: [(String, String)] = []) {
+        self.weights = weights
+        self.tokenizer = tokenizer
+        self.format = format
+        self.path = path
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+}
+
+/// Finds a model's format from its path and content, and loads it.
+public enum ModelLoader {
+    /// Loads a llama2.c checkpoint, a GGUF file, or a safetensors model (a directory with
+    /// config.json, or a `.safetensors` / `.safetensors.index.json` file inside one).
+    /// `tokenizerPath` overrides where a llama2.c checkpoint's `tokenizer.bin` is looked for.
+    public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FileError(path: path, problem: "no such file or directory")
+        }
+        if isDirectory.boolValue || path.hasSuffix(".safetensors") || path.hasSuffix(".safetensors.index.json") {
+            return try SafetensorsModel.load(path: path)
+        }
+        let data = try readFile(path)
+        if data.starts(with: Array("GGUF".utf8)) {
+            return try GGUFModel.load(path: path, data: data)
+        }
+        return try Llama2cModel.load(path: path, data: data, tokenizerPath: tokenizerPath)
+    }
+
+    /// Writes `model` as `format` (GGUF: one file; safetensors: a directory with config.json,
+    /// model.safetensors and tokenizer.json).
+    public static func write(_ model: LoadedModel, to path: String, as format: ModelFormat) throws {
+        switch format {
+        case .gguf: try GGUFModel.write(model, to: path)
+        case .safetensors: try SafetensorsModel.write(model, to: path)
+        case .llama2c: throw FileError(path: path, problem: "writing llama2.c checkpoints is not supported; use gguf or safetensors")
+        }
+    }
+}

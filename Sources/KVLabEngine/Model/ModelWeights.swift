@@ -1,0 +1,165 @@
+/// One transformer block's weights. Matrices are `out × in`, as in GGUF and PyTorch.
+public struct LayerWeights: Sendable {
+    public var attentionNorm: [Float]
+    public var query: WeightMatrix
+    public var key: WeightMatrix
+    public var value: WeightMatrix
+    public var attentionOutput: WeightMatrix
+    public var ffnNorm: [Float]
+    /// SwiGLU: down(silu(gate(x)) * up(x)).
+    public var ffnGate: WeightMatrix
+    public var ffnDown: WeightMatrix
+    public var ffnUp: WeightMatrix
+
+    public init(attentionNorm: [Float], query: WeightMatrix, key: WeightMatrix, value: WeightMatrix,
+                attentionOutput: WeightMatrix, ffnNorm: [Float], ffnGate: WeightMatrix, ffnDown: WeightMatrix,
+                ffnUp: WeightMatrix) {
+        self.attentionNorm = attentionNorm
+        self.query = query
+        self.key = key
+        self.value = value
+        self.attentionOutput = attentionOutput
+        self.ffnNorm = ffnNorm
+        self.ffnGate = ffnGate
+        self.ffnDown = ffnDown
+        self.ffnUp = ffnUp
+    }
+
+    var matrices: [WeightMatrix] { [query, key, value, attentionOutput, ffnGate, ffnDown, ffnUp] }
+}
+
+/// All weights of a llama-family model, validated against its config.
+public struct ModelWeights: Sendable {
+    public var config: ModelConfig
+    public var tokenEmbedding: WeightMatrix
+    public var layers: [LayerWeights]
+    public var outputNorm: [Float]
+    /// The classifier; the same object as `tokenEmbedding` when tied.
+    public var output: WeightMatrix
+
+    public var tiedClassifier: Bool { output === tokenEmbedding }
+
+    public init(config: ModelConfig, tokenEmbedding: WeightMatrix, layers: [LayerWeights], outputNorm: [Float],
+                output: WeightMatrix) throws {
+        self.config = config
+        self.tokenEmbedding = tokenEmbedding
+        self.layers = layers
+        self.outputNorm = outputNorm
+        self.output = output
+        try validate()
+    }
+
+    private func validate() throws {
+        let c = config
+        func shape(_ m: WeightMatrix, _ rows: Int, _ cols: Int, _ name: String) throws {
+            guard m.rows == rows, m.cols == cols else {
+                throw FormatError("tensor \(name) is \(m.rows)×\(m.cols), expected \(rows)×\(cols)")
+            }
+        }
+        func vector(_ v: [Float], _ name: String) throws {
+            guard v.count == c.dim else { throw FormatError("tensor \(name) has \(v.count) values, expected \(c.dim)") }
+            guard v.allSatisfy(\.isFinite) else { throw FormatError("tensor \(name) contains NaN or infinite values") }
+        }
+        guard layers.count == c.layerCount else {
+            throw FormatError("found \(layers.count) blocks, the header says \(c.layerCount)")
+        }
+        try shape(tokenEmbedding, c.vocabSize, c.dim, "token_embd")
+        try shape(output, c.vocabSize, c.dim, "output")
+        try vector(outputNorm, "output_norm")
+        for (i, layer) in layers.enumerated() {
+            try vector(layer.attentionNorm, "blk.\(i).attn_norm")
+            try vector(layer.ffnNorm, "blk.\(i).ffn_norm")
+            try shape(layer.query, c.dim, c.dim, "blk.\(i).attn_q")
+            try shape(layer.key, c.kvDim, c.dim, "blk.\(i).attn_k")
+            try shape(layer.value, c.kvDim, c.dim, "blk.\(i).attn_v")
+            try shape(layer.attentionOutput, c.dim, c.dim, "blk.\(i).attn_output")
+            try shape(layer.ffnGate, c.hiddenDim, c.dim, "blk.\(i).ffn_gate")
+            try shape(layer.ffnUp, c.hiddenDim, c.dim, "blk.\(i).ffn_up")
+            try shape(layer.ffnDown, c.dim, c.hiddenDim, "blk.\(i).ffn_down")
+        }
+        for (name, matrix) in namedMatrices where !matrix.allFinite() {
+            throw FormatError("tensor \(name) contains NaN or infinite values")
+        }
+    }
+
+    /// Every matrix with its GGUF tensor name, in file order (classifier omitted when tied).
+    public var namedMatrices: [(String, WeightMatrix)] {
+        var list: [(String, WeightMatrix)] = [("token_embd.weight", tokenEmbedding)]
+        for (i, layer) in layers.enumerated() {
+            list += [
+                ("blk.\(i).attn_q.weight", layer.query), ("blk.\(i).attn_k.weight", layer.key),
+                ("blk.\(i).attn_v.weight", layer.value), ("blk.\(i).attn_output.weight", layer.attentionOutput),
+                ("blk.\(i).ffn_gate.weight", layer.ffnGate), ("blk.\(i).ffn_down.weight", layer.ffnDown),
+                ("blk.\(i).ffn_up.weight", layer.ffnUp),
+            ]
+        }
+        if !tiedClassifier { list.append(("output.weight", output)) }
+        return list
+    }
+
+    /// Every norm vector with its GGUF tensor name.
+    public var namedNorms: [(String, [Float])] {
+        var list: [(String, [Float])] = []
+        for (i, layer) in layers.enumerated() {
+            list += [("blk.\(i).attn_norm.weight", layer.attentionNorm), ("blk.\(i).ffn_norm.weight", layer.ffnNorm)]
+        }
+        list.append(("output_norm.weight", outputNorm))
+        return list
+    }
+
+    /// Resident bytes of all weights (norms as f32; a tied classifier counted once).
+    public var residentBytes: Int {
+        namedMatrices.reduce(0) { $0 + $1.1.byteCount } + namedNorms.reduce(0) { $0 + $1.1.count * 4 }
+    }
+
+    /// The same weights with every matrix stored as `type` (see `WeightMatrix.converted(to:)`).
+    public func converted(to type: WeightType) -> ModelWeights {
+        var copy = self
+        copy.tokenEmbedding = tokenEmbedding.converted(to: type)
+        copy.output = tiedClassifier ? copy.tokenEmbedding : output.converted(to: type)
+        copy.layers = layers.map { layer in
+            var l = layer
+            l.query = layer.query.converted(to: type)
+            l.key = layer.key.converted(to: type)
+            l.value = layer.value.converted(to: type)
+            l.attentionOutput = layer.attentionOutput.converted(to: type)
+            l.ffnGate = layer.ffnGate.converted(to: type)
+            l.ffnDown = layer.ffnDown.converted(to: type)
+            l.ffnUp = layer.ffnUp.converted(to: type)
+            return l
+        }
+        return copy
+    }
+
+    /// The same model with q/k rows permuted for `style` (HF's checkpoint permutation), so that
+    /// running it with that RoPE convention gives identical results.
+    public func withRoPEStyle(_ style: RoPEStyle) -> ModelWeights {
+        guard style != config.ropeStyle else { return self }
+        var copy = self
+        copy.config.ropeStyle = style
+        let toHalf = style == .halfRotation
+        let hd = config.headDim
+        func order(heads: Int) -> [Int] {
+            (0..<(heads * hd)).map { row in
+                let head = row / hd, within = row % hd
+                if toHalf {
+                    // half-rotation row (half, i) comes from interleaved row 2i + half
+                    let half = within / (hd / 2), i = within % (hd / 2)
+                    return head * hd + 2 * i + half
+                } else {
+                    // interleaved row (2i + half) comes from half-rotation row half·d/2 + i
+                    let i = within / 2, half = within % 2
+                    return head * hd + half * (hd / 2) + i
+                }
+            }
+        }
+        let qOrder = order(heads: config.headCount), kOrder = order(heads: config.kvHeadCount)
+        copy.layers = layers.map { layer in
+            var l = layer
+            l.query = layer.query.permutingRows(qOrder)
+            l.key = layer.key.permutingRows(kOrder)
+            return l
+        }
+        return copy
+    }
+}

@@ -1,0 +1,112 @@
+/// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16 or a ggml
+/// block type), so resident bytes and the bytes a kernel reads are those of that type.
+public final class WeightMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let type: WeightType
+    /// 64-byte aligned storage, immutable after init (hence safe to share across threads).
+    let storage: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    /// Bytes of one row.
+    public var rowBytes: Int { type.byteCount(elements: cols) }
+    public var elementCount: Int { rows * cols }
+
+    /// Wraps a copy of already-encoded bytes (as read from a file).
+    init(rows: Int, cols: Int, type: WeightType, encoded bytes: UnsafeRawBufferPointer) throws {
+        guard rows > 0, cols > 0 else { throw FormatError("tensor has an empty dimension (\(rows)×\(cols))") }
+        guard type.canStore(rowLength: cols) else {
+            throw FormatError("\(type.rawValue) needs rows that are a multiple of \(type.blockSize) elements, got \(cols)")
+        }
+        let (elements, overflow) = rows.multipliedReportingOverflow(by: cols)
+        guard !overflow else { throw FormatError("tensor of \(rows)×\(cols) elements is too large") }
+        let expected = type.byteCount(elements: elements)
+        guard bytes.count == expected else {
+            throw FormatError("tensor data is \(bytes.count) bytes, expected \(expected) for \(rows)×\(cols) \(type.rawValue)")
+        }
+        self.rows = rows
+        self.cols = cols
+        self.type = type
+        self.byteCount = expected
+        self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(expected, 1), alignment: 64)
+        storage.copyMemory(from: bytes.baseAddress!, byteCount: expected)
+    }
+
+    /// Encodes float values into `type` (rounding exactly as ggml does).
+    public init(rows: Int, cols: Int, values: UnsafeBufferPointer<Float>, type: WeightType) {
+        precondition(values.count == rows * cols && type.canStore(rowLength: cols))
+        self.rows = rows
+        self.cols = cols
+        self.type = type
+        self.byteCount = type.byteCount(elements: rows * cols)
+        self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        let rowBytes = type.byteCount(elements: cols)
+        for r in 0..<rows {
+            BlockCodec.encode(values.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
+        }
+    }
+
+    public convenience init(rows: Int, cols: Int, values: [Float], type: WeightType = .f32) {
+        self.init(rows: rows, cols: cols, values: values.withUnsafeBufferPointer { $0 }, type: type)
+    }
+
+    private init(uninitializedRows rows: Int, cols: Int, type: WeightType) {
+        self.rows = rows
+        self.cols = cols
+        self.type = type
+        self.byteCount = type.byteCount(elements: rows * cols)
+        self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The encoded bytes, as they would be written to a file.
+    public var encodedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: byteCount) }
+
+    /// Pointer to the encoded bytes of row `r`.
+    @inline(__always)
+    func row(_ r: Int) -> UnsafeRawPointer { UnsafeRawPointer(storage + r * rowBytes) }
+
+    /// Decodes row `r` into `dst` (cols floats).
+    public func decodeRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        BlockCodec.decode(row(r), count: cols, as: type, into: dst)
+    }
+
+    /// All values as floats (for conversion, tests and writers; not for the hot path).
+    public func decodedValues() -> [Float] {
+        [Float](unsafeUninitializedCapacity: elementCount) { buffer, initialized in
+            for r in 0..<rows { decodeRow(r, into: buffer.baseAddress! + r * cols) }
+            initialized = elementCount
+        }
+    }
+
+    /// The same matrix stored as `target`; rows whose length is not a whole number of `target`
+    /// blocks cannot be stored that way and fall back to f16 (as llama.cpp's quantizer does).
+    public func converted(to target: WeightType) -> WeightMatrix {
+        let chosen = target.canStore(rowLength: cols) ? target : .f16
+        if chosen == type { return self }
+        let values = decodedValues()
+        return values.withUnsafeBufferPointer { WeightMatrix(rows: rows, cols: cols, values: $0, type: chosen) }
+    }
+
+    /// The matrix with its rows reordered: row `i` of the result is row `order[i]` of this one.
+    func permutingRows(_ order: [Int]) -> WeightMatrix {
+        let result = WeightMatrix(uninitializedRows: rows, cols: cols, type: type)
+        for (i, source) in order.enumerated() {
+            (result.storage + i * rowBytes).copyMemory(from: row(source), byteCount: rowBytes)
+        }
+        return result
+    }
+
+    /// Whether every value is finite (NaN or infinite weights are rejected at load).
+    func allFinite() -> Bool {
+        var scratch = [Float](repeating: 0, count: cols)
+        return scratch.withUnsafeMutableBufferPointer { buffer in
+            for r in 0..<rows {
+                decodeRow(r, into: buffer.baseAddress!)
+                for v in buffer where !v.isFinite { return false }
+            }
+            return true
+        }
+    }
+}

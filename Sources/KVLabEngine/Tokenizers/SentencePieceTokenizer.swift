@@ -1,0 +1,87 @@
+/// SentencePiece-style tokenizer as llama2.c and llama.cpp's SPM run it: dummy-prefix space,
+/// code points looked up as pieces or else split into `<0xAB>` byte tokens, then repeatedly
+/// merge the adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties).
+public struct SentencePieceTokenizer: Tokenizer {
+    public let spec: TokenizerSpec
+    private let ids: [String: Int]
+    private let byteTokens: [Int]
+    /// Decoded bytes of every token, with "▁" already turned into a space.
+    private let tokenBytes: [[UInt8]]
+
+    public init(spec: TokenizerSpec) throws {
+        self.spec = spec
+        var ids: [String: Int] = [:]
+        for (id, token) in spec.tokens.enumerated() where ids[token] == nil { ids[token] = id }
+        self.ids = ids
+        var byteTokens = [Int](repeating: -1, count: 256)
+        var tokenBytes: [[UInt8]] = []
+        tokenBytes.reserveCapacity(spec.tokens.count)
+        for (id, token) in spec.tokens.enumerated() {
+            if let byte = Self.byteValue(token) {
+                if byteTokens[Int(byte)] < 0 { byteTokens[Int(byte)] = id }
+                tokenBytes.append([byte])
+            } else if spec.types[id] == .control || spec.types[id] == .unknown {
+                tokenBytes.append([])
+            } else {
+                tokenBytes.append(Array(token.replacingOccurrences(of: "▁", with: " ").utf8))
+            }
+        }
+        self.byteTokens = byteTokens
+        self.tokenBytes = tokenBytes
+    }
+
+    /// `<0xAB>` → 0xAB.
+    static func byteValue(_ token: String) -> UInt8? {
+        let u = Array(token.utf8)
+        guard u.count == 6, u[0] == UInt8(ascii: "<"), u[1] == UInt8(ascii: "0"), u[2] == UInt8(ascii: "x"),
+              u[5] == UInt8(ascii: ">") else { return nil }
+        return UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16)
+    }
+
+    public func encode(_ text: String) -> [Int] {
+        var out: [Int] = []
+        if spec.addBOS, let bos = spec.bosID { out.append(bos) }
+        guard !text.isEmpty else { return out }
+        var pieces: [Int] = []
+        let normalized = "▁" + text.replacingOccurrences(of: " ", with: "▁")
+        for scalar in normalized.unicodeScalars {
+            if let id = ids[String(scalar)] {
+                pieces.append(id)
+            } else {
+                for byte in String(scalar).utf8 {
+                    let id = byteTokens[Int(byte)]
+                    pieces.append(id >= 0 ? id : (spec.unknownID ?? 0))
+                }
+            }
+        }
+        // Greedy best-score merging, as llama2.c's encode().
+        while true {
+            var bestScore = -Float.greatestFiniteMagnitude
+            var bestID = -1
+            var bestIndex = -1
+            for i in 0..<(pieces.count - 1) {
+                guard let id = ids[spec.tokens[pieces[i]] + spec.tokens[pieces[i + 1]]] else { continue }
+                if spec.scores[id] > bestScore {
+                    bestScore = spec.scores[id]
+                    bestID = id
+                    bestIndex = i
+                }
+            }
+            if bestIndex < 0 { break }
+            pieces[bestIndex] = bestID
+            pieces.remove(at: bestIndex + 1)
+        }
+        return out + pieces
+    }
+
+    public func decode(_ token: Int, after previous: Int?) -> [UInt8] {
+        guard token >= 0, token < tokenBytes.count else { return [] }
+        let bytes = tokenBytes[token]
+        // The dummy-prefix space of the first piece after BOS (or at the start) is not text.
+        if previous == nil || previous == spec.bosID, bytes.first == UInt8(ascii: " "),
+           Self.byteValue(spec.tokens[token]) == nil {
+            return Array(bytes.dropFirst())
+        }
+        return bytes
+    }
+}
