@@ -27,7 +27,12 @@ let package = Package(
         .target(
             name: "KVLabEngine",
             dependencies: ["COpenBLAS"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            // Kernels are compiled for the build machine's vector units (as llama.cpp's native
+            // builds are) and optimized in debug builds too, so tests run at a useful speed.
+            swiftSettings: [
+                .unsafeFlags(["-Xcc", "-march=native"]),
+                .unsafeFlags(["-O"], .when(configuration: .debug)),
+            ]
         ),
 
         // MARK: - Command-line interface

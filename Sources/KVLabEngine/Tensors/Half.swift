@@ -16,8 +16,9 @@ enum Half {
     @inline(__always)
     static func toFloat(_ h: SIMD8<UInt16>) -> SIMD8<Float> {
         let wide = SIMD8<UInt32>(truncatingIfNeeded: h)
-        let sign = (wide & 0x8000) &<< 16
-        let magnitude = (wide & 0x7fff) &<< 13
+        // Shifts written as multiplications: Swift's SIMD shifts by a scalar are not vectorized.
+        let sign = (wide & 0x8000) &* 65536
+        let magnitude = (wide & 0x7fff) &* 8192
         var value = SIMD8<Float>(bitPattern: magnitude) * Float(bitPattern: 0x7780_0000)
         let special = (wide & 0x7c00) .== 0x7c00
         value.replace(with: SIMD8<Float>(bitPattern: magnitude | 0x7f80_0000), where: special)

@@ -1,0 +1,59 @@
+/// The shape of a KV cache: one ordered list of entries per (layer, KV head).
+public struct KVLayout: Sendable, Equatable, Codable {
+    public var layerCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    /// Query heads served by each KV head.
+    public var groupSize: Int
+    /// Most tokens any (layer, head) may hold (the model's context length).
+    public var capacity: Int
+
+    public init(config: ModelConfig, capacity: Int? = nil) {
+        layerCount = config.layerCount
+        kvHeadCount = config.kvHeadCount
+        headDim = config.headDim
+        groupSize = config.groupSize
+        self.capacity = capacity ?? config.contextLength
+    }
+}
+
+/// Resident bytes of a KV cache by what they hold: physical bytes, never logically masked ones.
+public struct KVResidency: Sendable, Equatable, Codable {
+    /// Keys and values kept at full precision (fp32).
+    public var fullPrecisionPayload = 0
+    /// Packed codes of quantized keys and values.
+    public var quantizedPayload = 0
+    /// Scales, zeros and outlier indices of quantized entries.
+    public var quantMetadata = 0
+    /// Full-precision residual windows kept beside quantized entries.
+    public var residualWindow = 0
+    /// Per-entry bookkeeping of the cache and its method: positions, scores, counters.
+    public var policyState = 0
+    /// Allocated but unused slots of partly filled pages.
+    public var pageSlack = 0
+
+    public init() {}
+
+    public var total: Int {
+        fullPrecisionPayload + quantizedPayload + quantMetadata + residualWindow + policyState + pageSlack
+    }
+}
+
+/// Keys and values of every (layer, KV head), and the attention that reads them. Methods
+/// (eviction, quantization, sparse reads) are implementations of this protocol, so the forward
+/// pass never branches on them.
+public protocol KVCache: AnyObject {
+    var layout: KVLayout { get }
+    /// What the cache occupies now.
+    var residency: KVResidency { get }
+    /// Entries currently kept by one (layer, KV head).
+    func entryCount(layer: Int, head: Int) -> Int
+    /// Drops every entry (a new sequence).
+    func reset()
+    /// Appends one token's keys and values (`kvHeadCount × headDim` each, keys after RoPE) to
+    /// every KV head of `layer`.
+    func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger)
+    /// Causal attention of `queries` (`headCount × headDim`, RoPE applied, at `position`) over
+    /// the kept entries of `layer` at positions ≤ `position`, written to `output` (same shape).
+    func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger)
+}

@@ -1,0 +1,138 @@
+import Dispatch
+
+/// Matrix-vector products that read weights in their storage type (decode path). Hand-written
+/// SIMD because, for small models, BLAS call overhead would dominate; each output row is summed
+/// by one thread in a fixed order, so results do not depend on the thread count.
+enum MatVec {
+    /// Matrices smaller than this many elements run on one thread (splitting costs more).
+    static let parallelThreshold = 1 << 16
+
+    /// `out[r] = Σ_c w[r, c] · x[c]` for every row, counting the bytes moved into `ledger`.
+    static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                         threads: Int, ledger: inout IOLedger) {
+        if threads > 1, w.elementCount >= parallelThreshold {
+            let chunks = threads
+            let rowsPerChunk = (w.rows + chunks - 1) / chunks
+            let shared = SendablePointers(x: x, out: out)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let start = chunk * rowsPerChunk
+                let end = min(w.rows, start + rowsPerChunk)
+                if start < end { rows(w, shared.x, shared.out, start..<end) }
+            }
+        } else {
+            rows(w, x, out, 0..<w.rows)
+        }
+        ledger.read(.weights, w.byteCount)
+        ledger.read(.activations, w.cols * 4)
+        ledger.write(.activations, w.rows * 4)
+    }
+
+    private struct SendablePointers: @unchecked Sendable {
+        let x: UnsafePointer<Float>
+        let out: UnsafeMutablePointer<Float>
+    }
+
+    @inline(__always)
+    private static func rows(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
+        let n = w.cols
+        switch w.type {
+        case .f32: for r in range { out[r] = dotF32(w.row(r), x, n) }
+        case .f16: for r in range { out[r] = dotF16(w.row(r), x, n) }
+        case .q8_0: for r in range { out[r] = dotQ8_0(w.row(r), x, n) }
+        case .q4_0: for r in range { out[r] = dotQ4_0(w.row(r), x, n) }
+        case .q4_1: for r in range { out[r] = dotQ4_1(w.row(r), x, n) }
+        }
+    }
+
+    @inline(__always)
+    static func dotF32(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let xr = UnsafeRawPointer(x)
+        var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
+        var i = 0
+        while i + 32 <= n {
+            acc0 += a.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            acc1 += a.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self)
+            i += 32
+        }
+        while i + 8 <= n {
+            let p = a.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc0 += SIMD16(lowHalf: p, highHalf: .zero)
+            i += 8
+        }
+        var sum = (acc0 + acc1).horizontalSum
+        while i < n {
+            sum += a.loadUnaligned(fromByteOffset: i * 4, as: Float.self) * x[i]
+            i += 1
+        }
+        return sum
+    }
+
+    @inline(__always)
+    static func dotF16(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let xr = UnsafeRawPointer(x)
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc0 += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc1 += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2 + 16, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+            i += 16
+        }
+        var sum = (acc0 + acc1).horizontalSum
+        while i < n {
+            sum += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) * x[i]
+            i += 1
+        }
+        return sum
+    }
+
+    @inline(__always)
+    static func dotQ8_0(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let xr = UnsafeRawPointer(x)
+        var sum = SIMD16<Float>()
+        for block in 0..<(n / 32) {
+            let b = a + block * 34
+            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
+            let q0 = SIMD16<Float>(b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
+            let q1 = SIMD16<Float>(b.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
+            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
+            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
+            sum += (q0 * xs0 + q1 * xs1) * d
+        }
+        return sum.horizontalSum
+    }
+
+    @inline(__always)
+    static func dotQ4_0(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let xr = UnsafeRawPointer(x)
+        var sum = SIMD16<Float>()
+        for block in 0..<(n / 32) {
+            let b = a + block * 18
+            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
+            let q = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
+            let lo = SIMD16<Float>(q & 0x0f) - 8
+            let hi = SIMD16<Float>(q & 0xf0) * 0.0625 - 8
+            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
+            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
+            sum += (lo * xs0 + hi * xs1) * d
+        }
+        return sum.horizontalSum
+    }
+
+    @inline(__always)
+    static func dotQ4_1(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        let xr = UnsafeRawPointer(x)
+        var sum = SIMD16<Float>()
+        for block in 0..<(n / 32) {
+            let b = a + block * 20
+            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
+            let m = Half.toFloat(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+            let q = b.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
+            let lo = SIMD16<Float>(q & 0x0f) * d + m
+            let hi = SIMD16<Float>(q & 0xf0) * (d * 0.0625) + m
+            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
+            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
+            sum += lo * xs0 + hi * xs1
+        }
+        return sum.horizontalSum
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// Element-wise and normalization kernels of the llama forward pass (fp32 activations).
+enum Ops {
+    /// `out = x / rms(x) · weight`, with `rms = sqrt(mean(x²) + eps)` (llama2.c's rmsnorm).
+    @inline(__always)
+    static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        count: Int, eps: Float) {
+        var sumSquares: Float = 0
+        for i in 0..<count { sumSquares += x[i] * x[i] }
+        let scale = 1 / (sumSquares / Float(count) + eps).squareRoot()
+        for i in 0..<count { out[i] = weight[i] * (scale * x[i]) }
+    }
+
+    /// RoPE on `heads` vectors of `headDim` channels, with precomputed cos/sin per frequency.
+    @inline(__always)
+    static func rotate(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, style: RoPEStyle,
+                       cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for h in 0..<heads {
+            let head = v + h * headDim
+            for i in 0..<half {
+                // Interleaved rotates (2i, 2i+1); half-rotation rotates (i, i + d/2). Same frequency i.
+                let a = style == .interleaved ? 2 * i : i
+                let b = style == .interleaved ? 2 * i + 1 : i + half
+                let x0 = head[a], x1 = head[b]
+                head[a] = x0 * cos[i] - x1 * sin[i]
+                head[b] = x0 * sin[i] + x1 * cos[i]
+            }
+        }
+    }
+
+    /// `a[i] = silu(a[i]) · b[i]` (SwiGLU's gate).
+    @inline(__always)
+    static func swiGLU(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = a[i]
+            a[i] = g / (1 + expf(-g)) * b[i]
+        }
+    }
+
+    /// `a[i] += b[i]`.
+    @inline(__always)
+    static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] += b[i] }
+    }
+
+    /// In-place softmax over `count` values; returns nothing, keeps the maximum subtraction
+    /// for stability.
+    @inline(__always)
+    static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        guard count > 0 else { return }
+        var maximum = x[0]
+        for i in 1..<max(count, 1) where x[i] > maximum { maximum = x[i] }
+        var sum: Float = 0
+        for i in 0..<count {
+            x[i] = expf(x[i] - maximum)
+            sum += x[i]
+        }
+        let inverse = 1 / sum
+        for i in 0..<count { x[i] *= inverse }
+    }
+}
+
+/// Cos/sin of RoPE angles for one position, computed in Double (as the reference does) from
+/// per-frequency inverse wavelengths `theta^(-2i/d)`.
+struct RoPETable {
+    let inverseFrequencies: [Double]
+
+    init(headDim: Int, theta: Double) {
+        inverseFrequencies = (0..<(headDim / 2)).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
+    }
+
+    /// Fills `cos` and `sin` (headDim/2 each) for `position`.
+    @inline(__always)
+    func fill(position: Int, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        for (i, frequency) in inverseFrequencies.enumerated() {
+            let angle = Double(position) * frequency
+            cos[i] = Float(Foundation.cos(angle))
+            sin[i] = Float(Foundation.sin(angle))
+        }
+    }
+}

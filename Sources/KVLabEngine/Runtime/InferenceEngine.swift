@@ -1,0 +1,283 @@
+import Foundation
+
+/// Settings of an engine that can change between runs.
+public struct EngineOptions: Sendable {
+    /// Threads for matrix products (results do not depend on it).
+    public var threads: Int
+    /// Storage type for weight matrices; nil keeps what the file had.
+    public var weightType: WeightType?
+
+    public init(threads: Int = 1, weightType: WeightType? = nil) {
+        self.threads = threads
+        self.weightType = weightType
+    }
+}
+
+/// Why a step could not run.
+public enum EngineError: Error, Equatable, CustomStringConvertible {
+    case contextFull(limit: Int)
+    case invalidToken(Int, vocabularySize: Int)
+    case emptyInput
+
+    public var description: String {
+        switch self {
+        case .contextFull(let limit): "the context is full (\(limit) tokens)"
+        case .invalidToken(let token, let size): "token id \(token) is outside the vocabulary (0..<\(size))"
+        case .emptyInput: "no tokens to process"
+        }
+    }
+}
+
+/// Runs a llama-family decoder on the CPU: fp32 activations, weights read in their storage
+/// type, prefill as batched BLAS products, decode as SIMD matrix-vector products with no heap
+/// allocation, the KV cache behind the `KVCache` protocol. Not thread-safe: one owner thread.
+public final class InferenceEngine {
+    public private(set) var weights: ModelWeights
+    public var config: ModelConfig { weights.config }
+    public let cache: any KVCache
+    public private(set) var options: EngineOptions
+    /// Position of the next token.
+    public private(set) var position = 0
+
+    private let rope: RoPETable
+    private let buffers: DecodeBuffers
+
+    /// Logits after the last step (vocabulary size).
+    public var logits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: buffers.logits, count: config.vocabSize) }
+
+    public init(weights: ModelWeights, options: EngineOptions = EngineOptions(), cache: (any KVCache)? = nil) {
+        self.weights = options.weightType.map { weights.converted(to: $0) } ?? weights
+        self.options = options
+        self.cache = cache ?? PagedKVCache(layout: KVLayout(config: weights.config))
+        rope = RoPETable(headDim: weights.config.headDim, theta: weights.config.ropeTheta)
+        buffers = DecodeBuffers(config: weights.config)
+        BLAS.setThreadCount(options.threads)
+    }
+
+    /// Changes the weight storage type (converting from the current weights) for the next steps.
+    public func setWeightType(_ type: WeightType) {
+        weights = weights.converted(to: type)
+        options.weightType = type
+    }
+
+    /// Starts a new sequence.
+    public func reset() {
+        cache.reset()
+        position = 0
+    }
+
+    // MARK: - Decode
+
+    /// One token at the current position; logits are then available in `logits`.
+    @discardableResult
+    public func decode(_ token: Int) throws(EngineError) -> StepReport {
+        try check(tokens: CollectionOfOne(token), adding: 1)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var ledger = IOLedger()
+        var timings = StepTimings()
+        let c = config, b = buffers
+        let x = b.x
+        weights.tokenEmbedding.decodeRow(token, into: x)
+        ledger.read(.weights, weights.tokenEmbedding.rowBytes)
+        rope.fill(position: position, cos: b.cos, sin: b.sin)
+        let threads = options.threads
+        for (l, layer) in weights.layers.enumerated() {
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
+            MatVec.multiply(layer.query, b.xb, into: b.q, threads: threads, ledger: &ledger)
+            MatVec.multiply(layer.key, b.xb, into: b.k, threads: threads, ledger: &ledger)
+            MatVec.multiply(layer.value, b.xb, into: b.v, threads: threads, ledger: &ledger)
+            Ops.rotate(b.q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
+            Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
+            var t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &ledger)
+            cache.attend(layer: l, position: position, queries: b.q, output: b.attention, ledger: &ledger)
+            t0 = DispatchTime.now().uptimeNanoseconds
+            timings.attentionNanoseconds += t0 - t1
+            MatVec.multiply(layer.attentionOutput, b.attention, into: b.xb, threads: threads, ledger: &ledger)
+            Ops.add(x, b.xb, count: c.dim)
+            t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            layer.ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
+            MatVec.multiply(layer.ffnGate, b.xb, into: b.hidden, threads: threads, ledger: &ledger)
+            MatVec.multiply(layer.ffnUp, b.xb, into: b.hidden2, threads: threads, ledger: &ledger)
+            Ops.swiGLU(b.hidden, b.hidden2, count: c.hiddenDim)
+            MatVec.multiply(layer.ffnDown, b.hidden, into: b.xb, threads: threads, ledger: &ledger)
+            Ops.add(x, b.xb, count: c.dim)
+            timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
+        MatVec.multiply(weights.output, b.xb, into: b.logits, threads: threads, ledger: &ledger)
+        let end = DispatchTime.now().uptimeNanoseconds
+        timings.classifierNanoseconds = end - t0
+        timings.totalNanoseconds = end - start
+        let report = makeReport(phase: .decode, first: position, count: 1, token: token, timings: timings, ledger: ledger)
+        position += 1
+        return report
+    }
+
+    // MARK: - Prefill
+
+    /// Processes `tokens` from the current position as batched matrix products; logits are then
+    /// those after the last token. With `allLogits`, every position's logits are returned
+    /// (tokens × vocabulary, row-major), e.g. for perplexity.
+    @discardableResult
+    public func prefill(_ tokens: [Int], allLogits: Bool = false) throws(EngineError) -> (report: StepReport, logits: [Float]) {
+        try check(tokens: tokens, adding: tokens.count)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var ledger = IOLedger()
+        var timings = StepTimings()
+        let c = config, n = tokens.count
+        let batch = PrefillBuffers(config: c, tokens: n)
+        defer { batch.deallocate() }
+        for (t, token) in tokens.enumerated() {
+            weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
+            ledger.read(.weights, weights.tokenEmbedding.rowBytes)
+        }
+        for (l, layer) in weights.layers.enumerated() {
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
+            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
+            for t in 0..<n {
+                rope.fill(position: position + t, cos: buffers.cos, sin: buffers.sin)
+                Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: buffers.cos, sin: buffers.sin)
+                Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: buffers.cos, sin: buffers.sin)
+            }
+            var t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            for t in 0..<n {
+                cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &ledger)
+            }
+            for t in 0..<n {
+                cache.attend(layer: l, position: position + t, queries: batch.q + t * c.dim, output: batch.attention + t * c.dim, ledger: &ledger)
+            }
+            t0 = DispatchTime.now().uptimeNanoseconds
+            timings.attentionNanoseconds += t0 - t1
+            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            Ops.add(batch.x, batch.xb, count: n * c.dim)
+            t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, ledger: &ledger)
+            Ops.swiGLU(batch.hidden, batch.hidden2, count: n * c.hiddenDim)
+            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            Ops.add(batch.x, batch.xb, count: n * c.dim)
+            timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var all: [Float] = []
+        if allLogits {
+            normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
+            all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
+                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &ledger)
+                count = n * c.vocabSize
+            }
+            buffers.logits.update(from: all, count: c.vocabSize)
+            all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
+        } else {
+            let last = batch.x + (n - 1) * c.dim
+            weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
+            MatVec.multiply(weights.output, batch.xb, into: buffers.logits, threads: options.threads, ledger: &ledger)
+        }
+        let end = DispatchTime.now().uptimeNanoseconds
+        timings.classifierNanoseconds = end - t0
+        timings.totalNanoseconds = end - start
+        let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: ledger)
+        position += n
+        return (report, all)
+    }
+
+    private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, rows: Int) {
+        let c = config
+        weight.withUnsafeBufferPointer { w in
+            for t in 0..<rows { Ops.rmsNorm(x + t * c.dim, w.baseAddress!, out + t * c.dim, count: c.dim, eps: c.rmsEps) }
+        }
+    }
+
+    private func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {
+        guard count > 0 else { throw .emptyInput }
+        guard position + count <= cache.layout.capacity else { throw .contextFull(limit: cache.layout.capacity) }
+        for token in tokens where token < 0 || token >= config.vocabSize {
+            throw .invalidToken(token, vocabularySize: config.vocabSize)
+        }
+    }
+
+    private func makeReport(phase: Phase, first: Int, count: Int, token: Int, timings: StepTimings, ledger: IOLedger) -> StepReport {
+        let summary = LogitStatistics(buffers.logits, count: config.vocabSize)
+        var entries = 0
+        for l in 0..<cache.layout.layerCount {
+            for h in 0..<cache.layout.kvHeadCount { entries += cache.entryCount(layer: l, head: h) }
+        }
+        return StepReport(phase: phase, position: first, tokenCount: count, token: token,
+                          top: TopToken(id: summary.argmax, logProbability: summary.maxLogProbability),
+                          entropy: summary.entropy, timings: timings, ledger: ledger, cache: cache.residency,
+                          cacheEntries: entries)
+    }
+}
+
+/// Argmax, its log-probability and the entropy of softmax(logits), in one pass pair.
+struct LogitStatistics {
+    var argmax = 0
+    var maxLogProbability: Float = 0
+    var entropy: Float = 0
+    /// log Σ exp(logits).
+    var logSumExp: Float = 0
+
+    init(_ logits: UnsafePointer<Float>, count: Int) {
+        var maximum = logits[0]
+        for i in 1..<max(count, 1) where logits[i] > maximum {
+            maximum = logits[i]
+            argmax = i
+        }
+        var sum: Float = 0, weighted: Float = 0
+        for i in 0..<count {
+            let e = expf(logits[i] - maximum)
+            sum += e
+            weighted += e * (logits[i] - maximum)
+        }
+        logSumExp = maximum + logf(sum)
+        maxLogProbability = maximum - logSumExp
+        entropy = logf(sum) - weighted / sum
+    }
+}
+
+/// Scratch of the decode loop, allocated once per engine.
+final class DecodeBuffers {
+    let x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin: UnsafeMutablePointer<Float>
+
+    init(config c: ModelConfig) {
+        func make(_ n: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+            return p
+        }
+        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.dim); k = make(c.kvDim); v = make(c.kvDim)
+        attention = make(c.dim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
+        cos = make(c.headDim / 2); sin = make(c.headDim / 2)
+    }
+
+    deinit { for p in [x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin] { p.deallocate() } }
+}
+
+/// Scratch of one prefill call (sized by its token count).
+struct PrefillBuffers {
+    let x, xb, q, k, v, attention, hidden, hidden2, weightScratch: UnsafeMutablePointer<Float>
+
+    init(config c: ModelConfig, tokens n: Int) {
+        func make(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            p.initialize(repeating: 0, count: count)
+            return p
+        }
+        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.dim); k = make(n * c.kvDim)
+        v = make(n * c.kvDim); attention = make(n * c.dim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
+        weightScratch = make(MatMul.scratchFloats(config: c))
+    }
+
+    func deallocate() { for p in [x, xb, q, k, v, attention, hidden, hidden2, weightScratch] { p.deallocate() } }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import KVLabEngine
+
+/// `kvlab info MODEL`: configuration, tensor table, sizes.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a model's configuration, tensors, sizes and parameter count.")
+
+    @Argument(help: "Model file: llama2.c .bin, .gguf, or a safetensors directory.")
+    var model: String
+
+    @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
+    var tokenizer: String?
+
+    func run() throws {
+        let loaded = try ModelLoader.load(path: model, tokenizerPath: tokenizer)
+        let c = loaded.config
+        let w = loaded.weights
+        print("model        \(c.name)")
+        print("file         \(loaded.path) (\(loaded.format.rawValue))")
+        print("architecture llama: dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
+        print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
+        print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
+        print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
+        print("weights      \(formatBytes(w.residentBytes)) resident")
+        let spec = loaded.tokenizer.spec
+        print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
+        let kvPerToken = 2 * c.layerCount * c.kvDim * 4
+        print("KV cache     \(formatBytes(kvPerToken)) per token at fp32, \(formatBytes(kvPerToken * c.contextLength)) at full context")
+        for (key, value) in loaded.metadata { print("meta         \(key) = \(value)") }
+        print("")
+        let nameWidth = max(4, loaded.tensors.map(\.name.count).max() ?? 0)
+        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  shape          type   bytes")
+        for tensor in loaded.tensors {
+            let shape = tensor.shape.map(String.init).joined(separator: " × ")
+            print(tensor.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
+                  + shape.padding(toLength: 13, withPad: " ", startingAt: 0) + "  "
+                  + tensor.type.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
+        }
+        print("\(loaded.tensors.count) tensors, \(formatBytes(loaded.tensors.reduce(0) { $0 + $1.byteCount })) in the file")
+    }
+}
+
+/// Bytes with a binary unit (B, KiB, MiB, GiB).
+func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes), unit = 0
+    while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}

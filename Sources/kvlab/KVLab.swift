@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import KVLabEngine
+
+/// The `kvlab` command: a terminal workbench for LLM inference memory.
+struct KVLab: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvlab",
+        abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
+        subcommands: [Generate.self, Bench.self, Info.self, Convert.self]
+    )
+}
+
+/// Options naming the model to load, shared by every command that runs one.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Model file: llama2.c .bin, .gguf, or a safetensors directory.")
+    var model: String?
+
+    @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
+    var tokenizer: String?
+
+    @Option(name: .long, help: "Store weights as f32, f16, q8_0, q4_0 or q4_1 (default: as in the file).")
+    var weights: WeightType?
+
+    @Option(name: .long, help: "Threads for matrix products.")
+    var threads: Int = 1
+
+    func validate() throws {
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
+    }
+
+    /// Loads the model, turning any file problem into a one-line error.
+    func load() throws -> LoadedModel {
+        guard let model else {
+            throw CLIError("no --model given, and this build has no embedded default model yet; pass one, e.g. --model ../shared/models/stories260K/stories260K.bin")
+        }
+        return try ModelLoader.load(path: model, tokenizerPath: tokenizer)
+    }
+
+    var engineOptions: EngineOptions { EngineOptions(threads: threads, weightType: weights) }
+}
+
+extension WeightType: ExpressibleByArgument {}
+
+/// A one-line user-facing error.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
