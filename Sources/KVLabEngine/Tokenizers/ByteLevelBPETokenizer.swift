@@ -1,0 +1,254 @@
+/// Byte-level BPE as Hugging Face `tokenizers` and llama.cpp run it for GPT-2, Llama-3, Qwen2 and
+/// SmolLM: special tokens are cut out verbatim, the rest is pre-tokenized by the flavour's regex,
+/// each piece's UTF-8 bytes become GPT-2's printable byte characters, and adjacent symbols are
+/// merged by rank (lowest first, leftmost on ties) until no pair has a merge rule.
+public struct ByteLevelBPETokenizer: Tokenizer {
+    /// The spec this tokenizer was built from.
+    public let spec: TokenizerSpec
+    private let preTokenizer: PreTokenizer
+    /// Token id of each byte's character.
+    private let byteIDs: [Int32]
+    /// Merge rules by `pairKey(left, right)`.
+    private let merges: [UInt64: Merge]
+    /// Ids by token string (first occurrence), for `ignoresMerges` whole-piece lookups.
+    private let ids: [String: Int]
+    /// Control and user-defined tokens by their first UTF-8 byte, longest first.
+    private let specials: [[Special]]
+    /// Decoded bytes of every token.
+    private let tokenBytes: [[UInt8]]
+
+    private struct Merge {
+        var rank: Int32
+        var result: Int32
+    }
+
+    private struct Special {
+        var bytes: [UInt8]
+        var id: Int
+    }
+
+    /// Builds the tables, checking that every byte has a token and every merge's parts and result exist.
+    public init(spec: TokenizerSpec) throws {
+        try spec.validate()
+        self.spec = spec
+        preTokenizer = try PreTokenizer(name: spec.preTokenizer)
+
+        var ids: [String: Int] = [:]
+        for (id, token) in spec.tokens.enumerated() where ids[token] == nil { ids[token] = id }
+        self.ids = ids
+
+        byteIDs = try (0..<256).map { byte in
+            let character = String(Self.byteCharacters[byte])
+            guard let id = ids[character] else {
+                let hex = String(("0" + String(byte, radix: 16, uppercase: true)).suffix(2))
+                throw FormatError("byte-level BPE vocabulary has no token for byte 0x\(hex) (\"\(character)\")")
+            }
+            return Int32(id)
+        }
+
+        var merges: [UInt64: Merge] = [:]
+        merges.reserveCapacity(spec.merges.count)
+        for (rank, rule) in spec.merges.enumerated() {
+            let parts = rule.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw FormatError("merge \(rank) \"\(rule)\" is not two tokens separated by a space")
+            }
+            let left = String(parts[0]), right = String(parts[1])
+            for token in [left, right, left + right] where ids[token] == nil {
+                throw FormatError("merge \(rank) \"\(rule)\" uses \"\(token)\", which is not in the vocabulary")
+            }
+            // A repeated rule keeps its first (highest-priority) rank.
+            let key = Self.pairKey(Int32(ids[left]!), Int32(ids[right]!))
+            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(ids[left + right]!)) }
+        }
+        self.merges = merges
+
+        var specials = [[Special]](repeating: [], count: 256)
+        for (id, token) in spec.tokens.enumerated()
+        where (spec.types[id] == .control || spec.types[id] == .userDefined) && !token.isEmpty {
+            let bytes = Array(token.utf8)
+            specials[Int(bytes[0])].append(Special(bytes: bytes, id: id))
+        }
+        // Longest first gives Hugging Face's leftmost-longest match; equal strings keep the lower id.
+        self.specials = specials.map { $0.sorted { ($0.bytes.count, -$0.id) > ($1.bytes.count, -$1.id) } }
+
+        tokenBytes = spec.tokens.enumerated().map { id, token in
+            if id == spec.bosID || id == spec.eosID { return [] }
+            switch spec.types[id] {
+            case .control, .userDefined: return Array(token.utf8)
+            case .unknown: return []
+            default: return Self.bytes(ofByteLevel: token)
+            }
+        }
+    }
+
+    /// Token ids for `text` (BOS first when the spec says so); special tokens are never split.
+    public func encode(_ text: String) -> [Int] {
+        var out: [Int] = []
+        if spec.addBOS, let bos = spec.bosID { out.append(bos) }
+        let utf8 = Array(text.utf8)
+        // Pieces repeat a lot in real text; remembering them within one call keeps the type immutable.
+        var cache: [ArraySlice<UInt8>: [Int]] = [:]
+        var start = 0
+        var i = 0
+        while i < utf8.count {
+            if let special = specials[Int(utf8[i])].first(where: { utf8[i...].starts(with: $0.bytes) }) {
+                encodeOrdinary(utf8[start..<i], into: &out, cache: &cache)
+                out.append(special.id)
+                i += special.bytes.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        encodeOrdinary(utf8[start...], into: &out, cache: &cache)
+        return out
+    }
+
+    /// The token's bytes: control and user-defined tokens give their text, BOS and EOS nothing.
+    public func decode(_ token: Int, after previous: Int?) -> [UInt8] {
+        guard token >= 0, token < tokenBytes.count else { return [] }
+        return tokenBytes[token]
+    }
+
+    /// Encodes text that holds no special token.
+    private func encodeOrdinary(_ utf8: ArraySlice<UInt8>, into out: inout [Int], cache: inout [ArraySlice<UInt8>: [Int]]) {
+        guard !utf8.isEmpty else { return }
+        for range in preTokenizer.split(utf8) {
+            let piece = utf8[range]
+            if let cached = cache[piece] {
+                out += cached
+            } else {
+                let ids = encodePiece(piece)
+                cache[piece] = ids
+                out += ids
+            }
+        }
+    }
+
+    /// BPE over one pre-token: a linked list of symbols and a heap of candidate merges ordered by
+    /// (rank, position), so long pieces stay O(n log n). Entries made stale by an earlier merge
+    /// are recognised on the way out by their pair no longer being there.
+    private func encodePiece(_ piece: ArraySlice<UInt8>) -> [Int] {
+        if preTokenizer.ignoresMerges, piece.count > 1 {
+            var scalars = String.UnicodeScalarView()
+            for byte in piece { scalars.append(Self.byteCharacters[Int(byte)]) }
+            if let id = ids[String(scalars)] { return [id] }
+        }
+        var symbols = piece.map { byteIDs[Int($0)] }
+        let count = symbols.count
+        guard count > 1 else { return symbols.map(Int.init) }
+        // next[i] == count and previous[i] == -1 mark the ends; merged-away symbols hold -1.
+        var next = Array(1...count)
+        var previous = Array(-1..<(count - 1))
+        var heap = CandidateHeap()
+        func consider(_ i: Int) {
+            let j = next[i]
+            guard j < count, let merge = merges[Self.pairKey(symbols[i], symbols[j])] else { return }
+            heap.push(Candidate(rank: merge.rank, position: Int32(i), left: symbols[i], right: symbols[j], result: merge.result))
+        }
+        for i in 0..<(count - 1) { consider(i) }
+        while let candidate = heap.pop() {
+            let i = Int(candidate.position)
+            let j = next[i]
+            guard symbols[i] == candidate.left, j < count, symbols[j] == candidate.right else { continue }
+            symbols[i] = candidate.result
+            symbols[j] = -1
+            next[i] = next[j]
+            if next[j] < count { previous[next[j]] = i }
+            if previous[i] >= 0 { consider(previous[i]) }
+            consider(i)
+        }
+        var ids: [Int] = []
+        var i = 0
+        while i < count {
+            ids.append(Int(symbols[i]))
+            i = next[i]
+        }
+        return ids
+    }
+
+    private static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
+    /// GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for themselves, the other 68
+    /// bytes (controls, space, DEL, NBSP, soft hyphen) for U+0100 onwards, in byte order.
+    static let byteCharacters: [Unicode.Scalar] = {
+        var next: UInt32 = 0x100
+        return (0..<256).map { (byte: UInt32) -> Unicode.Scalar in
+            if (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte) || (0xAE...0xFF).contains(byte) {
+                return Unicode.Scalar(byte)!
+            }
+            defer { next += 1 }
+            return Unicode.Scalar(next)!
+        }
+    }()
+
+    /// Byte of each scalar value in `byteCharacters` (indexed by value), -1 elsewhere.
+    private static let characterBytes: [Int16] = {
+        var table = [Int16](repeating: -1, count: 0x144)
+        for (byte, scalar) in byteCharacters.enumerated() { table[Int(scalar.value)] = Int16(byte) }
+        return table
+    }()
+
+    /// A byte-level token string's bytes; a token with characters outside the table (not made by
+    /// byte-level BPE) stands for its own UTF-8, as Hugging Face's ByteLevel decoder has it.
+    private static func bytes(ofByteLevel token: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for scalar in token.unicodeScalars {
+            let value = Int(scalar.value)
+            guard value < characterBytes.count, characterBytes[value] >= 0 else { return Array(token.utf8) }
+            bytes.append(UInt8(characterBytes[value]))
+        }
+        return bytes
+    }
+}
+
+/// A possible merge of the symbols at `position` and after it, as they were when it was found.
+private struct Candidate {
+    var rank: Int32
+    var position: Int32
+    var left: Int32
+    var right: Int32
+    var result: Int32
+
+    func precedes(_ other: Candidate) -> Bool {
+        rank != other.rank ? rank < other.rank : position < other.position
+    }
+}
+
+/// A binary min-heap of candidates, lowest rank (then leftmost) on top.
+private struct CandidateHeap {
+    private var items: [Candidate] = []
+
+    mutating func push(_ candidate: Candidate) {
+        items.append(candidate)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].precedes(items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Candidate? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < items.count, items[left].precedes(items[smallest]) { smallest = left }
+                if right < items.count, items[right].precedes(items[smallest]) { smallest = right }
+                if smallest == parent { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return top
+    }
+}
