@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// The `kvlab` executable as a user runs it: exit codes, one-line errors, streamed output.
+@Suite struct CLITests {
+    static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    static let stories = shared.appendingPathComponent("models/stories260K/stories260K.bin").path
+    static let haveStories = FileManager.default.fileExists(atPath: stories)
+
+    /// The kvlab binary built beside the test bundle.
+    static let binary: String = {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kvlab").path
+        if FileManager.default.isExecutableFile(atPath: besideTests) { return besideTests }
+        return packageRoot.appendingPathComponent(".build/debug/kvlab").path
+    }()
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], rawArguments: [Data] = []) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test func missingModelFileIsOneLineNamingIt() throws {
+        let result = try Self.run(["generate", "--model", "/nonexistent/model.gguf", "-n", "4"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("/nonexistent/model.gguf: no such file"))
+        #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+    }
+
+    @Test func noModelSaysHowToPassOne() throws {
+        let result = try Self.run(["generate", "-n", "4"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--model"))
+    }
+
+    @Test func garbageFileIsRejectedCleanly() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-garbage-\(UUID()).gguf").path
+        FileManager.default.createFile(atPath: path, contents: Data("GGUF this is not a model".utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Self.run(["info", path])
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("Error: \(path): "))
+    }
+
+    @Test func badFlagsAreValidationErrors() throws {
+        #expect(try Self.run(["generate", "--threads", "0"]).status != 0)
+        #expect(try Self.run(["generate", "--temperature", "-1"]).status != 0)
+        #expect(try Self.run(["generate", "--weights", "q3_k"]).status != 0)
+    }
+
+    @Test func invalidUTF8ArgumentIsRefused() throws {
+        // Foundation's Process takes Strings; pass the raw bytes through a shell's printf.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "exec \"$0\" generate --prompt \"$(printf '\\377\\376')\"", Self.binary]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = Pipe()
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(stderr.contains("not valid UTF-8"))
+    }
+
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func generateStreamsGreedyText() throws {
+        let result = try Self.run(["generate", "--model", Self.stories, "--prompt", "Once upon a time", "-n", "20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("Once upon a time, there was a little girl named Lily."))
+    }
+
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func samplingIsDeterministicForASeed() throws {
+        let arguments = ["generate", "--model", Self.stories, "-n", "40", "--temperature", "0.9", "--top-p", "0.9", "--seed", "5"]
+        let first = try Self.run(arguments), second = try Self.run(arguments)
+        let other = try Self.run(arguments.dropLast() + ["6"])
+        #expect(first.status == 0 && first.stdout == second.stdout)
+        #expect(first.stdout != other.stdout)
+    }
+
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func infoPrintsConfigurationAndTensors() throws {
+        let result = try Self.run(["info", Self.stories])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("dim 64, hidden 172, layers 5, heads 8, KV heads 4"))
+        #expect(result.stdout.contains("parameters   260,032"))
+        #expect(result.stdout.contains("blk.4.ffn_down.weight"))
+    }
+}
