@@ -47,6 +47,6 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
-        .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"]),
+        .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]
 )

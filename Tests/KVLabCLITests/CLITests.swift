@@ -104,4 +104,37 @@ import Testing
         #expect(result.stdout.contains("parameters   260,032"))
         #expect(result.stdout.contains("blk.4.ffn_down.weight"))
     }
+
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func decodeLoopDoesNotAllocate() throws {
+        // Count mallocs of whole `kvlab bench` processes through an LD_PRELOAD counter: each extra
+        // run decodes 256 tokens, so per-token allocation would add at least 256 per run.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-malloc-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let library = directory.appendingPathComponent("count.so").path
+        let source = Self.packageRoot.appendingPathComponent("Tests/KVLabCLITests/Support/malloc_count.c").path
+        let compiler = Process()
+        compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        compiler.arguments = ["cc", "-O2", "-shared", "-fPIC", "-o", library, source, "-ldl"]
+        try compiler.run()
+        compiler.waitUntilExit()
+        try #require(compiler.terminationStatus == 0, "cannot build the malloc counter with cc")
+        func mallocs(runs: Int) throws -> Int {
+            let countFile = directory.appendingPathComponent("count-\(runs)").path
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            process.arguments = ["bench", "--model", Self.stories, "--runs", "\(runs)", "--tokens", "256", "--prompt-tokens", "1"]
+            process.environment = ["LD_PRELOAD": library, "MALLOC_COUNT_FILE": countFile]
+            process.standardOutput = Pipe()
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let text = try String(contentsOfFile: countFile, encoding: .utf8)
+            return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let few = try mallocs(runs: 1), many = try mallocs(runs: 5)
+        let perRun = Double(many - few) / 4
+        #expect(perRun < 64, "\(perRun) mallocs per extra run of 256 decode steps (+1 prefill)")
+    }
 }
