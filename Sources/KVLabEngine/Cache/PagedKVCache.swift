@@ -112,19 +112,30 @@ public final class PagedKVCache: KVCache {
                 page += 1
             }
             for g in 0..<group { Vector.softmax(scores + g * scoreStride, count: visible) }
-            let out = output + head * group * hd
-            out.update(repeating: 0, count: group * hd)
-            first = 0
-            page = 0
-            while first < visible {
-                let values = pool.pointer(table[page]) + pageSize * hd
-                for slot in 0..<min(pageSize, visible - first) {
-                    for g in 0..<group {
-                        Vector.addScaled(out + g * hd, values + slot * hd, scores[g * scoreStride + first + slot], hd)
+            // P·V with each 8-channel slice of the output kept in a register across all entries.
+            for g in 0..<group {
+                let probabilities = scores + g * scoreStride
+                let out = output + (head * group + g) * hd
+                for slice in stride(from: 0, to: hd, by: 8) {
+                    let width = min(8, hd - slice)
+                    var acc = SIMD8<Float>()
+                    first = 0
+                    page = 0
+                    while first < visible {
+                        let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * hd + slice)
+                        for slot in 0..<min(pageSize, visible - first) {
+                            let p = probabilities[first + slot]
+                            if width == 8 {
+                                acc += p * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
+                            } else {
+                                for c in 0..<width { acc[c] += p * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
+                            }
+                        }
+                        first += pageSize
+                        page += 1
                     }
+                    for c in 0..<width { out[slice + c] = acc[c] }
                 }
-                first += pageSize
-                page += 1
             }
             ledger.read(.keys, visible * hd * 4)
             ledger.read(.values, visible * hd * 4)
