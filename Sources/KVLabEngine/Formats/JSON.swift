@@ -349,7 +349,15 @@ extension JSONValue {
         return out
     }
 
-    private func render(into out: inout String, indent: Int) {
+    /// JSON on one line without spaces (safetensors headers).
+    func compactText() -> String {
+        var out = ""
+        render(into: &out, indent: nil)
+        return out
+    }
+
+    /// Renders pretty-printed at `indent`, or compactly when `indent` is nil.
+    private func render(into out: inout String, indent: Int?) {
         switch self {
         case .null: out += "null"
         case .bool(let value): out += value ? "true" : "false"
@@ -357,41 +365,41 @@ extension JSONValue {
         case .number(let value): out += value.isFinite ? "\(value)" : "null"
         case .string(let value): Self.renderString(value, into: &out)
         case .array(let elements):
-            if elements.isEmpty {
-                out += "[]"
-            } else if elements.count <= 4, elements.allSatisfy(\.isScalar) {
-                out += "["
-                for (i, element) in elements.enumerated() {
-                    if i > 0 { out += ", " }
-                    element.render(into: &out, indent: indent)
-                }
-                out += "]"
-            } else {
-                let pad = String(repeating: " ", count: indent + 2)
-                out += "[\n"
-                for (i, element) in elements.enumerated() {
-                    out += pad
-                    element.render(into: &out, indent: indent + 2)
-                    out += i + 1 < elements.count ? ",\n" : "\n"
-                }
-                out += String(repeating: " ", count: indent) + "]"
+            let inline = indent == nil || elements.count <= 4 && elements.allSatisfy(\.isScalar)
+            renderContainer(elements, open: "[", close: "]", inline: inline, into: &out, indent: indent) { element, out, indent in
+                element.render(into: &out, indent: indent)
             }
         case .object(let members):
-            if members.isEmpty {
-                out += "{}"
-                return
-            }
-            let pad = String(repeating: " ", count: indent + 2)
-            out += "{\n"
-            for (i, member) in members.enumerated() {
-                out += pad
+            renderContainer(members, open: "{", close: "}", inline: indent == nil, into: &out, indent: indent) { member, out, indent in
                 Self.renderString(member.key, into: &out)
-                out += ": "
-                member.value.render(into: &out, indent: indent + 2)
-                out += i + 1 < members.count ? ",\n" : "\n"
+                out += indent == nil ? ":" : ": "
+                member.value.render(into: &out, indent: indent)
             }
-            out += String(repeating: " ", count: indent) + "}"
         }
+    }
+
+    private func renderContainer<Element>(_ elements: [Element], open: String, close: String, inline: Bool,
+                                          into out: inout String, indent: Int?,
+                                          element render: (Element, inout String, Int?) -> Void) {
+        out += open
+        defer { out += close }
+        guard !elements.isEmpty else { return }
+        if inline {
+            for (i, element) in elements.enumerated() {
+                if i > 0 { out += indent == nil ? "," : ", " }
+                render(element, &out, indent)
+            }
+            return
+        }
+        let inner = (indent ?? 0) + 2
+        let pad = String(repeating: " ", count: inner)
+        out += "\n"
+        for (i, element) in elements.enumerated() {
+            out += pad
+            render(element, &out, inner)
+            out += i + 1 < elements.count ? ",\n" : "\n"
+        }
+        out += String(repeating: " ", count: indent ?? 0)
     }
 
     private var isScalar: Bool {
