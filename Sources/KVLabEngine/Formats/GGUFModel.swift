@@ -1,0 +1,371 @@
+import Foundation
+
+/// llama.cpp's GGUF format (version 3 written; 2 and 3 read): the `llama` architecture, tensors in
+/// f32, f16, q8_0, q4_0 and q4_1, and the `llama` (SentencePiece) or `gpt2` (byte-level BPE)
+/// tokenizer stored in the metadata.
+enum GGUFModel {
+    /// Parses a GGUF file already read into memory (mutation tests call this without touching disk).
+    static func load(path: String, data: Data) throws -> LoadedModel {
+        try withFileContext(path) {
+            try data.withUnsafeBytes { bytes in
+                let file = try GGUFFile(bytes)
+                return try assemble(file, bytes: bytes, path: path)
+            }
+        }
+    }
+
+    /// Writes `model` as a GGUF v3 file that llama.cpp (and the `gguf` Python package) reads.
+    static func write(_ model: LoadedModel, to path: String) throws {
+        let chunks = try withFileContext(path) { try encode(model.weights, tokenizer: model.tokenizer.spec) }
+        try writeChunks(chunks, to: path)
+    }
+
+    // MARK: - Reading
+
+    /// The tensor names every llama model needs; `output.weight` is optional (tied classifier).
+    static func requiredTensorNames(layerCount: Int) -> [String] {
+        var names = ["token_embd.weight", "output_norm.weight"]
+        for i in 0..<layerCount {
+            names += ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_down", "ffn_up"]
+                .map { "blk.\(i).\($0).weight" }
+        }
+        return names
+    }
+
+    private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, path: String) throws -> LoadedModel {
+        let metadata = GGUFMetadata(file: file)
+        guard let architecture = try metadata.string("general.architecture") else {
+            throw FormatError("has no general.architecture")
+        }
+        guard architecture == "llama" else {
+            throw FormatError("architecture \(architecture) is not supported (kvlab runs llama-family models)")
+        }
+        let spec = try tokenizerSpec(metadata)
+        let config = try modelConfig(metadata, vocabularySize: spec.tokens.count,
+                                     defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+
+        let tensors = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let missing = requiredTensorNames(layerCount: config.layerCount).filter { tensors[$0] == nil }
+        if !missing.isEmpty {
+            let listed = missing.prefix(4).joined(separator: ", ")
+            throw FormatError("missing tensor\(missing.count > 1 ? "s" : "") \(listed)"
+                + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
+        }
+        func data(_ info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: bytes[info.range])
+        }
+        func matrix(_ name: String) throws -> WeightMatrix {
+            guard let info = tensors[name] else { throw FormatError("missing tensor \(name)") }
+            guard info.dims.dropFirst(2).allSatisfy({ $0 == 1 }), info.dims.count >= 2 else {
+                throw FormatError("tensor \(name) has shape \(info.shape), expected a matrix")
+            }
+            do {
+                return try WeightMatrix(rows: info.dims[1], cols: info.dims[0], type: info.type, encoded: data(info))
+            } catch let error as FormatError {
+                throw FormatError("tensor \(name): \(error.problem)")
+            }
+        }
+        func vector(_ name: String) throws -> [Float] {
+            guard let info = tensors[name] else { throw FormatError("missing tensor \(name)") }
+            guard info.dims.dropFirst().allSatisfy({ $0 == 1 }) else {
+                throw FormatError("tensor \(name) has shape \(info.shape), expected a vector")
+            }
+            switch info.type {
+            case .f32, .f16:
+                let matrix = try WeightMatrix(rows: 1, cols: info.dims[0], type: info.type, encoded: data(info))
+                return matrix.decodedValues()
+            default:
+                throw FormatError("tensor \(name) is \(info.type.rawValue); norm weights must be f32 or f16")
+            }
+        }
+
+        let embedding = try matrix("token_embd.weight")
+        let layers = try (0..<config.layerCount).map { i in
+            let prefix = "blk.\(i)."
+            return LayerWeights(
+                attentionNorm: try vector(prefix + "attn_norm.weight"), query: try matrix(prefix + "attn_q.weight"),
+                key: try matrix(prefix + "attn_k.weight"), value: try matrix(prefix + "attn_v.weight"),
+                attentionOutput: try matrix(prefix + "attn_output.weight"), ffnNorm: try vector(prefix + "ffn_norm.weight"),
+                ffnGate: try matrix(prefix + "ffn_gate.weight"), ffnDown: try matrix(prefix + "ffn_down.weight"),
+                ffnUp: try matrix(prefix + "ffn_up.weight"))
+        }
+        let output = tensors["output.weight"] == nil ? embedding : try matrix("output.weight")
+        let weights = try ModelWeights(config: config, tokenEmbedding: embedding, layers: layers,
+                                       outputNorm: try vector("output_norm.weight"), output: output)
+        let tokenizer = try spec.makeTokenizer()
+
+        var shown: [(String, String)] = [("gguf.version", "\(file.version)")]
+        for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix("llama.") {
+            if case .array = value { continue }
+            shown.append((key, value.displayText))
+        }
+        shown.append(("tokenizer.ggml.model", spec.model.rawValue))
+        if spec.model == .byteLevelBPE { shown.append(("tokenizer.ggml.pre", spec.preTokenizer)) }
+        shown.append(("vocabulary", "\(spec.tokens.count) tokens"))
+        return LoadedModel(
+            weights: weights, tokenizer: tokenizer, format: .gguf, path: path,
+            tensors: file.tensors.map { TensorInfo(name: $0.name, shape: $0.shape, type: $0.type, byteCount: $0.range.count) },
+            metadata: shown)
+    }
+
+    private static func modelConfig(_ metadata: GGUFMetadata, vocabularySize: Int, defaultName: String) throws -> ModelConfig {
+        let headCount = try metadata.requiredInteger("llama.attention.head_count")
+        let config = ModelConfig(
+            name: try metadata.string("general.name") ?? defaultName,
+            dim: try metadata.requiredInteger("llama.embedding_length"),
+            hiddenDim: try metadata.requiredInteger("llama.feed_forward_length"),
+            layerCount: try metadata.requiredInteger("llama.block_count"),
+            headCount: headCount,
+            kvHeadCount: try metadata.integer("llama.attention.head_count_kv") ?? headCount,
+            vocabSize: vocabularySize,
+            contextLength: try metadata.requiredInteger("llama.context_length"),
+            ropeTheta: try metadata.float("llama.rope.freq_base") ?? 10000,
+            rmsEps: Float(try metadata.requiredFloat("llama.attention.layer_norm_rms_epsilon")),
+            ropeStyle: .interleaved)
+        if let declared = try metadata.integer("llama.vocab_size"), declared != vocabularySize {
+            throw FormatError("llama.vocab_size is \(declared) but the tokenizer has \(vocabularySize) tokens")
+        }
+        try config.validate()
+        if let rotary = try metadata.integer("llama.rope.dimension_count"), rotary != config.headDim {
+            throw FormatError("llama.rope.dimension_count \(rotary) differs from the head size \(config.headDim); partial RoPE is not supported")
+        }
+        if let scaling = try metadata.string("llama.rope.scaling.type"), scaling != "none" {
+            throw FormatError("RoPE scaling \(scaling) is not supported")
+        }
+        return config
+    }
+
+    private static func tokenizerSpec(_ metadata: GGUFMetadata) throws -> TokenizerSpec {
+        guard let modelName = try metadata.string("tokenizer.ggml.model") else {
+            throw FormatError("has no tokenizer (tokenizer.ggml.model missing)")
+        }
+        guard let model = TokenizerSpec.Model(rawValue: modelName) else {
+            throw FormatError("tokenizer model \(modelName) is not supported (llama or gpt2)")
+        }
+        guard let tokens = try metadata.strings("tokenizer.ggml.tokens") else {
+            throw FormatError("has no tokenizer vocabulary (tokenizer.ggml.tokens missing)")
+        }
+        var scores: [Float] = []
+        if model == .sentencePiece {
+            // llama.cpp treats missing scores as 0; kvlab does the same.
+            scores = try metadata.floats("tokenizer.ggml.scores") ?? Array(repeating: 0, count: tokens.count)
+            guard scores.count == tokens.count else {
+                throw FormatError("tokenizer has \(scores.count) scores for \(tokens.count) tokens")
+            }
+            if let bad = scores.firstIndex(where: { !$0.isFinite }) { throw FormatError("token \(bad) has a non-finite score") }
+        }
+        var types: [TokenType] = Array(repeating: .normal, count: tokens.count)
+        if let raw = try metadata.integers("tokenizer.ggml.token_type") {
+            guard raw.count == tokens.count else {
+                throw FormatError("tokenizer has \(raw.count) token types for \(tokens.count) tokens")
+            }
+            types = try raw.enumerated().map { id, value in
+                // 0 is llama.cpp's "undefined", which it treats as normal.
+                if value == 0 { return .normal }
+                guard let type = Int32(exactly: value).flatMap(TokenType.init(rawValue:)) else {
+                    throw FormatError("token \(id) has unknown token type \(value)")
+                }
+                return type
+            }
+        }
+        var merges: [String] = []
+        var preTokenizer = "default"
+        if model == .byteLevelBPE {
+            guard let list = try metadata.strings("tokenizer.ggml.merges") else {
+                throw FormatError("gpt2 tokenizer has no merges (tokenizer.ggml.merges missing)")
+            }
+            merges = list
+            preTokenizer = try metadata.string("tokenizer.ggml.pre") ?? "default"
+        }
+        let spec = TokenizerSpec(
+            model: model, tokens: tokens, scores: scores, types: types, merges: merges,
+            bosID: try metadata.integer("tokenizer.ggml.bos_token_id"),
+            eosID: try metadata.integer("tokenizer.ggml.eos_token_id"),
+            unknownID: try metadata.integer("tokenizer.ggml.unknown_token_id"),
+            addBOS: try metadata.bool("tokenizer.ggml.add_bos_token") ?? (model == .sentencePiece),
+            preTokenizer: preTokenizer)
+        try spec.validate()
+        return spec
+    }
+
+    // MARK: - Writing
+
+    /// The file as chunks: header and metadata, then each tensor's data padded to the alignment.
+    static func encode(_ modelWeights: ModelWeights, tokenizer spec: TokenizerSpec) throws -> [OutputChunk] {
+        // GGUF models use the interleaved RoPE convention.
+        let weights = modelWeights.withRoPEStyle(.interleaved)
+        let c = weights.config
+        try c.validate()
+        try spec.validate(vocabSize: c.vocabSize)
+        let alignment = GGUFFile.defaultAlignment
+
+        var tensors: [(name: String, dims: [Int], type: WeightType, chunk: OutputChunk)] = []
+        for (name, matrix) in weights.namedMatrices {
+            tensors.append((name, [matrix.cols, matrix.rows], matrix.type, .matrix(matrix)))
+        }
+        for (name, values) in weights.namedNorms {
+            var data = ByteWriter()
+            for value in values { data.writeFloat(value) }
+            tensors.append((name, [values.count], .f32, .data(data.data)))
+        }
+
+        var header = ByteWriter()
+        header.write(GGUFFile.magic)
+        header.write(UInt32(3))
+        let metadata = metadataEntries(weights, spec: spec, alignment: alignment)
+        header.write(UInt64(tensors.count))
+        header.write(UInt64(metadata.count))
+        for (key, value) in metadata {
+            header.writeGGUFString(key)
+            header.writeGGUFValue(value)
+        }
+        var offset = 0
+        for tensor in tensors {
+            header.writeGGUFString(tensor.name)
+            header.write(UInt32(tensor.dims.count))
+            for dim in tensor.dims { header.write(UInt64(dim)) }
+            header.write(tensor.type.ggmlTypeID)
+            header.write(UInt64(offset))
+            offset += padded(tensor.chunk.count, to: alignment)
+        }
+        header.pad(toMultipleOf: alignment)
+
+        var chunks: [OutputChunk] = [.data(header.data)]
+        for tensor in tensors {
+            chunks.append(tensor.chunk)
+            let padding = padded(tensor.chunk.count, to: alignment) - tensor.chunk.count
+            if padding > 0 { chunks.append(.data(Data(count: padding))) }
+        }
+        return chunks
+    }
+
+    private static func padded(_ count: Int, to alignment: Int) -> Int {
+        (count + alignment - 1) / alignment * alignment
+    }
+
+    private static func metadataEntries(_ weights: ModelWeights, spec: TokenizerSpec, alignment: Int) -> [(String, GGUFValue)] {
+        let c = weights.config
+        func u32(_ value: Int) -> GGUFValue { .uint32(UInt32(clamping: value)) }
+        // llama.cpp's LLAMA_FTYPE for the type most matrices use (the attention projections).
+        let mainType = weights.layers.first?.query.type ?? weights.tokenEmbedding.type
+        let fileType: UInt32 = switch mainType {
+        case .f32: 0
+        case .f16: 1
+        case .q4_0: 2
+        case .q4_1: 3
+        case .q8_0: 7
+        }
+        var entries: [(String, GGUFValue)] = [
+            ("general.architecture", .string("llama")),
+            ("general.name", .string(c.name)),
+            ("general.alignment", u32(alignment)),
+            ("general.file_type", .uint32(fileType)),
+        ]
+        if weights.namedMatrices.contains(where: { $0.1.type.blockSize > 1 }) {
+            entries.append(("general.quantization_version", .uint32(2)))
+        }
+        entries += [
+            ("llama.vocab_size", u32(c.vocabSize)),
+            ("llama.context_length", u32(c.contextLength)),
+            ("llama.embedding_length", u32(c.dim)),
+            ("llama.block_count", u32(c.layerCount)),
+            ("llama.feed_forward_length", u32(c.hiddenDim)),
+            ("llama.rope.dimension_count", u32(c.headDim)),
+            ("llama.attention.head_count", u32(c.headCount)),
+            ("llama.attention.head_count_kv", u32(c.kvHeadCount)),
+            ("llama.rope.freq_base", .float32(Float(c.ropeTheta))),
+            ("llama.attention.layer_norm_rms_epsilon", .float32(c.rmsEps)),
+            ("tokenizer.ggml.model", .string(spec.model.rawValue)),
+            ("tokenizer.ggml.tokens", .array(.string, spec.tokens.map { .string($0) })),
+        ]
+        if spec.model == .sentencePiece {
+            entries.append(("tokenizer.ggml.scores", .array(.float32, spec.scores.map { .float32($0) })))
+        }
+        entries.append(("tokenizer.ggml.token_type", .array(.int32, spec.types.map { .int32($0.rawValue) })))
+        if spec.model == .byteLevelBPE {
+            entries.append(("tokenizer.ggml.merges", .array(.string, spec.merges.map { .string($0) })))
+            entries.append(("tokenizer.ggml.pre", .string(spec.preTokenizer)))
+        }
+        for (key, id) in [("bos", spec.bosID), ("eos", spec.eosID), ("unknown", spec.unknownID)] {
+            if let id { entries.append(("tokenizer.ggml.\(key)_token_id", u32(id))) }
+        }
+        entries.append(("tokenizer.ggml.add_bos_token", .bool(spec.addBOS)))
+        return entries
+    }
+}
+
+/// Typed access to GGUF metadata: an absent key is nil, a key of the wrong type is an error
+/// naming it (any integer width is accepted where an integer is expected).
+struct GGUFMetadata {
+    let file: GGUFFile
+
+    func string(_ key: String) throws -> String? {
+        guard let value = file[key] else { return nil }
+        guard case .string(let text) = value else { throw wrongType(key, value, expected: "a string") }
+        return text
+    }
+
+    func integer(_ key: String) throws -> Int? {
+        guard let value = file[key] else { return nil }
+        guard let integer = value.integer else {
+            if case .uint64(let big) = value { throw FormatError("metadata \(key) value \(big) is out of range") }
+            throw wrongType(key, value, expected: "an integer")
+        }
+        return integer
+    }
+
+    func requiredInteger(_ key: String) throws -> Int {
+        guard let value = try integer(key) else { throw FormatError("missing metadata key \(key)") }
+        return value
+    }
+
+    /// A float key; integer values are accepted too.
+    func float(_ key: String) throws -> Double? {
+        guard let value = file[key] else { return nil }
+        guard let number = value.floatingPoint ?? value.integer.map(Double.init) else {
+            throw wrongType(key, value, expected: "a number")
+        }
+        return number
+    }
+
+    func requiredFloat(_ key: String) throws -> Double {
+        guard let value = try float(key) else { throw FormatError("missing metadata key \(key)") }
+        return value
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let value = file[key] else { return nil }
+        guard case .bool(let flag) = value else { throw wrongType(key, value, expected: "a boolean") }
+        return flag
+    }
+
+    func strings(_ key: String) throws -> [String]? {
+        guard let value = file[key] else { return nil }
+        guard case .array(.string, let values) = value else { throw wrongType(key, value, expected: "an array of strings") }
+        return values.map { if case .string(let text) = $0 { text } else { "" } }
+    }
+
+    func floats(_ key: String) throws -> [Float]? {
+        guard let value = file[key] else { return nil }
+        guard case .array(let element, let values) = value, element == .float32 || element == .float64 else {
+            throw wrongType(key, value, expected: "an array of floats")
+        }
+        return values.map { Float($0.floatingPoint ?? 0) }
+    }
+
+    func integers(_ key: String) throws -> [Int]? {
+        guard let value = file[key] else { return nil }
+        guard case .array(let element, let values) = value, element != .float32, element != .float64,
+              element != .bool, element != .string else {
+            throw wrongType(key, value, expected: "an array of integers")
+        }
+        return try values.map { element in
+            guard let integer = element.integer else { throw FormatError("metadata \(key) holds an out-of-range integer") }
+            return integer
+        }
+    }
+
+    private func wrongType(_ key: String, _ value: GGUFValue, expected: String) -> FormatError {
+        FormatError("metadata \(key) is \(value.typeDescription), expected \(expected)")
+    }
+}

@@ -1,0 +1,444 @@
+import Foundation
+
+/// Hugging Face checkpoints: a directory with `config.json` (LlamaForCausalLM), the weights in
+/// `model.safetensors` or in shards listed by `model.safetensors.index.json`, and
+/// `tokenizer.json` (+ optional `tokenizer_config.json`). HF checkpoints permute q/k rows for the
+/// half-rotation RoPE convention, so loaded models run with `ropeStyle = .halfRotation`.
+enum SafetensorsModel {
+    static let configFile = "config.json"
+    static let weightsFile = "model.safetensors"
+    static let indexFile = "model.safetensors.index.json"
+    static let tokenizerFile = "tokenizer.json"
+    static let tokenizerConfigFile = "tokenizer_config.json"
+
+    /// Where a model's files come from: the disk, or memory in tests.
+    struct Source {
+        var directory: String
+        /// The named file's bytes, or nil when there is no such file.
+        var read: (String) throws -> Data?
+
+        func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+
+        /// Files in a directory on disk, memory-mapped.
+        static func disk(_ directory: String) -> Source {
+            Source(directory: directory) { name in
+                let path = (directory as NSString).appendingPathComponent(name)
+                return FileManager.default.fileExists(atPath: path) ? try readFile(path) : nil
+            }
+        }
+    }
+
+    /// Loads a model directory, or the directory of a `.safetensors` / `.safetensors.index.json` path.
+    static func load(path: String) throws -> LoadedModel {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        guard exists else { throw FileError(path: path, problem: "no such file or directory") }
+        if isDirectory.boolValue { return try load(.disk(path), weights: nil, displayPath: path) }
+        let url = URL(fileURLWithPath: path)
+        return try load(.disk(url.deletingLastPathComponent().path), weights: url.lastPathComponent, displayPath: path)
+    }
+
+    /// Loads from `source`; `weights` names the file the user pointed at (a single safetensors file,
+    /// or an index), nil to look for `model.safetensors.index.json`, then `model.safetensors`.
+    static func load(_ source: Source, weights requested: String?, displayPath: String) throws -> LoadedModel {
+        let configPath = source.path(configFile)
+        guard let configData = try source.read(configFile) else {
+            throw FileError(path: configPath, problem: "no such file (a safetensors model directory needs config.json)")
+        }
+        let configJSON = try withFileContext(configPath) { try JSONValue.parse(configData) }
+        let defaultName = URL(fileURLWithPath: source.directory).lastPathComponent
+        let hf = try withFileContext(configPath) { try HFConfig(configJSON, defaultName: defaultName) }
+
+        let store = try TensorStore(source, requested: requested)
+        let spec = try tokenizerSpec(source, modelConfig: configJSON, vocabularySize: hf.config.vocabSize)
+        let weights = try assemble(hf, store: store)
+        let tokenizer = try withFileContext(source.path(tokenizerFile)) { try spec.makeTokenizer() }
+
+        var shown: [(String, String)] = hf.shownMetadata
+        shown.append(("tokenizer", spec.model == .sentencePiece
+            ? "BPE, SentencePiece-style" : "BPE, byte-level (\(spec.preTokenizer))"))
+        shown.append(("vocabulary", "\(spec.tokens.count) tokens"))
+        if store.shards.count > 1 { shown.append(("shards", "\(store.shards.count)")) }
+        return LoadedModel(weights: weights, tokenizer: tokenizer, format: .safetensors, path: displayPath,
+                           tensors: store.tensorInfos, metadata: shown)
+    }
+
+    private static func tokenizerSpec(_ source: Source, modelConfig: JSONValue, vocabularySize: Int) throws -> TokenizerSpec {
+        let path = source.path(tokenizerFile)
+        guard let data = try source.read(tokenizerFile) else {
+            throw FileError(path: path, problem: "no such file (kvlab needs the model's tokenizer.json)")
+        }
+        let configPath = source.path(tokenizerConfigFile)
+        let tokenizerConfig = try source.read(tokenizerConfigFile).map { data in
+            try withFileContext(configPath) { try JSONValue.parse(data) }
+        }
+        return try withFileContext(path) {
+            var spec = try HFTokenizer.spec(tokenizer: try JSONValue.parse(data), tokenizerConfig: tokenizerConfig,
+                                            modelConfig: modelConfig)
+            guard spec.tokens.count <= vocabularySize else {
+                throw FormatError("has \(spec.tokens.count) tokens, more than config.json's vocab_size \(vocabularySize)")
+            }
+            // Embedding tables are often padded past the tokenizer; llama.cpp fills the gap with
+            // unused [PADn] tokens, and so does kvlab.
+            for id in spec.tokens.count..<vocabularySize {
+                spec.tokens.append("[PAD\(id)]")
+                spec.types.append(.unused)
+                if spec.model == .sentencePiece { spec.scores.append(HFTokenizer.unmergedScore) }
+            }
+            return spec
+        }
+    }
+
+    /// The engine's weights from the HF tensors (names `model.layers.N.self_attn.q_proj.weight` etc.).
+    private static func assemble(_ hf: HFConfig, store: TensorStore) throws -> ModelWeights {
+        let c = hf.config
+        var required = ["model.embed_tokens.weight", "model.norm.weight"]
+        for i in 0..<c.layerCount { required += layerTensorNames(i).map(\.hf) }
+        if !hf.tiedEmbeddings { required.append("lm_head.weight") }
+        let missing = required.filter { store.tensors[$0] == nil }
+        if !missing.isEmpty {
+            throw FileError(path: store.weightsPath, problem: "missing tensor\(missing.count > 1 ? "s" : "") "
+                + missing.prefix(4).joined(separator: ", ") + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
+        }
+        if let bias = store.tensors.keys.sorted().first(where: { $0.hasPrefix("model.layers.") && $0.hasSuffix(".bias") }) {
+            throw FileError(path: store.weightsPath, problem: "tensor \(bias) is a bias, which llama models do not have")
+        }
+        let embedding = try store.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.dim)
+        let layers = try (0..<c.layerCount).map { i in
+            let p = "model.layers.\(i)."
+            return LayerWeights(
+                attentionNorm: try store.vector(p + "input_layernorm.weight", count: c.dim),
+                query: try store.matrix(p + "self_attn.q_proj.weight", rows: c.dim, cols: c.dim),
+                key: try store.matrix(p + "self_attn.k_proj.weight", rows: c.kvDim, cols: c.dim),
+                value: try store.matrix(p + "self_attn.v_proj.weight", rows: c.kvDim, cols: c.dim),
+                attentionOutput: try store.matrix(p + "self_attn.o_proj.weight", rows: c.dim, cols: c.dim),
+                ffnNorm: try store.vector(p + "post_attention_layernorm.weight", count: c.dim),
+                ffnGate: try store.matrix(p + "mlp.gate_proj.weight", rows: c.hiddenDim, cols: c.dim),
+                ffnDown: try store.matrix(p + "mlp.down_proj.weight", rows: c.dim, cols: c.hiddenDim),
+                ffnUp: try store.matrix(p + "mlp.up_proj.weight", rows: c.hiddenDim, cols: c.dim))
+        }
+        let output = hf.tiedEmbeddings ? embedding : try store.matrix("lm_head.weight", rows: c.vocabSize, cols: c.dim)
+        let norm = try store.vector("model.norm.weight", count: c.dim)
+        do {
+            return try ModelWeights(config: c, tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output)
+        } catch let error as FormatError {
+            throw FileError(path: store.weightsPath, problem: hfNames(in: error.problem, layerCount: c.layerCount))
+        }
+    }
+
+    /// `problem` with the GGUF tensor names that `ModelWeights` reports replaced by their HF names.
+    static func hfNames(in problem: String, layerCount: Int) -> String {
+        var pairs = [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")]
+        for i in 0..<layerCount {
+            pairs += layerTensorNames(i).map { (String($0.gguf.dropLast(".weight".count)), String($0.hf.dropLast(".weight".count))) }
+        }
+        let words = problem.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        guard words.count > 1, words[0] == "tensor" else { return problem }
+        let name = words[1].hasSuffix(".weight") ? String(words[1].dropLast(".weight".count)) : words[1]
+        guard let hf = pairs.first(where: { $0.0 == name })?.1 else { return problem }
+        return (["tensor", hf + ".weight"] + words.dropFirst(2)).joined(separator: " ")
+    }
+
+    /// Per-layer tensor names: Hugging Face's and the GGUF name of the same weight.
+    static func layerTensorNames(_ layer: Int) -> [(hf: String, gguf: String)] {
+        [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
+         ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"),
+         ("mlp.gate_proj", "ffn_gate"), ("mlp.down_proj", "ffn_down"), ("mlp.up_proj", "ffn_up")]
+            .map { ("model.layers.\(layer).\($0.0).weight", "blk.\(layer).\($0.1).weight") }
+    }
+
+    // MARK: - Writing
+
+    /// Writes `model` as a directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
+    static func write(_ model: LoadedModel, to path: String) throws {
+        let fileManager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fileManager.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw FileError(path: path, problem: "exists and is not a directory (safetensors models are written as a directory)")
+            }
+            guard !fileManager.fileExists(atPath: (path as NSString).appendingPathComponent(indexFile)) else {
+                throw FileError(path: path, problem: "already holds a sharded model (\(indexFile)); choose an empty directory")
+            }
+        } else {
+            do {
+                try fileManager.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw FileError(path: path, problem: "cannot be created (\(error.localizedDescription))")
+            }
+        }
+        let source = Source.disk(path)
+        let files = try encode(model.weights, tokenizer: model.tokenizer.spec, directory: path)
+        try writeChunks(files.weights, to: source.path(weightsFile))
+        for (name, json) in files.json { try writeText(json.rendered(), to: source.path(name)) }
+    }
+
+    /// The files of a model directory: the safetensors chunks and the JSON files by name.
+    static func encode(_ modelWeights: ModelWeights, tokenizer spec: TokenizerSpec, directory: String)
+        throws -> (weights: [OutputChunk], json: [(String, JSONValue)]) {
+        // HF checkpoints use the half-rotation convention; permuting here makes the round trip exact.
+        let weights = modelWeights.withRoPEStyle(.halfRotation)
+        let c = weights.config
+        try withFileContext(directory) {
+            try c.validate()
+            try spec.validate(vocabSize: c.vocabSize)
+        }
+        let tokenizer = try withFileContext((directory as NSString).appendingPathComponent(tokenizerFile)) {
+            try HFTokenizer.tokenizerJSON(spec)
+        }
+        func matrixEntry(_ name: String, _ matrix: WeightMatrix) -> SafetensorsFile.Entry {
+            let shape = [matrix.rows, matrix.cols]
+            switch matrix.type {
+            case .f32: return .init(name: name, dtype: "F32", shape: shape, data: .matrix(matrix))
+            case .f16: return .init(name: name, dtype: "F16", shape: shape, data: .matrix(matrix))
+            // Safetensors has no ggml block types: quantized matrices are written as their decoded values.
+            case .q8_0, .q4_0, .q4_1: return .init(name: name, dtype: "F32", shape: shape, data: .data(floatData(matrix.decodedValues())))
+            }
+        }
+        func vectorEntry(_ name: String, _ values: [Float]) -> SafetensorsFile.Entry {
+            .init(name: name, dtype: "F32", shape: [values.count], data: .data(floatData(values)))
+        }
+        var entries = [matrixEntry("model.embed_tokens.weight", weights.tokenEmbedding)]
+        for (i, layer) in weights.layers.enumerated() {
+            let names = layerTensorNames(i).map(\.hf)
+            entries += [
+                vectorEntry(names[0], layer.attentionNorm), matrixEntry(names[1], layer.query), matrixEntry(names[2], layer.key),
+                matrixEntry(names[3], layer.value), matrixEntry(names[4], layer.attentionOutput),
+                vectorEntry(names[5], layer.ffnNorm), matrixEntry(names[6], layer.ffnGate), matrixEntry(names[7], layer.ffnDown),
+                matrixEntry(names[8], layer.ffnUp),
+            ]
+        }
+        entries.append(vectorEntry("model.norm.weight", weights.outputNorm))
+        if !weights.tiedClassifier { entries.append(matrixEntry("lm_head.weight", weights.output)) }
+
+        let allHalf = entries.allSatisfy { $0.dtype == "F16" || $0.shape.count == 1 }
+        return (SafetensorsFile.encode(entries), [
+            (configFile, HFConfig.json(c, tied: weights.tiedClassifier, spec: spec, dtype: allHalf ? "float16" : "float32")),
+            (tokenizerFile, tokenizer),
+            (tokenizerConfigFile, HFTokenizer.tokenizerConfig(spec, contextLength: c.contextLength)),
+        ])
+    }
+
+    private static func floatData(_ values: [Float]) -> Data {
+        var writer = ByteWriter()
+        for value in values { writer.writeFloat(value) }
+        return writer.data
+    }
+}
+
+/// The weight files of a safetensors model, parsed, with every tensor found by name.
+struct SafetensorsModelShard {
+    var path: String
+    var data: Data
+    var file: SafetensorsFile
+}
+
+/// All tensors of a model across its shard files.
+struct TensorStore {
+    var shards: [SafetensorsModelShard] = []
+    /// Tensor name → (shard index, entry).
+    var tensors: [String: (shard: Int, tensor: SafetensorsTensor)] = [:]
+    /// The file that lists the weights (the index or the single safetensors file), for errors.
+    var weightsPath: String
+
+    init(_ source: SafetensorsModel.Source, requested: String?) throws {
+        let indexName: String?
+        if let requested {
+            if requested.hasSuffix(".index.json") {
+                indexName = requested
+            } else {
+                // A shard of an indexed model loads the whole model.
+                let index = try source.read(SafetensorsModel.indexFile).flatMap { try? JSONValue.parse($0) }
+                let listed = index?["weight_map"]?.members?.contains { $0.value.string == requested } ?? false
+                indexName = listed ? SafetensorsModel.indexFile : nil
+            }
+        } else {
+            indexName = try source.read(SafetensorsModel.indexFile) == nil ? nil : SafetensorsModel.indexFile
+        }
+        guard let indexName else {
+            let name = requested ?? SafetensorsModel.weightsFile
+            weightsPath = source.path(name)
+            let shard = try Self.shard(source, name: name, listedBy: nil)
+            shards = [shard]
+            for tensor in shard.file.tensors { tensors[tensor.name] = (0, tensor) }
+            return
+        }
+        let mapPath = source.path(indexName)
+        weightsPath = mapPath
+        guard let indexData = try source.read(indexName) else { throw FileError(path: mapPath, problem: "no such file") }
+        let weightMap = try withFileContext(mapPath) { () throws -> [(key: String, value: JSONValue)] in
+            guard let map = try JSONValue.parse(indexData)["weight_map"]?.members else { throw FormatError("has no weight_map object") }
+            return map
+        }
+        var shardIndex: [String: Int] = [:]
+        for (name, value) in weightMap {
+            guard let file = value.string, Self.isPlainFileName(file) else {
+                throw FileError(path: mapPath, problem: "weight_map entry \(name) does not name a file in the model directory")
+            }
+            if shardIndex[file] == nil {
+                shardIndex[file] = shards.count
+                shards.append(try Self.shard(source, name: file, listedBy: mapPath))
+            }
+            let number = shardIndex[file] ?? 0
+            guard let tensor = shards[number].file.tensors.first(where: { $0.name == name }) else {
+                throw FileError(path: source.path(file), problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
+            }
+            tensors[name] = (number, tensor)
+        }
+    }
+
+    /// Shard names must stay inside the model directory.
+    private static func isPlainFileName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\0")
+    }
+
+    private static func shard(_ source: SafetensorsModel.Source, name: String, listedBy index: String?) throws -> SafetensorsModelShard {
+        let path = source.path(name)
+        guard let data = try source.read(name) else {
+            throw FileError(path: path, problem: index == nil
+                ? "no such file (expected \(SafetensorsModel.weightsFile) or \(SafetensorsModel.indexFile))"
+                : "no such file (listed in \(SafetensorsModel.indexFile))")
+        }
+        let file = try withFileContext(path) { try data.withUnsafeBytes { try SafetensorsFile($0) } }
+        return SafetensorsModelShard(path: path, data: data, file: file)
+    }
+
+    /// Every tensor as stored, in shard and header order (BF16 is listed as the f32 it loads as).
+    var tensorInfos: [TensorInfo] {
+        shards.flatMap(\.file.tensors).map { tensor in
+            TensorInfo(name: tensor.name, shape: tensor.shape, type: tensor.dtype == "F16" ? .f16 : .f32,
+                       byteCount: tensor.range.count)
+        }
+    }
+
+    private func entry(_ name: String, shape: [Int]) throws -> (SafetensorsModelShard, SafetensorsTensor) {
+        guard let (number, tensor) = tensors[name] else { throw FileError(path: weightsPath, problem: "missing tensor \(name)") }
+        let shard = shards[number]
+        guard tensor.shape == shape else {
+            throw FileError(path: shard.path, problem: "tensor \(name) has shape \(tensor.shape), config.json implies \(shape)")
+        }
+        return (shard, tensor)
+    }
+
+    /// A matrix; F32 and F16 keep their storage type, BF16 becomes f32.
+    func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+        let (shard, tensor) = try entry(name, shape: [rows, cols])
+        return try withFileContext(shard.path) {
+            try shard.data.withUnsafeBytes { bytes in
+                switch tensor.dtype {
+                case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
+                case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
+                default: return WeightMatrix(rows: rows, cols: cols, values: try SafetensorsFile.floats(tensor, in: bytes), type: .f32)
+                }
+            }
+        }
+    }
+
+    /// A vector (norm weights) as floats.
+    func vector(_ name: String, count: Int) throws -> [Float] {
+        let (shard, tensor) = try entry(name, shape: [count])
+        return try withFileContext(shard.path) {
+            try shard.data.withUnsafeBytes { try SafetensorsFile.floats(tensor, in: $0) }
+        }
+    }
+}
+
+/// The parts of a Hugging Face `config.json` that describe a llama model.
+struct HFConfig {
+    var config: ModelConfig
+    var tiedEmbeddings: Bool
+    var shownMetadata: [(String, String)]
+
+    init(_ json: JSONValue, defaultName: String) throws {
+        guard json.members != nil else { throw FormatError("is \(json.kind), expected a JSON object") }
+        func integer(_ key: String) throws -> Int? {
+            guard let value = json[key], !value.isNull else { return nil }
+            guard let number = value.integer else { throw FormatError("\(key) is \(value.kind), expected an integer") }
+            return number
+        }
+        func required(_ key: String) throws -> Int {
+            guard let number = try integer(key) else { throw FormatError("missing \(key)") }
+            return number
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let value = json[key], !value.isNull else { return nil }
+            guard let number = value.double else { throw FormatError("\(key) is \(value.kind), expected a number") }
+            return number
+        }
+        let modelType = json["model_type"]?.string
+        if let modelType, modelType != "llama", modelType != "mistral" {
+            throw FormatError("model_type \(modelType) is not supported (kvlab runs llama-family models)")
+        }
+        if let scaling = json["rope_scaling"], !scaling.isNull {
+            let kind = scaling["rope_type"]?.string ?? scaling["type"]?.string ?? scaling.kind
+            throw FormatError("rope_scaling (\(kind)) is not supported; kvlab implements plain RoPE only")
+        }
+        if let activation = json["hidden_act"], activation.string != "silu" {
+            throw FormatError("hidden_act \(activation.string ?? activation.kind) is not supported (llama uses silu)")
+        }
+        for key in ["attention_bias", "mlp_bias"] where json[key]?.bool == true {
+            throw FormatError("\(key) is true; llama models without biases only")
+        }
+        let heads = try required("num_attention_heads")
+        let contextLength = try integer("max_position_embeddings") ?? 2048
+        config = ModelConfig(
+            name: json["_name_or_path"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? defaultName,
+            dim: try required("hidden_size"), hiddenDim: try required("intermediate_size"),
+            layerCount: try required("num_hidden_layers"), headCount: heads,
+            kvHeadCount: try integer("num_key_value_heads") ?? heads, vocabSize: try required("vocab_size"),
+            contextLength: contextLength, ropeTheta: try number("rope_theta") ?? 10000,
+            rmsEps: Float(try number("rms_norm_eps") ?? 1e-6), ropeStyle: .halfRotation)
+        try config.validate()
+        if let window = try integer("sliding_window"), window < contextLength {
+            throw FormatError("sliding_window \(window) is not supported (kvlab attends over the whole context)")
+        }
+        if let headDim = try integer("head_dim"), headDim != config.headDim {
+            throw FormatError("head_dim \(headDim) differs from hidden_size / num_attention_heads = \(config.headDim)")
+        }
+        if let tied = json["tie_word_embeddings"], !tied.isNull {
+            guard let flag = tied.bool else { throw FormatError("tie_word_embeddings is \(tied.kind), expected a boolean") }
+            tiedEmbeddings = flag
+        } else {
+            tiedEmbeddings = false
+        }
+        shownMetadata = [
+            ("architecture", json["architectures"]?.array?.first?.string ?? "LlamaForCausalLM"),
+            ("model_type", modelType ?? "llama"),
+            ("hidden_size", "\(config.dim)"), ("intermediate_size", "\(config.hiddenDim)"),
+            ("num_hidden_layers", "\(config.layerCount)"), ("num_attention_heads", "\(config.headCount)"),
+            ("num_key_value_heads", "\(config.kvHeadCount)"), ("max_position_embeddings", "\(config.contextLength)"),
+            ("rope_theta", "\(config.ropeTheta)"), ("rms_norm_eps", "\(config.rmsEps)"),
+            ("tie_word_embeddings", "\(tiedEmbeddings)"),
+        ]
+    }
+
+    /// config.json for a llama model as `transformers` writes it.
+    static func json(_ c: ModelConfig, tied: Bool, spec: TokenizerSpec, dtype: String) -> JSONValue {
+        // The shortest decimal that reads back as the same Float, so 1e-05 is written as 1e-05.
+        let shortEps = Double("\(c.rmsEps)") ?? Double(c.rmsEps)
+        let eps = Float(shortEps) == c.rmsEps ? shortEps : Double(c.rmsEps)
+        return .object([
+            ("_name_or_path", .string(c.name)),
+            ("architectures", .array([.string("LlamaForCausalLM")])),
+            ("model_type", .string("llama")),
+            ("hidden_size", .integer(c.dim)),
+            ("intermediate_size", .integer(c.hiddenDim)),
+            ("num_hidden_layers", .integer(c.layerCount)),
+            ("num_attention_heads", .integer(c.headCount)),
+            ("num_key_value_heads", .integer(c.kvHeadCount)),
+            ("head_dim", .integer(c.headDim)),
+            ("vocab_size", .integer(c.vocabSize)),
+            ("max_position_embeddings", .integer(c.contextLength)),
+            ("rope_theta", .number(c.ropeTheta)),
+            ("rope_scaling", .null),
+            ("rms_norm_eps", .number(eps)),
+            ("hidden_act", .string("silu")),
+            ("attention_bias", .bool(false)),
+            ("mlp_bias", .bool(false)),
+            ("tie_word_embeddings", .bool(tied)),
+            ("bos_token_id", spec.bosID.map { .integer($0) } ?? .null),
+            ("eos_token_id", spec.eosID.map { .integer($0) } ?? .null),
+            ("torch_dtype", .string(dtype)),
+        ])
+    }
+}
