@@ -33,21 +33,22 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// Encodes float values into `type` (rounding exactly as ggml does).
-    public init(rows: Int, cols: Int, values: UnsafeBufferPointer<Float>, type: WeightType) {
+    public convenience init(rows: Int, cols: Int, values: UnsafeBufferPointer<Float>, type: WeightType) {
+        self.init(uninitializedRows: rows, cols: cols, type: type)
         precondition(values.count == rows * cols && type.canStore(rowLength: cols))
-        self.rows = rows
-        self.cols = cols
-        self.type = type
-        self.byteCount = type.byteCount(elements: rows * cols)
-        self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
-        let rowBytes = type.byteCount(elements: cols)
         for r in 0..<rows {
             BlockCodec.encode(values.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
         }
     }
 
     public convenience init(rows: Int, cols: Int, values: [Float], type: WeightType = .f32) {
-        self.init(rows: rows, cols: cols, values: values.withUnsafeBufferPointer { $0 }, type: type)
+        self.init(uninitializedRows: rows, cols: cols, type: type)
+        precondition(values.count == rows * cols && type.canStore(rowLength: cols))
+        values.withUnsafeBufferPointer { buffer in
+            for r in 0..<rows {
+                BlockCodec.encode(buffer.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
+            }
+        }
     }
 
     private init(uninitializedRows rows: Int, cols: Int, type: WeightType) {
@@ -85,8 +86,7 @@ public final class WeightMatrix: @unchecked Sendable {
     public func converted(to target: WeightType) -> WeightMatrix {
         let chosen = target.canStore(rowLength: cols) ? target : .f16
         if chosen == type { return self }
-        let values = decodedValues()
-        return values.withUnsafeBufferPointer { WeightMatrix(rows: rows, cols: cols, values: $0, type: chosen) }
+        return WeightMatrix(rows: rows, cols: cols, values: decodedValues(), type: chosen)
     }
 
     /// The matrix with its rows reordered: row `i` of the result is row `order[i]` of this one.
