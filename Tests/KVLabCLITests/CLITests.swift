@@ -52,7 +52,7 @@ import Testing
 
     @Test func garbageFileIsRejectedCleanly() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-garbage-\(UUID()).gguf").path
-        FileManager.default.createFile(atPath: path, contents: Data("GGUF this is not a model".utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("GGUF this is not a model".utf8)))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result = try Self.run(["info", path])
         #expect(result.status != 0)

@@ -72,13 +72,13 @@ struct Llama2cFormatTests {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let copy = directory.appendingPathComponent("model.bin").path
-        FileManager.default.createFile(atPath: copy, contents: modelBytes)
+        #expect(FileManager.default.createFile(atPath: copy, contents: modelBytes))
         #expect { try ModelLoader.load(path: copy) } throws: { error in
             let text = "\(error)"
             return text.hasPrefix(copy) && text.contains("no tokenizer") && !text.contains("\n")
         }
         let truncated = directory.appendingPathComponent("truncated.bin").path
-        FileManager.default.createFile(atPath: truncated, contents: modelBytes.prefix(5000))
+        #expect(FileManager.default.createFile(atPath: truncated, contents: modelBytes.prefix(5000)))
         #expect { try ModelLoader.load(path: truncated, tokenizerPath: Fixtures.storiesTokenizer) } throws: { error in
             "\(error)".hasPrefix(truncated)
         }
