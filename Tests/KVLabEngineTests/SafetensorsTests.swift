@@ -147,6 +147,39 @@ import Testing
         }
     }
 
+    // MARK: - Cross-implementation check with Hugging Face's libraries
+
+    @Test(.enabled(if: Python.hasHF, Comment(rawValue: Python.hfSkipMessage)))
+    func huggingFaceLibrariesReadWrittenDirectory() throws {
+        var models = [try TinyModel.make(seed: 30, type: .f16)]
+        if let stories = Fixtures.stories { models.append(stories) }
+        for model in models {
+            let directory = try write(model)
+            defer { remove(directory) }
+            let textsPath = directory.deletingLastPathComponent().appendingPathComponent("texts.json").path
+            let outputPath = directory.deletingLastPathComponent().appendingPathComponent("hf.json").path
+            try Data(JSONValue.array(Self.sampleTexts.map { .string($0) }).rendered().utf8).write(to: URL(fileURLWithPath: textsPath))
+            try Python.run(Python.hfScript, directory.path, textsPath, outputPath)
+            let result = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: outputPath)))
+
+            // Hugging Face's tokenizer encodes like kvlab's SentencePiece tokenizer.
+            let encodings = result["encodings"]?.array?.map { $0.array?.compactMap(\.integer) ?? [] }
+            #expect(encodings == Self.sampleTexts.map { model.tokenizer.encode($0) }, "\(model.config.name)")
+
+            // safetensors reads the tensors kvlab wrote, with their dtypes, shapes and bytes.
+            let data = try Data(contentsOf: directory.appendingPathComponent(SafetensorsModel.weightsFile))
+            let tensors = try data.withUnsafeBytes { try SafetensorsFile($0).tensors }
+            let read = try #require(result["tensors"])
+            #expect(read.members?.count == tensors.count)
+            for tensor in tensors {
+                let entry = read[tensor.name]
+                #expect(entry?["dtype"]?.string == (tensor.dtype == "F16" ? "float16" : "float32"), "\(tensor.name)")
+                #expect(entry?["shape"]?.array?.compactMap(\.integer) == tensor.shape, "\(tensor.name)")
+                #expect(entry?["data"]?.string.flatMap { Data(base64Encoded: $0) } == data[tensor.range], "\(tensor.name)")
+            }
+        }
+    }
+
     // MARK: - Hugging Face variants
 
     @Test func readsMergePairsAndAddedTokensOutsideTheVocabulary() throws {

@@ -20,6 +20,9 @@ struct SafetensorsFile {
         "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
     ]
 
+    /// The reference implementation's limit on the JSON header, which keeps parsing bounded.
+    static let maxHeaderLength = 100_000_000
+
     /// Tensors in header order.
     var tensors: [SafetensorsTensor]
     var metadata: [(key: String, value: String)]
@@ -29,6 +32,9 @@ struct SafetensorsFile {
         let headerLength = try reader.read(UInt64.self)
         guard headerLength <= UInt64(reader.remaining) else {
             throw FormatError("header length \(headerLength) exceeds the \(reader.remaining) bytes left (truncated or corrupt file)")
+        }
+        guard headerLength <= UInt64(Self.maxHeaderLength) else {
+            throw FormatError("header length \(headerLength) is over the format's limit of \(Self.maxHeaderLength) bytes")
         }
         let header: JSONValue
         do {
