@@ -284,6 +284,13 @@ import Testing
         expectProblem(loading: data, contains: "invalid UTF-8")
     }
 
+    @Test func errorsStayOnOneLine() throws {
+        var data = try validFile()
+        let key = try data.range(of: "general.architecture")
+        data[key.upperBound + 4 + 8 + 2] = UInt8(ascii: "\n")  // the value "llama" becomes "ll\nma"
+        expectProblem(loading: data, contains: #"architecture ll\nma is not supported"#)
+    }
+
     @Test func errorsNameTheFile() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -210,6 +210,41 @@ import Testing
         #expect(spec.tokens.suffix(2) == ["[PAD298]", "[PAD299]"] && spec.types.suffix(2) == [.unused, .unused])
     }
 
+    // MARK: - JSON
+
+    @Test func jsonParserHandlesEscapesAndNumbers() throws {
+        let text = #"{"s": "a\"b\\c\n\u00e9\ud83d\ude80", "i": -42, "big": 123456789012345678901, "x": -0.5e-3, "t": [true, false, null]}"#
+        let value = try JSONValue.parse(Data(text.utf8))
+        #expect(value["s"]?.string == "a\"b\\c\né🚀")
+        #expect(value["i"]?.integer == -42)
+        #expect(value["big"]?.integer == nil && value["big"]?.double == 1.2345678901234568e20)
+        #expect(value["x"]?.double == -0.0005)
+        #expect(value["t"]?.array?.count == 3 && value["t"]?.array?.last?.isNull == true)
+        // Rendering and parsing again gives the same text back.
+        let control = JSONValue.object([("k", .string("tab\tnew\nline\u{1}▁"))])
+        #expect(try JSONValue.parse(Data(control.rendered().utf8))["k"]?.string == "tab\tnew\nline\u{1}▁")
+    }
+
+    @Test(arguments: [
+        (String(repeating: "[", count: 100) + String(repeating: "]", count: 100), "nested deeper than 64 levels"),
+        (#"{"a": 1, "a": 2}"#, "duplicate key \"a\""),
+        ("[1e999]", "number 1e999 is out of range"),
+        (#"["\ud800"]"#, "unpaired surrogate"),
+        ("[01]", "expected ',' or ']'"),
+        ("{\"a\": 1} x", "unexpected text after the JSON value"),
+        ("\n\n  [tru]", "invalid JSON at line 3 column 7"),
+    ])
+    func jsonParserRejectsMalformedText(text: String, problem: String) {
+        do {
+            _ = try JSONValue.parse(Data(text.utf8))
+            Issue.record("\(text) parsed")
+        } catch let error as FormatError {
+            #expect(error.problem.contains(problem), "got: \(error.problem)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
     // MARK: - Malformed directories
 
     /// The problem reported for `files`, which must fail with a `FileError`.

@@ -102,12 +102,8 @@ struct SafetensorsFile {
                 Float(bitPattern: UInt32(UInt16(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16)
             }
         default:
-            throw unsupportedDType(tensor)
+            throw FormatError("tensor \(tensor.name) has dtype \(tensor.dtype); kvlab reads F32, F16 and BF16")
         }
-    }
-
-    static func unsupportedDType(_ tensor: SafetensorsTensor) -> FormatError {
-        FormatError("tensor \(tensor.name) has dtype \(tensor.dtype); kvlab reads F32, F16 and BF16")
     }
 
     // MARK: - Writing
