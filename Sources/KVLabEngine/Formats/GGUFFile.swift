@@ -248,7 +248,8 @@ struct GGUFFile {
         guard element != .array else { throw FormatError("metadata \(key) is a nested array, which kvlab does not read") }
         let raw = try reader.read(UInt64.self)
         guard raw <= UInt64(reader.remaining / element.minimumSize) else {
-            throw FormatError("metadata \(key) is an array of \(raw) \(element) values, which cannot fit in the \(reader.remaining) bytes left (truncated or corrupt file)")
+            throw FormatError("metadata \(key) is an array of \(raw) \(element) values, which cannot fit in the "
+                + "\(reader.remaining) bytes left (truncated or corrupt file)")
         }
         guard raw <= UInt64(Self.maxArrayLength) else {
             throw FormatError("metadata \(key) is an array of \(raw) values, more than kvlab reads (\(Self.maxArrayLength))")
@@ -283,7 +284,8 @@ struct GGUFFile {
     /// Bytes taken by a tensor, with every product checked for overflow.
     private static func byteSize(dims: [Int], type: WeightType, name: String) throws -> Int {
         guard type.canStore(rowLength: dims[0]) else {
-            throw FormatError("tensor \(name) has rows of \(dims[0]) elements, not a multiple of the \(type.rawValue) block size \(type.blockSize)")
+            throw FormatError("tensor \(name) has rows of \(dims[0]) elements, "
+                + "not a multiple of the \(type.rawValue) block size \(type.blockSize)")
         }
         var size = dims[0] / type.blockSize
         for dim in [type.bytesPerBlock] + dims.dropFirst() {

@@ -93,7 +93,9 @@ struct SafetensorsFile {
         let data = UnsafeRawBufferPointer(rebasing: bytes[tensor.range])
         switch tensor.dtype {
         case "F32":
-            return (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            return (0..<(data.count / 4)).map {
+                Float(bitPattern: UInt32(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
         case "F16":
             return (0..<(data.count / 2)).map { Half.toFloat(UInt16(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
         case "BF16":

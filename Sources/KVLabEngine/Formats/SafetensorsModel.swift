@@ -289,7 +289,8 @@ struct TensorStore {
             }
             let number = shardIndex[file] ?? 0
             guard let tensor = shards[number].file.tensors.first(where: { $0.name == name }) else {
-                throw FileError(path: source.path(file), problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
+                throw FileError(path: source.path(file),
+                                problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
             }
             tensors[name] = (number, tensor)
         }
@@ -333,9 +334,10 @@ struct TensorStore {
         let (shard, tensor) = try entry(name, shape: [rows, cols])
         return try withFileContext(shard.path) {
             try shard.data.withUnsafeBytes { bytes in
+                let data = UnsafeRawBufferPointer(rebasing: bytes[tensor.range])
                 switch tensor.dtype {
-                case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
-                case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
+                case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: data)
+                case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: data)
                 default: return WeightMatrix(rows: rows, cols: cols, values: try SafetensorsFile.floats(tensor, in: bytes), type: .f32)
                 }
             }
