@@ -72,13 +72,13 @@ import Testing
 
     // MARK: - Cross-implementation check with llama.cpp's gguf package
 
-    @Test(.enabled(if: PythonGGUF.available, Comment(rawValue: PythonGGUF.skipMessage)))
+    @Test(.enabled(if: Python.hasGGUF, Comment(rawValue: Python.ggufSkipMessage)))
     func readsFileWrittenByGGUFPy() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let modelPath = directory.appendingPathComponent("fixture.gguf").path
         let jsonPath = directory.appendingPathComponent("fixture.json").path
-        try PythonGGUF.run("write", modelPath, jsonPath)
+        try Python.run(Python.ggufScript, "write", modelPath, jsonPath)
         let fixture = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: jsonPath)))
         let model = try ModelLoader.load(path: modelPath)
 
@@ -98,8 +98,8 @@ import Testing
         #expect(tensors.count == matrices.count + norms.count)
         for (name, tensor) in tensors {
             let raw = try #require(tensor["raw"]?.string.flatMap { Data(base64Encoded: $0) })
-            let decoded = try PythonGGUF.floats(tensor["decoded"])
-            let source = try PythonGGUF.floats(tensor["source"])
+            let decoded = try Python.floats(tensor["decoded"])
+            let source = try Python.floats(tensor["source"])
             if let norm = norms[name] {
                 #expect(norm.map(\.bitPattern) == decoded.map(\.bitPattern), "\(name)")
                 continue
@@ -114,7 +114,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: PythonGGUF.available, Comment(rawValue: PythonGGUF.skipMessage)))
+    @Test(.enabled(if: Python.hasGGUF, Comment(rawValue: Python.ggufSkipMessage)))
     func ggufPyReadsFileWrittenByKVLab() throws {
         var model = try TinyModel.make(seed: 11, tied: false)
         var layer = model.weights.layers[0]
@@ -128,7 +128,7 @@ import Testing
         let modelPath = directory.appendingPathComponent("kvlab.gguf").path
         let jsonPath = directory.appendingPathComponent("dump.json").path
         try GGUFModel.write(model, to: modelPath)
-        try PythonGGUF.run("dump", modelPath, jsonPath)
+        try Python.run(Python.ggufScript, "dump", modelPath, jsonPath)
         let dump = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: jsonPath)))
 
         #expect(dump["version"]?.integer == 3)
@@ -235,6 +235,20 @@ import Testing
         expectProblem(loading: data, contains: "tensor count 18446744073709551615")
     }
 
+    @Test func rejectsOverflowingSizesAndOffsets() throws {
+        let valid = try validFile()
+        let name = try valid.range(of: "token_embd.weight")
+        var data = valid
+        data.patch(UInt64(1) << 62, at: name.upperBound + 4)  // ne0: 2^62 f32 columns overflow the byte size
+        expectProblem(loading: data, contains: "token_embd.weight with dimensions [4611686018427387904, 300] is too large")
+        data = valid
+        data.patch(UInt64.max, at: name.upperBound + 4 + 16 + 4)  // the data offset, after dims and type
+        expectProblem(loading: data, contains: "data offset 18446744073709551615")
+        data = valid
+        data.patch(UInt64(1) << 62, at: name.upperBound + 4 + 16 + 4)
+        expectProblem(loading: data, contains: "extends past the end of the file")
+    }
+
     @Test func rejectsMissingTensor() throws {
         var data = try validFile()
         let name = try data.range(of: "blk.1.ffn_up.weight")
@@ -270,6 +284,13 @@ import Testing
         expectProblem(loading: data, contains: "invalid UTF-8")
     }
 
+    @Test func errorsStayOnOneLine() throws {
+        var data = try validFile()
+        let key = try data.range(of: "general.architecture")
+        data[key.upperBound + 4 + 8 + 2] = UInt8(ascii: "\n")  // the value "llama" becomes "ll\nma"
+        expectProblem(loading: data, contains: #"architecture ll\nma is not supported"#)
+    }
+
     @Test func errorsNameTheFile() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -302,49 +323,5 @@ import Testing
             }
         }
         #expect(loaded > 0 && rejected > 0)
-    }
-}
-
-/// Runs `scripts/gguf_fixture.py` with the `gguf` package that llama.cpp publishes.
-enum PythonGGUF {
-    static let script = Fixtures.packageRoot.appendingPathComponent("scripts/gguf_fixture.py").path
-    static let skipMessage = "skipped: python3 with the gguf package is not available (pip install -r scripts/requirements.txt)"
-
-    /// Whether `python3 -c "import gguf"` succeeds.
-    static let available: Bool = (try? execute(["-c", "import gguf"]).status) == 0
-
-    /// A script run that exited non-zero, with what it printed.
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Runs the script with `arguments`, throwing its output when it exits non-zero.
-    static func run(_ arguments: String...) throws {
-        let result = try execute([script] + arguments)
-        guard result.status == 0 else {
-            throw Failure(description: "gguf_fixture.py \(arguments.joined(separator: " ")) exited \(result.status): \(result.output)")
-        }
-    }
-
-    private static func execute(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        // Drain the pipe before waiting, so a chatty script cannot block on a full pipe.
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
-    /// Little-endian float32 values from a base64 field of the fixture JSON.
-    static func floats(_ value: JSONValue?) throws -> [Float] {
-        let data = try #require(value?.string.flatMap { Data(base64Encoded: $0) })
-        return stride(from: 0, to: data.count, by: 4).map { offset in
-            Float(bitPattern: data[offset..<(offset + 4)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) })
-        }
     }
 }

@@ -147,6 +147,39 @@ import Testing
         }
     }
 
+    // MARK: - Cross-implementation check with Hugging Face's libraries
+
+    @Test(.enabled(if: Python.hasHF, Comment(rawValue: Python.hfSkipMessage)))
+    func huggingFaceLibrariesReadWrittenDirectory() throws {
+        var models = [try TinyModel.make(seed: 30, type: .f16)]
+        if let stories = Fixtures.stories { models.append(stories) }
+        for model in models {
+            let directory = try write(model)
+            defer { remove(directory) }
+            let textsPath = directory.deletingLastPathComponent().appendingPathComponent("texts.json").path
+            let outputPath = directory.deletingLastPathComponent().appendingPathComponent("hf.json").path
+            try Data(JSONValue.array(Self.sampleTexts.map { .string($0) }).rendered().utf8).write(to: URL(fileURLWithPath: textsPath))
+            try Python.run(Python.hfScript, directory.path, textsPath, outputPath)
+            let result = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: outputPath)))
+
+            // Hugging Face's tokenizer encodes like kvlab's SentencePiece tokenizer.
+            let encodings = result["encodings"]?.array?.map { $0.array?.compactMap(\.integer) ?? [] }
+            #expect(encodings == Self.sampleTexts.map { model.tokenizer.encode($0) }, "\(model.config.name)")
+
+            // safetensors reads the tensors kvlab wrote, with their dtypes, shapes and bytes.
+            let data = try Data(contentsOf: directory.appendingPathComponent(SafetensorsModel.weightsFile))
+            let tensors = try data.withUnsafeBytes { try SafetensorsFile($0).tensors }
+            let read = try #require(result["tensors"])
+            #expect(read.members?.count == tensors.count)
+            for tensor in tensors {
+                let entry = read[tensor.name]
+                #expect(entry?["dtype"]?.string == (tensor.dtype == "F16" ? "float16" : "float32"), "\(tensor.name)")
+                #expect(entry?["shape"]?.array?.compactMap(\.integer) == tensor.shape, "\(tensor.name)")
+                #expect(entry?["data"]?.string.flatMap { Data(base64Encoded: $0) } == data[tensor.range], "\(tensor.name)")
+            }
+        }
+    }
+
     // MARK: - Hugging Face variants
 
     @Test func readsMergePairsAndAddedTokensOutsideTheVocabulary() throws {
@@ -177,6 +210,41 @@ import Testing
         #expect(spec.tokens.suffix(2) == ["[PAD298]", "[PAD299]"] && spec.types.suffix(2) == [.unused, .unused])
     }
 
+    // MARK: - JSON
+
+    @Test func jsonParserHandlesEscapesAndNumbers() throws {
+        let text = #"{"s": "a\"b\\c\n\u00e9\ud83d\ude80", "i": -42, "big": 123456789012345678901, "x": -0.5e-3, "t": [true, false, null]}"#
+        let value = try JSONValue.parse(Data(text.utf8))
+        #expect(value["s"]?.string == "a\"b\\c\né🚀")
+        #expect(value["i"]?.integer == -42)
+        #expect(value["big"]?.integer == nil && value["big"]?.double == 1.2345678901234568e20)
+        #expect(value["x"]?.double == -0.0005)
+        #expect(value["t"]?.array?.count == 3 && value["t"]?.array?.last?.isNull == true)
+        // Rendering and parsing again gives the same text back.
+        let control = JSONValue.object([("k", .string("tab\tnew\nline\u{1}▁"))])
+        #expect(try JSONValue.parse(Data(control.rendered().utf8))["k"]?.string == "tab\tnew\nline\u{1}▁")
+    }
+
+    @Test(arguments: [
+        (String(repeating: "[", count: 100) + String(repeating: "]", count: 100), "nested deeper than 64 levels"),
+        (#"{"a": 1, "a": 2}"#, "duplicate key \"a\""),
+        ("[1e999]", "number 1e999 is out of range"),
+        (#"["\ud800"]"#, "unpaired surrogate"),
+        ("[01]", "expected ',' or ']'"),
+        ("{\"a\": 1} x", "unexpected text after the JSON value"),
+        ("\n\n  [tru]", "invalid JSON at line 3 column 7"),
+    ])
+    func jsonParserRejectsMalformedText(text: String, problem: String) {
+        do {
+            _ = try JSONValue.parse(Data(text.utf8))
+            Issue.record("\(text) parsed")
+        } catch let error as FormatError {
+            #expect(error.problem.contains(problem), "got: \(error.problem)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
     // MARK: - Malformed directories
 
     /// The problem reported for `files`, which must fail with a `FileError`.
@@ -189,21 +257,24 @@ import Testing
         try files(of: try TinyModel.make(seed: 21))
     }
 
-    /// `files` with `name`'s text edited by `edit`.
-    private func editing(_ files: [String: Data], _ name: String, _ edit: (String) -> String) throws -> [String: Data] {
+    /// `files` with `old` replaced by `new` in file `name` (which must contain `old`).
+    private func replacing(_ old: String, with new: String, in name: String, of files: [String: Data]) throws -> [String: Data] {
+        let text = String(decoding: try #require(files[name]), as: UTF8.self)
+        try #require(text.contains(old), "\(name) does not contain \(old)")
         var copy = files
-        copy[name] = Data(edit(String(decoding: try #require(files[name]), as: UTF8.self)).utf8)
+        copy[name] = Data(text.replacingOccurrences(of: old, with: new).utf8)
         return copy
     }
 
-    /// `files` with the safetensors header's text edited by `edit` (same length, so offsets hold).
-    private func editingHeader(_ files: [String: Data], _ edit: (String) -> String) throws -> [String: Data] {
-        var copy = files
+    /// `files` with `old` replaced by `new` in the safetensors header (same length, so offsets hold).
+    private func replacingInHeader(_ old: String, with new: String, of files: [String: Data]) throws -> [String: Data] {
+        try #require(old.utf8.count == new.utf8.count)
         var data = try #require(files[SafetensorsModel.weightsFile])
         let length = Int(data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-        let header = edit(String(decoding: data[8..<(8 + length)], as: UTF8.self))
-        try #require(header.utf8.count == length)
-        data.replaceSubrange(8..<(8 + length), with: Data(header.utf8))
+        let header = String(decoding: data[8..<(8 + length)], as: UTF8.self)
+        try #require(header.contains(old), "the header does not contain \(old)")
+        data.replaceSubrange(8..<(8 + length), with: Data(header.replacingOccurrences(of: old, with: new).utf8))
+        var copy = files
         copy[SafetensorsModel.weightsFile] = data
         return copy
     }
@@ -233,21 +304,21 @@ import Testing
 
     @Test func rejectsUnsupportedAndUnknownDTypes() throws {
         let files = try validFiles()
-        expectProblem(try editingHeader(files) { $0.replacingOccurrences(of: "\"F32\"", with: "\"I32\"") },
+        expectProblem(try replacingInHeader("\"F32\"", with: "\"I32\"", of: files),
                       contains: "model.embed_tokens.weight has dtype I32; kvlab reads F32, F16 and BF16")
-        expectProblem(try editingHeader(files) { $0.replacingOccurrences(of: "\"F32\"", with: "\"Q4K\"") },
+        expectProblem(try replacingInHeader("\"F32\"", with: "\"Q4K\"", of: files),
                       contains: "unknown dtype Q4K")
     }
 
     @Test func rejectsShapeInconsistentWithData() throws {
         let files = try validFiles()
-        expectProblem(try editingHeader(files) { $0.replacingOccurrences(of: "[300,64]", with: "[301,64]") },
+        expectProblem(try replacingInHeader("[300,64]", with: "[301,64]", of: files),
                       contains: "spans 76800 bytes, its shape [301, 64] of F32 needs 77056")
     }
 
     @Test func rejectsMissingTensor() throws {
         let files = try validFiles()
-        expectProblem(try editingHeader(files) { $0.replacingOccurrences(of: "layers.1.mlp.up_proj", with: "layers.1.mlp.up_proX") },
+        expectProblem(try replacingInHeader("layers.1.mlp.up_proj", with: "layers.1.mlp.up_proX", of: files),
                       contains: "missing tensor model.layers.1.mlp.up_proj.weight")
     }
 
@@ -265,8 +336,10 @@ import Testing
 
     @Test func rejectsMalformedJSON() throws {
         let files = try validFiles()
-        expectProblem(try editing(files, SafetensorsModel.configFile) { String($0.dropLast(3)) }, contains: "invalid JSON at line")
-        expectProblem(try editing(files, SafetensorsModel.tokenizerFile) { $0.replacingOccurrences(of: "\"vocab\"", with: "\"vocab\" 1") },
+        var truncated = files
+        truncated[SafetensorsModel.configFile] = files[SafetensorsModel.configFile]?.dropLast(3)
+        expectProblem(truncated, contains: "invalid JSON at line")
+        expectProblem(try replacing("\"vocab\"", with: "\"vocab\" 1", in: SafetensorsModel.tokenizerFile, of: files),
                       contains: "expected ':' after a key")
     }
 
@@ -280,27 +353,27 @@ import Testing
 
     @Test func rejectsAbsurdVocabulary() throws {
         let files = try validFiles()
-        expectProblem(try editing(files, SafetensorsModel.tokenizerFile) { $0.replacingOccurrences(of: "\"<0x41>\": 68", with: "\"<0x41>\": 1099511627776") },
+        expectProblem(try replacing("\"<0x41>\": 68", with: "\"<0x41>\": 1099511627776", in: SafetensorsModel.tokenizerFile, of: files),
                       contains: "id 1099511627776 in a vocabulary of 300 tokens")
-        expectProblem(try editing(files, SafetensorsModel.configFile) { $0.replacingOccurrences(of: "\"vocab_size\": 300", with: "\"vocab_size\": 1099511627776") },
+        expectProblem(try replacing("\"vocab_size\": 300", with: "\"vocab_size\": 1099511627776", in: SafetensorsModel.configFile, of: files),
                       contains: "vocabulary size 1099511627776 is out of range")
     }
 
     @Test func rejectsUnsupportedConfigurations() throws {
         let files = try validFiles()
-        expectProblem(try editing(files, SafetensorsModel.configFile) {
-            $0.replacingOccurrences(of: "\"rope_scaling\": null", with: "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}")
-        }, contains: "rope_scaling (llama3) is not supported")
-        expectProblem(try editing(files, SafetensorsModel.tokenizerFile) { $0.replacingOccurrences(of: "\"type\": \"BPE\"", with: "\"type\": \"Unigram\"") },
+        expectProblem(try replacing("\"rope_scaling\": null", with: "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}",
+                                    in: SafetensorsModel.configFile, of: files),
+                      contains: "rope_scaling (llama3) is not supported")
+        expectProblem(try replacing("\"type\": \"BPE\"", with: "\"type\": \"Unigram\"", in: SafetensorsModel.tokenizerFile, of: files),
                       contains: "tokenizer model Unigram is not supported")
-        expectProblem(try editing(files, SafetensorsModel.configFile) { $0.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"qwen2\"") },
+        expectProblem(try replacing("\"model_type\": \"llama\"", with: "\"model_type\": \"qwen2\"", in: SafetensorsModel.configFile, of: files),
                       contains: "model_type qwen2 is not supported")
     }
 
     @Test func rejectsUnknownPreTokenizerRegex() throws {
         let model = try TinyModel.make(seed: 22, tokenizer: TinyModel.byteLevelSpec(preTokenizer: "qwen2"))
         let files = try files(of: model)
-        expectProblem(try editing(files, SafetensorsModel.tokenizerFile) { $0.replacingOccurrences(of: #"\\p{N}|"#, with: #"\\p{N}{1,2}|"#) },
+        expectProblem(try replacing(#"\\p{N}|"#, with: #"\\p{N}{1,2}|"#, in: SafetensorsModel.tokenizerFile, of: files),
                       contains: #"pre-tokenizer regex (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,2}|"#)
     }
 

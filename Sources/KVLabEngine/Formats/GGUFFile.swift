@@ -105,6 +105,13 @@ struct GGUFFile {
     static let defaultAlignment = 32
     /// GGML_MAX_DIMS.
     static let maxDimensions = 4
+    /// Limits far above any real model (whose largest arrays are vocabularies of a few hundred
+    /// thousand tokens) that bound memory use: each parsed item costs more memory than file bytes.
+    static let maxArrayLength = 1 << 24
+    static let maxTensors = 1 << 20
+    static let maxMetadata = 1 << 20
+    /// Capacity reserved before items are read; beyond it, storage grows only with items that parse.
+    static let upfrontReservation = 1 << 16
 
     var version: Int
     /// Metadata in file order.
@@ -131,11 +138,11 @@ struct GGUFFile {
             }
             throw FormatError("GGUF version \(version) is not supported (2 or 3)")
         }
-        let tensorCount = try Self.count(&reader, minimumSize: 24, what: "tensor count")
-        let metadataCount = try Self.count(&reader, minimumSize: 13, what: "metadata count")
+        let tensorCount = try Self.count(&reader, minimumSize: 24, limit: Self.maxTensors, what: "tensor count")
+        let metadataCount = try Self.count(&reader, minimumSize: 13, limit: Self.maxMetadata, what: "metadata count")
 
         var metadata: [(key: String, value: GGUFValue)] = []
-        metadata.reserveCapacity(metadataCount)
+        metadata.reserveCapacity(min(metadataCount, Self.upfrontReservation))
         var index: [String: Int] = [:]
         for _ in 0..<metadataCount {
             let key = try Self.readString(&reader, what: "a metadata key")
@@ -154,7 +161,7 @@ struct GGUFFile {
         }
 
         var infos: [(name: String, dims: [Int], type: WeightType, offset: Int, size: Int)] = []
-        infos.reserveCapacity(tensorCount)
+        infos.reserveCapacity(min(tensorCount, Self.upfrontReservation))
         var names = Set<String>()
         for _ in 0..<tensorCount {
             let name = try Self.readString(&reader, what: "a tensor name")
@@ -205,12 +212,14 @@ struct GGUFFile {
         self.dataOffset = dataOffset
     }
 
-    /// A UInt64 count that must be at most the number of `minimumSize`-byte items that could still fit.
-    private static func count(_ reader: inout ByteReader, minimumSize: Int, what: String) throws -> Int {
+    /// A UInt64 count that must be at most the number of `minimumSize`-byte items that could still
+    /// fit, and at most `limit`.
+    private static func count(_ reader: inout ByteReader, minimumSize: Int, limit: Int, what: String) throws -> Int {
         let raw = try reader.read(UInt64.self)
         guard raw <= UInt64(reader.remaining / minimumSize) else {
             throw FormatError("\(what) \(raw) cannot fit in the \(reader.remaining) bytes left (truncated or corrupt file)")
         }
+        guard raw <= UInt64(limit) else { throw FormatError("\(what) \(raw) is more than kvlab reads (\(limit))") }
         return Int(raw)
     }
 
@@ -239,10 +248,14 @@ struct GGUFFile {
         guard element != .array else { throw FormatError("metadata \(key) is a nested array, which kvlab does not read") }
         let raw = try reader.read(UInt64.self)
         guard raw <= UInt64(reader.remaining / element.minimumSize) else {
-            throw FormatError("metadata \(key) is an array of \(raw) \(element) values, which cannot fit in the \(reader.remaining) bytes left (truncated or corrupt file)")
+            throw FormatError("metadata \(key) is an array of \(raw) \(element) values, which cannot fit in the "
+                + "\(reader.remaining) bytes left (truncated or corrupt file)")
+        }
+        guard raw <= UInt64(Self.maxArrayLength) else {
+            throw FormatError("metadata \(key) is an array of \(raw) values, more than kvlab reads (\(Self.maxArrayLength))")
         }
         var values: [GGUFValue] = []
-        values.reserveCapacity(Int(raw))
+        values.reserveCapacity(min(Int(raw), Self.upfrontReservation))
         for _ in 0..<Int(raw) { values.append(try readScalar(&reader, type: element, key: key)) }
         return .array(element, values)
     }
@@ -271,10 +284,11 @@ struct GGUFFile {
     /// Bytes taken by a tensor, with every product checked for overflow.
     private static func byteSize(dims: [Int], type: WeightType, name: String) throws -> Int {
         guard type.canStore(rowLength: dims[0]) else {
-            throw FormatError("tensor \(name) has rows of \(dims[0]) elements, not a multiple of the \(type.rawValue) block size \(type.blockSize)")
+            throw FormatError("tensor \(name) has rows of \(dims[0]) elements, "
+                + "not a multiple of the \(type.rawValue) block size \(type.blockSize)")
         }
-        var size = type.byteCount(elements: dims[0])
-        for dim in dims.dropFirst() {
+        var size = dims[0] / type.blockSize
+        for dim in [type.bytesPerBlock] + dims.dropFirst() {
             let (product, overflow) = size.multipliedReportingOverflow(by: dim)
             guard !overflow else { throw FormatError("tensor \(name) with dimensions \(dims) is too large") }
             size = product

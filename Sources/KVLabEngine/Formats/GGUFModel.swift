@@ -6,18 +6,22 @@ import Foundation
 enum GGUFModel {
     /// Parses a GGUF file already read into memory (mutation tests call this without touching disk).
     static func load(path: String, data: Data) throws -> LoadedModel {
-        try withFileContext(path) {
-            try data.withUnsafeBytes { bytes in
-                let file = try GGUFFile(bytes)
-                return try assemble(file, bytes: bytes, path: path)
+        try singleLineErrors {
+            try withFileContext(path) {
+                try data.withUnsafeBytes { bytes in
+                    let file = try GGUFFile(bytes)
+                    return try assemble(file, bytes: bytes, path: path)
+                }
             }
         }
     }
 
     /// Writes `model` as a GGUF v3 file that llama.cpp (and the `gguf` Python package) reads.
     static func write(_ model: LoadedModel, to path: String) throws {
-        let chunks = try withFileContext(path) { try encode(model.weights, tokenizer: model.tokenizer.spec) }
-        try writeChunks(chunks, to: path)
+        try singleLineErrors {
+            let chunks = try withFileContext(path) { try encode(model.weights, tokenizer: model.tokenizer.spec) }
+            try writeChunks(chunks, to: path)
+        }
     }
 
     // MARK: - Reading

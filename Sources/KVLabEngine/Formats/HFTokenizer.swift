@@ -42,7 +42,9 @@ enum HFTokenizer {
         for token in added { types[token.id] = token.special ? .control : .userDefined }
         var unknownID: Int?
         if let unknown = model["unk_token"], !unknown.isNull {
-            guard let text = unknown.string, let id = ids[text] else { throw FormatError("model.unk_token is not a token of the vocabulary") }
+            guard let text = unknown.string, let id = ids[text] else {
+                throw FormatError("model.unk_token is not a token of the vocabulary")
+            }
             unknownID = id
             types[id] = .unknown
         }
@@ -52,7 +54,9 @@ enum HFTokenizer {
                 guard let text = value.string ?? value["content"]?.string else {
                     throw FormatError("tokenizer_config.json \(key) is \(value.kind), expected a string")
                 }
-                guard let id = ids[text] else { throw FormatError("tokenizer_config.json \(key) \(text) is not in the vocabulary") }
+                guard let id = ids[text] else {
+                    throw FormatError("tokenizer_config.json \(key) \(text) is not in the vocabulary")
+                }
                 return id
             }
             guard let value = modelConfig?["\(key)_id"], !value.isNull else { return nil }
@@ -64,7 +68,9 @@ enum HFTokenizer {
         }
         var addBOS = sentencePiece
         if let flag = tokenizerConfig?["add_bos_token"], !flag.isNull {
-            guard let value = flag.bool else { throw FormatError("tokenizer_config.json add_bos_token is \(flag.kind), expected a boolean") }
+            guard let value = flag.bool else {
+                throw FormatError("tokenizer_config.json add_bos_token is \(flag.kind), expected a boolean")
+            }
             addBOS = value
         } else if let template = templateAddsSpecialPrefix(root["post_processor"]) {
             addBOS = template

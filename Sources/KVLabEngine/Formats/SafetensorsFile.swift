@@ -20,6 +20,9 @@ struct SafetensorsFile {
         "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
     ]
 
+    /// The reference implementation's limit on the JSON header, which keeps parsing bounded.
+    static let maxHeaderLength = 100_000_000
+
     /// Tensors in header order.
     var tensors: [SafetensorsTensor]
     var metadata: [(key: String, value: String)]
@@ -29,6 +32,9 @@ struct SafetensorsFile {
         let headerLength = try reader.read(UInt64.self)
         guard headerLength <= UInt64(reader.remaining) else {
             throw FormatError("header length \(headerLength) exceeds the \(reader.remaining) bytes left (truncated or corrupt file)")
+        }
+        guard headerLength <= UInt64(Self.maxHeaderLength) else {
+            throw FormatError("header length \(headerLength) is over the format's limit of \(Self.maxHeaderLength) bytes")
         }
         let header: JSONValue
         do {
@@ -87,7 +93,9 @@ struct SafetensorsFile {
         let data = UnsafeRawBufferPointer(rebasing: bytes[tensor.range])
         switch tensor.dtype {
         case "F32":
-            return (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            return (0..<(data.count / 4)).map {
+                Float(bitPattern: UInt32(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
         case "F16":
             return (0..<(data.count / 2)).map { Half.toFloat(UInt16(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
         case "BF16":
@@ -96,12 +104,8 @@ struct SafetensorsFile {
                 Float(bitPattern: UInt32(UInt16(littleEndian: data.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16)
             }
         default:
-            throw unsupportedDType(tensor)
+            throw FormatError("tensor \(tensor.name) has dtype \(tensor.dtype); kvlab reads F32, F16 and BF16")
         }
-    }
-
-    static func unsupportedDType(_ tensor: SafetensorsTensor) -> FormatError {
-        FormatError("tensor \(tensor.name) has dtype \(tensor.dtype); kvlab reads F32, F16 and BF16")
     }
 
     // MARK: - Writing

@@ -41,6 +41,10 @@ enum SafetensorsModel {
     /// Loads from `source`; `weights` names the file the user pointed at (a single safetensors file,
     /// or an index), nil to look for `model.safetensors.index.json`, then `model.safetensors`.
     static func load(_ source: Source, weights requested: String?, displayPath: String) throws -> LoadedModel {
+        try singleLineErrors { try loadFiles(source, weights: requested, displayPath: displayPath) }
+    }
+
+    private static func loadFiles(_ source: Source, weights requested: String?, displayPath: String) throws -> LoadedModel {
         let configPath = source.path(configFile)
         guard let configData = try source.read(configFile) else {
             throw FileError(path: configPath, problem: "no such file (a safetensors model directory needs config.json)")
@@ -151,6 +155,10 @@ enum SafetensorsModel {
 
     /// Writes `model` as a directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
     static func write(_ model: LoadedModel, to path: String) throws {
+        try singleLineErrors { try writeFiles(model, to: path) }
+    }
+
+    private static func writeFiles(_ model: LoadedModel, to path: String) throws {
         let fileManager = FileManager.default
         var isDirectory: ObjCBool = false
         if fileManager.fileExists(atPath: path, isDirectory: &isDirectory) {
@@ -281,7 +289,8 @@ struct TensorStore {
             }
             let number = shardIndex[file] ?? 0
             guard let tensor = shards[number].file.tensors.first(where: { $0.name == name }) else {
-                throw FileError(path: source.path(file), problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
+                throw FileError(path: source.path(file),
+                                problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
             }
             tensors[name] = (number, tensor)
         }
@@ -325,9 +334,10 @@ struct TensorStore {
         let (shard, tensor) = try entry(name, shape: [rows, cols])
         return try withFileContext(shard.path) {
             try shard.data.withUnsafeBytes { bytes in
+                let data = UnsafeRawBufferPointer(rebasing: bytes[tensor.range])
                 switch tensor.dtype {
-                case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
-                case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: UnsafeRawBufferPointer(rebasing: bytes[tensor.range]))
+                case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: data)
+                case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: data)
                 default: return WeightMatrix(rows: rows, cols: cols, values: try SafetensorsFile.floats(tensor, in: bytes), type: .f32)
                 }
             }

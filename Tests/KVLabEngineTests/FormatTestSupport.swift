@@ -173,3 +173,55 @@ extension Data {
         Swift.withUnsafeBytes(of: value.littleEndian) { replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: $0) }
     }
 }
+
+/// Runs the cross-implementation scripts under `scripts/` with `python3`.
+enum Python {
+    static let ggufScript = Fixtures.packageRoot.appendingPathComponent("scripts/gguf_fixture.py").path
+    static let hfScript = Fixtures.packageRoot.appendingPathComponent("scripts/hf_check.py").path
+    static let ggufSkipMessage = "skipped: python3 with the gguf package is not available (pip install -r scripts/requirements.txt)"
+    static let hfSkipMessage = "skipped: python3 with tokenizers and safetensors is not available (pip install -r scripts/requirements.txt)"
+
+    /// Whether `python3 -c "import gguf"` succeeds.
+    static let hasGGUF = canImport("gguf")
+    /// Whether Hugging Face's tokenizers and safetensors (with numpy) import.
+    static let hasHF = canImport("tokenizers, safetensors.numpy")
+
+    private static func canImport(_ modules: String) -> Bool {
+        (try? execute(["-c", "import \(modules)"]).status) == 0
+    }
+
+    /// A script run that exited non-zero, with what it printed.
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Runs `script` with `arguments`, throwing its output when it exits non-zero.
+    static func run(_ script: String, _ arguments: String...) throws {
+        let result = try execute([script] + arguments)
+        guard result.status == 0 else {
+            throw Failure(description: "\(script) \(arguments.joined(separator: " ")) exited \(result.status): \(result.output)")
+        }
+    }
+
+    private static func execute(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        // Drain the pipe before waiting, so a chatty script cannot block on a full pipe.
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    /// Little-endian float32 values from a base64 string field of a script's JSON output.
+    static func floats(_ value: JSONValue?) throws -> [Float] {
+        let data = try #require(value?.string.flatMap { Data(base64Encoded: $0) })
+        return stride(from: 0, to: data.count, by: 4).map { offset in
+            Float(bitPattern: data[offset..<(offset + 4)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) })
+        }
+    }
+}
