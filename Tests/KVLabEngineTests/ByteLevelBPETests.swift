@@ -116,7 +116,7 @@ struct EncodingCase: Sendable, CustomTestStringConvertible {
     func englishTextEncodesQuickly(_ flavor: String) throws {
         let tokenizer = try Self.trained(flavor)
         var text = ""
-        var random = SplitMix64(seed: 7)
+        var random = Xoshiro256(seed: 7)
         let words = ["the", "citizens", "speak", "Marcius", "we'll", "know't", "1599", "away!", "--", "O,"]
         while text.utf8.count < 100_000 {
             text += words[Int(random.next() % UInt64(words.count))] + (random.next() % 9 == 0 ? ".\n" : " ")
@@ -154,7 +154,7 @@ struct EncodingCase: Sendable, CustomTestStringConvertible {
         let tokenizer = try Self.trained(flavor)
         // Scalars from every class the pre-tokenizers tell apart, mostly ASCII, then anything.
         let pool = Array(" \t\n\r\u{B}\u{C}\u{85}\u{A0}\u{3000}'sStTreREvlLdDmM09٣²ſaZé日😀!.,-\u{0}\u{301}".unicodeScalars)
-        var random = SplitMix64(seed: 42)
+        var random = Xoshiro256(seed: 42)
         for _ in 0..<300 {
             var scalars = String.UnicodeScalarView()
             for _ in 0..<Int(random.next() % 40) {

@@ -2,20 +2,6 @@ import Foundation
 import Testing
 @testable import KVLabEngine
 
-/// SplitMix64: a tiny deterministic generator, so generated models and mutations repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Small random llama models built in memory, so format tests run without `../shared`.
 enum TinyModel {
@@ -24,7 +10,7 @@ enum TinyModel {
     /// A random model: dim 64, 2 layers, 4 heads over 2 KV heads, hidden 128, vocabulary 300.
     static func make(seed: UInt64 = 1, type: WeightType = .f32, tied: Bool = false,
                      tokenizer: TokenizerSpec = sentencePieceSpec()) throws -> LoadedModel {
-        var rng = SplitMix64(seed: seed)
+        var rng = Xoshiro256(seed: seed)
         let config = ModelConfig(name: "tiny-\(seed)", dim: 64, hiddenDim: 128, layerCount: 2, headCount: 4,
                                  kvHeadCount: 2, vocabSize: tokenizer.tokens.count, contextLength: 256,
                                  ropeTheta: 10000, rmsEps: 1e-5)
@@ -136,7 +122,7 @@ struct Mutator {
         .max, 1 << 40, 1 << 60, 1 << 63, UInt64(bitPattern: -1 << 40), UInt64(bitPattern: -8),
         0x7FFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF, 0x8000_0000, 0,
     ]
-    var rng: SplitMix64
+    var rng: Xoshiro256
 
     mutating func mutate(_ data: Data, focus: Int) -> Data {
         var bytes = [UInt8](data)

@@ -307,7 +307,7 @@ import Testing
     @Test func mutatedFilesThrowFileErrorsOrLoad() throws {
         let valid = try validFile(type: .q8_0)
         let headerSize = try valid.withUnsafeBytes { try GGUFFile($0).dataOffset }
-        var mutator = Mutator(rng: SplitMix64(seed: 2024))
+        var mutator = Mutator(rng: Xoshiro256(seed: 2024))
         var loaded = 0, rejected = 0
         for _ in 0..<1200 {
             let mutated = mutator.mutate(valid, focus: headerSize)

@@ -391,7 +391,7 @@ import Testing
         let weights = try #require(valid[SafetensorsModel.weightsFile])
         let headerEnd = try weights.withUnsafeBytes { try SafetensorsFile($0).tensors.first?.range.lowerBound ?? 0 }
         let names = [SafetensorsModel.configFile, SafetensorsModel.tokenizerFile, SafetensorsModel.tokenizerConfigFile]
-        var mutator = Mutator(rng: SplitMix64(seed: 77))
+        var mutator = Mutator(rng: Xoshiro256(seed: 77))
         var loaded = 0, rejected = 0
         for round in 0..<1200 {
             var files = valid

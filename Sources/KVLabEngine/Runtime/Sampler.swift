@@ -124,7 +124,7 @@ extension UnsafeMutablePointer {
 }
 
 /// xoshiro256** seeded through SplitMix64: small, fast, and the same on every platform.
-struct Xoshiro256 {
+struct Xoshiro256: RandomNumberGenerator {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
     init(seed: UInt64) {
