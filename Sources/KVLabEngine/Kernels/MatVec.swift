@@ -73,8 +73,8 @@ enum MatVec {
         var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var i = 0
         while i + 16 <= n {
-            acc0 += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            acc1 += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2 + 16, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+            acc0 += Half.toFloat(finite: a.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc1 += Half.toFloat(finite: a.loadUnaligned(fromByteOffset: i * 2 + 16, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
             i += 16
         }
         var sum = (acc0 + acc1).horizontalSum
@@ -92,8 +92,8 @@ enum MatVec {
         for block in 0..<(n / 32) {
             let b = a + block * 34
             let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
-            let q0 = SIMD16<Float>(b.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
-            let q1 = SIMD16<Float>(b.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
+            let q0 = Self.floats(signedBytes: b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self))
+            let q1 = Self.floats(signedBytes: b.loadUnaligned(fromByteOffset: 18, as: SIMD16<UInt8>.self))
             let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
             let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
             sum += (q0 * xs0 + q1 * xs1) * d
@@ -109,8 +109,8 @@ enum MatVec {
             let b = a + block * 18
             let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
             let q = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
-            let lo = SIMD16<Float>(q & 0x0f) - 8
-            let hi = SIMD16<Float>(q & 0xf0) * 0.0625 - 8
+            let lo = Self.floats(unsignedBytes: q & 0x0f) - 8
+            let hi = Self.floats(unsignedBytes: q &>> 4) - 8
             let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
             let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
             sum += (lo * xs0 + hi * xs1) * d
@@ -127,12 +127,26 @@ enum MatVec {
             let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
             let m = Half.toFloat(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
             let q = b.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
-            let lo = SIMD16<Float>(q & 0x0f) * d + m
-            let hi = SIMD16<Float>(q & 0xf0) * (d * 0.0625) + m
+            let lo = Self.floats(unsignedBytes: q & 0x0f) * d + m
+            let hi = Self.floats(unsignedBytes: q &>> 4) * d + m
             let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
             let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
             sum += lo * xs0 + hi * xs1
         }
         return sum.horizontalSum
+    }
+
+    /// Bytes 0...255 → Float through the exponent trick `bits(2^23 + u) - 2^23`: the generic
+    /// SIMD integer-to-float conversions go lane by lane.
+    @inline(__always)
+    static func floats(unsignedBytes u: SIMD16<UInt8>) -> SIMD16<Float> {
+        let wide = SIMD16<UInt32>(truncatingIfNeeded: u) | 0x4B00_0000
+        return unsafeBitCast(wide, to: SIMD16<Float>.self) - 8_388_608
+    }
+
+    /// Two's-complement bytes (int8 codes) → Float, via the unsigned trick with a bias of 128.
+    @inline(__always)
+    static func floats(signedBytes q: SIMD16<UInt8>) -> SIMD16<Float> {
+        floats(unsignedBytes: q ^ 0x80) - 128
     }
 }

@@ -177,7 +177,6 @@ public final class InferenceEngine {
                 MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &ledger)
                 count = n * c.vocabSize
             }
-            buffers.logits.update(from: all, count: c.vocabSize)
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
         } else {
             let last = batch.x + (n - 1) * c.dim

@@ -12,16 +12,15 @@ enum Half {
         return Float(bitPattern: value.bitPattern | sign)
     }
 
-    /// Eight binary16 values → Float, vectorized (the f16 weight kernel's inner step).
+    /// Eight finite binary16 values → Float, vectorized (the f16 weight kernel's inner step;
+    /// weights are checked finite at load, so infinities and NaN need no lane-wise fix-up).
     @inline(__always)
-    static func toFloat(_ h: SIMD8<UInt16>) -> SIMD8<Float> {
+    static func toFloat(finite h: SIMD8<UInt16>) -> SIMD8<Float> {
         let wide = SIMD8<UInt32>(truncatingIfNeeded: h)
         // Shifts written as multiplications: Swift's SIMD shifts by a scalar are not vectorized.
         let sign = (wide & 0x8000) &* 65536
         let magnitude = (wide & 0x7fff) &* 8192
-        var value = SIMD8<Float>(bitPattern: magnitude) * Float(bitPattern: 0x7780_0000)
-        let special = (wide & 0x7c00) .== 0x7c00
-        value.replace(with: SIMD8<Float>(bitPattern: magnitude | 0x7f80_0000), where: special)
+        let value = SIMD8<Float>(bitPattern: magnitude) * Float(bitPattern: 0x7780_0000)
         return SIMD8<Float>(bitPattern: SIMD8<UInt32>(bitPattern: value) | sign)
     }
 
