@@ -60,7 +60,7 @@ struct Generate: ParsableCommand {
             if !token.text.isEmpty { out.write(Data(token.text.utf8)) }
             return true
         }
-        out.write(Data("\n".utf8))
+        out.write(Data((summary.trailingText + "\n").utf8))
         if stats {
             let prefillMS = Double(summary.prefillNanoseconds) / 1e6
             FileHandle.standardError.write(Data(String(

@@ -16,6 +16,8 @@ public struct GenerationSummary: Sendable {
     public var decodeNanoseconds: UInt64
     /// Why generation stopped.
     public var stopReason: StopReason
+    /// Bytes of a character the last token left incomplete (as U+FFFD), or "".
+    public var trailingText = ""
 
     public enum StopReason: String, Sendable { case tokenLimit, endOfSequence, contextFull, cancelled }
 
@@ -72,6 +74,7 @@ public final class Generator {
             }
         }
         summary.decodeNanoseconds = DispatchTime.now().uptimeNanoseconds - decodeStart
+        summary.trailingText = stream.flush()
         return summary
     }
 }
