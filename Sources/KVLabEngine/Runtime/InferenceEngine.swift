@@ -250,11 +250,7 @@ final class DecodeBuffers {
     let x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin: UnsafeMutablePointer<Float>
 
     init(config c: ModelConfig) {
-        func make(_ n: Int) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            p.initialize(repeating: 0, count: n)
-            return p
-        }
+        let make = zeroedFloats
         x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.dim); k = make(c.kvDim); v = make(c.kvDim)
         attention = make(c.dim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
         cos = make(c.headDim / 2); sin = make(c.headDim / 2)
@@ -268,15 +264,18 @@ struct PrefillBuffers {
     let x, xb, q, k, v, attention, hidden, hidden2, weightScratch: UnsafeMutablePointer<Float>
 
     init(config c: ModelConfig, tokens n: Int) {
-        func make(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            p.initialize(repeating: 0, count: count)
-            return p
-        }
+        let make = zeroedFloats
         x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.dim); k = make(n * c.kvDim)
         v = make(n * c.kvDim); attention = make(n * c.dim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
         weightScratch = make(MatMul.scratchFloats(config: c))
     }
 
     func deallocate() { for p in [x, xb, q, k, v, attention, hidden, hidden2, weightScratch] { p.deallocate() } }
+}
+
+/// A zero-filled float buffer owned by the caller.
+private func zeroedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    p.initialize(repeating: 0, count: count)
+    return p
 }
