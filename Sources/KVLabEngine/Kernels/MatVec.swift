@@ -110,7 +110,7 @@ enum MatVec {
             let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
             let q = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
             let lo = Self.floats(unsignedBytes: q & 0x0f) - 8
-            let hi = Self.floats(unsignedBytes: q &>> 4) - 8
+            let hi = Self.floats(unsignedBytes: q & 0xf0) * 0.0625 - 8
             let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
             let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
             sum += (lo * xs0 + hi * xs1) * d
@@ -128,7 +128,7 @@ enum MatVec {
             let m = Half.toFloat(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
             let q = b.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
             let lo = Self.floats(unsignedBytes: q & 0x0f) * d + m
-            let hi = Self.floats(unsignedBytes: q &>> 4) * d + m
+            let hi = Self.floats(unsignedBytes: q & 0xf0) * (d * 0.0625) + m
             let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
             let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
             sum += lo * xs0 + hi * xs1

@@ -44,22 +44,6 @@ enum Ops {
     static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
         for i in 0..<count { a[i] += b[i] }
     }
-
-    /// In-place softmax over `count` values; returns nothing, keeps the maximum subtraction
-    /// for stability.
-    @inline(__always)
-    static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        guard count > 0 else { return }
-        var maximum = x[0]
-        for i in 1..<max(count, 1) where x[i] > maximum { maximum = x[i] }
-        var sum: Float = 0
-        for i in 0..<count {
-            x[i] = expf(x[i] - maximum)
-            sum += x[i]
-        }
-        let inverse = 1 / sum
-        for i in 0..<count { x[i] *= inverse }
-    }
 }
 
 /// Cos/sin of RoPE angles for one position, computed in Double (as the reference does) from

@@ -1,39 +1,6 @@
-/// Short-vector kernels for attention, where a head is 8 to 256 channels: SIMD8 steps when the
-/// length allows (head sizes are multiples of 8 in practice), scalar otherwise.
+/// Short-vector kernels for attention and sampling: a vectorized exp and softmax, and
+/// horizontal sums that avoid the standard library's lane-by-lane SIMD reductions.
 enum Vector {
-    /// `Σ a[i] · b[i]`.
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        if n % 8 == 0 {
-            let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
-            var acc = SIMD8<Float>()
-            for i in stride(from: 0, to: n, by: 8) {
-                acc += ar.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * br.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            }
-            return acc.horizontalSum
-        }
-        var sum: Float = 0
-        for i in 0..<n { sum += a[i] * b[i] }
-        return sum
-    }
-
-    /// `y[i] += alpha · x[i]`.
-    @inline(__always)
-    static func addScaled(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ alpha: Float, _ n: Int) {
-        if n % 8 == 0 {
-            let yr = UnsafeMutableRawPointer(y), xr = UnsafeRawPointer(x)
-            for i in stride(from: 0, to: n, by: 8) {
-                let updated = yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    + alpha * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                yr.storeBytes(of: updated, toByteOffset: i * 4, as: SIMD8<Float>.self)
-            }
-            return
-        }
-        for i in 0..<n { y[i] += alpha * x[i] }
-    }
-}
-
-extension Vector {
     /// e^x for 16 lanes: Cephes' expf polynomial (about 1 ulp), inputs clamped to the range
     /// where the result is a normal float.
     @inline(__always)

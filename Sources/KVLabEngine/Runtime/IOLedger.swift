@@ -56,13 +56,6 @@ public struct IOLedger: Sendable, Equatable, Codable {
     public var totalRead: UInt64 { IOBuffer.allCases.reduce(0) { $0 + bytesRead($1) } }
     public var totalWritten: UInt64 { IOBuffer.allCases.reduce(0) { $0 + bytesWritten($1) } }
 
-    public mutating func add(_ other: IOLedger) {
-        for buffer in IOBuffer.allCases {
-            read(buffer, Int(other.bytesRead(buffer)))
-            write(buffer, Int(other.bytesWritten(buffer)))
-        }
-    }
-
     public static func == (a: IOLedger, b: IOLedger) -> Bool {
         IOBuffer.allCases.allSatisfy { a.bytesRead($0) == b.bytesRead($0) && a.bytesWritten($0) == b.bytesWritten($0) }
     }

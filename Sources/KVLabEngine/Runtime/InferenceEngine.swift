@@ -132,9 +132,11 @@ public final class InferenceEngine {
         let c = config, n = tokens.count
         let batch = PrefillBuffers(config: c, tokens: n)
         defer { batch.deallocate() }
+        let half = c.headDim / 2
         for (t, token) in tokens.enumerated() {
             weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
             ledger.read(.weights, weights.tokenEmbedding.rowBytes)
+            rope.fill(position: position + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
         }
         for (l, layer) in weights.layers.enumerated() {
             var t0 = DispatchTime.now().uptimeNanoseconds
@@ -143,9 +145,9 @@ public final class InferenceEngine {
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
             for t in 0..<n {
-                rope.fill(position: position + t, cos: buffers.cos, sin: buffers.sin)
-                Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: buffers.cos, sin: buffers.sin)
-                Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: buffers.cos, sin: buffers.sin)
+                let cos = batch.cos + t * half, sin = batch.sin + t * half
+                Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
+                Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -261,16 +263,17 @@ final class DecodeBuffers {
 
 /// Scratch of one prefill call (sized by its token count).
 struct PrefillBuffers {
-    let x, xb, q, k, v, attention, hidden, hidden2, weightScratch: UnsafeMutablePointer<Float>
+    let x, xb, q, k, v, attention, hidden, hidden2, weightScratch, cos, sin: UnsafeMutablePointer<Float>
 
     init(config c: ModelConfig, tokens n: Int) {
         let make = zeroedFloats
         x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.dim); k = make(n * c.kvDim)
         v = make(n * c.kvDim); attention = make(n * c.dim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
         weightScratch = make(MatMul.scratchFloats(config: c))
+        cos = make(n * c.headDim / 2); sin = make(n * c.headDim / 2)
     }
 
-    func deallocate() { for p in [x, xb, q, k, v, attention, hidden, hidden2, weightScratch] { p.deallocate() } }
+    func deallocate() { for p in [x, xb, q, k, v, attention, hidden, hidden2, weightScratch, cos, sin] { p.deallocate() } }
 }
 
 /// A zero-filled float buffer owned by the caller.

@@ -38,7 +38,8 @@ public final class Sampler {
         self.settings = settings
         self.vocabularySize = vocabularySize
         rng = Xoshiro256(seed: settings.seed)
-        probabilities = .allocate(capacity: vocabularySize)
+        // Rounded up to whole 16-lane chunks for Vector.softmax.
+        probabilities = .allocate(capacity: (vocabularySize + 15) / 16 * 16)
         candidates = .allocate(capacity: vocabularySize)
     }
 
@@ -52,7 +53,7 @@ public final class Sampler {
         let n = min(logits.count, vocabularySize)
         if settings.temperature == 0 { return LogitStatistics(logits.baseAddress!, count: n).argmax }
         for i in 0..<n { probabilities[i] = logits[i] / settings.temperature }
-        Ops.softmax(probabilities, count: n)
+        Vector.softmax(probabilities, count: n)
         var count = 0
         if settings.topK > 0 || settings.topP < 1 {
             // Candidates: with top-p alone, tokens below (1-p)/(n-1) cannot be in the nucleus

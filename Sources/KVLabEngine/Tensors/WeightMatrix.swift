@@ -35,19 +35,18 @@ public final class WeightMatrix: @unchecked Sendable {
     /// Encodes float values into `type` (rounding exactly as ggml does).
     public convenience init(rows: Int, cols: Int, values: UnsafeBufferPointer<Float>, type: WeightType) {
         self.init(uninitializedRows: rows, cols: cols, type: type)
-        precondition(values.count == rows * cols && type.canStore(rowLength: cols))
-        for r in 0..<rows {
-            BlockCodec.encode(values.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
-        }
+        encodeRows(from: values)
     }
 
     public convenience init(rows: Int, cols: Int, values: [Float], type: WeightType = .f32) {
         self.init(uninitializedRows: rows, cols: cols, type: type)
+        values.withUnsafeBufferPointer { encodeRows(from: $0) }
+    }
+
+    private func encodeRows(from values: UnsafeBufferPointer<Float>) {
         precondition(values.count == rows * cols && type.canStore(rowLength: cols))
-        values.withUnsafeBufferPointer { buffer in
-            for r in 0..<rows {
-                BlockCodec.encode(buffer.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
-            }
+        for r in 0..<rows {
+            BlockCodec.encode(values.baseAddress! + r * cols, count: cols, as: type, into: storage + r * rowBytes)
         }
     }
 
