@@ -53,7 +53,15 @@ public protocol KVCache: AnyObject {
     /// Appends one token's keys and values (`kvHeadCount × headDim` each, keys after RoPE) to
     /// every KV head of `layer`.
     func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger)
+    /// Whether a prompt may run as one batched prefill; when false the engine feeds it one
+    /// decode step at a time, so the method acts after every token as the protocol defines.
+    var batchedPrefill: Bool { get }
+    /// A batched prefill of the positions before `end` starts (appends, then attends per query).
+    func beginPrefill(end: Int)
+    /// The batched prefill finished: methods that act once per prompt act now.
+    func endPrefill(ledger: inout IOLedger)
     /// Causal attention of `queries` (`headCount × headDim`, RoPE applied, at `position`) over
     /// the kept entries of `layer` at positions ≤ `position`, written to `output` (same shape).
+    /// Outside a batched prefill the cache's method then updates its state and evicts.
     func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger)
 }

@@ -1,7 +1,12 @@
 /// A full-precision KV cache in fixed-size pages drawn from a shared pool with a free list, so
-/// per-head lengths can differ and dropping entries returns whole pages. Keeps every entry.
-/// A page stores its 16 keys channel-major (so one SIMD16 step scores 16 keys without
-/// horizontal sums) and its 16 values token-major (so P·V adds whole value vectors).
+/// per-head lengths can differ and evicting returns whole pages. An eviction method decides
+/// which entries stay; it can change between any two steps.
+///
+/// Storage is physical: each (layer, KV head) fills slots 0..<count with no holes (an evicted
+/// slot is refilled by the last one, so the tail page frees as soon as it empties). A page
+/// stores its 16 keys channel-major (one SIMD16 step scores 16 keys without horizontal sums)
+/// and its 16 values token-major (P·V adds whole value vectors). The policy sees the entries in
+/// position order through per-head arrays that map each entry to its slot.
 public final class PagedKVCache: KVCache {
     public let layout: KVLayout
     /// Token slots per page (one SIMD16 lane per slot).
@@ -10,58 +15,150 @@ public final class PagedKVCache: KVCache {
     private let pool: PagePool
     private let headCount: Int
     private let pagesPerHead: Int
-    /// Per (layer, head), flat: entries kept, page ids in order, each entry's absolute position.
+    private let capacity: Int
+    /// Per (layer, head): entries kept, page ids in slot order, each slot's position.
     private let counts: UnsafeMutablePointer<Int>
     private let pageTables: UnsafeMutablePointer<Int32>
+    private let slotPositions: UnsafeMutablePointer<Int32>
+    /// Per (layer, head), in position order: what `HeadEntries` shows a policy.
     private let positions: UnsafeMutablePointer<Int32>
+    private let policyScores: UnsafeMutablePointer<Float>
+    private let history: UnsafeMutablePointer<UInt64>
+    private let keyNorms: UnsafeMutablePointer<Float>
+    private let stepScores: UnsafeMutablePointer<Float>
+    private let slots: UnsafeMutablePointer<Int32>
+    /// Entries merged into each kept entry, itself included (the `merge` modifier).
+    private let mergeCounts: UnsafeMutablePointer<Float>
+    private let released: UnsafeMutablePointer<Int32>
+    private let heads: UnsafeMutableBufferPointer<HeadEntries>
     /// Attention probabilities of one KV head's query group: groupSize rows of `scoreStride`
     /// (capacity rounded up to whole pages, so a page's 16 lanes always fit).
-    private let scores: UnsafeMutablePointer<Float>
+    private let probabilities: UnsafeMutablePointer<Float>
     private let scoreStride: Int
     private let scale: Float
 
-    public init(layout: KVLayout) {
+    public private(set) var eviction: EvictionMethod
+    private var policy: any EvictionPolicy
+    /// End of the prompt while a batched prefill runs.
+    private var promptEnd: Int?
+
+    /// Keep each step's `s_t` per entry (the ghost run does, so others can compare with it).
+    public var recordsAttention = false
+    /// The ghost cache whose attention `massKept` is measured against.
+    public weak var attentionReference: PagedKVCache?
+    /// Share of the reference's attention at the last step that fell on entries this cache
+    /// attended (mean over layers and query heads); nil without a reference.
+    public private(set) var massKept: Double?
+    private var massSum = 0.0
+
+    public init(layout: KVLayout, eviction: EvictionMethod = .full) {
         self.layout = layout
         let pageSize = Self.pageSize
         headCount = layout.layerCount * layout.kvHeadCount
+        capacity = layout.capacity
         pagesPerHead = (layout.capacity + pageSize - 1) / pageSize
         pool = PagePool(floatsPerPage: 2 * pageSize * layout.headDim, pagesPerSlab: max(16, headCount))
         counts = .allocate(capacity: headCount)
         counts.initialize(repeating: 0, count: headCount)
         pageTables = .allocate(capacity: headCount * pagesPerHead)
-        positions = .allocate(capacity: headCount * layout.capacity)
+        let entries = headCount * capacity
+        slotPositions = .allocate(capacity: entries)
+        positions = .allocate(capacity: entries)
+        policyScores = .allocate(capacity: entries)
+        history = .allocate(capacity: entries)
+        keyNorms = .allocate(capacity: entries)
+        stepScores = .allocate(capacity: entries)
+        stepScores.initialize(repeating: 0, count: entries)
+        slots = .allocate(capacity: entries)
+        mergeCounts = .allocate(capacity: entries)
+        released = .allocate(capacity: layout.kvHeadCount * capacity)
+        heads = .allocate(capacity: layout.kvHeadCount)
         scoreStride = pagesPerHead * pageSize
-        scores = .allocate(capacity: layout.groupSize * scoreStride)
+        probabilities = .allocate(capacity: layout.groupSize * scoreStride)
         scale = 1 / Float(layout.headDim).squareRoot()
+        self.eviction = eviction
+        policy = eviction.makePolicy(layout: layout)
     }
 
     deinit {
         counts.deallocate()
         pageTables.deallocate()
-        positions.deallocate()
-        scores.deallocate()
+        for buffer in [slotPositions, positions, slots, released] { buffer.deallocate() }
+        for buffer in [policyScores, keyNorms, stepScores, mergeCounts, probabilities] { buffer.deallocate() }
+        history.deallocate()
+        heads.deallocate()
     }
 
     public func entryCount(layer: Int, head: Int) -> Int { counts[layer * layout.kvHeadCount + head] }
 
+    /// Positions kept by one (layer, KV head), oldest first.
+    public func keptPositions(layer: Int, head: Int) -> [Int] {
+        let index = layer * layout.kvHeadCount + head
+        return (0..<counts[index]).map { Int(positions[index * capacity + $0]) }
+    }
+
+    /// Token budget of one (layer, KV head) under the current method; nil when unbounded.
+    public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
+
+    /// Pages currently taken from the pool (what the payload physically occupies).
+    public var pagesInUse: Int {
+        var pages = 0
+        for index in 0..<headCount { pages += (counts[index] + pageSize - 1) / pageSize }
+        return pages
+    }
+
+    public static func pageBytes(headDim: Int) -> Int { 2 * pageSize * headDim * 4 }
+
     public var residency: KVResidency {
         var r = KVResidency()
         let entryBytes = 2 * layout.headDim * 4
+        let stateBytes = 4 + policy.stateBytesPerEntry + (eviction.merge ? 4 : 0)
         for index in 0..<headCount {
             let kept = counts[index]
             let pages = (kept + pageSize - 1) / pageSize
             r.fullPrecisionPayload += kept * entryBytes
             r.pageSlack += (pages * pageSize - kept) * entryBytes
-            r.policyState += kept * 4
+            r.policyState += kept * stateBytes
         }
         return r
     }
+
+    public var batchedPrefill: Bool { policy.batchedPrefill }
 
     public func reset() {
         for index in 0..<headCount {
             let pages = (counts[index] + pageSize - 1) / pageSize
             for p in 0..<pages { pool.release(pageTables[index * pagesPerHead + p]) }
             counts[index] = 0
+        }
+        policy = eviction.makePolicy(layout: layout)
+        promptEnd = nil
+        massKept = nil
+    }
+
+    /// Switches the eviction method between steps. The new method starts with fresh state and
+    /// evicts down to its budget at once; entries already evicted do not come back.
+    public func setEviction(_ method: EvictionMethod, ledger: inout IOLedger) {
+        eviction = method
+        policy = method.makePolicy(layout: layout)
+        let entries = headCount * capacity
+        policyScores.update(repeating: 0, count: entries)
+        history.update(repeating: 0, count: entries)
+        stepScores.update(repeating: 0, count: entries)
+        for layer in 0..<layout.layerCount {
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+        }
+    }
+
+    public func beginPrefill(end: Int) { promptEnd = end }
+
+    public func endPrefill(ledger: inout IOLedger) {
+        guard let end = promptEnd else { return }
+        promptEnd = nil
+        for layer in 0..<layout.layerCount {
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in
+                policy.finishPrefill(layer: layer, heads: heads, promptEnd: end)
+            }
         }
     }
 
@@ -70,30 +167,45 @@ public final class PagedKVCache: KVCache {
         for head in 0..<layout.kvHeadCount {
             let index = layer * layout.kvHeadCount + head
             let count = counts[index]
-            precondition(count < layout.capacity, "KV cache capacity exceeded; the engine checks the context length first")
+            precondition(count < capacity, "KV cache capacity exceeded; the engine checks the context length first")
             if count % pageSize == 0 { pageTables[index * pagesPerHead + count / pageSize] = pool.acquire() }
             let page = pool.pointer(pageTables[index * pagesPerHead + count / pageSize])
             let slot = count % pageSize
             let key = keys + head * hd
-            for c in 0..<hd { page[c * pageSize + slot] = key[c] }
+            var norm: Float = 0
+            for c in 0..<hd {
+                page[c * pageSize + slot] = key[c]
+                norm += key[c] * key[c]
+            }
             (page + (pageSize + slot) * hd).update(from: values + head * hd, count: hd)
-            positions[index * layout.capacity + count] = Int32(position)
+            let e = index * capacity + count
+            slotPositions[e] = Int32(position)
+            positions[e] = Int32(position)
+            policyScores[e] = 0
+            history[e] = 0
+            keyNorms[e] = norm.squareRoot()
+            stepScores[e] = 0
+            slots[e] = Int32(count)
+            mergeCounts[e] = 1
             counts[index] = count + 1
         }
         ledger.write(.keys, layout.kvHeadCount * hd * 4)
         ledger.write(.values, layout.kvHeadCount * hd * 4)
+        ledger.write(.policyState, layout.kvHeadCount * (4 + policy.stateBytesPerEntry))
     }
 
     public func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
         let hd = layout.headDim, group = layout.groupSize
+        let observing = promptEnd.map { position >= $0 - policy.prefillObservation } ?? false
+        let wantsScores = recordsAttention || attentionReference != nil || observing || (promptEnd == nil && policy.needsScores)
+        if layer == 0 { massSum = 0 }
         for head in 0..<layout.kvHeadCount {
             let index = layer * layout.kvHeadCount + head
-            let kept = positions + index * layout.capacity
             let table = pageTables + index * pagesPerHead
-            // Entries are in position order; those after `position` (later prompt tokens during
-            // prefill) are not visible.
+            // Slots are in position order until something is evicted, and nothing is during a
+            // batched prefill: entries after `position` (later prompt tokens) are not visible.
             var visible = counts[index]
-            while visible > 0, Int(kept[visible - 1]) > position { visible -= 1 }
+            while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
             let q = queries + head * group * hd
             // Scores for the whole query group, reading each key once (GQA shares K and V):
             // 16 keys per step, channel by channel.
@@ -106,15 +218,15 @@ public final class PagedKVCache: KVCache {
                     for c in 0..<hd {
                         acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
                     }
-                    UnsafeMutableRawPointer(scores + g * scoreStride + first).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
+                    UnsafeMutableRawPointer(probabilities + g * scoreStride + first).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
                 }
                 first += pageSize
                 page += 1
             }
-            for g in 0..<group { Vector.softmax(scores + g * scoreStride, count: visible) }
+            for g in 0..<group { Vector.softmax(probabilities + g * scoreStride, count: visible) }
             // P·V with each 8-channel slice of the output kept in a register across all entries.
             for g in 0..<group {
-                let probabilities = scores + g * scoreStride
+                let p = probabilities + g * scoreStride
                 let out = output + (head * group + g) * hd
                 for slice in stride(from: 0, to: hd, by: 8) {
                     let width = min(8, hd - slice)
@@ -124,11 +236,11 @@ public final class PagedKVCache: KVCache {
                     while first < visible {
                         let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * hd + slice)
                         for slot in 0..<min(pageSize, visible - first) {
-                            let p = probabilities[first + slot]
+                            let weight = p[first + slot]
                             if width == 8 {
-                                acc += p * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
+                                acc += weight * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
                             } else {
-                                for c in 0..<width { acc[c] += p * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
+                                for c in 0..<width { acc[c] += weight * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
                             }
                         }
                         first += pageSize
@@ -142,9 +254,156 @@ public final class PagedKVCache: KVCache {
             // Naive attention materializes scores: written, re-read by softmax, re-read by P·V.
             ledger.write(.scores, 2 * group * visible * 4)
             ledger.read(.scores, 2 * group * visible * 4)
+            if wantsScores {
+                gatherStepScores(index: index, visible: visible)
+                ledger.read(.scores, group * visible * 4)
+            }
+            if let reference = attentionReference { massSum += reference.attentionMass(layer: layer, head: head, on: self, index: index, visible: visible) }
+            if observing {
+                let entries = headEntries(index: index, count: visible)
+                policy.observePrefill(layer: layer, head: head, entries: entries, queryPosition: position, promptEnd: promptEnd!)
+                ledger.read(.policyState, visible * policy.stateBytesPerEntry)
+                ledger.write(.policyState, visible * policy.stateBytesPerEntry)
+            }
         }
         ledger.read(.activations, layout.kvHeadCount * group * hd * 4)
         ledger.write(.activations, layout.kvHeadCount * group * hd * 4)
+        if attentionReference != nil, layer == layout.layerCount - 1 {
+            massKept = massSum / Double(layout.layerCount * layout.kvHeadCount * group)
+        }
+        if promptEnd == nil {
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+        }
+    }
+
+    /// `s_t(j) = Σ_h p_h(j)` over the query group, in position order.
+    private func gatherStepScores(index: Int, visible: Int) {
+        let out = stepScores + index * capacity
+        let slotOf = slots + index * capacity
+        for i in 0..<visible {
+            let slot = Int(slotOf[i])
+            var sum: Float = 0
+            for g in 0..<layout.groupSize { sum += probabilities[g * scoreStride + slot] }
+            out[i] = sum
+        }
+    }
+
+    /// The reference's last `s_t` summed over the positions `other` attended in one head.
+    private func attentionMass(layer: Int, head: Int, on other: PagedKVCache, index otherIndex: Int, visible: Int) -> Double {
+        let index = layer * layout.kvHeadCount + head
+        let count = counts[index]
+        let mine = positions + index * capacity
+        let theirs = other.positions + otherIndex * other.capacity
+        // Both lists are in position order: one merge pass.
+        var i = 0, sum: Float = 0
+        for j in 0..<visible {
+            let p = theirs[j]
+            while i < count, mine[i] < p { i += 1 }
+            if i < count, mine[i] == p { sum += stepScores[index * capacity + i] }
+        }
+        return Double(sum)
+    }
+
+    private func headEntries(index: Int, count: Int) -> HeadEntries {
+        let base = index * capacity
+        return HeadEntries(count: count, groupSize: layout.groupSize, positions: positions + base, scores: policyScores + base,
+                           history: history + base, keyNorms: keyNorms + base, stepScores: stepScores + base,
+                           slots: slots + base, released: released + (index % layout.kvHeadCount) * capacity)
+    }
+
+    /// Runs a policy hook on one layer's heads, then frees what it evicted.
+    private func applyPolicy(layer: Int, ledger: inout IOLedger,
+                             _ hook: (any EvictionPolicy, Int, UnsafeMutableBufferPointer<HeadEntries>) -> Void) {
+        var total = 0
+        for head in 0..<layout.kvHeadCount {
+            let index = layer * layout.kvHeadCount + head
+            heads[head] = headEntries(index: index, count: counts[index])
+            total += counts[index]
+        }
+        hook(policy, layer, heads)
+        ledger.read(.policyState, total * policy.stateBytesPerEntry)
+        ledger.write(.policyState, total * policy.stateBytesPerEntry)
+        for head in 0..<layout.kvHeadCount {
+            reclaim(index: layer * layout.kvHeadCount + head, entries: heads[head], ledger: &ledger)
+        }
+    }
+
+    /// Refills the slots a policy released with the last slots, merging first when asked, and
+    /// returns emptied tail pages to the pool.
+    private func reclaim(index: Int, entries: HeadEntries, ledger: inout IOLedger) {
+        guard entries.releasedCount > 0 else { return }
+        let hd = layout.headDim
+        let base = index * capacity
+        let table = pageTables + index * pagesPerHead
+        // Highest slot first: each freed slot is then refilled from a tail slot that is live.
+        var freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
+        freed.sort(by: >)
+        if eviction.merge { for slot in freed { merge(slot: Int(slot), index: index, entries: entries, ledger: &ledger) } }
+        var count = counts[index]
+        for freedSlot in freed {
+            let slot = Int(freedSlot), last = count - 1
+            if slot != last {
+                let from = pool.pointer(table[last / pageSize]), to = pool.pointer(table[slot / pageSize])
+                let a = last % pageSize, b = slot % pageSize
+                for c in 0..<hd { to[c * pageSize + b] = from[c * pageSize + a] }
+                (to + (pageSize + b) * hd).update(from: from + (pageSize + a) * hd, count: hd)
+                slotPositions[base + slot] = slotPositions[base + last]
+                for i in 0..<entries.count where slots[base + i] == Int32(last) {
+                    slots[base + i] = Int32(slot)
+                    break
+                }
+                ledger.read(.keys, hd * 4)
+                ledger.read(.values, hd * 4)
+                ledger.write(.keys, hd * 4)
+                ledger.write(.values, hd * 4)
+            }
+            count -= 1
+            if count % pageSize == 0 { pool.release(table[count / pageSize]) }
+        }
+        counts[index] = count
+    }
+
+    /// CaM/D2O merge: the evicted entry in `slot` is averaged into the kept entry whose key is
+    /// most cosine-similar, weighted by how many entries that one already holds.
+    private func merge(slot: Int, index: Int, entries: HeadEntries, ledger: inout IOLedger) {
+        guard entries.count > 0 else { return }
+        let hd = layout.headDim, base = index * capacity
+        let table = pageTables + index * pagesPerHead
+        let evictedPage = pool.pointer(table[slot / pageSize]), e = slot % pageSize
+        var evictedNorm: Float = 0
+        for c in 0..<hd { evictedNorm += evictedPage[c * pageSize + e] * evictedPage[c * pageSize + e] }
+        evictedNorm = evictedNorm.squareRoot()
+        var best = 0, bestSimilarity = -Float.infinity
+        for i in 0..<entries.count {
+            let s = Int(slots[base + i])
+            let page = pool.pointer(table[s / pageSize]), k = s % pageSize
+            var dot: Float = 0
+            for c in 0..<hd { dot += page[c * pageSize + k] * evictedPage[c * pageSize + e] }
+            let similarity = dot / max(keyNorms[base + i] * evictedNorm, .leastNormalMagnitude)
+            if similarity > bestSimilarity {
+                best = i
+                bestSimilarity = similarity
+            }
+        }
+        let target = Int(slots[base + best])
+        let page = pool.pointer(table[target / pageSize]), t = target % pageSize
+        let n = mergeCounts[base + best]
+        var norm: Float = 0
+        for c in 0..<hd {
+            let k = (n * page[c * pageSize + t] + evictedPage[c * pageSize + e]) / (n + 1)
+            page[c * pageSize + t] = k
+            norm += k * k
+        }
+        for c in 0..<hd {
+            let v = page + (pageSize + t) * hd + c
+            v.pointee = (n * v.pointee + evictedPage[(pageSize + e) * hd + c]) / (n + 1)
+        }
+        keyNorms[base + best] = norm.squareRoot()
+        mergeCounts[base + best] = n + 1
+        ledger.read(.keys, (entries.count + 1) * hd * 4)
+        ledger.read(.values, 2 * hd * 4)
+        ledger.write(.keys, hd * 4)
+        ledger.write(.values, hd * 4)
     }
 }
 

@@ -99,7 +99,7 @@ enum GGUFModel {
         let tokenizer = try spec.makeTokenizer()
 
         var shown: [(String, String)] = [("gguf.version", "\(file.version)")]
-        for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix("llama.") {
+        for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix("llama.") || key.hasPrefix("kvlab.") {
             if case .array = value { continue }
             shown.append((key, value.displayText))
         }

@@ -53,6 +53,14 @@ public struct IOLedger: Sendable, Equatable, Codable {
         withUnsafeBytes(of: writtenBytes) { $0.load(fromByteOffset: buffer.rawValue * 8, as: UInt64.self) }
     }
 
+    /// Adds another ledger's counts (a multi-step phase summed from its steps).
+    public mutating func add(_ other: IOLedger) {
+        for buffer in IOBuffer.allCases {
+            read(buffer, Int(other.bytesRead(buffer)))
+            write(buffer, Int(other.bytesWritten(buffer)))
+        }
+    }
+
     public var totalRead: UInt64 { IOBuffer.allCases.reduce(0) { $0 + bytesRead($1) } }
     public var totalWritten: UInt64 { IOBuffer.allCases.reduce(0) { $0 + bytesWritten($1) } }
 

@@ -122,10 +122,12 @@ public final class InferenceEngine {
 
     /// Processes `tokens` from the current position as batched matrix products; logits are then
     /// those after the last token. With `allLogits`, every position's logits are returned
-    /// (tokens × vocabulary, row-major), e.g. for perplexity.
+    /// (tokens × vocabulary, row-major), e.g. for perplexity. A cache whose method must act
+    /// after every token gets the prompt one decode step at a time instead.
     @discardableResult
     public func prefill(_ tokens: [Int], allLogits: Bool = false) throws(EngineError) -> (report: StepReport, logits: [Float]) {
         try check(tokens: tokens, adding: tokens.count)
+        guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         let start = DispatchTime.now().uptimeNanoseconds
         var ledger = IOLedger()
         var timings = StepTimings()
@@ -151,6 +153,7 @@ public final class InferenceEngine {
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
+            if l == 0 { cache.beginPrefill(end: position + n) }
             for t in 0..<n {
                 cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &ledger)
             }
@@ -171,6 +174,7 @@ public final class InferenceEngine {
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
         }
+        cache.endPrefill(ledger: &ledger)
         let t0 = DispatchTime.now().uptimeNanoseconds
         var all: [Float] = []
         if allLogits {
@@ -191,6 +195,24 @@ public final class InferenceEngine {
         let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: ledger)
         position += n
         return (report, all)
+    }
+
+    private func stepwisePrefill(_ tokens: [Int], allLogits: Bool) throws(EngineError) -> (report: StepReport, logits: [Float]) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let first = position
+        var ledger = IOLedger()
+        var timings = StepTimings()
+        var all: [Float] = []
+        if allLogits { all.reserveCapacity(tokens.count * config.vocabSize) }
+        for token in tokens {
+            let step = try decode(token)
+            ledger.add(step.ledger)
+            timings.add(step.timings)
+            if allLogits { all.append(contentsOf: logits) }
+        }
+        timings.totalNanoseconds = DispatchTime.now().uptimeNanoseconds - start
+        return (makeReport(phase: .prefill, first: first, count: tokens.count, token: tokens[tokens.count - 1],
+                           timings: timings, ledger: ledger), all)
     }
 
     private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, rows: Int) {

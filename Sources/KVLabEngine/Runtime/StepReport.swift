@@ -20,6 +20,14 @@ public struct StepTimings: Sendable, Equatable, Codable {
     public var classifierNanoseconds: UInt64 = 0
 
     public init() {}
+
+    /// Adds another step's parts (the total is set by whoever measured the whole).
+    mutating func add(_ other: StepTimings) {
+        projectionNanoseconds += other.projectionNanoseconds
+        attentionNanoseconds += other.attentionNanoseconds
+        feedForwardNanoseconds += other.feedForwardNanoseconds
+        classifierNanoseconds += other.classifierNanoseconds
+    }
 }
 
 /// The most likely next tokens after a step.

@@ -54,24 +54,38 @@ public struct SentencePieceTokenizer: Tokenizer {
                 }
             }
         }
-        // Greedy best-score merging, as llama2.c's encode().
-        while true {
-            var bestScore = -Float.greatestFiniteMagnitude
-            var bestID = -1
-            var bestIndex = -1
-            for i in 0..<(pieces.count - 1) {
-                guard let id = ids[spec.tokens[pieces[i]] + spec.tokens[pieces[i + 1]]] else { continue }
-                if spec.scores[id] > bestScore {
-                    bestScore = spec.scores[id]
-                    bestID = id
-                    bestIndex = i
-                }
-            }
-            if bestIndex < 0 { break }
-            pieces[bestIndex] = bestID
-            pieces.remove(at: bestIndex + 1)
+        return out + merged(pieces)
+    }
+
+    /// Repeatedly merges the adjacent pair whose concatenation is the highest-scoring piece,
+    /// leftmost on ties (llama2.c's and SentencePiece's BPE rule). A heap of candidate pairs over
+    /// a linked list of symbols makes this O(n log n), so long evaluation texts encode quickly.
+    private func merged(_ initial: [Int]) -> [Int] {
+        var pieces = initial
+        let n = pieces.count
+        guard n > 1 else { return pieces }
+        var next = Array(1...n)
+        var previous = Array(-1..<(n - 1))
+        var candidates = PairHeap()
+        func consider(_ left: Int) {
+            let right = next[left]
+            guard left >= 0, right < n,
+                  let id = ids[spec.tokens[pieces[left]] + spec.tokens[pieces[right]]] else { return }
+            candidates.push(.init(score: spec.scores[id], left: left, leftID: pieces[left], rightID: pieces[right], merged: id))
         }
-        return out + pieces
+        for i in 0..<(n - 1) { consider(i) }
+        while let pair = candidates.pop() {
+            let right = next[pair.left]
+            // Skip pairs made stale by an earlier merge of either symbol.
+            guard right < n, pieces[pair.left] == pair.leftID, pieces[right] == pair.rightID else { continue }
+            pieces[pair.left] = pair.merged
+            pieces[right] = -1
+            next[pair.left] = next[right]
+            if next[right] < n { previous[next[right]] = pair.left }
+            if previous[pair.left] >= 0 { consider(previous[pair.left]) }
+            consider(pair.left)
+        }
+        return pieces.filter { $0 >= 0 }
     }
 
     public func decode(_ token: Int, after previous: Int?) -> [UInt8] {
@@ -83,5 +97,50 @@ public struct SentencePieceTokenizer: Tokenizer {
             return Array(bytes.dropFirst())
         }
         return bytes
+    }
+}
+
+/// Max-heap of merge candidates: higher score first, then the leftmost pair.
+private struct PairHeap {
+    struct Pair {
+        var score: Float
+        var left: Int
+        var leftID: Int
+        var rightID: Int
+        var merged: Int
+
+        func precedes(_ other: Pair) -> Bool {
+            score != other.score ? score > other.score : left < other.left
+        }
+    }
+
+    private var items: [Pair] = []
+
+    mutating func push(_ pair: Pair) {
+        items.append(pair)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].precedes(items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Pair? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var best = parent
+            if left < items.count, items[left].precedes(items[best]) { best = left }
+            if right < items.count, items[right].precedes(items[best]) { best = right }
+            if best == parent { break }
+            items.swapAt(parent, best)
+            parent = best
+        }
+        return top
     }
 }

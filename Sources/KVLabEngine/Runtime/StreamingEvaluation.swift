@@ -1,0 +1,202 @@
+import Foundation
+
+/// One token of a streaming evaluation: the method's NLL and how far it is from the ghost.
+public struct TokenQuality: Sendable, Equatable {
+    public var position: Int
+    /// −log p(next token) under the method; nil at the last position (no next token).
+    public var nll: Double?
+    public var ghostNLL: Double?
+    /// KL(ghost ‖ method) of the next-token distributions.
+    public var kl: Double?
+    public var top1Agrees: Bool?
+    /// Share of the ghost's attention that fell on entries the method attended.
+    public var massKept: Double?
+    public var residentKVBytes: Int
+}
+
+/// Means over an evaluation (NLL over the predicted tokens, t = 0 … N−2).
+public struct EvaluationSummary: Sendable, Equatable, Codable {
+    public var method: String
+    public var tokens: Int
+    public var predictions: Int
+    public var meanNLL: Double
+    public var perplexity: Double { exp(meanNLL) }
+    public var ghostMeanNLL: Double?
+    public var meanKL: Double?
+    public var top1Agreement: Double?
+    public var meanMassKept: Double?
+    /// First position whose greedy next token differs from the ghost's.
+    public var firstDivergence: Int?
+    public var meanResidentKVBytes: Double
+    public var peakResidentKVBytes: Int
+    public var ghostPeakResidentKVBytes: Int?
+}
+
+/// The evaluation protocol of docs KV-METHODS.md: teacher-forced decode steps over a token
+/// sequence (BOS first) with the method's cache, and optionally the full-cache ghost in lockstep.
+public final class StreamingEvaluator {
+    public let engine: InferenceEngine
+    public let ghost: InferenceEngine?
+    private let methodCache: PagedKVCache
+    private let ghostCache: PagedKVCache?
+    public let eviction: EvictionMethod
+
+    public init(weights: ModelWeights, eviction: EvictionMethod, withGhost: Bool, options: EngineOptions = EngineOptions(),
+                capacity: Int? = nil) {
+        let layout = KVLayout(config: weights.config, capacity: capacity)
+        methodCache = PagedKVCache(layout: layout, eviction: eviction)
+        engine = InferenceEngine(weights: weights, options: options, cache: methodCache)
+        self.eviction = eviction
+        if withGhost {
+            let cache = PagedKVCache(layout: layout)
+            cache.recordsAttention = true
+            methodCache.attentionReference = cache
+            ghostCache = cache
+            ghost = InferenceEngine(weights: weights, options: EngineOptions(threads: options.threads), cache: cache)
+        } else {
+            ghostCache = nil
+            ghost = nil
+        }
+    }
+
+    /// Evaluates one sequence from a fresh cache. The first `prefill` tokens run as one prompt
+    /// (so methods that act at the end of a prompt, like snapkv, act), the rest one step each.
+    public func evaluate(_ tokens: [Int], prefill: Int = 0,
+                         onToken: (TokenQuality) -> Void = { _ in }) throws(EngineError) -> EvaluationSummary {
+        engine.reset()
+        ghost?.reset()
+        var accumulator = Accumulator(method: eviction.description, withGhost: ghost != nil)
+        let prompt = min(max(prefill, 0), tokens.count)
+        if prompt > 0 {
+            let logits = try engine.prefill(Array(tokens[..<prompt]), allLogits: true).logits
+            let ghostLogits = try ghost?.prefill(Array(tokens[..<prompt]), allLogits: true).logits
+            let vocabulary = engine.config.vocabSize
+            for t in 0..<prompt {
+                let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
+                                           logits: logits, offset: t * vocabulary, ghostLogits: ghostLogits,
+                                           vocabulary: vocabulary, massKept: nil, resident: methodCache.residency.total)
+                accumulator.add(quality, ghostResident: ghostCache?.residency.total)
+                onToken(quality)
+            }
+        }
+        for t in prompt..<tokens.count {
+            try ghost?.decode(tokens[t])
+            try engine.decode(tokens[t])
+            let vocabulary = engine.config.vocabSize
+            let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
+                                       logits: Array(engine.logits), offset: 0, ghostLogits: ghost.map { Array($0.logits) },
+                                       vocabulary: vocabulary, massKept: methodCache.massKept,
+                                       resident: methodCache.residency.total)
+            accumulator.add(quality, ghostResident: ghostCache?.residency.total)
+            onToken(quality)
+        }
+        return accumulator.summary(tokens: tokens.count)
+    }
+
+    /// Cuts `tokens` (no BOS) into consecutive chunks of `context − 1`, each evaluated after a
+    /// BOS from a fresh cache, and returns the summary over all of them.
+    public func evaluateChunks(_ tokens: [Int], bos: Int, context: Int, maxChunks: Int? = nil) throws(EngineError) -> EvaluationSummary {
+        var combined: Accumulator?
+        var start = 0, chunk = 0
+        while start < tokens.count - 1, maxChunks.map({ chunk < $0 }) ?? true {
+            let piece = [bos] + tokens[start..<min(tokens.count, start + context - 1)]
+            var accumulator = Accumulator(method: eviction.description, withGhost: ghost != nil)
+            _ = try evaluate(piece) { accumulator.add($0, ghostResident: self.ghostCache?.residency.total) }
+            if combined == nil { combined = accumulator } else { combined!.merge(accumulator) }
+            start += context - 1
+            chunk += 1
+        }
+        guard let combined else { throw .emptyInput }
+        return combined.summary(tokens: combined.tokens)
+    }
+
+    private static func quality(position: Int, next: Int?, logits: [Float], offset: Int, ghostLogits: [Float]?,
+                                vocabulary: Int, massKept: Double?, resident: Int) -> TokenQuality {
+        var q = TokenQuality(position: position, massKept: massKept, residentKVBytes: resident)
+        logits.withUnsafeBufferPointer { method in
+            let m = method.baseAddress! + offset
+            let mStats = LogitStatistics(m, count: vocabulary)
+            if let next { q.nll = Double(mStats.logSumExp - m[next]) }
+            guard let ghostLogits else { return }
+            ghostLogits.withUnsafeBufferPointer { ghostBuffer in
+                let g = ghostBuffer.baseAddress! + offset
+                let gStats = LogitStatistics(g, count: vocabulary)
+                if let next { q.ghostNLL = Double(gStats.logSumExp - g[next]) }
+                var kl = 0.0
+                for i in 0..<vocabulary {
+                    let logP = Double(g[i] - gStats.logSumExp)
+                    kl += exp(logP) * (logP - Double(m[i] - mStats.logSumExp))
+                }
+                q.kl = max(0, kl)
+                q.top1Agrees = gStats.argmax == mStats.argmax
+            }
+        }
+        return q
+    }
+
+    private struct Accumulator {
+        var method: String
+        var withGhost: Bool
+        var tokens = 0
+        var predictions = 0
+        var nll = 0.0, ghostNLL = 0.0, kl = 0.0
+        var agreements = 0, compared = 0
+        var mass = 0.0, massSteps = 0
+        var firstDivergence: Int?
+        var residentSum = 0.0
+        var peak = 0, ghostPeak = 0
+
+        init(method: String, withGhost: Bool) {
+            self.method = method
+            self.withGhost = withGhost
+        }
+
+        mutating func add(_ q: TokenQuality, ghostResident: Int?) {
+            tokens += 1
+            residentSum += Double(q.residentKVBytes)
+            peak = max(peak, q.residentKVBytes)
+            ghostPeak = max(ghostPeak, ghostResident ?? 0)
+            if let value = q.nll {
+                nll += value
+                predictions += 1
+            }
+            if let value = q.ghostNLL { ghostNLL += value }
+            if let value = q.kl { kl += value }
+            if let agrees = q.top1Agrees {
+                compared += 1
+                if agrees { agreements += 1 } else if firstDivergence == nil { firstDivergence = q.position }
+            }
+            if let value = q.massKept {
+                mass += value
+                massSteps += 1
+            }
+        }
+
+        mutating func merge(_ other: Accumulator) {
+            if firstDivergence == nil, let later = other.firstDivergence { firstDivergence = tokens + later }
+            tokens += other.tokens
+            predictions += other.predictions
+            nll += other.nll
+            ghostNLL += other.ghostNLL
+            kl += other.kl
+            agreements += other.agreements
+            compared += other.compared
+            mass += other.mass
+            massSteps += other.massSteps
+            residentSum += other.residentSum
+            peak = max(peak, other.peak)
+            ghostPeak = max(ghostPeak, other.ghostPeak)
+        }
+
+        func summary(tokens count: Int) -> EvaluationSummary {
+            let n = Double(max(predictions, 1))
+            return EvaluationSummary(
+                method: method, tokens: count, predictions: predictions, meanNLL: nll / n,
+                ghostMeanNLL: withGhost ? ghostNLL / n : nil, meanKL: withGhost ? kl / n : nil,
+                top1Agreement: withGhost ? Double(agreements) / Double(max(compared, 1)) : nil,
+                meanMassKept: massSteps > 0 ? mass / Double(massSteps) : nil, firstDivergence: firstDivergence,
+                meanResidentKVBytes: residentSum / Double(max(tokens, 1)), peakResidentKVBytes: peak,
+                ghostPeakResidentKVBytes: withGhost ? ghostPeak : nil)
+        }
+    }
+}
