@@ -7,7 +7,7 @@ struct KVLab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
-        subcommands: [Generate.self, Bench.self, Info.self, Convert.self]
+        subcommands: [Generate.self, Eval.self, Bench.self, Info.self, Convert.self]
     )
 }
 
@@ -46,4 +46,14 @@ extension WeightType: ExpressibleByArgument {}
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A whole UTF-8 text file, or a one-line error naming it.
+func readTextFile(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        let exists = FileManager.default.fileExists(atPath: path)
+        throw CLIError("\(path): \(exists ? "cannot be read" : "no such file")")
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not valid UTF-8 text") }
+    return text
 }

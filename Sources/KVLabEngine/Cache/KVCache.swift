@@ -8,6 +8,14 @@ public struct KVLayout: Sendable, Equatable, Codable {
     /// Most tokens any (layer, head) may hold (the model's context length).
     public var capacity: Int
 
+    public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int) {
+        self.layerCount = layerCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim
+        self.groupSize = groupSize
+        self.capacity = capacity
+    }
+
     public init(config: ModelConfig, capacity: Int? = nil) {
         layerCount = config.layerCount
         kvHeadCount = config.kvHeadCount

@@ -101,11 +101,7 @@ public final class PagedKVCache: KVCache {
     public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
 
     /// Pages currently taken from the pool (what the payload physically occupies).
-    public var pagesInUse: Int {
-        var pages = 0
-        for index in 0..<headCount { pages += (counts[index] + pageSize - 1) / pageSize }
-        return pages
-    }
+    public var pagesInUse: Int { pool.pagesInUse }
 
     public static func pageBytes(headDim: Int) -> Int { 2 * pageSize * headDim * 4 }
 
@@ -424,6 +420,8 @@ final class PagePool {
 
     /// Pages allocated so far (in use or free).
     var allocatedPages: Int { slabs.count * pagesPerSlab }
+    /// Pages acquired and not released.
+    private(set) var pagesInUse = 0
 
     func acquire() -> Int32 {
         if free.isEmpty {
@@ -434,10 +432,14 @@ final class PagePool {
             free.reserveCapacity(allocatedPages)
             for page in (first..<(first + pagesPerSlab)).reversed() { free.append(Int32(page)) }
         }
+        pagesInUse += 1
         return free.removeLast()
     }
 
-    func release(_ page: Int32) { free.append(page) }
+    func release(_ page: Int32) {
+        pagesInUse -= 1
+        free.append(page)
+    }
 
     @inline(__always)
     func pointer(_ page: Int32) -> UnsafeMutablePointer<Float> {

@@ -94,14 +94,16 @@ public final class StreamingEvaluator {
     }
 
     /// Cuts `tokens` (no BOS) into consecutive chunks of `context − 1`, each evaluated after a
-    /// BOS from a fresh cache, and returns the summary over all of them.
-    public func evaluateChunks(_ tokens: [Int], bos: Int, context: Int, maxChunks: Int? = nil) throws(EngineError) -> EvaluationSummary {
+    /// BOS from a fresh cache (the first `prefill` of each as a prompt), and returns the summary
+    /// over all of them.
+    public func evaluateChunks(_ tokens: [Int], bos: Int, context: Int, maxChunks: Int? = nil,
+                               prefill: Int = 0) throws(EngineError) -> EvaluationSummary {
         var combined: Accumulator?
         var start = 0, chunk = 0
         while start < tokens.count - 1, maxChunks.map({ chunk < $0 }) ?? true {
             let piece = [bos] + tokens[start..<min(tokens.count, start + context - 1)]
             var accumulator = Accumulator(method: eviction.description, withGhost: ghost != nil)
-            _ = try evaluate(piece) { accumulator.add($0, ghostResident: self.ghostCache?.residency.total) }
+            _ = try evaluate(piece, prefill: prefill) { accumulator.add($0, ghostResident: self.ghostCache?.residency.total) }
             if combined == nil { combined = accumulator } else { combined!.merge(accumulator) }
             start += context - 1
             chunk += 1
