@@ -17,6 +17,9 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64 (repeat to compare several).")
     var policy: [String] = ["full"]
 
+    @Option(name: .long, help: "Sparse attention mode for every policy, e.g. quest:page=16,budget=128 (default: dense).")
+    var sparse: String = "dense"
+
     @Option(name: .long, help: "Text file to evaluate (UTF-8).")
     var text: String
 
@@ -44,6 +47,8 @@ struct Eval: ParsableCommand {
         let methods = try policy.map { text in
             do { return try EvictionMethod(parsing: text) } catch { throw CLIError("--policy: \(error)") }
         }
+        let sparseMethod: SparseMethod
+        do { sparseMethod = try SparseMethod(parsing: sparse) } catch { throw CLIError("--sparse: \(error)") }
         let model = try modelOptions.load()
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
@@ -54,7 +59,7 @@ struct Eval: ParsableCommand {
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
         var summaries: [EvaluationSummary] = []
         for method in methods {
-            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, withGhost: true,
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparseMethod, withGhost: true,
                                                options: modelOptions.engineOptions)
             summaries.append(try evaluator.evaluateChunks(ids, bos: bos, context: context, maxChunks: chunkLimit, prefill: prefill))
         }

@@ -37,7 +37,16 @@ public final class PagedKVCache: KVCache {
     private let scoreStride: Int
     private let scale: Float
 
+    /// Per (layer, head, page): channel-wise key min and max (Quest's page summaries).
+    private let pageMin: UnsafeMutablePointer<Float>
+    private let pageMax: UnsafeMutablePointer<Float>
+    /// Scratch of sparse modes: chosen slots, marks, sorted scores.
+    private let selectedSlots: UnsafeMutablePointer<Int32>
+    private let selectedMarks: UnsafeMutablePointer<Bool>
+    private let sortScratch: UnsafeMutablePointer<Float>
+
     public private(set) var eviction: EvictionMethod
+    public private(set) var sparse: SparseMethod
     private var policy: any EvictionPolicy
     /// End of the prompt while a batched prefill runs.
     private var promptEnd: Int?
@@ -51,7 +60,7 @@ public final class PagedKVCache: KVCache {
     public private(set) var massKept: Double?
     private var massSum = 0.0
 
-    public init(layout: KVLayout, eviction: EvictionMethod = .full) {
+    public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense) {
         self.layout = layout
         let pageSize = Self.pageSize
         headCount = layout.layerCount * layout.kvHeadCount
@@ -76,7 +85,13 @@ public final class PagedKVCache: KVCache {
         scoreStride = pagesPerHead * pageSize
         probabilities = .allocate(capacity: layout.groupSize * scoreStride)
         scale = 1 / Float(layout.headDim).squareRoot()
+        pageMin = .allocate(capacity: headCount * pagesPerHead * layout.headDim)
+        pageMax = .allocate(capacity: headCount * pagesPerHead * layout.headDim)
+        selectedSlots = .allocate(capacity: scoreStride)
+        selectedMarks = .allocate(capacity: scoreStride)
+        sortScratch = .allocate(capacity: scoreStride)
         self.eviction = eviction
+        self.sparse = sparse
         policy = eviction.makePolicy(layout: layout)
     }
 
@@ -84,7 +99,9 @@ public final class PagedKVCache: KVCache {
         counts.deallocate()
         pageTables.deallocate()
         for buffer in [slotPositions, positions, slots, released] { buffer.deallocate() }
-        for buffer in [policyScores, keyNorms, stepScores, mergeCounts, probabilities] { buffer.deallocate() }
+        for buffer in [policyScores, keyNorms, stepScores, mergeCounts, probabilities, pageMin, pageMax, sortScratch] { buffer.deallocate() }
+        selectedSlots.deallocate()
+        selectedMarks.deallocate()
         history.deallocate()
         heads.deallocate()
     }
@@ -115,6 +132,7 @@ public final class PagedKVCache: KVCache {
             r.fullPrecisionPayload += kept * entryBytes
             r.pageSlack += (pages * pageSize - kept) * entryBytes
             r.policyState += kept * stateBytes
+            if case .quest = sparse.kind { r.policyState += pages * 2 * layout.headDim * 4 }
         }
         return r
     }
@@ -146,6 +164,9 @@ public final class PagedKVCache: KVCache {
         }
     }
 
+    /// Switches the sparse-attention mode from the next step on (memory is unchanged).
+    public func setSparse(_ method: SparseMethod) { sparse = method }
+
     public func beginPrefill(end: Int) { promptEnd = end }
 
     public func endPrefill(ledger: inout IOLedger) {
@@ -168,10 +189,13 @@ public final class PagedKVCache: KVCache {
             let page = pool.pointer(pageTables[index * pagesPerHead + count / pageSize])
             let slot = count % pageSize
             let key = keys + head * hd
+            let summary = (index * pagesPerHead + count / pageSize) * hd
             var norm: Float = 0
             for c in 0..<hd {
                 page[c * pageSize + slot] = key[c]
                 norm += key[c] * key[c]
+                pageMin[summary + c] = slot == 0 ? key[c] : min(pageMin[summary + c], key[c])
+                pageMax[summary + c] = slot == 0 ? key[c] : max(pageMax[summary + c], key[c])
             }
             (page + (pageSize + slot) * hd).update(from: values + head * hd, count: hd)
             let e = index * capacity + count
@@ -194,59 +218,37 @@ public final class PagedKVCache: KVCache {
         let hd = layout.headDim, group = layout.groupSize
         let observing = promptEnd.map { position >= $0 - policy.prefillObservation } ?? false
         let wantsScores = recordsAttention || attentionReference != nil || observing || (promptEnd == nil && policy.needsScores)
+        // A prompt runs dense; sparse modes choose what each decode step reads.
+        let mode = promptEnd == nil ? sparse.kind : .dense
         if layer == 0 { massSum = 0 }
         for head in 0..<layout.kvHeadCount {
             let index = layer * layout.kvHeadCount + head
-            let table = pageTables + index * pagesPerHead
             // Slots are in position order until something is evicted, and nothing is during a
             // batched prefill: entries after `position` (later prompt tokens) are not visible.
             var visible = counts[index]
             while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
             let q = queries + head * group * hd
-            // Scores for the whole query group, reading each key once (GQA shares K and V):
-            // 16 keys per step, channel by channel.
-            var first = 0, page = 0
-            while first < visible {
-                let keys = UnsafeRawPointer(pool.pointer(table[page]))
-                for g in 0..<group {
-                    let query = q + g * hd
-                    var acc = SIMD16<Float>()
-                    for c in 0..<hd {
-                        acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
-                    }
-                    UnsafeMutableRawPointer(probabilities + g * scoreStride + first).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
-                }
-                first += pageSize
-                page += 1
+            var read = visible
+            switch mode {
+            case .dense:
+                scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize))
+            case .topK(let k):
+                scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize))
+                read = keepTopK(k, visible: visible)
+            case .quest(let page, let budget):
+                read = scoreQuestPages(index: index, queries: q, visible: visible, pagesPerQuestPage: page / pageSize,
+                                       questPages: budget / page, ledger: &ledger)
+            case .threshold(let theta):
+                read = scoreAboveThreshold(index: index, queries: q, visible: visible, theta: Float(theta), position: position)
             }
             for g in 0..<group { Vector.softmax(probabilities + g * scoreStride, count: visible) }
-            // P·V with each 8-channel slice of the output kept in a register across all entries.
-            for g in 0..<group {
-                let p = probabilities + g * scoreStride
-                let out = output + (head * group + g) * hd
-                for slice in stride(from: 0, to: hd, by: 8) {
-                    let width = min(8, hd - slice)
-                    var acc = SIMD8<Float>()
-                    first = 0
-                    page = 0
-                    while first < visible {
-                        let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * hd + slice)
-                        for slot in 0..<min(pageSize, visible - first) {
-                            let weight = p[first + slot]
-                            if width == 8 {
-                                acc += weight * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
-                            } else {
-                                for c in 0..<width { acc[c] += weight * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
-                            }
-                        }
-                        first += pageSize
-                        page += 1
-                    }
-                    for c in 0..<width { out[slice + c] = acc[c] }
-                }
+            if mode == .dense {
+                weightValues(index: index, visible: visible, output: output + head * group * hd)
+            } else {
+                weightSelectedValues(index: index, count: read, output: output + head * group * hd)
             }
-            ledger.read(.keys, visible * hd * 4)
-            ledger.read(.values, visible * hd * 4)
+            ledger.read(.keys, (mode == .dense || isTopK(mode) ? visible : read) * hd * 4)
+            ledger.read(.values, read * hd * 4)
             // Naive attention materializes scores: written, re-read by softmax, re-read by P·V.
             ledger.write(.scores, 2 * group * visible * 4)
             ledger.read(.scores, 2 * group * visible * 4)
@@ -269,6 +271,187 @@ public final class PagedKVCache: KVCache {
         }
         if promptEnd == nil {
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+        }
+    }
+
+    private func isTopK(_ mode: SparseMethod.Kind) -> Bool {
+        if case .topK = mode { return true }
+        return false
+    }
+
+    /// Scaled q·k of the query group for every slot of `pages` (16 keys per SIMD step, channel by
+    /// channel, each key read once for the whole group since GQA shares it).
+    private func scorePages(index: Int, queries q: UnsafePointer<Float>, pages: some Sequence<Int>) {
+        let hd = layout.headDim
+        let table = pageTables + index * pagesPerHead
+        for page in pages {
+            let keys = UnsafeRawPointer(pool.pointer(table[page]))
+            for g in 0..<layout.groupSize {
+                let query = q + g * hd
+                var acc = SIMD16<Float>()
+                for c in 0..<hd {
+                    acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
+                }
+                UnsafeMutableRawPointer(probabilities + g * scoreStride + page * pageSize).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
+            }
+        }
+    }
+
+    /// Sets every visible score of the group to a value softmax turns into 0.
+    private func maskScores(visible: Int) {
+        for g in 0..<layout.groupSize { (probabilities + g * scoreStride).update(repeating: Self.masked, count: visible) }
+    }
+
+    private static let masked = -Float.greatestFiniteMagnitude
+
+    /// topk: each query head keeps its `k` best scores; returns how many slots any head kept
+    /// (listed in `selectedSlots`, the values P·V then reads).
+    private func keepTopK(_ k: Int, visible: Int) -> Int {
+        guard k < visible else {
+            for i in 0..<visible { selectedSlots[i] = Int32(i) }
+            return visible
+        }
+        for i in 0..<visible { selectedMarks[i] = false }
+        for g in 0..<layout.groupSize {
+            let row = probabilities + g * scoreStride
+            sortScratch.update(from: row, count: visible)
+            var scratch = UnsafeMutableBufferPointer(start: sortScratch, count: visible)
+            scratch.sort(by: >)
+            let kth = scratch[k - 1]
+            var above = 0
+            for i in 0..<visible where row[i] > kth { above += 1 }
+            // Ties at the k-th score keep the older slots, so exactly k survive.
+            var ties = k - above
+            for i in 0..<visible {
+                if row[i] > kth || (row[i] == kth && ties > 0) {
+                    if row[i] == kth { ties -= 1 }
+                    selectedMarks[i] = true
+                } else {
+                    row[i] = Self.masked
+                }
+            }
+        }
+        var n = 0
+        for i in 0..<visible where selectedMarks[i] {
+            selectedSlots[n] = Int32(i)
+            n += 1
+        }
+        return n
+    }
+
+    /// Quest: bound each page's best score by its keys' channel-wise min and max, score only the
+    /// top pages (and the newest one); returns the slots read, listed in `selectedSlots`.
+    private func scoreQuestPages(index: Int, queries q: UnsafePointer<Float>, visible: Int, pagesPerQuestPage: Int,
+                                 questPages: Int, ledger: inout IOLedger) -> Int {
+        let hd = layout.headDim
+        let physicalPages = (visible + pageSize - 1) / pageSize
+        let groups = (physicalPages + pagesPerQuestPage - 1) / pagesPerQuestPage
+        maskScores(visible: visible)
+        guard groups > 0 else { return 0 }
+        for quest in 0..<groups {
+            var bound = -Float.infinity
+            for page in (quest * pagesPerQuestPage)..<min(physicalPages, (quest + 1) * pagesPerQuestPage) {
+                let lo = pageMin + (index * pagesPerHead + page) * hd, hi = pageMax + (index * pagesPerHead + page) * hd
+                var sum: Float = 0
+                for g in 0..<layout.groupSize {
+                    let query = q + g * hd
+                    for c in 0..<hd { sum += max(query[c] * lo[c], query[c] * hi[c]) }
+                }
+                bound = max(bound, sum)
+            }
+            sortScratch[quest] = bound
+        }
+        ledger.read(.policyState, physicalPages * 2 * hd * 4)
+        // The newest page always; then the best bounds (ties: the older page).
+        let newest = groups - 1
+        for quest in 0..<groups { selectedMarks[quest] = quest == newest }
+        var chosen = 1
+        while chosen < min(questPages + 1, groups) {
+            var best = -1
+            for quest in 0..<groups where !selectedMarks[quest] && (best < 0 || sortScratch[quest] > sortScratch[best]) { best = quest }
+            selectedMarks[best] = true
+            chosen += 1
+        }
+        var n = 0
+        for quest in 0..<groups where selectedMarks[quest] {
+            let pages = (quest * pagesPerQuestPage)..<min(physicalPages, (quest + 1) * pagesPerQuestPage)
+            scorePages(index: index, queries: q, pages: pages)
+            for slot in (pages.lowerBound * pageSize)..<min(visible, pages.upperBound * pageSize) {
+                selectedSlots[n] = Int32(slot)
+                n += 1
+            }
+        }
+        // Lanes past the last visible slot of the newest page are not entries.
+        for g in 0..<layout.groupSize {
+            for slot in visible..<(physicalPages * pageSize) { probabilities[g * scoreStride + slot] = Self.masked }
+        }
+        return n
+    }
+
+    /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).
+    private func scoreAboveThreshold(index: Int, queries q: UnsafePointer<Float>, visible: Int, theta: Float, position: Int) -> Int {
+        let hd = layout.headDim, base = index * capacity
+        let table = pageTables + index * pagesPerHead
+        maskScores(visible: visible)
+        var n = 0
+        for i in 0..<visible where stepScores[base + i] >= theta || Int(positions[base + i]) == position {
+            let slot = Int(slots[base + i])
+            let page = pool.pointer(table[slot / pageSize]), lane = slot % pageSize
+            for g in 0..<layout.groupSize {
+                let query = q + g * hd
+                var dot: Float = 0
+                for c in 0..<hd { dot += query[c] * page[c * pageSize + lane] }
+                probabilities[g * scoreStride + slot] = dot * scale
+            }
+            selectedSlots[n] = Int32(slot)
+            n += 1
+        }
+        return n
+    }
+
+    /// P·V over every visible slot, each 8-channel slice of the output kept in a register.
+    private func weightValues(index: Int, visible: Int, output: UnsafeMutablePointer<Float>) {
+        let hd = layout.headDim
+        let table = pageTables + index * pagesPerHead
+        for g in 0..<layout.groupSize {
+            let p = probabilities + g * scoreStride
+            let out = output + g * hd
+            for slice in stride(from: 0, to: hd, by: 8) {
+                let width = min(8, hd - slice)
+                var acc = SIMD8<Float>()
+                var first = 0, page = 0
+                while first < visible {
+                    let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * hd + slice)
+                    for slot in 0..<min(pageSize, visible - first) {
+                        let weight = p[first + slot]
+                        if width == 8 {
+                            acc += weight * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
+                        } else {
+                            for c in 0..<width { acc[c] += weight * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
+                        }
+                    }
+                    first += pageSize
+                    page += 1
+                }
+                for c in 0..<width { out[slice + c] = acc[c] }
+            }
+        }
+    }
+
+    /// P·V over the slots in `selectedSlots` only (what a sparse mode reads).
+    private func weightSelectedValues(index: Int, count: Int, output: UnsafeMutablePointer<Float>) {
+        let hd = layout.headDim
+        let table = pageTables + index * pagesPerHead
+        for g in 0..<layout.groupSize {
+            let p = probabilities + g * scoreStride
+            let out = output + g * hd
+            for c in 0..<hd { out[c] = 0 }
+            for n in 0..<count {
+                let slot = Int(selectedSlots[n])
+                let weight = p[slot]
+                let value = pool.pointer(table[slot / pageSize]) + (pageSize + slot % pageSize) * hd
+                for c in 0..<hd { out[c] += weight * value[c] }
+            }
         }
     }
 
@@ -354,9 +537,31 @@ public final class PagedKVCache: KVCache {
                 ledger.write(.values, hd * 4)
             }
             count -= 1
-            if count % pageSize == 0 { pool.release(table[count / pageSize]) }
+            if count % pageSize == 0 {
+                pool.release(table[count / pageSize])
+            } else {
+                summarize(index: index, page: last / pageSize, count: count)
+            }
+            if slot < count { summarize(index: index, page: slot / pageSize, count: count) }
         }
         counts[index] = count
+    }
+
+    /// Recomputes one page's key min/max over its live slots.
+    private func summarize(index: Int, page: Int, count: Int) {
+        let hd = layout.headDim
+        let keys = pool.pointer(pageTables[index * pagesPerHead + page])
+        let lo = pageMin + (index * pagesPerHead + page) * hd, hi = pageMax + (index * pagesPerHead + page) * hd
+        let lanes = min(pageSize, count - page * pageSize)
+        for c in 0..<hd {
+            var a = keys[c * pageSize], b = a
+            for lane in 1..<max(lanes, 1) {
+                a = min(a, keys[c * pageSize + lane])
+                b = max(b, keys[c * pageSize + lane])
+            }
+            lo[c] = a
+            hi[c] = b
+        }
     }
 
     /// CaM/D2O merge: the evicted entry in `slot` is averaged into the kept entry whose key is
@@ -396,6 +601,7 @@ public final class PagedKVCache: KVCache {
         }
         keyNorms[base + best] = norm.squareRoot()
         mergeCounts[base + best] = n + 1
+        summarize(index: index, page: target / pageSize, count: counts[index])
         ledger.read(.keys, (entries.count + 1) * hd * 4)
         ledger.read(.values, 2 * hd * 4)
         ledger.write(.keys, hd * 4)

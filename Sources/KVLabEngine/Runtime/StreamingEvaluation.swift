@@ -40,13 +40,17 @@ public final class StreamingEvaluator {
     private let methodCache: PagedKVCache
     private let ghostCache: PagedKVCache?
     public let eviction: EvictionMethod
+    public let sparse: SparseMethod
+    /// The methods as one label, e.g. `h2o:heavy=64,recent=64 quest:page=16,budget=128`.
+    public var label: String { sparse == .dense ? eviction.description : "\(eviction) \(sparse)" }
 
-    public init(weights: ModelWeights, eviction: EvictionMethod, withGhost: Bool, options: EngineOptions = EngineOptions(),
-                capacity: Int? = nil) {
+    public init(weights: ModelWeights, eviction: EvictionMethod, sparse: SparseMethod = .dense, withGhost: Bool,
+                options: EngineOptions = EngineOptions(), capacity: Int? = nil) {
         let layout = KVLayout(config: weights.config, capacity: capacity)
-        methodCache = PagedKVCache(layout: layout, eviction: eviction)
+        methodCache = PagedKVCache(layout: layout, eviction: eviction, sparse: sparse)
         engine = InferenceEngine(weights: weights, options: options, cache: methodCache)
         self.eviction = eviction
+        self.sparse = sparse
         if withGhost {
             let cache = PagedKVCache(layout: layout)
             cache.recordsAttention = true
@@ -65,7 +69,7 @@ public final class StreamingEvaluator {
                          onToken: (TokenQuality) -> Void = { _ in }) throws(EngineError) -> EvaluationSummary {
         engine.reset()
         ghost?.reset()
-        var accumulator = Accumulator(method: eviction.description, withGhost: ghost != nil)
+        var accumulator = Accumulator(method: label, withGhost: ghost != nil)
         let prompt = min(max(prefill, 0), tokens.count)
         if prompt > 0 {
             let logits = try engine.prefill(Array(tokens[..<prompt]), allLogits: true).logits
@@ -102,7 +106,7 @@ public final class StreamingEvaluator {
         var start = 0, chunk = 0
         while start < tokens.count - 1, maxChunks.map({ chunk < $0 }) ?? true {
             let piece = [bos] + tokens[start..<min(tokens.count, start + context - 1)]
-            var accumulator = Accumulator(method: eviction.description, withGhost: ghost != nil)
+            var accumulator = Accumulator(method: label, withGhost: ghost != nil)
             _ = try evaluate(piece, prefill: prefill) { accumulator.add($0, ghostResident: self.ghostCache?.residency.total) }
             if combined == nil { combined = accumulator } else { combined!.merge(accumulator) }
             start += context - 1
