@@ -97,6 +97,10 @@ struct Eval: ParsableCommand {
                     : String(repeating: " ", count: widths[column] - cell.count) + cell
             }.joined(separator: "  "))
         }
+        if let sinks = first.ghostFirstTokenAttention {
+            lines.append("attention on the first token (ghost, mean over steps and heads), by layer: "
+                + sinks.enumerated().map { "\($0.offset): \(f($0.element * 100, 1))%" }.joined(separator: "  "))
+        }
         return lines.joined(separator: "\n")
     }
 

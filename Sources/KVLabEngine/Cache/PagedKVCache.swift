@@ -467,6 +467,17 @@ public final class PagedKVCache: KVCache {
         }
     }
 
+    /// Share of the last step's attention in `layer` that went to position 0 (the first token,
+    /// where attention sinks form), averaged over query heads; needs `recordsAttention`.
+    public func attentionOnFirstToken(layer: Int) -> Double {
+        var sum: Float = 0
+        for head in 0..<layout.kvHeadCount {
+            let index = layer * layout.kvHeadCount + head
+            if counts[index] > 0, positions[index * capacity] == 0 { sum += stepScores[index * capacity] }
+        }
+        return Double(sum) / Double(layout.kvHeadCount * layout.groupSize)
+    }
+
     /// The reference's last `s_t` summed over the positions `other` attended in one head.
     private func attentionMass(layer: Int, head: Int, on other: PagedKVCache, index otherIndex: Int, visible: Int) -> Double {
         let index = layer * layout.kvHeadCount + head

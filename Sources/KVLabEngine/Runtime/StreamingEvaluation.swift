@@ -30,6 +30,9 @@ public struct EvaluationSummary: Sendable, Equatable, Codable {
     public var meanResidentKVBytes: Double
     public var peakResidentKVBytes: Int
     public var ghostPeakResidentKVBytes: Int?
+    /// Per layer, the ghost's mean attention share on the first token (BOS), over decode steps
+    /// after the first (where it is trivially 1).
+    public var ghostFirstTokenAttention: [Double]?
 }
 
 /// The evaluation protocol of docs KV-METHODS.md: teacher-forced decode steps over a token
@@ -67,34 +70,9 @@ public final class StreamingEvaluator {
     /// (so methods that act at the end of a prompt, like snapkv, act), the rest one step each.
     public func evaluate(_ tokens: [Int], prefill: Int = 0,
                          onToken: (TokenQuality) -> Void = { _ in }) throws(EngineError) -> EvaluationSummary {
-        engine.reset()
-        ghost?.reset()
         var accumulator = Accumulator(method: label, withGhost: ghost != nil)
-        let prompt = min(max(prefill, 0), tokens.count)
-        if prompt > 0 {
-            let logits = try engine.prefill(Array(tokens[..<prompt]), allLogits: true).logits
-            let ghostLogits = try ghost?.prefill(Array(tokens[..<prompt]), allLogits: true).logits
-            let vocabulary = engine.config.vocabSize
-            for t in 0..<prompt {
-                let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
-                                           logits: logits, offset: t * vocabulary, ghostLogits: ghostLogits,
-                                           vocabulary: vocabulary, massKept: nil, resident: methodCache.residency.total)
-                accumulator.add(quality, ghostResident: ghostCache?.residency.total)
-                onToken(quality)
-            }
-        }
-        for t in prompt..<tokens.count {
-            try ghost?.decode(tokens[t])
-            try engine.decode(tokens[t])
-            let vocabulary = engine.config.vocabSize
-            let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
-                                       logits: Array(engine.logits), offset: 0, ghostLogits: ghost.map { Array($0.logits) },
-                                       vocabulary: vocabulary, massKept: methodCache.massKept,
-                                       resident: methodCache.residency.total)
-            accumulator.add(quality, ghostResident: ghostCache?.residency.total)
-            onToken(quality)
-        }
-        return accumulator.summary(tokens: tokens.count)
+        try run(tokens, prefill: prefill, offset: 0, into: &accumulator, onToken: onToken)
+        return accumulator.summary()
     }
 
     /// Cuts `tokens` (no BOS) into consecutive chunks of `context − 1`, each evaluated after a
@@ -102,18 +80,48 @@ public final class StreamingEvaluator {
     /// over all of them.
     public func evaluateChunks(_ tokens: [Int], bos: Int, context: Int, maxChunks: Int? = nil,
                                prefill: Int = 0) throws(EngineError) -> EvaluationSummary {
-        var combined: Accumulator?
+        var accumulator = Accumulator(method: label, withGhost: ghost != nil)
         var start = 0, chunk = 0
-        while start < tokens.count - 1, maxChunks.map({ chunk < $0 }) ?? true {
+        while start < tokens.count, maxChunks.map({ chunk < $0 }) ?? true {
             let piece = [bos] + tokens[start..<min(tokens.count, start + context - 1)]
-            var accumulator = Accumulator(method: label, withGhost: ghost != nil)
-            _ = try evaluate(piece, prefill: prefill) { accumulator.add($0, ghostResident: self.ghostCache?.residency.total) }
-            if combined == nil { combined = accumulator } else { combined!.merge(accumulator) }
+            try run(piece, prefill: prefill, offset: accumulator.tokens, into: &accumulator, onToken: { _ in })
             start += context - 1
             chunk += 1
         }
-        guard let combined else { throw .emptyInput }
-        return combined.summary(tokens: combined.tokens)
+        guard accumulator.tokens > 0 else { throw .emptyInput }
+        return accumulator.summary()
+    }
+
+    private func run(_ tokens: [Int], prefill: Int, offset: Int, into accumulator: inout Accumulator,
+                     onToken: (TokenQuality) -> Void) throws(EngineError) {
+        engine.reset()
+        ghost?.reset()
+        let vocabulary = engine.config.vocabSize
+        let prompt = min(max(prefill, 0), tokens.count)
+        if prompt > 0 {
+            let logits = try engine.prefill(Array(tokens[..<prompt]), allLogits: true).logits
+            let ghostLogits = try ghost?.prefill(Array(tokens[..<prompt]), allLogits: true).logits
+            for t in 0..<prompt {
+                let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
+                                           logits: logits, offset: t * vocabulary, ghostLogits: ghostLogits,
+                                           vocabulary: vocabulary, massKept: nil, resident: methodCache.residency.total)
+                accumulator.add(quality, offset: offset, ghostResident: ghostCache?.residency.total)
+                onToken(quality)
+            }
+        }
+        for t in prompt..<tokens.count {
+            try ghost?.decode(tokens[t])
+            if let ghostCache, t > 0 {
+                accumulator.addSinkAttention((0..<ghostCache.layout.layerCount).map { ghostCache.attentionOnFirstToken(layer: $0) })
+            }
+            try engine.decode(tokens[t])
+            let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
+                                       logits: Array(engine.logits), offset: 0, ghostLogits: ghost.map { Array($0.logits) },
+                                       vocabulary: vocabulary, massKept: methodCache.massKept,
+                                       resident: methodCache.residency.total)
+            accumulator.add(quality, offset: offset, ghostResident: ghostCache?.residency.total)
+            onToken(quality)
+        }
     }
 
     private static func quality(position: Int, next: Int?, logits: [Float], offset: Int, ghostLogits: [Float]?,
@@ -151,13 +159,15 @@ public final class StreamingEvaluator {
         var firstDivergence: Int?
         var residentSum = 0.0
         var peak = 0, ghostPeak = 0
+        var sinkAttention: [Double] = []
+        var sinkSteps = 0
 
         init(method: String, withGhost: Bool) {
             self.method = method
             self.withGhost = withGhost
         }
 
-        mutating func add(_ q: TokenQuality, ghostResident: Int?) {
+        mutating func add(_ q: TokenQuality, offset: Int, ghostResident: Int?) {
             tokens += 1
             residentSum += Double(q.residentKVBytes)
             peak = max(peak, q.residentKVBytes)
@@ -170,7 +180,7 @@ public final class StreamingEvaluator {
             if let value = q.kl { kl += value }
             if let agrees = q.top1Agrees {
                 compared += 1
-                if agrees { agreements += 1 } else if firstDivergence == nil { firstDivergence = q.position }
+                if agrees { agreements += 1 } else if firstDivergence == nil { firstDivergence = offset + q.position }
             }
             if let value = q.massKept {
                 mass += value
@@ -178,31 +188,22 @@ public final class StreamingEvaluator {
             }
         }
 
-        mutating func merge(_ other: Accumulator) {
-            if firstDivergence == nil, let later = other.firstDivergence { firstDivergence = tokens + later }
-            tokens += other.tokens
-            predictions += other.predictions
-            nll += other.nll
-            ghostNLL += other.ghostNLL
-            kl += other.kl
-            agreements += other.agreements
-            compared += other.compared
-            mass += other.mass
-            massSteps += other.massSteps
-            residentSum += other.residentSum
-            peak = max(peak, other.peak)
-            ghostPeak = max(ghostPeak, other.ghostPeak)
+        mutating func addSinkAttention(_ perLayer: [Double]) {
+            if sinkAttention.isEmpty { sinkAttention = perLayer.map { _ in 0 } }
+            for l in perLayer.indices { sinkAttention[l] += perLayer[l] }
+            sinkSteps += 1
         }
 
-        func summary(tokens count: Int) -> EvaluationSummary {
+        func summary() -> EvaluationSummary {
             let n = Double(max(predictions, 1))
             return EvaluationSummary(
-                method: method, tokens: count, predictions: predictions, meanNLL: nll / n,
+                method: method, tokens: tokens, predictions: predictions, meanNLL: nll / n,
                 ghostMeanNLL: withGhost ? ghostNLL / n : nil, meanKL: withGhost ? kl / n : nil,
                 top1Agreement: withGhost ? Double(agreements) / Double(max(compared, 1)) : nil,
                 meanMassKept: massSteps > 0 ? mass / Double(massSteps) : nil, firstDivergence: firstDivergence,
                 meanResidentKVBytes: residentSum / Double(max(tokens, 1)), peakResidentKVBytes: peak,
-                ghostPeakResidentKVBytes: withGhost ? ghostPeak : nil)
+                ghostPeakResidentKVBytes: withGhost ? ghostPeak : nil,
+                ghostFirstTokenAttention: sinkSteps > 0 ? sinkAttention.map { $0 / Double(sinkSteps) } : nil)
         }
     }
 }
