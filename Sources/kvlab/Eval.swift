@@ -32,6 +32,24 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Tokens of each chunk run as one prompt first (methods such as snapkv act at its end).")
     var prefill: Int = 0
 
+    @Option(name: .long, help: "Retrieval probe instead of streaming perplexity: needle or two-question.")
+    var probe: Probe?
+
+    @Option(name: .long, help: "needle: where the passkey sits in the filler text, 0 (start) to 1 (end).")
+    var depth: Double = 0.5
+
+    @Option(name: .long, help: "needle: seed of the random 5-digit passkey.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "two-question: the question at the end of the prompt (what methods compress for).")
+    var questionA: String = "\nWho spoke first?\n"
+
+    @Option(name: .long, help: "two-question: the question asked after compression.")
+    var questionB: String = "\nWhat did they say first?\n"
+
+    @Option(name: .long, help: "two-question: the expected answer to question B (default: the first line of the text).")
+    var answerB: String?
+
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
@@ -56,6 +74,10 @@ struct Eval: ParsableCommand {
         let bos = model.tokenizer.spec.bosID ?? 1
         if ids.first == bos { ids.removeFirst() }
         guard ids.count >= 1 else { throw CLIError("\(text): no tokens to evaluate") }
+        if let probe {
+            try runProbe(probe, methods: methods, sparse: sparseMethod, model: model, filler: content, context: context)
+            return
+        }
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
         var summaries: [EvaluationSummary] = []
         for method in methods {
@@ -71,6 +93,85 @@ struct Eval: ParsableCommand {
         } else {
             print(table(summaries, model: model, context: context))
         }
+    }
+
+    enum Probe: String, ExpressibleByArgument, CaseIterable {
+        case needle
+        case twoQuestion = "two-question"
+    }
+
+    /// Builds the probe's prompt from the filler text so prompt + answer fit `context` tokens,
+    /// then scores every method on it.
+    private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, model: LoadedModel,
+                          filler: String, context: Int) throws {
+        guard (0...1).contains(depth) else { throw CLIError("--depth must be between 0 and 1, got \(depth)") }
+        let tokenizer = model.tokenizer
+        var generator = Xoshiro256(seed: seed)
+        let passkey = String(Int.random(in: 10_000...99_999, using: &generator))
+        let firstLine = filler.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? ""
+        // (text before the cut, text after it, follow-up, answer) for a filler of `length` characters.
+        func parts(_ length: Int) -> (prompt: String, followUp: String, answer: String) {
+            let body = String(filler.prefix(length))
+            switch probe {
+            case .needle:
+                let cut = body.index(body.startIndex, offsetBy: Int(Double(body.count) * depth))
+                let needle = "\nThe pass key is \(passkey). Remember it. \(passkey) is the pass key.\n"
+                return (body[..<cut] + needle + body[cut...] + "\nWhat is the pass key? The pass key is", "", " \(passkey).")
+            case .twoQuestion:
+                return (body + questionA, questionB, answerB ?? " " + firstLine)
+            }
+        }
+        func encoded(_ length: Int) -> (prompt: [Int], followUp: [Int], answer: [Int])? {
+            let p = parts(length)
+            let prompt = tokenizer.encode(p.prompt)
+            let withFollowUp = tokenizer.encode(p.prompt + p.followUp)
+            let all = tokenizer.encode(p.prompt + p.followUp + p.answer)
+            // Continuations must extend the prompt's tokens (no merge across the boundary).
+            guard withFollowUp.starts(with: prompt), all.starts(with: withFollowUp) else { return nil }
+            return (prompt, Array(withFollowUp[prompt.count...]), Array(all[withFollowUp.count...]))
+        }
+        // The longest filler whose probe fits the context (binary search on characters).
+        var low = 0, high = filler.count
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if let e = encoded(mid), e.prompt.count + e.followUp.count + e.answer.count <= context { low = mid } else { high = mid - 1 }
+        }
+        guard let probeTokens = encoded(low), !probeTokens.answer.isEmpty else {
+            throw CLIError("the \(probe.rawValue) probe does not fit in \(context) tokens with this tokenizer")
+        }
+        var results: [ProbeResult] = []
+        for method in methods {
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, withGhost: true,
+                                               options: modelOptions.engineOptions)
+            results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            FileHandle.standardOutput.write(try encoder.encode(results) + Data("\n".utf8))
+            return
+        }
+        let answerText = parts(low).answer.trimmingCharacters(in: .whitespacesAndNewlines)
+        print("\(model.config.name): \(probe.rawValue) probe, prompt \(probeTokens.prompt.count) tokens"
+            + (probe == .needle ? " (pass key \(passkey) at depth \(depth))" : ", follow-up \(probeTokens.followUp.count) tokens")
+            + ", answer '\(answerText)' = \(probeTokens.answer.count) tokens")
+        let header = ["method", "answer NLL", "ghost NLL", "answered", "ghost answered", "KV peak"]
+        let rows = results.map { r in
+            [r.method, f(r.answerNLL, 3), r.ghostAnswerNLL.map { f($0, 3) } ?? "-", r.answered ? "yes" : "no",
+             r.ghostAnswered.map { $0 ? "yes" : "no" } ?? "-", bytes(Double(r.peakResidentKVBytes))]
+        }
+        print(Self.render([header] + rows))
+    }
+
+    /// Left-aligned first column, right-aligned others.
+    static func render(_ rows: [[String]]) -> String {
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max()! }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == 0 ? cell.padding(toLength: widths[0], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[column] - cell.count) + cell
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
     }
 
     private func table(_ summaries: [EvaluationSummary], model: LoadedModel, context: Int) -> String {
@@ -90,13 +191,7 @@ struct Eval: ParsableCommand {
                          s.meanMassKept.map { f($0 * 100, 1) + "%" } ?? "-", s.firstDivergence.map(String.init) ?? "never",
                          bytes(s.meanResidentKVBytes), bytes(Double(s.peakResidentKVBytes))])
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
-        for row in [header] + rows {
-            lines.append(row.enumerated().map { column, cell in
-                column == 0 ? cell.padding(toLength: widths[0], withPad: " ", startingAt: 0)
-                    : String(repeating: " ", count: widths[column] - cell.count) + cell
-            }.joined(separator: "  "))
-        }
+        lines.append(Self.render([header] + rows))
         if let sinks = first.ghostFirstTokenAttention {
             lines.append("attention on the first token (ghost, mean over steps and heads), by layer: "
                 + sinks.enumerated().map { "\($0.offset): \(f($0.element * 100, 1))%" }.joined(separator: "  "))

@@ -29,12 +29,20 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Random seed.")
     var seed: UInt64 = 42
 
+    @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
+    var policy: String = "full"
+
+    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
+    var sparse: String = "dense"
+
     @Flag(name: .long, help: "Print prompt/generation statistics to stderr at the end.")
     var stats = false
 
     func validate() throws {
         guard tokens >= 0 else { throw ValidationError("-n must be ≥ 0, got \(tokens)") }
         do { try samplerSettings.validate() } catch { throw ValidationError("\(error)") }
+        do { _ = try EvictionMethod(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
+        do { _ = try SparseMethod(parsing: sparse) } catch { throw ValidationError("--sparse: \(error)") }
     }
 
     var samplerSettings: SamplerSettings {
@@ -51,7 +59,9 @@ struct Generate: ParsableCommand {
             }
             text = decoded
         }
-        let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions)
+        let cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: try EvictionMethod(parsing: policy),
+                                 sparse: try SparseMethod(parsing: sparse))
+        let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
         let generator = Generator(engine: engine, tokenizer: model.tokenizer,
                                   sampler: Sampler(settings: samplerSettings, vocabularySize: model.config.vocabSize))
         let out = FileHandle.standardOutput
@@ -64,9 +74,9 @@ struct Generate: ParsableCommand {
         if stats {
             let prefillMS = Double(summary.prefillNanoseconds) / 1e6
             FileHandle.standardError.write(Data(String(
-                format: "prompt %d tokens in %.2f ms, generated %d tokens at %.1f tok/s (%@)\n",
+                format: "prompt %d tokens in %.2f ms, generated %d tokens at %.1f tok/s (%@), KV cache %d entries, %.1f KiB resident\n",
                 summary.promptTokens, prefillMS, summary.generatedTokens, summary.decodeTokensPerSecond,
-                summary.stopReason.rawValue).utf8))
+                summary.stopReason.rawValue, engine.cacheEntries, Double(cache.residency.total) / 1024).utf8))
         }
     }
 }

@@ -2,18 +2,18 @@ import ArgumentParser
 import Foundation
 import KVLabEngine
 
-/// `kvlab info MODEL`: configuration, tensor table, sizes.
+/// `kvlab info [MODEL]`: configuration, tensor table, sizes.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a model's configuration, tensors, sizes and parameter count.")
 
-    @Argument(help: "Model file: llama2.c .bin, .gguf, or a safetensors directory.")
-    var model: String
+    @Argument(help: "Model file: llama2.c .bin, .gguf, or a safetensors directory (default: the embedded model).")
+    var model: String?
 
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
     var tokenizer: String?
 
     func run() throws {
-        let loaded = try ModelLoader.load(path: model, tokenizerPath: tokenizer)
+        let loaded = try ModelOptions(model: model, tokenizer: tokenizer).load()
         let c = loaded.config
         let w = loaded.weights
         print("model        \(c.name)")
@@ -27,6 +27,8 @@ struct Info: ParsableCommand {
         print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
         let kvPerToken = 2 * c.layerCount * c.kvDim * 4
         print("KV cache     \(formatBytes(kvPerToken)) per token at fp32, \(formatBytes(kvPerToken * c.contextLength)) at full context")
+        // Past this context a decode step reads more KV bytes than weight bytes.
+        print("crossover    KV = weights at \(w.residentBytes / kvPerToken) tokens (fp32 KV, weights as stored)")
         for (key, value) in loaded.metadata { print("meta         \(key) = \(value)") }
         print("")
         let nameWidth = max(4, loaded.tensors.map(\.name.count).max() ?? 0)

@@ -25,6 +25,13 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for matrix products.")
     var threads: Int = 1
 
+    init() {}
+
+    init(model: String?, tokenizer: String?) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
     }

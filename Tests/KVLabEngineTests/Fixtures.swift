@@ -10,6 +10,18 @@ enum Fixtures {
     static let storiesModel = shared.appendingPathComponent("models/stories260K/stories260K.bin").path
     static let storiesTokenizer = shared.appendingPathComponent("models/stories260K/tok512.bin").path
     static let referencePath = shared.appendingPathComponent("reference/stories260K.json").path
+    static let corpus = shared.appendingPathComponent("corpus/tinyshakespeare.txt").path
+
+    /// The held-out part of the corpus, split as scripts/train_default_model.py splits it: after
+    /// the last newline before 90% of the characters.
+    static func heldOut(_ text: String) -> String {
+        let characters = Array(text.unicodeScalars)
+        var cut = characters.count * 9 / 10
+        while cut > 0, characters[cut - 1] != "\n" { cut -= 1 }
+        var result = String.UnicodeScalarView()
+        result.append(contentsOf: characters[cut...])
+        return String(result)
+    }
 
     /// Whether the stories260K fixture and its reference outputs are present.
     static var haveStories: Bool {

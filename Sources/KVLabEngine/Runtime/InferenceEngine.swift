@@ -230,12 +230,18 @@ public final class InferenceEngine {
         }
     }
 
-    private func makeReport(phase: Phase, first: Int, count: Int, token: Int, timings: StepTimings, ledger: IOLedger) -> StepReport {
-        let summary = LogitStatistics(buffers.logits, count: config.vocabSize)
+    /// Entries kept over every (layer, KV head).
+    public var cacheEntries: Int {
         var entries = 0
         for l in 0..<cache.layout.layerCount {
             for h in 0..<cache.layout.kvHeadCount { entries += cache.entryCount(layer: l, head: h) }
         }
+        return entries
+    }
+
+    private func makeReport(phase: Phase, first: Int, count: Int, token: Int, timings: StepTimings, ledger: IOLedger) -> StepReport {
+        let summary = LogitStatistics(buffers.logits, count: config.vocabSize)
+        let entries = cacheEntries
         return StepReport(phase: phase, position: first, tokenCount: count, token: token,
                           top: TopToken(id: summary.argmax, logProbability: summary.maxLogProbability),
                           entropy: summary.entropy, timings: timings, ledger: ledger, cache: cache.residency,

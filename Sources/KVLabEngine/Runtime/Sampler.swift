@@ -125,10 +125,10 @@ extension UnsafeMutablePointer {
 }
 
 /// xoshiro256** seeded through SplitMix64: small, fast, and the same on every platform.
-struct Xoshiro256: RandomNumberGenerator {
+public struct Xoshiro256: RandomNumberGenerator {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         var x = seed
         func splitMix() -> UInt64 {
             x &+= 0x9E37_79B9_7F4A_7C15
@@ -140,7 +140,7 @@ struct Xoshiro256: RandomNumberGenerator {
         s = (splitMix(), splitMix(), splitMix(), splitMix())
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17
         s.2 ^= s.0

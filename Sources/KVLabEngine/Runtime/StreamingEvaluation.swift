@@ -9,6 +9,9 @@ public struct TokenQuality: Sendable, Equatable {
     /// KL(ghost ‖ method) of the next-token distributions.
     public var kl: Double?
     public var top1Agrees: Bool?
+    /// The method's most likely next token.
+    public var top: Int = 0
+    public var ghostTop: Int?
     /// Share of the ghost's attention that fell on entries the method attended.
     public var massKept: Double?
     public var residentKVBytes: Int
@@ -130,6 +133,7 @@ public final class StreamingEvaluator {
         logits.withUnsafeBufferPointer { method in
             let m = method.baseAddress! + offset
             let mStats = LogitStatistics(m, count: vocabulary)
+            q.top = mStats.argmax
             if let next { q.nll = Double(mStats.logSumExp - m[next]) }
             guard let ghostLogits else { return }
             ghostLogits.withUnsafeBufferPointer { ghostBuffer in
@@ -143,6 +147,7 @@ public final class StreamingEvaluator {
                 }
                 q.kl = max(0, kl)
                 q.top1Agrees = gStats.argmax == mStats.argmax
+                q.ghostTop = gStats.argmax
             }
         }
         return q
@@ -205,5 +210,45 @@ public final class StreamingEvaluator {
                 ghostPeakResidentKVBytes: withGhost ? ghostPeak : nil,
                 ghostFirstTokenAttention: sinkSteps > 0 ? sinkAttention.map { $0 / Double(sinkSteps) } : nil)
         }
+    }
+}
+
+/// Retrieval probes: a prompt whose end asks for something placed earlier, scored by the NLL of
+/// the expected answer under teacher forcing and by whether greedy decoding would produce it
+/// (every answer token is the argmax given the ones before).
+public struct ProbeResult: Sendable, Equatable, Codable {
+    public var method: String
+    public var promptTokens: Int
+    public var answerTokens: Int
+    public var answerNLL: Double
+    public var ghostAnswerNLL: Double?
+    public var answered: Bool
+    public var ghostAnswered: Bool?
+    public var peakResidentKVBytes: Int
+}
+
+extension StreamingEvaluator {
+    /// Runs `prompt` as one prefill (methods that act at a prompt's end act, e.g. compressing
+    /// for a question at its end), then teacher-forces `followUp` (a second question) and
+    /// `answer` one step at a time; only the answer is scored.
+    public func probe(prompt: [Int], followUp: [Int] = [], answer: [Int]) throws(EngineError) -> ProbeResult {
+        var nll = 0.0, ghostNLL = 0.0
+        var answered = true, ghostAnswered = true
+        var peak = 0
+        let tokens = prompt + followUp + answer
+        let firstAnswer = prompt.count + followUp.count
+        _ = try evaluate(tokens, prefill: prompt.count) { q in
+            peak = max(peak, q.residentKVBytes)
+            // Position firstAnswer − 1 predicts the first answer token.
+            let k = q.position - (firstAnswer - 1)
+            guard k >= 0, k < answer.count else { return }
+            nll += q.nll ?? 0
+            ghostNLL += q.ghostNLL ?? 0
+            if q.top != answer[k] { answered = false }
+            if q.ghostTop != answer[k] { ghostAnswered = false }
+        }
+        return ProbeResult(method: label, promptTokens: prompt.count, answerTokens: answer.count, answerNLL: nll,
+                           ghostAnswerNLL: ghost == nil ? nil : ghostNLL, answered: answered,
+                           ghostAnswered: ghost == nil ? nil : ghostAnswered, peakResidentKVBytes: peak)
     }
 }
