@@ -8,6 +8,8 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
+    @OptionGroup var kvOptions: KVOptions
+
     @Option(name: .long, help: "Tokens decoded per run.")
     var tokens: Int = 256
 
@@ -24,7 +26,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.load()
-        let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions)
+        let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,
+                                     cache: try kvOptions.makeCache(config: model.config))
         let c = engine.config
         let decodeCount = min(tokens, c.contextLength - 1)
         let prefillCount = min(promptTokens, c.contextLength)

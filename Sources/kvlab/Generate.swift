@@ -29,11 +29,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Random seed.")
     var seed: UInt64 = 42
 
-    @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
-    var policy: String = "full"
-
-    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
-    var sparse: String = "dense"
+    @OptionGroup var kvOptions: KVOptions
 
     @Flag(name: .long, help: "Print prompt/generation statistics to stderr at the end.")
     var stats = false
@@ -41,8 +37,6 @@ struct Generate: ParsableCommand {
     func validate() throws {
         guard tokens >= 0 else { throw ValidationError("-n must be ≥ 0, got \(tokens)") }
         do { try samplerSettings.validate() } catch { throw ValidationError("\(error)") }
-        do { _ = try EvictionMethod(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
-        do { _ = try SparseMethod(parsing: sparse) } catch { throw ValidationError("--sparse: \(error)") }
     }
 
     var samplerSettings: SamplerSettings {
@@ -59,8 +53,7 @@ struct Generate: ParsableCommand {
             }
             text = decoded
         }
-        let cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: try EvictionMethod(parsing: policy),
-                                 sparse: try SparseMethod(parsing: sparse))
+        let cache = try kvOptions.makeCache(config: model.config)
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
         let generator = Generator(engine: engine, tokenizer: model.tokenizer,
                                   sampler: Sampler(settings: samplerSettings, vocabularySize: model.config.vocabSize))

@@ -47,6 +47,25 @@ struct ModelOptions: ParsableArguments {
     var engineOptions: EngineOptions { EngineOptions(threads: threads, weightType: weights) }
 }
 
+/// The KV methods of one engine, shared by the commands that run one.
+struct KVOptions: ParsableArguments {
+    @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
+    var policy: String = "full"
+
+    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
+    var sparse: String = "dense"
+
+    func validate() throws {
+        do { _ = try EvictionMethod(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
+        do { _ = try SparseMethod(parsing: sparse) } catch { throw ValidationError("--sparse: \(error)") }
+    }
+
+    func makeCache(config: ModelConfig) throws -> PagedKVCache {
+        PagedKVCache(layout: KVLayout(config: config), eviction: try EvictionMethod(parsing: policy),
+                     sparse: try SparseMethod(parsing: sparse))
+    }
+}
+
 extension WeightType: ExpressibleByArgument {}
 
 /// A one-line user-facing error.

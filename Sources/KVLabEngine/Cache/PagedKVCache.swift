@@ -315,9 +315,7 @@ public final class PagedKVCache: KVCache {
         for g in 0..<layout.groupSize {
             let row = probabilities + g * scoreStride
             sortScratch.update(from: row, count: visible)
-            var scratch = UnsafeMutableBufferPointer(start: sortScratch, count: visible)
-            scratch.sort(by: >)
-            let kth = scratch[k - 1]
+            let kth = Self.kthLargest(sortScratch, count: visible, k: k)
             var above = 0
             for i in 0..<visible where row[i] > kth { above += 1 }
             // Ties at the k-th score keep the older slots, so exactly k survive.
@@ -337,6 +335,42 @@ public final class PagedKVCache: KVCache {
             n += 1
         }
         return n
+    }
+
+    /// The k-th largest of `count` values (1-based), by in-place quickselect: the standard
+    /// library's sort allocates, and decode steps must not.
+    static func kthLargest(_ values: UnsafeMutablePointer<Float>, count: Int, k: Int) -> Float {
+        var low = 0, high = count - 1
+        let target = k - 1
+        while low < high {
+            let pivot = values[(low + high) / 2]
+            var i = low, j = high
+            while i <= j {
+                while values[i] > pivot { i += 1 }
+                while values[j] < pivot { j -= 1 }
+                if i <= j {
+                    (values[i], values[j]) = (values[j], values[i])
+                    i += 1
+                    j -= 1
+                }
+            }
+            if target <= j { high = j } else if target >= i { low = i } else { break }
+        }
+        return values[target]
+    }
+
+    /// Insertion sort, largest first (a handful of slots per step; no allocation).
+    static func sortDescending(_ slots: UnsafeMutableBufferPointer<Int32>) {
+        guard slots.count > 1 else { return }
+        for i in 1..<slots.count {
+            let value = slots[i]
+            var j = i
+            while j > 0, slots[j - 1] < value {
+                slots[j] = slots[j - 1]
+                j -= 1
+            }
+            slots[j] = value
+        }
     }
 
     /// Quest: bound each page's best score by its keys' channel-wise min and max, score only the
@@ -526,8 +560,8 @@ public final class PagedKVCache: KVCache {
         let base = index * capacity
         let table = pageTables + index * pagesPerHead
         // Highest slot first: each freed slot is then refilled from a tail slot that is live.
-        var freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
-        freed.sort(by: >)
+        let freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
+        Self.sortDescending(freed)
         if eviction.merge { for slot in freed { merge(slot: Int(slot), index: index, entries: entries, ledger: &ledger) } }
         var count = counts[index]
         for freedSlot in freed {
