@@ -17,7 +17,9 @@
 /// entries (per-channel uniform, ggml blocks straddling short heads), so up to `tokens − 1` more wait
 /// at fp32. An entry leaves its page slot when both its key and value are quantized; until then the
 /// half already quantized is page slack. Attention decodes quantized entries one at a time into
-/// scratch, so scores and outputs carry the quantization error.
+/// scratch, so scores and outputs carry the quantization error. Traffic: an append writes the fp32
+/// entry; quantizing reads it back and writes the record; attention reads fp32 halves and records
+/// (payload under `.keys`/`.values`, scales and zeros under `.quantMetadata`).
 public final class PagedKVCache: KVCache {
     public let layout: KVLayout
     /// Token slots per page (one SIMD16 lane per slot).
@@ -254,6 +256,7 @@ public final class PagedKVCache: KVCache {
     /// current values (decoded ones for quantized entries: lost precision does not come back),
     /// at fp32 within the new residual window and quantized beyond it. fp8 scales are fixed anew.
     public func setKVQuant(_ method: KVQuantMethod, ledger: inout IOLedger) {
+        guard method != quant else { return }
         let hd = layout.headDim
         var keys = [Float](repeating: 0, count: capacity * hd)
         var values = keys
@@ -429,7 +432,6 @@ public final class PagedKVCache: KVCache {
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
         }
     }
-
 
     private func isTopK(_ mode: SparseMethod.Kind) -> Bool {
         if case .topK = mode { return true }

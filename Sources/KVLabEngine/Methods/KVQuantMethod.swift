@@ -20,8 +20,11 @@ public enum KVTensorFormat: Sendable, Hashable {
     /// Asymmetric b-bit groups with fp16 scale and zero (`UniformQuantizer`).
     case uniform(bits: Int, axis: KVQuantAxis, group: Int)
     /// A llama.cpp block type (`KVBlockFormat`), 32 elements per block along the head dimension.
+    /// llama.cpp refuses heads that are not a multiple of 32; kvlab falls back to blocks that run
+    /// on over lcm(headDim, 32)/headDim consecutive entries, quantized together (`KVRecordCodec`).
     case block(KVBlockFormat)
-    /// fp8 codes with an fp32 scale per tensor or per head (`FP8Format`).
+    /// fp8 codes with an fp32 scale per tensor or per head (`FP8Format`), fixed from the first
+    /// entries quantized (`QuantizedKVStore.fixScale`).
     case fp8(FP8Format, scale: FP8ScaleScope)
 }
 
