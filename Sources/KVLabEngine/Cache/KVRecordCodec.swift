@@ -21,12 +21,16 @@ struct KVRecordCodec {
     var recordBytes: Int { payloadBytes + metadataBytes }
     /// The uniform formats' quantizer (built once: the kernels decode entry by entry).
     private let quantizer: UniformQuantizer?
+    /// fp8: the value of each of the 256 codes (`FP8Format.decode`), looked up instead of decoded
+    /// bit by bit in the attention kernel.
+    private let fp8Values: [Float]
 
     /// The layout of `format` for vectors of `headDim`; nil for fp32 (no records).
     init?(format: KVTensorFormat, headDim: Int) {
         self.format = format
         self.headDim = headDim
         if case .uniform(let bits, _, _) = format { quantizer = UniformQuantizer(bits: bits) } else { quantizer = nil }
+        if case .fp8(let fp8, _) = format { fp8Values = (0...255).map { fp8.decode(UInt8($0)) } } else { fp8Values = [] }
         switch format {
         case .fp32:
             return nil
@@ -110,8 +114,10 @@ struct KVRecordCodec {
                 block.decode(record + first * block.bytesPerBlock, count: (last - first + 1) * size, into: scratch)
                 destination.update(from: scratch + (start - first * size), count: headDim)
             }
-        case .fp8(let fp8, _):
-            fp8.decode(codes, count: headDim, scale: scale, into: destination)
+        case .fp8:
+            fp8Values.withUnsafeBufferPointer { values in
+                for i in 0..<headDim { destination[i] = values[Int(codes[i])] * scale }
+            }
         }
     }
 
