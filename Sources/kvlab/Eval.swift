@@ -20,6 +20,9 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Sparse attention mode for every policy, e.g. quest:page=16,budget=128 (default: dense).")
     var sparse: String = "dense"
 
+    @Option(name: .long, help: "KV quantization for every policy, e.g. kivi:bits=2 or q4_0 (default: fp32).")
+    var kv: String = "fp32"
+
     @Option(name: .long, help: "Text file to evaluate (UTF-8).")
     var text: String
 
@@ -67,6 +70,8 @@ struct Eval: ParsableCommand {
         }
         let sparseMethod: SparseMethod
         do { sparseMethod = try SparseMethod(parsing: sparse) } catch { throw CLIError("--sparse: \(error)") }
+        let quantMethod: KVQuantMethod
+        do { quantMethod = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
         let model = try modelOptions.load()
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
@@ -81,8 +86,8 @@ struct Eval: ParsableCommand {
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
         var summaries: [EvaluationSummary] = []
         for method in methods {
-            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparseMethod, withGhost: true,
-                                               options: modelOptions.engineOptions)
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparseMethod, quant: quantMethod,
+                                               withGhost: true, options: modelOptions.engineOptions)
             summaries.append(try evaluator.evaluateChunks(ids, bos: bos, context: context, maxChunks: chunkLimit, prefill: prefill))
         }
         if json {

@@ -65,6 +65,29 @@ import Testing
         #expect(try Self.run(["generate", "--weights", "q3_k"]).status != 0)
     }
 
+    @Test func badKVQuantizationIsOneLineNamingTheOption() throws {
+        let result = try Self.run(["eval", "--text", "/nonexistent/text.txt", "--kv", "kivi:bits=5"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--kv: kivi: bits=5 is not one of 8, 4, 3, 2"))
+        #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+    }
+
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func evalRunsEveryPolicyWithTheKVQuantization() throws {
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-eval-\(UUID()).txt").path
+        #expect(FileManager.default.createFile(atPath: text, contents: Data("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: text) }
+        let result = try Self.run(["eval", "--model", Self.stories, "--text", text, "--policy", "full", "--policy", "window:window=8",
+                                   "--kv", "q8_0", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let results = try #require(report["results"] as? [[String: Any]])
+        #expect(results.compactMap { $0["method"] as? String } == ["full q8_0:residual=0", "window:window=8 q8_0:residual=0"])
+        for summary in results {
+            #expect((summary["peakResidentKVBytes"] as? Int ?? .max) < (summary["ghostPeakResidentKVBytes"] as? Int ?? 0))
+        }
+    }
+
     @Test func invalidUTF8ArgumentIsRefused() throws {
         // Foundation's Process takes Strings; pass the raw bytes through a shell's printf.
         let process = Process()

@@ -27,17 +27,19 @@ public struct KVLayout: Sendable, Equatable, Codable {
 
 /// Resident bytes of a KV cache by what they hold: physical bytes, never logically masked ones.
 public struct KVResidency: Sendable, Equatable, Codable {
-    /// Keys and values kept at full precision (fp32).
+    /// Keys and values kept at full precision (fp32) because their tensor is not quantized.
     public var fullPrecisionPayload = 0
     /// Packed codes of quantized keys and values.
     public var quantizedPayload = 0
-    /// Scales, zeros and outlier indices of quantized entries.
+    /// Scales, zeros, block scales, fp8 scales and outlier indices of quantized entries.
     public var quantMetadata = 0
-    /// Full-precision residual windows kept beside quantized entries.
+    /// Full-precision keys and values of a quantized tensor: its residual window and the entries
+    /// waiting for their group.
     public var residualWindow = 0
     /// Per-entry bookkeeping of the cache and its method: positions, scores, counters.
     public var policyState = 0
-    /// Allocated but unused slots of partly filled pages.
+    /// Allocated but unused: free slots of partly filled pages, and storage of evicted or
+    /// already-quantized data that shares a page slot or a record with live data.
     public var pageSlack = 0
 
     public init() {}

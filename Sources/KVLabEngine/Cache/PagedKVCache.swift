@@ -1,25 +1,47 @@
-/// A full-precision KV cache in fixed-size pages drawn from a shared pool with a free list, so
-/// per-head lengths can differ and evicting returns whole pages. An eviction method decides
-/// which entries stay; it can change between any two steps.
+/// A KV cache in fixed-size pages drawn from pools with free lists, so per-head lengths can differ
+/// and evicting returns whole pages. An eviction method decides which entries stay, a sparse mode
+/// which ones a step reads, a quantization method how they are stored; each can change between
+/// any two steps.
 ///
-/// Storage is physical: each (layer, KV head) fills slots 0..<count with no holes (an evicted
-/// slot is refilled by the last one, so the tail page frees as soon as it empties). A page
-/// stores its 16 keys channel-major (one SIMD16 step scores 16 keys without horizontal sums)
-/// and its 16 values token-major (P·V adds whole value vectors). The policy sees the entries in
-/// position order through per-head arrays that map each entry to its slot.
+/// Storage is physical. Each (layer, KV head) numbers its entries with slots 0..<count with no
+/// holes (an evicted slot is refilled by the last one); a slot is the entry's column in the step's
+/// scores, and the policy sees the entries in position order through per-head arrays that map each
+/// entry to its slot. A slot's key and its value each live either in an fp32 page slot or as a
+/// member of a quantized record (`QuantizedKVStore`). fp32 page slots are kept without holes too,
+/// so the tail page frees as soon as it empties; a page stores its 16 keys channel-major (one
+/// SIMD16 step scores 16 keys without horizontal sums) and its 16 values token-major (P·V adds whole
+/// value vectors). A tensor kept at fp32 keeps every entry in a page slot, and page slot = slot.
+///
+/// Quantization: the most recent `residual` entries of each (layer, KV head) stay fp32; older ones
+/// are quantized tensor by tensor, in position order, `tokens` at a time for formats that group
+/// entries (per-channel uniform, ggml blocks straddling short heads), so up to `tokens − 1` more wait
+/// at fp32. An entry leaves its page slot when both its key and value are quantized; until then the
+/// half already quantized is page slack. Attention decodes quantized entries one at a time into
+/// scratch, so scores and outputs carry the quantization error. Traffic: an append writes the fp32
+/// entry; quantizing reads it back and writes the record; attention reads fp32 halves and records
+/// (payload under `.keys`/`.values`, scales and zeros under `.quantMetadata`).
 public final class PagedKVCache: KVCache {
     public let layout: KVLayout
     /// Token slots per page (one SIMD16 lane per slot).
     public static let pageSize = 16
     private var pageSize: Int { Self.pageSize }
-    private let pool: PagePool
+    private let pool: PagePool<Float>
     private let headCount: Int
     private let pagesPerHead: Int
     private let capacity: Int
-    /// Per (layer, head): entries kept, page ids in slot order, each slot's position.
+    /// Per (layer, head): entries kept (= slots in use), fp32 page slots in use, page ids in order.
     private let counts: UnsafeMutablePointer<Int>
+    private let pageCounts: UnsafeMutablePointer<Int>
     private let pageTables: UnsafeMutablePointer<Int32>
+    /// Per (layer, head, page slot): the slot it holds.
+    private let pageOwners: UnsafeMutablePointer<Int32>
+    /// Per (layer, head, slot): its position, and where its key and value live: a page slot (≥ 0)
+    /// or a record member `code` stored as `−1 − code` (record `code / tokens`, member `code % tokens`).
     private let slotPositions: UnsafeMutablePointer<Int32>
+    private let keyLocations: UnsafeMutablePointer<Int32>
+    private let valueLocations: UnsafeMutablePointer<Int32>
+    /// Entries merged into each slot's entry, itself included (the `merge` modifier).
+    private let mergeCounts: UnsafeMutablePointer<Float>
     /// Per (layer, head), in position order: what `HeadEntries` shows a policy.
     private let positions: UnsafeMutablePointer<Int32>
     private let policyScores: UnsafeMutablePointer<Float>
@@ -27,8 +49,6 @@ public final class PagedKVCache: KVCache {
     private let keyNorms: UnsafeMutablePointer<Float>
     private let stepScores: UnsafeMutablePointer<Float>
     private let slots: UnsafeMutablePointer<Int32>
-    /// Entries merged into each kept entry, itself included (the `merge` modifier).
-    private let mergeCounts: UnsafeMutablePointer<Float>
     private let released: UnsafeMutablePointer<Int32>
     private let heads: UnsafeMutableBufferPointer<HeadEntries>
     /// Attention probabilities of one KV head's query group: groupSize rows of `scoreStride`
@@ -37,17 +57,29 @@ public final class PagedKVCache: KVCache {
     private let scoreStride: Int
     private let scale: Float
 
-    /// Per (layer, head, page): channel-wise key min and max (Quest's page summaries).
+    /// Per (layer, head, page of 16 slots): channel-wise key min and max (Quest's page summaries).
     private let pageMin: UnsafeMutablePointer<Float>
     private let pageMax: UnsafeMutablePointer<Float>
     /// Scratch of sparse modes: chosen slots, marks, sorted scores.
     private let selectedSlots: UnsafeMutablePointer<Int32>
     private let selectedMarks: UnsafeMutablePointer<Bool>
     private let sortScratch: UnsafeMutablePointer<Float>
+    /// One key and one value gathered from a page or decoded from a record; the merge's operands.
+    private let keyScratch: UnsafeMutablePointer<Float>
+    private let valueScratch: UnsafeMutablePointer<Float>
+    private let mergeKey: UnsafeMutablePointer<Float>
+    private let mergeValue: UnsafeMutablePointer<Float>
+    /// Pages of slots whose keys were just quantized (their Quest bounds are recomputed).
+    private let pageMarks: UnsafeMutablePointer<Bool>
+    private let touchedPages: UnsafeMutablePointer<Int32>
 
     public private(set) var eviction: EvictionMethod
     public private(set) var sparse: SparseMethod
+    public private(set) var quant: KVQuantMethod
     private var policy: any EvictionPolicy
+    /// Quantized keys and values; nil for a tensor kept at fp32.
+    private var keyStore: QuantizedKVStore?
+    private var valueStore: QuantizedKVStore?
     /// End of the prompt while a batched prefill runs.
     private var promptEnd: Int?
 
@@ -60,18 +92,24 @@ public final class PagedKVCache: KVCache {
     public private(set) var massKept: Double?
     private var massSum = 0.0
 
-    public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense) {
+    public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
         self.layout = layout
         let pageSize = Self.pageSize
         headCount = layout.layerCount * layout.kvHeadCount
         capacity = layout.capacity
         pagesPerHead = (layout.capacity + pageSize - 1) / pageSize
-        pool = PagePool(floatsPerPage: 2 * pageSize * layout.headDim, pagesPerSlab: max(16, headCount))
+        pool = PagePool(elementsPerPage: 2 * pageSize * layout.headDim, pagesPerSlab: max(16, headCount), zero: 0)
         counts = .allocate(capacity: headCount)
         counts.initialize(repeating: 0, count: headCount)
+        pageCounts = .allocate(capacity: headCount)
+        pageCounts.initialize(repeating: 0, count: headCount)
         pageTables = .allocate(capacity: headCount * pagesPerHead)
         let entries = headCount * capacity
+        pageOwners = .allocate(capacity: entries)
         slotPositions = .allocate(capacity: entries)
+        keyLocations = .allocate(capacity: entries)
+        valueLocations = .allocate(capacity: entries)
+        mergeCounts = .allocate(capacity: entries)
         positions = .allocate(capacity: entries)
         policyScores = .allocate(capacity: entries)
         history = .allocate(capacity: entries)
@@ -79,7 +117,6 @@ public final class PagedKVCache: KVCache {
         stepScores = .allocate(capacity: entries)
         stepScores.initialize(repeating: 0, count: entries)
         slots = .allocate(capacity: entries)
-        mergeCounts = .allocate(capacity: entries)
         released = .allocate(capacity: layout.kvHeadCount * capacity)
         heads = .allocate(capacity: layout.kvHeadCount)
         scoreStride = pagesPerHead * pageSize
@@ -89,21 +126,39 @@ public final class PagedKVCache: KVCache {
         pageMax = .allocate(capacity: headCount * pagesPerHead * layout.headDim)
         selectedSlots = .allocate(capacity: scoreStride)
         selectedMarks = .allocate(capacity: scoreStride)
+        selectedMarks.initialize(repeating: false, count: scoreStride)
         sortScratch = .allocate(capacity: scoreStride)
+        keyScratch = .allocate(capacity: layout.headDim)
+        valueScratch = .allocate(capacity: layout.headDim)
+        mergeKey = .allocate(capacity: layout.headDim)
+        mergeValue = .allocate(capacity: layout.headDim)
+        pageMarks = .allocate(capacity: pagesPerHead)
+        pageMarks.initialize(repeating: false, count: pagesPerHead)
+        touchedPages = .allocate(capacity: pagesPerHead)
         self.eviction = eviction
         self.sparse = sparse
+        self.quant = quant
         policy = eviction.makePolicy(layout: layout)
+        (keyStore, valueStore) = Self.stores(for: quant, layout: layout)
     }
 
     deinit {
         counts.deallocate()
+        pageCounts.deallocate()
         pageTables.deallocate()
-        for buffer in [slotPositions, positions, slots, released] { buffer.deallocate() }
-        for buffer in [policyScores, keyNorms, stepScores, mergeCounts, probabilities, pageMin, pageMax, sortScratch] { buffer.deallocate() }
+        for buffer in [pageOwners, slotPositions, keyLocations, valueLocations, positions, slots, released, touchedPages] { buffer.deallocate() }
+        for buffer in [mergeCounts, policyScores, keyNorms, stepScores, probabilities, pageMin, pageMax, sortScratch,
+                       keyScratch, valueScratch, mergeKey, mergeValue] { buffer.deallocate() }
         selectedSlots.deallocate()
         selectedMarks.deallocate()
+        pageMarks.deallocate()
         history.deallocate()
         heads.deallocate()
+    }
+
+    private static func stores(for quant: KVQuantMethod, layout: KVLayout) -> (QuantizedKVStore?, QuantizedKVStore?) {
+        (KVRecordCodec(format: quant.key, headDim: layout.headDim).map { QuantizedKVStore(codec: $0, buffer: .keys, layout: layout) },
+         KVRecordCodec(format: quant.value, headDim: layout.headDim).map { QuantizedKVStore(codec: $0, buffer: .values, layout: layout) })
     }
 
     public func entryCount(layer: Int, head: Int) -> Int { counts[layer * layout.kvHeadCount + head] }
@@ -114,26 +169,53 @@ public final class PagedKVCache: KVCache {
         return (0..<counts[index]).map { Int(positions[index * capacity + $0]) }
     }
 
+    /// The key and value of the `entry`-th kept entry (position order) of one (layer, KV head), as
+    /// attention reads them (decoded when quantized).
+    public func entry(layer: Int, head: Int, _ entry: Int) -> (key: [Float], value: [Float]) {
+        let index = layer * layout.kvHeadCount + head
+        precondition(entry >= 0 && entry < counts[index], "no such entry")
+        let slot = Int(slots[index * capacity + entry])
+        let key = Array(UnsafeBufferPointer(start: key(index: index, slot: slot), count: layout.headDim))
+        return (key, Array(UnsafeBufferPointer(start: value(index: index, slot: slot), count: layout.headDim)))
+    }
+
     /// Token budget of one (layer, KV head) under the current method; nil when unbounded.
     public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
 
-    /// Pages currently taken from the pool (what the payload physically occupies).
+    /// fp32 pages currently taken from the pool.
     public var pagesInUse: Int { pool.pagesInUse }
 
     public static func pageBytes(headDim: Int) -> Int { 2 * pageSize * headDim * 4 }
 
+    /// Bytes taken from every pool (fp32 pages, quantized record pages, fp8 scales): what the
+    /// residency adds up to besides policy state.
+    var allocatedBytes: Int {
+        pool.pagesInUse * Self.pageBytes(headDim: layout.headDim) + (keyStore?.allocatedBytes ?? 0) + (valueStore?.allocatedBytes ?? 0)
+    }
+
+    /// Resident bytes. fp32 halves (a key or a value in a page slot) are full-precision payload
+    /// when their tensor is not quantized and residual window otherwise (the window, entries waiting
+    /// for their group, a prompt until its end); a page's unused slots and the dead half of a slot
+    /// whose other half waits are page slack. Quantized records split as `QuantizedKVStore.addResidency`
+    /// says; fp8 scales are metadata.
     public var residency: KVResidency {
         var r = KVResidency()
-        let entryBytes = 2 * layout.headDim * 4
+        let half = layout.headDim * 4
         let stateBytes = 4 + policy.stateBytesPerEntry + (eviction.merge ? 4 : 0)
         for index in 0..<headCount {
-            let kept = counts[index]
-            let pages = (kept + pageSize - 1) / pageSize
-            r.fullPrecisionPayload += kept * entryBytes
-            r.pageSlack += (pages * pageSize - kept) * entryBytes
+            let kept = counts[index], pageSlots = pageCounts[index]
+            let keyHalves = kept - (keyStore?.quantizedCounts[index] ?? 0)
+            let valueHalves = kept - (valueStore?.quantizedCounts[index] ?? 0)
+            if keyStore == nil { r.fullPrecisionPayload += keyHalves * half } else { r.residualWindow += keyHalves * half }
+            if valueStore == nil { r.fullPrecisionPayload += valueHalves * half } else { r.residualWindow += valueHalves * half }
+            let pages = (pageSlots + pageSize - 1) / pageSize
+            r.pageSlack += (pages * pageSize - pageSlots) * 2 * half + (2 * pageSlots - keyHalves - valueHalves) * half
             r.policyState += kept * stateBytes
-            if case .quest = sparse.kind { r.policyState += pages * 2 * layout.headDim * 4 }
+            if case .quest = sparse.kind { r.policyState += (kept + pageSize - 1) / pageSize * 2 * half }
+            keyStore?.addResidency(index: index, to: &r)
+            valueStore?.addResidency(index: index, to: &r)
         }
+        r.quantMetadata += (keyStore?.scaleBytes ?? 0) + (valueStore?.scaleBytes ?? 0)
         return r
     }
 
@@ -141,10 +223,13 @@ public final class PagedKVCache: KVCache {
 
     public func reset() {
         for index in 0..<headCount {
-            let pages = (counts[index] + pageSize - 1) / pageSize
+            let pages = (pageCounts[index] + pageSize - 1) / pageSize
             for p in 0..<pages { pool.release(pageTables[index * pagesPerHead + p]) }
             counts[index] = 0
+            pageCounts[index] = 0
         }
+        keyStore?.reset()
+        valueStore?.reset()
         policy = eviction.makePolicy(layout: layout)
         promptEnd = nil
         massKept = nil
@@ -167,8 +252,61 @@ public final class PagedKVCache: KVCache {
     /// Switches the sparse-attention mode from the next step on (memory is unchanged).
     public func setSparse(_ method: SparseMethod) { sparse = method }
 
+    /// Switches the quantization method between steps: every kept entry is stored again from its
+    /// current values (decoded ones for quantized entries: lost precision does not come back),
+    /// at fp32 within the new residual window and quantized beyond it. fp8 scales are fixed anew.
+    public func setKVQuant(_ method: KVQuantMethod, ledger: inout IOLedger) {
+        guard method != quant else { return }
+        let hd = layout.headDim
+        var keys = [Float](repeating: 0, count: capacity * hd)
+        var values = keys
+        var merged = [Float](repeating: 0, count: capacity)
+        let (newKeyStore, newValueStore) = Self.stores(for: method, layout: layout)
+        for index in 0..<headCount {
+            let base = index * capacity, count = counts[index]
+            keyStore?.beginReads()
+            valueStore?.beginReads()
+            for i in 0..<count {
+                let slot = Int(slots[base + i])
+                let k = key(index: index, slot: slot)
+                for c in 0..<hd { keys[i * hd + c] = k[c] }
+                let v = value(index: index, slot: slot)
+                for c in 0..<hd { values[i * hd + c] = v[c] }
+                countRead(key: true, index: index, slot: slot, ledger: &ledger)
+                countRead(key: false, index: index, slot: slot, ledger: &ledger)
+                merged[i] = mergeCounts[base + slot]
+            }
+            let pages = (pageCounts[index] + pageSize - 1) / pageSize
+            for p in 0..<pages { pool.release(pageTables[index * pagesPerHead + p]) }
+            // Slots restart in position order, each in the page slot of the same number.
+            for i in 0..<count {
+                if i % pageSize == 0 { pageTables[index * pagesPerHead + i / pageSize] = pool.acquire() }
+                let page = pool.pointer(pageTables[index * pagesPerHead + i / pageSize]), lane = i % pageSize
+                for c in 0..<hd { page[c * pageSize + lane] = keys[i * hd + c] }
+                for c in 0..<hd { page[(pageSize + lane) * hd + c] = values[i * hd + c] }
+                slots[base + i] = Int32(i)
+                slotPositions[base + i] = positions[base + i]
+                pageOwners[base + i] = Int32(i)
+                keyLocations[base + i] = Int32(i)
+                valueLocations[base + i] = Int32(i)
+                mergeCounts[base + i] = merged[i]
+            }
+            pageCounts[index] = count
+            ledger.write(.keys, count * hd * 4)
+            ledger.write(.values, count * hd * 4)
+        }
+        quant = method
+        (keyStore, valueStore) = (newKeyStore, newValueStore)
+        for index in 0..<headCount {
+            for page in 0..<((counts[index] + pageSize - 1) / pageSize) { summarize(index: index, page: page, count: counts[index]) }
+            if promptEnd == nil { quantizeLeaving(index: index, ledger: &ledger) }
+        }
+    }
+
     public func beginPrefill(end: Int) { promptEnd = end }
 
+    /// The prompt attended at full precision; its policy acts now, then what left the residual
+    /// window is quantized.
     public func endPrefill(ledger: inout IOLedger) {
         guard let end = promptEnd else { return }
         promptEnd = nil
@@ -177,6 +315,7 @@ public final class PagedKVCache: KVCache {
                 policy.finishPrefill(layer: layer, heads: heads, promptEnd: end)
             }
         }
+        for index in 0..<headCount { quantizeLeaving(index: index, ledger: &ledger) }
     }
 
     public func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger) {
@@ -185,33 +324,43 @@ public final class PagedKVCache: KVCache {
             let index = layer * layout.kvHeadCount + head
             let count = counts[index]
             precondition(count < capacity, "KV cache capacity exceeded; the engine checks the context length first")
-            if count % pageSize == 0 { pageTables[index * pagesPerHead + count / pageSize] = pool.acquire() }
-            let page = pool.pointer(pageTables[index * pagesPerHead + count / pageSize])
-            let slot = count % pageSize
+            let pageSlot = pageCounts[index]
+            if pageSlot % pageSize == 0 { pageTables[index * pagesPerHead + pageSlot / pageSize] = pool.acquire() }
+            let page = pool.pointer(pageTables[index * pagesPerHead + pageSlot / pageSize])
+            let lane = pageSlot % pageSize
             let key = keys + head * hd
             let summary = (index * pagesPerHead + count / pageSize) * hd
+            let first = count % pageSize == 0
             var norm: Float = 0
             for c in 0..<hd {
-                page[c * pageSize + slot] = key[c]
+                page[c * pageSize + lane] = key[c]
                 norm += key[c] * key[c]
-                pageMin[summary + c] = slot == 0 ? key[c] : min(pageMin[summary + c], key[c])
-                pageMax[summary + c] = slot == 0 ? key[c] : max(pageMax[summary + c], key[c])
+                pageMin[summary + c] = first ? key[c] : min(pageMin[summary + c], key[c])
+                pageMax[summary + c] = first ? key[c] : max(pageMax[summary + c], key[c])
             }
-            (page + (pageSize + slot) * hd).update(from: values + head * hd, count: hd)
+            (page + (pageSize + lane) * hd).update(from: values + head * hd, count: hd)
+            pageCounts[index] = pageSlot + 1
             let e = index * capacity + count
+            pageOwners[index * capacity + pageSlot] = Int32(count)
+            keyLocations[e] = Int32(pageSlot)
+            valueLocations[e] = Int32(pageSlot)
             slotPositions[e] = Int32(position)
+            mergeCounts[e] = 1
             positions[e] = Int32(position)
             policyScores[e] = 0
             history[e] = 0
             keyNorms[e] = norm.squareRoot()
             stepScores[e] = 0
             slots[e] = Int32(count)
-            mergeCounts[e] = 1
             counts[index] = count + 1
         }
         ledger.write(.keys, layout.kvHeadCount * hd * 4)
         ledger.write(.values, layout.kvHeadCount * hd * 4)
         ledger.write(.policyState, layout.kvHeadCount * (4 + policy.stateBytesPerEntry))
+        // After every head of the layer has its entry, so a per-tensor fp8 scale sees them all.
+        if promptEnd == nil {
+            for head in 0..<layout.kvHeadCount { quantizeLeaving(index: layer * layout.kvHeadCount + head, ledger: &ledger) }
+        }
     }
 
     public func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
@@ -229,6 +378,8 @@ public final class PagedKVCache: KVCache {
             while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
             let q = queries + head * group * hd
             var read = visible
+            keyStore?.beginReads()
+            valueStore?.beginReads()
             switch mode {
             case .dense:
                 scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize))
@@ -247,8 +398,16 @@ public final class PagedKVCache: KVCache {
             } else {
                 weightSelectedValues(index: index, count: read, output: output + head * group * hd)
             }
-            ledger.read(.keys, (mode == .dense || isTopK(mode) ? visible : read) * hd * 4)
-            ledger.read(.values, read * hd * 4)
+            if mode == .dense || isTopK(mode) {
+                countDenseRead(key: true, index: index, visible: visible, ledger: &ledger)
+            } else {
+                for n in 0..<read { countRead(key: true, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
+            }
+            if mode == .dense {
+                countDenseRead(key: false, index: index, visible: visible, ledger: &ledger)
+            } else {
+                for n in 0..<read { countRead(key: false, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
+            }
             // Naive attention materializes scores: written, re-read by softmax, re-read by P·V.
             ledger.write(.scores, 2 * group * visible * 4)
             ledger.read(.scores, 2 * group * visible * 4)
@@ -279,10 +438,25 @@ public final class PagedKVCache: KVCache {
         return false
     }
 
-    /// Scaled q·k of the query group for every slot of `pages` (16 keys per SIMD step, channel by
-    /// channel, each key read once for the whole group since GQA shares it).
+    /// Scaled q·k of the query group for every slot of `pages`, each key read once for the whole
+    /// group since GQA shares it. fp32 keys: 16 keys per SIMD step, channel by channel (page slot
+    /// = slot). Quantized keys: slot by slot, each decoded once.
     private func scorePages(index: Int, queries q: UnsafePointer<Float>, pages: some Sequence<Int>) {
         let hd = layout.headDim
+        guard keyStore == nil else {
+            for page in pages {
+                for slot in (page * pageSize)..<min(counts[index], (page + 1) * pageSize) {
+                    let key = key(index: index, slot: slot)
+                    for g in 0..<layout.groupSize {
+                        let query = q + g * hd
+                        var dot: Float = 0
+                        for c in 0..<hd { dot += query[c] * key[c] }
+                        probabilities[g * scoreStride + slot] = dot * scale
+                    }
+                }
+            }
+            return
+        }
         let table = pageTables + index * pagesPerHead
         for page in pages {
             let keys = UnsafeRawPointer(pool.pointer(table[page]))
@@ -425,16 +599,15 @@ public final class PagedKVCache: KVCache {
     /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).
     private func scoreAboveThreshold(index: Int, queries q: UnsafePointer<Float>, visible: Int, theta: Float, position: Int) -> Int {
         let hd = layout.headDim, base = index * capacity
-        let table = pageTables + index * pagesPerHead
         maskScores(visible: visible)
         var n = 0
         for i in 0..<visible where stepScores[base + i] >= theta || Int(positions[base + i]) == position {
             let slot = Int(slots[base + i])
-            let page = pool.pointer(table[slot / pageSize]), lane = slot % pageSize
+            let key = key(index: index, slot: slot)
             for g in 0..<layout.groupSize {
                 let query = q + g * hd
                 var dot: Float = 0
-                for c in 0..<hd { dot += query[c] * page[c * pageSize + lane] }
+                for c in 0..<hd { dot += query[c] * key[c] }
                 probabilities[g * scoreStride + slot] = dot * scale
             }
             selectedSlots[n] = Int32(slot)
@@ -443,8 +616,10 @@ public final class PagedKVCache: KVCache {
         return n
     }
 
-    /// P·V over every visible slot, each 8-channel slice of the output kept in a register.
+    /// P·V over every visible slot. fp32 values: each 8-channel slice of the output kept in a
+    /// register (page slot = slot). Quantized values: slot by slot, each decoded once.
     private func weightValues(index: Int, visible: Int, output: UnsafeMutablePointer<Float>) {
+        guard valueStore == nil else { return accumulateValues(index: index, count: visible, output: output) { $0 } }
         let hd = layout.headDim
         let table = pageTables + index * pagesPerHead
         for g in 0..<layout.groupSize {
@@ -474,17 +649,21 @@ public final class PagedKVCache: KVCache {
 
     /// P·V over the slots in `selectedSlots` only (what a sparse mode reads).
     private func weightSelectedValues(index: Int, count: Int, output: UnsafeMutablePointer<Float>) {
+        accumulateValues(index: index, count: count, output: output) { Int(self.selectedSlots[$0]) }
+    }
+
+    /// P·V over the slots `slot(0) … slot(count − 1)`, each value read (or decoded) once for the group.
+    @inline(__always)
+    private func accumulateValues(index: Int, count: Int, output out: UnsafeMutablePointer<Float>, slot: (Int) -> Int) {
         let hd = layout.headDim
-        let table = pageTables + index * pagesPerHead
-        for g in 0..<layout.groupSize {
-            let p = probabilities + g * scoreStride
-            let out = output + g * hd
-            for c in 0..<hd { out[c] = 0 }
-            for n in 0..<count {
-                let slot = Int(selectedSlots[n])
-                let weight = p[slot]
-                let value = pool.pointer(table[slot / pageSize]) + (pageSize + slot % pageSize) * hd
-                for c in 0..<hd { out[c] += weight * value[c] }
+        out.update(repeating: 0, count: layout.groupSize * hd)
+        for n in 0..<count {
+            let s = slot(n)
+            let value = value(index: index, slot: s)
+            for g in 0..<layout.groupSize {
+                let weight = probabilities[g * scoreStride + s]
+                let o = out + g * hd
+                for c in 0..<hd { o[c] += weight * value[c] }
             }
         }
     }
@@ -552,13 +731,11 @@ public final class PagedKVCache: KVCache {
         }
     }
 
-    /// Refills the slots a policy released with the last slots, merging first when asked, and
-    /// returns emptied tail pages to the pool.
+    /// Frees the storage of the slots a policy released (merging first when asked) and refills
+    /// each with the last slot.
     private func reclaim(index: Int, entries: HeadEntries, ledger: inout IOLedger) {
         guard entries.releasedCount > 0 else { return }
-        let hd = layout.headDim
         let base = index * capacity
-        let table = pageTables + index * pagesPerHead
         // Highest slot first: each freed slot is then refilled from a tail slot that is live.
         let freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
         Self.sortDescending(freed)
@@ -566,65 +743,230 @@ public final class PagedKVCache: KVCache {
         var count = counts[index]
         for freedSlot in freed {
             let slot = Int(freedSlot), last = count - 1
+            release(index: index, slot: slot, slotsInUse: count, ledger: &ledger)
             if slot != last {
-                let from = pool.pointer(table[last / pageSize]), to = pool.pointer(table[slot / pageSize])
-                let a = last % pageSize, b = slot % pageSize
-                for c in 0..<hd { to[c * pageSize + b] = from[c * pageSize + a] }
-                (to + (pageSize + b) * hd).update(from: from + (pageSize + a) * hd, count: hd)
-                slotPositions[base + slot] = slotPositions[base + last]
+                let from = base + last, to = base + slot
+                slotPositions[to] = slotPositions[from]
+                keyLocations[to] = keyLocations[from]
+                valueLocations[to] = valueLocations[from]
+                mergeCounts[to] = mergeCounts[from]
+                let pageSlot = Int(max(keyLocations[to], valueLocations[to]))
+                if pageSlot >= 0 { pageOwners[base + pageSlot] = Int32(slot) }
                 for i in 0..<entries.count where slots[base + i] == Int32(last) {
                     slots[base + i] = Int32(slot)
                     break
                 }
-                ledger.read(.keys, hd * 4)
-                ledger.read(.values, hd * 4)
-                ledger.write(.keys, hd * 4)
-                ledger.write(.values, hd * 4)
             }
             count -= 1
-            if count % pageSize == 0 {
-                pool.release(table[count / pageSize])
-            } else {
-                summarize(index: index, page: last / pageSize, count: count)
-            }
+            if count % pageSize != 0 { summarize(index: index, page: last / pageSize, count: count) }
             if slot < count { summarize(index: index, page: slot / pageSize, count: count) }
         }
         counts[index] = count
     }
 
-    /// Recomputes one page's key min/max over its live slots.
+    /// Frees what one slot stores: its record members and its page slot.
+    private func release(index: Int, slot: Int, slotsInUse: Int, ledger: inout IOLedger) {
+        let key = Int(keyLocations[index * capacity + slot]), value = Int(valueLocations[index * capacity + slot])
+        if key < 0 { removeMember(-1 - key, store: keyStore!, locations: keyLocations, index: index, slotsInUse: slotsInUse, ledger: &ledger) }
+        if value < 0 { removeMember(-1 - value, store: valueStore!, locations: valueLocations, index: index, slotsInUse: slotsInUse, ledger: &ledger) }
+        if key >= 0 || value >= 0 { releasePageSlot(index: index, max(key, value), ledger: &ledger) }
+    }
+
+    /// Drops a record member; when its record empties and the last record moves into its place,
+    /// the slots below `slotsInUse` holding members of the moved record are re-pointed.
+    private func removeMember(_ code: Int, store: QuantizedKVStore, locations: UnsafeMutablePointer<Int32>, index: Int,
+                              slotsInUse: Int, ledger: inout IOLedger) {
+        let tokens = store.codec.tokens, base = index * capacity
+        store.remove(index: index, code: code, ledger: &ledger) { from, to in
+            for s in base..<(base + slotsInUse) where locations[s] < 0 && Int(-1 - locations[s]) / tokens == from {
+                locations[s] = Int32(-1 - (to * tokens + Int(-1 - locations[s]) % tokens))
+            }
+        }
+    }
+
+    /// Frees page slot `pageSlot`, refilled by the last page slot (whose slot is re-pointed).
+    private func releasePageSlot(index: Int, _ pageSlot: Int, ledger: inout IOLedger) {
+        let hd = layout.headDim
+        let table = pageTables + index * pagesPerHead
+        let last = pageCounts[index] - 1
+        if pageSlot != last {
+            let from = pool.pointer(table[last / pageSize]), to = pool.pointer(table[pageSlot / pageSize])
+            let a = last % pageSize, b = pageSlot % pageSize
+            for c in 0..<hd { to[c * pageSize + b] = from[c * pageSize + a] }
+            (to + (pageSize + b) * hd).update(from: from + (pageSize + a) * hd, count: hd)
+            let owner = pageOwners[index * capacity + last]
+            pageOwners[index * capacity + pageSlot] = owner
+            let slot = index * capacity + Int(owner)
+            // Only live halves count as traffic; a dead half moves along unread.
+            if keyLocations[slot] == Int32(last) {
+                keyLocations[slot] = Int32(pageSlot)
+                ledger.read(.keys, hd * 4)
+                ledger.write(.keys, hd * 4)
+            }
+            if valueLocations[slot] == Int32(last) {
+                valueLocations[slot] = Int32(pageSlot)
+                ledger.read(.values, hd * 4)
+                ledger.write(.values, hd * 4)
+            }
+        }
+        pageCounts[index] = last
+        if last % pageSize == 0 { pool.release(table[last / pageSize]) }
+    }
+
+    /// Quantizes, tensor by tensor, the oldest fp32 entries of one head beyond the residual window,
+    /// a record's worth at a time.
+    private func quantizeLeaving(index: Int, ledger: inout IOLedger) {
+        if let store = keyStore { quantizeLeaving(index: index, store: store, locations: keyLocations, ledger: &ledger) }
+        if let store = valueStore { quantizeLeaving(index: index, store: store, locations: valueLocations, ledger: &ledger) }
+    }
+
+    private func quantizeLeaving(index: Int, store: QuantizedKVStore, locations: UnsafeMutablePointer<Int32>, ledger: inout IOLedger) {
+        let hd = layout.headDim, base = index * capacity, tokens = store.codec.tokens
+        let isKey = store === keyStore
+        var touched = 0
+        defer {
+            for t in 0..<touched {
+                let page = Int(touchedPages[t])
+                pageMarks[page] = false
+                summarize(index: index, page: page, count: counts[index])
+            }
+        }
+        while counts[index] - quant.residual - store.quantizedCounts[index] >= tokens {
+            // The fp8 scale is fixed when its scope's first entries leave the window, from the
+            // largest magnitude held at fp32 in the scope then: the leaving entries and the window
+            // (with a batched prompt, the whole prompt). Later values beyond it saturate.
+            if store.needsScale(index: index) {
+                var absMax: Float = 0
+                for head in store.scopeHeads(index: index) {
+                    for slot in 0..<counts[head] where locations[head * capacity + slot] >= 0 {
+                        absMax = max(absMax, FP8Format.absMax(pageVector(index: head, slot: slot, key: isKey), count: hd))
+                    }
+                }
+                store.fixScale(index: index, absMax: absMax)
+            }
+            let first = store.quantizedCounts[index]
+            for m in 0..<tokens {
+                (store.staging + m * hd).update(from: pageVector(index: index, slot: Int(slots[base + first + m]), key: isKey), count: hd)
+                ledger.read(store.buffer, hd * 4)
+            }
+            let record = store.add(index: index, ledger: &ledger)
+            for m in 0..<tokens {
+                let slot = Int(slots[base + first + m])
+                let pageSlot = Int(locations[base + slot])
+                locations[base + slot] = Int32(-1 - (record * tokens + m))
+                if keyLocations[base + slot] < 0 && valueLocations[base + slot] < 0 { releasePageSlot(index: index, pageSlot, ledger: &ledger) }
+                // Quest's page bounds must hold for the decoded keys.
+                if isKey && !pageMarks[slot / pageSize] {
+                    pageMarks[slot / pageSize] = true
+                    touchedPages[touched] = Int32(slot / pageSize)
+                    touched += 1
+                }
+            }
+        }
+    }
+
+    /// The fp32 key (gathered into `keyScratch`) or value (in its page) of a slot held in a page.
+    @inline(__always)
+    private func pageVector(index: Int, slot: Int, key: Bool) -> UnsafePointer<Float> {
+        let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
+        let page = pool.pointer(pageTables[index * pagesPerHead + location / pageSize]), lane = location % pageSize
+        guard key else { return UnsafePointer(page + (pageSize + lane) * layout.headDim) }
+        for c in 0..<layout.headDim { keyScratch[c] = page[c * pageSize + lane] }
+        return UnsafePointer(keyScratch)
+    }
+
+    /// A slot's key as attention reads it: gathered from its page or decoded, in `keyScratch`.
+    @inline(__always)
+    private func key(index: Int, slot: Int) -> UnsafePointer<Float> {
+        let location = Int(keyLocations[index * capacity + slot])
+        guard location < 0 else { return pageVector(index: index, slot: slot, key: true) }
+        keyStore!.decode(index: index, code: -1 - location, into: keyScratch)
+        return UnsafePointer(keyScratch)
+    }
+
+    /// A slot's value as attention reads it: in its page, or decoded into `valueScratch`.
+    @inline(__always)
+    private func value(index: Int, slot: Int) -> UnsafePointer<Float> {
+        let location = Int(valueLocations[index * capacity + slot])
+        guard location < 0 else { return pageVector(index: index, slot: slot, key: false) }
+        valueStore!.decode(index: index, code: -1 - location, into: valueScratch)
+        return UnsafePointer(valueScratch)
+    }
+
+    /// Stores a new key or value for a slot: into its page, or by re-encoding its record.
+    private func write(_ vector: UnsafePointer<Float>, key: Bool, index: Int, slot: Int, ledger: inout IOLedger) {
+        let hd = layout.headDim
+        let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
+        guard location >= 0 else {
+            (key ? keyStore : valueStore)!.rewrite(index: index, code: -1 - location, with: vector, ledger: &ledger)
+            return
+        }
+        let page = pool.pointer(pageTables[index * pagesPerHead + location / pageSize]), lane = location % pageSize
+        if key {
+            for c in 0..<hd { page[c * pageSize + lane] = vector[c] }
+        } else {
+            (page + (pageSize + lane) * hd).update(from: vector, count: hd)
+        }
+        ledger.write(key ? .keys : .values, hd * 4)
+    }
+
+    /// Counts reading one slot's key or value: fp32 bytes, or its record once per read pass.
+    @inline(__always)
+    private func countRead(key: Bool, index: Int, slot: Int, ledger: inout IOLedger) {
+        let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
+        if location >= 0 {
+            ledger.read(key ? .keys : .values, layout.headDim * 4)
+        } else {
+            (key ? keyStore : valueStore)!.countRead(index: index, code: -1 - location, ledger: &ledger)
+        }
+    }
+
+    /// Counts a dense pass over the `visible` slots: their fp32 halves and every record (all
+    /// quantized entries are older than any entry a prefill hides).
+    private func countDenseRead(key: Bool, index: Int, visible: Int, ledger: inout IOLedger) {
+        let store = key ? keyStore : valueStore
+        ledger.read(key ? .keys : .values, (visible - (store?.quantizedCounts[index] ?? 0)) * layout.headDim * 4)
+        store?.countReadAll(index: index, ledger: &ledger)
+    }
+
+    /// Recomputes one page's key min/max over its live slots (keys as attention reads them).
     private func summarize(index: Int, page: Int, count: Int) {
         let hd = layout.headDim
-        let keys = pool.pointer(pageTables[index * pagesPerHead + page])
-        let lo = pageMin + (index * pagesPerHead + page) * hd, hi = pageMax + (index * pagesPerHead + page) * hd
         let lanes = min(pageSize, count - page * pageSize)
-        for c in 0..<hd {
-            var a = keys[c * pageSize], b = a
-            for lane in 1..<max(lanes, 1) {
-                a = min(a, keys[c * pageSize + lane])
-                b = max(b, keys[c * pageSize + lane])
+        guard lanes > 0 else { return }
+        let lo = pageMin + (index * pagesPerHead + page) * hd, hi = pageMax + (index * pagesPerHead + page) * hd
+        let first = key(index: index, slot: page * pageSize)
+        lo.update(from: first, count: hd)
+        hi.update(from: first, count: hd)
+        for lane in 1..<lanes {
+            let key = key(index: index, slot: page * pageSize + lane)
+            for c in 0..<hd {
+                lo[c] = min(lo[c], key[c])
+                hi[c] = max(hi[c], key[c])
             }
-            lo[c] = a
-            hi[c] = b
         }
     }
 
     /// CaM/D2O merge: the evicted entry in `slot` is averaged into the kept entry whose key is
-    /// most cosine-similar, weighted by how many entries that one already holds.
+    /// most cosine-similar, weighted by how many entries that one already holds. A quantized
+    /// target's record is re-encoded with the merged vectors.
     private func merge(slot: Int, index: Int, entries: HeadEntries, ledger: inout IOLedger) {
         guard entries.count > 0 else { return }
         let hd = layout.headDim, base = index * capacity
-        let table = pageTables + index * pagesPerHead
-        let evictedPage = pool.pointer(table[slot / pageSize]), e = slot % pageSize
+        keyStore?.beginReads()
+        valueStore?.beginReads()
+        mergeKey.update(from: key(index: index, slot: slot), count: hd)
+        countRead(key: true, index: index, slot: slot, ledger: &ledger)
         var evictedNorm: Float = 0
-        for c in 0..<hd { evictedNorm += evictedPage[c * pageSize + e] * evictedPage[c * pageSize + e] }
+        for c in 0..<hd { evictedNorm += mergeKey[c] * mergeKey[c] }
         evictedNorm = evictedNorm.squareRoot()
         var best = 0, bestSimilarity = -Float.infinity
         for i in 0..<entries.count {
             let s = Int(slots[base + i])
-            let page = pool.pointer(table[s / pageSize]), k = s % pageSize
+            let key = key(index: index, slot: s)
+            countRead(key: true, index: index, slot: s, ledger: &ledger)
             var dot: Float = 0
-            for c in 0..<hd { dot += page[c * pageSize + k] * evictedPage[c * pageSize + e] }
+            for c in 0..<hd { dot += key[c] * mergeKey[c] }
             let similarity = dot / max(keyNorms[base + i] * evictedNorm, .leastNormalMagnitude)
             if similarity > bestSimilarity {
                 best = i
@@ -632,69 +974,22 @@ public final class PagedKVCache: KVCache {
             }
         }
         let target = Int(slots[base + best])
-        let page = pool.pointer(table[target / pageSize]), t = target % pageSize
-        let n = mergeCounts[base + best]
+        let n = mergeCounts[base + target]
+        let targetKey = key(index: index, slot: target)
         var norm: Float = 0
         for c in 0..<hd {
-            let k = (n * page[c * pageSize + t] + evictedPage[c * pageSize + e]) / (n + 1)
-            page[c * pageSize + t] = k
-            norm += k * k
+            mergeKey[c] = (n * targetKey[c] + mergeKey[c]) / (n + 1)
+            norm += mergeKey[c] * mergeKey[c]
         }
-        for c in 0..<hd {
-            let v = page + (pageSize + t) * hd + c
-            v.pointee = (n * v.pointee + evictedPage[(pageSize + e) * hd + c]) / (n + 1)
-        }
+        mergeValue.update(from: value(index: index, slot: slot), count: hd)
+        let targetValue = value(index: index, slot: target)
+        for c in 0..<hd { mergeValue[c] = (n * targetValue[c] + mergeValue[c]) / (n + 1) }
+        countRead(key: false, index: index, slot: slot, ledger: &ledger)
+        countRead(key: false, index: index, slot: target, ledger: &ledger)
+        write(mergeKey, key: true, index: index, slot: target, ledger: &ledger)
+        write(mergeValue, key: false, index: index, slot: target, ledger: &ledger)
         keyNorms[base + best] = norm.squareRoot()
-        mergeCounts[base + best] = n + 1
+        mergeCounts[base + target] = n + 1
         summarize(index: index, page: target / pageSize, count: counts[index])
-        ledger.read(.keys, (entries.count + 1) * hd * 4)
-        ledger.read(.values, 2 * hd * 4)
-        ledger.write(.keys, hd * 4)
-        ledger.write(.values, hd * 4)
-    }
-}
-
-/// Fixed-size float pages allocated in slabs and recycled through a free list, so steady-state
-/// appends and evictions do not touch the heap.
-final class PagePool {
-    let floatsPerPage: Int
-    let pagesPerSlab: Int
-    private var slabs: [UnsafeMutablePointer<Float>] = []
-    private var free: [Int32] = []
-
-    init(floatsPerPage: Int, pagesPerSlab: Int) {
-        self.floatsPerPage = floatsPerPage
-        self.pagesPerSlab = pagesPerSlab
-    }
-
-    deinit { for slab in slabs { slab.deallocate() } }
-
-    /// Pages allocated so far (in use or free).
-    var allocatedPages: Int { slabs.count * pagesPerSlab }
-    /// Pages acquired and not released.
-    private(set) var pagesInUse = 0
-
-    func acquire() -> Int32 {
-        if free.isEmpty {
-            let slab = UnsafeMutablePointer<Float>.allocate(capacity: floatsPerPage * pagesPerSlab)
-            slab.initialize(repeating: 0, count: floatsPerPage * pagesPerSlab)
-            let first = slabs.count * pagesPerSlab
-            slabs.append(slab)
-            free.reserveCapacity(allocatedPages)
-            for page in (first..<(first + pagesPerSlab)).reversed() { free.append(Int32(page)) }
-        }
-        pagesInUse += 1
-        return free.removeLast()
-    }
-
-    func release(_ page: Int32) {
-        pagesInUse -= 1
-        free.append(page)
-    }
-
-    @inline(__always)
-    func pointer(_ page: Int32) -> UnsafeMutablePointer<Float> {
-        let p = Int(page)
-        return slabs[p / pagesPerSlab] + (p % pagesPerSlab) * floatsPerPage
     }
 }

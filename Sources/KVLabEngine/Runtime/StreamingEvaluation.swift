@@ -47,16 +47,22 @@ public final class StreamingEvaluator {
     private let ghostCache: PagedKVCache?
     public let eviction: EvictionMethod
     public let sparse: SparseMethod
-    /// The methods as one label, e.g. `h2o:heavy=64,recent=64 quest:page=16,budget=128`.
-    public var label: String { sparse == .dense ? eviction.description : "\(eviction) \(sparse)" }
+    public let quant: KVQuantMethod
+    /// The methods as one label, e.g. `h2o:heavy=64,recent=64 quest:page=16,budget=128 kivi:bits=2,group=32,residual=128`
+    /// (the sparse mode and the quantization only when not dense and fp32).
+    public var label: String {
+        ([eviction.description] + (sparse == .dense ? [] : [sparse.description]) + (quant == .fp32 ? [] : [quant.description]))
+            .joined(separator: " ")
+    }
 
-    public init(weights: ModelWeights, eviction: EvictionMethod, sparse: SparseMethod = .dense, withGhost: Bool,
-                options: EngineOptions = EngineOptions(), capacity: Int? = nil) {
+    public init(weights: ModelWeights, eviction: EvictionMethod, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32,
+                withGhost: Bool, options: EngineOptions = EngineOptions(), capacity: Int? = nil) {
         let layout = KVLayout(config: weights.config, capacity: capacity)
-        methodCache = PagedKVCache(layout: layout, eviction: eviction, sparse: sparse)
+        methodCache = PagedKVCache(layout: layout, eviction: eviction, sparse: sparse, quant: quant)
         engine = InferenceEngine(weights: weights, options: options, cache: methodCache)
         self.eviction = eviction
         self.sparse = sparse
+        self.quant = quant
         if withGhost {
             let cache = PagedKVCache(layout: layout)
             cache.recordsAttention = true
