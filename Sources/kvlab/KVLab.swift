@@ -55,14 +55,18 @@ struct KVOptions: ParsableArguments {
     @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
     var sparse: String = "dense"
 
+    @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2 or q8_0 (default: fp32).")
+    var kv: String = "fp32"
+
     func validate() throws {
         do { _ = try EvictionMethod(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
         do { _ = try SparseMethod(parsing: sparse) } catch { throw ValidationError("--sparse: \(error)") }
+        do { _ = try KVQuantMethod(parsing: kv) } catch { throw ValidationError("--kv: \(error)") }
     }
 
     func makeCache(config: ModelConfig) throws -> PagedKVCache {
         PagedKVCache(layout: KVLayout(config: config), eviction: try EvictionMethod(parsing: policy),
-                     sparse: try SparseMethod(parsing: sparse))
+                     sparse: try SparseMethod(parsing: sparse), quant: try KVQuantMethod(parsing: kv))
     }
 }
 
