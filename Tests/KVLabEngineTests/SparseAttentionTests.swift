@@ -94,6 +94,39 @@ import Testing
         #expect(both.ledger.bytesRead(.keys) <= 2 * 48 * 8 * 4)
     }
 
+    @Test func blockRetrievalReadingEveryBlockEqualsDenseAndFetchesEachBlockOnce() throws {
+        let dense = Self.run(.dense)
+        let all = Self.run(try SparseMethod(parsing: "block-retrieval:block=8,reps=2,top=100,local=16,sinks=2,lru=100"))
+        #expect(Self.close(all.output, dense.output))
+        // Every past block is already in the HBM block cache at the last step: no fetch.
+        #expect(all.ledger.bytesRead(.hostFetch) == 0)
+        #expect(all.cache.residency.fullPrecisionPayload == dense.cache.residency.fullPrecisionPayload)
+    }
+
+    @Test func blockRetrievalReadsSinksWindowAndTheBestBlocks() throws {
+        let dense = Self.run(.dense)
+        let one = Self.run(try SparseMethod(parsing: "block-retrieval:block=8,reps=2,top=1,local=16,sinks=2,lru=1"))
+        // Per KV head: 2 sinks + the 18 entries not yet in a past block (82…99) + one block of 8,
+        // plus the representatives' keys (2 per past block, 10 blocks).
+        #expect(one.ledger.bytesRead(.values) == 2 * (2 + 18 + 8) * 8 * 4)
+        #expect(one.ledger.bytesRead(.keys) == 2 * (2 + 18 + 8 + 10 * 2) * 8 * 4)
+        #expect(!Self.close(one.output, dense.output, 1e-7))
+        // Over a whole run with an LRU of one block, misses bring blocks over from host DRAM.
+        var fetched: UInt64 = 0
+        let cache = PagedKVCache(layout: Self.layout, sparse: try SparseMethod(parsing: "block-retrieval:block=8,reps=2,top=1,local=16,sinks=2,lru=1"))
+        var generator = Xoshiro256(seed: 11)
+        var output = [Float](repeating: 0, count: 32)
+        for position in 0..<100 {
+            var ledger = IOLedger()
+            let keys = (0..<16).map { _ in Float.random(in: -2...2, using: &generator) }
+            cache.append(layer: 0, position: position, keys: keys, values: keys, ledger: &ledger)
+            cache.attend(layer: 0, position: position, queries: keys + keys, output: &output, ledger: &ledger)
+            #expect(ledger.bytesRead(.hostFetch) % UInt64(8 * 2 * 8 * 4) == 0)
+            fetched += ledger.bytesRead(.hostFetch)
+        }
+        #expect(fetched >= 2 * 10 * 8 * 2 * 8 * 4)
+    }
+
     @Test func quickselectFindsTheKthLargest() {
         var generator = Xoshiro256(seed: 5)
         for trial in 0..<200 {
@@ -116,7 +149,11 @@ import Testing
         #expect(throws: MethodSpecError("quest: page=24 must be a multiple of the cache's 16-slot pages")) {
             try SparseMethod(parsing: "quest:page=24")
         }
-        #expect(throws: MethodSpecError("unknown sparse attention mode 'dilated' (dense, topk, quest, threshold)")) {
+        #expect(try SparseMethod(parsing: "block-retrieval").description == "block-retrieval:block=16,reps=4,top=4,local=64,sinks=4,lru=8")
+        #expect(throws: MethodSpecError("block-retrieval: lru must hold at least top blocks")) {
+            try SparseMethod(parsing: "block-retrieval:top=8,lru=4")
+        }
+        #expect(throws: MethodSpecError("unknown sparse attention mode 'dilated' (dense, topk, quest, threshold, block-retrieval)")) {
             try SparseMethod(parsing: "dilated")
         }
     }

@@ -75,6 +75,7 @@ public final class PagedKVCache: KVCache {
 
     public private(set) var eviction: EvictionMethod
     public private(set) var sparse: SparseMethod
+    private var retrieval: BlockRetrieval?
     public private(set) var quant: KVQuantMethod
     private var policy: any EvictionPolicy
     /// Quantized keys and values; nil for a tensor kept at fp32.
@@ -139,6 +140,7 @@ public final class PagedKVCache: KVCache {
         self.sparse = sparse
         self.quant = quant
         policy = eviction.makePolicy(layout: layout)
+        retrieval = Self.retrieval(for: sparse, layout: layout)
         (keyStore, valueStore) = Self.stores(for: quant, layout: layout)
     }
 
@@ -231,6 +233,7 @@ public final class PagedKVCache: KVCache {
         keyStore?.reset()
         valueStore?.reset()
         policy = eviction.makePolicy(layout: layout)
+        retrieval?.reset()
         promptEnd = nil
         massKept = nil
     }
@@ -250,7 +253,18 @@ public final class PagedKVCache: KVCache {
     }
 
     /// Switches the sparse-attention mode from the next step on (memory is unchanged).
-    public func setSparse(_ method: SparseMethod) { sparse = method }
+    public func setSparse(_ method: SparseMethod) {
+        guard method != sparse else { return }
+        sparse = method
+        retrieval = Self.retrieval(for: method, layout: layout)
+    }
+
+    /// Block-retrieval bookkeeping (representatives, the HBM block cache), fresh for a new mode.
+    private static func retrieval(for sparse: SparseMethod, layout: KVLayout) -> BlockRetrieval? {
+        guard case .blockRetrieval(let block, let reps, let top, let local, let sinks, let lru) = sparse.kind else { return nil }
+        return BlockRetrieval(sinks: sinks, local: local, blockSize: block, representatives: reps, top: top, lruCapacity: lru,
+                              heads: layout.layerCount * layout.kvHeadCount, capacity: layout.capacity)
+    }
 
     /// Switches the quantization method between steps: every kept entry is stored again from its
     /// current values (decoded ones for quantized entries: lost precision does not come back),
@@ -391,8 +405,19 @@ public final class PagedKVCache: KVCache {
                                        questPages: budget / page, ledger: &ledger)
             case .threshold(let theta):
                 read = scoreAboveThreshold(index: index, queries: q, visible: visible, theta: Float(theta), position: position)
+            case .blockRetrieval:
+                read = scoreRetrieved(index: index, queries: q, visible: visible, position: position, ledger: &ledger)
             }
             for g in 0..<group { Vector.softmax(probabilities + g * scoreStride, count: visible) }
+            if case .blockRetrieval = mode, let retrieval {
+                // Attention received while read picks a block's representatives when it leaves the window.
+                for n in 0..<read {
+                    let slot = Int(selectedSlots[n])
+                    var received: Float = 0
+                    for g in 0..<group { received += probabilities[g * scoreStride + slot] }
+                    retrieval.addReceived(head: index, position: Int(slotPositions[index * capacity + slot]), received)
+                }
+            }
             if mode == .dense {
                 weightValues(index: index, visible: visible, output: output + head * group * hd)
             } else {
@@ -594,6 +619,98 @@ public final class PagedKVCache: KVCache {
             for slot in visible..<(physicalPages * pageSize) { probabilities[g * scoreStride + slot] = Self.masked }
         }
         return n
+    }
+
+    /// Block retrieval: the sinks and the local window always; of the past blocks, the `top` whose
+    /// representative keys score highest (group-summed q·k, best representative). A block not in
+    /// the HBM block cache is fetched from host DRAM (counted as `.hostFetch`).
+    private func scoreRetrieved(index: Int, queries q: UnsafePointer<Float>, visible: Int, position: Int,
+                                ledger: inout IOLedger) -> Int {
+        guard let retrieval, case .blockRetrieval(_, let reps, let top, _, _, _) = sparse.kind else { return 0 }
+        let hd = layout.headDim, base = index * capacity
+        let kept = positions + base
+        maskScores(visible: visible)
+        retrieval.beginStep()
+        retrieval.formBlocks(head: index, at: position, kept: kept, count: visible)
+        func groupScore(slot: Int) -> Float {
+            let key = key(index: index, slot: slot)
+            var sum: Float = 0
+            for g in 0..<layout.groupSize {
+                let query = q + g * hd
+                var dot: Float = 0
+                for c in 0..<hd { dot += query[c] * key[c] }
+                sum += dot
+            }
+            return sum * scale
+        }
+        // Logical index of a kept position (entries are in position order), or nil if evicted.
+        func find(_ position: Int32) -> Int? {
+            var low = 0, high = visible
+            while low < high {
+                let mid = (low + high) / 2
+                if kept[mid] < position { low = mid + 1 } else { high = mid }
+            }
+            return low < visible && kept[low] == position ? low : nil
+        }
+        let past = retrieval.pastBlocks(at: position)
+        for b in 0..<past {
+            let representatives = retrieval.representatives(head: index, block: b)
+            var best = -Float.infinity
+            for r in 0..<reps where representatives[r] >= 0 {
+                guard let i = find(representatives[r]) else { continue }
+                let slot = Int(slots[base + i])
+                best = max(best, groupScore(slot: slot))
+                countRead(key: true, index: index, slot: slot, ledger: &ledger)
+            }
+            sortScratch[b] = best
+            selectedMarks[b] = false
+        }
+        // The best blocks with any representative left; ties go to the older block.
+        for _ in 0..<min(top, past) {
+            var choice = -1
+            for b in 0..<past where !selectedMarks[b] && sortScratch[b] > -Float.infinity
+                && (choice < 0 || sortScratch[b] > sortScratch[choice]) { choice = b }
+            guard choice >= 0 else { break }
+            selectedMarks[choice] = true
+        }
+        var n = 0
+        for i in 0..<visible {
+            let p = Int(kept[i])
+            let slot = Int(slots[base + i])
+            if !retrieval.alwaysRead(p, at: position) {
+                let b = retrieval.block(of: p)!
+                guard selectedMarks[b] else { continue }
+                // First member of a chosen block this step: a miss brings every kept member over.
+                if sortScratch[b] != .infinity {
+                    sortScratch[b] = .infinity
+                    if retrieval.touch(head: index, block: b) {
+                        var bytes = 0
+                        for j in i..<visible where retrieval.block(of: Int(kept[j])) == b {
+                            bytes += storedBytes(key: true, index: index, slot: Int(slots[base + j]))
+                                + storedBytes(key: false, index: index, slot: Int(slots[base + j]))
+                        }
+                        ledger.read(.hostFetch, bytes)
+                    }
+                }
+            }
+            let key = key(index: index, slot: slot)
+            for g in 0..<layout.groupSize {
+                let query = q + g * hd
+                var dot: Float = 0
+                for c in 0..<hd { dot += query[c] * key[c] }
+                probabilities[g * scoreStride + slot] = dot * scale
+            }
+            selectedSlots[n] = Int32(slot)
+            n += 1
+        }
+        return n
+    }
+
+    /// Bytes one slot's key or value occupies as stored: fp32, or its share of a record.
+    private func storedBytes(key: Bool, index: Int, slot: Int) -> Int {
+        let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
+        guard location < 0, let store = key ? keyStore : valueStore else { return layout.headDim * 4 }
+        return (store.codec.recordBytes + store.codec.tokens - 1) / store.codec.tokens
     }
 
     /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).

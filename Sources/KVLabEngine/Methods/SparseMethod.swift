@@ -10,13 +10,16 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
         case quest(page: Int, budget: Int)
         /// Skip entries whose `s_t` at the previous step fell below `theta`.
         case threshold(theta: Double)
+        /// InfLLM: sinks + local window + the `top` best blocks of `block` positions, scored by
+        /// their `representatives` keys; blocks come from host DRAM through an LRU of `lru` blocks.
+        case blockRetrieval(block: Int, representatives: Int, top: Int, local: Int, sinks: Int, lru: Int)
     }
 
     public let kind: Kind
     public let spec: MethodSpec
 
     public static let dense = try! SparseMethod(parsing: "dense")
-    public static let names = ["dense", "topk", "quest", "threshold"]
+    public static let names = ["dense", "topk", "quest", "threshold", "block-retrieval"]
 
     private static let schemas: [String: ParameterSchema] = {
         typealias S = ParameterSchema
@@ -25,6 +28,8 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
             S("topk", [S.int("k", 64, 1...1_048_576)]),
             S("quest", [S.int("page", 16, 16...1024), S.int("budget", 128, 16...1_048_576)]),
             S("threshold", [S.real("theta", 0.001, 0...1)]),
+            S("block-retrieval", [S.int("block", 16, 1...1024), S.int("reps", 4, 1...64), S.int("top", 4, 1...1024),
+                                  S.int("local", 64, 1...1_048_576), S.int("sinks", 4, 0...1024), S.int("lru", 8, 1...4096)]),
         ]
         return Dictionary(uniqueKeysWithValues: list.map { ($0.method, $0) })
     }()
@@ -49,6 +54,11 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
             guard p.int("budget") >= page else { throw MethodSpecError("quest: budget must be at least one page") }
             kind = .quest(page: page, budget: p.int("budget"))
         case "threshold": kind = .threshold(theta: p.real("theta"))
+        case "block-retrieval":
+            guard p.int("reps") <= p.int("block") else { throw MethodSpecError("block-retrieval: reps must not exceed block") }
+            guard p.int("lru") >= p.int("top") else { throw MethodSpecError("block-retrieval: lru must hold at least top blocks") }
+            kind = .blockRetrieval(block: p.int("block"), representatives: p.int("reps"), top: p.int("top"),
+                                   local: p.int("local"), sinks: p.int("sinks"), lru: p.int("lru"))
         default: kind = .dense
         }
         self.spec = MethodSpec(name: spec.name, parameters: p.canonical)

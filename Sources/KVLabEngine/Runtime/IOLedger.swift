@@ -11,6 +11,8 @@ public enum IOBuffer: Int, Sendable, CaseIterable, Codable {
     case quantMetadata
     /// Per-entry state of eviction and sparse methods (scores, counters).
     case policyState
+    /// KV blocks brought from host DRAM on retrieval misses (block-retrieval).
+    case hostFetch
 
     public var label: String {
         switch self {
@@ -21,6 +23,7 @@ public enum IOBuffer: Int, Sendable, CaseIterable, Codable {
         case .activations: "activations"
         case .quantMetadata: "KV metadata"
         case .policyState: "policy state"
+        case .hostFetch: "host fetch"
         }
     }
 }
@@ -28,8 +31,8 @@ public enum IOBuffer: Int, Sendable, CaseIterable, Codable {
 /// Bytes read and written, per buffer kind, counted by the kernels that moved them. A fixed-size
 /// value type so that counting never allocates in the decode loop.
 public struct IOLedger: Sendable, Equatable, Codable {
-    private var readBytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
-    private var writtenBytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
+    private var readBytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var writtenBytes: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
 
     public init() {}
 
