@@ -693,17 +693,23 @@ public final class PagedKVCache: KVCache {
                     }
                 }
             }
-            let key = key(index: index, slot: slot)
-            for g in 0..<layout.groupSize {
-                let query = q + g * hd
-                var dot: Float = 0
-                for c in 0..<hd { dot += query[c] * key[c] }
-                probabilities[g * scoreStride + slot] = dot * scale
-            }
+            scoreSlot(index: index, queries: q, slot: slot)
             selectedSlots[n] = Int32(slot)
             n += 1
         }
         return n
+    }
+
+    /// Scaled q·k of each query head of the group for one slot (read or decoded once).
+    private func scoreSlot(index: Int, queries q: UnsafePointer<Float>, slot: Int) {
+        let hd = layout.headDim
+        let key = key(index: index, slot: slot)
+        for g in 0..<layout.groupSize {
+            let query = q + g * hd
+            var dot: Float = 0
+            for c in 0..<hd { dot += query[c] * key[c] }
+            probabilities[g * scoreStride + slot] = dot * scale
+        }
     }
 
     /// Bytes one slot's key or value occupies as stored: fp32, or its share of a record.
@@ -715,18 +721,12 @@ public final class PagedKVCache: KVCache {
 
     /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).
     private func scoreAboveThreshold(index: Int, queries q: UnsafePointer<Float>, visible: Int, theta: Float, position: Int) -> Int {
-        let hd = layout.headDim, base = index * capacity
+        let base = index * capacity
         maskScores(visible: visible)
         var n = 0
         for i in 0..<visible where stepScores[base + i] >= theta || Int(positions[base + i]) == position {
             let slot = Int(slots[base + i])
-            let key = key(index: index, slot: slot)
-            for g in 0..<layout.groupSize {
-                let query = q + g * hd
-                var dot: Float = 0
-                for c in 0..<hd { dot += query[c] * key[c] }
-                probabilities[g * scoreStride + slot] = dot * scale
-            }
+            scoreSlot(index: index, queries: q, slot: slot)
             selectedSlots[n] = Int32(slot)
             n += 1
         }

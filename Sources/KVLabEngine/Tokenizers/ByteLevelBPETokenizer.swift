@@ -141,7 +141,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         // next[i] == count and previous[i] == -1 mark the ends; merged-away symbols hold -1.
         var next = Array(1...count)
         var previous = Array(-1..<(count - 1))
-        var heap = CandidateHeap()
+        var heap = MergeHeap<Candidate>()
         func consider(_ i: Int) {
             let j = next[i]
             guard j < count, let merge = merges[Self.pairKey(symbols[i], symbols[j])] else { return }
@@ -206,7 +206,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
 }
 
 /// A possible merge of the symbols at `position` and after it, as they were when it was found.
-private struct Candidate {
+private struct Candidate: MergeCandidate {
     var rank: Int32
     var position: Int32
     var left: Int32
@@ -215,40 +215,5 @@ private struct Candidate {
 
     func precedes(_ other: Candidate) -> Bool {
         rank != other.rank ? rank < other.rank : position < other.position
-    }
-}
-
-/// A binary min-heap of candidates, lowest rank (then leftmost) on top.
-private struct CandidateHeap {
-    private var items: [Candidate] = []
-
-    mutating func push(_ candidate: Candidate) {
-        items.append(candidate)
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard items[child].precedes(items[parent]) else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> Candidate? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < items.count, items[left].precedes(items[smallest]) { smallest = left }
-                if right < items.count, items[right].precedes(items[smallest]) { smallest = right }
-                if smallest == parent { break }
-                items.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return top
     }
 }

@@ -66,7 +66,7 @@ public struct SentencePieceTokenizer: Tokenizer {
         guard n > 1 else { return pieces }
         var next = Array(1...n)
         var previous = Array(-1..<(n - 1))
-        var candidates = PairHeap()
+        var candidates = MergeHeap<Pair>()
         func consider(_ left: Int) {
             let right = next[left]
             guard left >= 0, right < n,
@@ -100,47 +100,16 @@ public struct SentencePieceTokenizer: Tokenizer {
     }
 }
 
-/// Max-heap of merge candidates: higher score first, then the leftmost pair.
-private struct PairHeap {
-    struct Pair {
-        var score: Float
-        var left: Int
-        var leftID: Int
-        var rightID: Int
-        var merged: Int
+/// A possible merge of the symbol at `left` with the next one, as they were when it was found:
+/// higher score first, then the leftmost pair.
+private struct Pair: MergeCandidate {
+    var score: Float
+    var left: Int
+    var leftID: Int
+    var rightID: Int
+    var merged: Int
 
-        func precedes(_ other: Pair) -> Bool {
-            score != other.score ? score > other.score : left < other.left
-        }
-    }
-
-    private var items: [Pair] = []
-
-    mutating func push(_ pair: Pair) {
-        items.append(pair)
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard items[child].precedes(items[parent]) else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> Pair? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1, right = left + 1
-            var best = parent
-            if left < items.count, items[left].precedes(items[best]) { best = left }
-            if right < items.count, items[right].precedes(items[best]) { best = right }
-            if best == parent { break }
-            items.swapAt(parent, best)
-            parent = best
-        }
-        return top
+    func precedes(_ other: Pair) -> Bool {
+        score != other.score ? score > other.score : left < other.left
     }
 }
