@@ -221,6 +221,25 @@ import Testing
         Q.expectPooled(cache)
     }
 
+    /// A dense step reads each record's outliers with its scales and zeros, and each tensor's nuq
+    /// levels once (as `KVQuantCacheTests.ledgerCountsPackedBytes`).
+    @Test func ledgerCountsOutliersAndLevels() throws {
+        let layout = Q.layout()
+        let cache = PagedKVCache(layout: layout, quant: try Self.method("kivi:bits=2,group=32,residual=16+outliers:percent=5+nuq"))
+        Q.run(cache, 0..<100)
+        let step = Q.data(layout, position: 100, seed: 5)
+        var ledger = IOLedger()
+        var output = [Float](repeating: 0, count: 32)
+        cache.append(layer: 0, position: 100, keys: step.keys, values: step.values, ledger: &ledger)
+        ledger = IOLedger()
+        cache.attend(layer: 0, position: 100, queries: step.queries, output: &output, ledger: &ledger)
+        // K: 2 records of 256 B codes and 128 + 32 × 2 × 4 B of metadata, 37 entries at fp32;
+        // V: 85 records of 8 B codes and 4 + 2 × 4 B, 16 at fp32; 4 fp16 levels per tensor.
+        #expect(ledger.bytesRead(.keys) == 37 * 128 + 2 * 256)
+        #expect(ledger.bytesRead(.values) == 16 * 128 + 85 * 8)
+        #expect(ledger.bytesRead(.quantMetadata) == 2 * 384 + 85 * 12 + 2 * 8)
+    }
+
     /// `mixed` with zero queries: every step spreads attention evenly, so entry j has received
     /// `Σ_{t=j}^{j+R−1} 1/(t+1)` when it leaves a window of R = 4: 2.08 and 1.28 for the first two,
     /// then below 1. Key records of 4 entries leave 4 steps later: (0…3) has 2.59 (entry 0) and is

@@ -216,12 +216,12 @@ public final class PagedKVCache: KVCache {
         precondition(entry >= 0 && entry < counts[index], "no such entry")
         let slot = Int(slots[index * capacity + entry])
         var key = Array(UnsafeBufferPointer(start: key(index: index, slot: slot), count: layout.headDim))
-        if scoresRotated(quant) { key.withUnsafeMutableBufferPointer { Hadamard.transform($0.baseAddress!, count: $0.count) } }
+        if scoresRotated { key.withUnsafeMutableBufferPointer { Hadamard.transform($0.baseAddress!, count: $0.count) } }
         return (key, Array(UnsafeBufferPointer(start: value(index: index, slot: slot), count: layout.headDim)))
     }
 
-    /// Whether a method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
-    private func scoresRotated(_ method: KVQuantMethod) -> Bool { method.rotate && !method.preRoPE }
+    /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
+    private var scoresRotated: Bool { quant.rotate && !quant.preRoPE }
 
     /// Token budget of one (layer, KV head) under the current method; nil when unbounded.
     public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
@@ -332,7 +332,7 @@ public final class PagedKVCache: KVCache {
                 keys.withUnsafeMutableBufferPointer { buffer in
                     let key = buffer.baseAddress! + i * hd
                     key.update(from: k, count: hd)
-                    if scoresRotated(quant) { Hadamard.transform(key, count: hd) }
+                    if scoresRotated { Hadamard.transform(key, count: hd) }
                     toStorageFrame(key, position: Int(positions[base + i]), method: method)
                 }
                 let v = value(index: index, slot: slot)
@@ -467,7 +467,7 @@ public final class PagedKVCache: KVCache {
             var visible = counts[index]
             while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
             var q = queries + head * group * hd
-            if scoresRotated(quant) {
+            if scoresRotated {
                 rotatedQueries.update(from: q, count: group * hd)
                 for g in 0..<group { Hadamard.transform(rotatedQueries + g * hd, count: hd) }
                 q = UnsafePointer(rotatedQueries)

@@ -59,6 +59,9 @@ final class QuantizedKVStore {
     }
 
     let lanes: [Lane]
+    /// The lanes again as stored properties, for the attention kernels (`withLane`).
+    private let first: Lane
+    private let second: Lane?
     /// Entries per record, the same in every lane.
     let tokens: Int
     /// Where the payload's traffic is counted (`.keys` or `.values`).
@@ -87,7 +90,7 @@ final class QuantizedKVStore {
 
     /// A store with one lane per codec (the same entries per record in each).
     init(lanes codecs: [KVRecordCodec], buffer: IOBuffer, layout: KVLayout) {
-        precondition(!codecs.isEmpty && codecs.allSatisfy { $0.tokens == codecs[0].tokens }, "lanes group entries alike")
+        precondition((1...2).contains(codecs.count) && codecs.allSatisfy { $0.tokens == codecs[0].tokens }, "one or two lanes grouping entries alike")
         tokens = codecs[0].tokens
         self.buffer = buffer
         kvHeadCount = layout.kvHeadCount
@@ -105,6 +108,8 @@ final class QuantizedKVStore {
         }
         scopeCount = scopes
         lanes = codecs.map { Lane(codec: $0, headCount: heads, capacity: layout.capacity, scopeCount: scopes) }
+        first = lanes[0]
+        second = lanes.count > 1 ? lanes[1] : nil
         quantizedCounts = .allocate(capacity: headCount)
         quantizedCounts.initialize(repeating: 0, count: headCount)
         scratch = .allocate(capacity: tokens * headDim)
@@ -125,13 +130,19 @@ final class QuantizedKVStore {
         normalized.deallocate()
     }
 
-    var laneCount: Int { lanes.count }
+    /// Runs `body` on lane `l` passed straight from its stored property: taking it out of `lanes`
+    /// copies the reference, and that retain and release cost more than decoding a short head.
+    @inline(__always)
+    private func withLane<R>(_ l: Int, _ body: (Lane) -> R) -> R {
+        l == 0 ? body(first) : body(second!)
+    }
 
-    /// The lane, record and member of a member's code.
+    /// The lane, record and member of a member's code (with one lane, no further division: this
+    /// runs for every quantized key and value attention reads).
     @inline(__always)
     private func split(_ code: Int) -> (lane: Int, record: Int, member: Int) {
-        let id = code / tokens
-        return (id % lanes.count, id / lanes.count, code % tokens)
+        let id = code / tokens, member = code - id * tokens
+        return lanes.count == 1 ? (0, id, member) : (id & 1, id >> 1, member)
     }
 
     // MARK: - Calibration
@@ -206,8 +217,9 @@ final class QuantizedKVStore {
     @inline(__always)
     func decode(index: Int, code: Int, into destination: UnsafeMutablePointer<Float>) {
         let (l, r, member) = split(code)
-        let lane = lanes[l]
-        lane.codec.decode(lane.record(index: index, r), member: member, calibration: calibration(lane, index), into: destination)
+        withLane(l) { lane in
+            lane.codec.decode(lane.record(index: index, r), member: member, calibration: calibration(lane, index), into: destination)
+        }
     }
 
     /// Re-encodes a record with one member's vector replaced (the other members are re-encoded
@@ -276,13 +288,14 @@ final class QuantizedKVStore {
     @inline(__always)
     func countRead(index: Int, code: Int, ledger: inout IOLedger) {
         let (l, r, _) = split(code)
-        let lane = lanes[l]
-        let stamp = lane.stamps + index * capacity + r
-        guard stamp.pointee != epoch else { return }
-        stamp.pointee = epoch
-        ledger.read(buffer, lane.codec.payloadBytes)
-        ledger.read(.quantMetadata, lane.codec.metadataBytes)
-        countCalibrationRead(lane, ledger: &ledger)
+        withLane(l) { lane in
+            let stamp = lane.stamps + index * capacity + r
+            guard stamp.pointee != epoch else { return }
+            stamp.pointee = epoch
+            ledger.read(buffer, lane.codec.payloadBytes)
+            ledger.read(.quantMetadata, lane.codec.metadataBytes)
+            countCalibrationRead(lane, ledger: &ledger)
+        }
     }
 
     /// Counts the read of every record of head `index` (a dense pass).
