@@ -4,7 +4,7 @@
 /// fills a lane's records 0..<count with no holes (an emptied record is refilled by the head's last
 /// one in that lane), so its tail page frees as soon as it empties. A member evicted while others of
 /// its record live stays in place, dead, until the record empties. Across lanes a record is named by
-/// its id `record · laneCount + lane`, and a member by its code `id · tokens + member`; the cache
+/// its id `record · lanes + lane`, and a member by its code `id · tokens + member`; the cache
 /// maps each entry to its code.
 final class QuantizedKVStore {
     /// One precision's records, and its calibration (fp8 scales, nuq levels) per scope.

@@ -24,7 +24,7 @@ public enum KVTensorFormat: Sendable, Hashable {
     /// on over lcm(headDim, 32)/headDim consecutive entries, quantized together (`KVRecordCodec`).
     case block(KVBlockFormat)
     /// fp8 codes with an fp32 scale per tensor or per head (`FP8Format`), fixed from the first
-    /// entries quantized (`QuantizedKVStore.fixScale`).
+    /// entries quantized (`QuantizedKVStore.calibrate`).
     case fp8(FP8Format, scale: FP8ScaleScope)
 }
 
@@ -51,7 +51,9 @@ public struct MixedPrecision: Sendable, Hashable {
 /// - `rotate:protect-sinks=s`: a normalized Walsh–Hadamard transform of each key (and of the
 ///   queries that score it) before it is stored, which spreads outlier channels before
 ///   quantization and leaves q·k unchanged; the first `s` positions are never quantized. Any
-///   base; the head size must be a power of two (`check(headDim:)`).
+///   base; the head size must be a power of two (`check(headDim:)`). It helps per-token keys;
+///   per-channel groups (kivi) already give an outlier channel its own scale, and rotating mixes
+///   the channels they separate.
 /// - `outliers:percent=x`: dense-and-sparse; the ⌈x% · headDim⌉ largest magnitudes of each key
 ///   and value are kept in fp16 with their index and left out of their groups' min and max.
 ///   Uniform bases only (`uniform`, `kivi`, `mixed`).
