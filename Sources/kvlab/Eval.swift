@@ -20,7 +20,7 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Sparse attention mode for every policy, e.g. quest:page=16,budget=128 (default: dense).")
     var sparse: String = "dense"
 
-    @Option(name: .long, help: "KV quantization for every policy, e.g. kivi:bits=2 or q4_0 (default: fp32).")
+    @Option(name: .long, help: "KV quantization for every policy, e.g. kivi:bits=2, q4_0 or kivi:bits=2+prerope+outliers (default: fp32).")
     var kv: String = "fp32"
 
     @Option(name: .long, help: "Text file to evaluate (UTF-8).")
@@ -73,6 +73,7 @@ struct Eval: ParsableCommand {
         let quantMethod: KVQuantMethod
         do { quantMethod = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
         let model = try modelOptions.load()
+        do { try quantMethod.check(headDim: model.config.headDim) } catch { throw CLIError("--kv: \(error)") }
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         var ids = model.tokenizer.encode(content)
@@ -80,7 +81,7 @@ struct Eval: ParsableCommand {
         if ids.first == bos { ids.removeFirst() }
         guard ids.count >= 1 else { throw CLIError("\(text): no tokens to evaluate") }
         if let probe {
-            try runProbe(probe, methods: methods, sparse: sparseMethod, model: model, filler: content, context: context)
+            try runProbe(probe, methods: methods, sparse: sparseMethod, quant: quantMethod, model: model, filler: content, context: context)
             return
         }
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
@@ -107,7 +108,7 @@ struct Eval: ParsableCommand {
 
     /// Builds the probe's prompt from the filler text so prompt + answer fit `context` tokens,
     /// then scores every method on it.
-    private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, model: LoadedModel,
+    private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, quant: KVQuantMethod, model: LoadedModel,
                           filler: String, context: Int) throws {
         guard (0...1).contains(depth) else { throw CLIError("--depth must be between 0 and 1, got \(depth)") }
         let tokenizer = model.tokenizer
@@ -146,7 +147,7 @@ struct Eval: ParsableCommand {
         }
         var results: [ProbeResult] = []
         for method in methods {
-            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, withGhost: true,
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, quant: quant, withGhost: true,
                                                options: modelOptions.engineOptions)
             results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
         }

@@ -31,8 +31,8 @@ import Testing
         ("fp8:scale=channel", "fp8: scale=channel is not one of tensor, head"),
         ("q8_0:bits=8", "q8_0: unknown parameter 'bits' (known: residual)"),
         ("fp32:residual=4", "fp32: unknown parameter 'residual' (it takes no parameters)"),
-        ("kivi+rotate", "kivi: KV quantization takes no modifiers"),
-        ("int4", "unknown KV quantization 'int4' (fp32, uniform, kivi, q8_0, q4_0, q4_1, q5_0, q5_1, ggml, fp8)"),
+        ("kivi+merge", "unknown modifier 'merge' for kivi (prerope, rotate, outliers, nuq)"),
+        ("int4", "unknown KV quantization 'int4' (fp32, uniform, kivi, mixed, q8_0, q4_0, q4_1, q5_0, q5_1, ggml, fp8)"),
     ])
     func badQuantStringsSayWhat(text: String, message: String) {
         #expect(throws: MethodSpecError(message)) { try KVQuantMethod(parsing: text) }

@@ -434,9 +434,15 @@ extension Python {
 
     // MARK: - Non-uniform levels
 
-    static func fit(_ sample: [Float], bits: Int) -> [Float] {
-        sample.withUnsafeBufferPointer { NonUniformQuantizer(bits: bits)!.fitLevels($0) }.map(Half.toFloat)
+    /// The fp16 levels fitted to `sample` (fitted on a copy: the fit sorts its sample in place).
+    static func fitBits(_ sample: [Float], bits: Int) -> [UInt16] {
+        var copy = sample
+        var levels = [UInt16](repeating: 0xFFFF, count: 1 << bits)
+        copy.withUnsafeMutableBufferPointer { NonUniformQuantizer(bits: bits)!.fitLevels($0, into: &levels) }
+        return levels
     }
+
+    static func fit(_ sample: [Float], bits: Int) -> [Float] { fitBits(sample, bits: bits).map(Half.toFloat) }
 
     @Test func nuqFitsHandComputedLevels() {
         // k = 4 on (0, 1, 2, 3, 10, 11, 12, 13): quantile starts values[(2j + 1)·8/8] = 1, 3, 11, 13.
@@ -464,8 +470,8 @@ extension Python {
         var rng = Xoshiro256(seed: 100 + UInt64(bits))
         let quantizer = NonUniformQuantizer(bits: bits)!
         let sample = (0..<2000).map { _ in Float.random(in: -1...1, using: &rng) * Float.random(in: 0...3, using: &rng) }
-        let levelBits = sample.withUnsafeBufferPointer { quantizer.fitLevels($0) }
-        #expect(levelBits == sample.withUnsafeBufferPointer { quantizer.fitLevels($0) }, "the fit is deterministic")
+        let levelBits = Self.fitBits(sample, bits: bits)
+        #expect(levelBits == Self.fitBits(sample.reversed(), bits: bits), "the fit is deterministic and order-free")
         let levels = levelBits.map(Half.toFloat)
         #expect(levels.count == quantizer.levelCount && levels == levels.sorted())
         // Per-channel layout: 50 tokens × 4 channels, channel 2 encoded at an odd bit offset.
@@ -540,6 +546,13 @@ extension Python {
         #expect(OutlierSplit.outlierCount(elements: 64, percent: 150) == 64)
     }
 
+    /// The range of `vector` without the values at `indices`.
+    static func inlierRange(_ vector: [Float], excluding indices: [UInt16]) -> (min: Float, max: Float) {
+        var mask = [Bool](repeating: false, count: vector.count)
+        for i in indices { mask[Int(i)] = true }
+        return OutlierSplit.inlierRange(vector, count: vector.count, stride: 1, outliers: mask)
+    }
+
     /// The outliers of `vector`: indices ascending and fp16 values.
     static func outliers(_ vector: [Float], count k: Int) -> (indices: [UInt16], values: [UInt16]) {
         var indices = [UInt16](repeating: 0, count: k)
@@ -556,7 +569,7 @@ extension Python {
         #expect(Self.outliers(vector, count: 3).indices == [1, 3, 5])
         #expect(Self.outliers(vector, count: 6).indices == [0, 1, 2, 3, 4, 5])
         // The dense rest without 1 and 3 spans −0.1…3 (index 5 is not excluded).
-        let range = OutlierSplit.inlierRange(vector, count: 6, excluding: two.indices, outlierCount: 2)
+        let range = Self.inlierRange(vector, excluding: two.indices)
         #expect(range.min == -0.1 && range.max == 3)
         // Later, larger values displace earlier ones; indices come back ascending.
         #expect(Self.outliers([1, 2, 3, 4, 5, 6], count: 2).indices == [4, 5])
@@ -574,7 +587,7 @@ extension Python {
             vector[Int(rng.next() % 128)] = -25
             let k = OutlierSplit.outlierCount(elements: 128, percent: 1)
             let split = Self.outliers(vector, count: k)
-            let range = OutlierSplit.inlierRange(vector, count: 128, excluding: split.indices, outlierCount: k)
+            let range = Self.inlierRange(vector, excluding: split.indices)
             let parameters = quantizer.parameters(min: range.min, max: range.max)
             var packed = [UInt8](repeating: 0, count: quantizer.payloadByteCount(codes: 128))
             quantizer.encode(vector, count: 128, stride: 1, scaleBits: parameters.scaleBits, zeroBits: parameters.zeroBits,
@@ -603,11 +616,11 @@ extension Python {
         let dirty: [Float] = [.nan, .infinity, 1e30, -2, -.infinity]
         let split = Self.outliers(dirty, count: 2)
         #expect(split.indices == [2, 3] && split.values == [0x7BFF, Half.fromFloat(-2)])
-        let range = OutlierSplit.inlierRange(dirty, count: 5, excluding: split.indices, outlierCount: 2)
+        let range = Self.inlierRange(dirty, excluding: split.indices)
         #expect(range.min == 0 && range.max == 0)
         // Every entry an outlier: nothing left for the dense part.
         let all = Self.outliers([1, 2], count: 2)
-        let none = OutlierSplit.inlierRange([1, 2], count: 2, excluding: all.indices, outlierCount: 2)
+        let none = Self.inlierRange([1, 2], excluding: all.indices)
         #expect(none.min == 0 && none.max == 0)
         #expect(Self.outliers([1, 2], count: 0).indices.isEmpty)
     }

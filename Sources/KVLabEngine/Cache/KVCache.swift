@@ -7,13 +7,19 @@ public struct KVLayout: Sendable, Equatable, Codable {
     public var groupSize: Int
     /// Most tokens any (layer, head) may hold (the model's context length).
     public var capacity: Int
+    /// The model's RoPE, for caches that store keys before it and apply it as they read them.
+    public var ropeTheta: Double
+    public var ropeStyle: RoPEStyle
 
-    public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int) {
+    public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int,
+                ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved) {
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
         self.headDim = headDim
         self.groupSize = groupSize
         self.capacity = capacity
+        self.ropeTheta = ropeTheta
+        self.ropeStyle = ropeStyle
     }
 
     public init(config: ModelConfig, capacity: Int? = nil) {
@@ -22,6 +28,8 @@ public struct KVLayout: Sendable, Equatable, Codable {
         headDim = config.headDim
         groupSize = config.groupSize
         self.capacity = capacity ?? config.contextLength
+        ropeTheta = config.ropeTheta
+        ropeStyle = config.ropeStyle
     }
 }
 
@@ -60,8 +68,11 @@ public protocol KVCache: AnyObject {
     func entryCount(layer: Int, head: Int) -> Int
     /// Drops every entry (a new sequence).
     func reset()
-    /// Appends one token's keys and values (`kvHeadCount × headDim` each, keys after RoPE) to
-    /// every KV head of `layer`.
+    /// Whether `append` takes keys before RoPE: the cache then applies it (at each key's position)
+    /// when attention reads them. Decided by the method, so it may change between steps.
+    var keysBeforeRoPE: Bool { get }
+    /// Appends one token's keys and values (`kvHeadCount × headDim` each, keys after RoPE unless
+    /// `keysBeforeRoPE`) to every KV head of `layer`.
     func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger)
     /// Whether a prompt may run as one batched prefill; when false the engine feeds it one
     /// decode step at a time, so the method acts after every token as the protocol defines.

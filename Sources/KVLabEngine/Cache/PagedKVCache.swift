@@ -20,6 +20,14 @@
 /// scratch, so scores and outputs carry the quantization error. Traffic: an append writes the fp32
 /// entry; quantizing reads it back and writes the record; attention reads fp32 halves and records
 /// (payload under `.keys`/`.values`, scales and zeros under `.quantMetadata`).
+///
+/// Key frames (the KVQuant / RotateKV options): `key(index:slot:)` gives a key as it is scored.
+/// With `prerope` keys are stored before RoPE and each read rotates the key to its position; with
+/// `rotate` they are stored Hadamard-transformed and the queries are transformed alike before
+/// scoring (when keys are also pre-RoPE, a read undoes the transform before applying RoPE, and the
+/// queries stay as they are). Page summaries and key norms are of scored keys; `entry` gives keys
+/// in the model's frame. `protect-sinks` keeps the first positions at fp32. `mixed` sums the `s_t`
+/// each slot's entry receives and picks a lane (high or low bits) as a record leaves the window.
 public final class PagedKVCache: KVCache {
     public let layout: KVLayout
     /// Token slots per page (one SIMD16 lane per slot).
@@ -42,6 +50,8 @@ public final class PagedKVCache: KVCache {
     private let valueLocations: UnsafeMutablePointer<Int32>
     /// Entries merged into each slot's entry, itself included (the `merge` modifier).
     private let mergeCounts: UnsafeMutablePointer<Float>
+    /// `mixed`: the attention `Σ s_t` each slot's entry has received while the method was mixed.
+    private let receivedScores: UnsafeMutablePointer<Float>
     /// Per (layer, head), in position order: what `HeadEntries` shows a policy.
     private let positions: UnsafeMutablePointer<Int32>
     private let policyScores: UnsafeMutablePointer<Float>
@@ -69,6 +79,12 @@ public final class PagedKVCache: KVCache {
     private let valueScratch: UnsafeMutablePointer<Float>
     private let mergeKey: UnsafeMutablePointer<Float>
     private let mergeValue: UnsafeMutablePointer<Float>
+    /// A key in its storage frame (Hadamard-transformed, before RoPE) on its way into a page or record.
+    private let storedKey: UnsafeMutablePointer<Float>
+    /// One query group Hadamard-transformed for `rotate`.
+    private let rotatedQueries: UnsafeMutablePointer<Float>
+    /// RoPE angles of every position, built when a method first stores keys before RoPE.
+    private var ropeAngles: RoPEAngles?
     /// Pages of slots whose keys were just quantized (their Quest bounds are recomputed).
     private let pageMarks: UnsafeMutablePointer<Bool>
     private let touchedPages: UnsafeMutablePointer<Int32>
@@ -111,6 +127,7 @@ public final class PagedKVCache: KVCache {
         keyLocations = .allocate(capacity: entries)
         valueLocations = .allocate(capacity: entries)
         mergeCounts = .allocate(capacity: entries)
+        receivedScores = .allocate(capacity: entries)
         positions = .allocate(capacity: entries)
         policyScores = .allocate(capacity: entries)
         history = .allocate(capacity: entries)
@@ -133,6 +150,8 @@ public final class PagedKVCache: KVCache {
         valueScratch = .allocate(capacity: layout.headDim)
         mergeKey = .allocate(capacity: layout.headDim)
         mergeValue = .allocate(capacity: layout.headDim)
+        storedKey = .allocate(capacity: layout.headDim)
+        rotatedQueries = .allocate(capacity: layout.groupSize * layout.headDim)
         pageMarks = .allocate(capacity: pagesPerHead)
         pageMarks.initialize(repeating: false, count: pagesPerHead)
         touchedPages = .allocate(capacity: pagesPerHead)
@@ -142,6 +161,7 @@ public final class PagedKVCache: KVCache {
         policy = eviction.makePolicy(layout: layout)
         retrieval = Self.retrieval(for: sparse, layout: layout)
         (keyStore, valueStore) = Self.stores(for: quant, layout: layout)
+        prepareAngles(for: quant)
     }
 
     deinit {
@@ -149,8 +169,8 @@ public final class PagedKVCache: KVCache {
         pageCounts.deallocate()
         pageTables.deallocate()
         for buffer in [pageOwners, slotPositions, keyLocations, valueLocations, positions, slots, released, touchedPages] { buffer.deallocate() }
-        for buffer in [mergeCounts, policyScores, keyNorms, stepScores, probabilities, pageMin, pageMax, sortScratch,
-                       keyScratch, valueScratch, mergeKey, mergeValue] { buffer.deallocate() }
+        for buffer in [mergeCounts, receivedScores, policyScores, keyNorms, stepScores, probabilities, pageMin, pageMax, sortScratch,
+                       keyScratch, valueScratch, mergeKey, mergeValue, storedKey, rotatedQueries] { buffer.deallocate() }
         selectedSlots.deallocate()
         selectedMarks.deallocate()
         pageMarks.deallocate()
@@ -158,9 +178,26 @@ public final class PagedKVCache: KVCache {
         heads.deallocate()
     }
 
+    /// The stores of a method's quantized tensors: one lane, or `mixed`'s high and low lanes.
     private static func stores(for quant: KVQuantMethod, layout: KVLayout) -> (QuantizedKVStore?, QuantizedKVStore?) {
-        (KVRecordCodec(format: quant.key, headDim: layout.headDim).map { QuantizedKVStore(codec: $0, buffer: .keys, layout: layout) },
-         KVRecordCodec(format: quant.value, headDim: layout.headDim).map { QuantizedKVStore(codec: $0, buffer: .values, layout: layout) })
+        let outliers = OutlierSplit.outlierCount(elements: layout.headDim, percent: quant.outlierPercent)
+        func store(_ format: KVTensorFormat, _ buffer: IOBuffer) -> QuantizedKVStore? {
+            var formats = [format]
+            if let mixed = quant.mixed, case .uniform(_, let axis, let group) = format {
+                formats.append(.uniform(bits: mixed.lowBits, axis: axis, group: group))
+            }
+            let codecs = formats.compactMap { KVRecordCodec(format: $0, headDim: layout.headDim, outliers: outliers, nuq: quant.nuq) }
+            return codecs.isEmpty ? nil : QuantizedKVStore(lanes: codecs, buffer: buffer, layout: layout)
+        }
+        return (store(quant.key, .keys), store(quant.value, .values))
+    }
+
+    /// Checks that a method fits the heads (callers check first: `KVQuantMethod.check(headDim:)`)
+    /// and builds the RoPE angles once a method stores keys before RoPE (they stay for later switches).
+    private func prepareAngles(for method: KVQuantMethod) {
+        do { try method.check(headDim: layout.headDim) } catch { preconditionFailure("\(method): \(error)") }
+        guard method.preRoPE, ropeAngles == nil else { return }
+        ropeAngles = RoPEAngles(headDim: layout.headDim, theta: layout.ropeTheta, style: layout.ropeStyle, positions: capacity)
     }
 
     public func entryCount(layer: Int, head: Int) -> Int { counts[layer * layout.kvHeadCount + head] }
@@ -172,14 +209,19 @@ public final class PagedKVCache: KVCache {
     }
 
     /// The key and value of the `entry`-th kept entry (position order) of one (layer, KV head), as
-    /// attention reads them (decoded when quantized).
+    /// attention reads them (decoded when quantized), the key in the model's frame (after RoPE,
+    /// not Hadamard-transformed).
     public func entry(layer: Int, head: Int, _ entry: Int) -> (key: [Float], value: [Float]) {
         let index = layer * layout.kvHeadCount + head
         precondition(entry >= 0 && entry < counts[index], "no such entry")
         let slot = Int(slots[index * capacity + entry])
-        let key = Array(UnsafeBufferPointer(start: key(index: index, slot: slot), count: layout.headDim))
+        var key = Array(UnsafeBufferPointer(start: key(index: index, slot: slot), count: layout.headDim))
+        if scoresRotated { key.withUnsafeMutableBufferPointer { Hadamard.transform($0.baseAddress!, count: $0.count) } }
         return (key, Array(UnsafeBufferPointer(start: value(index: index, slot: slot), count: layout.headDim)))
     }
+
+    /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
+    private var scoresRotated: Bool { quant.rotate && !quant.preRoPE }
 
     /// Token budget of one (layer, KV head) under the current method; nil when unbounded.
     public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
@@ -189,21 +231,22 @@ public final class PagedKVCache: KVCache {
 
     public static func pageBytes(headDim: Int) -> Int { 2 * pageSize * headDim * 4 }
 
-    /// Bytes taken from every pool (fp32 pages, quantized record pages, fp8 scales): what the
-    /// residency adds up to besides policy state.
+    /// Bytes taken from every pool (fp32 pages, quantized record pages, fp8 scales, nuq levels):
+    /// what the residency adds up to besides policy state.
     var allocatedBytes: Int {
         pool.pagesInUse * Self.pageBytes(headDim: layout.headDim) + (keyStore?.allocatedBytes ?? 0) + (valueStore?.allocatedBytes ?? 0)
     }
 
     /// Resident bytes. fp32 halves (a key or a value in a page slot) are full-precision payload
     /// when their tensor is not quantized and residual window otherwise (the window, entries waiting
-    /// for their group, a prompt until its end); a page's unused slots and the dead half of a slot
-    /// whose other half waits are page slack. Quantized records split as `QuantizedKVStore.addResidency`
-    /// says; fp8 scales are metadata.
+    /// for their group, a prompt until its end, protected sinks); a page's unused slots and the dead
+    /// half of a slot whose other half waits are page slack. Quantized records split as
+    /// `QuantizedKVStore.addResidency` says; fp8 scales and nuq levels are metadata; `mixed`'s
+    /// received score is 4 B of state per entry.
     public var residency: KVResidency {
         var r = KVResidency()
         let half = layout.headDim * 4
-        let stateBytes = 4 + policy.stateBytesPerEntry + (eviction.merge ? 4 : 0)
+        let stateBytes = 4 + policy.stateBytesPerEntry + (eviction.merge ? 4 : 0) + (quant.mixed != nil ? 4 : 0)
         for index in 0..<headCount {
             let kept = counts[index], pageSlots = pageCounts[index]
             let keyHalves = kept - (keyStore?.quantizedCounts[index] ?? 0)
@@ -217,7 +260,7 @@ public final class PagedKVCache: KVCache {
             keyStore?.addResidency(index: index, to: &r)
             valueStore?.addResidency(index: index, to: &r)
         }
-        r.quantMetadata += (keyStore?.scaleBytes ?? 0) + (valueStore?.scaleBytes ?? 0)
+        r.quantMetadata += (keyStore?.calibrationBytes ?? 0) + (valueStore?.calibrationBytes ?? 0)
         return r
     }
 
@@ -268,13 +311,16 @@ public final class PagedKVCache: KVCache {
 
     /// Switches the quantization method between steps: every kept entry is stored again from its
     /// current values (decoded ones for quantized entries: lost precision does not come back),
-    /// at fp32 within the new residual window and quantized beyond it. fp8 scales are fixed anew.
+    /// in the new method's key frame, at fp32 within the new residual window and quantized beyond
+    /// it. fp8 scales and nuq levels are calibrated anew; `mixed` scores received so far are kept.
     public func setKVQuant(_ method: KVQuantMethod, ledger: inout IOLedger) {
         guard method != quant else { return }
+        prepareAngles(for: method)
         let hd = layout.headDim
         var keys = [Float](repeating: 0, count: capacity * hd)
         var values = keys
         var merged = [Float](repeating: 0, count: capacity)
+        var received = merged
         let (newKeyStore, newValueStore) = Self.stores(for: method, layout: layout)
         for index in 0..<headCount {
             let base = index * capacity, count = counts[index]
@@ -283,12 +329,18 @@ public final class PagedKVCache: KVCache {
             for i in 0..<count {
                 let slot = Int(slots[base + i])
                 let k = key(index: index, slot: slot)
-                for c in 0..<hd { keys[i * hd + c] = k[c] }
+                keys.withUnsafeMutableBufferPointer { buffer in
+                    let key = buffer.baseAddress! + i * hd
+                    key.update(from: k, count: hd)
+                    if scoresRotated { Hadamard.transform(key, count: hd) }
+                    toStorageFrame(key, position: Int(positions[base + i]), method: method)
+                }
                 let v = value(index: index, slot: slot)
                 for c in 0..<hd { values[i * hd + c] = v[c] }
                 countRead(key: true, index: index, slot: slot, ledger: &ledger)
                 countRead(key: false, index: index, slot: slot, ledger: &ledger)
                 merged[i] = mergeCounts[base + slot]
+                received[i] = receivedScores[base + slot]
             }
             let pages = (pageCounts[index] + pageSize - 1) / pageSize
             for p in 0..<pages { pool.release(pageTables[index * pagesPerHead + p]) }
@@ -304,6 +356,7 @@ public final class PagedKVCache: KVCache {
                 keyLocations[base + i] = Int32(i)
                 valueLocations[base + i] = Int32(i)
                 mergeCounts[base + i] = merged[i]
+                receivedScores[base + i] = received[i]
             }
             pageCounts[index] = count
             ledger.write(.keys, count * hd * 4)
@@ -316,6 +369,14 @@ public final class PagedKVCache: KVCache {
             if promptEnd == nil { quantizeLeaving(index: index, ledger: &ledger) }
         }
     }
+
+    /// Moves a key in the model's frame (after RoPE) into `method`'s storage frame, in place.
+    private func toStorageFrame(_ key: UnsafeMutablePointer<Float>, position: Int, method: KVQuantMethod) {
+        if method.preRoPE { ropeAngles!.rotate(key, position: position, inverse: true) }
+        if method.rotate { Hadamard.transform(key, count: layout.headDim) }
+    }
+
+    public var keysBeforeRoPE: Bool { quant.preRoPE }
 
     public func beginPrefill(end: Int) { promptEnd = end }
 
@@ -342,15 +403,28 @@ public final class PagedKVCache: KVCache {
             if pageSlot % pageSize == 0 { pageTables[index * pagesPerHead + pageSlot / pageSize] = pool.acquire() }
             let page = pool.pointer(pageTables[index * pagesPerHead + pageSlot / pageSize])
             let lane = pageSlot % pageSize
-            let key = keys + head * hd
+            // The key as stored (Hadamard-transformed for `rotate`) and as scored (after RoPE).
+            var key = keys + head * hd, scored = key
+            if quant.rotate {
+                storedKey.update(from: key, count: hd)
+                Hadamard.transform(storedKey, count: hd)
+                key = UnsafePointer(storedKey)
+            }
+            if quant.preRoPE {
+                keyScratch.update(from: scored, count: hd)
+                ropeAngles!.rotate(keyScratch, position: position)
+                scored = UnsafePointer(keyScratch)
+            } else {
+                scored = key
+            }
             let summary = (index * pagesPerHead + count / pageSize) * hd
             let first = count % pageSize == 0
             var norm: Float = 0
             for c in 0..<hd {
                 page[c * pageSize + lane] = key[c]
-                norm += key[c] * key[c]
-                pageMin[summary + c] = first ? key[c] : min(pageMin[summary + c], key[c])
-                pageMax[summary + c] = first ? key[c] : max(pageMax[summary + c], key[c])
+                norm += scored[c] * scored[c]
+                pageMin[summary + c] = first ? scored[c] : min(pageMin[summary + c], scored[c])
+                pageMax[summary + c] = first ? scored[c] : max(pageMax[summary + c], scored[c])
             }
             (page + (pageSize + lane) * hd).update(from: values + head * hd, count: hd)
             pageCounts[index] = pageSlot + 1
@@ -360,6 +434,7 @@ public final class PagedKVCache: KVCache {
             valueLocations[e] = Int32(pageSlot)
             slotPositions[e] = Int32(position)
             mergeCounts[e] = 1
+            receivedScores[e] = 0
             positions[e] = Int32(position)
             policyScores[e] = 0
             history[e] = 0
@@ -380,7 +455,8 @@ public final class PagedKVCache: KVCache {
     public func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
         let hd = layout.headDim, group = layout.groupSize
         let observing = promptEnd.map { position >= $0 - policy.prefillObservation } ?? false
-        let wantsScores = recordsAttention || attentionReference != nil || observing || (promptEnd == nil && policy.needsScores)
+        let accumulates = quant.mixed != nil
+        let wantsScores = recordsAttention || attentionReference != nil || observing || accumulates || (promptEnd == nil && policy.needsScores)
         // A prompt runs dense; sparse modes choose what each decode step reads.
         let mode = promptEnd == nil ? sparse.kind : .dense
         if layer == 0 { massSum = 0 }
@@ -390,7 +466,12 @@ public final class PagedKVCache: KVCache {
             // batched prefill: entries after `position` (later prompt tokens) are not visible.
             var visible = counts[index]
             while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
-            let q = queries + head * group * hd
+            var q = queries + head * group * hd
+            if scoresRotated {
+                rotatedQueries.update(from: q, count: group * hd)
+                for g in 0..<group { Hadamard.transform(rotatedQueries + g * hd, count: hd) }
+                q = UnsafePointer(rotatedQueries)
+            }
             var read = visible
             keyStore?.beginReads()
             valueStore?.beginReads()
@@ -437,8 +518,12 @@ public final class PagedKVCache: KVCache {
             ledger.write(.scores, 2 * group * visible * 4)
             ledger.read(.scores, 2 * group * visible * 4)
             if wantsScores {
-                gatherStepScores(index: index, visible: visible)
+                gatherStepScores(index: index, visible: visible, accumulate: accumulates)
                 ledger.read(.scores, group * visible * 4)
+                if accumulates {
+                    ledger.read(.policyState, visible * 4)
+                    ledger.write(.policyState, visible * 4)
+                }
             }
             if let reference = attentionReference { massSum += reference.attentionMass(layer: layer, head: head, on: self, index: index, visible: visible) }
             if observing {
@@ -465,10 +550,10 @@ public final class PagedKVCache: KVCache {
 
     /// Scaled q·k of the query group for every slot of `pages`, each key read once for the whole
     /// group since GQA shares it. fp32 keys: 16 keys per SIMD step, channel by channel (page slot
-    /// = slot). Quantized keys: slot by slot, each decoded once.
+    /// = slot). Quantized or pre-RoPE keys: slot by slot, each decoded or rotated once.
     private func scorePages(index: Int, queries q: UnsafePointer<Float>, pages: some Sequence<Int>) {
         let hd = layout.headDim
-        guard keyStore == nil else {
+        guard keyStore == nil && !quant.preRoPE else {
             for page in pages {
                 for slot in (page * pageSize)..<min(counts[index], (page + 1) * pageSize) {
                     let key = key(index: index, slot: slot)
@@ -716,7 +801,7 @@ public final class PagedKVCache: KVCache {
     private func storedBytes(key: Bool, index: Int, slot: Int) -> Int {
         let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
         guard location < 0, let store = key ? keyStore : valueStore else { return layout.headDim * 4 }
-        return (store.codec.recordBytes + store.codec.tokens - 1) / store.codec.tokens
+        return store.storedBytes(code: -1 - location)
     }
 
     /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).
@@ -785,15 +870,18 @@ public final class PagedKVCache: KVCache {
         }
     }
 
-    /// `s_t(j) = Σ_h p_h(j)` over the query group, in position order.
-    private func gatherStepScores(index: Int, visible: Int) {
+    /// `s_t(j) = Σ_h p_h(j)` over the query group, in position order; `accumulate` also adds it
+    /// to each slot's received score (`mixed`).
+    private func gatherStepScores(index: Int, visible: Int, accumulate: Bool) {
         let out = stepScores + index * capacity
         let slotOf = slots + index * capacity
+        let received = receivedScores + index * capacity
         for i in 0..<visible {
             let slot = Int(slotOf[i])
             var sum: Float = 0
             for g in 0..<layout.groupSize { sum += probabilities[g * scoreStride + slot] }
             out[i] = sum
+            if accumulate { received[slot] += sum }
         }
     }
 
@@ -867,6 +955,7 @@ public final class PagedKVCache: KVCache {
                 keyLocations[to] = keyLocations[from]
                 valueLocations[to] = valueLocations[from]
                 mergeCounts[to] = mergeCounts[from]
+                receivedScores[to] = receivedScores[from]
                 let pageSlot = Int(max(keyLocations[to], valueLocations[to]))
                 if pageSlot >= 0 { pageOwners[base + pageSlot] = Int32(slot) }
                 for i in 0..<entries.count where slots[base + i] == Int32(last) {
@@ -893,7 +982,7 @@ public final class PagedKVCache: KVCache {
     /// the slots below `slotsInUse` holding members of the moved record are re-pointed.
     private func removeMember(_ code: Int, store: QuantizedKVStore, locations: UnsafeMutablePointer<Int32>, index: Int,
                               slotsInUse: Int, ledger: inout IOLedger) {
-        let tokens = store.codec.tokens, base = index * capacity
+        let tokens = store.tokens, base = index * capacity
         store.remove(index: index, code: code, ledger: &ledger) { from, to in
             for s in base..<(base + slotsInUse) where locations[s] < 0 && Int(-1 - locations[s]) / tokens == from {
                 locations[s] = Int32(-1 - (to * tokens + Int(-1 - locations[s]) % tokens))
@@ -938,7 +1027,7 @@ public final class PagedKVCache: KVCache {
     }
 
     private func quantizeLeaving(index: Int, store: QuantizedKVStore, locations: UnsafeMutablePointer<Int32>, ledger: inout IOLedger) {
-        let hd = layout.headDim, base = index * capacity, tokens = store.codec.tokens
+        let hd = layout.headDim, base = index * capacity, tokens = store.tokens
         let isKey = store === keyStore
         var touched = 0
         defer {
@@ -948,25 +1037,41 @@ public final class PagedKVCache: KVCache {
                 summarize(index: index, page: page, count: counts[index])
             }
         }
-        while counts[index] - quant.residual - store.quantizedCounts[index] >= tokens {
-            // The fp8 scale is fixed when its scope's first entries leave the window, from the
-            // largest magnitude held at fp32 in the scope then: the leaving entries and the window
-            // (with a batched prompt, the whole prompt). Later values beyond it saturate.
-            if store.needsScale(index: index) {
-                var absMax: Float = 0
-                for head in store.scopeHeads(index: index) {
-                    for slot in 0..<counts[head] where locations[head * capacity + slot] >= 0 {
-                        absMax = max(absMax, FP8Format.absMax(pageVector(index: head, slot: slot, key: isKey), count: hd))
+        // Protected sinks stay fp32, ahead of the quantized entries.
+        var sinks = 0
+        while sinks < counts[index], Int(positions[base + sinks]) < quant.protectedSinks { sinks += 1 }
+        while counts[index] - quant.residual - sinks - store.quantizedCounts[index] >= tokens {
+            // fp8 scales and nuq levels are calibrated when their scope's first entries leave the
+            // window, from every vector held at fp32 in the scope then: the leaving entries and the
+            // window (with a batched prompt, the whole prompt: nuq fits on the prompt's keys and
+            // values; without one, on the first entries to be quantized and the window after them).
+            // Later fp8 values beyond the scale saturate.
+            if store.needsCalibration(index: index) {
+                var n = 0
+                for (h, head) in store.scopeHeads(index: index).enumerated() {
+                    let first = n
+                    for i in 0..<counts[head] {
+                        let slot = Int(slots[head * capacity + i])
+                        guard locations[head * capacity + slot] >= 0 else { continue }
+                        (store.sample + n * hd).update(from: pageVector(index: head, slot: slot, key: isKey), count: hd)
+                        n += 1
                     }
+                    store.sampleEntries[h] = n - first
                 }
-                store.fixScale(index: index, absMax: absMax)
+                store.calibrate(index: index)
             }
-            let first = store.quantizedCounts[index]
+            let first = sinks + store.quantizedCounts[index]
             for m in 0..<tokens {
                 (store.staging + m * hd).update(from: pageVector(index: index, slot: Int(slots[base + first + m]), key: isKey), count: hd)
                 ledger.read(store.buffer, hd * 4)
             }
-            let record = store.add(index: index, ledger: &ledger)
+            // mixed: the high lane if any entry of the record received enough attention.
+            var lane = 0
+            if let mixed = quant.mixed {
+                lane = 1
+                for m in 0..<tokens where receivedScores[base + Int(slots[base + first + m])] >= Float(mixed.threshold) { lane = 0 }
+            }
+            let record = store.add(index: index, lane: lane, ledger: &ledger)
             for m in 0..<tokens {
                 let slot = Int(slots[base + first + m])
                 let pageSlot = Int(locations[base + slot])
@@ -992,12 +1097,20 @@ public final class PagedKVCache: KVCache {
         return UnsafePointer(keyScratch)
     }
 
-    /// A slot's key as attention reads it: gathered from its page or decoded, in `keyScratch`.
+    /// A slot's key as attention scores it: gathered from its page or decoded into `keyScratch`,
+    /// then, when stored before RoPE, brought back from the Hadamard frame and rotated to its position.
     @inline(__always)
     private func key(index: Int, slot: Int) -> UnsafePointer<Float> {
         let location = Int(keyLocations[index * capacity + slot])
-        guard location < 0 else { return pageVector(index: index, slot: slot, key: true) }
-        keyStore!.decode(index: index, code: -1 - location, into: keyScratch)
+        if location < 0 {
+            keyStore!.decode(index: index, code: -1 - location, into: keyScratch)
+        } else {
+            _ = pageVector(index: index, slot: slot, key: true)
+        }
+        if quant.preRoPE {
+            if quant.rotate { Hadamard.transform(keyScratch, count: layout.headDim) }
+            ropeAngles!.rotate(keyScratch, position: Int(slotPositions[index * capacity + slot]))
+        }
         return UnsafePointer(keyScratch)
     }
 
@@ -1010,9 +1123,16 @@ public final class PagedKVCache: KVCache {
         return UnsafePointer(valueScratch)
     }
 
-    /// Stores a new key or value for a slot: into its page, or by re-encoding its record.
+    /// Stores a new key (as scored) or value for a slot: into its page, or by re-encoding its record.
     private func write(_ vector: UnsafePointer<Float>, key: Bool, index: Int, slot: Int, ledger: inout IOLedger) {
         let hd = layout.headDim
+        var vector = vector
+        if key && quant.preRoPE {
+            storedKey.update(from: vector, count: hd)
+            ropeAngles!.rotate(storedKey, position: Int(slotPositions[index * capacity + slot]), inverse: true)
+            if quant.rotate { Hadamard.transform(storedKey, count: hd) }
+            vector = UnsafePointer(storedKey)
+        }
         let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
         guard location >= 0 else {
             (key ? keyStore : valueStore)!.rewrite(index: index, code: -1 - location, with: vector, ledger: &ledger)

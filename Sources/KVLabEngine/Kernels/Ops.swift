@@ -65,3 +65,35 @@ struct RoPETable {
         }
     }
 }
+
+/// RoPE cos/sin of every position below `positions` (from `RoPETable`), for a cache that stores
+/// keys before RoPE and rotates each one to its position as attention reads it.
+final class RoPEAngles {
+    private let half: Int
+    private let style: RoPEStyle
+    private let cos, sin, negatedSin: UnsafeMutablePointer<Float>
+
+    init(headDim: Int, theta: Double, style: RoPEStyle, positions: Int) {
+        half = headDim / 2
+        self.style = style
+        let table = RoPETable(headDim: headDim, theta: theta)
+        cos = .allocate(capacity: positions * half)
+        sin = .allocate(capacity: positions * half)
+        negatedSin = .allocate(capacity: positions * half)
+        for p in 0..<positions { table.fill(position: p, cos: cos + p * half, sin: sin + p * half) }
+        for i in 0..<(positions * half) { negatedSin[i] = -sin[i] }
+    }
+
+    deinit {
+        cos.deallocate()
+        sin.deallocate()
+        negatedSin.deallocate()
+    }
+
+    /// Rotates one head's vector to `position`, or back from it (`inverse`: the transposed rotation).
+    @inline(__always)
+    func rotate(_ v: UnsafeMutablePointer<Float>, position: Int, inverse: Bool = false) {
+        Ops.rotate(v, heads: 1, headDim: 2 * half, style: style, cos: cos + position * half,
+                   sin: (inverse ? negatedSin : sin) + position * half)
+    }
+}

@@ -24,24 +24,75 @@ public enum KVTensorFormat: Sendable, Hashable {
     /// on over lcm(headDim, 32)/headDim consecutive entries, quantized together (`KVRecordCodec`).
     case block(KVBlockFormat)
     /// fp8 codes with an fp32 scale per tensor or per head (`FP8Format`), fixed from the first
-    /// entries quantized (`QuantizedKVStore.fixScale`).
+    /// entries quantized (`QuantizedKVStore.calibrate`).
     case fp8(FP8Format, scale: FP8ScaleScope)
 }
 
+/// `mixed` (ZipVL style): which entries get the low bits.
+public struct MixedPrecision: Sendable, Hashable {
+    /// Bits of the entries below the threshold; the method's key and value formats have the high bits.
+    public let lowBits: Int
+    /// An entry whose accumulated score `Σ s_t` is below this when it leaves the residual window
+    /// is stored at `lowBits`, otherwise at the high bits.
+    public let threshold: Double
+}
+
 /// How the cache stores keys and values: the KV quantization methods of docs KV-METHODS.md with
-/// their parameters, parsed from the compact method syntax (`kivi:bits=2,group=32,residual=128`).
+/// their parameters, parsed from the compact method syntax.
+///
+/// A base method with its parameters (`fp32`, `uniform`, `kivi`, `mixed`, `ggml` and the block
+/// types, `fp8`), then the KVQuant / RotateKV options as modifiers, canonically in this order with
+/// every parameter spelled out:
+///
+///     kivi:bits=2,group=32,residual=128+prerope+rotate:protect-sinks=0+outliers:percent=1+nuq
+///
+/// - `prerope`: keys are stored (and quantized) before RoPE; attention applies RoPE to each key
+///   as it reads it, at the key's position. Any base.
+/// - `rotate:protect-sinks=s`: a normalized Walsh–Hadamard transform of each key (and of the
+///   queries that score it) before it is stored, which spreads outlier channels before
+///   quantization and leaves q·k unchanged; the first `s` positions are never quantized. Any
+///   base; the head size must be a power of two (`check(headDim:)`). It helps per-token keys;
+///   per-channel groups (kivi) already give an outlier channel its own scale, and rotating mixes
+///   the channels they separate.
+/// - `outliers:percent=x`: dense-and-sparse; the ⌈x% · headDim⌉ largest magnitudes of each key
+///   and value are kept in fp16 with their index and left out of their groups' min and max.
+///   Uniform bases only (`uniform`, `kivi`, `mixed`).
+/// - `nuq`: codes index per-layer levels fitted by k-means on normalized keys (values) instead of
+///   the uniform grid. Uniform bases only.
+///
+/// `mixed:high=8,low=2,group=32,residual=128,threshold=1`: KIVI's layout (keys per channel,
+/// values per token, groups of G) in two precisions. When entries leave the residual window, a
+/// record is stored at `high` bits if the attention `Σ s_t` received so far by any of its entries
+/// (one value; G keys quantized together) reached `threshold`, else at `low` bits. It then keeps
+/// that precision: re-encoding cannot bring lost bits back, and an accumulated score never falls.
+/// The residual window must hold at least one entry, since the score is gathered there.
 public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
+    /// The formats of keys and values (for `mixed`, of the high-precision entries).
     public let key: KVTensorFormat
     public let value: KVTensorFormat
     /// The most recent entries of each (layer, KV head) that stay fp32; older ones are quantized.
     public let residual: Int
+    /// `mixed`: the low precision and the score threshold; nil for other methods.
+    public let mixed: MixedPrecision?
+    /// `prerope`: keys stored before RoPE.
+    public let preRoPE: Bool
+    /// `rotate`: keys stored Hadamard-transformed.
+    public let rotate: Bool
+    /// `rotate`'s `protect-sinks`: entries at positions below this are never quantized.
+    public let protectedSinks: Int
+    /// `outliers`: percent of each vector kept as fp16 outliers; 0 without.
+    public let outlierPercent: Double
+    /// `nuq`: fitted non-uniform levels instead of the uniform grid.
+    public let nuq: Bool
     /// The canonical method string, every parameter spelled out.
     public let spec: MethodSpec
 
     public static let fp32 = try! KVQuantMethod(parsing: "fp32")
 
     /// Method names in the order the UI cycles through them.
-    public static let names = ["fp32", "uniform", "kivi", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "ggml", "fp8"]
+    public static let names = ["fp32", "uniform", "kivi", "mixed", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "ggml", "fp8"]
+    /// Modifier names in canonical order.
+    public static let modifierNames = ["prerope", "rotate", "outliers", "nuq"]
 
     private static let schemas: [String: ParameterSchema] = {
         typealias S = ParameterSchema
@@ -49,18 +100,24 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
         let axes = KVQuantAxis.allCases.map(\.rawValue)
         let blocks = KVBlockFormat.allCases.map(\.rawValue)
         let group = S.int("group", 32, 1...4096)
-        let residual = { (value: Int) in S.int("residual", value, 0...1_048_576) }
+        let residual = { (value: Int, least: Int) in S.int("residual", value, least...1_048_576) }
         var list = [
             S("fp32", []),
             S("uniform", [S.choice("kbits", "4", bits), S.choice("vbits", "4", bits), S.choice("kaxis", "channel", axes),
-                          S.choice("vaxis", "token", axes), group, residual(128)]),
-            S("kivi", [S.choice("bits", "2", bits), group, residual(128)]),
-            S("ggml", [S.choice("k", "q8_0", blocks), S.choice("v", "q8_0", blocks), residual(0)]),
+                          S.choice("vaxis", "token", axes), group, residual(128, 0)]),
+            S("kivi", [S.choice("bits", "2", bits), group, residual(128, 0)]),
+            S("mixed", [S.choice("high", "8", bits), S.choice("low", "2", bits), group, residual(128, 1),
+                        S.real("threshold", 1, 0...1_048_576)]),
+            S("ggml", [S.choice("k", "q8_0", blocks), S.choice("v", "q8_0", blocks), residual(0, 0)]),
             // vLLM's default is one scale per tensor.
             S("fp8", [S.choice("format", "e4m3", ["e4m3", "e5m2"]), S.choice("scale", "tensor", FP8ScaleScope.allCases.map(\.rawValue)),
-                      residual(0)]),
+                      residual(0, 0)]),
+            S("prerope", []),
+            S("rotate", [S.int("protect-sinks", 0, 0...1_048_576)]),
+            S("outliers", [S.real("percent", 1, 0.01...100)]),
+            S("nuq", []),
         ]
-        list += KVBlockFormat.allCases.map { S($0.rawValue, [residual(0)]) }
+        list += KVBlockFormat.allCases.map { S($0.rawValue, [residual(0, 0)]) }
         return Dictionary(uniqueKeysWithValues: list.map { ($0.method, $0) })
     }()
 
@@ -69,11 +126,11 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
-        guard let schema = Self.schemas[spec.name] else {
+        guard Self.names.contains(spec.name), let schema = Self.schemas[spec.name] else {
             throw MethodSpecError("unknown KV quantization '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
-        guard spec.modifiers.isEmpty else { throw MethodSpecError("\(spec.name): KV quantization takes no modifiers") }
         let p = try schema.resolve(spec)
+        var mixed: MixedPrecision?
         switch spec.name {
         case "uniform":
             key = .uniform(bits: p.int("kbits"), axis: KVQuantAxis(rawValue: p.string("kaxis"))!, group: p.int("group"))
@@ -81,6 +138,11 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
         case "kivi":
             key = .uniform(bits: p.int("bits"), axis: .channel, group: p.int("group"))
             value = .uniform(bits: p.int("bits"), axis: .token, group: p.int("group"))
+        case "mixed":
+            guard p.int("high") > p.int("low") else { throw MethodSpecError("mixed: high=\(p.int("high")) must be more bits than low=\(p.int("low"))") }
+            key = .uniform(bits: p.int("high"), axis: .channel, group: p.int("group"))
+            value = .uniform(bits: p.int("high"), axis: .token, group: p.int("group"))
+            mixed = MixedPrecision(lowBits: p.int("low"), threshold: p.real("threshold"))
         case "ggml":
             key = .block(KVBlockFormat(rawValue: p.string("k"))!)
             value = .block(KVBlockFormat(rawValue: p.string("v"))!)
@@ -98,7 +160,35 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
             }
         }
         residual = p.values["residual"].flatMap(Int.init) ?? 0
-        self.spec = MethodSpec(name: spec.name, parameters: p.canonical)
+        self.mixed = mixed
+        // The options, each at most once, in canonical order.
+        var options: [String: ResolvedParameters] = [:]
+        for modifier in spec.modifiers {
+            guard Self.modifierNames.contains(modifier.name) else {
+                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.modifierNames.joined(separator: ", ")))")
+            }
+            guard options[modifier.name] == nil else { throw MethodSpecError("\(modifier.name) is given twice") }
+            if modifier.name == "outliers" || modifier.name == "nuq", !["uniform", "kivi", "mixed"].contains(spec.name) {
+                throw MethodSpecError("\(modifier.name) needs a uniform method (uniform, kivi, mixed), not \(spec.name)")
+            }
+            options[modifier.name] = try Self.schemas[modifier.name]!.resolve(modifier)
+        }
+        preRoPE = options["prerope"] != nil
+        rotate = options["rotate"] != nil
+        protectedSinks = options["rotate"]?.int("protect-sinks") ?? 0
+        outlierPercent = options["outliers"]?.real("percent") ?? 0
+        nuq = options["nuq"] != nil
+        let modifiers = Self.modifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
+        self.spec = MethodSpec(name: spec.name, parameters: p.canonical, modifiers: modifiers)
+    }
+
+    /// Checks that the method fits heads of `headDim` channels: the Hadamard transform of `rotate`
+    /// needs a power of two, and outlier indices are 16 bits.
+    public func check(headDim: Int) throws(MethodSpecError) {
+        if rotate, headDim <= 0 || headDim & (headDim - 1) != 0 {
+            throw MethodSpecError("rotate needs a power-of-two head size; this model's is \(headDim)")
+        }
+        if outlierPercent > 0, headDim > 1 << 16 { throw MethodSpecError("outliers needs heads of at most 65536 channels, not \(headDim)") }
     }
 
     public var description: String { spec.description }

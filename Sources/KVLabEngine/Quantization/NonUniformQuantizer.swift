@@ -28,43 +28,89 @@ public struct NonUniformQuantizer: Sendable, Hashable {
         PackedCodes.byteCount(codes: count, bits: bits)
     }
 
-    /// Fits `levelCount` levels to `sample` and returns them as fp16 bits, ascending.
+    /// Fits `levelCount` levels to `sample`, which it cleans and sorts in place, and writes them to
+    /// `levels` as fp16 bits, ascending. Per-level state lives in temporary allocations (on the
+    /// stack at these sizes), so a cache can fit levels mid-run without touching the heap.
     ///
     /// Lloyd's algorithm on the sorted sample: level j starts at the `(j + ½)/2^b` quantile; each
     /// value joins its nearest level (ties: the lower index); each level moves to the mean of its
     /// values, or stays when it has none; this repeats until no assignment changes or
     /// `iterationLimit`. An empty sample gives all-zero levels.
-    func fitLevels(_ sample: UnsafeBufferPointer<Float>) -> [UInt16] {
+    func fitLevels(_ sample: UnsafeMutableBufferPointer<Float>, into levelBits: UnsafeMutablePointer<UInt16>) {
         let k = levelCount
-        let values = sample.map(QuantizationInput.clean).sorted()
-        let n = values.count
-        guard n > 0 else { return [UInt16](repeating: 0, count: k) }
-        var levels = (0..<k).map { j in values[(2 * j + 1) * n / (2 * k)] }
-        var members = [Int](repeating: -1, count: k)
-        var nextDistinct = [Int](repeating: k, count: k)
-        for _ in 0..<Self.iterationLimit {
-            // Levels stay ascending (means of consecutive runs of sorted values; sorting after an
-            // update puts an idle level back in order), so the nearest level of ascending values is
-            // found by one forward sweep over the first index of each run of equal levels.
-            for j in stride(from: k - 2, through: 0, by: -1) {
-                nextDistinct[j] = levels[j + 1] == levels[j] ? nextDistinct[j + 1] : j + 1
-            }
-            var counts = [Int](repeating: 0, count: k)
-            var sums = [Double](repeating: 0, count: k)
-            var j = 0
-            for x in values {
-                while nextDistinct[j] < k && abs(x - levels[nextDistinct[j]]) < abs(x - levels[j]) { j = nextDistinct[j] }
-                counts[j] += 1
-                sums[j] += Double(x)
-            }
-            // Sorted values assigned monotonically: the counts alone determine the assignment.
-            if counts == members { break }
-            members = counts
-            for j in 0..<k where counts[j] > 0 { levels[j] = Float(sums[j] / Double(counts[j])) }
-            levels.sort()
+        let n = sample.count
+        guard n > 0 else {
+            levelBits.update(repeating: 0, count: k)
+            return
         }
-        // Rounding to fp16 is monotone, so the levels stay ascending.
-        return levels.map(Half.fromFloat)
+        for i in 0..<n { sample[i] = QuantizationInput.clean(sample[i]) }
+        Self.heapSort(sample)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { levels in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 3 * k) { ints in
+                withUnsafeTemporaryAllocation(of: Double.self, capacity: k) { sums in
+                    let members = ints.baseAddress!, nextDistinct = members + k, counts = members + 2 * k
+                    for j in 0..<k {
+                        levels[j] = sample[(2 * j + 1) * n / (2 * k)]
+                        members[j] = -1
+                    }
+                    for _ in 0..<Self.iterationLimit {
+                        // Levels stay ascending (means of consecutive runs of sorted values; sorting
+                        // after an update puts an idle level back in order), so the nearest level of
+                        // ascending values is found by one forward sweep over the first index of
+                        // each run of equal levels.
+                        nextDistinct[k - 1] = k
+                        for j in stride(from: k - 2, through: 0, by: -1) {
+                            nextDistinct[j] = levels[j + 1] == levels[j] ? nextDistinct[j + 1] : j + 1
+                        }
+                        counts.update(repeating: 0, count: k)
+                        sums.initialize(repeating: 0)
+                        var j = 0
+                        for x in sample {
+                            while nextDistinct[j] < k && abs(x - levels[nextDistinct[j]]) < abs(x - levels[j]) { j = nextDistinct[j] }
+                            counts[j] += 1
+                            sums[j] += Double(x)
+                        }
+                        // Sorted values assigned monotonically: the counts alone determine the assignment.
+                        if (0..<k).allSatisfy({ counts[$0] == members[$0] }) { break }
+                        members.update(from: counts, count: k)
+                        for j in 0..<k where counts[j] > 0 { levels[j] = Float(sums[j] / Double(counts[j])) }
+                        // Insertion sort: at most the idle levels are out of place.
+                        for j in 1..<k {
+                            let level = levels[j]
+                            var i = j
+                            while i > 0 && levels[i - 1] > level {
+                                levels[i] = levels[i - 1]
+                                i -= 1
+                            }
+                            levels[i] = level
+                        }
+                    }
+                    // Rounding to fp16 is monotone, so the levels stay ascending.
+                    for j in 0..<k { levelBits[j] = Half.fromFloat(levels[j]) }
+                }
+            }
+        }
+    }
+
+    /// Sorts ascending in place with no allocation (the standard library's sort takes a merge
+    /// buffer and a run stack from the heap).
+    static func heapSort(_ x: UnsafeMutableBufferPointer<Float>) {
+        func siftDown(_ start: Int, _ end: Int) {
+            var root = start
+            while 2 * root + 1 < end {
+                var child = 2 * root + 1
+                if child + 1 < end && x[child] < x[child + 1] { child += 1 }
+                guard x[root] < x[child] else { return }
+                x.swapAt(root, child)
+                root = child
+            }
+        }
+        let n = x.count
+        for start in stride(from: n / 2 - 1, through: 0, by: -1) { siftDown(start, n) }
+        for end in stride(from: n - 1, to: 0, by: -1) {
+            x.swapAt(0, end)
+            siftDown(0, end)
+        }
     }
 
     /// The index of the level nearest to `x` among ascending `levels` (ties: the lower index).

@@ -3,8 +3,9 @@
 /// so one outlier does not stretch the whole group's scale. Values go through
 /// `QuantizationInput.clean`, so outlier values are finite fp16.
 ///
-/// Use: `select` the outliers, take `inlierRange`, quantize the whole vector against the
-/// parameters of that range (outliers get an end code), and after dequantizing `restore` them.
+/// Use: `select` the outliers, `mark` them in a mask, take each group's `inlierRange`, quantize the
+/// group against the parameters of that range (outliers get an end code), and after dequantizing
+/// `restore` them.
 public enum OutlierSplit {
     /// Metadata bytes per outlier: a UInt16 index and an fp16 value.
     public static let metadataBytesPerOutlier = 4
@@ -42,7 +43,7 @@ public enum OutlierSplit {
             indices[slot] = UInt16(i)
             kept = min(kept + 1, k)
         }
-        // Ascending index order lets `inlierRange` and `restore` walk the vector once.
+        // Ascending index order: the stored list is canonical and `restore` walks the vector once.
         for i in 1..<k {
             let index = indices[i]
             var slot = i
@@ -55,23 +56,35 @@ public enum OutlierSplit {
         for i in 0..<k { values[i] = Half.fromFloat(QuantizationInput.clean(vector[Int(indices[i])])) }
     }
 
-    /// The min and max of the clean values of `vector` outside the ascending `indices`; (0, 0)
-    /// when every entry is an outlier.
-    static func inlierRange(_ vector: UnsafePointer<Float>, count: Int, excluding indices: UnsafePointer<UInt16>,
-                            outlierCount k: Int) -> (min: Float, max: Float) {
+    /// The min and max of the clean values `vector[0], vector[stride], …` (`count` of them) that
+    /// `outliers` (read with the same stride) does not mark, or of all of them when `outliers` is
+    /// nil; (0, 0) when every value is marked. A mask rather than the index list, because a
+    /// per-channel group crosses the vectors of several entries, each with its own outliers.
+    @inline(__always)
+    static func inlierRange(_ vector: UnsafePointer<Float>, count: Int, stride: Int,
+                            outliers: UnsafePointer<Bool>?) -> (min: Float, max: Float) {
         var lo = Float.infinity
         var hi = -Float.infinity
-        var next = 0
-        for i in 0..<count {
-            if next < k && Int(indices[next]) == i {
-                next += 1
-                continue
+        if let outliers {
+            for i in 0..<count where !outliers[i * stride] {
+                let x = QuantizationInput.clean(vector[i * stride])
+                lo = min(lo, x)
+                hi = max(hi, x)
             }
-            let x = QuantizationInput.clean(vector[i])
-            lo = min(lo, x)
-            hi = max(hi, x)
+        } else {
+            for i in 0..<count {
+                let x = QuantizationInput.clean(vector[i * stride])
+                lo = min(lo, x)
+                hi = max(hi, x)
+            }
         }
         return lo <= hi ? (lo, hi) : (0, 0)
+    }
+
+    /// Sets `mask` at the `k` outlier indices to `marked`.
+    @inline(__always)
+    static func mark(_ indices: UnsafePointer<UInt16>, outlierCount k: Int, in mask: UnsafeMutablePointer<Bool>, _ marked: Bool) {
+        for i in 0..<k { mask[Int(indices[i])] = marked }
     }
 
     /// Writes the outliers' values back over a dequantized vector.

@@ -35,18 +35,12 @@ public struct UniformQuantizer: Sendable, Hashable {
     }
 
     /// Quantizes the group `source[0], source[stride], …` (`count` values), writing its codes at bit
-    /// `bitOffset` of `codes`, and returns its fp16 scale and zero.
-    func quantize(_ source: UnsafePointer<Float>, count: Int, stride: Int,
+    /// `bitOffset` of `codes`, and returns its fp16 scale and zero. Values marked in `outliers` (same
+    /// stride; kept elsewhere, see `OutlierSplit`) are left out of the range and get an end code.
+    func quantize(_ source: UnsafePointer<Float>, count: Int, stride: Int, outliers: UnsafePointer<Bool>? = nil,
                   into codes: UnsafeMutablePointer<UInt8>, bitOffset: Int) -> (scaleBits: UInt16, zeroBits: UInt16) {
-        guard count > 0 else { return (0, 0) }
-        var lo = QuantizationInput.clean(source[0])
-        var hi = lo
-        for i in 1..<count {
-            let x = QuantizationInput.clean(source[i * stride])
-            lo = min(lo, x)
-            hi = max(hi, x)
-        }
-        let stored = parameters(min: lo, max: hi)
+        let range = OutlierSplit.inlierRange(source, count: count, stride: stride, outliers: outliers)
+        let stored = parameters(min: range.min, max: range.max)
         encode(source, count: count, stride: stride, scaleBits: stored.scaleBits, zeroBits: stored.zeroBits,
                into: codes, bitOffset: bitOffset)
         return stored

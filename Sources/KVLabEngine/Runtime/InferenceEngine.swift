@@ -88,7 +88,7 @@ public final class InferenceEngine {
             MatVec.multiply(layer.key, b.xb, into: b.k, threads: threads, ledger: &ledger)
             MatVec.multiply(layer.value, b.xb, into: b.v, threads: threads, ledger: &ledger)
             Ops.rotate(b.q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
-            Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
+            if !cache.keysBeforeRoPE { Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin) }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &ledger)
@@ -146,10 +146,11 @@ public final class InferenceEngine {
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
+            let rotateKeys = !cache.keysBeforeRoPE
             for t in 0..<n {
                 let cos = batch.cos + t * half, sin = batch.sin + t * half
                 Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
-                Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
+                if rotateKeys { Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
