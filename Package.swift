@@ -27,6 +27,8 @@ let package = Package(
         .target(
             name: "KVLabEngine",
             dependencies: ["COpenBLAS"],
+            exclude: ["Resources/MODEL-CARD.md"],
+            resources: [.copy("Resources/kvlab-shakespeare.gguf")],
             // Kernels are compiled for the build machine's vector units (as llama.cpp's native
             // builds are) and optimized in debug builds too, so tests run at a useful speed.
             swiftSettings: [

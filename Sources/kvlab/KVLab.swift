@@ -13,7 +13,7 @@ struct KVLab: ParsableCommand {
 
 /// Options naming the model to load, shared by every command that runs one.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model file: llama2.c .bin, .gguf, or a safetensors directory.")
+    @Option(name: .long, help: "Model file: llama2.c .bin, .gguf, or a safetensors directory (default: the embedded kvlab-shakespeare model).")
     var model: String?
 
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
@@ -39,7 +39,8 @@ struct ModelOptions: ParsableArguments {
     /// Loads the model, turning any file problem into a one-line error.
     func load() throws -> LoadedModel {
         guard let model else {
-            throw CLIError("no --model given, and this build has no embedded default model yet; pass one, e.g. --model ../shared/models/stories260K/stories260K.bin")
+            if tokenizer != nil { throw ValidationError("--tokenizer needs --model (the embedded model carries its tokenizer)") }
+            return try EmbeddedModel.load()
         }
         return try ModelLoader.load(path: model, tokenizerPath: tokenizer)
     }
@@ -65,8 +66,10 @@ struct KVOptions: ParsableArguments {
     }
 
     func makeCache(config: ModelConfig) throws -> PagedKVCache {
-        PagedKVCache(layout: KVLayout(config: config), eviction: try EvictionMethod(parsing: policy),
-                     sparse: try SparseMethod(parsing: sparse), quant: try KVQuantMethod(parsing: kv))
+        let quant = try KVQuantMethod(parsing: kv)
+        do { try quant.check(headDim: config.headDim) } catch { throw CLIError("--kv: \(error)") }
+        return PagedKVCache(layout: KVLayout(config: config), eviction: try EvictionMethod(parsing: policy),
+                            sparse: try SparseMethod(parsing: sparse), quant: quant)
     }
 }
 

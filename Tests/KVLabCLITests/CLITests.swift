@@ -44,10 +44,55 @@ import Testing
         #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
     }
 
-    @Test func noModelSaysHowToPassOne() throws {
-        let result = try Self.run(["generate", "-n", "4"])
+    @Test func noModelRunsTheEmbeddedModel() throws {
+        let result = try Self.run(["generate", "-n", "12", "--prompt", "ROMEO:"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("ROMEO:"))
+        #expect(result.stdout.count > "ROMEO:\n".count)
+    }
+
+    @Test func infoDescribesTheEmbeddedModel() throws {
+        let result = try Self.run(["info"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("model        kvlab-shakespeare\n"))
+        #expect(result.stdout.contains("crossover    KV = weights at 641 tokens"))
+        #expect(result.stdout.contains("meta         kvlab.eval.val_ids_sha256 = "))
+    }
+
+    @Test func tokenizerWithoutModelIsRefused() throws {
+        let result = try Self.run(["generate", "--tokenizer", "tok.bin", "-n", "1"])
         #expect(result.status != 0)
-        #expect(result.stderr.contains("--model"))
+        #expect(result.stderr.contains("--tokenizer needs --model"))
+    }
+
+    @Test func evalComparesMethodsOnAText() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-eval-\(UUID()).txt").path
+        let text = String(repeating: "First Citizen:\nBefore we proceed any further, hear me speak.\n\n", count: 12)
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Self.run(["eval", "--text", path, "--tokens", "128", "--policy", "window:window=16",
+                                   "--policy", "h2o:heavy=8,recent=8", "--sparse", "quest:page=16,budget=32"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("full cache (ghost)"))
+        #expect(result.stdout.contains("window:window=16 quest:page=16,budget=32"))
+        #expect(result.stdout.contains("h2o:heavy=8,recent=8 quest:page=16,budget=32"))
+        let json = try Self.run(["eval", "--text", path, "--tokens", "64", "--policy", "tova:budget=8", "--json"])
+        #expect(json.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let results = try #require(object?["results"] as? [[String: Any]])
+        #expect(results.first?["method"] as? String == "tova:budget=8")
+        #expect((results.first?["meanNLL"] as? Double ?? 0) > 0)
+    }
+
+    @Test func evalErrorsAreOneLine() throws {
+        let missing = try Self.run(["eval", "--text", "/nonexistent/text.txt"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr == "Error: /nonexistent/text.txt: no such file\n")
+        let badPolicy = try Self.run(["eval", "--text", "/nonexistent/text.txt", "--policy", "h2o:heavyy=1"])
+        #expect(badPolicy.status != 0)
+        #expect(badPolicy.stderr == "Error: --policy: h2o: unknown parameter 'heavyy' (known: heavy, recent)\n")
+        let badChunks = try Self.run(["eval", "--text", "x", "--chunks", "zero"])
+        #expect(badChunks.status != 0)
     }
 
     @Test func garbageFileIsRejectedCleanly() throws {
@@ -128,8 +173,13 @@ import Testing
         #expect(result.stdout.contains("blk.4.ffn_down.weight"))
     }
 
-    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
-    func decodeLoopDoesNotAllocate() throws {
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"),
+          arguments: [[], ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64"],
+                      ["--policy", "scissorhands:budget=64,recent=8,drop=16+merge", "--sparse", "topk:k=16"],
+                      ["--sparse", "block-retrieval:block=16,reps=2,top=2,local=32,sinks=4,lru=4", "--kv", "kivi:bits=2,residual=32"],
+                      ["--kv", "kivi:bits=2,residual=32+prerope+rotate:protect-sinks=4+outliers+nuq", "--sparse", "threshold:theta=0.01"],
+                      ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64", "--kv", "mixed:residual=32+rotate+outliers+nuq"]])
+    func decodeLoopDoesNotAllocate(methods: [String]) throws {
         // Count mallocs of whole `kvlab bench` processes through an LD_PRELOAD counter: each extra
         // run decodes 256 tokens, so per-token allocation would add at least 256 per run.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-malloc-\(UUID())")
@@ -147,7 +197,7 @@ import Testing
             let countFile = directory.appendingPathComponent("count-\(runs)").path
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Self.binary)
-            process.arguments = ["bench", "--model", Self.stories, "--runs", "\(runs)", "--tokens", "256", "--prompt-tokens", "1"]
+            process.arguments = ["bench", "--model", Self.stories, "--runs", "\(runs)", "--tokens", "256", "--prompt-tokens", "1"] + methods
             process.environment = ["LD_PRELOAD": library, "MALLOC_COUNT_FILE": countFile]
             process.standardOutput = Pipe()
             try process.run()

@@ -82,6 +82,9 @@ import Testing
     }
 
     @Test func thresholdSkipsEntriesThatFellBelowIt() throws {
+        // A low threshold (with no scoring policy or ghost) still reads what last step attended.
+        let low = Self.run(try SparseMethod(parsing: "threshold:theta=0.0001"))
+        #expect(low.ledger.bytesRead(.values) > 2 * 50 * 8 * 4)
         let skipping = Self.run(try SparseMethod(parsing: "threshold:theta=0.9"))
         // Only a few entries ever reach 0.9 of a group's mass; the newest is always read.
         #expect(skipping.ledger.bytesRead(.values) < 2 * 10 * 8 * 4)

@@ -456,7 +456,9 @@ public final class PagedKVCache: KVCache {
         let hd = layout.headDim, group = layout.groupSize
         let observing = promptEnd.map { position >= $0 - policy.prefillObservation } ?? false
         let accumulates = quant.mixed != nil
-        let wantsScores = recordsAttention || attentionReference != nil || observing || accumulates || (promptEnd == nil && policy.needsScores)
+        // threshold decides from last step's scores, so it collects them like a scoring policy.
+        let wantsScores = recordsAttention || attentionReference != nil || observing || accumulates
+            || (promptEnd == nil && (policy.needsScores || sparse.collectsScores))
         // A prompt runs dense; sparse modes choose what each decode step reads.
         let mode = promptEnd == nil ? sparse.kind : .dense
         if layer == 0 { massSum = 0 }

@@ -65,4 +65,10 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { spec.description }
+
+    /// Whether the mode reads each step's `s_t` (kept by the cache as for scoring policies).
+    var collectsScores: Bool {
+        if case .threshold = kind { return true }
+        return false
+    }
 }

@@ -1,0 +1,31 @@
+import Foundation
+
+/// kvlab's own default model (`scripts/train_default_model.py`, trained on Tiny Shakespeare),
+/// shipped as a package resource so the workbench runs with no download.
+public enum EmbeddedModel {
+    public static let fileName = "kvlab-shakespeare.gguf"
+    /// SwiftPM copies the engine's resources into this directory beside the built products.
+    static let bundleName = "kvlab_KVLabEngine.resources"
+
+    /// Where the embedded GGUF file is, or nil when the resource bundle is not beside the binary
+    /// (SwiftPM's generated `Bundle.module` would trap instead of letting the CLI explain).
+    public static var path: String? {
+        var directories = [Bundle.main.bundleURL]
+        if let executable = Bundle.main.executableURL?.resolvingSymlinksInPath() {
+            directories.append(executable.deletingLastPathComponent())
+        }
+        for directory in directories {
+            let candidate = directory.appendingPathComponent(bundleName).appendingPathComponent(fileName).path
+            if FileManager.default.isReadableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    public static func load() throws -> LoadedModel {
+        guard let path else {
+            throw FileError(path: bundleName + "/" + fileName,
+                            problem: "the embedded default model is not beside the kvlab binary; pass --model FILE")
+        }
+        return try ModelLoader.load(path: path)
+    }
+}
