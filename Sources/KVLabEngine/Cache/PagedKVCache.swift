@@ -558,13 +558,7 @@ public final class PagedKVCache: KVCache {
         guard keyStore == nil && !quant.preRoPE else {
             for page in pages {
                 for slot in (page * pageSize)..<min(counts[index], (page + 1) * pageSize) {
-                    let key = key(index: index, slot: slot)
-                    for g in 0..<layout.groupSize {
-                        let query = q + g * hd
-                        var dot: Float = 0
-                        for c in 0..<hd { dot += query[c] * key[c] }
-                        probabilities[g * scoreStride + slot] = dot * scale
-                    }
+                    scoreSlot(index: index, queries: q, slot: slot)
                 }
             }
             return
