@@ -17,11 +17,7 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64 (repeat to compare several).")
     var policy: [String] = ["full"]
 
-    @Option(name: .long, help: "Sparse attention mode for every policy, e.g. quest:page=16,budget=128 (default: dense).")
-    var sparse: String = "dense"
-
-    @Option(name: .long, help: "KV quantization for every policy, e.g. kivi:bits=2, q4_0 or kivi:bits=2+prerope+outliers (default: fp32).")
-    var kv: String = "fp32"
+    @OptionGroup var modes: CacheModeOptions
 
     @Option(name: .long, help: "Text file to evaluate (UTF-8).")
     var text: String
@@ -68,12 +64,9 @@ struct Eval: ParsableCommand {
         let methods = try policy.map { text in
             do { return try EvictionMethod(parsing: text) } catch { throw CLIError("--policy: \(error)") }
         }
-        let sparseMethod: SparseMethod
-        do { sparseMethod = try SparseMethod(parsing: sparse) } catch { throw CLIError("--sparse: \(error)") }
-        let quantMethod: KVQuantMethod
-        do { quantMethod = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
+        let sparseMethod = try modes.sparseMethod()
         let model = try modelOptions.load()
-        do { try quantMethod.check(headDim: model.config.headDim) } catch { throw CLIError("--kv: \(error)") }
+        let quantMethod = try modes.quantMethod(headDim: model.config.headDim)
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         var ids = model.tokenizer.encode(content)
@@ -164,7 +157,7 @@ struct Eval: ParsableCommand {
         let header = ["method", "answer NLL", "ghost NLL", "answered", "ghost answered", "KV peak"]
         let rows = results.map { r in
             [r.method, f(r.answerNLL, 3), r.ghostAnswerNLL.map { f($0, 3) } ?? "-", r.answered ? "yes" : "no",
-             r.ghostAnswered.map { $0 ? "yes" : "no" } ?? "-", bytes(Double(r.peakResidentKVBytes))]
+             r.ghostAnswered.map { $0 ? "yes" : "no" } ?? "-", formatBytes(r.peakResidentKVBytes)]
         }
         print(Self.render([header] + rows))
     }
@@ -188,14 +181,14 @@ struct Eval: ParsableCommand {
         var rows: [[String]] = []
         if let ghost = first.ghostMeanNLL {
             rows.append(["full cache (ghost)", f(ghost, 4), f(exp(ghost), 3), "0", "0", "100%", "100%", "-", "-",
-                         bytes(Double(first.ghostPeakResidentKVBytes ?? 0))])
+                         formatBytes(first.ghostPeakResidentKVBytes ?? 0)])
         }
         for s in summaries {
             rows.append([s.method, f(s.meanNLL, 4), f(s.perplexity, 3),
                          s.ghostMeanNLL.map { (s.meanNLL - $0 >= 0 ? "+" : "") + f(s.meanNLL - $0, 4) } ?? "-",
                          s.meanKL.map { f($0, 4) } ?? "-", s.top1Agreement.map { f($0 * 100, 1) + "%" } ?? "-",
                          s.meanMassKept.map { f($0 * 100, 1) + "%" } ?? "-", s.firstDivergence.map(String.init) ?? "never",
-                         bytes(s.meanResidentKVBytes), bytes(Double(s.peakResidentKVBytes))])
+                         formatBytes(Int(s.meanResidentKVBytes)), formatBytes(s.peakResidentKVBytes)])
         }
         lines.append(Self.render([header] + rows))
         if let sinks = first.ghostFirstTokenAttention {
@@ -206,10 +199,6 @@ struct Eval: ParsableCommand {
     }
 
     private func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
-
-    private func bytes(_ value: Double) -> String {
-        value >= 1_048_576 ? String(format: "%.2f MiB", value / 1_048_576) : String(format: "%.1f KiB", value / 1024)
-    }
 }
 
 private struct EvalReport: Encodable {

@@ -45,14 +45,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.load()
-        var text = prompt
-        if let promptFile {
-            let data = try Data(contentsOf: URL(fileURLWithPath: promptFile))
-            guard let decoded = String(data: data, encoding: .utf8) else {
-                throw CLIError("\(promptFile): prompt is not valid UTF-8")
-            }
-            text = decoded
-        }
+        let text = try promptFile.map(readTextFile) ?? prompt
         let cache = try kvOptions.makeCache(config: model.config)
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
         let generator = Generator(engine: engine, tokenizer: model.tokenizer,

@@ -48,28 +48,52 @@ struct ModelOptions: ParsableArguments {
     var engineOptions: EngineOptions { EngineOptions(threads: threads, weightType: weights) }
 }
 
+/// Sparse attention and KV quantization of a cache, shared by every command that builds one
+/// (in `eval` they apply to every `--policy`). Bad strings are one-line errors naming the option.
+struct CacheModeOptions: ParsableArguments {
+    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
+    var sparse: String = "dense"
+
+    @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2, q8_0 or kivi:bits=2+prerope+outliers (default: fp32).")
+    var kv: String = "fp32"
+
+    func validate() throws {
+        _ = try sparseMethod()
+        do { _ = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
+    }
+
+    func sparseMethod() throws -> SparseMethod {
+        do { return try SparseMethod(parsing: sparse) } catch { throw CLIError("--sparse: \(error)") }
+    }
+
+    /// The quantization method, checked against the model's head size.
+    func quantMethod(headDim: Int) throws -> KVQuantMethod {
+        do {
+            let method = try KVQuantMethod(parsing: kv)
+            try method.check(headDim: headDim)
+            return method
+        } catch {
+            throw CLIError("--kv: \(error)")
+        }
+    }
+}
+
 /// The KV methods of one engine, shared by the commands that run one.
 struct KVOptions: ParsableArguments {
     @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
     var policy: String = "full"
 
-    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
-    var sparse: String = "dense"
+    @OptionGroup var modes: CacheModeOptions
 
-    @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2 or q8_0 (default: fp32).")
-    var kv: String = "fp32"
+    func validate() throws { _ = try evictionMethod() }
 
-    func validate() throws {
-        do { _ = try EvictionMethod(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
-        do { _ = try SparseMethod(parsing: sparse) } catch { throw ValidationError("--sparse: \(error)") }
-        do { _ = try KVQuantMethod(parsing: kv) } catch { throw ValidationError("--kv: \(error)") }
+    func evictionMethod() throws -> EvictionMethod {
+        do { return try EvictionMethod(parsing: policy) } catch { throw CLIError("--policy: \(error)") }
     }
 
     func makeCache(config: ModelConfig) throws -> PagedKVCache {
-        let quant = try KVQuantMethod(parsing: kv)
-        do { try quant.check(headDim: config.headDim) } catch { throw CLIError("--kv: \(error)") }
-        return PagedKVCache(layout: KVLayout(config: config), eviction: try EvictionMethod(parsing: policy),
-                            sparse: try SparseMethod(parsing: sparse), quant: quant)
+        PagedKVCache(layout: KVLayout(config: config), eviction: try evictionMethod(), sparse: try modes.sparseMethod(),
+                     quant: try modes.quantMethod(headDim: config.headDim))
     }
 }
 

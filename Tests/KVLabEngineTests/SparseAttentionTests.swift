@@ -143,7 +143,7 @@ import Testing
             }
         }
         var slots: [Int32] = [3, 9, 1, 9, 4]
-        slots.withUnsafeMutableBufferPointer { PagedKVCache.sortDescending($0) }
+        slots.withUnsafeMutableBufferPointer { $0.insertionSort(by: >) }
         #expect(slots == [9, 9, 4, 3, 1])
     }
 

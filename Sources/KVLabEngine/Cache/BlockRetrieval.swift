@@ -14,6 +14,7 @@ final class BlockRetrieval {
     let top: Int
     let lruCapacity: Int
     private let heads: Int
+    private let capacity: Int
     private let blocksPerHead: Int
     /// Attention each position has received while it was read (chooses representatives).
     private let received: UnsafeMutablePointer<Float>
@@ -42,8 +43,6 @@ final class BlockRetrieval {
         self.capacity = capacity
         reset()
     }
-
-    private let capacity: Int
 
     deinit {
         received.deallocate()

@@ -639,20 +639,6 @@ public final class PagedKVCache: KVCache {
         return values[target]
     }
 
-    /// Insertion sort, largest first (a handful of slots per step; no allocation).
-    static func sortDescending(_ slots: UnsafeMutableBufferPointer<Int32>) {
-        guard slots.count > 1 else { return }
-        for i in 1..<slots.count {
-            let value = slots[i]
-            var j = i
-            while j > 0, slots[j - 1] < value {
-                slots[j] = slots[j - 1]
-                j -= 1
-            }
-            slots[j] = value
-        }
-    }
-
     /// Quest: bound each page's best score by its keys' channel-wise min and max, score only the
     /// top pages (and the newest one); returns the slots read, listed in `selectedSlots`.
     private func scoreQuestPages(index: Int, queries q: UnsafePointer<Float>, visible: Int, pagesPerQuestPage: Int,
@@ -939,7 +925,7 @@ public final class PagedKVCache: KVCache {
         let base = index * capacity
         // Highest slot first: each freed slot is then refilled from a tail slot that is live.
         let freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
-        Self.sortDescending(freed)
+        freed.insertionSort(by: >)
         if eviction.merge { for slot in freed { merge(slot: Int(slot), index: index, entries: entries, ledger: &ledger) } }
         var count = counts[index]
         for freedSlot in freed {

@@ -26,11 +26,10 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     public static let full = try! EvictionMethod(parsing: "full")
 
     /// Method names in the order the UI cycles through them.
-    public static let names = ["full", "window", "streaming", "h2o", "a2sf", "tova", "scissorhands", "snapkv",
-                               "pyramidkv", "adakv", "knorm", "random", "duo"]
+    public static let names = schemas.names
 
     private static let context = 1...1_048_576
-    private static let schemas: [String: ParameterSchema] = {
+    private static let schemas: SchemaTable = {
         typealias S = ParameterSchema
         let budget = S.int("budget", 128, context)
         let list = [
@@ -48,7 +47,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("random", [budget, S.int("seed", 0, 0...Int(Int32.max))]),
             S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1)]),
         ]
-        return Dictionary(uniqueKeysWithValues: list.map { ($0.method, $0) })
+        return SchemaTable(list)
     }()
 
     public init(parsing text: String) throws(MethodSpecError) {

@@ -90,24 +90,25 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
     public static let fp32 = try! KVQuantMethod(parsing: "fp32")
 
     /// Method names in the order the UI cycles through them.
-    public static let names = ["fp32", "uniform", "kivi", "mixed", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "ggml", "fp8"]
+    public static let names = schemas.names.filter { !modifierNames.contains($0) }
     /// Modifier names in canonical order.
     public static let modifierNames = ["prerope", "rotate", "outliers", "nuq"]
 
-    private static let schemas: [String: ParameterSchema] = {
+    private static let schemas: SchemaTable = {
         typealias S = ParameterSchema
         let bits = UniformQuantizer.supportedBits.map(String.init)
         let axes = KVQuantAxis.allCases.map(\.rawValue)
         let blocks = KVBlockFormat.allCases.map(\.rawValue)
         let group = S.int("group", 32, 1...4096)
         let residual = { (value: Int, least: Int) in S.int("residual", value, least...1_048_576) }
-        var list = [
+        let list = [
             S("fp32", []),
             S("uniform", [S.choice("kbits", "4", bits), S.choice("vbits", "4", bits), S.choice("kaxis", "channel", axes),
                           S.choice("vaxis", "token", axes), group, residual(128, 0)]),
             S("kivi", [S.choice("bits", "2", bits), group, residual(128, 0)]),
             S("mixed", [S.choice("high", "8", bits), S.choice("low", "2", bits), group, residual(128, 1),
                         S.real("threshold", 1, 0...1_048_576)]),
+        ] + KVBlockFormat.allCases.map { S($0.rawValue, [residual(0, 0)]) } + [
             S("ggml", [S.choice("k", "q8_0", blocks), S.choice("v", "q8_0", blocks), residual(0, 0)]),
             // vLLM's default is one scale per tensor.
             S("fp8", [S.choice("format", "e4m3", ["e4m3", "e5m2"]), S.choice("scale", "tensor", FP8ScaleScope.allCases.map(\.rawValue)),
@@ -117,8 +118,7 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
             S("outliers", [S.real("percent", 1, 0.01...100)]),
             S("nuq", []),
         ]
-        list += KVBlockFormat.allCases.map { S($0.rawValue, [residual(0, 0)]) }
-        return Dictionary(uniqueKeysWithValues: list.map { ($0.method, $0) })
+        return SchemaTable(list)
     }()
 
     public init(parsing text: String) throws(MethodSpecError) {
@@ -126,7 +126,7 @@ public struct KVQuantMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
-        guard Self.names.contains(spec.name), let schema = Self.schemas[spec.name] else {
+        guard !Self.modifierNames.contains(spec.name), let schema = Self.schemas[spec.name] else {
             throw MethodSpecError("unknown KV quantization '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
         let p = try schema.resolve(spec)

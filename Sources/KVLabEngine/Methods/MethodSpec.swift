@@ -144,6 +144,21 @@ struct ParameterSchema {
     }
 }
 
+/// One family's schemas (eviction, sparse, quantization) in the order the UI cycles through them.
+struct SchemaTable {
+    let ordered: [ParameterSchema]
+    private let byName: [String: ParameterSchema]
+
+    init(_ ordered: [ParameterSchema]) {
+        self.ordered = ordered
+        byName = Dictionary(uniqueKeysWithValues: ordered.map { ($0.method, $0) })
+    }
+
+    var names: [String] { ordered.map(\.method) }
+
+    subscript(name: String) -> ParameterSchema? { byName[name] }
+}
+
 /// Typed access to a spec's parameters after `ParameterSchema.resolve` checked them.
 struct ResolvedParameters {
     var values: [String: String]

@@ -19,9 +19,9 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
     public let spec: MethodSpec
 
     public static let dense = try! SparseMethod(parsing: "dense")
-    public static let names = ["dense", "topk", "quest", "threshold", "block-retrieval"]
+    public static let names = schemas.names
 
-    private static let schemas: [String: ParameterSchema] = {
+    private static let schemas: SchemaTable = {
         typealias S = ParameterSchema
         let list = [
             S("dense", []),
@@ -31,7 +31,7 @@ public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {
             S("block-retrieval", [S.int("block", 16, 1...1024), S.int("reps", 4, 1...64), S.int("top", 4, 1...1024),
                                   S.int("local", 64, 1...1_048_576), S.int("sinks", 4, 0...1024), S.int("lru", 8, 1...4096)]),
         ]
-        return Dictionary(uniqueKeysWithValues: list.map { ($0.method, $0) })
+        return SchemaTable(list)
     }()
 
     public init(parsing text: String) throws(MethodSpecError) {

@@ -44,7 +44,7 @@ public struct NonUniformQuantizer: Sendable, Hashable {
             return
         }
         for i in 0..<n { sample[i] = QuantizationInput.clean(sample[i]) }
-        Self.heapSort(sample)
+        sample.heapSort(by: <)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: k) { levels in
             withUnsafeTemporaryAllocation(of: Int.self, capacity: 3 * k) { ints in
                 withUnsafeTemporaryAllocation(of: Double.self, capacity: k) { sums in
@@ -75,41 +75,12 @@ public struct NonUniformQuantizer: Sendable, Hashable {
                         members.update(from: counts, count: k)
                         for j in 0..<k where counts[j] > 0 { levels[j] = Float(sums[j] / Double(counts[j])) }
                         // Insertion sort: at most the idle levels are out of place.
-                        for j in 1..<k {
-                            let level = levels[j]
-                            var i = j
-                            while i > 0 && levels[i - 1] > level {
-                                levels[i] = levels[i - 1]
-                                i -= 1
-                            }
-                            levels[i] = level
-                        }
+                        levels.insertionSort(by: <)
                     }
                     // Rounding to fp16 is monotone, so the levels stay ascending.
                     for j in 0..<k { levelBits[j] = Half.fromFloat(levels[j]) }
                 }
             }
-        }
-    }
-
-    /// Sorts ascending in place with no allocation (the standard library's sort takes a merge
-    /// buffer and a run stack from the heap).
-    static func heapSort(_ x: UnsafeMutableBufferPointer<Float>) {
-        func siftDown(_ start: Int, _ end: Int) {
-            var root = start
-            while 2 * root + 1 < end {
-                var child = 2 * root + 1
-                if child + 1 < end && x[child] < x[child + 1] { child += 1 }
-                guard x[root] < x[child] else { return }
-                x.swapAt(root, child)
-                root = child
-            }
-        }
-        let n = x.count
-        for start in stride(from: n / 2 - 1, through: 0, by: -1) { siftDown(start, n) }
-        for end in stride(from: n - 1, to: 0, by: -1) {
-            x.swapAt(0, end)
-            siftDown(0, end)
         }
     }
 

@@ -44,15 +44,7 @@ public enum OutlierSplit {
             kept = min(kept + 1, k)
         }
         // Ascending index order: the stored list is canonical and `restore` walks the vector once.
-        for i in 1..<k {
-            let index = indices[i]
-            var slot = i
-            while slot > 0 && indices[slot - 1] > index {
-                indices[slot] = indices[slot - 1]
-                slot -= 1
-            }
-            indices[slot] = index
-        }
+        UnsafeMutableBufferPointer(start: indices, count: k).insertionSort(by: <)
         for i in 0..<k { values[i] = Half.fromFloat(QuantizationInput.clean(vector[Int(indices[i])])) }
     }
 

@@ -135,6 +135,7 @@ public final class InferenceEngine {
         let batch = PrefillBuffers(config: c, tokens: n)
         defer { batch.deallocate() }
         let half = c.headDim / 2
+        cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
             weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
             ledger.read(.weights, weights.tokenEmbedding.rowBytes)
@@ -154,7 +155,6 @@ public final class InferenceEngine {
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
-            if l == 0 { cache.beginPrefill(end: position + n) }
             for t in 0..<n {
                 cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &ledger)
             }

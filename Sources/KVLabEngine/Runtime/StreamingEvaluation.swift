@@ -109,13 +109,18 @@ public final class StreamingEvaluator {
         let prompt = min(max(prefill, 0), tokens.count)
         if prompt > 0 {
             let logits = try engine.prefill(Array(tokens[..<prompt]), allLogits: true).logits
-            let ghostLogits = try ghost?.prefill(Array(tokens[..<prompt]), allLogits: true).logits
-            for t in 0..<prompt {
-                let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
-                                           logits: logits, offset: t * vocabulary, ghostLogits: ghostLogits,
-                                           vocabulary: vocabulary, massKept: nil, resident: methodCache.residency.total)
-                accumulator.add(quality, offset: offset, ghostResident: ghostCache?.residency.total)
-                onToken(quality)
+            let ghostLogits = try ghost?.prefill(Array(tokens[..<prompt]), allLogits: true).logits ?? []
+            logits.withUnsafeBufferPointer { m in
+                ghostLogits.withUnsafeBufferPointer { g in
+                    for t in 0..<prompt {
+                        let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
+                                                   logits: m.baseAddress! + t * vocabulary,
+                                                   ghostLogits: g.isEmpty ? nil : g.baseAddress! + t * vocabulary,
+                                                   vocabulary: vocabulary, massKept: nil, resident: methodCache.residency.total)
+                        accumulator.add(quality, offset: offset, ghostResident: ghostCache?.residency.total)
+                        onToken(quality)
+                    }
+                }
             }
         }
         for t in prompt..<tokens.count {
@@ -125,7 +130,7 @@ public final class StreamingEvaluator {
             }
             try engine.decode(tokens[t])
             let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
-                                       logits: Array(engine.logits), offset: 0, ghostLogits: ghost.map { Array($0.logits) },
+                                       logits: engine.logits.baseAddress!, ghostLogits: ghost?.logits.baseAddress,
                                        vocabulary: vocabulary, massKept: methodCache.massKept,
                                        resident: methodCache.residency.total)
             accumulator.add(quality, offset: offset, ghostResident: ghostCache?.residency.total)
@@ -133,29 +138,24 @@ public final class StreamingEvaluator {
         }
     }
 
-    private static func quality(position: Int, next: Int?, logits: [Float], offset: Int, ghostLogits: [Float]?,
+    /// One position's quality from the method's logits `m` and, with a ghost, its logits `g`.
+    private static func quality(position: Int, next: Int?, logits m: UnsafePointer<Float>, ghostLogits g: UnsafePointer<Float>?,
                                 vocabulary: Int, massKept: Double?, resident: Int) -> TokenQuality {
         var q = TokenQuality(position: position, massKept: massKept, residentKVBytes: resident)
-        logits.withUnsafeBufferPointer { method in
-            let m = method.baseAddress! + offset
-            let mStats = LogitStatistics(m, count: vocabulary)
-            q.top = mStats.argmax
-            if let next { q.nll = Double(mStats.logSumExp - m[next]) }
-            guard let ghostLogits else { return }
-            ghostLogits.withUnsafeBufferPointer { ghostBuffer in
-                let g = ghostBuffer.baseAddress! + offset
-                let gStats = LogitStatistics(g, count: vocabulary)
-                if let next { q.ghostNLL = Double(gStats.logSumExp - g[next]) }
-                var kl = 0.0
-                for i in 0..<vocabulary {
-                    let logP = Double(g[i] - gStats.logSumExp)
-                    kl += exp(logP) * (logP - Double(m[i] - mStats.logSumExp))
-                }
-                q.kl = max(0, kl)
-                q.top1Agrees = gStats.argmax == mStats.argmax
-                q.ghostTop = gStats.argmax
-            }
+        let mStats = LogitStatistics(m, count: vocabulary)
+        q.top = mStats.argmax
+        if let next { q.nll = Double(mStats.logSumExp - m[next]) }
+        guard let g else { return q }
+        let gStats = LogitStatistics(g, count: vocabulary)
+        if let next { q.ghostNLL = Double(gStats.logSumExp - g[next]) }
+        var kl = 0.0
+        for i in 0..<vocabulary {
+            let logP = Double(g[i] - gStats.logSumExp)
+            kl += exp(logP) * (logP - Double(m[i] - mStats.logSumExp))
         }
+        q.kl = max(0, kl)
+        q.top1Agrees = gStats.argmax == mStats.argmax
+        q.ghostTop = gStats.argmax
         return q
     }
 
