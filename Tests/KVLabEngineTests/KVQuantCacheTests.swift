@@ -54,6 +54,17 @@ import Testing
 
     /// Runs decode steps `positions` (append, attend) on every layer; returns each step's output of layer 0.
     @discardableResult
+    /// Appends the seeded entry at `position` to layer 0 and returns the ledger of its attention alone.
+    static func attendLedger(_ cache: PagedKVCache, _ layout: KVLayout, position: Int) -> IOLedger {
+        let step = data(layout, position: position, seed: 5)
+        var ledger = IOLedger()
+        var output = [Float](repeating: 0, count: step.queries.count)
+        cache.append(layer: 0, position: position, keys: step.keys, values: step.values, ledger: &ledger)
+        ledger = IOLedger()
+        cache.attend(layer: 0, position: position, queries: step.queries, output: &output, ledger: &ledger)
+        return ledger
+    }
+
     static func run(_ cache: PagedKVCache, _ positions: Range<Int>, seed: UInt64 = 5, check: () -> Void = {}) -> [[Float]] {
         let l = cache.layout
         var outputs: [[Float]] = []
@@ -204,12 +215,7 @@ import Testing
         let layout = Self.layout()
         let cache = PagedKVCache(layout: layout, quant: try KVQuantMethod(parsing: "kivi:bits=2,group=32,residual=16"))
         Self.run(cache, 0..<100)
-        let step = Self.data(layout, position: 100, seed: 5)
-        var ledger = IOLedger()
-        var output = [Float](repeating: 0, count: 32)
-        cache.append(layer: 0, position: 100, keys: step.keys, values: step.values, ledger: &ledger)
-        ledger = IOLedger()
-        cache.attend(layer: 0, position: 100, queries: step.queries, output: &output, ledger: &ledger)
+        let ledger = Self.attendLedger(cache, layout, position: 100)
         // 101 entries: K has 2 groups of 32 quantized and 37 at fp32; V has 85 records and 16 at fp32.
         #expect(ledger.bytesRead(.keys) == 37 * 128 + 2 * 256)
         #expect(ledger.bytesRead(.values) == 16 * 128 + 85 * 8)

@@ -227,12 +227,7 @@ import Testing
         let layout = Q.layout()
         let cache = PagedKVCache(layout: layout, quant: try Self.method("kivi:bits=2,group=32,residual=16+outliers:percent=5+nuq"))
         Q.run(cache, 0..<100)
-        let step = Q.data(layout, position: 100, seed: 5)
-        var ledger = IOLedger()
-        var output = [Float](repeating: 0, count: 32)
-        cache.append(layer: 0, position: 100, keys: step.keys, values: step.values, ledger: &ledger)
-        ledger = IOLedger()
-        cache.attend(layer: 0, position: 100, queries: step.queries, output: &output, ledger: &ledger)
+        let ledger = Q.attendLedger(cache, layout, position: 100)
         // K: 2 records of 256 B codes and 128 + 32 × 2 × 4 B of metadata, 37 entries at fp32;
         // V: 85 records of 8 B codes and 4 + 2 × 4 B, 16 at fp32; 4 fp16 levels per tensor.
         #expect(ledger.bytesRead(.keys) == 37 * 128 + 2 * 256)
