@@ -53,7 +53,6 @@ import Testing
     }
 
     /// Runs decode steps `positions` (append, attend) on every layer; returns each step's output of layer 0.
-    @discardableResult
     /// Appends the seeded entry at `position` to layer 0 and returns the ledger of its attention alone.
     static func attendLedger(_ cache: PagedKVCache, _ layout: KVLayout, position: Int) -> IOLedger {
         let step = data(layout, position: position, seed: 5)
@@ -65,6 +64,7 @@ import Testing
         return ledger
     }
 
+    @discardableResult
     static func run(_ cache: PagedKVCache, _ positions: Range<Int>, seed: UInt64 = 5, check: () -> Void = {}) -> [[Float]] {
         let l = cache.layout
         var outputs: [[Float]] = []
