@@ -102,7 +102,7 @@ import Testing
         let all = Self.run(try SparseMethod(parsing: "block-retrieval:block=8,reps=2,top=100,local=16,sinks=2,lru=100"))
         #expect(Self.close(all.output, dense.output))
         // Every past block is already in the HBM block cache at the last step: no fetch.
-        #expect(all.ledger.bytesRead(.hostFetch) == 0)
+        #expect(all.ledger.total(.dramToHBM) == 0)
         #expect(all.cache.residency.fullPrecisionPayload == dense.cache.residency.fullPrecisionPayload)
     }
 
@@ -124,8 +124,9 @@ import Testing
             let keys = (0..<16).map { _ in Float.random(in: -2...2, using: &generator) }
             cache.append(layer: 0, position: position, keys: keys, values: keys, ledger: &ledger)
             cache.attend(layer: 0, position: position, queries: keys + keys, output: &output, ledger: &ledger)
-            #expect(ledger.bytesRead(.hostFetch) % UInt64(8 * 2 * 8 * 4) == 0)
-            fetched += ledger.bytesRead(.hostFetch)
+            #expect(ledger.bytes(.keys, .dramToHBM) == ledger.bytes(.values, .dramToHBM))
+            #expect(ledger.total(.dramToHBM) % UInt64(8 * 2 * 8 * 4) == 0)
+            fetched += ledger.total(.dramToHBM)
         }
         #expect(fetched >= 2 * 10 * 8 * 2 * 8 * 4)
     }

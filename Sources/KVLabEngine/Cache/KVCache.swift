@@ -85,4 +85,10 @@ public protocol KVCache: AnyObject {
     /// the kept entries of `layer` at positions ≤ `position`, written to `output` (same shape).
     /// Outside a batched prefill the cache's method then updates its state and evicts.
     func attend(layer: Int, position: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger)
+    /// Causal attention of a batched prefill's consecutive `positions` at once (`positions.count`
+    /// rows of `headCount × headDim`, their entries already appended): each query sees the kept
+    /// entries at positions up to its own.
+    func attend(layer: Int, positions: Range<Int>, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger)
+    /// The attention kernel (naive or tiled); it may change between steps.
+    var attentionKernel: AttentionKernel { get set }
 }

@@ -99,6 +99,12 @@ public final class PagedKVCache: KVCache {
     private var valueStore: QuantizedKVStore?
     /// End of the prompt while a batched prefill runs.
     private var promptEnd: Int?
+    /// The attention kernel, switchable between steps.
+    public var attentionKernel: AttentionKernel = .naive {
+        didSet { if attentionKernel != oldValue { tiled = Self.tiledAttention(for: attentionKernel, layout: layout, entries: scoreStride) } }
+    }
+    /// The tiled kernel's scratch (its SRAM working set); nil for the naive kernel.
+    private var tiled: TiledAttention?
 
     /// Keep each step's `s_t` per entry (the ghost run does, so others can compare with it).
     public var recordsAttention = false
@@ -462,6 +468,7 @@ public final class PagedKVCache: KVCache {
         // A prompt runs dense; sparse modes choose what each decode step reads.
         let mode = promptEnd == nil ? sparse.kind : .dense
         if layer == 0 { massSum = 0 }
+        let tiled = self.tiled
         for head in 0..<layout.kvHeadCount {
             let index = layer * layout.kvHeadCount + head
             // Slots are in position order until something is evicted, and nothing is during a
@@ -477,21 +484,52 @@ public final class PagedKVCache: KVCache {
             var read = visible
             keyStore?.beginReads()
             valueStore?.beginReads()
+            // The naive kernel materializes scores as it selects; the tiled one scores in its tiles.
+            let scoring = tiled == nil
             switch mode {
             case .dense:
-                scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize))
+                if scoring { scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize)) }
             case .topK(let k):
                 scorePages(index: index, queries: q, pages: 0..<((visible + pageSize - 1) / pageSize))
                 read = keepTopK(k, visible: visible)
             case .quest(let page, let budget):
                 read = scoreQuestPages(index: index, queries: q, visible: visible, pagesPerQuestPage: page / pageSize,
-                                       questPages: budget / page, ledger: &ledger)
+                                       questPages: budget / page, scoring: scoring, ledger: &ledger)
             case .threshold(let theta):
-                read = scoreAboveThreshold(index: index, queries: q, visible: visible, theta: Float(theta), position: position)
+                read = scoreAboveThreshold(index: index, queries: q, visible: visible, theta: Float(theta), position: position, scoring: scoring)
             case .blockRetrieval:
-                read = scoreRetrieved(index: index, queries: q, visible: visible, position: position, ledger: &ledger)
+                read = scoreRetrieved(index: index, queries: q, visible: visible, position: position, scoring: scoring, ledger: &ledger)
             }
-            for g in 0..<group { Vector.softmax(probabilities + g * scoreStride, count: visible) }
+            let out = output + head * group * hd
+            if let tiled {
+                if isTopK(mode) {
+                    // Top-k's selection pass: every key read, its scores kept on chip.
+                    countDenseRead(key: true, index: index, visible: visible, ledger: &ledger)
+                    ledger.onChip(.scores, group * visible * 8)
+                }
+                attendTiled(tiled, index: index, queries: q, visible: visible, listed: mode == .dense ? nil : read,
+                            masked: isTopK(mode), output: out, probabilities: wantsScores || isRetrieval(mode), ledger: &ledger)
+            } else {
+                for g in 0..<group { Vector.softmax(probabilities + g * scoreStride, count: visible) }
+                if mode == .dense {
+                    weightValues(index: index, visible: visible, output: out)
+                } else {
+                    weightSelectedValues(index: index, count: read, output: out)
+                }
+                if mode == .dense || isTopK(mode) {
+                    countDenseRead(key: true, index: index, visible: visible, ledger: &ledger)
+                } else {
+                    for n in 0..<read { countRead(key: true, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
+                }
+                if mode == .dense {
+                    countDenseRead(key: false, index: index, visible: visible, ledger: &ledger)
+                } else {
+                    for n in 0..<read { countRead(key: false, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
+                }
+                // Naive attention materializes scores: written, re-read by softmax, re-read by P·V.
+                ledger.write(.scores, 2 * group * visible * 4)
+                ledger.read(.scores, 2 * group * visible * 4)
+            }
             if case .blockRetrieval = mode, let retrieval {
                 // Attention received while read picks a block's representatives when it leaves the window.
                 for n in 0..<read {
@@ -501,27 +539,10 @@ public final class PagedKVCache: KVCache {
                     retrieval.addReceived(head: index, position: Int(slotPositions[index * capacity + slot]), received)
                 }
             }
-            if mode == .dense {
-                weightValues(index: index, visible: visible, output: output + head * group * hd)
-            } else {
-                weightSelectedValues(index: index, count: read, output: output + head * group * hd)
-            }
-            if mode == .dense || isTopK(mode) {
-                countDenseRead(key: true, index: index, visible: visible, ledger: &ledger)
-            } else {
-                for n in 0..<read { countRead(key: true, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
-            }
-            if mode == .dense {
-                countDenseRead(key: false, index: index, visible: visible, ledger: &ledger)
-            } else {
-                for n in 0..<read { countRead(key: false, index: index, slot: Int(selectedSlots[n]), ledger: &ledger) }
-            }
-            // Naive attention materializes scores: written, re-read by softmax, re-read by P·V.
-            ledger.write(.scores, 2 * group * visible * 4)
-            ledger.read(.scores, 2 * group * visible * 4)
             if wantsScores {
                 gatherStepScores(index: index, visible: visible, accumulate: accumulates)
-                ledger.read(.scores, group * visible * 4)
+                // The tiled kernel's second pass already wrote s_t; naive reads the probabilities back.
+                if tiled == nil { ledger.read(.scores, group * visible * 4) }
                 if accumulates {
                     ledger.read(.policyState, visible * 4)
                     ledger.write(.policyState, visible * 4)
@@ -535,8 +556,11 @@ public final class PagedKVCache: KVCache {
                 ledger.write(.policyState, visible * policy.stateBytesPerEntry)
             }
         }
-        ledger.read(.activations, layout.kvHeadCount * group * hd * 4)
-        ledger.write(.activations, layout.kvHeadCount * group * hd * 4)
+        // The tiled kernel counts its own query and output traffic.
+        if tiled == nil {
+            ledger.read(.activations, layout.kvHeadCount * group * hd * 4)
+            ledger.write(.activations, layout.kvHeadCount * group * hd * 4)
+        }
         if attentionReference != nil, layer == layout.layerCount - 1 {
             massKept = massSum / Double(layout.layerCount * layout.kvHeadCount * group)
         }
@@ -547,6 +571,11 @@ public final class PagedKVCache: KVCache {
 
     private func isTopK(_ mode: SparseMethod.Kind) -> Bool {
         if case .topK = mode { return true }
+        return false
+    }
+
+    private func isRetrieval(_ mode: SparseMethod.Kind) -> Bool {
+        if case .blockRetrieval = mode { return true }
         return false
     }
 
@@ -640,13 +669,14 @@ public final class PagedKVCache: KVCache {
     }
 
     /// Quest: bound each page's best score by its keys' channel-wise min and max, score only the
-    /// top pages (and the newest one); returns the slots read, listed in `selectedSlots`.
+    /// top pages (and the newest one) unless the tiled kernel scores them (`scoring` false);
+    /// returns the slots read, listed in `selectedSlots`.
     private func scoreQuestPages(index: Int, queries q: UnsafePointer<Float>, visible: Int, pagesPerQuestPage: Int,
-                                 questPages: Int, ledger: inout IOLedger) -> Int {
+                                 questPages: Int, scoring: Bool, ledger: inout IOLedger) -> Int {
         let hd = layout.headDim
         let physicalPages = (visible + pageSize - 1) / pageSize
         let groups = (physicalPages + pagesPerQuestPage - 1) / pagesPerQuestPage
-        maskScores(visible: visible)
+        if scoring { maskScores(visible: visible) }
         guard groups > 0 else { return 0 }
         for quest in 0..<groups {
             var bound = -Float.infinity
@@ -675,14 +705,14 @@ public final class PagedKVCache: KVCache {
         var n = 0
         for quest in 0..<groups where selectedMarks[quest] {
             let pages = (quest * pagesPerQuestPage)..<min(physicalPages, (quest + 1) * pagesPerQuestPage)
-            scorePages(index: index, queries: q, pages: pages)
+            if scoring { scorePages(index: index, queries: q, pages: pages) }
             for slot in (pages.lowerBound * pageSize)..<min(visible, pages.upperBound * pageSize) {
                 selectedSlots[n] = Int32(slot)
                 n += 1
             }
         }
         // Lanes past the last visible slot of the newest page are not entries.
-        for g in 0..<layout.groupSize {
+        for g in 0..<layout.groupSize where scoring {
             for slot in visible..<(physicalPages * pageSize) { probabilities[g * scoreStride + slot] = Self.masked }
         }
         return n
@@ -690,13 +720,14 @@ public final class PagedKVCache: KVCache {
 
     /// Block retrieval: the sinks and the local window always; of the past blocks, the `top` whose
     /// representative keys score highest (group-summed q·k, best representative). A block not in
-    /// the HBM block cache is fetched from host DRAM (counted as `.hostFetch`).
+    /// the HBM block cache is fetched from host DRAM (counted on the DRAM→HBM link). The chosen
+    /// entries are scored unless the tiled kernel scores them (`scoring` false).
     private func scoreRetrieved(index: Int, queries q: UnsafePointer<Float>, visible: Int, position: Int,
-                                ledger: inout IOLedger) -> Int {
+                                scoring: Bool, ledger: inout IOLedger) -> Int {
         guard let retrieval, case .blockRetrieval(_, let reps, let top, _, _, _) = sparse.kind else { return 0 }
         let hd = layout.headDim, base = index * capacity
         let kept = positions + base
-        maskScores(visible: visible)
+        if scoring { maskScores(visible: visible) }
         retrieval.beginStep()
         retrieval.formBlocks(head: index, at: position, kept: kept, count: visible)
         func groupScore(slot: Int) -> Float {
@@ -751,16 +782,17 @@ public final class PagedKVCache: KVCache {
                 if sortScratch[b] != .infinity {
                     sortScratch[b] = .infinity
                     if retrieval.touch(head: index, block: b) {
-                        var bytes = 0
+                        var keyBytes = 0, valueBytes = 0
                         for j in i..<visible where retrieval.block(of: Int(kept[j])) == b {
-                            bytes += storedBytes(key: true, index: index, slot: Int(slots[base + j]))
-                                + storedBytes(key: false, index: index, slot: Int(slots[base + j]))
+                            keyBytes += storedBytes(key: true, index: index, slot: Int(slots[base + j]))
+                            valueBytes += storedBytes(key: false, index: index, slot: Int(slots[base + j]))
                         }
-                        ledger.read(.hostFetch, bytes)
+                        ledger.fetch(.keys, keyBytes)
+                        ledger.fetch(.values, valueBytes)
                     }
                 }
             }
-            scoreSlot(index: index, queries: q, slot: slot)
+            if scoring { scoreSlot(index: index, queries: q, slot: slot) }
             selectedSlots[n] = Int32(slot)
             n += 1
         }
@@ -786,14 +818,16 @@ public final class PagedKVCache: KVCache {
         return store.storedBytes(code: -1 - location)
     }
 
-    /// threshold: score only entries whose `s_t` last step reached `theta` (and the new entry).
-    private func scoreAboveThreshold(index: Int, queries q: UnsafePointer<Float>, visible: Int, theta: Float, position: Int) -> Int {
+    /// threshold: read only entries whose `s_t` last step reached `theta` (and the new entry),
+    /// scored here unless the tiled kernel scores them (`scoring` false).
+    private func scoreAboveThreshold(index: Int, queries q: UnsafePointer<Float>, visible: Int, theta: Float, position: Int,
+                                     scoring: Bool) -> Int {
         let base = index * capacity
-        maskScores(visible: visible)
+        if scoring { maskScores(visible: visible) }
         var n = 0
         for i in 0..<visible where stepScores[base + i] >= theta || Int(positions[base + i]) == position {
             let slot = Int(slots[base + i])
-            scoreSlot(index: index, queries: q, slot: slot)
+            if scoring { scoreSlot(index: index, queries: q, slot: slot) }
             selectedSlots[n] = Int32(slot)
             n += 1
         }
@@ -1210,5 +1244,318 @@ public final class PagedKVCache: KVCache {
         keyNorms[base + best] = norm.squareRoot()
         mergeCounts[base + target] = n + 1
         summarize(index: index, page: target / pageSize, count: counts[index])
+    }
+
+    // MARK: - Batched and tiled attention
+
+    /// The tiled kernel's scratch for `kernel` (tiles of at most a head's `entries`); nil for naive.
+    private static func tiledAttention(for kernel: AttentionKernel, layout: KVLayout, entries: Int) -> TiledAttention? {
+        guard case .tiled(let bytes) = kernel else { return nil }
+        return TiledAttention(sramBytes: bytes, headDim: layout.headDim, maxEntries: entries, rows: layout.groupSize)
+    }
+
+    /// Most floats of scores naive batched attention materializes at once (64 MiB): longer
+    /// prompts run in chunks of query tokens, each reading the keys and values again.
+    static let naiveScoreFloats = 1 << 24
+
+    /// The layout of naive batched attention's scratch for a head of up to `entries` entries:
+    /// gathered keys, transposed values, then the score rows of one chunk of query tokens.
+    struct NaiveScratch {
+        let entries: Int
+        /// Score row stride (whole 16-lane chunks, as softmax needs).
+        let rowStride: Int
+        let chunkTokens: Int
+        let floats: Int
+
+        init(tokens: Int, group: Int, headDim: Int, entries: Int) {
+            self.entries = entries
+            rowStride = (entries + 15) / 16 * 16
+            chunkTokens = max(1, min(tokens, PagedKVCache.naiveScoreFloats / (group * rowStride)))
+            floats = 2 * entries * headDim + chunkTokens * group * rowStride
+        }
+    }
+
+    /// Causal attention of a prompt's queries (`positions.count` tokens × `headCount × headDim`,
+    /// their entries appended, inside a batched prefill) in one pass per KV head: the naive kernel
+    /// materializes the scores of all queries (keys and values read once, scores and probabilities
+    /// written and read back), the tiled one runs query blocks against key/value tiles. Queries
+    /// whose attention the method needs (the observation window, `mixed`'s received scores, the
+    /// last one for a cache that records attention) then get their probabilities and the policy's
+    /// prefill hook, in position order.
+    public func attend(layer: Int, positions: Range<Int>, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                       ledger: inout IOLedger) {
+        guard let end = promptEnd else { preconditionFailure("batched attention runs inside a prefill (beginPrefill)") }
+        let hd = layout.headDim, group = layout.groupSize, n = positions.count, rows = n * group
+        let tokenStride = layout.kvHeadCount * group * hd
+        let accumulates = quant.mixed != nil
+        let recordsLast = recordsAttention || attentionReference != nil
+        // One allocation for the call: each head's queries and output, and naive's gathered keys,
+        // transposed values and scores (sized for the head with the most entries).
+        var most = 0
+        for head in 0..<layout.kvHeadCount { most = max(most, counts[layer * layout.kvHeadCount + head]) }
+        let naive = NaiveScratch(tokens: n, group: group, headDim: hd, entries: most)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * hd + (tiled == nil ? naive.floats : 0))
+        defer { scratch.deallocate() }
+        let headQueries = scratch, headOutput = scratch + rows * hd
+        for head in 0..<layout.kvHeadCount {
+            let index = layer * layout.kvHeadCount + head
+            // The prompt's entries are the head's last `n` slots, in position order.
+            let count = counts[index], first = count - n
+            precondition(first >= 0 && Int(slotPositions[index * capacity + first]) == positions.lowerBound
+                         && Int(slotPositions[index * capacity + count - 1]) == positions.upperBound - 1,
+                         "batched attention needs the prompt's entries appended in order")
+            for t in 0..<n {
+                let row = headQueries + t * group * hd
+                row.update(from: queries + t * tokenStride + head * group * hd, count: group * hd)
+                if scoresRotated { for g in 0..<group { Hadamard.transform(row + g * hd, count: hd) } }
+            }
+            let causal = CausalRows(group: group, firstVisible: first + 1)
+            // After a query's probabilities are in `probabilities`: its s_t, then the policy's hook.
+            let observed: (Int) -> Bool = { t in positions.lowerBound + t >= end - self.policy.prefillObservation }
+            let needed: (Int) -> Bool = { t in accumulates || observed(t) || (recordsLast && t == n - 1) }
+            func finish(_ t: Int, ledger: inout IOLedger) {
+                let visible = causal.visible(t * group)
+                gatherStepScores(index: index, visible: visible, accumulate: accumulates)
+                if accumulates {
+                    ledger.read(.policyState, visible * 4)
+                    ledger.write(.policyState, visible * 4)
+                }
+                if observed(t) {
+                    policy.observePrefill(layer: layer, head: head, entries: headEntries(index: index, count: visible),
+                                          queryPosition: positions.lowerBound + t, promptEnd: end)
+                    ledger.read(.policyState, visible * policy.stateBytesPerEntry)
+                    ledger.write(.policyState, visible * policy.stateBytesPerEntry)
+                }
+            }
+            if let tiled {
+                prefillTiled(tiled, index: index, rows: rows, queries: headQueries, output: headOutput, causal: causal,
+                             needed: needed, finish: finish, ledger: &ledger)
+            } else {
+                prefillNaive(index: index, tokens: n, queries: headQueries, output: headOutput, causal: causal,
+                             scratch: naive, at: headOutput + rows * hd, needed: needed, finish: finish, ledger: &ledger)
+            }
+            for t in 0..<n {
+                (output + t * tokenStride + head * group * hd).update(from: headOutput + t * group * hd, count: group * hd)
+            }
+        }
+    }
+
+    /// Naive batched attention of one KV head: keys (row-major) and values (transposed) gathered,
+    /// S = Q·Kᵀ and O = P·V as BLAS products, softmax over each row's causal prefix (the rest of
+    /// the row zeroed). Traffic per chunk of queries: K and V once; scores written by the product,
+    /// read and rewritten as probabilities by softmax, read by P·V.
+    private func prefillNaive(index: Int, tokens n: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              causal: CausalRows, scratch: NaiveScratch, at base: UnsafeMutablePointer<Float>,
+                              needed: (Int) -> Bool, finish: (Int, inout IOLedger) -> Void, ledger: inout IOLedger) {
+        let hd = layout.headDim, group = layout.groupSize, rows = n * group
+        let entries = causal.visible(rows - 1)
+        let rowStride = scratch.rowStride, chunk = scratch.chunkTokens
+        let keys = base, valuesT = base + scratch.entries * hd, scores = base + 2 * scratch.entries * hd
+        for slot in 0..<entries {
+            (keys + slot * hd).update(from: key(index: index, slot: slot), count: hd)
+            let v = value(index: index, slot: slot)
+            for c in 0..<hd { valuesT[c * entries + slot] = v[c] }
+        }
+        var start = 0
+        while start < n {
+            let chunkTokens = min(chunk, n - start), firstRow = start * group, chunkRows = chunkTokens * group
+            countDenseRead(key: true, index: index, visible: entries, ledger: &ledger)
+            countDenseRead(key: false, index: index, visible: entries, ledger: &ledger)
+            BLAS.multiplyTransposed(m: chunkRows, n: entries, k: hd, a: queries + firstRow * hd, lda: hd,
+                                    b: keys, ldb: hd, c: scores, ldc: rowStride)
+            for r in 0..<chunkRows {
+                let row = scores + r * rowStride, visible = causal.visible(firstRow + r)
+                for i in 0..<visible { row[i] *= scale }
+                Vector.softmax(row, count: visible)
+                for i in visible..<entries { row[i] = 0 }
+            }
+            ledger.write(.scores, 2 * chunkRows * entries * 4)
+            ledger.read(.scores, 2 * chunkRows * entries * 4)
+            BLAS.multiplyTransposed(m: chunkRows, n: hd, k: entries, a: scores, lda: rowStride, b: valuesT, ldb: entries,
+                                    c: output + firstRow * hd, ldc: hd)
+            for t in start..<(start + chunkTokens) where needed(t) {
+                let visible = causal.visible(t * group)
+                for g in 0..<group {
+                    (probabilities + g * scoreStride).update(from: scores + ((t - start) * group + g) * rowStride, count: visible)
+                }
+                ledger.read(.scores, group * visible * 4)
+                finish(t, &ledger)
+            }
+            start += chunkTokens
+        }
+        ledger.read(.activations, rows * hd * 4)
+        ledger.write(.activations, rows * hd * 4)
+    }
+
+    /// Tiled batched attention of one KV head (every visible slot listed, rows token-major), then a
+    /// second pass over the keys for each query whose probabilities are needed.
+    private func prefillTiled(_ kernel: TiledAttention, index: Int, rows: Int, queries: UnsafePointer<Float>,
+                              output: UnsafeMutablePointer<Float>, causal: CausalRows, needed: (Int) -> Bool,
+                              finish: (Int, inout IOLedger) -> Void, ledger: inout IOLedger) {
+        let group = layout.groupSize
+        var tiles = IOLedger()
+        keyStore?.beginReads()
+        valueStore?.beginReads()
+        kernel.attend(rows: rows, queries: queries, output: output, entries: causal.visible(rows - 1), causal: causal,
+                      load: { self.loadTile(kernel, index: index, entries: $0, dense: true, values: true, ledger: &tiles) },
+                      score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: true, masked: false,
+                                              into: $2, stride: $3) },
+                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: true, weights: $2,
+                                                        stride: $3, into: $4) },
+                      ledger: &ledger)
+        ledger.add(tiles)
+        for t in 0..<(rows / group) where needed(t) {
+            writeProbabilities(kernel, index: index, rows: (t * group)..<((t + 1) * group), queries: queries,
+                               visible: causal.visible(t * group), listed: nil, ledger: &ledger)
+            finish(t, &ledger)
+        }
+    }
+
+    /// One decode query group through the tiled kernel over the first `visible` slots, or the
+    /// `listed` slots of `selectedSlots` (top-k's dropped entries masked per query head); with
+    /// `probabilities`, a second pass leaves each query head's probabilities in `probabilities`.
+    private func attendTiled(_ kernel: TiledAttention, index: Int, queries q: UnsafePointer<Float>, visible: Int, listed: Int?,
+                             masked: Bool, output: UnsafeMutablePointer<Float>, probabilities wanted: Bool, ledger: inout IOLedger) {
+        let group = layout.groupSize, entries = listed ?? visible, dense = listed == nil
+        var tiles = IOLedger()
+        keyStore?.beginReads()
+        valueStore?.beginReads()
+        kernel.attend(rows: group, queries: q, output: output, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
+                      load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
+                      score: { self.scoreTile(kernel, index: index, queries: q, rows: $0, entries: $1, dense: dense, masked: masked,
+                                              into: $2, stride: $3) },
+                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: dense, weights: $2,
+                                                        stride: $3, into: $4) },
+                      ledger: &ledger)
+        ledger.add(tiles)
+        if wanted {
+            writeProbabilities(kernel, index: index, rows: 0..<group, queries: q, visible: visible, listed: listed, masked: masked,
+                               ledger: &ledger)
+        }
+    }
+
+    /// The kernel's second pass for one token's query group (`rows` of the last `attend`): its
+    /// probabilities over the listed entries into `probabilities` (0 for visible entries not
+    /// read), counted as re-reading the keys and writing the group sums s_t per entry.
+    private func writeProbabilities(_ kernel: TiledAttention, index: Int, rows: Range<Int>, queries: UnsafePointer<Float>,
+                                    visible: Int, listed: Int?, masked: Bool = false, ledger: inout IOLedger) {
+        let entries = listed ?? visible, dense = listed == nil
+        // Top-k's masks live in `probabilities` until the pass has read them.
+        if !masked { for g in 0..<layout.groupSize { (probabilities + g * scoreStride).update(repeating: 0, count: visible) } }
+        var tiles = IOLedger()
+        keyStore?.beginReads()
+        kernel.probabilities(rows: rows, queries: queries, entries: entries,
+                             loadKeys: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: false, ledger: &tiles) },
+                             score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: dense,
+                                                     masked: masked, into: $2, stride: $3) },
+                             emit: { group, tile, p, stride in
+                                 for g in group {
+                                     for (n, e) in tile.enumerated() {
+                                         let slot = dense ? e : Int(self.selectedSlots[e])
+                                         self.probabilities[g * self.scoreStride + slot] = p[(g - group.lowerBound) * stride + n]
+                                     }
+                                 }
+                             },
+                             ledger: &ledger)
+        if masked {
+            for g in 0..<layout.groupSize {
+                for i in 0..<visible where probabilities[g * scoreStride + i] == Self.masked { probabilities[g * scoreStride + i] = 0 }
+            }
+        }
+        ledger.add(tiles)
+        ledger.write(.policyState, entries * 4)
+    }
+
+    /// Whether tiles of a dense list can score keys in place: fp32 keys in pages, as scored.
+    private var keysInPlace: Bool { keyStore == nil && !quant.preRoPE }
+
+    /// Brings a tile of listed entries on chip: fp32 keys and values of a dense list are read in
+    /// place from their pages, others gathered or decoded into the kernel's tiles; counts their
+    /// stored bytes (a quantized record once per pass).
+    private func loadTile(_ kernel: TiledAttention, index: Int, entries tile: Range<Int>, dense: Bool, values: Bool,
+                          ledger: inout IOLedger) {
+        let hd = layout.headDim
+        if dense && keysInPlace {
+            ledger.read(.keys, tile.count * hd * 4)
+        } else {
+            for (n, e) in tile.enumerated() {
+                let slot = dense ? e : Int(selectedSlots[e])
+                (kernel.keyTile + n * hd).update(from: key(index: index, slot: slot), count: hd)
+                countRead(key: true, index: index, slot: slot, ledger: &ledger)
+            }
+        }
+        guard values else { return }
+        if dense && valueStore == nil {
+            ledger.read(.values, tile.count * hd * 4)
+        } else {
+            for (n, e) in tile.enumerated() {
+                let slot = dense ? e : Int(selectedSlots[e])
+                (kernel.valueTile + n * hd).update(from: value(index: index, slot: slot), count: hd)
+                countRead(key: false, index: index, slot: slot, ledger: &ledger)
+            }
+        }
+    }
+
+    /// Scaled q·k of query rows `rows` for a tile's entries (row `b` of the block at `s + b·stride`):
+    /// 16 keys per SIMD step from their pages when in place, else from the kernel's key tile.
+    /// `masked`: entries top-k dropped for a query head (its row of `probabilities`) are masked.
+    private func scoreTile(_ kernel: TiledAttention, index: Int, queries q: UnsafePointer<Float>, rows: Range<Int>, entries tile: Range<Int>,
+                           dense: Bool, masked: Bool, into s: UnsafeMutablePointer<Float>, stride: Int) {
+        let hd = layout.headDim
+        if dense && keysInPlace {
+            let table = pageTables + index * pagesPerHead
+            for page in (tile.lowerBound / pageSize)...((tile.upperBound - 1) / pageSize) {
+                let keys = UnsafeRawPointer(pool.pointer(table[page]))
+                let first = max(tile.lowerBound, page * pageSize), last = min(tile.upperBound, (page + 1) * pageSize)
+                for (b, r) in rows.enumerated() {
+                    let query = q + r * hd
+                    var acc = SIMD16<Float>()
+                    for c in 0..<hd { acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self) }
+                    acc *= scale
+                    let row = s + b * stride + (first - tile.lowerBound)
+                    if last - first == pageSize {
+                        UnsafeMutableRawPointer(row).storeBytes(of: acc, as: SIMD16<Float>.self)
+                    } else {
+                        for slot in first..<last { row[slot - first] = acc[slot - page * pageSize] }
+                    }
+                }
+            }
+        } else {
+            for n in 0..<tile.count {
+                let key = kernel.keyTile + n * hd
+                for (b, r) in rows.enumerated() {
+                    let query = q + r * hd
+                    var dot: Float = 0
+                    for c in 0..<hd { dot += query[c] * key[c] }
+                    s[b * stride + n] = dot * scale
+                }
+            }
+        }
+        guard masked else { return }
+        for (b, r) in rows.enumerated() {
+            for (n, e) in tile.enumerated() where probabilities[r * scoreStride + Int(selectedSlots[e])] == Self.masked {
+                s[b * stride + n] = TiledAttention.masked
+            }
+        }
+    }
+
+    /// Σ weight · value over a tile's entries for `rows` rows (row `b`'s weights at `w + b·stride`),
+    /// values read in place from their pages for a dense fp32 list, else from the kernel's value tile.
+    private func accumulateTile(_ kernel: TiledAttention, index: Int, rows: Int, entries tile: Range<Int>, dense: Bool,
+                                weights w: UnsafePointer<Float>, stride: Int, into out: UnsafeMutablePointer<Float>) {
+        let hd = layout.headDim
+        out.update(repeating: 0, count: rows * hd)
+        let inPlace = dense && valueStore == nil
+        let table = pageTables + index * pagesPerHead
+        for (n, e) in tile.enumerated() {
+            let value = inPlace ? UnsafePointer(pool.pointer(table[e / pageSize]) + (pageSize + e % pageSize) * hd)
+                : UnsafePointer(kernel.valueTile + n * hd)
+            for b in 0..<rows {
+                let weight = w[b * stride + n]
+                guard weight != 0 else { continue }
+                let o = out + b * hd
+                for c in 0..<hd { o[c] += weight * value[c] }
+            }
+        }
     }
 }

@@ -6,10 +6,13 @@ public struct EngineOptions: Sendable {
     public var threads: Int
     /// Storage type for weight matrices; nil keeps what the file had.
     public var weightType: WeightType?
+    /// The attention kernel; nil keeps the cache's.
+    public var attention: AttentionKernel?
 
-    public init(threads: Int = 1, weightType: WeightType? = nil) {
+    public init(threads: Int = 1, weightType: WeightType? = nil, attention: AttentionKernel? = nil) {
         self.threads = threads
         self.weightType = weightType
+        self.attention = attention
     }
 }
 
@@ -41,6 +44,15 @@ public final class InferenceEngine {
 
     private let rope: RoPETable
     private let buffers: DecodeBuffers
+    /// Traffic of the last step (or prefill) per layer, outside the layers, and of the cache's
+    /// appends and attention over all layers; filled in place, so decode does not allocate.
+    private let layerLedgers: UnsafeMutableBufferPointer<IOLedger>
+    /// The embedding row, final norm and classifier, and the cache's end-of-prompt work of the
+    /// last step: with every `layerLedger`, the step's ledger.
+    public private(set) var unlayeredLedger = IOLedger()
+    /// What the KV cache counted in the last step over every layer (appends, quantization,
+    /// attention, policies): the traffic the attention kernel decides.
+    public private(set) var attentionLedger = IOLedger()
 
     /// Logits after the last step (vocabulary size).
     public var logits: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: buffers.logits, count: config.vocabSize) }
@@ -51,7 +63,24 @@ public final class InferenceEngine {
         self.cache = cache ?? PagedKVCache(layout: KVLayout(config: weights.config))
         rope = RoPETable(headDim: weights.config.headDim, theta: weights.config.ropeTheta)
         buffers = DecodeBuffers(config: weights.config)
+        layerLedgers = .allocate(capacity: weights.config.layerCount)
+        layerLedgers.initialize(repeating: IOLedger())
+        if let attention = options.attention { self.cache.attentionKernel = attention }
         BLAS.setThreadCount(options.threads)
+    }
+
+    deinit { layerLedgers.deallocate() }
+
+    /// The last step's traffic in layer `layer`: its projections, feed-forward, cache and attention.
+    public func layerLedger(_ layer: Int) -> IOLedger { layerLedgers[layer] }
+
+    /// The attention kernel the cache runs.
+    public var attentionKernel: AttentionKernel { cache.attentionKernel }
+
+    /// Switches the attention kernel (naive, or tiled for an SRAM size) from the next step on.
+    public func setAttentionKernel(_ kernel: AttentionKernel) {
+        cache.attentionKernel = kernel
+        options.attention = kernel
     }
 
     /// Changes the weight storage type (converting from the current weights) for the next steps.
@@ -73,15 +102,16 @@ public final class InferenceEngine {
     public func decode(_ token: Int) throws(EngineError) -> StepReport {
         try check(tokens: CollectionOfOne(token), adding: 1)
         let start = DispatchTime.now().uptimeNanoseconds
-        var ledger = IOLedger()
+        var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
         weights.tokenEmbedding.decodeRow(token, into: x)
-        ledger.read(.weights, weights.tokenEmbedding.rowBytes)
+        outside.read(.weights, weights.tokenEmbedding.rowBytes)
         rope.fill(position: position, cos: b.cos, sin: b.sin)
         let threads = options.threads
         for (l, layer) in weights.layers.enumerated() {
+            var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(layer.query, b.xb, into: b.q, threads: threads, ledger: &ledger)
@@ -91,8 +121,8 @@ public final class InferenceEngine {
             if !cache.keysBeforeRoPE { Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin) }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
-            cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &ledger)
-            cache.attend(layer: l, position: position, queries: b.q, output: b.attention, ledger: &ledger)
+            cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &cacheLedger)
+            cache.attend(layer: l, position: position, queries: b.q, output: b.attention, ledger: &cacheLedger)
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatVec.multiply(layer.attentionOutput, b.attention, into: b.xb, threads: threads, ledger: &ledger)
@@ -106,14 +136,21 @@ public final class InferenceEngine {
             MatVec.multiply(layer.ffnDown, b.hidden, into: b.xb, threads: threads, ledger: &ledger)
             Ops.add(x, b.xb, count: c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
+            ledger.add(cacheLedger)
+            attention.add(cacheLedger)
+            layerLedgers[l] = ledger
+            total.add(ledger)
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
-        MatVec.multiply(weights.output, b.xb, into: b.logits, threads: threads, ledger: &ledger)
+        MatVec.multiply(weights.output, b.xb, into: b.logits, threads: threads, ledger: &outside)
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
-        let report = makeReport(phase: .decode, first: position, count: 1, token: token, timings: timings, ledger: ledger)
+        unlayeredLedger = outside
+        attentionLedger = attention
+        total.add(outside)
+        let report = makeReport(phase: .decode, first: position, count: 1, token: token, timings: timings, ledger: total)
         position += 1
         return report
     }
@@ -129,7 +166,7 @@ public final class InferenceEngine {
         try check(tokens: tokens, adding: tokens.count)
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         let start = DispatchTime.now().uptimeNanoseconds
-        var ledger = IOLedger()
+        var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
         var timings = StepTimings()
         let c = config, n = tokens.count
         let batch = PrefillBuffers(config: c, tokens: n)
@@ -138,10 +175,11 @@ public final class InferenceEngine {
         cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
             weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
-            ledger.read(.weights, weights.tokenEmbedding.rowBytes)
+            outside.read(.weights, weights.tokenEmbedding.rowBytes)
             rope.fill(position: position + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
         }
         for (l, layer) in weights.layers.enumerated() {
+            var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
@@ -156,11 +194,9 @@ public final class InferenceEngine {
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             for t in 0..<n {
-                cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &ledger)
+                cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &cacheLedger)
             }
-            for t in 0..<n {
-                cache.attend(layer: l, position: position + t, queries: batch.q + t * c.dim, output: batch.attention + t * c.dim, ledger: &ledger)
-            }
+            cache.attend(layer: l, positions: position..<(position + n), queries: batch.q, output: batch.attention, ledger: &cacheLedger)
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
@@ -174,26 +210,35 @@ public final class InferenceEngine {
             MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
+            ledger.add(cacheLedger)
+            attention.add(cacheLedger)
+            layerLedgers[l] = ledger
+            total.add(ledger)
         }
-        cache.endPrefill(ledger: &ledger)
+        // The prompt's policy acts over every layer at once: counted outside the layers.
+        cache.endPrefill(ledger: &outside)
+        attention.add(outside)
         let t0 = DispatchTime.now().uptimeNanoseconds
         var all: [Float] = []
         if allLogits {
             normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
             all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
-                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &ledger)
+                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &outside)
                 count = n * c.vocabSize
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
         } else {
             let last = batch.x + (n - 1) * c.dim
             weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
-            MatVec.multiply(weights.output, batch.xb, into: buffers.logits, threads: options.threads, ledger: &ledger)
+            MatVec.multiply(weights.output, batch.xb, into: buffers.logits, threads: options.threads, ledger: &outside)
         }
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
-        let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: ledger)
+        unlayeredLedger = outside
+        attentionLedger = attention
+        total.add(outside)
+        let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: total)
         position += n
         return (report, all)
     }
@@ -201,16 +246,23 @@ public final class InferenceEngine {
     private func stepwisePrefill(_ tokens: [Int], allLogits: Bool) throws(EngineError) -> (report: StepReport, logits: [Float]) {
         let start = DispatchTime.now().uptimeNanoseconds
         let first = position
-        var ledger = IOLedger()
+        var ledger = IOLedger(), outside = IOLedger(), attention = IOLedger()
+        var layers = [IOLedger](repeating: IOLedger(), count: config.layerCount)
         var timings = StepTimings()
         var all: [Float] = []
         if allLogits { all.reserveCapacity(tokens.count * config.vocabSize) }
         for token in tokens {
             let step = try decode(token)
             ledger.add(step.ledger)
+            outside.add(unlayeredLedger)
+            attention.add(attentionLedger)
+            for l in layers.indices { layers[l].add(layerLedgers[l]) }
             timings.add(step.timings)
             if allLogits { all.append(contentsOf: logits) }
         }
+        for l in layers.indices { layerLedgers[l] = layers[l] }
+        unlayeredLedger = outside
+        attentionLedger = attention
         timings.totalNanoseconds = DispatchTime.now().uptimeNanoseconds - start
         return (makeReport(phase: .prefill, first: first, count: tokens.count, token: tokens[tokens.count - 1],
                            timings: timings, ledger: ledger), all)

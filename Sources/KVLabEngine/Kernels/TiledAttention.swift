@@ -1,0 +1,258 @@
+import Foundation
+
+/// Which attention kernel the cache runs, and so which traffic the ledger counts. Switchable
+/// between any two steps.
+public enum AttentionKernel: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Unfused attention: the scores are written to HBM, read back by softmax, which writes the
+    /// probabilities, read back again by the value weighting.
+    case naive
+    /// FlashAttention (Dao et al. 2022, Algorithm 1) for an SRAM of `sramBytes`: online softmax
+    /// over key/value tiles, scores kept on chip, nothing N×N written to HBM.
+    case tiled(sramBytes: Int)
+
+    public var description: String {
+        switch self {
+        case .naive: "naive"
+        case .tiled(let bytes): "tiled:sram=\(bytes)"
+        }
+    }
+}
+
+/// FlashAttention's block sizes for an SRAM of M elements and heads of d: key/value tiles of
+/// B_c = ⌈M / 4d⌉ entries and query blocks of B_r = min(⌈M / 4d⌉, d) rows, so that a query block,
+/// a key tile, a value tile and an output block (4·B·d elements) fit in M.
+public struct AttentionTileShape: Sendable, Equatable {
+    /// B_c: key/value entries per tile.
+    public var entries: Int
+    /// B_r: query rows per block.
+    public var rows: Int
+
+    /// The shape for `sramBytes` of SRAM holding elements of `elementBytes` (fp32 in this engine;
+    /// a projection for fp16 kernels passes 2).
+    public init(sramBytes: Int, headDim: Int, elementBytes: Int = 4) {
+        let elements = sramBytes / elementBytes
+        entries = max(1, (elements + 4 * headDim - 1) / (4 * headDim))
+        rows = min(entries, headDim)
+    }
+
+    /// The least SRAM that holds one entry of each of the four blocks.
+    public static func minimumSRAMBytes(headDim: Int, elementBytes: Int = 4) -> Int { 4 * headDim * elementBytes }
+}
+
+/// Query rows of one KV head in token order, `group` query heads per token, where row `r` sees the
+/// first `firstVisible + r / group` listed entries (causal prefill); a decode step's rows all see
+/// every entry (`group` = rows, `firstVisible` = entries).
+struct CausalRows {
+    var group: Int
+    var firstVisible: Int
+
+    @inline(__always)
+    func visible(_ row: Int) -> Int { firstVisible + row / group }
+}
+
+/// FlashAttention's forward pass (Algorithm 1 of Dao et al. 2022, with causal tiles skipped) over
+/// a list of key/value entries that the caller loads, scores and weights a tile at a time. The
+/// outer loop walks key/value tiles, the inner one query blocks; each visit loads the block's
+/// queries (and, after its first tile, its output and statistics) and stores them back, so the
+/// output and the running maximum and sum go through HBM once per tile: traffic is Θ(N²d²/M).
+/// Scores and probabilities live only in the tile (`.sram`). The tiles themselves (score tile,
+/// key and value tiles, block output) are this object's scratch: the SRAM working set.
+final class TiledAttention {
+    let shape: AttentionTileShape
+    let headDim: Int
+    /// Entries per tile as stored here: B_c, at most the cache's capacity.
+    let tileEntries: Int
+    /// Row stride of the score tile (tile entries rounded up to whole 16-lane chunks).
+    let scoreStride: Int
+    /// B_r × `scoreStride` scores, then probabilities, of the block being visited.
+    let scores: UnsafeMutablePointer<Float>
+    /// A key and a value tile gathered or decoded by the caller (tile entries × head size each),
+    /// for storage the score and weighting cannot read in place.
+    let keyTile: UnsafeMutablePointer<Float>
+    let valueTile: UnsafeMutablePointer<Float>
+    /// B_r × head size: the block's P̃·V of the current tile.
+    private let blockOutput: UnsafeMutablePointer<Float>
+    /// Per block row: the weights of the old output and of P̃·V in the new one.
+    private let factors: UnsafeMutablePointer<Float>
+    /// Running maximum and sum per query row (in HBM between visits); grown by prefill only.
+    private var maxima: UnsafeMutablePointer<Float>
+    private var sums: UnsafeMutablePointer<Float>
+    private var rowCapacity: Int
+
+    /// A score the caller writes for an entry a row must not attend (top-k's dropped entries).
+    static let masked = -Float.greatestFiniteMagnitude
+
+    /// Scratch for `sramBytes` of SRAM, tiles of at most `maxEntries`, and `rows` query rows
+    /// before any growth (a decode step's query group, so decode never allocates).
+    init(sramBytes: Int, headDim: Int, maxEntries: Int, rows: Int) {
+        precondition(sramBytes >= AttentionTileShape.minimumSRAMBytes(headDim: headDim), "SRAM too small for one tile")
+        shape = AttentionTileShape(sramBytes: sramBytes, headDim: headDim)
+        self.headDim = headDim
+        tileEntries = min(shape.entries, max(1, maxEntries))
+        scoreStride = (tileEntries + 15) / 16 * 16
+        scores = .allocate(capacity: shape.rows * scoreStride)
+        keyTile = .allocate(capacity: tileEntries * headDim)
+        valueTile = .allocate(capacity: tileEntries * headDim)
+        blockOutput = .allocate(capacity: shape.rows * headDim)
+        factors = .allocate(capacity: 2 * shape.rows)
+        rowCapacity = max(1, rows)
+        maxima = .allocate(capacity: rowCapacity)
+        sums = .allocate(capacity: rowCapacity)
+    }
+
+    deinit {
+        for buffer in [scores, keyTile, valueTile, blockOutput, factors, maxima, sums] { buffer.deallocate() }
+    }
+
+    private func reserve(rows: Int) {
+        guard rows > rowCapacity else { return }
+        maxima.deallocate()
+        sums.deallocate()
+        rowCapacity = rows
+        maxima = .allocate(capacity: rows)
+        sums = .allocate(capacity: rows)
+    }
+
+    /// Softmax attention of `rows` query rows (`queries`, row-major) over the first
+    /// `causal.visible(r)` of `entries` listed entries, written to `output` (row-major).
+    /// - `load(tile)` brings the tile's keys and values on chip and counts their HBM bytes.
+    /// - `score(rows, tile, into, stride)` writes each row's scaled q·k for the tile's entries
+    ///   (or `masked`); entries a row cannot see causally are ignored whatever is written.
+    /// - `accumulate(rows, tile, weights, stride, into)` writes Σ weight · value per row (row-major,
+    ///   head size each) over the tile's entries.
+    func attend(rows: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, entries: Int, causal: CausalRows,
+                load: (Range<Int>) -> Void,
+                score: (Range<Int>, Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
+                accumulate: (Range<Int>, Range<Int>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void,
+                ledger: inout IOLedger) {
+        let hd = headDim, blockRows = shape.rows
+        reserve(rows: rows)
+        maxima.update(repeating: -.infinity, count: rows)
+        sums.update(repeating: 0, count: rows)
+        output.update(repeating: 0, count: rows * hd)
+        var first = 0
+        while first < entries {
+            let tile = first..<min(first + tileEntries, entries)
+            load(tile)
+            var block = 0
+            while block < rows {
+                let blockRange = block..<min(block + blockRows, rows)
+                block = blockRange.upperBound
+                // Causal: a block whose last row sees nothing of this tile skips it.
+                guard causal.visible(blockRange.upperBound - 1) > tile.lowerBound else { continue }
+                let n = blockRange.count
+                ledger.read(.activations, n * hd * 4)
+                if tile.lowerBound > 0 {
+                    ledger.read(.activations, n * hd * 4)
+                    ledger.read(.softmaxStatistics, n * 8)
+                }
+                score(blockRange, tile, scores, scoreStride)
+                var anyRow = false
+                for (b, r) in blockRange.enumerated() {
+                    let seen = min(tile.count, causal.visible(r) - tile.lowerBound)
+                    if exponentiate(row: r, scores: scores + b * scoreStride, count: seen, tileCount: tile.count,
+                                    factors: factors + 2 * b) { anyRow = true }
+                }
+                ledger.onChip(.scores, n * tile.count * 8)
+                if anyRow {
+                    accumulate(blockRange, tile, scores, scoreStride, blockOutput)
+                    for (b, r) in blockRange.enumerated() {
+                        rescale(factors: factors + 2 * b, blockOutput: blockOutput + b * hd, output: output + r * hd)
+                    }
+                }
+                ledger.write(.activations, n * hd * 4)
+                ledger.write(.softmaxStatistics, n * 8)
+            }
+            first = tile.upperBound
+        }
+    }
+
+    /// Probabilities of rows `rows` (all seeing the first `entries` listed entries) from the
+    /// statistics `attend` left: a second pass over the key tiles (counted by `loadKeys`), scores
+    /// recomputed on chip, each tile's probabilities handed to `emit(rows, tile, p, stride)` (rows
+    /// relative to `rows.lowerBound`). For methods that need attention probabilities.
+    func probabilities(rows: Range<Int>, queries: UnsafePointer<Float>, entries: Int,
+                       loadKeys: (Range<Int>) -> Void,
+                       score: (Range<Int>, Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
+                       emit: (Range<Int>, Range<Int>, UnsafePointer<Float>, Int) -> Void,
+                       ledger: inout IOLedger) {
+        let hd = headDim, blockRows = shape.rows
+        var first = 0
+        while first < entries {
+            let tile = first..<min(first + tileEntries, entries)
+            loadKeys(tile)
+            var block = rows.lowerBound
+            while block < rows.upperBound {
+                let blockRange = block..<min(block + blockRows, rows.upperBound)
+                block = blockRange.upperBound
+                let n = blockRange.count
+                ledger.read(.activations, n * hd * 4)
+                ledger.read(.softmaxStatistics, n * 8)
+                score(blockRange, tile, scores, scoreStride)
+                for (b, r) in blockRange.enumerated() {
+                    normalize(row: scores + b * scoreStride, count: tile.count, maximum: maxima[r], sum: sums[r])
+                }
+                ledger.onChip(.scores, n * tile.count * 8)
+                emit((blockRange.lowerBound - rows.lowerBound)..<(blockRange.upperBound - rows.lowerBound), tile, scores, scoreStride)
+            }
+            first = tile.upperBound
+        }
+    }
+
+    /// Turns one row's scores in place into e^(s − m_new) over its first `count` entries (masked
+    /// entries and the rest of the row 0), where m_new is the larger of the running maximum and
+    /// the tile's; updates the row's statistics and leaves the factors `rescale` applies. Returns
+    /// false when the row sees no unmasked entry of the tile (its output stays as it is).
+    @inline(__always)
+    private func exponentiate(row r: Int, scores row: UnsafeMutablePointer<Float>, count: Int, tileCount: Int,
+                              factors: UnsafeMutablePointer<Float>) -> Bool {
+        var tileMaximum = Self.masked
+        for i in 0..<max(0, count) where row[i] > tileMaximum { tileMaximum = row[i] }
+        guard count > 0, tileMaximum > Self.masked else {
+            row.update(repeating: 0, count: tileCount)
+            factors[1] = 0
+            return false
+        }
+        let old = maxima[r], newMaximum = max(old, tileMaximum)
+        let raw = UnsafeMutableRawPointer(row)
+        var sum = SIMD16<Float>()
+        for chunk in 0..<((tileCount + 15) / 16) {
+            let s = raw.loadUnaligned(fromByteOffset: chunk * 64, as: SIMD16<Float>.self)
+            let unseen = (Self.lanes + Float(chunk * 16)) .>= Float(count)
+            let p = Vector.exp(s - newMaximum).replacing(with: 0, where: unseen .| (s .== Self.masked))
+            sum += p
+            raw.storeBytes(of: p, toByteOffset: chunk * 64, as: SIMD16<Float>.self)
+        }
+        let carried = sums[r] * expf(old - newMaximum)
+        let newSum = carried + sum.horizontalSum
+        maxima[r] = newMaximum
+        sums[r] = newSum
+        // O_new = (ℓ_old·e^(m_old − m_new)·O_old + P̃·V) / ℓ_new (Algorithm 1, line 12).
+        factors[0] = carried / newSum
+        factors[1] = 1 / newSum
+        return true
+    }
+
+    private static let lanes = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+    /// O_new = O_old · factors[0] + P̃·V · factors[1] for one row (untouched when factors[1] is 0).
+    @inline(__always)
+    private func rescale(factors: UnsafePointer<Float>, blockOutput pv: UnsafePointer<Float>, output o: UnsafeMutablePointer<Float>) {
+        let keep = factors[0], inverse = factors[1]
+        guard inverse != 0 else { return }
+        for c in 0..<headDim { o[c] = o[c] * keep + pv[c] * inverse }
+    }
+
+    /// p = e^(s − m)/ℓ over a tile's `count` entries (masked entries 0; 0 everywhere for a row that
+    /// attended nothing), in place.
+    @inline(__always)
+    private func normalize(row: UnsafeMutablePointer<Float>, count: Int, maximum: Float, sum: Float) {
+        let raw = UnsafeMutableRawPointer(row)
+        let inverse = sum > 0 ? 1 / sum : 0
+        for chunk in 0..<((count + 15) / 16) {
+            let s = raw.loadUnaligned(fromByteOffset: chunk * 64, as: SIMD16<Float>.self)
+            let p = (Vector.exp(s - maximum) * inverse).replacing(with: 0, where: s .== Self.masked)
+            raw.storeBytes(of: p, toByteOffset: chunk * 64, as: SIMD16<Float>.self)
+        }
+    }
+}
