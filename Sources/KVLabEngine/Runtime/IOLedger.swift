@@ -66,7 +66,7 @@ public enum IOLink: Int, Sendable, CaseIterable, Codable {
 ///
 /// JSON: one object per link with traffic, each mapping buffer names to bytes; counters at zero
 /// are left out (`{"hbmToSRAM": {"weights": 1024, "keys": 256}, "sramToHBM": {"activations": 64}}`).
-public struct IOLedger: Sendable, Equatable, Codable {
+public struct IOLedger: Sendable, Equatable, Codable, CustomStringConvertible {
     private typealias Row = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
     /// One row of buffer counters per link, in `IOLink` order.
     private var counts: (Row, Row, Row, Row) = ((0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0),
@@ -136,6 +136,14 @@ public struct IOLedger: Sendable, Equatable, Codable {
                 }
             }
         }
+    }
+
+    /// The non-zero counters, link by link: `HBM→SRAM weights 1024 B, K 256 B; SRAM→HBM …`.
+    public var description: String {
+        let links = IOLink.allCases.filter { total($0) > 0 }.map { link in
+            link.label + " " + IOBuffer.allCases.filter { bytes($0, link) > 0 }.map { "\($0.label) \(bytes($0, link)) B" }.joined(separator: ", ")
+        }
+        return links.isEmpty ? "no traffic" : links.joined(separator: "; ")
     }
 
     public static func == (a: IOLedger, b: IOLedger) -> Bool {

@@ -216,8 +216,10 @@ public final class InferenceEngine {
             total.add(ledger)
         }
         // The prompt's policy acts over every layer at once: counted outside the layers.
-        cache.endPrefill(ledger: &outside)
-        attention.add(outside)
+        var promptEnd = IOLedger()
+        cache.endPrefill(ledger: &promptEnd)
+        attention.add(promptEnd)
+        outside.add(promptEnd)
         let t0 = DispatchTime.now().uptimeNanoseconds
         var all: [Float] = []
         if allLogits {
