@@ -19,13 +19,28 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Runs per measurement (the median is reported).")
     var runs: Int = 7
 
+    @Option(name: .customLong("attention-io"),
+            help: "Instead of speed: the KV cache and attention traffic of one prefill at these prompt lengths (e.g. 512,1024,2048,4096) with the naive kernel and the tiled one for each --sram size.")
+    var attentionIO: String?
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be ≥ 1") }
         guard tokens >= 1, promptTokens >= 1 else { throw ValidationError("--tokens and --prompt-tokens must be ≥ 1") }
+        _ = try promptLengths()
+    }
+
+    /// The `--attention-io` prompt lengths.
+    private func promptLengths() throws -> [Int]? {
+        guard let attentionIO else { return nil }
+        return try attentionIO.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let n = Int($0), n >= 1 else { throw CLIError("--attention-io: '\($0)' is not a prompt length (a positive number)") }
+            return n
+        }
     }
 
     func run() throws {
         let model = try modelOptions.load()
+        if let lengths = try promptLengths() { return try measureAttentionTraffic(model: model, lengths: lengths) }
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,
                                      cache: try kvOptions.makeCache(config: model.config))
         let c = engine.config
@@ -68,6 +83,7 @@ struct Bench: ParsableCommand {
         print("model      \(c.name) (\(model.format.rawValue), \(c.parameterCount(tiedClassifier: engine.weights.tiedClassifier)) parameters, weights \(weightTypes))")
         print("threads    \(modelOptions.threads) (OpenBLAS \(BLAS.threadCount))")
         print("openblas   \(BLAS.configuration)")
+        print("attention  \(Self.describe(engine.attentionKernel, headDim: c.headDim))")
         print(String(format: "decode     %.0f tok/s  (median of %d runs of %d tokens; min %.0f, max %.0f)",
                      median(decodeRates), runs, decodeCount, decodeRates.min()!, decodeRates.max()!))
         print(String(format: "prefill    %.0f tok/s  (median of %d runs of %d tokens; min %.0f, max %.0f)",
@@ -77,6 +93,48 @@ struct Bench: ParsableCommand {
         print("decode time: projections \(share(phase.projectionNanoseconds))  attention \(share(phase.attentionNanoseconds))  "
               + "feed-forward \(share(phase.feedForwardNanoseconds))  classifier \(share(phase.classifierNanoseconds))  "
               + "other \(share(phase.totalNanoseconds - phase.projectionNanoseconds - phase.attentionNanoseconds - phase.feedForwardNanoseconds - phase.classifierNanoseconds))")
+    }
+
+    /// A kernel with its tile shape.
+    static func describe(_ kernel: AttentionKernel, headDim: Int) -> String {
+        guard case .tiled(let bytes) = kernel else { return "naive (scores materialized)" }
+        let shape = AttentionTileShape(sramBytes: bytes, headDim: headDim)
+        return "tiled, SRAM \(formatBytes(bytes)): key/value tiles of \(shape.entries) entries, query blocks of \(shape.rows) rows"
+    }
+
+    /// Prefill traffic of the cache and attention (HBM bytes both ways, every layer) at each prompt
+    /// length: naive, and tiled for each SRAM size, each beside its growth law (naive / N²;
+    /// tiled / (N²d²/M), M the SRAM in fp32 elements), which stay flat when the law holds.
+    private func measureAttentionTraffic(model: LoadedModel, lengths: [Int]) throws {
+        let c = model.config
+        let sizes = try kvOptions.modes.sramSizes()
+        for size in sizes { try CacheModeOptions.checkSRAM(size, headDim: c.headDim) }
+        let capacity = max(c.contextLength, lengths.max()!)
+        func traffic(_ kernel: AttentionKernel, tokens n: Int) throws -> Double {
+            let cache = try kvOptions.makeCache(config: c, capacity: capacity, kernel: kernel)
+            let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
+            try engine.prefill((0..<n).map { ($0 * 7919 + 17) % c.vocabSize })
+            return Double(engine.attentionLedger.totalRead + engine.attentionLedger.totalWritten)
+        }
+        print("model      \(c.name): head size d = \(c.headDim), \(c.layerCount) layers, \(c.kvHeadCount) KV heads, \(c.headCount) query heads")
+        if capacity > c.contextLength {
+            print("           prompts past its \(c.contextLength)-token context run with RoPE extrapolated (traffic does not depend on values)")
+        }
+        for size in sizes { print("tiled      \(Self.describe(.tiled(sramBytes: size), headDim: c.headDim))") }
+        print("KV cache and attention HBM traffic of one prefill (read + written, all layers):")
+        var rows = [["N", "naive", "÷ N²"] + sizes.flatMap { ["tiled \(formatBytes($0))", "÷ N²d²/M"] }]
+        for n in lengths {
+            let nn = Double(n) * Double(n)
+            let naive = try traffic(.naive, tokens: n)
+            var row = [String(n), formatBytes(Int(naive)), String(format: "%.0f B", naive / nn)]
+            for size in sizes {
+                let tiled = try traffic(.tiled(sramBytes: size), tokens: n)
+                let law = nn * Double(c.headDim * c.headDim) / Double(size / 4)
+                row += [formatBytes(Int(tiled)), String(format: "%.0f B", tiled / law)]
+            }
+            rows.append(row)
+        }
+        print(Eval.render(rows))
     }
 
     private func median(_ values: [Double]) -> Double {

@@ -67,6 +67,8 @@ struct Eval: ParsableCommand {
         let sparseMethod = try modes.sparseMethod()
         let model = try modelOptions.load()
         let quantMethod = try modes.quantMethod(headDim: model.config.headDim)
+        var options = modelOptions.engineOptions
+        options.attention = try modes.attentionKernel(headDim: model.config.headDim)
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         var ids = model.tokenizer.encode(content)
@@ -74,23 +76,25 @@ struct Eval: ParsableCommand {
         if ids.first == bos { ids.removeFirst() }
         guard ids.count >= 1 else { throw CLIError("\(text): no tokens to evaluate") }
         if let probe {
-            try runProbe(probe, methods: methods, sparse: sparseMethod, quant: quantMethod, model: model, filler: content, context: context)
+            try runProbe(probe, methods: methods, sparse: sparseMethod, quant: quantMethod, model: model, filler: content, context: context,
+                         options: options)
             return
         }
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
         var summaries: [EvaluationSummary] = []
         for method in methods {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparseMethod, quant: quantMethod,
-                                               withGhost: true, options: modelOptions.engineOptions)
+                                               withGhost: true, options: options)
             summaries.append(try evaluator.evaluateChunks(ids, bos: bos, context: context, maxChunks: chunkLimit, prefill: prefill))
         }
         if json {
-            let report = EvalReport(model: model.config.name, text: text, tokensPerChunk: context, prefill: prefill, results: summaries)
+            let report = EvalReport(model: model.config.name, text: text, tokensPerChunk: context, prefill: prefill,
+                                    attention: (options.attention ?? .naive).description, results: summaries)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
         } else {
-            print(table(summaries, model: model, context: context))
+            print(table(summaries, model: model, context: context, attention: options.attention ?? .naive))
         }
     }
 
@@ -102,7 +106,7 @@ struct Eval: ParsableCommand {
     /// Builds the probe's prompt from the filler text so prompt + answer fit `context` tokens,
     /// then scores every method on it.
     private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, quant: KVQuantMethod, model: LoadedModel,
-                          filler: String, context: Int) throws {
+                          filler: String, context: Int, options: EngineOptions) throws {
         guard (0...1).contains(depth) else { throw CLIError("--depth must be between 0 and 1, got \(depth)") }
         let tokenizer = model.tokenizer
         var generator = Xoshiro256(seed: seed)
@@ -141,7 +145,7 @@ struct Eval: ParsableCommand {
         var results: [ProbeResult] = []
         for method in methods {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, quant: quant, withGhost: true,
-                                               options: modelOptions.engineOptions)
+                                               options: options)
             results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
         }
         if json {
@@ -173,10 +177,11 @@ struct Eval: ParsableCommand {
         }.joined(separator: "\n")
     }
 
-    private func table(_ summaries: [EvaluationSummary], model: LoadedModel, context: Int) -> String {
+    private func table(_ summaries: [EvaluationSummary], model: LoadedModel, context: Int, attention: AttentionKernel) -> String {
         let first = summaries[0]
         var lines = ["\(model.config.name): \(first.tokens) tokens (\(first.predictions) predicted) from \(text), "
-            + "chunks of \(context)" + (prefill > 0 ? ", first \(prefill) as a prompt" : "")]
+            + "chunks of \(context)" + (prefill > 0 ? ", first \(prefill) as a prompt" : "")
+            + (attention == .naive ? "" : ", attention \(attention)")]
         let header = ["method", "NLL", "ppl", "ΔNLL", "KL", "top-1", "mass kept", "diverges at", "KV mean", "KV peak"]
         var rows: [[String]] = []
         if let ghost = first.ghostMeanNLL {
@@ -206,5 +211,7 @@ private struct EvalReport: Encodable {
     var text: String
     var tokensPerChunk: Int
     var prefill: Int
+    /// The attention kernel, e.g. `naive` or `tiled:sram=233472`.
+    var attention: String
     var results: [EvaluationSummary]
 }

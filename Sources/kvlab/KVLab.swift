@@ -48,8 +48,9 @@ struct ModelOptions: ParsableArguments {
     var engineOptions: EngineOptions { EngineOptions(threads: threads, weightType: weights) }
 }
 
-/// Sparse attention and KV quantization of a cache, shared by every command that builds one
-/// (in `eval` they apply to every `--policy`). Bad strings are one-line errors naming the option.
+/// Sparse attention, KV quantization and the attention kernel of a cache, shared by every command
+/// that builds one (in `eval` they apply to every `--policy`). Bad strings are one-line errors
+/// naming the option.
 struct CacheModeOptions: ParsableArguments {
     @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
     var sparse: String = "dense"
@@ -57,9 +58,46 @@ struct CacheModeOptions: ParsableArguments {
     @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2, q8_0 or kivi:bits=2+prerope+outliers (default: fp32).")
     var kv: String = "fp32"
 
+    @Option(name: .long, help: "Attention kernel: naive (scores materialized in memory) or tiled (FlashAttention tiles sized by --sram).")
+    var attention: String = "naive"
+
+    @Option(name: .long, help: "SRAM of the tiled kernel, e.g. 228KiB (bytes, KiB, MiB; default 228KiB, an H100 SM's shared memory).")
+    var sram: String?
+
+    /// SRAM the tiled kernel gets without `--sram`: an H100 (or H200) SM's shared memory.
+    static let defaultSRAM = 228 * 1024
+
     func validate() throws {
         _ = try sparseMethod()
         do { _ = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
+        guard ["naive", "tiled"].contains(attention) else { throw CLIError("--attention: '\(attention)' is not naive or tiled") }
+        _ = try sramSizes()
+    }
+
+    /// The `--sram` sizes (a comma-separated list), or the default.
+    func sramSizes() throws -> [Int] {
+        guard let sram else { return [Self.defaultSRAM] }
+        return try sram.split(separator: ",", omittingEmptySubsequences: false).map { try parseByteSize(String($0), option: "--sram") }
+    }
+
+    /// The attention kernel, its SRAM checked against the model's head size.
+    func attentionKernel(headDim: Int) throws -> AttentionKernel {
+        guard attention == "tiled" else {
+            if sram != nil { throw CLIError("--sram sizes the tiled kernel: add --attention tiled") }
+            return .naive
+        }
+        let sizes = try sramSizes()
+        guard sizes.count == 1 else { throw CLIError("--sram: one size for --attention tiled, got \(sizes.count)") }
+        try Self.checkSRAM(sizes[0], headDim: headDim)
+        return .tiled(sramBytes: sizes[0])
+    }
+
+    /// An SRAM must hold one entry of each tile (a query, a key, a value and an output row).
+    static func checkSRAM(_ bytes: Int, headDim: Int) throws {
+        let least = AttentionTileShape.minimumSRAMBytes(headDim: headDim)
+        guard bytes >= least else {
+            throw CLIError("--sram: \(formatBytes(bytes)) cannot hold one tile row of 4 × \(headDim) fp32 (at least \(least) B)")
+        }
     }
 
     func sparseMethod() throws -> SparseMethod {
@@ -91,9 +129,13 @@ struct KVOptions: ParsableArguments {
         do { return try EvictionMethod(parsing: policy) } catch { throw CLIError("--policy: \(error)") }
     }
 
-    func makeCache(config: ModelConfig) throws -> PagedKVCache {
-        PagedKVCache(layout: KVLayout(config: config), eviction: try evictionMethod(), sparse: try modes.sparseMethod(),
-                     quant: try modes.quantMethod(headDim: config.headDim))
+    /// A cache with these methods (`capacity` entries per head, default the context) and the
+    /// options' attention kernel, or `kernel`.
+    func makeCache(config: ModelConfig, capacity: Int? = nil, kernel: AttentionKernel? = nil) throws -> PagedKVCache {
+        let cache = PagedKVCache(layout: KVLayout(config: config, capacity: capacity), eviction: try evictionMethod(),
+                                 sparse: try modes.sparseMethod(), quant: try modes.quantMethod(headDim: config.headDim))
+        cache.attentionKernel = try kernel ?? modes.attentionKernel(headDim: config.headDim)
+        return cache
     }
 }
 
@@ -103,6 +145,22 @@ extension WeightType: ExpressibleByArgument {}
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A byte count written as a number of bytes or with a binary suffix (`512`, `64KiB`, `1MiB`,
+/// `1GiB`; `B` allowed), or a one-line error naming `option`.
+func parseByteSize(_ text: String, option: String) throws -> Int {
+    let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    var digits = Substring(trimmed), scale = 1
+    if let (suffix, factor) = units.first(where: { trimmed.hasSuffix($0.0) }) {
+        digits = trimmed.dropLast(suffix.count)
+        scale = factor
+    }
+    guard let value = Int(digits), value > 0, value <= Int.max / scale else {
+        throw CLIError("\(option): '\(text)' is not a positive size (bytes, or a number with KiB, MiB or GiB)")
+    }
+    return value * scale
 }
 
 /// A whole UTF-8 text file, or a one-line error naming it.

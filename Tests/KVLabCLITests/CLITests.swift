@@ -95,6 +95,41 @@ import Testing
         #expect(badChunks.status != 0)
     }
 
+    @Test func attentionFlagsAreOneLineErrors() throws {
+        let cases: [([String], String)] = [
+            (["--attention", "flash"], "Error: --attention: 'flash' is not naive or tiled\n"),
+            (["--attention", "tiled", "--sram", "12XB"], "Error: --sram: '12XB' is not a positive size (bytes, or a number with KiB, MiB or GiB)\n"),
+            (["--sram", "64KiB"], "Error: --sram sizes the tiled kernel: add --attention tiled\n"),
+            (["--attention", "tiled", "--sram", "100"], "Error: --sram: 100 B cannot hold one tile row of 4 × 32 fp32 (at least 512 B)\n"),
+            (["--attention", "tiled", "--sram", "16KiB,64KiB"], "Error: --sram: one size for --attention tiled, got 2\n"),
+        ]
+        for (arguments, message) in cases {
+            let result = try Self.run(["generate", "-n", "1"] + arguments)
+            #expect(result.status != 0)
+            #expect(result.stderr == message, "\(arguments)")
+        }
+        let bench = try Self.run(["bench", "--attention-io", "512,0"])
+        #expect(bench.stderr == "Error: --attention-io: '0' is not a prompt length (a positive number)\n")
+    }
+
+    @Test func tiledAttentionGeneratesTheSameText() throws {
+        let arguments = ["generate", "-n", "40", "--prompt", "ROMEO:"]
+        let naive = try Self.run(arguments), tiled = try Self.run(arguments + ["--attention", "tiled", "--sram", "2KiB"])
+        #expect(naive.status == 0 && tiled.status == 0, "\(tiled.stderr)")
+        #expect(tiled.stdout == naive.stdout)
+    }
+
+    @Test func benchPrintsTheAttentionTrafficCurve() throws {
+        let result = try Self.run(["bench", "--attention-io", "32,64", "--sram", "2KiB,16KiB"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains("tiled      tiled, SRAM 2.0 KiB: key/value tiles of 4 entries, query blocks of 4 rows"))
+        let header = try #require(lines.firstIndex { $0.hasPrefix("N ") })
+        #expect(["naive", "÷ N²", "tiled 2.0 KiB", "tiled 16.0 KiB", "÷ N²d²/M"].allSatisfy { lines[header].contains($0) })
+        #expect(lines.count == header + 3)
+        #expect(lines[header + 1].hasPrefix("32 ") && lines[header + 2].hasPrefix("64 "))
+    }
+
     @Test func garbageFileIsRejectedCleanly() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-garbage-\(UUID()).gguf").path
         #expect(FileManager.default.createFile(atPath: path, contents: Data("GGUF this is not a model".utf8)))
@@ -178,7 +213,11 @@ import Testing
                       ["--policy", "scissorhands:budget=64,recent=8,drop=16+merge", "--sparse", "topk:k=16"],
                       ["--sparse", "block-retrieval:block=16,reps=2,top=2,local=32,sinks=4,lru=4", "--kv", "kivi:bits=2,residual=32"],
                       ["--kv", "kivi:bits=2,residual=32+prerope+rotate:protect-sinks=4+outliers+nuq", "--sparse", "threshold:theta=0.01"],
-                      ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64", "--kv", "mixed:residual=32+rotate+outliers+nuq"]])
+                      ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64", "--kv", "mixed:residual=32+rotate+outliers+nuq"],
+                      ["--attention", "tiled", "--sram", "4KiB"],
+                      ["--attention", "tiled", "--sram", "1KiB", "--policy", "h2o:heavy=32,recent=32", "--sparse", "topk:k=16"],
+                      ["--attention", "tiled", "--sparse", "block-retrieval:block=16,reps=2,top=2,local=32,sinks=4,lru=4", "--kv", "kivi:bits=2,residual=32+prerope"],
+                      ["--attention", "tiled", "--sram", "2KiB", "--policy", "tova:budget=64", "--sparse", "threshold:theta=0.01", "--kv", "mixed:residual=32"]])
     func decodeLoopDoesNotAllocate(methods: [String]) throws {
         // Count mallocs of whole `kvlab bench` processes through an LD_PRELOAD counter: each extra
         // run decodes 256 tokens, so per-token allocation would add at least 256 per run.

@@ -68,7 +68,7 @@ public final class StreamingEvaluator {
             cache.recordsAttention = true
             methodCache.attentionReference = cache
             ghostCache = cache
-            ghost = InferenceEngine(weights: weights, options: EngineOptions(threads: options.threads), cache: cache)
+            ghost = InferenceEngine(weights: weights, options: EngineOptions(threads: options.threads, attention: options.attention), cache: cache)
         } else {
             ghostCache = nil
             ghost = nil
