@@ -1521,15 +1521,8 @@ public final class PagedKVCache: KVCache {
                 }
             }
         } else {
-            for n in 0..<tile.count {
-                let key = kernel.keyTile + n * hd
-                for (b, r) in rows.enumerated() {
-                    let query = q + r * hd
-                    var dot: Float = 0
-                    for c in 0..<hd { dot += query[c] * key[c] }
-                    s[b * stride + n] = dot * scale
-                }
-            }
+            TiledAttention.score(keys: kernel.keyTile, count: tile.count, queries: q + rows.lowerBound * hd, rows: rows.count, headDim: hd,
+                                 scale: scale, into: s, stride: stride)
         }
         guard masked else { return }
         for (b, r) in rows.enumerated() {
@@ -1545,17 +1538,18 @@ public final class PagedKVCache: KVCache {
                                 weights w: UnsafePointer<Float>, stride: Int, into out: UnsafeMutablePointer<Float>) {
         let hd = layout.headDim
         out.update(repeating: 0, count: rows * hd)
-        let inPlace = dense && valueStore == nil
+        guard dense && valueStore == nil else {
+            TiledAttention.weigh(values: kernel.valueTile, count: tile.count, weights: w, rows: rows, stride: stride, headDim: hd, into: out)
+            return
+        }
+        // A page holds its values token-major: each page's share of the tile is contiguous.
         let table = pageTables + index * pagesPerHead
-        for (n, e) in tile.enumerated() {
-            let value = inPlace ? UnsafePointer(pool.pointer(table[e / pageSize]) + (pageSize + e % pageSize) * hd)
-                : UnsafePointer(kernel.valueTile + n * hd)
-            for b in 0..<rows {
-                let weight = w[b * stride + n]
-                guard weight != 0 else { continue }
-                let o = out + b * hd
-                for c in 0..<hd { o[c] += weight * value[c] }
-            }
+        var e = tile.lowerBound
+        while e < tile.upperBound {
+            let lane = e % pageSize, count = min(pageSize - lane, tile.upperBound - e)
+            TiledAttention.weigh(values: pool.pointer(table[e / pageSize]) + (pageSize + lane) * hd, count: count,
+                                 weights: w + (e - tile.lowerBound), rows: rows, stride: stride, headDim: hd, into: out)
+            e += count
         }
     }
 }

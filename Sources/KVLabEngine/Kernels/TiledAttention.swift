@@ -233,6 +233,53 @@ final class TiledAttention {
         return true
     }
 
+    /// `out[b] += Σ_n weights[b·stride + n] · values[n]` over `count` contiguous value rows, for
+    /// `rows` rows, eight channels held in a register across the values.
+    @inline(__always)
+    static func weigh(values: UnsafePointer<Float>, count: Int, weights: UnsafePointer<Float>, rows: Int, stride: Int,
+                      headDim hd: Int, into out: UnsafeMutablePointer<Float>) {
+        let raw = UnsafeRawPointer(values)
+        for b in 0..<rows {
+            let w = weights + b * stride, o = out + b * hd
+            var slice = 0
+            while slice + 8 <= hd {
+                var acc = UnsafeRawPointer(o + slice).loadUnaligned(as: SIMD8<Float>.self)
+                for n in 0..<count { acc += w[n] * raw.loadUnaligned(fromByteOffset: (n * hd + slice) * 4, as: SIMD8<Float>.self) }
+                UnsafeMutableRawPointer(o + slice).storeBytes(of: acc, as: SIMD8<Float>.self)
+                slice += 8
+            }
+            for c in slice..<hd {
+                var acc = o[c]
+                for n in 0..<count { acc += w[n] * values[n * hd + c] }
+                o[c] = acc
+            }
+        }
+    }
+
+    /// `s[b·stride + n] = scale · q_b·k_n` for `count` contiguous keys and `rows` query rows.
+    @inline(__always)
+    static func score(keys: UnsafePointer<Float>, count: Int, queries: UnsafePointer<Float>, rows: Int, headDim hd: Int, scale: Float,
+                      into s: UnsafeMutablePointer<Float>, stride: Int) {
+        for n in 0..<count {
+            let key = UnsafeRawPointer(keys + n * hd)
+            for b in 0..<rows {
+                let query = UnsafeRawPointer(queries + b * hd)
+                var acc = SIMD8<Float>()
+                var c = 0
+                while c + 8 <= hd {
+                    acc += query.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) * key.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+                    c += 8
+                }
+                var dot = acc.horizontalSum
+                while c < hd {
+                    dot += query.load(fromByteOffset: c * 4, as: Float.self) * key.load(fromByteOffset: c * 4, as: Float.self)
+                    c += 1
+                }
+                s[b * stride + n] = dot * scale
+            }
+        }
+    }
+
     private static let lanes = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 
     /// O_new = O_old · factors[0] + P̃·V · factors[1] for one row (untouched when factors[1] is 0).
