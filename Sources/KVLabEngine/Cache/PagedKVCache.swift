@@ -1396,7 +1396,7 @@ public final class PagedKVCache: KVCache {
         var tiles = IOLedger()
         keyStore?.beginReads()
         valueStore?.beginReads()
-        kernel.attend(rows: rows, queries: queries, output: output, entries: causal.visible(rows - 1), causal: causal,
+        kernel.attend(rows: rows, output: output, entries: causal.visible(rows - 1), causal: causal,
                       load: { self.loadTile(kernel, index: index, entries: $0, dense: true, values: true, ledger: &tiles) },
                       score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: true, masked: false,
                                               into: $2, stride: $3) },
@@ -1420,7 +1420,7 @@ public final class PagedKVCache: KVCache {
         var tiles = IOLedger()
         keyStore?.beginReads()
         valueStore?.beginReads()
-        kernel.attend(rows: group, queries: q, output: output, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
+        kernel.attend(rows: group, output: output, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
                       load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
                       score: { self.scoreTile(kernel, index: index, queries: q, rows: $0, entries: $1, dense: dense, masked: masked,
                                               into: $2, stride: $3) },
@@ -1444,7 +1444,7 @@ public final class PagedKVCache: KVCache {
         if !masked { for g in 0..<layout.groupSize { (probabilities + g * scoreStride).update(repeating: 0, count: visible) } }
         var tiles = IOLedger()
         keyStore?.beginReads()
-        kernel.probabilities(rows: rows, queries: queries, entries: entries,
+        kernel.probabilities(rows: rows, entries: entries,
                              loadKeys: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: false, ledger: &tiles) },
                              score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: dense,
                                                      masked: masked, into: $2, stride: $3) },

@@ -113,14 +113,14 @@ final class TiledAttention {
         sums = .allocate(capacity: rows)
     }
 
-    /// Softmax attention of `rows` query rows (`queries`, row-major) over the first
+    /// Softmax attention of `rows` query rows (which `score` reads) over the first
     /// `causal.visible(r)` of `entries` listed entries, written to `output` (row-major).
     /// - `load(tile)` brings the tile's keys and values on chip and counts their HBM bytes.
     /// - `score(rows, tile, into, stride)` writes each row's scaled q·k for the tile's entries
     ///   (or `masked`); entries a row cannot see causally are ignored whatever is written.
     /// - `accumulate(rows, tile, weights, stride, into)` writes Σ weight · value per row (row-major,
     ///   head size each) over the tile's entries.
-    func attend(rows: Int, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, entries: Int, causal: CausalRows,
+    func attend(rows: Int, output: UnsafeMutablePointer<Float>, entries: Int, causal: CausalRows,
                 load: (Range<Int>) -> Void,
                 score: (Range<Int>, Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
                 accumulate: (Range<Int>, Range<Int>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void,
@@ -171,7 +171,7 @@ final class TiledAttention {
     /// statistics `attend` left: a second pass over the key tiles (counted by `loadKeys`), scores
     /// recomputed on chip, each tile's probabilities handed to `emit(rows, tile, p, stride)` (rows
     /// relative to `rows.lowerBound`). For methods that need attention probabilities.
-    func probabilities(rows: Range<Int>, queries: UnsafePointer<Float>, entries: Int,
+    func probabilities(rows: Range<Int>, entries: Int,
                        loadKeys: (Range<Int>) -> Void,
                        score: (Range<Int>, Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
                        emit: (Range<Int>, Range<Int>, UnsafePointer<Float>, Int) -> Void,
