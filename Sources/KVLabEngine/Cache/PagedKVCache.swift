@@ -99,7 +99,8 @@ public final class PagedKVCache: KVCache {
     private var valueStore: QuantizedKVStore?
     /// End of the prompt while a batched prefill runs.
     private var promptEnd: Int?
-    /// The attention kernel, switchable between steps.
+    /// The attention kernel, switchable between steps (a tiled kernel's SRAM holds at least
+    /// `AttentionTileShape.minimumSRAMBytes`).
     public var attentionKernel: AttentionKernel = .naive {
         didSet { if attentionKernel != oldValue { tiled = Self.tiledAttention(for: attentionKernel, layout: layout, entries: scoreStride) } }
     }

@@ -51,7 +51,8 @@ public struct StepReport: Sendable, Equatable, Codable {
     /// Entropy of the next-token distribution, in nats.
     public var entropy: Float
     public var timings: StepTimings
-    /// Bytes moved by the kernels that ran.
+    /// Bytes moved by the kernels that ran, per memory link and buffer (per layer:
+    /// `InferenceEngine.layerLedger(_:)`).
     public var ledger: IOLedger
     /// KV cache occupancy after the step.
     public var cache: KVResidency
