@@ -346,7 +346,8 @@ struct ProjectionModel {
                 fp.hostResident += (past - cached) / max(1, n) * (keys.total + values.total)
             }
         }
-        fp.metadata += storage.calibrationBytes(layers: target.layers, kvHeads: target.kvHeads)
+        // fp8 scales and nuq levels exist once entries have been quantized.
+        if fp.quantizedPayload > 0 { fp.metadata += storage.calibrationBytes(layers: target.layers, kvHeads: target.kvHeads) }
         return fp
     }
 
