@@ -4,6 +4,7 @@ import KVLabEngine
 /// One figure of a profile file as written: its value (nil where the device lacks the feature)
 /// and where it comes from.
 public struct Figure: Sendable, Equatable {
+    /// The figure in base units (bytes, bytes/s, FLOP/s); nil where the device lacks the feature.
     public var value: Double?
     /// The datasheet (name or URL) or measurement the value comes from.
     public var source: String
@@ -37,25 +38,35 @@ public struct DeviceProfile: Sendable, Equatable {
 
     /// The file's name without `.json` (`h100-sxm`), or `this-machine`.
     public var id: String
+    /// The device as its maker names it.
     public var name: String
+    /// How its memory is organized.
     public var kind: Kind
     /// How the tiers map onto this device, in words.
     public var tiers: String
+    /// Bytes of shared memory per SM (the tile FlashAttention keeps on chip).
     public var sramPerSM: Double
+    /// Streaming multiprocessors (GPU cores on Apple chips, CPU cores on a CPU).
     public var smCount: Int
+    /// Bytes of L2 (the last-level cache on a CPU).
     public var l2: Double
+    /// Bytes of device memory.
     public var hbm: Double
     /// Bytes per second.
     public var hbmBandwidth: Double
+    /// Bytes of host memory the device can fetch from.
     public var hostDRAM: Double
+    /// Host memory's bytes per second.
     public var hostDRAMBandwidth: Double
     /// Host-to-device bandwidth (one direction); nil where there is no bus (unified memory, CPU).
     public var pcieBandwidth: Double?
+    /// Sequential read bytes per second of local NVMe storage, where known.
     public var nvmeBandwidth: Double?
     /// Dense peak FLOP/s (OP/s for int8) per precision; absent where the device has no such unit.
     public var peak: [Precision: Double]
     /// Share of the peaks reached in practice (1 = the roofline itself).
     public var computeEfficiency: Double
+    /// Share of the bandwidths reached in practice (1 = the roofline itself).
     public var memoryEfficiency: Double
     /// The source of every figure, by file key.
     public var sources: [String: String]

@@ -3,6 +3,7 @@ import KVLabEngine
 
 /// A name that is neither a bundled profile nor a file, listing the valid names.
 public struct UnknownProfileError: Error, CustomStringConvertible {
+    /// The message, with the valid names.
     public var description: String
 }
 

@@ -4,23 +4,28 @@ import KVLabEngine
 /// kept entries per (layer, KV head), residency by category, and the share of the kept entries the
 /// last step's sparse attention actually read (from its IO ledger).
 public struct LiveKVState: Sendable, Equatable {
+    /// Layers of the live model.
     public var layerCount: Int
+    /// KV heads per layer of the live model.
     public var kvHeadCount: Int
     /// Tokens the live cache has seen (the position of the next token).
     public var positions: Int
     /// Entries kept per (layer, KV head), layer-major.
     public var kept: [Int]
+    /// The live cache's resident bytes by category.
     public var residency: KVResidency
     /// Share of the kept keys (values) the last decode step read; nil without a ledger. Applied to
     /// the target for modes whose reads depend on the data (`threshold`); budgeted modes (topk,
     /// quest, block-retrieval) are costed from their parameters at the target's context.
     public var keyReadFraction: Double?
+    /// Share of the kept values the last decode step read; nil without a ledger.
     public var valueReadFraction: Double?
     /// Entries fetched from host DRAM at the last step per (layer, KV head) (block-retrieval misses).
     public var hostFetchEntriesPerHead: Double?
     /// `mixed`: the share of quantized entries stored at the high precision; nil for other methods.
     public var mixedHighShare: Double?
 
+    /// A state given figure by figure (one kept count per (layer, KV head)).
     public init(layerCount: Int, kvHeadCount: Int, positions: Int, kept: [Int], residency: KVResidency = KVResidency(),
                 keyReadFraction: Double? = nil, valueReadFraction: Double? = nil, hostFetchEntriesPerHead: Double? = nil,
                 mixedHighShare: Double? = nil) {

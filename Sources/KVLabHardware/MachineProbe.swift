@@ -13,6 +13,7 @@ public struct MachineProbe: Sendable {
     /// Side of the square matrix product timed for the fp32 peak.
     public var matrixSize = 2048
 
+    /// A probe with the default sizes (a 256 MiB buffer, a 2048³ product, 5 runs).
     public init() {}
 
     /// Where the measured profile is cached.

@@ -7,6 +7,7 @@ public enum FloatFormat: String, Sendable, CaseIterable {
     /// As kvlab's CPU engine keeps them.
     case f32
 
+    /// Bytes per element.
     public var bytes: Int { self == .f16 ? 2 : 4 }
 }
 
@@ -22,7 +23,9 @@ public enum AttentionKernel: String, Sendable, CaseIterable {
 
 /// Everything a projection depends on. A value type, so the workbench can project every step.
 public struct ProjectionSetup: Sendable, Equatable {
+    /// The device projected onto.
     public var device: DeviceProfile
+    /// The model shape projected.
     public var target: TargetShape
     /// How the target's weight matrices are stored (embedding and classifier included).
     public var weights: WeightType
@@ -30,15 +33,21 @@ public struct ProjectionSetup: Sendable, Equatable {
     public var context: Int
     /// Sequences decoded together (weights are read once per step for all of them).
     public var batch: Int
+    /// Which entries each (layer, KV head) keeps.
     public var eviction: EvictionMethod
+    /// How kept entries are stored.
     public var quant: KVQuantMethod
+    /// Which kept entries a decode step reads.
     public var sparse: SparseMethod
+    /// Float format of activations, scores and unquantized KV.
     public var float: FloatFormat
+    /// How attention moves its scores.
     public var kernel: AttentionKernel
     /// The live cache's state, applied to the target instead of the methods' analytic budgets
     /// and read patterns where it says more.
     public var live: LiveKVState?
 
+    /// A setup with LLM-Viewer's defaults where not given: f16, batch 1, full fp16 cache, unfused attention.
     public init(device: DeviceProfile, target: TargetShape, weights: WeightType = .f16, context: Int, batch: Int = 1,
                 eviction: EvictionMethod = .full, quant: KVQuantMethod = .fp32, sparse: SparseMethod = .dense,
                 float: FloatFormat = .f16, kernel: AttentionKernel = .naive, live: LiveKVState? = nil) {
@@ -67,14 +76,17 @@ public enum RooflineBound: String, Sendable, Encodable {
 
 /// One op of a forward pass, summed over the layers it runs in.
 public struct OpCost: Sendable, Equatable, Encodable {
+    /// The op, as the table names it (`q_proj`, `qk`, ...).
     public var name: String
     /// Device memory bytes read and written.
     public var bytes: Double
     /// Bytes fetched from host DRAM.
     public var hostBytes: Double
+    /// Floating-point operations (dequantization included).
     public var flops: Double
     /// Roofline time: the largest of compute, memory and host-fetch time.
     public var seconds: Double
+    /// Which roof sets its time.
     public var bound: RooflineBound
 
     /// FLOPs per device-memory byte.
@@ -83,11 +95,16 @@ public struct OpCost: Sendable, Equatable, Encodable {
 
 /// The ops of one forward pass (a decode step, or a prefill) and their total.
 public struct PhaseCost: Sendable, Equatable {
+    /// The ops in execution order.
     public var ops: [OpCost]
 
+    /// Roofline time of the whole pass.
     public var seconds: Double { ops.reduce(0) { $0 + $1.seconds } }
+    /// Device memory bytes of the whole pass.
     public var bytes: Double { ops.reduce(0) { $0 + $1.bytes } }
+    /// Host fetch bytes of the whole pass.
     public var hostBytes: Double { ops.reduce(0) { $0 + $1.hostBytes } }
+    /// FLOPs of the whole pass.
     public var flops: Double { ops.reduce(0) { $0 + $1.flops } }
 
     /// The op named `name`, if the phase has one.
@@ -127,6 +144,7 @@ public struct KVFootprint: Sendable, Equatable, Encodable {
     /// tools such as LLM-Viewer count KV).
     public var ideal: Double
 
+    /// Everything the cache holds for one sequence.
     public var total: Double { quantizedPayload + metadata + fullPrecision + policyState }
     /// What device memory holds.
     public var deviceResident: Double { total - hostResident }
@@ -134,7 +152,9 @@ public struct KVFootprint: Sendable, Equatable, Encodable {
 
 /// Whether the projected setup fits device memory, and how far it stretches.
 public struct CapacityReport: Sendable, Equatable, Encodable {
+    /// The device's memory in bytes.
     public var deviceMemory: Double
+    /// Bytes of every weight (embedding, layers, norms, classifier when untied).
     public var weights: Double
     /// KV per sequence in device memory.
     public var kvPerSequence: Double
@@ -142,6 +162,7 @@ public struct CapacityReport: Sendable, Equatable, Encodable {
     public var activationsPerSequence: Double
     /// Weights + batch × (KV + activations).
     public var used: Double
+    /// Whether the batch fits device memory.
     public var fits: Bool { used <= deviceMemory }
     /// The most sequences of this context that fit (0 when the weights alone do not).
     public var maxBatch: Int
@@ -152,29 +173,37 @@ public struct CapacityReport: Sendable, Equatable, Encodable {
     /// matrix of the naive kernel), which a real server bounds by chunking the prompt.
     public var prefillWorkingSet: Double
 
+    /// The longest context the capacity search tries.
     public static let contextSearchLimit = 1 << 24
 }
 
 /// One memory tier: what it holds for this projection.
 public struct TierUsage: Sendable, Equatable, Encodable {
+    /// The tier (SRAM, L2, HBM, host DRAM).
     public var name: String
+    /// Bytes the tier holds (per SM for SRAM).
     public var capacity: Double
     /// Bytes per second, where the profile gives one.
     public var bandwidth: Double?
+    /// What the projection puts there.
     public var items: [Item]
 
     /// A labelled share of a tier.
     public struct Item: Sendable, Equatable, Encodable {
+        /// What the bytes are.
         public var label: String
+        /// How many bytes.
         public var bytes: Double
     }
 
+    /// Bytes used, all items together.
     public var used: Double { items.reduce(0) { $0 + $1.bytes } }
 }
 
 /// A projection of one setup: per-op decode and prefill costs on the roofline, KV footprint,
 /// capacity, and the memory hierarchy view. `Projection(setup)` is a pure function of the setup.
 public struct Projection: Sendable, Equatable {
+    /// What was projected.
     public var setup: ProjectionSetup
     /// One decode step (all sequences of the batch).
     public var decode: PhaseCost
@@ -183,7 +212,9 @@ public struct Projection: Sendable, Equatable {
     public var idealDecode: PhaseCost
     /// A prefill of `context` prompt tokens per sequence: time to first token.
     public var prefill: PhaseCost
+    /// Resident KV of one sequence.
     public var kv: KVFootprint
+    /// Device memory use and limits.
     public var capacity: CapacityReport
     /// SRAM, L2, HBM and host DRAM, fastest first.
     public var hierarchy: [TierUsage]

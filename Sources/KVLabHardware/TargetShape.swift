@@ -6,23 +6,32 @@ import KVLabEngine
 public struct TargetShape: Sendable, Equatable {
     /// The file's name without `.json` (`llama-3-8b`), `live`, or the model file's name.
     public var id: String
+    /// The model as its makers name it.
     public var name: String
     /// Where the figures come from (the checkpoint's config.json, or the file read).
     public var source: String
+    /// Decoder layers.
     public var layers: Int
+    /// Width of the residual stream.
     public var hidden: Int
+    /// Query heads.
     public var heads: Int
+    /// Key/value heads (fewer than query heads under GQA).
     public var kvHeads: Int
+    /// Channels per head.
     public var headDim: Int
     /// SwiGLU intermediate size.
     public var ffn: Int
+    /// Vocabulary size (rows of the embedding and the classifier).
     public var vocab: Int
     /// Whether the classifier reuses the token embedding (stored once, read every step anyway).
     public var tiedEmbeddings: Bool
+    /// The context length the model was trained for.
     public var maxContext: Int
     /// Biases on the q, k and v projections (Qwen2).
     public var qkvBias: Bool
 
+    /// A shape given figure by figure.
     public init(id: String, name: String, source: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
                 ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false) {
         self.id = id

@@ -3,9 +3,11 @@ import Foundation
 /// A model's shape as its file declares it, read without loading any weights: what a hardware
 /// projection needs from a checkpoint it does not run.
 public struct ModelShape: Sendable, Equatable {
+    /// Layers, widths, heads, vocabulary, context.
     public var config: ModelConfig
     /// Whether the classifier reuses the token embedding (stored once).
     public var tiedEmbeddings: Bool
+    /// The file format it was read from.
     public var format: ModelFormat
 }
 
