@@ -73,6 +73,9 @@ struct ProjectionModel {
             default: break
             }
         }
+        if setup.kernel == .tiled {
+            notes.append("tiled prefill: K/V tiles re-read for every block of query rows are costed from device memory (FlashAttention's IO model; L2 hits would lower it)")
+        }
         if setup.live != nil { notes.append("live state: kept entries per head, read shares and host fetches taken from the live cache") }
         return notes
     }

@@ -97,6 +97,24 @@ import KVLabEngine
         #expect(abs(retrieval.kv.hostResident - Self.kvHeads * (past - 8 * 16) * 512) < 1)
     }
 
+    /// Weights in a ggml block type cost their block bytes (q8_0: 34 per 32 weights, q4_0: 18);
+    /// norms stay in the float format. A decode step reads each once, whatever the batch.
+    @Test func weightBytesFollowTheBlockFormat() throws {
+        let target = try HardwareCatalog.target("llama-2-7b")
+        let norms = 2.0 * 4096 * 32 + 4096
+        let matrices = Double(target.parameterCount) - norms
+        for (type, bytesPer32) in [(WeightType.q8_0, 34.0), (.q4_0, 18), (.f16, 64)] {
+            let setup = ProjectionSetup(device: try HardwareCatalog.device("h100-sxm"), target: target, weights: type, context: 1024)
+            #expect(Projection(setup).capacity.weights == matrices * bytesPer32 / 32 + norms * 2)
+        }
+        var batched = ProjectionSetup(device: try HardwareCatalog.device("h100-sxm"), target: target, context: 1024)
+        let one = Projection(batched).decode.op("gate_proj")!
+        batched.batch = 8
+        let eight = Projection(batched).decode.op("gate_proj")!
+        #expect(eight.bytes - one.bytes == 7 * 32 * (4096 + 11008) * 2)
+        #expect(eight.flops == 8 * one.flops)
+    }
+
     /// Batches share the weight reads; capacity is the largest batch that fits, exactly.
     @Test func capacityIsExact() throws {
         let p = try Self.project()
