@@ -59,6 +59,13 @@ struct ProjectionModel {
         if case .duo(_, _, let ratio) = setup.eviction.kind, setup.live == nil {
             notes.append("duo: a share \(ratio) of heads keeps everything (heads are chosen on the prompt; here averaged per head)")
         }
+        switch setup.eviction.kind {
+        case .snapkv, .pyramidkv, .adakv:
+            if setup.live == nil {
+                notes.append("\(setup.eviction.spec.name): costed at the first step after a prompt of the context's length (it compresses the prompt once, then keeps every new token)")
+            }
+        default: break
+        }
         if case .scissorhands = setup.eviction.kind {
             notes.append("scissorhands: the cache is costed at its budget (it oscillates between budget − drop and budget)")
         }
