@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .executable(name: "kvlab", targets: ["kvlab"]),
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
+        .library(name: "KVLabHardware", targets: ["KVLabHardware"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -37,17 +38,29 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Hardware: device profiles, target shapes, roofline projection
+        .target(
+            name: "KVLabHardware",
+            dependencies: ["KVLabEngine"],
+            resources: [.copy("Resources/devices"), .copy("Resources/targets")],
+            // The this-machine bandwidth probe is a SIMD loop: optimized in debug builds too, or it
+            // would measure the debug build instead of the memory.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
             dependencies: [
                 "KVLabEngine",
+                "KVLabHardware",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
+        .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -112,7 +112,7 @@ enum GGUFModel {
             metadata: shown)
     }
 
-    private static func modelConfig(_ metadata: GGUFMetadata, vocabularySize: Int, defaultName: String) throws -> ModelConfig {
+    static func modelConfig(_ metadata: GGUFMetadata, vocabularySize: Int, defaultName: String) throws -> ModelConfig {
         let headCount = try metadata.requiredInteger("llama.attention.head_count")
         let config = ModelConfig(
             name: try metadata.string("general.name") ?? defaultName,

@@ -2,7 +2,7 @@ import Foundation
 
 /// A JSON value as config.json, tokenizer.json and safetensors headers hold them. Objects keep
 /// their key order, so writers control the layout and readers can iterate a vocabulary in order.
-enum JSONValue {
+public enum JSONValue: Sendable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits in `Int`.
@@ -13,23 +13,25 @@ enum JSONValue {
     case object([(key: String, value: JSONValue)])
 
     /// The member named `key` of an object (nil for other values or when absent).
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.key == key }?.value
     }
 
-    var string: String? {
+    /// The text of a string value.
+    public var string: String? {
         if case .string(let value) = self { return value }
         return nil
     }
 
-    var integer: Int? {
+    /// The value of an integer number.
+    public var integer: Int? {
         if case .integer(let value) = self { return value }
         return nil
     }
 
     /// Integers and other numbers alike, as `Double`.
-    var double: Double? {
+    public var double: Double? {
         switch self {
         case .integer(let value): Double(value)
         case .number(let value): value
@@ -37,28 +39,32 @@ enum JSONValue {
         }
     }
 
-    var bool: Bool? {
+    /// The value of a boolean.
+    public var bool: Bool? {
         if case .bool(let value) = self { return value }
         return nil
     }
 
-    var array: [JSONValue]? {
+    /// The elements of an array.
+    public var array: [JSONValue]? {
         if case .array(let value) = self { return value }
         return nil
     }
 
-    var members: [(key: String, value: JSONValue)]? {
+    /// The members of an object, in file order.
+    public var members: [(key: String, value: JSONValue)]? {
         if case .object(let value) = self { return value }
         return nil
     }
 
-    var isNull: Bool {
+    /// Whether this is `null`.
+    public var isNull: Bool {
         if case .null = self { return true }
         return false
     }
 
     /// What kind of value this is, for error messages.
-    var kind: String {
+    public var kind: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -75,7 +81,7 @@ enum JSONValue {
 extension JSONValue {
     /// Parses a complete JSON document. Malformed text, invalid UTF-8, duplicate keys, numbers out
     /// of range and nesting deeper than `JSONParser.maxDepth` are `FormatError`s with a position.
-    static func parse(_ data: Data) throws -> JSONValue {
+    public static func parse(_ data: Data) throws -> JSONValue {
         try data.withUnsafeBytes { try parse($0) }
     }
 
@@ -342,7 +348,7 @@ struct JSONParser {
 extension JSONValue {
     /// Pretty-printed JSON with two-space indentation; arrays of a few scalars stay on one line,
     /// so merge pairs and shapes read naturally. Non-finite numbers are written as null.
-    func rendered() -> String {
+    public func rendered() -> String {
         var out = ""
         render(into: &out, indent: 0)
         out += "\n"

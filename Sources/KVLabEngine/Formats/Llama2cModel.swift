@@ -18,7 +18,7 @@ enum Llama2cModel {
                            metadata: [("tokenizer", tokenizerFile)])
     }
 
-    private static func modelName(_ path: String) -> String {
+    static func modelName(_ path: String) -> String {
         URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
     }
 
@@ -33,15 +33,20 @@ enum Llama2cModel {
         throw FileError(path: path, problem: "llama2.c checkpoint has no tokenizer: put tokenizer.bin beside it or pass --tokenizer")
     }
 
-    static func parseWeights(_ input: ByteReader, name: String) throws -> (ModelWeights, [TensorInfo]) {
-        var reader = input
+    /// The 7-int32 header: the model's shape, and whether the classifier shares the embedding.
+    static func parseHeader(_ reader: inout ByteReader, name: String) throws -> (config: ModelConfig, shared: Bool) {
         var header: [Int] = []
         for _ in 0..<7 { header.append(Int(try reader.read(Int32.self))) }
-        let shared = header[5] > 0
         let config = ModelConfig(name: name, dim: header[0], hiddenDim: header[1], layerCount: header[2],
                                  headCount: header[3], kvHeadCount: header[4], vocabSize: abs(header[5]),
                                  contextLength: header[6])
         try config.validate()
+        return (config, header[5] > 0)
+    }
+
+    static func parseWeights(_ input: ByteReader, name: String) throws -> (ModelWeights, [TensorInfo]) {
+        var reader = input
+        let (config, shared) = try parseHeader(&reader, name: name)
         let c = config
         let L = c.layerCount
         var tensors: [TensorInfo] = []

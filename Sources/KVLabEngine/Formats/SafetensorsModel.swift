@@ -359,7 +359,10 @@ struct HFConfig {
     var tiedEmbeddings: Bool
     var shownMetadata: [(String, String)]
 
-    init(_ json: JSONValue, defaultName: String) throws {
+    /// Reads the shape; `runnable` also refuses what the engine cannot run (other model types,
+    /// RoPE scaling, other activations, biases, sliding windows), which a shape-only reader
+    /// (a projection target) does not need.
+    init(_ json: JSONValue, defaultName: String, runnable: Bool = true) throws {
         guard json.members != nil else { throw FormatError("is \(json.kind), expected a JSON object") }
         func integer(_ key: String) throws -> Int? {
             guard let value = json[key], !value.isNull else { return nil }
@@ -376,17 +379,17 @@ struct HFConfig {
             return number
         }
         let modelType = json["model_type"]?.string
-        if let modelType, modelType != "llama", modelType != "mistral" {
+        if runnable, let modelType, modelType != "llama", modelType != "mistral" {
             throw FormatError("model_type \(modelType) is not supported (kvlab runs llama-family models)")
         }
-        if let scaling = json["rope_scaling"], !scaling.isNull {
+        if runnable, let scaling = json["rope_scaling"], !scaling.isNull {
             let kind = scaling["rope_type"]?.string ?? scaling["type"]?.string ?? scaling.kind
             throw FormatError("rope_scaling (\(kind)) is not supported; kvlab implements plain RoPE only")
         }
-        if let activation = json["hidden_act"], activation.string != "silu" {
+        if runnable, let activation = json["hidden_act"], activation.string != "silu" {
             throw FormatError("hidden_act \(activation.string ?? activation.kind) is not supported (llama uses silu)")
         }
-        for key in ["attention_bias", "mlp_bias"] where json[key]?.bool == true {
+        for key in ["attention_bias", "mlp_bias"] where runnable && json[key]?.bool == true {
             throw FormatError("\(key) is true; llama models without biases only")
         }
         let heads = try required("num_attention_heads")
@@ -399,7 +402,7 @@ struct HFConfig {
             contextLength: contextLength, ropeTheta: try number("rope_theta") ?? 10000,
             rmsEps: Float(try number("rms_norm_eps") ?? 1e-6), ropeStyle: .halfRotation)
         try config.validate()
-        if let window = try integer("sliding_window"), window < contextLength {
+        if runnable, let window = try integer("sliding_window"), window < contextLength {
             throw FormatError("sliding_window \(window) is not supported (kvlab attends over the whole context)")
         }
         if let headDim = try integer("head_dim"), headDim != config.headDim {

@@ -11,6 +11,29 @@ public enum BLAS {
                     1, a, blasint(lda), b, blasint(ldb), 0, c, blasint(ldc))
     }
 
+    /// Seconds one `n × n × n` single-precision product takes (2n³ FLOPs) on the current BLAS
+    /// threads, best of `runs` after a warm-up: the CPU's measured matrix throughput, for the
+    /// `this-machine` device profile.
+    public static func squareProductSeconds(size n: Int, runs: Int) -> Double {
+        let a = [Float](repeating: 1, count: n * n), b = [Float](repeating: 0.5, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    for run in 0...max(1, runs) {
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n),
+                                    1, a.baseAddress, blasint(n), b.baseAddress, blasint(n), 0, c.baseAddress, blasint(n))
+                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                        if run > 0 { best = min(best, seconds) }
+                    }
+                }
+            }
+        }
+        return best
+    }
+
     /// Sets the number of threads OpenBLAS uses for its own calls.
     public static func setThreadCount(_ count: Int) {
         openblas_set_num_threads(Int32(count))

@@ -1,0 +1,61 @@
+import Foundation
+
+/// A model's shape as its file declares it, read without loading any weights: what a hardware
+/// projection needs from a checkpoint it does not run.
+public struct ModelShape: Sendable, Equatable {
+    /// Layers, widths, heads, vocabulary, context.
+    public var config: ModelConfig
+    /// Whether the classifier reuses the token embedding (stored once).
+    public var tiedEmbeddings: Bool
+    /// The file format it was read from.
+    public var format: ModelFormat
+}
+
+extension ModelLoader {
+    /// Reads the shape of a model file kvlab can load: a Hugging Face `config.json` (or a
+    /// safetensors directory holding one), a GGUF file (header and metadata only; the file is
+    /// mapped, not read) or a llama2.c checkpoint (its header). A `config.json` may describe a
+    /// model the engine cannot run (another model type, RoPE scaling, biases): only its shape is
+    /// used. Problems are one-line errors naming the file.
+    public static func readShape(path: String) throws -> ModelShape {
+        try singleLineErrors {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw FileError(path: path, problem: "no such file or directory")
+            }
+            if isDirectory.boolValue || path.hasSuffix(".json") {
+                let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent(SafetensorsModel.configFile) : path
+                let data = try readFile(file)
+                return try withFileContext(file) {
+                    let directory = URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
+                    let hf = try HFConfig(try JSONValue.parse(data), defaultName: directory, runnable: false)
+                    return ModelShape(config: hf.config, tiedEmbeddings: hf.tiedEmbeddings, format: .safetensors)
+                }
+            }
+            let data = try readFile(path)
+            return try withFileContext(path) {
+                try data.withUnsafeBytes { bytes in
+                    if data.starts(with: Array("GGUF".utf8)) { return try ggufShape(bytes, path: path) }
+                    var reader = ByteReader(bytes)
+                    let (config, shared) = try Llama2cModel.parseHeader(&reader, name: Llama2cModel.modelName(path))
+                    return ModelShape(config: config, tiedEmbeddings: shared, format: .llama2c)
+                }
+            }
+        }
+    }
+
+    private static func ggufShape(_ bytes: UnsafeRawBufferPointer, path: String) throws -> ModelShape {
+        let file = try GGUFFile(bytes)
+        let metadata = GGUFMetadata(file: file)
+        guard let architecture = try metadata.string("general.architecture") else { throw FormatError("has no general.architecture") }
+        guard architecture == "llama" else {
+            throw FormatError("architecture \(architecture) is not supported (kvlab reads llama-family shapes)")
+        }
+        guard let vocabulary = try metadata.integer("llama.vocab_size") ?? metadata.strings("tokenizer.ggml.tokens")?.count else {
+            throw FormatError("has neither llama.vocab_size nor tokenizer.ggml.tokens")
+        }
+        let config = try GGUFModel.modelConfig(metadata, vocabularySize: vocabulary,
+                                               defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+        return ModelShape(config: config, tiedEmbeddings: !file.tensors.contains { $0.name == "output.weight" }, format: .gguf)
+    }
+}

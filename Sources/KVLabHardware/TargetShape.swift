@@ -1,0 +1,108 @@
+import Foundation
+import KVLabEngine
+
+/// The shape of the model a projection is about: a data file (`Resources/targets/*.json`), the
+/// live model's `ModelConfig`, or the header of any model file kvlab reads.
+public struct TargetShape: Sendable, Equatable {
+    /// The file's name without `.json` (`llama-3-8b`), `live`, or the model file's name.
+    public var id: String
+    /// The model as its makers name it.
+    public var name: String
+    /// Where the figures come from (the checkpoint's config.json, or the file read).
+    public var source: String
+    /// Decoder layers.
+    public var layers: Int
+    /// Width of the residual stream.
+    public var hidden: Int
+    /// Query heads.
+    public var heads: Int
+    /// Key/value heads (fewer than query heads under GQA).
+    public var kvHeads: Int
+    /// Channels per head.
+    public var headDim: Int
+    /// SwiGLU intermediate size.
+    public var ffn: Int
+    /// Vocabulary size (rows of the embedding and the classifier).
+    public var vocab: Int
+    /// Whether the classifier reuses the token embedding (stored once, read every step anyway).
+    public var tiedEmbeddings: Bool
+    /// The context length the model was trained for.
+    public var maxContext: Int
+    /// Biases on the q, k and v projections (Qwen2).
+    public var qkvBias: Bool
+
+    /// A shape given figure by figure.
+    public init(id: String, name: String, source: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
+                ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false) {
+        self.id = id
+        self.name = name
+        self.source = source
+        self.layers = layers
+        self.hidden = hidden
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.ffn = ffn
+        self.vocab = vocab
+        self.tiedEmbeddings = tiedEmbeddings
+        self.maxContext = maxContext
+        self.qkvBias = qkvBias
+    }
+
+    /// A model kvlab runs, from its configuration.
+    public init(config c: ModelConfig, tiedEmbeddings: Bool, id: String, source: String) {
+        self.init(id: id, name: c.name, source: source, layers: c.layerCount, hidden: c.dim, heads: c.headCount,
+                  kvHeads: c.kvHeadCount, headDim: c.headDim, ffn: c.hiddenDim, vocab: c.vocabSize,
+                  tiedEmbeddings: tiedEmbeddings, maxContext: c.contextLength)
+    }
+
+    /// Query heads per KV head.
+    public var groupSize: Int { heads / kvHeads }
+    /// Width of the query projection's output.
+    public var queryDim: Int { heads * headDim }
+    /// Width of the key (and value) projection's output.
+    public var kvDim: Int { kvHeads * headDim }
+
+    /// Parameters, the classifier counted once when tied.
+    public var parameterCount: Int {
+        let attention = hidden * queryDim + 2 * hidden * kvDim + queryDim * hidden + (qkvBias ? queryDim + 2 * kvDim : 0)
+        let perLayer = attention + 3 * hidden * ffn + 2 * hidden
+        return vocab * hidden * (tiedEmbeddings ? 1 : 2) + layers * perLayer + hidden
+    }
+
+    static let keys = ["name", "source", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
+                       "tied_embeddings", "max_context", "qkv_bias"]
+}
+
+extension TargetShape {
+    /// Reads a shape file; every problem is one line naming the file, the line and the key.
+    public init(path: String) throws {
+        try self.init(document: ProfileDocument(path: path))
+    }
+
+    /// Parses a shape file's bytes (`path` names it in errors).
+    public init(path: String, data: Data) throws {
+        try self.init(document: ProfileDocument(path: path, data: data))
+    }
+
+    init(document d: ProfileDocument) throws {
+        try d.checkKeys(Self.keys)
+        let large = 1...(1 << 20)
+        self.init(id: URL(fileURLWithPath: d.path).deletingPathExtension().lastPathComponent,
+                  name: try d.string("name"), source: try d.string("source"),
+                  layers: try d.integer("layers", in: 1...1024), hidden: try d.integer("hidden", in: large),
+                  heads: try d.integer("heads", in: 1...4096), kvHeads: try d.integer("kv_heads", in: 1...4096),
+                  headDim: try d.integer("head_dim", in: 1...4096), ffn: try d.integer("ffn", in: large),
+                  vocab: try d.integer("vocab", in: 1...(1 << 22)), tiedEmbeddings: try d.bool("tied_embeddings", default: false),
+                  maxContext: try d.integer("max_context", in: 1...(1 << 24)), qkvBias: try d.bool("qkv_bias", default: false))
+        guard heads % kvHeads == 0 else { throw d.error("kv_heads", "\(kvHeads) does not divide heads \(heads)") }
+    }
+
+    /// The shape of a model file kvlab reads (config.json, a safetensors directory, GGUF,
+    /// llama2.c), without loading its weights.
+    public static func read(modelFile path: String) throws -> TargetShape {
+        let shape = try ModelLoader.readShape(path: path)
+        return TargetShape(config: shape.config, tiedEmbeddings: shape.tiedEmbeddings,
+                           id: URL(fileURLWithPath: path).lastPathComponent, source: "\(path) (\(shape.format.rawValue))")
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// `kvlab project` as a user runs it: tables, JSON, the list, one-line errors, this-machine.
+@Suite struct ProjectCommandTests {
+    /// Runs kvlab with `XDG_CACHE_HOME` pointed at `cache`, so this-machine's profile is written there.
+    static func run(_ arguments: [String], cache: URL) throws -> CLITests.Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CACHE_HOME"] = cache.path
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CLITests.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                               stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test func listsDevicesAndTargets() throws {
+        let result = try CLITests.run(["project", "--list"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for name in ["a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l4", "rtx-4090", "m2-ultra", "this-machine",
+                     "llama-2-7b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "qwen2.5-7b", "live"] {
+            #expect(result.stdout.contains("\n  \(name) "), "\(name) is not listed")
+        }
+    }
+
+    @Test func printsTheBreakdownAndJSON() throws {
+        let arguments = ["project", "--device", "a100-40gb", "--target", "llama-2-7b", "--context", "1024"]
+        let table = try CLITests.run(arguments)
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.hasPrefix("Llama-2-7B on NVIDIA A100 SXM4 40GB: weights f16, context 1024, batch 1"))
+        for op in ["q_proj", "qk", "softmax", "pv", "gate_proj", "classifier", "total"] { #expect(table.stdout.contains("\n\(op) ")) }
+        #expect(table.stdout.contains("decode           8.86 ms per step"))
+        #expect(table.stdout.contains("TTFT "))
+        #expect(table.stdout.contains("largest batch at this context"))
+        let json = try CLITests.run(arguments + ["--kv", "kivi:bits=2", "--json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["kv"] as? String == "kivi:bits=2,group=32,residual=128")
+        let seconds = try #require(object["decodeSeconds"] as? Double)
+        let ideal = try #require((object["idealDecode"] as? [String: Any])?["seconds"] as? Double)
+        #expect(ideal < seconds && seconds < 0.00886)
+        #expect((object["decode"] as? [String: Any])?["ops"] is [Any])
+    }
+
+    @Test func unknownNamesAndBadFilesAreOneLine() throws {
+        let device = try CLITests.run(["project", "--device", "h100"])
+        #expect(device.status != 0)
+        #expect(device.stderr.contains("--device: unknown device 'h100' (a100-40gb, a100-80gb, h100-pcie, h100-sxm"))
+        let target = try CLITests.run(["project", "--target", "llama-4"])
+        #expect(target.stderr.contains("--target: unknown target 'llama-4' (llama-2-7b"))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-device-\(UUID()).json").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("{\n  \"name\": \"x\",\n  \"kind\": \"gpu\",\n  \"tiers\": 3\n}".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try CLITests.run(["project", "--device", path])
+        #expect(file.status != 0)
+        #expect(file.stderr.contains("\(path): line 4: tiers: is a number, expected a non-empty string"))
+        let kv = try CLITests.run(["project", "--kv", "kivi:bits=5"])
+        #expect(kv.stderr.contains("--kv: kivi: bits=5 is not one of 8, 4, 3, 2"))
+        for result in [device, target, file, kv] {
+            #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+
+    /// The live model as target and as the source of the cache state.
+    @Test func liveTargetAndLiveState() throws {
+        let result = try CLITests.run(["project", "--device", "h100-sxm", "--target", "live", "--context", "512",
+                                       "--policy", "window:window=32", "--live", "48"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("kvlab-shakespeare on NVIDIA H100 SXM5 80GB"))
+        #expect(result.stdout.contains("32.0 entries kept per (layer, KV head)"))
+        #expect(result.stdout.contains("note: live state"))
+    }
+
+    /// this-machine is measured on first use, cached, then read back.
+    @Test func thisMachineIsMeasuredOnceAndCached() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-cache-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let arguments = ["project", "--device", "this-machine", "--target", "live", "--context", "256", "--float", "f32"]
+        let first = try Self.run(arguments, cache: cache)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.hasPrefix("measured this-machine (first use) → \(cache.path)/kvlab/this-machine.json"))
+        #expect(FileManager.default.fileExists(atPath: cache.appendingPathComponent("kvlab/this-machine.json").path))
+        let second = try Self.run(arguments, cache: cache)
+        #expect(second.status == 0)
+        #expect(second.stdout.hasPrefix("kvlab-shakespeare on this machine ("))
+        #expect(second.stdout.contains("DRAM (main memory)"))
+    }
+}
