@@ -95,12 +95,6 @@ public struct DeviceProfile: Sendable, Equatable {
         return rate * computeEfficiency
     }
 
-    /// FlashAttention's key/value tile, B_c = ⌈M/4d⌉ entries, for SRAM of M elements of
-    /// `elementBytes` and heads of `headDim`.
-    public func attentionTileEntries(headDim: Int, elementBytes: Int) -> Int {
-        let elements = Int(sramPerSM) / elementBytes
-        return max(1, (elements + 4 * headDim - 1) / (4 * headDim))
-    }
 }
 
 // MARK: - Reading and writing

@@ -51,7 +51,9 @@ struct ProjectionModel {
         var collects = false
         if case .threshold = setup.sparse.kind { collects = true }
         needsScores = setup.eviction.needsAttentionScores || setup.quant.mixed != nil || collects
-        tileEntries = setup.device.attentionTileEntries(headDim: target.headDim, elementBytes: setup.float.bytes)
+        // The naive kernel has no tiles; the hierarchy view then shows what the device's SRAM would hold.
+        let sram = if case .tiled(let bytes) = setup.kernel { bytes } else { Int(setup.device.sramPerSM) }
+        tileEntries = AttentionTileShape(sramBytes: sram, headDim: target.headDim, elementBytes: setup.float.bytes).entries
     }
 
     var notes: [String] {
@@ -80,7 +82,7 @@ struct ProjectionModel {
             default: break
             }
         }
-        if setup.kernel == .tiled {
+        if case .tiled = setup.kernel {
             notes.append("tiled prefill: K/V tiles re-read for every block of query rows are costed from device memory (FlashAttention's IO model; L2 hits would lower it)")
         }
         if setup.live != nil { notes.append("live state: kept entries per head, read shares and host fetches taken from the live cache") }

@@ -11,16 +11,6 @@ public enum FloatFormat: String, Sendable, CaseIterable {
     public var bytes: Int { self == .f16 ? 2 : 4 }
 }
 
-/// How attention moves its scores: materialized in device memory, or kept on chip.
-public enum AttentionKernel: String, Sendable, CaseIterable {
-    /// Unfused: q·K writes the scores, softmax reads and rewrites them, P·V reads them.
-    case naive
-    /// FlashAttention: key/value tiles of B_c = ⌈M/4d⌉ entries stream through SRAM with an online
-    /// softmax; nothing N×N is written. Score-based methods make the kernel emit one group-summed
-    /// score per entry.
-    case tiled
-}
-
 /// Everything a projection depends on. A value type, so the workbench can project every step.
 public struct ProjectionSetup: Sendable, Equatable {
     /// The device projected onto.
@@ -41,7 +31,7 @@ public struct ProjectionSetup: Sendable, Equatable {
     public var sparse: SparseMethod
     /// Float format of activations, scores and unquantized KV.
     public var float: FloatFormat
-    /// How attention moves its scores.
+    /// How attention moves its scores (the engine's kernels; a tiled kernel's SRAM sizes its tiles).
     public var kernel: AttentionKernel
     /// The live cache's state, applied to the target instead of the methods' analytic budgets
     /// and read patterns where it says more.

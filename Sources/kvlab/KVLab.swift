@@ -74,19 +74,20 @@ struct CacheModeOptions: ParsableArguments {
         _ = try sramSizes()
     }
 
-    /// The `--sram` sizes (a comma-separated list), or the default.
-    func sramSizes() throws -> [Int] {
-        guard let sram else { return [Self.defaultSRAM] }
+    /// The `--sram` sizes (a comma-separated list), or `defaultSRAM`.
+    func sramSizes(defaultSRAM: Int = Self.defaultSRAM) throws -> [Int] {
+        guard let sram else { return [defaultSRAM] }
         return try sram.split(separator: ",", omittingEmptySubsequences: false).map { try parseByteSize(String($0), option: "--sram") }
     }
 
-    /// The attention kernel, its SRAM checked against the model's head size.
-    func attentionKernel(headDim: Int) throws -> AttentionKernel {
+    /// The attention kernel, its SRAM checked against the model's head size; without `--sram` a
+    /// tiled kernel gets `defaultSRAM` (a projection passes its device's SRAM per SM).
+    func attentionKernel(headDim: Int, defaultSRAM: Int = Self.defaultSRAM) throws -> AttentionKernel {
         guard attention == "tiled" else {
             if sram != nil { throw CLIError("--sram sizes the tiled kernel: add --attention tiled") }
             return .naive
         }
-        let sizes = try sramSizes()
+        let sizes = try sramSizes(defaultSRAM: defaultSRAM)
         guard sizes.count == 1 else { throw CLIError("--sram: one size for --attention tiled, got \(sizes.count)") }
         try Self.checkSRAM(sizes[0], headDim: headDim)
         return .tiled(sramBytes: sizes[0])

@@ -27,9 +27,6 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "Float format of activations, scores and unquantized KV: f16 (GPU engines) or f32 (kvlab's CPU engine).")
     var float: FloatFormat = .f16
 
-    @Option(name: .long, help: "Attention kernel: naive (scores in device memory) or tiled (FlashAttention).")
-    var kernel: AttentionKernel = .naive
-
     @OptionGroup var kvOptions: KVOptions
 
     @Option(name: .long, help: "Model for --target live and --live (default: the embedded model).")
@@ -88,6 +85,7 @@ struct Project: ParsableCommand {
         let eviction = try kvOptions.evictionMethod()
         let quant = try kvOptions.modes.quantMethod(headDim: shape.headDim)
         let sparse = try kvOptions.modes.sparseMethod()
+        let kernel = try kvOptions.modes.attentionKernel(headDim: shape.headDim, defaultSRAM: Int(deviceProfile.sramPerSM))
         var state: LiveKVState?
         if let live {
             let model = try liveModel()
@@ -165,7 +163,7 @@ struct Project: ParsableCommand {
     private func report(_ p: Projection) -> String {
         let s = p.setup
         var lines = ["\(s.target.name) on \(s.device.name): weights \(s.weights.rawValue), context \(s.context), batch \(s.batch), "
-            + "float \(s.float.rawValue), kernel \(s.kernel.rawValue)",
+            + "float \(s.float.rawValue), kernel \(s.kernel)",
                      "KV methods: --policy \(s.eviction) --kv \(s.quant) --sparse \(s.sparse)", ""]
         lines.append("decode step" + (s.batch > 1 ? " (\(s.batch) sequences)" : ""))
         lines.append(table(p.decode))
@@ -221,7 +219,6 @@ struct Project: ParsableCommand {
 }
 
 extension FloatFormat: ExpressibleByArgument {}
-extension AttentionKernel: ExpressibleByArgument {}
 
 /// `kvlab project --json`: the projection with its setup spelled out.
 private struct ProjectReport: Encodable {
@@ -260,7 +257,7 @@ private struct ProjectReport: Encodable {
         kv = s.quant.description
         sparse = s.sparse.description
         float = s.float.rawValue
-        kernel = s.kernel.rawValue
+        kernel = s.kernel.description
         live = s.live != nil
         decode = p.decode
         idealDecode = p.idealDecode

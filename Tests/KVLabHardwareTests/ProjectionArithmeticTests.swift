@@ -72,7 +72,7 @@ import KVLabEngine
 
     /// The tiled kernel writes no scores: decode reads keys, values, queries and outputs only.
     @Test func tiledDecodeMovesNoScores() throws {
-        let tiled = try Self.project(kernel: .tiled)
+        let tiled = try Self.project(kernel: .tiled(sramBytes: 228 * 1024))
         let kv = Self.kvHeads * 32768 * 2 * 256
         #expect(tiled.decode.op("attention")!.bytes == kv + 2 * 32 * 4096 * 2)
         #expect(tiled.decode.op("qk") == nil)
