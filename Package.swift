@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .executable(name: "kvlab", targets: ["kvlab"]),
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
+        .library(name: "KVLabSession", targets: ["KVLabSession"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -37,17 +38,22 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export
+        .target(name: "KVLabSession", dependencies: ["KVLabEngine"]),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
             dependencies: [
                 "KVLabEngine",
+                "KVLabSession",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
+        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabEngine"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -7,7 +7,8 @@ struct KVLab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
-        subcommands: [Generate.self, Eval.self, Bench.self, Info.self, Convert.self]
+        version: kvlabVersion,
+        subcommands: [Generate.self, Run.self, Replay.self, Export.self, Eval.self, Bench.self, Info.self, Convert.self]
     )
 }
 
@@ -94,6 +95,47 @@ struct KVOptions: ParsableArguments {
     func makeCache(config: ModelConfig) throws -> PagedKVCache {
         PagedKVCache(layout: KVLayout(config: config), eviction: try evictionMethod(), sparse: try modes.sparseMethod(),
                      quant: try modes.quantMethod(headDim: config.headDim))
+    }
+}
+
+/// Sampling settings, shared by the commands that generate text.
+struct SamplerOptions: ParsableArguments {
+    @Option(name: .long, help: "Sampling temperature (0 = greedy).")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Sample among the k most likely tokens (0 = off).")
+    var topK: Int = 0
+
+    @Option(name: .long, help: "Nucleus sampling threshold (1 = off).")
+    var topP: Float = 1
+
+    @Option(name: .long, help: "Random seed.")
+    var seed: UInt64 = 42
+
+    func validate() throws {
+        do { try settings.validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    var settings: SamplerSettings { SamplerSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+}
+
+/// The prompt of a command that generates text: inline or from a file.
+struct PromptOptions: ParsableArguments {
+    @Option(name: .long, help: "Prompt text.")
+    var prompt: String = ""
+
+    @Option(name: .long, help: "Read the prompt from a file (UTF-8).")
+    var promptFile: String?
+
+    /// The prompt text (a file's whole content, or a one-line error naming it).
+    func text() throws -> String { try promptFile.map(readTextFile) ?? prompt }
+}
+
+extension KVOptions {
+    /// The settings of a live run from these options, the model options and the sampler.
+    func runSettings(model: LoadedModel, modelOptions: ModelOptions, sampler: SamplerSettings) throws -> RunSettings {
+        RunSettings(eviction: try evictionMethod(), sparse: try modes.sparseMethod(), quant: try modes.quantMethod(headDim: model.config.headDim),
+                    weights: modelOptions.weights, sampler: sampler, threads: modelOptions.threads)
     }
 }
 
