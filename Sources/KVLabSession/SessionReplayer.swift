@@ -58,7 +58,7 @@ public final class SessionReplayer {
     public func replay(_ record: SessionRecord) throws -> SessionEvent {
         let line = record.line
         func mismatch(_ field: String, _ expected: Any, _ observed: Any) -> ReplayMismatch {
-            ReplayMismatch(path: path, line: line, step: run.currentStep, field: field, expected: "\(expected)", observed: "\(observed)")
+            ReplayMismatch(path: path, line: line, step: record.event.step, field: field, expected: "\(expected)", observed: "\(observed)")
         }
         func failure(_ error: any Error) -> SessionError { SessionError(path: path, line: line, problem: "\(record.event.name): \(error)") }
         guard record.event.step == run.currentStep else { throw mismatch("\(record.event.name) step", record.event.step, run.currentStep) }

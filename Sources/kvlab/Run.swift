@@ -10,8 +10,9 @@ struct Run: ParsableCommand {
         abstract: "Generate headlessly with scripted mid-stream knob changes and captions; record a session.",
         discussion: """
         --at STEP:KNOB=VALUE changes a knob before token STEP (0 is the first generated token): policy, sparse, kv, \
-        weights (a type or 'stored'), or ghost=on|off. --caption STEP:TEXT shows TEXT from token STEP on. At one step, \
-        knob changes apply first, each kind in the order given. --record FILE writes the session (*.kvlab.jsonl) as it \
+        weights (a type or 'stored'), or ghost=on|off; --at STEP:rerun runs the prompt again from an empty cache with \
+        the settings of the moment (step numbers go on). --caption STEP:TEXT shows TEXT from token STEP on. At one \
+        step, --at actions apply first, in the order given, then captions. --record FILE writes the session (*.kvlab.jsonl) as it \
         runs, one flushed line per event; --json prints the same lines to stdout instead of the text.
         """)
 
@@ -29,7 +30,7 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Run the full-cache ghost in lockstep (KL, top-1, ΔNLL, attention mass kept per token).")
     var ghost = false
 
-    @Option(name: .customLong("at"), help: "A knob change STEP:KNOB=VALUE, e.g. 64:policy=h2o:heavy=32,recent=32 (repeatable).")
+    @Option(name: .customLong("at"), help: "A knob change STEP:KNOB=VALUE, e.g. 64:policy=h2o:heavy=32,recent=32, or STEP:rerun (repeatable).")
     var changes: [String] = []
 
     @Option(name: .customLong("caption"), help: "A caption STEP:TEXT (repeatable).")
@@ -81,6 +82,7 @@ struct Run: ParsableCommand {
                 case .knob(let knob, let value): try recorder.set(knob, to: value)
                 case .ghost(let enabled): try recorder.setGhost(enabled)
                 case .caption(let caption): try recorder.caption(caption)
+                case .rerun: try recorder.submit(prompt: text)
                 }
             }
             if case .stopped = try recorder.step() { break generation }
@@ -118,6 +120,8 @@ struct Script {
         case knob(Knob, String)
         case ghost(Bool)
         case caption(String)
+        /// The prompt again, from an empty cache.
+        case rerun
     }
 
     private var actions: [Int: [Action]] = [:]
@@ -134,6 +138,10 @@ struct Script {
         }
         for change in changes {
             let (step, rest) = try split(change, option: "--at", expected: "STEP:KNOB=VALUE")
+            if rest == "rerun" {
+                actions[step, default: []].append(.rerun)
+                continue
+            }
             guard let equals = rest.firstIndex(of: "=") else { throw CLIError("--at \(change): expected STEP:KNOB=VALUE") }
             let name = String(rest[..<equals]), value = String(rest[rest.index(after: equals)...])
             if name == "ghost" {
