@@ -30,18 +30,15 @@ struct Replay: ParsableCommand {
     @Flag(name: .long, help: "Checkpoints must be bit-identical (same machine and build).")
     var strict = false
 
-    @Option(name: .long, help: "The model file, when it is not at the recorded path (verified by SHA-256).")
-    var model: String?
-
-    @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: as recorded, or beside the model).")
-    var tokenizer: String?
-
-    @Option(name: .long, help: "Threads for matrix products (default: as recorded; results do not depend on it).")
-    var threads: Int?
+    /// `--model` when the model is not at the recorded path (verified by SHA-256), `--tokenizer`,
+    /// `--threads` (results do not depend on it); the weights come from the session.
+    @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
-        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
-        if playback, check || strict || model != nil { throw ValidationError("--playback runs no model: it takes no --check, --strict or --model") }
+        if modelOptions.weights != nil { throw ValidationError("--weights: a replay takes the weights from the session") }
+        if playback, check || strict || modelOptions.model != nil {
+            throw ValidationError("--playback runs no model: it takes no --check, --strict or --model")
+        }
     }
 
     func run() throws {
@@ -58,8 +55,9 @@ struct Replay: ParsableCommand {
     }
 
     private func replay(_ reader: SessionReader) throws {
-        let loaded = try SessionModel.load(for: reader.header, sessionPath: file, override: model, tokenizer: tokenizer)
-        let replayer = try SessionReplayer(path: file, header: reader.header, model: loaded, threads: threads, strict: strict)
+        let loaded = try SessionModel.load(for: reader.header, sessionPath: file, override: modelOptions.model,
+                                           tokenizer: modelOptions.tokenizer)
+        let replayer = try SessionReplayer(path: file, header: reader.header, model: loaded, threads: modelOptions.threads, strict: strict)
         let out = FileHandle.standardOutput
         while let record = try reader.next() {
             let event = try replayer.replay(record)

@@ -61,16 +61,15 @@ struct Run: ParsableCommand {
                                                                                  sampler: samplerOptions.settings), ghost: ghost)
         try script.check(against: live)
         let recording = record != nil || json
-        var writer: SessionWriter?
         let out = FileHandle.standardOutput
         let lines = SessionLineEncoder()
-        if recording {
-            let header = SessionHeader(run: live, model: try ModelIdentity(model: model, path: modelOptions.model, tokenizer: modelOptions.tokenizer),
-                                       checkpointEvery: checkpointEvery)
-            if let record { writer = try SessionWriter(path: record, header: header, synchronizes: fsync) }
-            if json { out.write(try lines.line(header)) }
-        }
+        // The model's SHA-256 is only needed for a header.
+        let header = try recording ? SessionHeader(run: live, model: ModelIdentity(model: model, path: modelOptions.model,
+                                                                                   tokenizer: modelOptions.tokenizer),
+                                                   checkpointEvery: checkpointEvery) : nil
+        let writer = try header.flatMap { header in try record.map { try SessionWriter(path: $0, header: header, synchronizes: fsync) } }
         let json = json
+        if json, let header { out.write(try lines.line(header)) }
         let recorder = SessionRecorder(run: live, checkpointEvery: recording ? checkpointEvery : 0) { event in
             try writer?.append(event)
             if json { out.write(try lines.line(event)) } else { Self.show(event) }

@@ -149,8 +149,14 @@ import Testing
     @Test func aFullContextStopsTheRun() throws {
         let model = try Self.model()
         let context = model.config.contextLength
-        var text = ""
-        while model.tokenizer.encode(text + "ROMEO: ").count < context - 4 { text += "ROMEO: " }
+        // The most repeats of a line whose tokens leave a few positions free (binary search).
+        func text(_ repeats: Int) -> String { String(repeating: "ROMEO: ", count: repeats) }
+        var low = 1, high = context
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if model.tokenizer.encode(text(mid)).count <= context - 4 { low = mid } else { high = mid - 1 }
+        }
+        let text = text(low)
         let run = try LiveRun(model: model, settings: try Self.settings())
         let prompt = try run.submit(prompt: text)
         let metrics = try Self.generate(run, 10)

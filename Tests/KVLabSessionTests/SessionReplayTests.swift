@@ -140,7 +140,7 @@ import Testing
         var random = Xoshiro256(seed: 2024)
         let alphabet = Array("{}[]\":,0123456789-.eE \n\\tnulfasrx".utf8) + [0x00, 0xFF, 0xC3]
         var readErrors = 0, replays = 0, replayFailures = 0
-        for trial in 0..<300 {
+        for trial in 0..<250 {
             var mutant = bytes
             switch trial % 5 {
             case 0: mutant = Array(mutant.prefix(Int.random(in: 0..<bytes.count, using: &random)))
@@ -173,7 +173,7 @@ import Testing
                 #expect(!error.description.contains("\n"))
                 continue
             }
-            guard replays < 12, trial % 5 >= 3 else { continue }
+            guard replays < 8, trial % 5 >= 3 else { continue }
             replays += 1
             do {
                 let replayer = try SessionReplayer(path: path, header: reader.header, model: model)
@@ -184,7 +184,7 @@ import Testing
                 replayFailures += 1
             }
         }
-        #expect(readErrors > 75, "most mutants should be refused, \(readErrors) were")
-        #expect(replays == 12 && replayFailures > 0)
+        #expect(readErrors > 60, "most mutants should be refused, \(readErrors) were")
+        #expect(replays == 8 && replayFailures > 0)
     }
 }
