@@ -3,9 +3,11 @@ import KVLabEngine
 
 /// A problem with a session file, as one line naming the file and, when known, the line.
 public struct SessionError: Error, CustomStringConvertible, Equatable {
+    /// The session file.
     public var path: String
     /// 1-based line number; nil for problems with the file as a whole.
     public var line: Int?
+    /// What is wrong, on one line.
     public var problem: String
 
     /// The error, with control characters in `problem` escaped and an overlong one shortened (the

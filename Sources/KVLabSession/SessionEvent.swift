@@ -49,6 +49,7 @@ public enum SessionEvent: Sendable, Equatable {
 /// A generated token: the run's metrics, and what later work adds (projection onto a target
 /// device, traffic per memory tier).
 public struct TokenEvent: Sendable, Equatable {
+    /// The run's per-token metrics.
     public var metrics: TokenMetrics
     /// Latency projected onto the target device and model, in seconds.
     public var projectedLatencySeconds: Double?
@@ -64,8 +65,11 @@ public struct TokenEvent: Sendable, Equatable {
 
 /// Bytes read and written at one memory tier during one token.
 public struct TierTraffic: Sendable, Equatable, Codable {
+    /// The tier's name, as the device profile names it.
     public var tier: String
+    /// Bytes read from the tier.
     public var read: UInt64
+    /// Bytes written to the tier.
     public var written: UInt64
 
     public init(tier: String, read: UInt64, written: UInt64) {
@@ -77,7 +81,9 @@ public struct TierTraffic: Sendable, Equatable, Codable {
 
 /// The ghost started or stopped before token `step`.
 public struct GhostChange: Sendable, Equatable, Codable {
+    /// Tokens generated before it.
     public var step: Int
+    /// Whether the ghost runs from now on.
     public var enabled: Bool
 
     public init(step: Int, enabled: Bool) {
@@ -88,7 +94,9 @@ public struct GhostChange: Sendable, Equatable, Codable {
 
 /// A caption shown from token `step` on.
 public struct Caption: Sendable, Equatable, Codable {
+    /// Tokens generated before it.
     public var step: Int
+    /// The caption.
     public var text: String
 
     public init(step: Int, text: String) {
@@ -99,7 +107,9 @@ public struct Caption: Sendable, Equatable, Codable {
 
 /// The run stopped before token `step`.
 public struct StopEvent: Sendable, Equatable, Codable {
+    /// Tokens generated before it.
     public var step: Int
+    /// Why no token came.
     public var reason: StopReason
 
     public init(step: Int, reason: StopReason) {
@@ -183,7 +193,7 @@ extension SessionEvent: Codable {
 
 /// JSON for session lines: one line per value, keys sorted (files diff well and are byte-identical
 /// for identical runs), floats in their shortest exact form, non-finite ones as strings.
-struct SessionCoding {
+enum SessionCoding {
     static let nonFinite = (positive: "inf", negative: "-inf", nan: "nan")
 
     static func encoder() -> JSONEncoder {

@@ -9,6 +9,7 @@ public struct SessionHeader: Sendable, Equatable, Codable {
     public var version: Int
     /// The kvlab version that wrote it.
     public var kvlab: String
+    /// The model, to find it again and check it is the same.
     public var model: ModelIdentity
     /// The run's settings when the session starts (knob events change them later).
     public var settings: SessionSettings
@@ -64,6 +65,7 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
     public var tokenizer: String?
     /// Size in bytes and SHA-256 of the file (of a safetensors directory: see `ModelIdentity.digest`).
     public var bytes: Int
+    /// Lowercase hex SHA-256.
     public var sha256: String
 
     public init(name: String, path: String?, tokenizer: String? = nil, bytes: Int, sha256: String) {
@@ -115,12 +117,17 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
 
 /// A run's settings as strings, in the canonical method syntax (`MethodSpec`).
 public struct SessionSettings: Sendable, Equatable, Codable {
+    /// The eviction method.
     public var policy: String
+    /// The sparse attention mode.
     public var sparse: String
+    /// The KV quantization.
     public var kv: String
     /// A weight type, or `RunSettings.storedWeights`.
     public var weights: String
+    /// Temperature, top-k, top-p and seed.
     public var sampler: SamplerSettings
+    /// Threads for matrix products (results do not depend on it).
     public var threads: Int
 
     public init(_ settings: RunSettings) {
@@ -157,8 +164,11 @@ public struct SessionSettings: Sendable, Equatable, Codable {
 
 /// The workbench screen a session was recorded on.
 public struct UISettings: Sendable, Equatable, Codable {
+    /// Terminal width in cells.
     public var columns: Int
+    /// Terminal height in cells.
     public var rows: Int
+    /// The theme's name (`themes/NAME.theme`).
     public var theme: String
 
     public init(columns: Int, rows: Int, theme: String) {

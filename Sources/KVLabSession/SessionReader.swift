@@ -5,6 +5,7 @@ import KVLabEngine
 public struct SessionRecord: Sendable, Equatable {
     /// 1-based line number (the header is line 1).
     public var line: Int
+    /// The event on that line.
     public var event: SessionEvent
 }
 
@@ -13,7 +14,9 @@ public struct SessionRecord: Sendable, Equatable {
 /// killed mid-line, or is still writing it) is left out and noted in `incompleteLine`; a session
 /// from a newer format version is refused with a message saying so.
 public final class SessionReader {
+    /// The file being read.
     public let path: String
+    /// Line 1.
     public let header: SessionHeader
     /// The number of a last line that had no newline and was ignored, once the end is reached.
     public private(set) var incompleteLine: Int?

@@ -4,6 +4,7 @@ import KVLabEngine
 /// `kvlab run --json`, a screen): the one place that decides what a session holds. Checkpoints
 /// follow each prompt and every `checkpointEvery` tokens. Not thread-safe, like the run.
 public final class SessionRecorder {
+    /// The run whose actions are recorded.
     public let run: LiveRun
     /// Tokens between automatic checkpoints; 0 for none.
     public let checkpointEvery: Int

@@ -3,12 +3,17 @@ import KVLabEngine
 
 /// A recorded event that the re-executed run did not reproduce.
 public struct ReplayMismatch: Error, CustomStringConvertible, Equatable {
+    /// The session file.
     public var path: String
+    /// The line of the recorded event.
     public var line: Int
+    /// The recorded event's step.
     public var step: Int
     /// What differs: "token", "kept positions", ...
     public var field: String
+    /// The recorded value.
     public var expected: String
+    /// The value the run produced now.
     public var observed: String
 
     public var description: String {
@@ -18,10 +23,15 @@ public struct ReplayMismatch: Error, CustomStringConvertible, Equatable {
 
 /// What a replay verified.
 public struct ReplaySummary: Sendable, Equatable {
+    /// Prompts re-run with the same tokens.
     public var prompts = 0
+    /// Tokens reproduced.
     public var tokens = 0
+    /// Knob changes applied.
     public var knobChanges = 0
+    /// Captions passed through.
     public var captions = 0
+    /// Checkpoints matched.
     public var checkpoints = 0
     /// Checkpoints whose digests were bit-identical (the others matched within tolerance).
     public var exactCheckpoints = 0
@@ -31,10 +41,13 @@ public struct ReplaySummary: Sendable, Equatable {
 /// the run does now. Each call returns the event as re-executed (metrics measured now), so a
 /// screen can render a replay as it renders a live run. Not thread-safe, like the run.
 public final class SessionReplayer {
+    /// The session file (for messages).
     public let path: String
+    /// The run re-executing the session.
     public let run: LiveRun
     /// Whether checkpoints must be bit-identical (same machine and build), not just within tolerance.
     public let strict: Bool
+    /// What has been verified so far.
     public private(set) var summary = ReplaySummary()
 
     /// A run of `model` under the header's settings (`threads` overrides the recorded count: results
@@ -66,7 +79,12 @@ public final class SessionReplayer {
         case .prompt(let recorded):
             let observed: PromptSubmission
             do { observed = try run.submit(prompt: recorded.text, continuing: recorded.continuing) } catch { throw failure(error) }
-            guard observed.tokens == recorded.tokens else { throw mismatch("prompt tokens", recorded.tokens, observed.tokens) }
+            if observed.tokens != recorded.tokens {
+                // The first difference, not two whole prompts.
+                let index = zip(recorded.tokens, observed.tokens).prefix { $0 == $1 }.count
+                func at(_ tokens: [Int]) -> String { index < tokens.count ? "\(tokens[index]) (of \(tokens.count))" : "the end (\(tokens.count))" }
+                throw mismatch("prompt token \(index)", at(recorded.tokens), at(observed.tokens))
+            }
             guard observed.continuing == recorded.continuing else { throw mismatch("prompt continuing", recorded.continuing, observed.continuing) }
             summary.prompts += 1
             return .prompt(observed)

@@ -5,6 +5,7 @@ import KVLabEngine
 /// appended with a single `write(2)`, so a killed writer loses at most the line being written and
 /// readers can follow the file while it grows.
 public final class SessionWriter {
+    /// The session file.
     public let path: String
     private let handle: FileHandle
     private let encoder = SessionLineEncoder()

@@ -93,7 +93,10 @@ struct Run: ParsableCommand {
     /// Text mode: the prompt and tokens on stdout, knob changes, captions and stops on stderr.
     private static func show(_ event: SessionEvent) {
         switch event {
-        case .prompt(let prompt): FileHandle.standardOutput.write(Data(prompt.text.utf8))
+        case .prompt(let prompt):
+            // A rerun starts on a new line.
+            let separator = prompt.step > 0 && !prompt.continuing ? "\n" : ""
+            FileHandle.standardOutput.write(Data((separator + prompt.text).utf8))
         case .token(let token): if !token.metrics.text.isEmpty { FileHandle.standardOutput.write(Data(token.metrics.text.utf8)) }
         case .knob, .ghost, .caption, .stop:
             if let note = describe(event) { FileHandle.standardError.write(Data("\n[step \(event.step)] \(note)\n".utf8)) }

@@ -122,7 +122,9 @@ import Testing
         let check = try CLITests.run(["replay", path, "--headless", "--check", "--strict"])
         #expect(check.status == 0, "\(check.stderr)")
         let tokens = try #require(check.stdout.firstMatch(of: /(\d+) tokens/).map { Int($0.1)! })
-        #expect(tokens >= 60, "\(check.stdout)")
+        // Every complete token line was replayed.
+        let complete = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(tokens == complete.count { $0.contains(#""event":"token""#) } && tokens >= 60, "\(check.stdout)")
     }
 
     @Test func sessionErrorsAreOneLine() throws {

@@ -63,6 +63,24 @@ import Testing
         }
     }
 
+    @Test func aChangedPromptTokenNamesItsIndex() throws {
+        let path = SessionSupport.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SessionSupport.record(to: path)
+        var lines = try SessionSupport.lines(path)
+        let index = try #require(lines.firstIndex { $0.contains(#""event":"prompt""#) })
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(lines[index].utf8)) as? [String: Any])
+        var tokens = try #require(object["tokens"] as? [Int])
+        tokens[3] += 1
+        object["tokens"] = tokens
+        lines[index] = String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ReplayMismatch(path: path, line: index + 1, step: 0, field: "prompt token 3",
+                                       expected: "\(tokens[3]) (of \(tokens.count))", observed: "\(tokens[3] - 1) (of \(tokens.count))")) {
+            try Self.replay(path)
+        }
+    }
+
     /// The line with its top-level member `key` set to `value` (through JSONSerialization).
     static func replacingTopLevel(_ key: String, with value: Int, in line: String) throws -> String {
         var object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

@@ -13,11 +13,13 @@ public struct Checkpoint: Sendable, Equatable, Codable {
     public var cacheDigest: String
     /// SHA-256 of the next-token logits (fp32 bit patterns).
     public var logitsDigest: String
-    /// Σ|k| and Σ|v| over every kept entry, summed in Double in one fixed order.
+    /// Σ|k| over every kept entry, summed in Double in one fixed order.
     public var keyMagnitude: Double
+    /// Σ|v| likewise.
     public var valueMagnitude: Double
-    /// log Σ exp(logits) and the largest logit.
+    /// log Σ exp(logits).
     public var logSumExp: Double
+    /// The largest logit.
     public var maxLogit: Double
 
     /// Relative tolerance of the magnitude comparison when digests differ.

@@ -13,11 +13,15 @@ public enum Knob: String, Sendable, Codable, CaseIterable {
 
 /// Everything that decides what a live run computes: KV methods, weights, sampling, threads.
 public struct RunSettings: Sendable, Equatable {
+    /// The eviction method.
     public var eviction: EvictionMethod
+    /// The sparse attention mode.
     public var sparse: SparseMethod
+    /// The KV quantization.
     public var quant: KVQuantMethod
     /// Weight storage type; nil keeps the types the model file has.
     public var weights: WeightType?
+    /// How tokens are chosen from the logits.
     public var sampler: SamplerSettings
     /// Threads for matrix products (results do not depend on it).
     public var threads: Int
@@ -80,6 +84,7 @@ public enum StopReason: String, Sendable, Codable {
 public struct PromptSubmission: Sendable, Equatable, Codable {
     /// Tokens generated before it.
     public var step: Int
+    /// The prompt as given.
     public var text: String
     /// Its tokens as the model received them (BOS first in a new sequence when the tokenizer adds one).
     public var tokens: [Int]
@@ -94,9 +99,11 @@ public struct PromptSubmission: Sendable, Equatable, Codable {
 public struct KnobChange: Sendable, Equatable, Codable {
     /// Tokens generated before the change: token `step` is the first produced under the new value.
     public var step: Int
+    /// The knob that changed.
     public var knob: Knob
-    /// Canonical values before and after.
+    /// The canonical value before the change.
     public var old: String
+    /// The canonical value after it.
     public var new: String
     /// Traffic of applying it (evicting down to a new budget, storing kept entries anew).
     public var ledger: IOLedger
@@ -123,6 +130,7 @@ public struct GhostComparison: Sendable, Equatable, Codable {
 public struct TokenMetrics: Sendable, Equatable, Codable {
     /// Tokens generated before this one in the run.
     public var step: Int
+    /// The token id.
     public var token: Int
     /// Text completed by this token (empty while a UTF-8 character is split across tokens).
     public var text: String
@@ -148,9 +156,13 @@ public enum StepOutcome: Sendable, Equatable {
 /// `StreamingEvaluator`'s). Every action returns a `Sendable` value, so a run can live on a
 /// worker thread that posts them to a UI. Not thread-safe: create and use it on one thread.
 public final class LiveRun {
+    /// The model, with its file's weights (the ghost's, and the source of weight conversions).
     public let model: LoadedModel
+    /// The settings now (knob changes update them).
     public private(set) var settings: RunSettings
+    /// The engine that runs the model on `cache`.
     public let engine: InferenceEngine
+    /// The cache whose methods the knobs set.
     public let cache: PagedKVCache
     /// Every token of the sequence: prompts and generated tokens.
     public private(set) var tokens: [Int] = []
