@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "kvlab", targets: ["kvlab"]),
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
         .library(name: "KVLabHardware", targets: ["KVLabHardware"]),
+        .library(name: "KVLabSession", targets: ["KVLabSession"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -48,12 +49,16 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
+        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export
+        .target(name: "KVLabSession", dependencies: ["KVLabEngine"]),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
             dependencies: [
                 "KVLabEngine",
                 "KVLabHardware",
+                "KVLabSession",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,6 +66,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
+        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabEngine"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

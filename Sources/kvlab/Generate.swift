@@ -8,26 +8,12 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(name: .long, help: "Prompt text.")
-    var prompt: String = ""
-
-    @Option(name: .long, help: "Read the prompt from a file (UTF-8).")
-    var promptFile: String?
+    @OptionGroup var promptOptions: PromptOptions
 
     @Option(name: [.customShort("n"), .long], help: "Tokens to generate.")
     var tokens: Int = 256
 
-    @Option(name: .long, help: "Sampling temperature (0 = greedy).")
-    var temperature: Float = 0
-
-    @Option(name: .long, help: "Sample among the k most likely tokens (0 = off).")
-    var topK: Int = 0
-
-    @Option(name: .long, help: "Nucleus sampling threshold (1 = off).")
-    var topP: Float = 1
-
-    @Option(name: .long, help: "Random seed.")
-    var seed: UInt64 = 42
+    @OptionGroup var samplerOptions: SamplerOptions
 
     @OptionGroup var kvOptions: KVOptions
 
@@ -36,33 +22,37 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard tokens >= 0 else { throw ValidationError("-n must be ≥ 0, got \(tokens)") }
-        do { try samplerSettings.validate() } catch { throw ValidationError("\(error)") }
-    }
-
-    var samplerSettings: SamplerSettings {
-        SamplerSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
     }
 
     func run() throws {
         let model = try modelOptions.load()
-        let text = try promptFile.map(readTextFile) ?? prompt
-        let cache = try kvOptions.makeCache(config: model.config)
-        let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
-        let generator = Generator(engine: engine, tokenizer: model.tokenizer,
-                                  sampler: Sampler(settings: samplerSettings, vocabularySize: model.config.vocabSize))
+        let text = try promptOptions.text()
+        let live = try LiveRun(model: model, settings: try kvOptions.runSettings(model: model, modelOptions: modelOptions,
+                                                                                 sampler: samplerOptions.settings))
         let out = FileHandle.standardOutput
         out.write(Data(text.utf8))
-        let summary = try generator.run(prompt: text, maxTokens: tokens) { token in
-            if !token.text.isEmpty { out.write(Data(token.text.utf8)) }
-            return true
+        let prompt = try live.submit(prompt: text)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var generated = 0
+        var stop = "token limit"
+        generation: while generated < tokens {
+            switch try live.step() {
+            case .token(let token):
+                if !token.text.isEmpty { out.write(Data(token.text.utf8)) }
+                generated += 1
+            case .stopped(let reason):
+                stop = reason == .endOfSequence ? "end of sequence" : "context full"
+                break generation
+            }
         }
-        out.write(Data((summary.trailingText + "\n").utf8))
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        out.write(Data((live.finishText() + "\n").utf8))
         if stats {
-            let prefillMS = Double(summary.prefillNanoseconds) / 1e6
+            let prefillMS = Double(prompt.report.timings.totalNanoseconds) / 1e6
             FileHandle.standardError.write(Data(String(
-                format: "prompt %d tokens in %.2f ms, generated %d tokens at %.1f tok/s (%@), KV cache %d entries, %.1f KiB resident\n",
-                summary.promptTokens, prefillMS, summary.generatedTokens, summary.decodeTokensPerSecond,
-                summary.stopReason.rawValue, engine.cacheEntries, Double(cache.residency.total) / 1024).utf8))
+                format: "prompt %d tokens in %.2f ms, generated %d tokens at %.1f tok/s (%@), KV cache %d entries, %@ resident\n",
+                prompt.tokens.count, prefillMS, generated, elapsed > 0 ? Double(generated) / elapsed : 0, stop,
+                live.engine.cacheEntries, formatBytes(live.cache.residency.total)).utf8))
         }
     }
 }

@@ -7,7 +7,8 @@ struct KVLab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
-        subcommands: [Generate.self, Eval.self, Bench.self, Project.self, Info.self, Convert.self]
+        version: kvlabVersion,
+        subcommands: [Generate.self, Run.self, Replay.self, Export.self, Eval.self, Bench.self, Project.self, Info.self, Convert.self]
     )
 }
 
@@ -64,9 +65,6 @@ struct CacheModeOptions: ParsableArguments {
     @Option(name: .long, help: "SRAM of the tiled kernel, e.g. 228KiB (bytes, KiB, MiB; default 228KiB, an H100 SM's shared memory).")
     var sram: String?
 
-    /// SRAM the tiled kernel gets without `--sram`: an H100 (or H200) SM's shared memory.
-    static let defaultSRAM = 228 * 1024
-
     func validate() throws {
         _ = try sparseMethod()
         do { _ = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
@@ -75,14 +73,14 @@ struct CacheModeOptions: ParsableArguments {
     }
 
     /// The `--sram` sizes (a comma-separated list), or `defaultSRAM`.
-    func sramSizes(defaultSRAM: Int = Self.defaultSRAM) throws -> [Int] {
+    func sramSizes(defaultSRAM: Int = AttentionKernel.defaultSRAMBytes) throws -> [Int] {
         guard let sram else { return [defaultSRAM] }
         return try sram.split(separator: ",", omittingEmptySubsequences: false).map { try parseByteSize(String($0), option: "--sram") }
     }
 
     /// The attention kernel, its SRAM checked against the model's head size; without `--sram` a
     /// tiled kernel gets `defaultSRAM` (a projection passes its device's SRAM per SM).
-    func attentionKernel(headDim: Int, defaultSRAM: Int = Self.defaultSRAM) throws -> AttentionKernel {
+    func attentionKernel(headDim: Int, defaultSRAM: Int = AttentionKernel.defaultSRAMBytes) throws -> AttentionKernel {
         guard attention == "tiled" else {
             if sram != nil { throw CLIError("--sram sizes the tiled kernel: add --attention tiled") }
             return .naive
@@ -140,6 +138,48 @@ struct KVOptions: ParsableArguments {
     }
 }
 
+/// Sampling settings, shared by the commands that generate text.
+struct SamplerOptions: ParsableArguments {
+    @Option(name: .long, help: "Sampling temperature (0 = greedy).")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Sample among the k most likely tokens (0 = off).")
+    var topK: Int = 0
+
+    @Option(name: .long, help: "Nucleus sampling threshold (1 = off).")
+    var topP: Float = 1
+
+    @Option(name: .long, help: "Random seed.")
+    var seed: UInt64 = 42
+
+    func validate() throws {
+        do { try settings.validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    var settings: SamplerSettings { SamplerSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+}
+
+/// The prompt of a command that generates text: inline or from a file.
+struct PromptOptions: ParsableArguments {
+    @Option(name: .long, help: "Prompt text.")
+    var prompt: String = ""
+
+    @Option(name: .long, help: "Read the prompt from a file (UTF-8).")
+    var promptFile: String?
+
+    /// The prompt text (a file's whole content, or a one-line error naming it).
+    func text() throws -> String { try promptFile.map(readTextFile) ?? prompt }
+}
+
+extension KVOptions {
+    /// The settings of a live run from these options, the model options and the sampler.
+    func runSettings(model: LoadedModel, modelOptions: ModelOptions, sampler: SamplerSettings) throws -> RunSettings {
+        RunSettings(eviction: try evictionMethod(), sparse: try modes.sparseMethod(), quant: try modes.quantMethod(headDim: model.config.headDim),
+                    attention: try modes.attentionKernel(headDim: model.config.headDim),
+                    weights: modelOptions.weights, sampler: sampler, threads: modelOptions.threads)
+    }
+}
+
 extension WeightType: ExpressibleByArgument {}
 
 /// A one-line user-facing error.
@@ -151,17 +191,10 @@ struct CLIError: Error, CustomStringConvertible {
 /// A byte count written as a number of bytes or with a binary suffix (`512`, `64KiB`, `1MiB`,
 /// `1GiB`; `B` allowed), or a one-line error naming `option`.
 func parseByteSize(_ text: String, option: String) throws -> Int {
-    let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
-    let trimmed = text.trimmingCharacters(in: .whitespaces)
-    var digits = Substring(trimmed), scale = 1
-    if let (suffix, factor) = units.first(where: { trimmed.hasSuffix($0.0) }) {
-        digits = trimmed.dropLast(suffix.count)
-        scale = factor
-    }
-    guard let value = Int(digits), value > 0, value <= Int.max / scale else {
+    guard let bytes = parseByteSize(text) else {
         throw CLIError("\(option): '\(text)' is not a positive size (bytes, or a number with KiB, MiB or GiB)")
     }
-    return value * scale
+    return bytes
 }
 
 /// A whole UTF-8 text file, or a one-line error naming it.

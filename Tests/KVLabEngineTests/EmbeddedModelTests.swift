@@ -40,13 +40,10 @@ import Testing
     @Test func samplesDeterministically() throws {
         let model = try Self.loaded()
         func sample() throws -> [Int] {
-            let engine = InferenceEngine(weights: model.weights)
-            let sampler = Sampler(settings: SamplerSettings(temperature: 0.8, topK: 0, topP: 0.95, seed: 7),
-                                  vocabularySize: model.config.vocabSize)
-            var ids: [Int] = []
-            _ = try Generator(engine: engine, tokenizer: model.tokenizer, sampler: sampler)
-                .run(prompt: "ROMEO:\n", maxTokens: 32) { ids.append($0.id); return true }
-            return ids
+            let run = try LiveRun(model: model, settings: RunSettings(sampler: SamplerSettings(temperature: 0.8, topK: 0, topP: 0.95, seed: 7)))
+            try run.submit(prompt: "ROMEO:\n")
+            for _ in 0..<32 { _ = try run.step() }
+            return Array(run.tokens.dropFirst(model.tokenizer.encode("ROMEO:\n").count))
         }
         let ids = try sample()
         #expect(ids.count == 32)

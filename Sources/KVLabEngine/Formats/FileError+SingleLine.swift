@@ -4,7 +4,7 @@ extension FileError {
 
     /// The error with control and line-break characters in its problem escaped and an overlong
     /// problem shortened, so names quoted from a file cannot break the one-line message.
-    var singleLine: FileError {
+    public var singleLine: FileError {
         var text = ""
         for scalar in problem.unicodeScalars {
             switch scalar {

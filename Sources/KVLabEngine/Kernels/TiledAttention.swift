@@ -10,12 +10,62 @@ public enum AttentionKernel: Sendable, Hashable, Codable, CustomStringConvertibl
     /// over key/value tiles, scores kept on chip, nothing N×N written to HBM.
     case tiled(sramBytes: Int)
 
+    /// SRAM a tiled kernel gets when none is named: an H100 (or H200) SM's shared memory.
+    public static let defaultSRAMBytes = 228 * 1024
+
+    /// `naive` or `tiled:sram=SIZE`, the spelling `init(parsing:)` reads.
     public var description: String {
         switch self {
         case .naive: "naive"
-        case .tiled(let bytes): "tiled:sram=\(bytes)"
+        case .tiled(let bytes): "tiled:sram=\(formatByteSize(bytes))"
         }
     }
+
+    /// Parses `naive`, `tiled` (with `defaultSRAMBytes`) or `tiled:sram=SIZE` (bytes, or a number
+    /// with KiB, MiB or GiB); the SRAM must hold one tile row of heads of `headDim` when given.
+    public init(parsing text: String, headDim: Int? = nil) throws(MethodSpecError) {
+        let trimmed = Substring(text).trimmingSpaces
+        if trimmed == "naive" { self = .naive; return }
+        let size: Substring
+        if trimmed == "tiled" {
+            size = "\(Self.defaultSRAMBytes)"
+        } else if trimmed.hasPrefix("tiled:sram=") {
+            size = trimmed.dropFirst("tiled:sram=".count)
+        } else {
+            throw MethodSpecError("attention: '\(text)' is not naive, tiled or tiled:sram=SIZE")
+        }
+        guard let bytes = parseByteSize(String(size)) else {
+            throw MethodSpecError("attention: '\(size)' is not a positive size (bytes, or a number with KiB, MiB or GiB)")
+        }
+        if let headDim, bytes < AttentionTileShape.minimumSRAMBytes(headDim: headDim) {
+            throw MethodSpecError("attention: \(formatByteSize(bytes)) of SRAM cannot hold one tile row of 4 × \(headDim) fp32 "
+                                  + "(at least \(AttentionTileShape.minimumSRAMBytes(headDim: headDim)) B)")
+        }
+        self = .tiled(sramBytes: bytes)
+    }
+}
+
+/// A byte count written as a number of bytes or with a binary suffix (`512`, `64KiB`, `1MiB`,
+/// `1GiB`; `B` allowed), or nil.
+public func parseByteSize(_ text: String) -> Int? {
+    let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
+    let trimmed = Substring(text).trimmingSpaces
+    var digits = trimmed, scale = 1
+    if let (suffix, factor) = units.first(where: { trimmed.hasSuffix($0.0) }) {
+        digits = trimmed.dropLast(suffix.count)
+        scale = factor
+    }
+    guard let value = Int(digits), value > 0, value <= Int.max / scale else { return nil }
+    return value * scale
+}
+
+/// `bytes` in the largest binary unit that divides it exactly (`233472` → `228KiB`), so that
+/// `parseByteSize` reads it back.
+public func formatByteSize(_ bytes: Int) -> String {
+    for (suffix, factor) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes % factor == 0 && bytes >= factor {
+        return "\(bytes / factor)\(suffix)"
+    }
+    return "\(bytes)"
 }
 
 /// FlashAttention's block sizes for an SRAM of M elements and heads of d: key/value tiles of

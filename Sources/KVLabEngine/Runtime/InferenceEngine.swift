@@ -85,7 +85,15 @@ public final class InferenceEngine {
 
     /// Changes the weight storage type (converting from the current weights) for the next steps.
     public func setWeightType(_ type: WeightType) {
-        weights = weights.converted(to: type)
+        setWeights(weights, as: type)
+    }
+
+    /// Replaces the weights for the next steps with `source` (the same model) stored as `type`, or
+    /// as `source` stores them when nil. Converting from the file's weights each time means that
+    /// precision lost by an earlier, coarser type comes back.
+    public func setWeights(_ source: ModelWeights, as type: WeightType?) {
+        precondition(source.config == config, "setWeights needs weights of the same model")
+        weights = type.map { source.converted(to: $0) } ?? source
         options.weightType = type
     }
 

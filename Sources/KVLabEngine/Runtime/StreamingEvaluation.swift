@@ -138,8 +138,9 @@ public final class StreamingEvaluator {
         }
     }
 
-    /// One position's quality from the method's logits `m` and, with a ghost, its logits `g`.
-    private static func quality(position: Int, next: Int?, logits m: UnsafePointer<Float>, ghostLogits g: UnsafePointer<Float>?,
+    /// One position's quality from the method's logits `m` and, with a ghost, its logits `g`
+    /// (also what `LiveRun` reports for each generated token).
+    static func quality(position: Int, next: Int?, logits m: UnsafePointer<Float>, ghostLogits g: UnsafePointer<Float>?,
                                 vocabulary: Int, massKept: Double?, resident: Int) -> TokenQuality {
         var q = TokenQuality(position: position, massKept: massKept, residentKVBytes: resident)
         let mStats = LogitStatistics(m, count: vocabulary)

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import KVLabEngine
+import KVLabSession
+
+/// `kvlab replay`: re-execute a recorded session and verify it, or show its recorded metrics.
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-execute a recorded session against its model and verify every token and checkpoint.",
+        discussion: """
+        The model is the recorded path when it holds the same file (SHA-256), else the embedded default model when it \
+        is the one recorded, else --model. A mismatch stops the replay with the step, the expected and the observed \
+        values (exit 1). Checkpoints must keep the same positions and agree bit for bit or, where another machine's \
+        BLAS kernels change the last bits, within a relative 1e-4 (--strict: bit for bit only). A file whose last line \
+        is incomplete replays up to its last complete event.
+        """)
+
+    @Argument(help: "Session file (*.kvlab.jsonl).")
+    var file: String
+
+    @Flag(name: .long, help: "Without the workbench screen: print the re-generated text (required until the screen exists).")
+    var headless = false
+
+    @Flag(name: .long, help: "Print only the verdict (for CI): exit 0 only if everything matches.")
+    var check = false
+
+    @Flag(name: .long, help: "Show the recorded per-token metrics without running the model.")
+    var playback = false
+
+    @Flag(name: .long, help: "Checkpoints must be bit-identical (same machine and build).")
+    var strict = false
+
+    /// `--model` when the model is not at the recorded path (verified by SHA-256), `--tokenizer`,
+    /// `--threads` (results do not depend on it); the weights come from the session.
+    @OptionGroup var modelOptions: ModelOptions
+
+    func validate() throws {
+        if modelOptions.weights != nil { throw ValidationError("--weights: a replay takes the weights from the session") }
+        if playback, check || strict || modelOptions.model != nil {
+            throw ValidationError("--playback runs no model: it takes no --check, --strict or --model")
+        }
+    }
+
+    func run() throws {
+        guard headless else {
+            throw CLIError("the replay screen comes with the workbench; use --headless (with --check to verify, or --playback)")
+        }
+        let reader = try SessionReader(path: file)
+        if playback {
+            try Self.play(reader)
+        } else {
+            try replay(reader)
+        }
+        if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+    }
+
+    private func replay(_ reader: SessionReader) throws {
+        let loaded = try SessionModel.load(for: reader.header, sessionPath: file, override: modelOptions.model,
+                                           tokenizer: modelOptions.tokenizer)
+        let replayer = try SessionReplayer(path: file, header: reader.header, model: loaded, threads: modelOptions.threads, strict: strict)
+        let out = FileHandle.standardOutput
+        while let record = try reader.next() {
+            let event = try replayer.replay(record)
+            guard !check else { continue }
+            switch event {
+            case .prompt(let prompt): out.write(Data(prompt.text.utf8))
+            case .token(let token): out.write(Data(token.metrics.text.utf8))
+            default: if let note = describe(event) { FileHandle.standardError.write(Data("\n[step \(event.step)] \(note)\n".utf8)) }
+            }
+        }
+        let s = replayer.summary
+        if check {
+            let exactness = s.checkpoints == s.exactCheckpoints ? "bit-identical" : "\(s.exactCheckpoints) bit-identical, the rest within tolerance"
+            print("\(file): ok: \(s.prompts) prompt(s), \(s.tokens) tokens, \(s.knobChanges) knob change(s), "
+                + "\(s.checkpoints) checkpoints (\(exactness))")
+        } else {
+            out.write(Data((replayer.run.finishText() + "\n").utf8))
+        }
+    }
+
+    /// One line per recorded token with its metrics; knob changes and captions between them.
+    private static func play(_ reader: SessionReader) throws {
+        let h = reader.header
+        print("\(h.model.name), \(h.settings.policy) \(h.settings.sparse) \(h.settings.kv) weights \(h.settings.weights), "
+            + "ghost \(h.ghost ? "on" : "off"), recorded by kvlab \(h.kvlab)")
+        let columns = ["step", "pos", "token", "latency", "KV", "entries", "NLL", "KL", "top-1", "ΔNLL", "mass kept"]
+        print(columns.joined(separator: "\t"))
+        while let record = try reader.next() {
+            switch record.event {
+            case .token(let token):
+                let m = token.metrics, g = m.ghost
+                let text = "\"" + m.text.replacingOccurrences(of: "\n", with: "\\n") + "\""
+                let latency = String(format: "%.3f ms", Double(m.report.timings.totalNanoseconds) / 1e6)
+                var cells = [String(m.step), String(m.report.position), text, latency, formatBytes(m.report.cache.total),
+                             String(m.report.cacheEntries), String(format: "%.3f", m.nll)]
+                if let g {
+                    cells += [String(format: "%.4f", g.kl), g.top1Agrees ? "yes" : "no", String(format: "%+.3f", g.deltaNLL),
+                              g.massKept.map { String(format: "%.1f%%", $0 * 100) } ?? "-"]
+                } else {
+                    cells += ["-", "-", "-", "-"]
+                }
+                print(cells.joined(separator: "\t"))
+            case .prompt(let prompt):
+                print("── step \(prompt.step): prompt, \(prompt.tokens.count) tokens" + (prompt.continuing ? " (continuing)" : ""))
+            default:
+                if let note = describe(record.event) { print("── step \(record.event.step): \(note)") }
+            }
+        }
+    }
+}
+
+/// `kvlab export`: a session's per-token metrics in another format.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Export a session's per-token metrics (CSV with a header row).")
+
+    @Argument(help: "Session file (*.kvlab.jsonl).")
+    var file: String
+
+    @Flag(name: .long, help: "CSV: one row per token, with the knob values, ghost state and caption in effect.")
+    var csv = false
+
+    func run() throws {
+        guard csv else { throw CLIError("choose a format: --csv") }
+        let reader = try SessionReader(path: file)
+        var table = SessionCSV(header: reader.header)
+        var text = table.headerRow + "\n"
+        while let record = try reader.next() {
+            if let row = table.row(for: record.event) { text += row + "\n" }
+        }
+        FileHandle.standardOutput.write(Data(text.utf8))
+        if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+
+/// `kvlab run`, `replay` and `export` as a user runs them, on the embedded model.
+@Suite struct SessionCLITests {
+    static let demos = CLITests.packageRoot.appendingPathComponent("sessions/demos")
+
+    static func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-cli-\(UUID().uuidString).kvlab.jsonl").path
+    }
+
+    static let scripted = ["run", "--prompt", "ROMEO:\n", "-n", "48", "--ghost", "--checkpoint-every", "8",
+                           "--at", "12:policy=streaming:sinks=4,window=12", "--at", "20:kv=kivi:bits=2,residual=8",
+                           "--at", "28:ghost=off", "--at", "32:sparse=quest:page=16,budget=16", "--at", "36:weights=q8_0",
+                           "--at", "40:attention=tiled:sram=16KiB",
+                           "--caption", "0:full cache", "--caption", "12:streaming, 16 entries per head"]
+
+    @Test func aRecordedRunReplaysAndExports() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(Self.scripted + ["--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.hasPrefix("ROMEO:\n") && run.stdout.count > 60)
+        #expect(run.stderr.contains("[step 12] policy: full → streaming:sinks=4,window=12"))
+        #expect(run.stderr.contains("[step 12] streaming, 16 entries per head"))
+
+        let check = try CLITests.run(["replay", path, "--headless", "--check", "--strict"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout == "\(path): ok: 1 prompt(s), 48 tokens, 5 knob change(s), 7 checkpoints (bit-identical)\n")
+
+        let replay = try CLITests.run(["replay", path, "--headless"])
+        #expect(replay.status == 0 && replay.stdout == run.stdout, "a replay prints the same text")
+
+        let playback = try CLITests.run(["replay", path, "--headless", "--playback"])
+        #expect(playback.status == 0)
+        #expect(playback.stdout.contains("── step 12: streaming, 16 entries per head"))
+        #expect(playback.stdout.split(separator: "\n").count { $0.first?.isNumber == true } == 48)
+
+        let csv = try CLITests.run(["export", path, "--csv"])
+        #expect(csv.status == 0)
+        let rows = Self.csvRecords(csv.stdout)
+        #expect(rows.first?.prefix(5) == ["step", "position", "token", "text", "latency_ns"])
+        #expect(rows.count == 49 && rows.allSatisfy { $0.count == rows[0].count }, "a header row and a row per token")
+        #expect(rows.last?.suffix(4) == ["q8_0", "tiled:sram=16KiB", "off", "streaming, 16 entries per head"])
+    }
+
+    /// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
+    static func csvRecords(_ text: String) -> [[String]] {
+        var records: [[String]] = [], record: [String] = [], field = "", quoted = false, afterQuote = false
+        for c in text {
+            if quoted {
+                if c == "\"" { quoted = false; afterQuote = true } else { field.append(c) }
+                continue
+            }
+            switch c {
+            case "\"":
+                if afterQuote { field.append("\"") }
+                quoted = true
+            case ",": record.append(field); field = ""
+            case "\n": record.append(field); records.append(record); record = []; field = ""
+            default: field.append(c)
+            }
+            afterQuote = false
+        }
+        return records
+    }
+
+    @Test func jsonOutputIsTheSessionStream() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let json = try CLITests.run(Self.scripted + ["--json", "--record", path])
+        #expect(json.status == 0, "\(json.stderr)")
+        #expect(json.stdout == (try String(contentsOfFile: path, encoding: .utf8)), "--json prints exactly the recorded lines")
+        let objects = try json.stdout.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(objects.first?["format"] as? String == "kvlab-session")
+        #expect(objects.count { $0["event"] as? String == "token" } == 48)
+        #expect(objects.count { $0["event"] as? String == "knob" } == 5)
+    }
+
+    @Test func aChangedTokenFailsTheCheckNamingTheStep() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try CLITests.run(Self.scripted + ["--record", path]).status == 0)
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        let index = try #require(lines.firstIndex { $0.contains(#""event":"token""#) && $0.contains(#""step":30,"#) })
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(lines[index].utf8)) as? [String: Any])
+        let token = try #require(object["token"] as? Int)
+        object["token"] = token == 0 ? 1 : token - 1
+        lines[index] = String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let check = try CLITests.run(["replay", path, "--headless", "--check"])
+        #expect(check.status != 0)
+        #expect(check.stderr.hasPrefix("Error: \(path):\(index + 1): step 30: token expected \(token == 0 ? 1 : token - 1) "))
+        #expect(check.stderr.contains("observed \(token) "))
+        #expect(check.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+    }
+
+    /// `kill -9` while the session is written: the file replays to its last complete event.
+    @Test func aKilledWriterLeavesAReplayableFile() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.binary)
+        // Checkpoints at every token slow the run down enough to be killed mid-way.
+        process.arguments = ["run", "--prompt", "ROMEO:\n", "-n", "1000", "--ghost", "--policy", "h2o:heavy=32,recent=32",
+                             "--checkpoint-every", "1", "--record", path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        var lines = 0
+        while process.isRunning, lines < 150, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            // Readable while being written.
+            lines = (try? String(contentsOfFile: path, encoding: .utf8))?.count { $0 == "\n" } ?? 0
+        }
+        #expect(process.isRunning, "the run ended before it could be killed")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        let check = try CLITests.run(["replay", path, "--headless", "--check", "--strict"])
+        #expect(check.status == 0, "\(check.stderr)")
+        let tokens = try #require(check.stdout.firstMatch(of: /(\d+) tokens/).map { Int($0.1)! })
+        // Every complete token line was replayed.
+        let complete = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(tokens == complete.count { $0.contains(#""event":"token""#) } && tokens >= 60, "\(check.stdout)")
+    }
+
+    @Test func sessionErrorsAreOneLine() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(#"{"format":"kvlab-session","version":7,"kvlab":"3.0"}"#.utf8 + [0x0A]).write(to: URL(fileURLWithPath: path))
+        for arguments in [["replay", path, "--headless", "--check"], ["replay", path, "--headless", "--playback"], ["export", path, "--csv"]] {
+            let result = try CLITests.run(arguments)
+            #expect(result.status != 0)
+            #expect(result.stderr.hasPrefix("Error: \(path):1: session format 7 (written by kvlab 3.0) is newer than this kvlab"))
+            #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+        }
+        let badKnob = try CLITests.run(["run", "-n", "8", "--at", "2:colour=red"])
+        #expect(badKnob.status != 0 && badKnob.stderr == "Error: --at 2:colour=red: unknown knob 'colour' (policy, sparse, kv, weights, attention, ghost)\n")
+        let late = try CLITests.run(["run", "-n", "8", "--at", "8:policy=window"])
+        #expect(late.stderr == "Error: --at 8:policy=window: step 8 is not before -n 8\n")
+        let badMethod = try CLITests.run(["run", "-n", "8", "--at", "2:kv=kivi:bits=5"])
+        #expect(badMethod.stderr == "Error: --at 2:kv=kivi:bits=5: kivi: bits=5 is not one of 8, 4, 3, 2\n")
+        let noScreen = try CLITests.run(["replay", path])
+        #expect(noScreen.status != 0 && noScreen.stderr.contains("use --headless"))
+    }
+
+    /// Every shipped demo passes `replay --headless --check` on the embedded model.
+    @Test func everyDemoPassesTheCheck() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.demos.path).filter { $0.hasSuffix(".kvlab.jsonl") }.sorted()
+        #expect(!files.isEmpty, "no demos in sessions/demos")
+        for file in files {
+            let check = try CLITests.run(["replay", Self.demos.appendingPathComponent(file).path, "--headless", "--check"])
+            #expect(check.status == 0, "\(file): \(check.stderr)")
+            #expect(check.stdout.contains(": ok: "))
+        }
+    }
+}
