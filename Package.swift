@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .executable(name: "kvlab", targets: ["kvlab"]),
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
+        .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -37,17 +38,28 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Terminal UI: cells, layout, widgets, themes (no curses), and the curses backend
+        .target(
+            name: "KVLabTUI",
+            // The repository's themes/ ship beside the binary (ThemeCatalog.bundleName).
+            resources: [.copy("../../themes")]
+        ),
+        .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
             dependencies: [
                 "KVLabEngine",
+                "KVLabTUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
+        .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
+        .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]
