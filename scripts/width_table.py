@@ -2,7 +2,8 @@
 """Writes Sources/KVLabTUI/Buffer/CharacterWidthTables.swift: the scalar ranges that take two
 terminal columns (East Asian Wide and Fullwidth) and zero columns (combining marks, format
 characters, Hangul medial vowels and final consonants), from Python's unicodedata, so kvlab's cell
-widths follow the same Unicode version and rules as glibc's wcwidth. Usage: scripts/width_table.py
+widths follow the same Unicode version and rules as glibc's wcwidth (KVLabCursesTests compares
+every scalar). Usage: scripts/width_table.py
 """
 import pathlib
 import sys
@@ -23,18 +24,26 @@ def ranges(predicate):
     return found
 
 
+# Where glibc's wcwidth departs from the plain Unicode properties (its gen-unicode-ctype rules):
+# prepended concatenation marks print one column, circled numbers on black squares and the Yijing
+# hexagrams are wide, Hangul Jamo Extended-B vowels and finals combine like U+1160-U+11FF.
+GLIBC_ONE = {0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x6DD, 0x70F, 0x890, 0x891, 0x8E2, 0x110BD, 0x110CD}
+GLIBC_WIDE = [(0x3248, 0x324F), (0x4DC0, 0x4DFF)]
+GLIBC_ZERO = [(0x1160, 0x11FF), (0xD7B0, 0xD7FF)]
+
+
 def wide(cp):
     # Unassigned code points in the CJK and supplementary ideographic planes are wide in glibc too.
-    if 0x20000 <= cp <= 0x3FFFD:
+    if 0x20000 <= cp <= 0x3FFFD or any(lo <= cp <= hi for lo, hi in GLIBC_WIDE):
         return True
     # Python's table calls unassigned code points wide; glibc does not print them as wide.
     return unicodedata.category(chr(cp)) != "Cn" and unicodedata.east_asian_width(chr(cp)) in ("W", "F")
 
 
 def zero(cp):
-    if cp == 0x00AD:  # soft hyphen: glibc prints it one column wide
+    if cp == 0x00AD or cp in GLIBC_ONE:  # soft hyphen and the marks above: one column in glibc
         return False
-    if 0x1160 <= cp <= 0x11FF or cp == 0x200B:
+    if any(lo <= cp <= hi for lo, hi in GLIBC_ZERO) or cp == 0x200B:
         return True
     return unicodedata.category(chr(cp)) in ("Mn", "Me", "Cf")
 
@@ -60,7 +69,7 @@ def main():
         "extension CharacterWidth {",
         swift_table("wideRanges", "Scalars two columns wide (East Asian Wide and Fullwidth), sorted.", ranges(wide)),
         "",
-        swift_table("zeroRanges", "Scalars zero columns wide (Mn, Me, Cf but U+00AD; U+1160–U+11FF; U+200B), sorted.", ranges(zero)),
+        swift_table("zeroRanges", "Scalars zero columns wide (Mn, Me, Cf, Hangul medial vowels and finals, U+200B; not U+00AD), sorted.", ranges(zero)),
         "}",
         "",
     ]

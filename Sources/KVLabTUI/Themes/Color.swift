@@ -24,7 +24,7 @@ public struct RGB: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Squared Euclidean distance in RGB space.
-    func distance(to other: RGB) -> Int {
+    public func distance(to other: RGB) -> Int {
         let dr = Int(red) - Int(other.red), dg = Int(green) - Int(other.green), db = Int(blue) - Int(other.blue)
         return dr * dr + dg * dg + db * db
     }
