@@ -19,12 +19,37 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Runs per measurement (the median is reported).")
     var runs: Int = 7
 
+    @Flag(name: .long, help: "Measure the screen renderer instead of the engine: full frames of every widget, no model.")
+    var render = false
+
+    @Option(name: .long, help: "Frame size for --render, COLUMNSxROWS.")
+    var size: String = "200x60"
+
+    @Option(name: .long, help: "Frames timed for --render.")
+    var frames: Int = 1000
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be ≥ 1") }
         guard tokens >= 1, promptTokens >= 1 else { throw ValidationError("--tokens and --prompt-tokens must be ≥ 1") }
+        guard frames >= 1 else { throw ValidationError("--frames must be ≥ 1") }
+        _ = try frameSize()
+    }
+
+    /// `--size` as columns and rows.
+    private func frameSize() throws -> (columns: Int, rows: Int) {
+        let parts = size.split(separator: "x").map { Int($0) }
+        guard parts.count == 2, let columns = parts[0], let rows = parts[1], (20...1000).contains(columns), (10...1000).contains(rows) else {
+            throw CLIError("--size: expected COLUMNSxROWS between 20x10 and 1000x1000, got '\(size)'")
+        }
+        return (columns, rows)
     }
 
     func run() throws {
+        if render {
+            let (columns, rows) = try frameSize()
+            RenderBench(width: columns, height: rows, frames: frames).run()
+            return
+        }
         let model = try modelOptions.load()
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,
                                      cache: try kvOptions.makeCache(config: model.config))

@@ -7,7 +7,7 @@ struct KVLab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
-        subcommands: [Generate.self, Eval.self, Bench.self, Info.self, Convert.self]
+        subcommands: [Generate.self, Eval.self, Bench.self, Info.self, Convert.self, Themes.self]
     )
 }
 

@@ -7,19 +7,8 @@ public enum EmbeddedModel {
     /// SwiftPM copies the engine's resources into this directory beside the built products.
     static let bundleName = "kvlab_KVLabEngine.resources"
 
-    /// Where the embedded GGUF file is, or nil when the resource bundle is not beside the binary
-    /// (SwiftPM's generated `Bundle.module` would trap instead of letting the CLI explain).
-    public static var path: String? {
-        var directories = [Bundle.main.bundleURL]
-        if let executable = Bundle.main.executableURL?.resolvingSymlinksInPath() {
-            directories.append(executable.deletingLastPathComponent())
-        }
-        for directory in directories {
-            let candidate = directory.appendingPathComponent(bundleName).appendingPathComponent(fileName).path
-            if FileManager.default.isReadableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
+    /// Where the embedded GGUF file is, or nil when the resource bundle is not beside the binary.
+    public static var path: String? { PackageResources.path(bundle: bundleName, fileName) }
 
     public static func load() throws -> LoadedModel {
         guard let path else {
