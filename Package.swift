@@ -52,6 +52,7 @@ let package = Package(
             dependencies: [
                 "KVLabEngine",
                 "KVLabTUI",
+                "KVLabCurses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -11,15 +11,19 @@ public struct WidgetGallery: Sendable {
     public var step: Int
     /// Whether the help overlay is open.
     public var showsHelp: Bool
+    /// The keys the footer hints at (by action name) and the help overlay lists.
+    public var keys: KeyTable<String>
 
-    public init(glyphs: GlyphSet = .unicode, patterned: Bool = false, step: Int = 0, showsHelp: Bool = false) {
+    public init(glyphs: GlyphSet = .unicode, patterned: Bool = false, step: Int = 0, showsHelp: Bool = false,
+                keys: KeyTable<String> = WidgetGallery.keyTable) {
         self.glyphs = glyphs
         self.patterned = patterned
         self.step = step
         self.showsHelp = showsHelp
+        self.keys = keys
     }
 
-    /// The sample key table behind the footer and the help overlay.
+    /// The sample key table of the workbench's kind.
     public static let keyTable = KeyTable<String>([
         KeyBinding([.character("?")], "show or hide this help", group: "General", action: "help"),
         KeyBinding([.character(" ")], "pause or resume generation", group: "General", action: "pause"),
@@ -63,7 +67,7 @@ public struct WidgetGallery: Sendable {
         traffic(bottom[1], &buffer)
         latency(bottom[2], &buffer)
         footer(screen.row(screen.height - 1), &buffer)
-        if showsHelp { HelpOverlay(table: Self.keyTable, glyphs: glyphs).render(area: screen, buffer: &buffer) }
+        if showsHelp { HelpOverlay(table: keys, glyphs: glyphs).render(area: screen, buffer: &buffer) }
     }
 
     private func panel(_ title: String, _ area: Rect, _ buffer: inout Buffer, right: Line? = nil) -> Rect {
@@ -183,7 +187,7 @@ public struct WidgetGallery: Sendable {
 
     private func footer(_ row: Rect, _ buffer: inout Buffer) {
         var spans: [Span] = [" "]
-        for binding in Self.keyTable.bindings.prefix(7) {
+        for binding in keys.bindings.prefix(7) {
             spans.append(Span(binding.label(unicode: unicode), style: .role(.key)))
             spans.append(Span(" " + binding.action + "  ", style: .role(.dimText)))
         }

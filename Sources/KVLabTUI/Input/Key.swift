@@ -38,6 +38,28 @@ public enum Key: Hashable, Sendable {
     }
 }
 
+/// A heading of a help screen and the key bindings listed under it.
+public struct HelpSection: Hashable, Sendable {
+    /// One line of help: the keys as shown and what they do.
+    public struct Row: Hashable, Sendable {
+        public var keys: String
+        public var summary: String
+
+        public init(keys: String, summary: String) {
+            self.keys = keys
+            self.summary = summary
+        }
+    }
+
+    public var title: String
+    public var rows: [Row]
+
+    public init(title: String, rows: [Row]) {
+        self.title = title
+        self.rows = rows
+    }
+}
+
 /// One entry of a key table: the keys, what they do, and the action they stand for.
 public struct KeyBinding<Action: Sendable>: Sendable {
     public var keys: [Key]
@@ -72,22 +94,26 @@ public struct KeyTable<Action: Sendable>: Sendable {
         bindings.first { $0.keys.contains(key) }?.action
     }
 
-    /// Groups in the order they first appear, with their bindings' labels and summaries.
-    public func helpRows(unicode: Bool = true) -> [(group: String, rows: [(keys: String, summary: String)])] {
-        var groups: [(group: String, rows: [(keys: String, summary: String)])] = []
+    /// One section per group, in the order groups first appear, with the bindings' labels.
+    public func helpSections(unicode: Bool = true) -> [HelpSection] {
+        var sections: [HelpSection] = []
         for binding in bindings {
-            let row = (binding.label(unicode: unicode), binding.summary)
-            if let index = groups.firstIndex(where: { $0.group == binding.group }) { groups[index].rows.append(row) } else { groups.append((binding.group, [row])) }
+            let row = HelpSection.Row(keys: binding.label(unicode: unicode), summary: binding.summary)
+            if let index = sections.firstIndex(where: { $0.title == binding.group }) {
+                sections[index].rows.append(row)
+            } else {
+                sections.append(HelpSection(title: binding.group, rows: [row]))
+            }
         }
-        return groups
+        return sections
     }
 
     /// The table as Markdown (the README keymap).
     public func markdown() -> String {
         var text = "| keys | action |\n|---|---|\n"
-        for (group, rows) in helpRows() {
-            text += "| **\(group)** | |\n"
-            for row in rows { text += "| `\(row.keys.replacingOccurrences(of: "|", with: "\\|"))` | \(row.summary) |\n" }
+        for section in helpSections() {
+            text += "| **\(section.title)** | |\n"
+            for row in section.rows { text += "| `\(row.keys.replacingOccurrences(of: "|", with: "\\|"))` | \(row.summary) |\n" }
         }
         return text
     }
