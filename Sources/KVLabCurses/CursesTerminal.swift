@@ -5,6 +5,7 @@ import KVLabTUI
 /// A one-line problem opening or using the terminal.
 public struct TerminalError: Error, CustomStringConvertible, Equatable {
     public var description: String
+    /// An error with this message.
     public init(_ description: String) { self.description = description }
 }
 

@@ -42,18 +42,24 @@ public enum Key: Hashable, Sendable {
 public struct HelpSection: Hashable, Sendable {
     /// One line of help: the keys as shown and what they do.
     public struct Row: Hashable, Sendable {
+        /// The keys as shown (`e/E`).
         public var keys: String
+        /// What they do.
         public var summary: String
 
+        /// A help line.
         public init(keys: String, summary: String) {
             self.keys = keys
             self.summary = summary
         }
     }
 
+    /// The heading.
     public var title: String
+    /// The bindings under it.
     public var rows: [Row]
 
+    /// A section under `title`.
     public init(title: String, rows: [Row]) {
         self.title = title
         self.rows = rows
@@ -62,13 +68,16 @@ public struct HelpSection: Hashable, Sendable {
 
 /// One entry of a key table: the keys, what they do, and the action they stand for.
 public struct KeyBinding<Action: Sendable>: Sendable {
+    /// The keys that trigger the action.
     public var keys: [Key]
     /// What the help overlay and the README say the keys do.
     public var summary: String
     /// The heading the binding is listed under.
     public var group: String
+    /// What the keys stand for; the app maps it to a change of state.
     public var action: Action
 
+    /// A binding of `keys` to `action`, listed under `group`.
     public init(_ keys: [Key], _ summary: String, group: String, action: Action) {
         self.keys = keys
         self.summary = summary
@@ -83,8 +92,10 @@ public struct KeyBinding<Action: Sendable>: Sendable {
 /// The one table that maps keys to actions and also produces the help overlay and the README
 /// keymap, so neither can drift from what the keys do.
 public struct KeyTable<Action: Sendable>: Sendable {
+    /// The bindings, in the order help lists them.
     public var bindings: [KeyBinding<Action>]
 
+    /// A table of these bindings.
     public init(_ bindings: [KeyBinding<Action>]) {
         self.bindings = bindings
     }

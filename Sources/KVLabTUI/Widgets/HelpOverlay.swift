@@ -1,10 +1,14 @@
 /// The `?` help: a centred popup listing key bindings by group, in two columns when the rows do
 /// not fit in one and the screen is wide enough.
 public struct HelpOverlay: Widget {
+    /// The popup's title.
     public var title: String
+    /// The bindings listed, by section.
     public var sections: [HelpSection]
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
+    /// A help popup listing `sections`.
     public init(title: String = "Keys", sections: [HelpSection], glyphs: GlyphSet = .unicode) {
         self.title = title
         self.sections = sections
