@@ -113,9 +113,13 @@ import Testing
             }
             return text
         }
-        defer { _ = try? tmux("kill-server") }
         try tmux("new-session", "-d", "-s", "preview", "-x", "100", "-y", "30",
                  "env TERM=xterm-256color LANG=C.UTF-8 COLORTERM= NO_COLOR= \(CLITests.binary) themes preview light; echo EXIT=$?; sleep 30")
+        let socketPath = try tmux("display", "-p", "#{socket_path}").trimmingCharacters(in: .newlines)
+        defer {
+            _ = try? tmux("kill-server")
+            try? FileManager.default.removeItem(atPath: socketPath)  // tmux leaves it behind
+        }
 
         let first = try screen { $0.contains("light · 256") }
         #expect(first.contains("┌ Generation"), "\(first)")
