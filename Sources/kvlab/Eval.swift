@@ -67,6 +67,7 @@ struct Eval: ParsableCommand {
         let sparseMethod = try modes.sparseMethod()
         let model = try modelOptions.load()
         let quantMethod = try modes.quantMethod(headDim: model.config.headDim)
+        for method in methods { try modes.check(policy: method, quant: quantMethod) }
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         var ids = model.tokenizer.encode(content)

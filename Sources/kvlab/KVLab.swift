@@ -76,6 +76,11 @@ struct CacheModeOptions: ParsableArguments {
             throw CLIError("--kv: \(error)")
         }
     }
+
+    /// Checks that an eviction method fits the quantization (`think` and the key frames of `--kv`).
+    func check(policy: EvictionMethod, quant: KVQuantMethod) throws {
+        do { try policy.check(quant: quant) } catch { throw CLIError("--policy: \(error)") }
+    }
 }
 
 /// The KV methods of one engine, shared by the commands that run one.
@@ -92,8 +97,9 @@ struct KVOptions: ParsableArguments {
     }
 
     func makeCache(config: ModelConfig) throws -> PagedKVCache {
-        PagedKVCache(layout: KVLayout(config: config), eviction: try evictionMethod(), sparse: try modes.sparseMethod(),
-                     quant: try modes.quantMethod(headDim: config.headDim))
+        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: config.headDim)
+        try modes.check(policy: eviction, quant: quant)
+        return PagedKVCache(layout: KVLayout(config: config), eviction: eviction, sparse: try modes.sparseMethod(), quant: quant)
     }
 }
 

@@ -95,6 +95,12 @@ import Testing
         #expect(badChunks.status != 0)
     }
 
+    @Test func thinkWithARotatedKeyFrameIsOneLine() throws {
+        let result = try Self.run(["bench", "--runs", "1", "--tokens", "1", "--policy", "full+think", "--kv", "q8_0+rotate"])
+        #expect(result.status != 0)
+        #expect(result.stderr == "Error: --policy: think prunes key channels as attention scores them; it does not combine with rotate\n")
+    }
+
     @Test func garbageFileIsRejectedCleanly() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-garbage-\(UUID()).gguf").path
         #expect(FileManager.default.createFile(atPath: path, contents: Data("GGUF this is not a model".utf8)))
@@ -178,7 +184,9 @@ import Testing
                       ["--policy", "scissorhands:budget=64,recent=8,drop=16+merge", "--sparse", "topk:k=16"],
                       ["--sparse", "block-retrieval:block=16,reps=2,top=2,local=32,sinks=4,lru=4", "--kv", "kivi:bits=2,residual=32"],
                       ["--kv", "kivi:bits=2,residual=32+prerope+rotate:protect-sinks=4+outliers+nuq", "--sparse", "threshold:theta=0.01"],
-                      ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64", "--kv", "mixed:residual=32+rotate+outliers+nuq"]])
+                      ["--policy", "h2o:heavy=32,recent=32", "--sparse", "quest:page=16,budget=64", "--kv", "mixed:residual=32+rotate+outliers+nuq"],
+                      ["--policy", "h2o:heavy=32,recent=32+think:lambda=0.5,observation=8", "--kv", "q8_0"],
+                      ["--policy", "full+think:lambda=0.25", "--kv", "kivi:bits=2,residual=32+outliers", "--sparse", "quest:page=16,budget=64"]])
     func decodeLoopDoesNotAllocate(methods: [String]) throws {
         // Count mallocs of whole `kvlab bench` processes through an LD_PRELOAD counter: each extra
         // run decodes 256 tokens, so per-token allocation would add at least 256 per run.

@@ -536,8 +536,8 @@ public final class PagedKVCache: KVCache {
         let layer = index / layout.kvHeadCount, head = index % layout.kvHeadCount
         let recorded = recordedQueries[layer], window = min(observation, recorded, ring)
         channelQuerySquares.update(repeating: 0, count: hd)
-        for k in 0..<window {
-            let row = querySquares + ((layer * ring + (recorded - 1 - k) % ring) * layout.kvHeadCount + head) * hd
+        for k in (recorded - window)..<recorded {
+            let row = querySquares + ((layer * ring + k % ring) * layout.kvHeadCount + head) * hd
             for c in 0..<hd { channelQuerySquares[c] += row[c] }
         }
         ledger.read(.activations, window * hd * 4)
