@@ -618,7 +618,7 @@ public final class PagedKVCache: KVCache {
             let pageSlot = pageCounts[index]
             if pageSlot % pageSize == 0 { pageTables[index * pagesPerHead + pageSlot / pageSize] = pool.acquire() }
             let page = pool.pointer(pageTables[index * pagesPerHead + pageSlot / pageSize])
-            let lane = pageSlot % pageSize
+            let lane = pageSlot % pageSize, pageKeys = page
             // The key as stored (Hadamard-transformed for `rotate`) and as scored (after RoPE).
             var key = keys + head * hd, scored = key
             if quant.rotate {
@@ -640,12 +640,12 @@ public final class PagedKVCache: KVCache {
                 keyScratch.update(repeating: 0, count: hd)
                 for j in 0..<keyWidth {
                     let c = Int(kept[j])
-                    page[j * pageSize + lane] = key[c]
+                    pageKeys[j * pageSize + lane] = key[c]
                     keyScratch[c] = key[c]
                 }
                 scored = UnsafePointer(keyScratch)
             } else {
-                for c in 0..<hd { page[c * pageSize + lane] = key[c] }
+                for c in 0..<hd { pageKeys[c * pageSize + lane] = key[c] }
             }
             let summary = (index * pagesPerHead + count / pageSize) * hd
             let first = count % pageSize == 0
@@ -817,14 +817,16 @@ public final class PagedKVCache: KVCache {
             }
             return
         }
-        let table = pageTables + index * pagesPerHead
+        // Locals: the cache's variables are read once, not at every page.
+        let table = pageTables + index * pagesPerHead, pool = self.pool, width = keyWidth
+        // While keys are pruned, the queries' kept channels (gathered by `attend`).
+        let queries = keysPruned ? UnsafePointer(prunedQueries) : q, queryStride = keysPruned ? width : hd
         for page in pages {
             let keys = UnsafeRawPointer(pool.pointer(table[page]))
             for g in 0..<layout.groupSize {
-                // While keys are pruned, the query's kept channels (gathered by `attend`).
-                let query = keysPruned ? UnsafePointer(prunedQueries + g * keyWidth) : q + g * hd
+                let query = queries + g * queryStride
                 var acc = SIMD16<Float>()
-                for c in 0..<keyWidth {
+                for c in 0..<width {
                     acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
                 }
                 UnsafeMutableRawPointer(probabilities + g * scoreStride + page * pageSize).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
@@ -1055,33 +1057,47 @@ public final class PagedKVCache: KVCache {
         return n
     }
 
-    /// P·V over every visible slot. fp32 values: each 8-channel slice of the output kept in a
-    /// register (page slot = slot). Quantized values: slot by slot, each decoded once.
+    /// P·V over every visible slot. fp32 values: up to 32 channels of the output at a time kept in
+    /// registers (four 8-channel slices), so each page's value rows are read once per 32 channels
+    /// (page slot = slot); each channel sums its slots in order. Quantized values: slot by slot,
+    /// each decoded once.
     private func weightValues(index: Int, visible: Int, output: UnsafeMutablePointer<Float>) {
         guard valueStore == nil else { return accumulateValues(index: index, count: visible, output: output) { $0 } }
         let hd = layout.headDim
-        let table = pageTables + index * pagesPerHead
+        let table = pageTables + index * pagesPerHead, pool = self.pool, valueOffset = pageSize * keyWidth
         for g in 0..<layout.groupSize {
             let p = probabilities + g * scoreStride
             let out = output + g * hd
-            for slice in stride(from: 0, to: hd, by: 8) {
-                let width = min(8, hd - slice)
-                var acc = SIMD8<Float>()
+            for block in stride(from: 0, to: hd, by: 32) {
+                // Whole 8-channel slices of this block, then single channels past the last one.
+                let slices = min(32, hd - block) / 8, single = slices < 4 ? min(32, hd - block) - slices * 8 : 0
+                var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, rest = a0
                 var first = 0, page = 0
                 while first < visible {
-                    let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * keyWidth + slice)
+                    let values = UnsafeRawPointer(pool.pointer(table[page]) + valueOffset + block)
                     for slot in 0..<min(pageSize, visible - first) {
-                        let weight = p[first + slot]
-                        if width == 8 {
-                            acc += weight * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
+                        let weight = p[first + slot], row = slot * hd * 4
+                        if slices == 4 {
+                            a0 += weight * values.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self)
+                            a1 += weight * values.loadUnaligned(fromByteOffset: row + 32, as: SIMD8<Float>.self)
+                            a2 += weight * values.loadUnaligned(fromByteOffset: row + 64, as: SIMD8<Float>.self)
+                            a3 += weight * values.loadUnaligned(fromByteOffset: row + 96, as: SIMD8<Float>.self)
                         } else {
-                            for c in 0..<width { acc[c] += weight * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
+                            if slices > 0 { a0 += weight * values.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self) }
+                            if slices > 1 { a1 += weight * values.loadUnaligned(fromByteOffset: row + 32, as: SIMD8<Float>.self) }
+                            if slices > 2 { a2 += weight * values.loadUnaligned(fromByteOffset: row + 64, as: SIMD8<Float>.self) }
+                            for c in 0..<single { rest[c] += weight * values.load(fromByteOffset: row + (slices * 8 + c) * 4, as: Float.self) }
                         }
                     }
                     first += pageSize
                     page += 1
                 }
-                for c in 0..<width { out[slice + c] = acc[c] }
+                let o = UnsafeMutableRawPointer(out + block)
+                if slices > 0 { o.storeBytes(of: a0, as: SIMD8<Float>.self) }
+                if slices > 1 { o.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self) }
+                if slices > 2 { o.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self) }
+                if slices > 3 { o.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self) }
+                for c in 0..<single { out[block + slices * 8 + c] = rest[c] }
             }
         }
     }
