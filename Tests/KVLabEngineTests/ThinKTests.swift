@@ -304,6 +304,21 @@ import Testing
         #expect(cache.entry(layer: 0, head: 1, 45).key.filter { $0 != 0 }.count > 4)
     }
 
+    /// Pruning counts what it moves: every key read once (scoring and re-storing share the read),
+    /// the window's query squares, the narrower keys and the fp32 values written to new pages,
+    /// and the kept indices.
+    @Test func pruningCountsItsTraffic() throws {
+        let layout = Q.layout(headDim: 8, capacity: 64)
+        let cache = PagedKVCache(layout: layout)
+        Q.run(cache, 0..<10)
+        var ledger = IOLedger()
+        cache.setEviction(try EvictionMethod(parsing: "full+think:lambda=0.5,observation=4"), ledger: &ledger)
+        #expect(ledger.bytesRead(.keys) == 10 * 32 && ledger.bytesWritten(.keys) == 10 * 16)
+        #expect(ledger.bytesRead(.values) == 10 * 32 && ledger.bytesWritten(.values) == 10 * 32)
+        #expect(ledger.bytesRead(.activations) == 4 * 32)
+        #expect(ledger.bytesWritten(.policyState) == 4 * 4)
+    }
+
     /// Changing the quantization while keys are pruned keeps them pruned, in the new format.
     @Test func changingTheQuantizationKeepsKeysPruned() throws {
         let layout = Q.layout(headDim: 16, kvHeads: 2, group: 2, capacity: 128)
