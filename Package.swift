@@ -49,8 +49,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
-        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export
-        .target(name: "KVLabSession", dependencies: ["KVLabEngine"]),
+        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
+        .target(name: "KVLabSession", dependencies: ["KVLabEngine", "KVLabHardware"]),
 
         // MARK: - Command-line interface
         .executableTarget(
@@ -66,7 +66,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
-        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabEngine"]),
+        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -139,7 +139,7 @@ import Testing
             #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
         }
         let badKnob = try CLITests.run(["run", "-n", "8", "--at", "2:colour=red"])
-        #expect(badKnob.status != 0 && badKnob.stderr == "Error: --at 2:colour=red: unknown knob 'colour' (policy, sparse, kv, weights, attention, ghost)\n")
+        #expect(badKnob.status != 0 && badKnob.stderr == "Error: --at 2:colour=red: unknown knob 'colour' (policy, sparse, kv, weights, attention, ghost, device, target, context)\n")
         let late = try CLITests.run(["run", "-n", "8", "--at", "8:policy=window"])
         #expect(late.stderr == "Error: --at 8:policy=window: step 8 is not before -n 8\n")
         let badMethod = try CLITests.run(["run", "-n", "8", "--at", "2:kv=kivi:bits=5"])
