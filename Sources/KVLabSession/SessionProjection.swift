@@ -55,16 +55,19 @@ public struct ProjectionSettings: Sendable, Equatable, Codable {
         }
     }
 
-    /// Sets one setting from its text, checking device and target names against the catalog.
+    /// Sets one setting from its text, checking device and target names against the catalog; a
+    /// refused value leaves the settings as they were.
     public mutating func set(_ setting: ProjectionSetting, to text: String) throws(SessionProblem) {
+        var changed = self
         switch setting {
-        case .device: device = text
-        case .target: target = text
+        case .device: changed.device = text
+        case .target: changed.target = text
         case .context:
             guard let value = Int(text) else { throw SessionProblem("context '\(text.prefix(40))' is not a number of tokens") }
-            context = value
+            changed.context = value
         }
-        try validate()
+        try changed.validate()
+        self = changed
     }
 
     /// Checks the names against the catalog and the context's range.

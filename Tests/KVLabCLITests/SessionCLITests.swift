@@ -41,7 +41,7 @@ import Testing
         let rows = Self.csvRecords(csv.stdout)
         #expect(rows.first?.prefix(5) == ["step", "position", "token", "text", "latency_ns"])
         #expect(rows.count == 49 && rows.allSatisfy { $0.count == rows[0].count }, "a header row and a row per token")
-        #expect(rows.last?.suffix(4) == ["q8_0", "tiled:sram=16KiB", "off", "streaming, 16 entries per head"])
+        #expect(rows.last?.suffix(7) == ["q8_0", "tiled:sram=16KiB", "off", "", "", "", "streaming, 16 entries per head"], "no projection: empty projection cells")
     }
 
     /// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
