@@ -148,6 +148,46 @@ import Testing
         #expect(noScreen.status != 0 && noScreen.stderr.contains("use --headless"))
     }
 
+    @Test func aProjectedRunRecordsReplaysAndExportsItsLatencies() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(["run", "--prompt", "ROMEO:\n", "-n", "24", "--kv", "kivi:bits=2", "--device", "a100-80gb",
+                                    "--target", "llama-3-8b", "--at", "12:device=h200", "--at", "16:context=8192", "--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("[step 12] projection device: a100-80gb → h200"))
+        let check = try CLITests.run(["replay", path, "--headless", "--check"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.hasSuffix(", 24 projected latencies (2 projection change(s))\n"), "\(check.stdout)")
+        let rows = Self.csvRecords(try CLITests.run(["export", path, "--csv"]).stdout)
+        let column = { (name: String) in rows[0].firstIndex(of: name)! }
+        #expect(rows.count == 25)
+        let latency = rows.dropFirst().map { Double($0[column("projected_latency_s")]) }
+        #expect(latency.allSatisfy { $0 != nil && $0! > 0 }, "every token has its projected latency")
+        #expect(rows[12][column("device")] == "a100-80gb" && rows[13][column("device")] == "h200")
+        // H200 reads HBM 2.35× as fast as an A100 80GB; at 8K the KV read is smaller still.
+        #expect(latency[12]! < latency[11]! / 2 && latency[16]! < latency[15]!)
+        #expect(rows[17][column("projected_context")] == "8192")
+        let playback = try CLITests.run(["replay", path, "--headless", "--playback"])
+        #expect(playback.stdout.contains("projected onto llama-3-8b on a100-80gb at 32768 tokens"))
+    }
+
+    @Test func badProjectionNamesAreOneLineErrorsListingTheValidOnes() throws {
+        let devices = "a100-40gb, a100-80gb, h100-pcie, h100-sxm, h200, l4, m2-ultra, rtx-4090"
+        let device = try CLITests.run(["run", "-n", "8", "--device", "h900"])
+        #expect(device.status != 0 && device.stderr == "Error: --device: unknown device 'h900' (\(devices))\n")
+        let thisMachine = try CLITests.run(["run", "-n", "8", "--device", "this-machine"])
+        #expect(thisMachine.status != 0 && thisMachine.stderr.hasPrefix("Error: --device: unknown device 'this-machine' ("))
+        let at = try CLITests.run(["run", "-n", "8", "--device", "h200", "--at", "2:device=h900"])
+        #expect(at.status != 0 && at.stderr == "Error: --at 2:device=h900: unknown device 'h900' (\(devices))\n")
+        let target = try CLITests.run(["run", "-n", "8", "--target", "llama"])
+        #expect(target.status != 0 && target.stderr.hasPrefix("Error: --target: unknown target 'llama' (llama-2-7b, llama-3-8b, ")
+            && target.stderr.hasSuffix(", live)\n") && target.stderr.split(separator: "\n").count == 1)
+        let context = try CLITests.run(["run", "-n", "8", "--device", "h200", "--project-context", "0"])
+        #expect(context.status != 0 && context.stderr.hasPrefix("Error: --project-context: projected context must be between 1 and "))
+        let off = try CLITests.run(["run", "-n", "8", "--at", "2:device=h200"])
+        #expect(off.status != 0 && off.stderr == "Error: --at 2:device=h200: needs --device or --target (the run projects nothing)\n")
+    }
+
     /// Every shipped demo passes `replay --headless --check` on the embedded model.
     @Test func everyDemoPassesTheCheck() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.demos.path).filter { $0.hasSuffix(".kvlab.jsonl") }.sorted()
