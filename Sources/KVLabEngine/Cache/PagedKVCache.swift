@@ -1699,22 +1699,30 @@ public final class PagedKVCache: KVCache {
                               output: UnsafeMutablePointer<Float>, causal: CausalRows, needed: (Int) -> Bool,
                               finish: (Int, inout IOLedger) -> Void, ledger: inout IOLedger) {
         let group = layout.groupSize
-        var tiles = IOLedger()
-        keyStore?.beginReads()
-        valueStore?.beginReads()
-        kernel.attend(rows: rows, output: output, entries: causal.visible(rows - 1), causal: causal,
-                      load: { self.loadTile(kernel, index: index, entries: $0, dense: true, values: true, ledger: &tiles) },
-                      score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: true, masked: false,
-                                              into: $2, stride: $3) },
-                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: true, weights: $2,
-                                                        stride: $3, into: $4) },
-                      ledger: &ledger)
-        ledger.add(tiles)
+        tiledPass(kernel, index: index, queries: queries, rows: rows, entries: causal.visible(rows - 1), causal: causal,
+                  dense: true, masked: false, output: output, ledger: &ledger)
         for t in 0..<(rows / group) where needed(t) {
             writeProbabilities(kernel, index: index, rows: (t * group)..<((t + 1) * group), queries: queries,
                                visible: causal.visible(t * group), listed: nil, ledger: &ledger)
             finish(t, &ledger)
         }
+    }
+
+    /// One pass of the tiled kernel for one head: `rows` query rows against its first `entries`
+    /// slots (or the listed ones when not `dense`), the tiles' loads counted with the kernel's traffic.
+    private func tiledPass(_ kernel: TiledAttention, index: Int, queries: UnsafePointer<Float>, rows: Int, entries: Int,
+                           causal: CausalRows, dense: Bool, masked: Bool, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
+        var tiles = IOLedger()
+        keyStore?.beginReads()
+        valueStore?.beginReads()
+        kernel.attend(rows: rows, output: output, entries: entries, causal: causal,
+                      load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
+                      score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: dense, masked: masked,
+                                              into: $2, stride: $3) },
+                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: dense, weights: $2,
+                                                        stride: $3, into: $4) },
+                      ledger: &ledger)
+        ledger.add(tiles)
     }
 
     /// One decode query group through the tiled kernel over the first `visible` slots, or the
@@ -1723,17 +1731,8 @@ public final class PagedKVCache: KVCache {
     private func attendTiled(_ kernel: TiledAttention, index: Int, queries q: UnsafePointer<Float>, visible: Int, listed: Int?,
                              masked: Bool, output: UnsafeMutablePointer<Float>, probabilities wanted: Bool, ledger: inout IOLedger) {
         let group = layout.groupSize, entries = listed ?? visible, dense = listed == nil
-        var tiles = IOLedger()
-        keyStore?.beginReads()
-        valueStore?.beginReads()
-        kernel.attend(rows: group, output: output, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
-                      load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
-                      score: { self.scoreTile(kernel, index: index, queries: q, rows: $0, entries: $1, dense: dense, masked: masked,
-                                              into: $2, stride: $3) },
-                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: dense, weights: $2,
-                                                        stride: $3, into: $4) },
-                      ledger: &ledger)
-        ledger.add(tiles)
+        tiledPass(kernel, index: index, queries: q, rows: group, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
+                  dense: dense, masked: masked, output: output, ledger: &ledger)
         if wanted {
             writeProbabilities(kernel, index: index, rows: 0..<group, queries: q, visible: visible, listed: listed, masked: masked,
                                ledger: &ledger)
