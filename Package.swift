@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
         .library(name: "KVLabHardware", targets: ["KVLabHardware"]),
         .library(name: "KVLabSession", targets: ["KVLabSession"]),
+        .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -52,6 +53,14 @@ let package = Package(
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export
         .target(name: "KVLabSession", dependencies: ["KVLabEngine"]),
 
+        // MARK: - Terminal UI: cells, layout, widgets, themes (no curses), and the curses backend
+        .target(
+            name: "KVLabTUI",
+            // The repository's themes/ ship beside the binary (ThemeCatalog.bundleName).
+            resources: [.copy("../../themes")]
+        ),
+        .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
@@ -59,6 +68,7 @@ let package = Package(
                 "KVLabEngine",
                 "KVLabHardware",
                 "KVLabSession",
+                "KVLabTUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -67,6 +77,8 @@ let package = Package(
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabEngine"]),
+        .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
+        .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -23,10 +23,21 @@ struct Bench: ParsableCommand {
             help: "Instead of speed: the KV cache and attention traffic of one prefill at these prompt lengths (e.g. 512,1024,2048,4096) with the naive kernel and the tiled one for each --sram size.")
     var attentionIO: String?
 
+    @Flag(name: .long, help: "Measure the screen renderer instead of the engine: full frames of every widget, no model.")
+    var render = false
+
+    @Option(name: .long, help: "Frame size for --render, COLUMNSxROWS.")
+    var size: String = "200x60"
+
+    @Option(name: .long, help: "Frames timed for --render.")
+    var frames: Int = 1000
+
     func validate() throws {
         guard runs >= 1 else { throw ValidationError("--runs must be ≥ 1") }
         guard tokens >= 1, promptTokens >= 1 else { throw ValidationError("--tokens and --prompt-tokens must be ≥ 1") }
         _ = try promptLengths()
+        guard frames >= 1 else { throw ValidationError("--frames must be ≥ 1") }
+        _ = try frameSize()
     }
 
     /// The `--attention-io` prompt lengths.
@@ -38,7 +49,21 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// `--size` as columns and rows.
+    private func frameSize() throws -> (columns: Int, rows: Int) {
+        let parts = size.split(separator: "x").map { Int($0) }
+        guard parts.count == 2, let columns = parts[0], let rows = parts[1], (20...1000).contains(columns), (10...1000).contains(rows) else {
+            throw CLIError("--size: expected COLUMNSxROWS between 20x10 and 1000x1000, got '\(size)'")
+        }
+        return (columns, rows)
+    }
+
     func run() throws {
+        if render {
+            let (columns, rows) = try frameSize()
+            RenderBench(width: columns, height: rows, frames: frames).run()
+            return
+        }
         let model = try modelOptions.load()
         if let lengths = try promptLengths() { return try measureAttentionTraffic(model: model, lengths: lengths) }
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,

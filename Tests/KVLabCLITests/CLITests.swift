@@ -22,10 +22,11 @@ import Testing
         var stderr: String
     }
 
-    static func run(_ arguments: [String], rawArguments: [Data] = []) throws -> Result {
+    static func run(_ arguments: [String], rawArguments: [Data] = [], environment: [String: String]? = nil) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -1,0 +1,71 @@
+/// The `?` help: a centred popup listing key bindings by group, in two columns when the rows do
+/// not fit in one and the screen is wide enough.
+public struct HelpOverlay: Widget {
+    public var title: String
+    public var groups: [(group: String, rows: [(keys: String, summary: String)])]
+    public var glyphs: GlyphSet
+
+    public init(title: String = "Keys", groups: [(group: String, rows: [(keys: String, summary: String)])], glyphs: GlyphSet = .unicode) {
+        self.title = title
+        self.groups = groups
+        self.glyphs = glyphs
+    }
+
+    /// The help of a key table, with key labels in the glyph set's alphabet.
+    public init<Action>(title: String = "Keys", table: KeyTable<Action>, glyphs: GlyphSet = .unicode) {
+        self.init(title: title, groups: table.helpRows(unicode: glyphs.isUnicode), glyphs: glyphs)
+    }
+
+    private enum Item {
+        case heading(String)
+        case binding(keys: String, summary: String)
+    }
+
+    public func render(area: Rect, buffer: inout Buffer) {
+        let area = area.intersection(buffer.area)
+        guard area.width >= 12, area.height >= 4 else { return }
+        var items: [Item] = []
+        for (index, group) in groups.enumerated() {
+            if index > 0 { items.append(.heading("")) }
+            items.append(.heading(group.group))
+            items += group.rows.map { .binding(keys: $0.keys, summary: $0.summary) }
+        }
+        let allRows = groups.flatMap(\.rows)
+        let keyWidth = allRows.map { CharacterWidth.of($0.keys) }.max() ?? 0
+        let headingWidth = groups.map { CharacterWidth.of($0.group) }.max() ?? 0
+        let columnWidth = max(keyWidth + 2 + (allRows.map { CharacterWidth.of($0.summary) }.max() ?? 0), headingWidth)
+        let maxInner = (width: area.width - 4, height: area.height - 2)
+        let columns = items.count > maxInner.height && 2 * columnWidth + 3 <= maxInner.width ? 2 : 1
+        let perColumn = (items.count + columns - 1) / columns
+        let innerWidth = min(columns * columnWidth + (columns - 1) * 3, maxInner.width)
+        let innerHeight = min(perColumn, maxInner.height)
+        let popup = area.centered(width: innerWidth + 4, height: innerHeight + 2)
+
+        Clear().render(area: popup, buffer: &buffer)
+        let block = Block(titles: [Block.Title(Line(title, style: .role(.title))),
+                                   Block.Title(Line("? or Esc closes", style: .role(.dimText)), position: .bottom)],
+                          mergesBorders: false, horizontalPadding: 1, glyphs: glyphs)
+        block.render(area: popup, buffer: &buffer)
+        let inner = block.inner(popup)
+        let columnStep = columns == 2 ? (inner.width + 3) / 2 : inner.width
+        let capacity = columns * inner.height
+        if items.count > capacity {
+            // Rows that do not fit: the last row says so rather than dropping them silently.
+            items = Array(items.prefix(capacity - 1))
+            buffer.put(Line(glyphs.ellipsis + " more", style: .role(.dimText), alignment: .right), row: inner.row(inner.height - 1), glyphs: glyphs)
+        }
+        for (index, item) in items.enumerated() {
+            let column = index / inner.height, row = index % inner.height
+            let x = inner.x + column * columnStep
+            let cellArea = Rect(x: x, y: inner.y + row, width: min(columns == 2 ? columnWidth : inner.width, inner.right - x), height: 1)
+            switch item {
+            case .heading(let text):
+                buffer.put(Line(text, style: .role(.title)), row: cellArea, glyphs: glyphs)
+            case .binding(let keys, let summary):
+                buffer.put(Line([Span(keys, style: .role(.key))]), row: Rect(x: cellArea.x, y: cellArea.y, width: min(keyWidth, cellArea.width), height: 1), glyphs: glyphs)
+                let summaryX = cellArea.x + keyWidth + 2
+                buffer.put(Line(summary), row: Rect(x: summaryX, y: cellArea.y, width: max(cellArea.right - summaryX, 0), height: 1), glyphs: glyphs)
+            }
+        }
+    }
+}
