@@ -80,8 +80,9 @@ public final class EngineCore {
                 project()
                 event = .knob(change)
             case .pause(let on):
+                let was = paused
                 paused = on
-                event = .notice(on ? "paused" : "resumed")
+                event = .notice(on ? "paused" : was ? "resumed" : generating ? "generating" : "ready: i types a prompt, ? lists the keys")
             case .ghost(let on):
                 try run.setGhost(on)
                 event = .notice("ghost \(on ? "on" : "off")")

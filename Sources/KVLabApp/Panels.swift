@@ -231,7 +231,11 @@ public struct WorkbenchScreen {
 
     private func kvMap(_ area: Rect, _ buffer: inout Buffer) {
         let map = state.snapshot?.map
-        let right = map.map { Line("positions \(max($0.positions - max(area.width - 6, 0), 0))–\($0.positions)", style: .role(.dimText)) }
+        let labelWidth = map.map { "L\($0.layers - 1) ".count } ?? 3
+        let columns = max(area.width - 4 - labelWidth, 1)
+        // A sequence longer than the panel is shown whole, several positions per column.
+        let perColumn = map.map { max(($0.positions + columns - 1) / columns, 1) } ?? 1
+        let right = map.map { Line("positions 0–\($0.positions)" + (perColumn > 1 ? ", \(perColumn) per column" : ""), style: .role(.dimText)) }
         let frame = block("KV map: layer × position", right: right)
         frame.render(area: area, buffer: &buffer)
         let inner = frame.inner(area).inset(horizontal: 1)
@@ -239,19 +243,19 @@ public struct WorkbenchScreen {
             buffer.put(Line("no tokens yet", style: .role(.dimText)), row: inner.row(0), glyphs: glyphs)
             return
         }
-        let kept = HeatMap.Entry.mark(glyphs.shades[4], .role(.kvKept))
-        let quantized = HeatMap.Entry.mark(glyphs.shades[3], .role(.kvQuantized))
-        let evicted = HeatMap.Entry.mark(glyphs.shades[1], .role(.kvEvicted))
+        let marks: [KVCellState: HeatMap.Entry] = [
+            .kept: .mark(glyphs.shades[4], .role(.kvKept)), .quantized: .mark(glyphs.shades[3], .role(.kvQuantized)),
+            .evicted: .mark(glyphs.shades[1], .role(.kvEvicted)), .empty: .empty,
+        ]
         // More layers than rows: every row shows one layer of an even sample.
-        let layers = (0..<min(map.layers, inner.height)).map { $0 * map.layers / max(min(map.layers, inner.height), 1) }
+        let shownLayers = min(map.layers, inner.height)
+        let layers = (0..<shownLayers).map { $0 * map.layers / max(shownLayers, 1) }
         let rows: [[HeatMap.Entry]] = layers.map { layer in
-            (0..<map.positions).map { position in
-                switch map.state(layer: layer, position: position) {
-                case .kept: kept
-                case .quantized: quantized
-                case .evicted: evicted
-                case .empty: .empty
-                }
+            stride(from: 0, to: map.positions, by: perColumn).map { start in
+                var counts = [0, 0, 0, 0]
+                for position in start..<min(start + perColumn, map.positions) { counts[Int(map.state(layer: layer, position: position).rawValue)] += 1 }
+                let state = [KVCellState.kept, .quantized, .evicted].max { counts[Int($0.rawValue)] < counts[Int($1.rawValue)] } ?? .empty
+                return marks[state] ?? .empty
             }
         }
         HeatMap(rows: rows, rowLabels: layers.map { "L\($0)" }, anchor: .trailing, glyphs: glyphs).render(area: inner, buffer: &buffer)

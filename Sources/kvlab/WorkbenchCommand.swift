@@ -38,7 +38,14 @@ struct WorkbenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Start with the full-cache ghost running (quality panel).")
     var ghost = false
 
+    @Flag(name: .long, help: "Print the keymap as Markdown (the README's) and exit.")
+    var keymap = false
+
     func run() throws {
+        if keymap {
+            print(Keymap.table.markdown(), terminator: "")
+            return
+        }
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
         guard let setting = ColorSetting(rawValue: color) else {
             throw CLIError("--color: '\(color)' is not one of \(ColorSetting.allCases.map(\.rawValue).joined(separator: ", "))")
