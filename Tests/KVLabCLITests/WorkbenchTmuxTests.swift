@@ -23,10 +23,21 @@ import Testing
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, file, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            // The test process's blocked and ignored signals would pass to the tmux server, which
+            // then never hears kill-server's SIGTERM: start it with the defaults.
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var none = sigset_t(), all = sigset_t()
+            sigemptyset(&none)
+            sigfillset(&all)
+            posix_spawnattr_setsigmask(&attributes, &none)
+            posix_spawnattr_setsigdefault(&attributes, &all)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
             let argv = ([WorkbenchTmuxTests.tmux!, "-L", socket] + arguments).map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             var pid: pid_t = 0
-            let spawned = posix_spawn(&pid, WorkbenchTmuxTests.tmux!, &actions, nil, argv, environ)
+            let spawned = posix_spawn(&pid, WorkbenchTmuxTests.tmux!, &actions, &attributes, argv, environ)
             guard spawned == 0 else { throw CocoaError(.fileReadUnknown) }
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
@@ -53,8 +64,10 @@ import Testing
     @Test(.enabled(if: tmux != nil, "skipped: tmux is not installed (scripts/test installs it)"))
     func keysResizeAndQuitInTmux() throws {
         let server = Server()
-        let command = "'\(CLITests.binary)' --prompt 'ROMEO:'; echo \"kvlab exited $?\"; exec sleep 60"
-        try server.run(["new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "sh", "-c", command])
+        let command = "'\(CLITests.binary)' --prompt 'ROMEO:'; echo \"kvlab exited $?\""
+        // The pane stays after the shell exits, for the capture after quitting.
+        try server.run(["new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "sh", "-c", "sleep 0.3; " + command])
+        try server.run(["set-option", "-t", "main", "remain-on-exit", "on"])
 
         let started = try server.wait(for: "generated text") { $0.contains("Generation") && $0.contains("ROMEO:") && $0.contains("generating") }
         #expect(started.contains("evict   full"))
@@ -81,6 +94,7 @@ import Testing
         #expect(after.contains("kvlab exited 0"))
         #expect(!after.contains("Generation"), "the workbench's screen is gone: the alternate screen was left")
         #expect(try server.run(["display-message", "-p", "-t", "main", "#{alternate_on}"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        _ = try server.wait(for: "the pane's shell to end") { _ in (try? server.run(["display-message", "-p", "-t", "main", "#{pane_dead}"]))?.hasPrefix("1") == true }
     }
 
     @Test func notATerminalPointsToRun() throws {
