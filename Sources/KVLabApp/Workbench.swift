@@ -53,15 +53,23 @@ public enum Workbench {
         var lastFrame: UInt64 = 0
         var knobSentAt: [UInt64] = []
         var answered = 0
+        // A key's effect or the engine's answer to it is drawn at once; token updates wait for
+        // the next frame slot.
+        var urgent = false
         while true {
             if let signal = terminal.stopSignal { return .signal(signal) }
             for snapshot in worker.drain() {
                 state.absorb(snapshot)
-                if case .knob = snapshot.event { answered += 1 } else if case .failure = snapshot.event { answered += 1 }
+                switch snapshot.event {
+                case .knob, .failure: answered += 1; urgent = true
+                case .notice, .prompt, .stopped: urgent = true
+                case .token: break
+                }
             }
             let now = DispatchTime.now().uptimeNanoseconds
             let sizeChanged = buffer.width != terminal.width || buffer.height != terminal.height
-            if (state.dirty || sizeChanged) && now - lastFrame >= frameInterval || sizeChanged {
+            if state.dirty && (urgent || now - lastFrame >= frameInterval) || sizeChanged {
+                urgent = false
                 if sizeChanged { buffer = Buffer(width: terminal.width, height: terminal.height) }
                 WorkbenchScreen(state: state, glyphs: glyphs).render(into: &buffer)
                 let rendered = DispatchTime.now().uptimeNanoseconds
@@ -76,9 +84,11 @@ public enum Workbench {
                 }
             }
             let waited = DispatchTime.now().uptimeNanoseconds - lastFrame
-            let timeout = state.dirty && waited < frameInterval ? Int32((frameInterval - waited) / 1_000_000) + 1 : 33
+            // While the engine owes an answer, poll its snapshots every 2 ms.
+            let timeout = !knobSentAt.isEmpty ? 2 : state.dirty && waited < frameInterval ? Int32((frameInterval - waited) / 1_000_000) + 1 : 33
             guard let key = terminal.readKey(timeoutMilliseconds: timeout) else { continue }
             let pressed = DispatchTime.now().uptimeNanoseconds
+            urgent = true
             for effect in state.handle(key) {
                 switch effect {
                 case .engine(let command):
