@@ -18,6 +18,7 @@ public enum AppAction: Hashable, Sendable {
     case cycleTarget(forward: Bool)
     case toggleGhost
     case rerun
+    case toggleRecording
     case scroll(up: Bool)
     case cycleTheme
     case quit
@@ -42,6 +43,7 @@ public enum Keymap {
         KeyBinding([.character("i")], "type a prompt (Enter runs it, Esc cancels, ↑/↓ history)", group: "Generation", action: .editPrompt),
         KeyBinding([.character(" ")], "pause / resume generation", group: "Generation", action: .togglePause),
         KeyBinding([.character("R")], "run the prompt again from the start with the current settings", group: "Generation", action: .rerun),
+        KeyBinding([.character("r")], "record a session on / off (starts from a rerun of the prompt)", group: "Generation", action: .toggleRecording),
         KeyBinding([.pageUp, .pageDown], "scroll the generated text", group: "Generation", action: .scroll(up: true)),
         KeyBinding([.character("e"), .character("E")], "eviction method: next / previous", group: "KV cache", action: .cycleEviction(forward: true)),
         KeyBinding([.character("["), .character("]")], "eviction budget: halve / double", group: "KV cache", action: .budget(up: false)),
@@ -81,6 +83,6 @@ public enum Keymap {
     /// The hint line at the bottom of the screen.
     public static let hints: [(key: String, label: String)] = [
         ("?", "help"), ("i", "prompt"), ("space", "pause"), ("e", "evict"), ("[ ]", "budget"), ("b", "bits"), ("s", "sparse"),
-        ("w", "weights"), ("a", "kernel"), ("d", "device"), ("t", "target"), ("g", "ghost"), ("R", "rerun"), ("q", "quit"),
+        ("w", "weights"), ("a", "kernel"), ("d", "device"), ("t", "target"), ("g", "ghost"), ("R", "rerun"), ("r", "rec"), ("q", "quit"),
     ]
 }

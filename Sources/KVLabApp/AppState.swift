@@ -127,6 +127,8 @@ public struct AppState: Sendable {
     public var paused = false
     /// Whether tokens are being generated.
     public var generating = false
+    /// The session file being recorded, if any.
+    public var recording: String?
     /// Whether the help overlay is open.
     public var helpVisible = false
     /// The open line editor, if any.
@@ -188,6 +190,7 @@ public struct AppState: Sendable {
         generating = snapshot.generating
         device = snapshot.device
         target = snapshot.target
+        recording = snapshot.recording
         switch snapshot.event {
         case .prompt(let submission):
             if !submission.continuing {
@@ -303,6 +306,8 @@ public struct AppState: Sendable {
             return [.engine(.ghost(!ghost))]
         case .rerun:
             return [.engine(.rerun)]
+        case .toggleRecording:
+            return [.engine(.record(recording == nil))]
         case .scroll(let up):
             scrollback = max(scrollback + (up ? 5 : -5), 0)
             return []

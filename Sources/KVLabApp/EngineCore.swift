@@ -1,6 +1,7 @@
 import Foundation
 import KVLabEngine
 import KVLabHardware
+import KVLabSession
 
 /// A request from the UI to the engine; applied between two tokens.
 public enum EngineCommand: Sendable, Equatable {
@@ -18,6 +19,9 @@ public enum EngineCommand: Sendable, Equatable {
     case device(String)
     /// Projects onto another target shape (a catalog name, or `live`).
     case target(String)
+    /// Starts recording a session (from a rerun of the prompt, so the file replays from its
+    /// start) or stops and closes it.
+    case record(Bool)
 }
 
 /// The engine side of the workbench: owns the `LiveRun`, applies commands, generates tokens, and
@@ -30,8 +34,8 @@ public final class EngineCore {
     /// embedded model; knob, device and target changes project at once).
     static let projectionInterval = 16
 
-    /// The run.
-    public let run: LiveRun
+    /// The run (a recording starts a fresh one, so the session's steps count from 0).
+    public private(set) var run: LiveRun
     private var prompt = ""
     private var paused = false
     private var generating = false
@@ -43,11 +47,23 @@ public final class EngineCore {
     private var lastLedger: IOLedger?
     private var sinceProjection = 0
     private let weightBytesByType: [String: Int]
+    private let modelPath: String?
+    private let tokenizerPath: String?
+    /// Where recordings go.
+    private let sessionDirectory: String
+    private var recorder: SessionRecorder?
+    private var recordingPath: String?
 
     /// A core for `run`, projecting onto the named device and target (unknown names leave the
     /// projection out and say why in the first snapshot's notice).
-    public init(run: LiveRun, device: String, target: String) {
+    /// `modelPath` and `tokenizerPath` are what a recorded session names (nil: the embedded
+    /// model); recordings are written to `sessionDirectory`.
+    public init(run: LiveRun, device: String, target: String, modelPath: String? = nil, tokenizerPath: String? = nil,
+                sessionDirectory: String = ".") {
         self.run = run
+        self.modelPath = modelPath
+        self.tokenizerPath = tokenizerPath
+        self.sessionDirectory = sessionDirectory
         self.deviceName = device
         self.targetName = target
         var sizes: [String: Int] = [:]
@@ -76,7 +92,7 @@ public final class EngineCore {
             case .rerun:
                 event = try start()
             case .set(let knob, let value):
-                let change = try run.set(knob, to: value)
+                let change = try recorder?.set(knob, to: value) ?? run.set(knob, to: value)
                 project()
                 event = .knob(change)
             case .pause(let on):
@@ -84,7 +100,7 @@ public final class EngineCore {
                 paused = on
                 event = .notice(on ? "paused" : was ? "resumed" : generating ? "generating" : "ready: i types a prompt, ? lists the keys")
             case .ghost(let on):
-                try run.setGhost(on)
+                if let recorder { try recorder.setGhost(on) } else { try run.setGhost(on) }
                 event = .notice("ghost \(on ? "on" : "off")")
             case .device(let name):
                 device = try HardwareCatalog.device(name)
@@ -96,6 +112,8 @@ public final class EngineCore {
                 targetName = name
                 project()
                 event = .notice("target \(name)")
+            case .record(let on):
+                event = try on ? startRecording() : .notice(try stopRecording())
             }
         } catch {
             event = .failure(Self.oneLine(error))
@@ -107,7 +125,7 @@ public final class EngineCore {
     public func advance() -> EngineSnapshot? {
         guard wantsToStep else { return nil }
         do {
-            switch try run.step() {
+            switch try recorder?.step() ?? run.step() {
             case .token(let metrics):
                 lastLedger = metrics.report.ledger
                 sinceProjection += 1
@@ -138,15 +156,43 @@ public final class EngineCore {
             position: run.position, contextLength: config.contextLength, residency: run.cache.residency,
             weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, activationBytes: activations,
             map: KVMapSnapshot(cache: run.cache, positions: run.position, quantizes: quantizes, residual: residual),
-            device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count)
+            device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count,
+            recording: recordingPath)
     }
 
     private func start() throws -> EngineEvent {
-        let submission = try run.submit(prompt: prompt)
+        let submission = try recorder?.submit(prompt: prompt) ?? run.submit(prompt: prompt)
         generating = true
         lastLedger = nil
         project()
         return .prompt(submission)
+    }
+
+    /// Checkpoints every this many tokens in recordings (as `kvlab run`'s default).
+    static let checkpointEvery = 32
+
+    private func startRecording() throws -> EngineEvent {
+        guard recorder == nil else { return .notice("already recording to \(recordingPath ?? "")") }
+        guard !prompt.isEmpty else { return .failure("nothing to record yet: i types a prompt first") }
+        run = try LiveRun(model: run.model, settings: run.settings, ghost: run.ghostEnabled)
+        let stamp = Int(Date().timeIntervalSince1970)
+        let path = (sessionDirectory as NSString).appendingPathComponent("kvlab-\(stamp).kvlab.jsonl")
+        let header = try SessionHeader(run: run, model: ModelIdentity(model: run.model, path: modelPath, tokenizer: tokenizerPath),
+                                       checkpointEvery: Self.checkpointEvery)
+        let writer = try SessionWriter(path: path, header: header)
+        recorder = SessionRecorder(run: run, checkpointEvery: Self.checkpointEvery) { try writer.append($0) }
+        recordingPath = path
+        return try start()
+    }
+
+    /// Finishes and closes the recording, if one runs; returns what happened.
+    @discardableResult
+    public func stopRecording() throws -> String {
+        guard let recorder, let path = recordingPath else { return "not recording" }
+        self.recorder = nil
+        recordingPath = nil
+        try recorder.finish()
+        return "recorded \(path)"
     }
 
     private func loadTarget(_ name: String) throws -> TargetShape {

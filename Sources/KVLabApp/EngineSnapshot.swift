@@ -125,4 +125,6 @@ public struct EngineSnapshot: Sendable {
     public var projection: Projection?
     /// The tokens processed since the sequence started (prompt and generated), for a rerun.
     public var sequenceTokens: Int
+    /// The session file being recorded, if any.
+    public var recording: String?
 }

@@ -60,7 +60,11 @@ public final class EngineWorker: Sendable {
                 defer { box.commands.removeAll(keepingCapacity: true) }
                 return (box.commands, box.quit)
             }
-            if quit { return }
+            if quit {
+                // A recording in progress is closed complete; the UI is gone, so nothing reports a failure.
+                _ = try? core.stopRecording()
+                return
+            }
             for command in commands {
                 let snapshot = core.handle(command)
                 mailbox.withLock { $0.snapshots.append(snapshot) }

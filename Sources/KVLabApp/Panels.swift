@@ -65,6 +65,9 @@ public struct WorkbenchScreen {
                              Span("device ", style: .role(.dimText)), Span(state.device, style: .role(.text)), separator,
                              Span("target ", style: .role(.dimText)), Span(state.target, style: .role(.text))]
         spans += [separator, runState]
+        if let recording = state.recording {
+            spans += [separator, Span("● REC ", style: .role(.error, .bold)), Span((recording as NSString).lastPathComponent, style: .role(.text))]
+        }
         buffer.put(Line(spans), row: row, glyphs: glyphs)
     }
 

@@ -62,7 +62,8 @@ struct WorkbenchCommand: ParsableCommand {
         let run = try LiveRun(model: model, settings: settings, ghost: ghost)
         var state = AppState(modelName: model.config.name, choices: Choices.catalog(themes: catalog.entries().map(\.name)),
                              device: device, target: target, theme: ThemeCatalog.name(ofFile: catalog.path(named: themeArgument) ?? themeArgument))
-        let worker = EngineWorker(core: EngineCore(run: run, device: device, target: target))
+        let worker = EngineWorker(core: EngineCore(run: run, device: device, target: target,
+                                                         modelPath: modelOptions.model, tokenizerPath: modelOptions.tokenizer))
         defer { worker.stop() }
 
         let terminal: CursesTerminal

@@ -15,12 +15,12 @@ final class Harness {
     static let choices = Choices(devices: ["h100-sxm", "a100-80gb", "l4"], targets: ["llama-3-8b", "mistral-7b", "live"],
                                  sramSizes: [100 * 1024, 164 * 1024, 228 * 1024], themes: ["dark", "light"])
 
-    init(policy: String = "full", ghost: Bool = false) throws {
+    init(policy: String = "full", ghost: Bool = false, sessionDirectory: String = ".") throws {
         let model = try EmbeddedModel.load()
         var settings = RunSettings()
         try settings.set(.policy, to: policy, headDim: model.config.headDim)
         let run = try LiveRun(model: model, settings: settings, ghost: ghost)
-        core = EngineCore(run: run, device: "h100-sxm", target: "llama-3-8b")
+        core = EngineCore(run: run, device: "h100-sxm", target: "llama-3-8b", sessionDirectory: sessionDirectory)
         state = AppState(modelName: model.config.name, choices: Self.choices, device: "h100-sxm", target: "llama-3-8b", theme: "dark")
         state.absorb(core.handle(.pause(false)))
     }
@@ -195,6 +195,32 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         harness.press(.character("R"))
         #expect(harness.state.latency.values.isEmpty, "a rerun starts the panels' histories again")
         #expect(harness.state.snapshot?.position == harness.state.snapshot?.sequenceTokens)
+    }
+
+    @Test func recordingWritesASessionFromARerun() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-app-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try Harness(sessionDirectory: directory.path)
+        harness.press(.character("r"))
+        #expect(harness.state.recording == nil)
+        #expect(harness.state.status?.isError == true, "nothing to record before a prompt")
+        harness.press(.character("i"))
+        harness.type("ROMEO:")
+        harness.generate(10)
+        harness.press(.character("r"))
+        let path = try #require(harness.state.recording)
+        #expect(harness.text().contains("● REC kvlab-"))
+        harness.generate(40)
+        harness.press(.character("e"))
+        harness.generate(5)
+        harness.press(.character("r"))
+        #expect(harness.state.recording == nil)
+        #expect(harness.state.status?.text == "recorded \(path)")
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.first?.contains("kvlab-session") == true)
+        #expect(lines.filter { $0.hasPrefix("{\"event\":\"token\"") }.count == 45, "the rerun's tokens, not the 10 before it")
+        #expect(lines.contains { $0.contains("\"event\":\"knob\"") })
     }
 
     @Test func attentionSRAMWeightsAndTheme() throws {
