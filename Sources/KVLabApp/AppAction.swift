@@ -2,25 +2,45 @@ import KVLabTUI
 
 /// Everything a key can ask the workbench to do.
 public enum AppAction: Hashable, Sendable {
+    /// Opens or closes the `?` overlay.
     case toggleHelp
+    /// Opens the prompt editor.
     case editPrompt
+    /// Opens the method-string editor.
     case editMethod
+    /// Pauses or resumes generation.
     case togglePause
+    /// Steps through the eviction methods.
     case cycleEviction(forward: Bool)
+    /// Halves or doubles the eviction budget.
     case budget(up: Bool)
+    /// Steps the KV quantization's bits.
     case cycleBits
+    /// Steps through the KV quantization methods.
     case cycleQuant
+    /// Steps through the sparse attention modes.
     case cycleSparse(forward: Bool)
+    /// Steps through the weight types.
     case cycleWeights
+    /// Switches the attention kernel between naive and tiled.
     case toggleAttention
+    /// Steps the tiled kernel's SRAM size.
     case sram(up: Bool)
+    /// Steps through the projected devices.
     case cycleDevice(forward: Bool)
+    /// Steps through the projected target shapes.
     case cycleTarget(forward: Bool)
+    /// Starts or stops the full-cache ghost.
     case toggleGhost
+    /// Runs the prompt again from an empty cache.
     case rerun
+    /// Starts or stops recording a session.
     case toggleRecording
+    /// Scrolls the generation stream.
     case scroll(up: Bool)
+    /// Switches to the next theme.
     case cycleTheme
+    /// Leaves the workbench.
     case quit
 }
 

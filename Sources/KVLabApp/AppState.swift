@@ -79,7 +79,9 @@ public struct StreamPiece: Sendable, Equatable {
 public struct LineEditor: Sendable, Equatable {
     /// What the line is for.
     public enum Purpose: Sendable, Equatable {
+        /// A prompt to run.
         case prompt
+        /// A `knob=method` string.
         case method
     }
 

@@ -185,7 +185,7 @@ public final class EngineCore {
         return try start()
     }
 
-    /// Finishes and closes the recording, if one runs; returns what happened.
+    /// Finishes and closes the recording, if one runs; returns what happened (for the status bar).
     @discardableResult
     public func stopRecording() throws -> String {
         guard let recorder, let path = recordingPath else { return "not recording" }

@@ -44,7 +44,7 @@ public struct KVMapSnapshot: Sendable, Equatable {
         for layer in 0..<layout.layerCount {
             for index in kept.indices { kept[index] = 0; quantized[index] = 0 }
             for head in 0..<layout.kvHeadCount {
-                let held = cache.keptPositions(layer: layer, head: head).sorted()
+                let held = cache.keptPositions(layer: layer, head: head)  // oldest first
                 let fullPrecisionFrom = quantizes ? max(held.count - residual, 0) : 0
                 for (rank, position) in held.enumerated() where position < positions {
                     kept[position] += 1

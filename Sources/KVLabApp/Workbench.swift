@@ -121,10 +121,13 @@ public final class MemoryTerminal: WorkbenchTerminal {
         }
     }
 
+    /// Columns.
     public private(set) var width: Int
+    /// Rows.
     public private(set) var height: Int
     /// The last frame drawn.
     public private(set) var screen: Buffer
+    /// Never: an in-memory terminal receives no signals.
     public var stopSignal: Int32? { nil }
     private var script: [ScriptedKey]
     private var due: UInt64
@@ -138,8 +141,10 @@ public final class MemoryTerminal: WorkbenchTerminal {
         due = DispatchTime.now().uptimeNanoseconds + UInt64(script.first?.delay ?? 0) * 1_000_000
     }
 
+    /// Keeps the frame as `screen`.
     public func draw(_ buffer: Buffer, palette: Palette) { screen = buffer }
 
+    /// The next scripted key once it is due, else nil after waiting up to the timeout.
     public func readKey(timeoutMilliseconds: Int32) -> Key? {
         guard let next = script.first else {
             usleep(UInt32(max(timeoutMilliseconds, 0)) * 1000)
