@@ -64,9 +64,10 @@ import Testing
     @Test(.enabled(if: tmux != nil, "skipped: tmux is not installed (scripts/test installs it)"))
     func keysResizeAndQuitInTmux() throws {
         let server = Server()
-        let command = "'\(CLITests.binary)' --prompt 'ROMEO:'; echo \"kvlab exited $?\""
-        // The pane stays after the shell exits, for the capture after quitting.
-        try server.run(["new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "sh", "-c", "sleep 0.3; " + command])
+        // kvlab is the pane's process (its exit status is the pane's); the pane stays after it
+        // exits, for the capture after quitting.
+        let command = "sleep 0.3; exec '\(CLITests.binary)' --prompt 'ROMEO:'"
+        try server.run(["new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "sh", "-c", command])
         try server.run(["set-option", "-t", "main", "remain-on-exit", "on"])
 
         let started = try server.wait(for: "generated text") { $0.contains("Generation") && $0.contains("ROMEO:") && $0.contains("generating") }
@@ -90,11 +91,15 @@ import Testing
         _ = try server.wait(for: "the workbench again") { $0.contains("Generation") }
 
         try server.run(["send-keys", "-t", "main", "q"])
-        let after = try server.wait(for: "kvlab to exit") { $0.contains("kvlab exited") }
-        #expect(after.contains("kvlab exited 0"))
-        #expect(!after.contains("Generation"), "the workbench's screen is gone: the alternate screen was left")
-        #expect(try server.run(["display-message", "-p", "-t", "main", "#{alternate_on}"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
-        _ = try server.wait(for: "the pane's shell to end") { _ in (try? server.run(["display-message", "-p", "-t", "main", "#{pane_dead}"]))?.hasPrefix("1") == true }
+        func pane(_ format: String) throws -> String {
+            try server.run(["display-message", "-p", "-t", "main", format]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // tmux marks the pane dead a moment before it records the exit status.
+        _ = try server.wait(for: "kvlab to exit") { _ in (try? pane("#{pane_dead}#{pane_dead_status}#{pane_dead_signal}"))?.count ?? 0 > 1 }
+        let status = try pane("#{pane_dead_status}/#{pane_dead_signal}")
+        #expect(status == "0/", "kvlab's exit status/signal: \(status)")
+        #expect(try !server.screen().contains("Generation"), "the workbench's screen is gone: the alternate screen was left")
+        #expect(try pane("#{alternate_on}") == "0")
     }
 
     @Test func notATerminalPointsToRun() throws {
