@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "KVLabHardware", targets: ["KVLabHardware"]),
         .library(name: "KVLabSession", targets: ["KVLabSession"]),
         .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
+        .library(name: "KVLabApp", targets: ["KVLabApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -61,6 +62,9 @@ let package = Package(
         ),
         .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
 
+        // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses)
+        .target(name: "KVLabApp", dependencies: ["KVLabEngine", "KVLabHardware", "KVLabSession", "KVLabTUI"]),
+
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
@@ -70,6 +74,7 @@ let package = Package(
                 "KVLabSession",
                 "KVLabTUI",
                 "KVLabCurses",
+                "KVLabApp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -80,6 +85,7 @@ let package = Package(
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
+        .testTarget(name: "KVLabAppTests", dependencies: ["KVLabApp", "KVLabTUI", "KVLabEngine", "KVLabHardware"], exclude: ["Snapshots"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -26,6 +26,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Measure the screen renderer instead of the engine: full frames of every widget, no model.")
     var render = false
 
+    @Flag(name: .long, help: "With --render: the real workbench screen on the embedded model, and the delay from a knob key to its frame.")
+    var workbench = false
+
     @Option(name: .long, help: "Frame size for --render, COLUMNSxROWS.")
     var size: String = "200x60"
 
@@ -61,7 +64,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         if render {
             let (columns, rows) = try frameSize()
-            RenderBench(width: columns, height: rows, frames: frames).run()
+            if workbench { try WorkbenchBench(width: columns, height: rows, frames: frames).run() } else {
+                RenderBench(width: columns, height: rows, frames: frames).run()
+            }
             return
         }
         let model = try modelOptions.load()

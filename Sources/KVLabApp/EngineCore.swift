@@ -1,0 +1,229 @@
+import Foundation
+import KVLabEngine
+import KVLabHardware
+import KVLabSession
+
+/// A request from the UI to the engine; applied between two tokens.
+public enum EngineCommand: Sendable, Equatable {
+    /// Runs a prompt as a new sequence and starts generating.
+    case submit(String)
+    /// Changes a knob to a method string.
+    case set(Knob, String)
+    /// Pauses (true) or resumes generation.
+    case pause(Bool)
+    /// Starts or stops the full-cache ghost.
+    case ghost(Bool)
+    /// Runs the last prompt again from an empty cache with the current settings.
+    case rerun
+    /// Projects onto another device profile (a catalog name).
+    case device(String)
+    /// Projects onto another target shape (a catalog name, or `live`).
+    case target(String)
+    /// Starts recording a session (from a rerun of the prompt, so the file replays from its
+    /// start) or stops and closes it.
+    case record(Bool)
+}
+
+/// The engine side of the workbench: owns the `LiveRun`, applies commands, generates tokens, and
+/// describes the state after each as an `EngineSnapshot`. Not thread-safe: the worker thread
+/// (or a test, synchronously) owns it.
+public final class EngineCore {
+    /// The context the projection assumes for the target (a long chat, as LLM-Viewer's examples).
+    public static let projectedContext = 4096
+    /// Tokens between projections while generating (a projection costs more than a token of the
+    /// embedded model; knob, device and target changes project at once).
+    static let projectionInterval = 16
+
+    /// The run (a recording starts a fresh one, so the session's steps count from 0).
+    public private(set) var run: LiveRun
+    private var prompt = ""
+    private var paused = false
+    private var generating = false
+    private var device: DeviceProfile?
+    private var deviceName: String
+    private var target: TargetShape?
+    private var targetName: String
+    private var projection: Projection?
+    private var lastLedger: IOLedger?
+    private var sinceProjection = 0
+    private let weightBytesByType: [String: Int]
+    private let modelPath: String?
+    private let tokenizerPath: String?
+    /// Where recordings go.
+    private let sessionDirectory: String
+    private var recorder: SessionRecorder?
+    private var recordingPath: String?
+
+    /// A core for `run`, projecting onto the named device and target (unknown names leave the
+    /// projection out and say why in the first snapshot's notice).
+    /// `modelPath` and `tokenizerPath` are what a recorded session names (nil: the embedded
+    /// model); recordings are written to `sessionDirectory`.
+    public init(run: LiveRun, device: String, target: String, modelPath: String? = nil, tokenizerPath: String? = nil,
+                sessionDirectory: String = ".") {
+        self.run = run
+        self.modelPath = modelPath
+        self.tokenizerPath = tokenizerPath
+        self.sessionDirectory = sessionDirectory
+        self.deviceName = device
+        self.targetName = target
+        var sizes: [String: Int] = [:]
+        let matrices = run.model.weights.namedMatrices.map(\.1)
+        for type in WeightType.allCases {
+            sizes[type.rawValue] = matrices.reduce(0) { $0 + (type.canStore(rowLength: $1.cols) ? type.byteCount(elements: $1.elementCount) : $1.byteCount) }
+        }
+        sizes[RunSettings.storedWeights] = matrices.reduce(0) { $0 + $1.byteCount }
+        weightBytesByType = sizes
+        self.device = try? HardwareCatalog.device(device)
+        self.target = try? loadTarget(target)
+        project()
+    }
+
+    /// Whether a call to `advance` would generate a token.
+    public var wantsToStep: Bool { generating && !paused }
+
+    /// Applies a command and describes the state after it.
+    public func handle(_ command: EngineCommand) -> EngineSnapshot {
+        let event: EngineEvent
+        do {
+            switch command {
+            case .submit(let text):
+                prompt = text
+                event = try start()
+            case .rerun:
+                event = try start()
+            case .set(let knob, let value):
+                let change = try recorder?.set(knob, to: value) ?? run.set(knob, to: value)
+                project()
+                event = .knob(change)
+            case .pause(let on):
+                let was = paused
+                paused = on
+                event = .notice(on ? "paused" : was ? "resumed" : generating ? "generating" : "ready: i types a prompt, ? lists the keys")
+            case .ghost(let on):
+                if let recorder { try recorder.setGhost(on) } else { try run.setGhost(on) }
+                event = .notice("ghost \(on ? "on" : "off")")
+            case .device(let name):
+                device = try HardwareCatalog.device(name)
+                deviceName = name
+                project()
+                event = .notice("device \(name)")
+            case .target(let name):
+                target = try loadTarget(name)
+                targetName = name
+                project()
+                event = .notice("target \(name)")
+            case .record(let on):
+                event = try on ? startRecording() : .notice(try stopRecording())
+            }
+        } catch {
+            event = .failure(Self.oneLine(error))
+        }
+        return snapshot(event)
+    }
+
+    /// Generates one token (when generating and not paused) and describes the state after it.
+    public func advance() -> EngineSnapshot? {
+        guard wantsToStep else { return nil }
+        do {
+            switch try recorder?.step() ?? run.step() {
+            case .token(let metrics):
+                lastLedger = metrics.report.ledger
+                sinceProjection += 1
+                if sinceProjection >= Self.projectionInterval { project() }
+                return snapshot(.token(metrics))
+            case .stopped(let reason):
+                generating = false
+                project()
+                return snapshot(.stopped(reason))
+            }
+        } catch {
+            generating = false
+            return snapshot(.failure(Self.oneLine(error)))
+        }
+    }
+
+    /// The state now, after `event`.
+    public func snapshot(_ event: EngineEvent) -> EngineSnapshot {
+        var settings: [Knob: String] = [:]
+        for knob in Knob.allCases { settings[knob] = run.settings.value(of: knob) }
+        let quant = settings[.kv] ?? "fp32"
+        let quantizes = quant != KVQuantMethod.fp32.description
+        let residual = (try? MethodSpec(parsing: quant))?.value("residual").flatMap(Int.init) ?? 0
+        let config = run.model.config
+        let activations = (2 * config.dim + 2 * config.hiddenDim + config.vocabSize) * MemoryLayout<Float>.size
+        return EngineSnapshot(
+            event: event, settings: settings, ghost: run.ghostEnabled, paused: paused, generating: generating,
+            position: run.position, contextLength: config.contextLength, residency: run.cache.residency,
+            weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, activationBytes: activations,
+            map: KVMapSnapshot(cache: run.cache, positions: run.position, quantizes: quantizes, residual: residual),
+            device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count,
+            recording: recordingPath)
+    }
+
+    private func start() throws -> EngineEvent {
+        let submission = try recorder?.submit(prompt: prompt) ?? run.submit(prompt: prompt)
+        generating = true
+        lastLedger = nil
+        project()
+        return .prompt(submission)
+    }
+
+    /// Checkpoints every this many tokens in recordings (as `kvlab run`'s default).
+    static let checkpointEvery = 32
+
+    private func startRecording() throws -> EngineEvent {
+        guard recorder == nil else { return .notice("already recording to \(recordingPath ?? "")") }
+        guard !prompt.isEmpty else { return .failure("nothing to record yet: i types a prompt first") }
+        run = try LiveRun(model: run.model, settings: run.settings, ghost: run.ghostEnabled)
+        let stamp = Int(Date().timeIntervalSince1970)
+        let path = (sessionDirectory as NSString).appendingPathComponent("kvlab-\(stamp).kvlab.jsonl")
+        let header = try SessionHeader(run: run, model: ModelIdentity(model: run.model, path: modelPath, tokenizer: tokenizerPath),
+                                       checkpointEvery: Self.checkpointEvery)
+        let writer = try SessionWriter(path: path, header: header)
+        recorder = SessionRecorder(run: run, checkpointEvery: Self.checkpointEvery) { try writer.append($0) }
+        recordingPath = path
+        return try start()
+    }
+
+    /// Finishes and closes the recording, if one runs; returns what happened (for the status bar).
+    @discardableResult
+    public func stopRecording() throws -> String {
+        guard let recorder, let path = recordingPath else { return "not recording" }
+        self.recorder = nil
+        recordingPath = nil
+        try recorder.finish()
+        return "recorded \(path)"
+    }
+
+    private func loadTarget(_ name: String) throws -> TargetShape {
+        if name == HardwareCatalog.live {
+            return TargetShape(config: run.model.config, tiedEmbeddings: run.model.weights.tiedClassifier, id: HardwareCatalog.live,
+                               source: "the loaded model (\(run.model.path))")
+        }
+        return try HardwareCatalog.target(name)
+    }
+
+    /// The current settings on device × target, with the live cache's state applied.
+    private func project() {
+        sinceProjection = 0
+        guard let device, let target else { projection = nil; return }
+        let settings = run.settings
+        let weights = settings.weights ?? .f16
+        // The tiled kernel keeps its SRAM knob, raised where the target's heads need more for one tile row.
+        let kernel: AttentionKernel = if case .tiled(let sram) = settings.attention {
+            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.headDim)))
+        } else {
+            .naive
+        }
+        guard (try? settings.quant.check(headDim: target.headDim)) != nil else { projection = nil; return }
+        let live = run.position > 0 ? LiveKVState(cache: run.cache, positions: run.position, lastStep: lastLedger) : nil
+        projection = Projection(ProjectionSetup(device: device, target: target, weights: weights, context: Self.projectedContext,
+                                                eviction: settings.eviction, quant: settings.quant, sparse: settings.sparse,
+                                                kernel: kernel, live: live))
+    }
+
+    /// An error as one line for the status bar.
+    static func oneLine(_ error: any Error) -> String {
+        String(describing: error).split(separator: "\n").first.map(String.init) ?? "error"
+    }
+}

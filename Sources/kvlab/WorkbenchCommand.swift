@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import KVLabApp
+import KVLabCurses
+import KVLabEngine
+import KVLabHardware
+import KVLabTUI
+
+/// `kvlab` (or `kvlab workbench`): the full-screen workbench on a live model.
+struct WorkbenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workbench",
+        abstract: "Open the full-screen workbench (the default command): generate live and switch KV methods with single keys.",
+        discussion: "Press ? in the workbench for its keys. Needs a terminal; `kvlab run` does the same headlessly.",
+        aliases: ["tui"])
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @OptionGroup var kvOptions: KVOptions
+
+    @OptionGroup var samplerOptions: SamplerOptions
+
+    @Option(name: .long, help: "Device profile the projection uses (see kvlab project --list).")
+    var device: String = "h100-sxm"
+
+    @Option(name: .long, help: "Target model shape the projection uses (see kvlab project --list), or 'live'.")
+    var target: String = "llama-3-8b"
+
+    @Option(name: .long, help: "Colour theme: a name from kvlab themes list, or a theme file.")
+    var theme: String?
+
+    @Option(name: .long, help: "Colours: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
+    var color: String = "auto"
+
+    @Option(name: .long, help: "Prompt to start generating with at once (default: wait for i).")
+    var prompt: String?
+
+    @Flag(name: .long, help: "Start with the full-cache ghost running (quality panel).")
+    var ghost = false
+
+    @Flag(name: .long, help: "Print the keymap as Markdown (the README's) and exit.")
+    var keymap = false
+
+    func run() throws {
+        if keymap {
+            print(Keymap.table.markdown(), terminator: "")
+            return
+        }
+        do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
+        guard let setting = ColorSetting(rawValue: color) else {
+            throw CLIError("--color: '\(color)' is not one of \(ColorSetting.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        do { _ = try HardwareCatalog.device(device) } catch { throw CLIError("--device: \(error)") }
+        if target != HardwareCatalog.live { do { _ = try HardwareCatalog.target(target) } catch { throw CLIError("--target: \(error)") } }
+        let catalog = themeCatalog()
+        let themeArgument = theme ?? ThemeCatalog.defaultName
+        let startTheme: Theme
+        do { startTheme = try loadTheme(themeArgument, catalog: catalog).theme } catch { throw CLIError("--theme: \(error)") }
+
+        let model = try modelOptions.load()
+        let settings = try kvOptions.runSettings(model: model, modelOptions: modelOptions, sampler: samplerOptions.settings)
+        let run = try LiveRun(model: model, settings: settings, ghost: ghost)
+        var state = AppState(modelName: model.config.name, choices: Choices.catalog(themes: catalog.entries().map(\.name)),
+                             device: device, target: target, theme: ThemeCatalog.name(ofFile: catalog.path(named: themeArgument) ?? themeArgument))
+        let worker = EngineWorker(core: EngineCore(run: run, device: device, target: target,
+                                                         modelPath: modelOptions.model, tokenizerPath: modelOptions.tokenizer))
+        defer { worker.stop() }
+
+        let terminal: CursesTerminal
+        do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
+        let depth = setting.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        var stats = WorkbenchStats()
+        worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
+        if let prompt { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }
+        let ending = Workbench.run(terminal: terminal, worker: worker, state: &state, palette: startTheme.palette(depth: depth),
+                                   glyphs: terminal.glyphs,
+                                   loadTheme: { name in (try? loadTheme(name, catalog: catalog).theme)?.palette(depth: depth) },
+                                   stats: &stats)
+        terminal.stop()
+        if case .signal(let signal) = ending { throw ExitCode(128 + signal) }
+    }
+}
+
+/// The curses terminal is the workbench's real terminal (KVLabApp does not import curses).
+extension CursesTerminal: WorkbenchTerminal {}
