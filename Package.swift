@@ -51,8 +51,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
-        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export
-        .target(name: "KVLabSession", dependencies: ["KVLabEngine"]),
+        // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
+        .target(name: "KVLabSession", dependencies: ["KVLabEngine", "KVLabHardware"]),
 
         // MARK: - Terminal UI: cells, layout, widgets, themes (no curses), and the curses backend
         .target(
@@ -82,7 +82,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
-        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabEngine"]),
+        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(name: "KVLabAppTests", dependencies: ["KVLabApp", "KVLabTUI", "KVLabEngine", "KVLabHardware"], exclude: ["Snapshots"]),

@@ -5,6 +5,7 @@ import KVLabTUI
 /// A one-line problem opening or using the terminal.
 public struct TerminalError: Error, CustomStringConvertible, Equatable {
     public var description: String
+    /// An error with this message.
     public init(_ description: String) { self.description = description }
 }
 
@@ -27,6 +28,9 @@ public final class CursesTerminal {
     private let screen: OpaquePointer
     private let window: UnsafeMutablePointer<WINDOW>
     private let outputFD: Int32
+    private let inputFD: Int32
+    /// The calling thread's signal mask before the screen's signals were unblocked on it.
+    private var savedSignalMask = sigset_t()
     private var colors: ColorAllocator
     private var palette: (theme: Theme, depth: ColorDepth)?
     private var appearances: [Style: (attributes: attr_t, pair: Int32)] = [:]
@@ -48,6 +52,7 @@ public final class CursesTerminal {
     public static func openInteractive() throws -> CursesTerminal {
         try requireTerminal()
         setlocale(LC_ALL, "")
+        // Streams over the standard descriptors for curses; never closed, as that would close them.
         guard let output = fdopen(STDOUT_FILENO, "w"), let input = fdopen(STDIN_FILENO, "r") else {
             throw TerminalError("cannot open the terminal's streams: \(String(cString: strerror(errno)))")
         }
@@ -61,11 +66,19 @@ public final class CursesTerminal {
             throw TerminalError("a terminal screen is already open")
         }
         outputFD = fileno(output)
+        inputFD = fileno(input)
         var modes = termios()
         let savedModes: termios? = tcgetattr(outputFD, &modes) == 0 ? modes : nil
         // Handlers first: curses leaves SIGINT, SIGTERM and SIGWINCH alone when they are taken.
         TerminalSignals.install()
+        // A process started from a thread that blocks signals inherits that mask (a launcher's
+        // worker thread, say): this thread, which runs the screen, takes the terminal's signals.
+        var screenSignals = sigset_t()
+        sigemptyset(&screenSignals)
+        for signal in [SIGWINCH] + TerminalSignals.stopSignals { sigaddset(&screenSignals, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &screenSignals, &savedSignalMask)
         guard let screen = newterm(terminalType, output, input), let window = kvlab_stdscr() else {
+            pthread_sigmask(SIG_SETMASK, &savedSignalMask, nil)
             TerminalSignals.uninstall()
             TerminalSignals.terminalOpen.store(false, ordering: .releasing)
             throw TerminalError("cannot start curses for terminal type '\(terminalType ?? Self.environment("TERM") ?? "")'")
@@ -106,10 +119,12 @@ public final class CursesTerminal {
         endwin()
         delscreen(screen)
         TerminalSignals.uninstall()
+        pthread_sigmask(SIG_SETMASK, &savedSignalMask, nil)
         TerminalSignals.terminalOpen.store(false, ordering: .releasing)
     }
 
-    /// The SIGINT, SIGTERM or SIGHUP that asked kvlab to quit, if one arrived (exit with 128 + it).
+    /// The SIGINT, SIGTERM or SIGHUP that asked kvlab to quit, if one arrived (exit with 128 + it);
+    /// SIGHUP also when the terminal went away without one (its input hung up).
     public var stopSignal: Int32? {
         let signal = TerminalSignals.stopSignal.load(ordering: .acquiring)
         return signal == 0 ? nil : signal
@@ -162,9 +177,18 @@ public final class CursesTerminal {
         var code: wint_t = 0
         let status = wget_wch(window, &code)
         if followResize() { return .resize }
+        if status == ERR { noticeHangUp() }
         let key = KeyDecoder.key(status: status, code: code)
         if key == .resize { updateSize() }
         return key
+    }
+
+    /// Nothing to read may mean the terminal is gone (its emulator closed): then quitting is the
+    /// only way on, as after SIGHUP.
+    private func noticeHangUp() {
+        var input = pollfd(fd: inputFD, events: Int16(POLLIN), revents: 0)
+        guard poll(&input, 1, 0) > 0, input.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 else { return }
+        _ = TerminalSignals.stopSignal.compareExchange(expected: 0, desired: SIGHUP, ordering: .acquiringAndReleasing)
     }
 
     /// After SIGWINCH: resizes curses to the terminal's new size and forces a full redraw.

@@ -202,27 +202,60 @@ struct ProjectionModel {
         return r
     }
 
+    // MARK: - Dense ops shared by decode and prefill
+
+    /// A linear layer in every layer over `tokens` rows: its weights once, inputs and outputs per row.
+    private func addLinear(_ ops: inout OpTable, _ name: String, rows: Int, cols: Int, tokens: Double) {
+        let layers = Double(target.layers)
+        ops.add(name, bytes: layers * (matrixBytes(rows: rows, cols: cols) + tokens * Double(rows + cols) * f),
+                flops: layers * 2 * Double(rows * cols) * tokens)
+    }
+
+    /// An element-wise op in every layer over `tokens` rows (`read`, `write` elements per row).
+    private func addElementwise(_ ops: inout OpTable, _ name: String, read: Double, write: Double, flops: Double,
+                                weights: Double = 0, tokens: Double) {
+        let layers = Double(target.layers)
+        ops.add(name, bytes: layers * (weights + tokens * (read + write) * f), flops: layers * tokens * flops)
+    }
+
+    /// Embedding lookup, then each layer's input norm, q/k/v projections (and biases) and RoPE.
+    private func addInputOps(_ ops: inout OpTable, tokens: Double) {
+        let t = target, h = Double(t.hidden), q = Double(t.queryDim), kv = Double(t.kvDim)
+        ops.add("embedding", bytes: tokens * (embeddingBytes / Double(t.vocab) + h * f))
+        addElementwise(&ops, "attn_norm", read: h, write: h, flops: 4 * h, weights: h * f, tokens: tokens)
+        addLinear(&ops, "q_proj", rows: t.queryDim, cols: t.hidden, tokens: tokens)
+        addLinear(&ops, "k_proj", rows: t.kvDim, cols: t.hidden, tokens: tokens)
+        addLinear(&ops, "v_proj", rows: t.kvDim, cols: t.hidden, tokens: tokens)
+        if t.qkvBias {
+            addElementwise(&ops, "qkv_bias", read: q + 2 * kv, write: q + 2 * kv, flops: q + 2 * kv, weights: (q + 2 * kv) * f, tokens: tokens)
+        }
+        addElementwise(&ops, "rope", read: q + kv, write: q + kv, flops: 3 * (q + kv), tokens: tokens)
+    }
+
+    /// Each layer's output projection, residuals and SwiGLU feed-forward over `tokens` rows, the
+    /// final norm, and the classifier over `logitRows` rows.
+    private func addOutputOps(_ ops: inout OpTable, tokens: Double, logitRows: Double) {
+        let t = target, h = Double(t.hidden), ffn = Double(t.ffn)
+        addLinear(&ops, "o_proj", rows: t.hidden, cols: t.queryDim, tokens: tokens)
+        addElementwise(&ops, "attn_add", read: 2 * h, write: h, flops: h, tokens: tokens)
+        addElementwise(&ops, "ffn_norm", read: h, write: h, flops: 4 * h, weights: h * f, tokens: tokens)
+        addLinear(&ops, "gate_proj", rows: t.ffn, cols: t.hidden, tokens: tokens)
+        addLinear(&ops, "up_proj", rows: t.ffn, cols: t.hidden, tokens: tokens)
+        addElementwise(&ops, "swiglu", read: 2 * ffn, write: ffn, flops: 5 * ffn, tokens: tokens)
+        addLinear(&ops, "down_proj", rows: t.hidden, cols: t.ffn, tokens: tokens)
+        addElementwise(&ops, "ffn_add", read: 2 * h, write: h, flops: h, tokens: tokens)
+        ops.add("final_norm", bytes: h * f + tokens * 2 * h * f, flops: tokens * 4 * h)
+        ops.add("classifier", bytes: embeddingBytes + logitRows * (h + Double(t.vocab)) * f, flops: logitRows * 2 * h * Double(t.vocab))
+    }
+
     // MARK: - Decode
 
     func decode(kept: [Double], ideal: Bool) -> PhaseCost {
         let t = target, b = Double(setup.batch)
-        let h = Double(t.hidden), q = Double(t.queryDim), kv = Double(t.kvDim), ffn = Double(t.ffn), g = Double(t.groupSize)
+        let q = Double(t.queryDim), g = Double(t.groupSize)
         let layers = Double(t.layers), d = Double(t.headDim)
         var ops = OpTable()
-        ops.add("embedding", bytes: b * (embeddingBytes / Double(t.vocab) + h * f))
-        func linear(_ name: String, rows: Int, cols: Int) {
-            ops.add(name, bytes: layers * (matrixBytes(rows: rows, cols: cols) + b * Double(rows + cols) * f),
-                    flops: layers * 2 * Double(rows * cols) * b)
-        }
-        func elementwise(_ name: String, read: Double, write: Double, flops: Double, weights: Double = 0) {
-            ops.add(name, bytes: layers * (weights + b * (read + write) * f), flops: layers * b * flops)
-        }
-        elementwise("attn_norm", read: h, write: h, flops: 4 * h, weights: h * f)
-        linear("q_proj", rows: t.queryDim, cols: t.hidden)
-        linear("k_proj", rows: t.kvDim, cols: t.hidden)
-        linear("v_proj", rows: t.kvDim, cols: t.hidden)
-        if t.qkvBias { elementwise("qkv_bias", read: q + 2 * kv, write: q + 2 * kv, flops: q + 2 * kv, weights: (q + 2 * kv) * f) }
-        elementwise("rope", read: q + kv, write: q + kv, flops: 3 * (q + kv))
+        addInputOps(&ops, tokens: b)
 
         // Per (layer, KV head): the new entry, the entry leaving the residual window, the reads.
         var append = 0.0, scoresBytes = 0.0, keyBytes = 0.0, valueBytes = 0.0, selectionBytes = 0.0, hostBytes = 0.0
@@ -265,16 +298,7 @@ struct ProjectionModel {
                     flops: b * (qkFLOPs + softmaxFLOPs + pvFLOPs))
         }
         if policyBytes > 0 { ops.add("policy_state", bytes: b * policyBytes) }
-        linear("o_proj", rows: t.hidden, cols: t.queryDim)
-        elementwise("attn_add", read: 2 * h, write: h, flops: h)
-        elementwise("ffn_norm", read: h, write: h, flops: 4 * h, weights: h * f)
-        linear("gate_proj", rows: t.ffn, cols: t.hidden)
-        linear("up_proj", rows: t.ffn, cols: t.hidden)
-        elementwise("swiglu", read: 2 * ffn, write: ffn, flops: 5 * ffn)
-        linear("down_proj", rows: t.hidden, cols: t.ffn)
-        elementwise("ffn_add", read: 2 * h, write: h, flops: h)
-        ops.add("final_norm", bytes: h * f + b * 2 * h * f, flops: b * 4 * h)
-        ops.add("classifier", bytes: embeddingBytes + b * (h + Double(t.vocab)) * f, flops: b * 2 * h * Double(t.vocab))
+        addOutputOps(&ops, tokens: b, logitRows: b)
         return ops.costs(device: setup.device, precision: precision)
     }
 
@@ -284,24 +308,10 @@ struct ProjectionModel {
     /// acts after it), writing every entry in its stored form; logits for the last token only.
     func prefill() -> PhaseCost {
         let t = target, b = Double(setup.batch), n = Double(setup.context)
-        let h = Double(t.hidden), q = Double(t.queryDim), kv = Double(t.kvDim), ffn = Double(t.ffn)
         let layers = Double(t.layers), d = Double(t.headDim), heads = Double(t.heads), kvHeads = Double(t.kvHeads)
         let tokens = b * n
         var ops = OpTable()
-        ops.add("embedding", bytes: tokens * (embeddingBytes / Double(t.vocab) + h * f))
-        func linear(_ name: String, rows: Int, cols: Int) {
-            ops.add(name, bytes: layers * (matrixBytes(rows: rows, cols: cols) + tokens * Double(rows + cols) * f),
-                    flops: layers * 2 * Double(rows * cols) * tokens)
-        }
-        func elementwise(_ name: String, read: Double, write: Double, flops: Double, weights: Double = 0) {
-            ops.add(name, bytes: layers * (weights + tokens * (read + write) * f), flops: layers * tokens * flops)
-        }
-        elementwise("attn_norm", read: h, write: h, flops: 4 * h, weights: h * f)
-        linear("q_proj", rows: t.queryDim, cols: t.hidden)
-        linear("k_proj", rows: t.kvDim, cols: t.hidden)
-        linear("v_proj", rows: t.kvDim, cols: t.hidden)
-        if t.qkvBias { elementwise("qkv_bias", read: q + 2 * kv, write: q + 2 * kv, flops: q + 2 * kv, weights: (q + 2 * kv) * f) }
-        elementwise("rope", read: q + kv, write: q + kv, flops: 3 * (q + kv))
+        addInputOps(&ops, tokens: tokens)
         let stored = storage.keys(n).total + storage.values(n).total + n * (4 + stateBytes)
         ops.add("kv_append", bytes: b * layers * kvHeads * stored)
         // Causal attention: query i sees i + 1 entries.
@@ -323,16 +333,8 @@ struct ProjectionModel {
             let streamed = rows * full * (full + 1) / 2 + (n > full * rows ? n : 0)
             ops.add("attention", bytes: b * layers * heads * (2 * streamed * d * f + 2 * n * d * f), flops: attentionFLOPs)
         }
-        linear("o_proj", rows: t.hidden, cols: t.queryDim)
-        elementwise("attn_add", read: 2 * h, write: h, flops: h)
-        elementwise("ffn_norm", read: h, write: h, flops: 4 * h, weights: h * f)
-        linear("gate_proj", rows: t.ffn, cols: t.hidden)
-        linear("up_proj", rows: t.ffn, cols: t.hidden)
-        elementwise("swiglu", read: 2 * ffn, write: ffn, flops: 5 * ffn)
-        linear("down_proj", rows: t.hidden, cols: t.ffn)
-        elementwise("ffn_add", read: 2 * h, write: h, flops: h)
-        ops.add("final_norm", bytes: h * f + tokens * 2 * h * f, flops: tokens * 4 * h)
-        ops.add("classifier", bytes: embeddingBytes + b * (h + Double(t.vocab)) * f, flops: b * 2 * h * Double(t.vocab))
+        // Logits for the last token of each sequence only.
+        addOutputOps(&ops, tokens: tokens, logitRows: b)
         return ops.costs(device: setup.device, precision: precision)
     }
 

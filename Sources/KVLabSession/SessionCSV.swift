@@ -1,7 +1,7 @@
 import KVLabEngine
 
 /// Per-token metrics of a session as CSV: a header row, then one row per token event with the
-/// knob values, ghost state and caption in effect when it was generated.
+/// knob values, ghost state, projection settings and caption in effect when it was generated.
 public struct SessionCSV {
     /// The column names, in order.
     public static let columns: [String] = {
@@ -11,18 +11,20 @@ public struct SessionCSV {
         // Traffic per memory link and buffer, e.g. `hbmToSRAM_keys`.
         names += IOLink.allCases.flatMap { link in IOBuffer.allCases.map { "\(link.key)_\($0.key)" } }
         names += ["nll", "entropy_next", "kl", "top1_agrees", "ghost_nll", "delta_nll", "mass_kept", "projected_latency_s"]
-        names += Knob.allCases.map(\.rawValue) + ["ghost", "caption"]
+        names += Knob.allCases.map(\.rawValue) + ["ghost", "device", "target", "projected_context", "caption"]
         return names
     }()
 
     private var settings: [Knob: String]
     private var ghost: Bool
+    private var projection: ProjectionSettings?
     private var caption = ""
 
     /// A table starting from the header's settings.
     public init(header: SessionHeader) {
         settings = Dictionary(uniqueKeysWithValues: Knob.allCases.map { ($0, header.settings.value(of: $0)) })
         ghost = header.ghost
+        projection = header.projection
     }
 
     /// The header row.
@@ -36,6 +38,10 @@ public struct SessionCSV {
             return nil
         case .ghost(let change):
             ghost = change.enabled
+            return nil
+        case .projection(let change):
+            // The reader validated the change; a session without header projection has none to apply.
+            try? projection?.set(change.setting, to: change.new)
             return nil
         case .caption(let text):
             caption = text.text
@@ -55,7 +61,8 @@ public struct SessionCSV {
                       g.map { String($0.ghostNLL) } ?? "", g.map { String($0.deltaNLL) } ?? "",
                       g?.massKept.map { String($0) } ?? "", event.projectedLatencySeconds.map { String($0) } ?? ""]
             cells += Knob.allCases.map { Self.escape(settings[$0] ?? "") }
-            cells += [ghost ? "on" : "off", Self.escape(caption)]
+            cells += [ghost ? "on" : "off"] + ProjectionSetting.allCases.map { setting in projection.map { Self.escape($0.value(of: setting)) } ?? "" }
+            cells += [Self.escape(caption)]
             return cells.joined(separator: ",")
         }
     }

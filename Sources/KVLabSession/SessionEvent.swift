@@ -10,6 +10,8 @@ public enum SessionEvent: Sendable, Equatable {
     case knob(KnobChange)
     /// The ghost started or stopped.
     case ghost(GhostChange)
+    /// A projection setting (device, target, context) changed.
+    case projection(ProjectionChange)
     /// A token was generated, with its per-token metrics.
     case token(TokenEvent)
     /// A caption to show from this step on (demos).
@@ -25,6 +27,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .prompt(let e): e.step
         case .knob(let e): e.step
         case .ghost(let e): e.step
+        case .projection(let e): e.step
         case .token(let e): e.metrics.step
         case .caption(let e): e.step
         case .checkpoint(let e): e.step
@@ -38,6 +41,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .prompt: "prompt"
         case .knob: "knob"
         case .ghost: "ghost"
+        case .projection: "projection"
         case .token: "token"
         case .caption: "caption"
         case .checkpoint: "checkpoint"
@@ -46,12 +50,12 @@ public enum SessionEvent: Sendable, Equatable {
     }
 }
 
-/// A generated token: the run's metrics, and what later work adds (projection onto a target
-/// device, traffic per memory tier).
+/// A generated token: the run's metrics, its decode step projected onto the session's device and
+/// target (when the session projects), and traffic per memory tier (reserved).
 public struct TokenEvent: Sendable, Equatable {
     /// The run's per-token metrics.
     public var metrics: TokenMetrics
-    /// Latency projected onto the target device and model, in seconds.
+    /// Decode latency projected onto the session's device and target (`SessionProjector`), in seconds.
     public var projectedLatencySeconds: Double?
     /// Bytes moved per memory tier (SRAM, L2, HBM, host DRAM, ...).
     public var tierTraffic: [TierTraffic]?
@@ -147,6 +151,7 @@ extension SessionEvent: Codable {
         case "prompt": self = .prompt(try PromptSubmission(from: decoder))
         case "knob": self = .knob(try KnobChange(from: decoder))
         case "ghost": self = .ghost(try GhostChange(from: decoder))
+        case "projection": self = .projection(try ProjectionChange(from: decoder))
         case "token": self = .token(try TokenEvent(from: decoder))
         case "caption": self = .caption(try Caption(from: decoder))
         case "checkpoint": self = .checkpoint(try Checkpoint(from: decoder))
@@ -163,6 +168,7 @@ extension SessionEvent: Codable {
         case .prompt(let e): try e.encode(to: encoder)
         case .knob(let e): try e.encode(to: encoder)
         case .ghost(let e): try e.encode(to: encoder)
+        case .projection(let e): try e.encode(to: encoder)
         case .token(let e): try e.encode(to: encoder)
         case .caption(let e): try e.encode(to: encoder)
         case .checkpoint(let e): try e.encode(to: encoder)
@@ -183,8 +189,14 @@ extension SessionEvent: Codable {
                     if e.knob == .kv { _ = try KVQuantMethod(parsing: value) } else { try settings.set(e.knob, to: value, headDim: 0) }
                 } catch { throw SessionProblem("\(e.knob.rawValue): \(error)") }
             }
+        case .projection(let e):
+            var settings = ProjectionSettings()
+            for value in [e.old, e.new] { try settings.set(e.setting, to: value) }
         case .token(let e):
             guard e.metrics.token >= 0 else { throw SessionProblem("token id must be ≥ 0, got \(e.metrics.token)") }
+            if let seconds = e.projectedLatencySeconds, !(seconds.isFinite && seconds >= 0) {
+                throw SessionProblem("projectedLatencySeconds must be a finite number ≥ 0, got \(seconds)")
+            }
         case .ghost, .caption, .checkpoint, .stop:
             break
         }

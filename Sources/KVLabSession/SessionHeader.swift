@@ -20,13 +20,17 @@ public struct SessionHeader: Sendable, Equatable, Codable {
     public var checkpointEvery: Int
     /// The workbench screen the session was recorded on, when it was.
     public var ui: UISettings?
+    /// What every token is projected onto from the start (projection events change it); nil: no projection.
+    public var projection: ProjectionSettings?
 
     /// The `format` value of every session.
     public static let formatName = "kvlab-session"
     /// The format this kvlab writes, and the newest it reads.
-    public static let currentVersion = 1
+    /// (2: projection settings and events.)
+    public static let currentVersion = 2
 
-    public init(model: ModelIdentity, settings: SessionSettings, ghost: Bool, checkpointEvery: Int, ui: UISettings? = nil) {
+    public init(model: ModelIdentity, settings: SessionSettings, ghost: Bool, checkpointEvery: Int, ui: UISettings? = nil,
+                projection: ProjectionSettings? = nil) {
         format = Self.formatName
         version = Self.currentVersion
         kvlab = kvlabVersion
@@ -35,11 +39,13 @@ public struct SessionHeader: Sendable, Equatable, Codable {
         self.ghost = ghost
         self.checkpointEvery = checkpointEvery
         self.ui = ui
+        self.projection = projection
     }
 
     /// The header of a session recording `run` from now on.
-    public init(run: LiveRun, model: ModelIdentity, checkpointEvery: Int, ui: UISettings? = nil) {
-        self.init(model: model, settings: SessionSettings(run.settings), ghost: run.ghostEnabled, checkpointEvery: checkpointEvery, ui: ui)
+    public init(run: LiveRun, model: ModelIdentity, checkpointEvery: Int, ui: UISettings? = nil, projection: ProjectionSettings? = nil) {
+        self.init(model: model, settings: SessionSettings(run.settings), ghost: run.ghostEnabled, checkpointEvery: checkpointEvery,
+                  ui: ui, projection: projection)
     }
 
     /// Checks what decoding cannot: ranges, method strings and sampler settings.
@@ -52,6 +58,7 @@ public struct SessionHeader: Sendable, Equatable, Codable {
         }
         if let ui, ui.columns < 1 || ui.rows < 1 { throw SessionProblem("ui terminal size \(ui.columns)×\(ui.rows) is not valid") }
         _ = try settings.runSettings(headDim: nil)
+        try projection?.validate()
     }
 }
 

@@ -2,20 +2,25 @@ import KVLabEngine
 
 /// Drives a `LiveRun` and turns every action into session events for a sink (a `SessionWriter`,
 /// `kvlab run --json`, a screen): the one place that decides what a session holds. Checkpoints
-/// follow each prompt and every `checkpointEvery` tokens. Not thread-safe, like the run.
+/// follow each prompt and every `checkpointEvery` tokens; with a projector, every token event
+/// carries its projected decode latency. Not thread-safe, like the run.
 public final class SessionRecorder {
     /// The run whose actions are recorded.
     public let run: LiveRun
     /// Tokens between automatic checkpoints; 0 for none.
     public let checkpointEvery: Int
+    /// What tokens are projected onto; nil for no projection.
+    public private(set) var projector: SessionProjector?
     private let sink: (SessionEvent) throws -> Void
     /// Position of the last checkpoint, so `finish` does not repeat it.
     private var checkpointPosition: Int?
 
-    public init(run: LiveRun, checkpointEvery: Int, sink: @escaping (SessionEvent) throws -> Void) {
+    /// A recorder of `run`; `projector` should be the one of the header's projection settings.
+    public init(run: LiveRun, checkpointEvery: Int, projector: SessionProjector? = nil, sink: @escaping (SessionEvent) throws -> Void) {
         precondition(checkpointEvery >= 0, "checkpointEvery must be ≥ 0")
         self.run = run
         self.checkpointEvery = checkpointEvery
+        self.projector = projector
         self.sink = sink
     }
 
@@ -35,7 +40,8 @@ public final class SessionRecorder {
         let outcome = try run.step()
         switch outcome {
         case .token(let metrics):
-            try sink(.token(TokenEvent(metrics: metrics)))
+            let projected = projector?.project(run: run, last: metrics).decodeSeconds
+            try sink(.token(TokenEvent(metrics: metrics, projectedLatencySeconds: projected)))
             if checkpointEvery > 0, run.currentStep % checkpointEvery == 0 { try checkpoint() }
         case .stopped(let reason):
             try sink(.stop(StopEvent(step: run.currentStep, reason: reason)))
@@ -48,6 +54,18 @@ public final class SessionRecorder {
     public func set(_ knob: Knob, to value: String) throws -> KnobChange {
         let change = try run.set(knob, to: value)
         try sink(.knob(change))
+        return change
+    }
+
+    /// Changes a projection setting; the session must project (a projector was given).
+    @discardableResult
+    public func setProjection(_ setting: ProjectionSetting, to value: String) throws -> ProjectionChange {
+        guard let projector else { throw SessionProblem("\(setting.rawValue): this session projects nothing (no device or target)") }
+        let changed = try projector.setting(setting, to: value, model: run.model)
+        let change = ProjectionChange(step: run.currentStep, setting: setting, old: projector.settings.value(of: setting),
+                                      new: changed.settings.value(of: setting))
+        self.projector = changed
+        try sink(.projection(change))
         return change
     }
 

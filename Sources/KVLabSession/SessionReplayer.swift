@@ -29,6 +29,10 @@ public struct ReplaySummary: Sendable, Equatable {
     public var tokens = 0
     /// Knob changes applied.
     public var knobChanges = 0
+    /// Projection setting changes applied.
+    public var projectionChanges = 0
+    /// Tokens whose projected latency was verified.
+    public var projectedTokens = 0
     /// Captions passed through.
     public var captions = 0
     /// Checkpoints matched.
@@ -49,6 +53,13 @@ public final class SessionReplayer {
     public let strict: Bool
     /// What has been verified so far.
     public private(set) var summary = ReplaySummary()
+    /// What tokens are projected onto now; nil when the session projects nothing.
+    public private(set) var projector: SessionProjector?
+
+    /// Relative difference allowed between a recorded and a recomputed projected latency: the
+    /// projection is plain arithmetic on the verified cache state, so only the last bits of a
+    /// different libm could differ.
+    public static let projectionTolerance = 1e-9
 
     /// A run of `model` under the header's settings (`threads` overrides the recorded count: results
     /// do not depend on it).
@@ -61,6 +72,9 @@ public final class SessionReplayer {
         }
         if let threads { settings.threads = threads }
         do { run = try LiveRun(model: model, settings: settings, ghost: header.ghost) } catch {
+            throw SessionError(path: path, line: 1, problem: "header: \(error)")
+        }
+        do { projector = try header.projection.map { try SessionProjector(settings: $0, model: model) } } catch {
             throw SessionError(path: path, line: 1, problem: "header: \(error)")
         }
     }
@@ -100,6 +114,13 @@ public final class SessionReplayer {
         case .ghost(let recorded):
             do { try run.setGhost(recorded.enabled) } catch { throw failure(error) }
             return .ghost(recorded)
+        case .projection(let recorded):
+            guard let current = projector else { throw failure(SessionProblem("the header sets no projection")) }
+            let old = current.settings.value(of: recorded.setting)
+            guard old == recorded.old else { throw mismatch("\(recorded.setting.rawValue) before the change", recorded.old, old) }
+            do { projector = try current.setting(recorded.setting, to: recorded.new, model: run.model) } catch { throw failure(error) }
+            summary.projectionChanges += 1
+            return .projection(recorded)
         case .caption(let recorded):
             summary.captions += 1
             return .caption(recorded)
@@ -119,8 +140,19 @@ public final class SessionReplayer {
             if observed.report.cache != expected.report.cache {
                 throw mismatch("resident KV bytes", expected.report.cache.total, observed.report.cache.total)
             }
+            let projected = projector?.project(run: run, last: observed).decodeSeconds
+            switch (recorded.projectedLatencySeconds, projected) {
+            case (nil, nil): break
+            case (let expected?, let observed?):
+                guard abs(observed - expected) <= Self.projectionTolerance * max(abs(expected), abs(observed)) else {
+                    throw mismatch("projected latency (s)", expected, observed)
+                }
+                summary.projectedTokens += 1
+            case (let expected, let observed):
+                throw mismatch("projected latency (s)", expected.map { "\($0)" } ?? "none", observed.map { "\($0)" } ?? "none")
+            }
             summary.tokens += 1
-            return .token(TokenEvent(metrics: observed))
+            return .token(TokenEvent(metrics: observed, projectedLatencySeconds: projected))
         case .checkpoint(let recorded):
             let observed = run.checkpoint()
             switch observed.compare(toRecorded: recorded) {

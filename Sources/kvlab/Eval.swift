@@ -69,6 +69,7 @@ struct Eval: ParsableCommand {
         let quantMethod = try modes.quantMethod(headDim: model.config.headDim)
         var options = modelOptions.engineOptions
         options.attention = try modes.attentionKernel(headDim: model.config.headDim)
+        for method in methods { try modes.check(policy: method, quant: quantMethod) }
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         var ids = model.tokenizer.encode(content)

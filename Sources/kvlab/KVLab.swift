@@ -114,6 +114,11 @@ struct CacheModeOptions: ParsableArguments {
             throw CLIError("--kv: \(error)")
         }
     }
+
+    /// Checks that an eviction method fits the quantization (`think` and the key frames of `--kv`).
+    func check(policy: EvictionMethod, quant: KVQuantMethod) throws {
+        do { try policy.check(quant: quant) } catch { throw CLIError("--policy: \(error)") }
+    }
 }
 
 /// The KV methods of one engine, shared by the commands that run one.
@@ -132,8 +137,10 @@ struct KVOptions: ParsableArguments {
     /// A cache with these methods (`capacity` entries per head, default the context) and the
     /// options' attention kernel, or `kernel`.
     func makeCache(config: ModelConfig, capacity: Int? = nil, kernel: AttentionKernel? = nil) throws -> PagedKVCache {
-        let cache = PagedKVCache(layout: KVLayout(config: config, capacity: capacity), eviction: try evictionMethod(),
-                                 sparse: try modes.sparseMethod(), quant: try modes.quantMethod(headDim: config.headDim))
+        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: config.headDim)
+        try modes.check(policy: eviction, quant: quant)
+        let cache = PagedKVCache(layout: KVLayout(config: config, capacity: capacity), eviction: eviction,
+                                 sparse: try modes.sparseMethod(), quant: quant)
         cache.attentionKernel = try kernel ?? modes.attentionKernel(headDim: config.headDim)
         return cache
     }

@@ -71,8 +71,9 @@ struct Replay: ParsableCommand {
         let s = replayer.summary
         if check {
             let exactness = s.checkpoints == s.exactCheckpoints ? "bit-identical" : "\(s.exactCheckpoints) bit-identical, the rest within tolerance"
+            let projected = s.projectedTokens > 0 ? ", \(s.projectedTokens) projected latencies (\(s.projectionChanges) projection change(s))" : ""
             print("\(file): ok: \(s.prompts) prompt(s), \(s.tokens) tokens, \(s.knobChanges) knob change(s), "
-                + "\(s.checkpoints) checkpoints (\(exactness))")
+                + "\(s.checkpoints) checkpoints (\(exactness))\(projected)")
         } else {
             out.write(Data((replayer.run.finishText() + "\n").utf8))
         }
@@ -82,8 +83,9 @@ struct Replay: ParsableCommand {
     private static func play(_ reader: SessionReader) throws {
         let h = reader.header
         print("\(h.model.name), \(h.settings.policy) \(h.settings.sparse) \(h.settings.kv) weights \(h.settings.weights), "
-            + "ghost \(h.ghost ? "on" : "off"), recorded by kvlab \(h.kvlab)")
-        let columns = ["step", "pos", "token", "latency", "KV", "entries", "NLL", "KL", "top-1", "ΔNLL", "mass kept"]
+            + "ghost \(h.ghost ? "on" : "off"), recorded by kvlab \(h.kvlab)"
+            + (h.projection.map { ", projected onto \($0.target) on \($0.device) at \($0.context) tokens" } ?? ""))
+        let columns = ["step", "pos", "token", "latency", "KV", "entries", "NLL", "KL", "top-1", "ΔNLL", "mass kept", "projected"]
         print(columns.joined(separator: "\t"))
         while let record = try reader.next() {
             switch record.event {
@@ -99,6 +101,7 @@ struct Replay: ParsableCommand {
                 } else {
                     cells += ["-", "-", "-", "-"]
                 }
+                cells.append(token.projectedLatencySeconds.map { String(format: "%.3f ms", $0 * 1e3) } ?? "-")
                 print(cells.joined(separator: "\t"))
             case .prompt(let prompt):
                 print("── step \(prompt.step): prompt, \(prompt.tokens.count) tokens" + (prompt.continuing ? " (continuing)" : ""))

@@ -11,7 +11,10 @@ struct Run: ParsableCommand {
         discussion: """
         --at STEP:KNOB=VALUE changes a knob before token STEP (0 is the first generated token): policy, sparse, kv, \
         weights (a type or 'stored'), or ghost=on|off; --at STEP:rerun runs the prompt again from an empty cache with \
-        the settings of the moment (step numbers go on). --caption STEP:TEXT shows TEXT from token STEP on. At one \
+        the settings of the moment (step numbers go on). --device NAME and/or --target NAME project every token's decode \
+        step onto that device and target shape at --project-context tokens (the live cache state applied: eviction \
+        budgets in tokens, quantization, sparse mode, attention kernel) and record the projected latency; \
+        --at STEP:device=NAME, STEP:target=NAME and STEP:context=N change the projection mid-session. --caption STEP:TEXT shows TEXT from token STEP on. At one \
         step, --at actions apply first, in the order given, then captions. --record FILE writes the session (*.kvlab.jsonl) as it \
         runs, one flushed line per event; --json prints the same lines to stdout instead of the text.
         """)
@@ -36,6 +39,15 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("caption"), help: "A caption STEP:TEXT (repeatable).")
     var captions: [String] = []
 
+    @Option(name: .long, help: "Project every token onto this device profile (bundled name; default h100-sxm when only --target is given).")
+    var device: String?
+
+    @Option(name: .long, help: "Project onto this target shape (bundled name or 'live'; default llama-3-8b when only --device is given).")
+    var target: String?
+
+    @Option(name: .long, help: "Tokens in the projected cache (with --device or --target).")
+    var projectContext = ProjectionSettings.defaultContext
+
     @Option(name: .long, help: "Record the session to this file (*.kvlab.jsonl).")
     var record: String?
 
@@ -55,22 +67,25 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let script = try Script(changes: changes, captions: captions, tokens: tokens)
+        let projection = try projectionSettings()
+        try script.check(projection: projection)
         let model = try modelOptions.load()
         let text = try promptOptions.text()
         let live = try LiveRun(model: model, settings: try kvOptions.runSettings(model: model, modelOptions: modelOptions,
                                                                                  sampler: samplerOptions.settings), ghost: ghost)
         try script.check(against: live)
+        let projector = try projection.map { try SessionProjector(settings: $0, model: model) }
         let recording = record != nil || json
         let out = FileHandle.standardOutput
         let lines = SessionLineEncoder()
         // The model's SHA-256 is only needed for a header.
         let header = try recording ? SessionHeader(run: live, model: ModelIdentity(model: model, path: modelOptions.model,
                                                                                    tokenizer: modelOptions.tokenizer),
-                                                   checkpointEvery: checkpointEvery) : nil
+                                                   checkpointEvery: checkpointEvery, projection: projector?.settings) : nil
         let writer = try header.flatMap { header in try record.map { try SessionWriter(path: $0, header: header, synchronizes: fsync) } }
         let json = json
         if json, let header { out.write(try lines.line(header)) }
-        let recorder = SessionRecorder(run: live, checkpointEvery: recording ? checkpointEvery : 0) { event in
+        let recorder = SessionRecorder(run: live, checkpointEvery: recording ? checkpointEvery : 0, projector: projector) { event in
             try writer?.append(event)
             if json { out.write(try lines.line(event)) } else { Self.show(event) }
         }
@@ -80,6 +95,7 @@ struct Run: ParsableCommand {
                 switch action {
                 case .knob(let knob, let value): try recorder.set(knob, to: value)
                 case .ghost(let enabled): try recorder.setGhost(enabled)
+                case .projection(let setting, let value): try recorder.setProjection(setting, to: value)
                 case .caption(let caption): try recorder.caption(caption)
                 case .rerun: try recorder.submit(prompt: text)
                 }
@@ -90,6 +106,19 @@ struct Run: ParsableCommand {
         if !json { out.write(Data((live.finishText() + "\n").utf8)) }
     }
 
+    /// The projection of --device, --target and --project-context; nil when neither device nor target is given.
+    private func projectionSettings() throws -> ProjectionSettings? {
+        guard device != nil || target != nil else { return nil }
+        // One setting at a time from valid defaults, so an error names the flag at fault.
+        var settings = ProjectionSettings()
+        for (flag, setting, value) in [("--device", ProjectionSetting.device, device), ("--target", .target, target),
+                                       ("--project-context", .context, String(projectContext))] {
+            guard let value else { continue }
+            do { try settings.set(setting, to: value) } catch { throw CLIError("\(flag): \(error)") }
+        }
+        return settings
+    }
+
     /// Text mode: the prompt and tokens on stdout, knob changes, captions and stops on stderr.
     private static func show(_ event: SessionEvent) {
         switch event {
@@ -98,7 +127,7 @@ struct Run: ParsableCommand {
             let separator = prompt.step > 0 && !prompt.continuing ? "\n" : ""
             FileHandle.standardOutput.write(Data((separator + prompt.text).utf8))
         case .token(let token): if !token.metrics.text.isEmpty { FileHandle.standardOutput.write(Data(token.metrics.text.utf8)) }
-        case .knob, .ghost, .caption, .stop:
+        case .knob, .ghost, .projection, .caption, .stop:
             if let note = describe(event) { FileHandle.standardError.write(Data("\n[step \(event.step)] \(note)\n".utf8)) }
         case .checkpoint: break
         }
@@ -110,6 +139,7 @@ func describe(_ event: SessionEvent) -> String? {
     switch event {
     case .knob(let change): "\(change.knob.rawValue): \(change.old) → \(change.new)"
     case .ghost(let change): "ghost \(change.enabled ? "on" : "off")"
+    case .projection(let change): "projection \(change.setting.rawValue): \(change.old) → \(change.new)"
     case .caption(let caption): caption.text
     case .stop(let stop): "stopped: \(stop.reason == .endOfSequence ? "end of sequence" : "context full")"
     case .prompt, .token, .checkpoint: nil
@@ -121,6 +151,8 @@ struct Script {
     enum Action {
         case knob(Knob, String)
         case ghost(Bool)
+        /// A projection setting (a view of the run, not an engine knob).
+        case projection(ProjectionSetting, String)
         case caption(String)
         /// The prompt again, from an empty cache.
         case rerun
@@ -129,6 +161,8 @@ struct Script {
     private var actions: [Int: [Action]] = [:]
     /// The option text of each knob change, to name it in errors.
     private var knobOptions: [(option: String, knob: Knob, value: String)] = []
+    /// The option text of each projection change, to name it in errors.
+    private var projectionOptions: [(step: Int, option: String, setting: ProjectionSetting, value: String)] = []
 
     init(changes: [String], captions: [String], tokens: Int) throws {
         func split(_ text: String, option: String, expected: String) throws -> (step: Int, rest: String) {
@@ -152,8 +186,11 @@ struct Script {
             } else if let knob = Knob(rawValue: name) {
                 actions[step, default: []].append(.knob(knob, value))
                 knobOptions.append(("--at \(change)", knob, value))
+            } else if let setting = ProjectionSetting(rawValue: name) {
+                actions[step, default: []].append(.projection(setting, value))
+                projectionOptions.append((step, "--at \(change)", setting, value))
             } else {
-                let names = Knob.allCases.map(\.rawValue) + ["ghost"]
+                let names = Knob.allCases.map(\.rawValue) + ["ghost"] + ProjectionSetting.allCases.map(\.rawValue)
                 throw CLIError("--at \(change): unknown knob '\(name)' (\(names.joined(separator: ", ")))")
             }
         }
@@ -168,6 +205,18 @@ struct Script {
         for (option, knob, value) in knobOptions {
             var settings = run.settings
             do { try settings.set(knob, to: value, headDim: run.model.config.headDim) } catch { throw CLIError("\(option): \(error)") }
+        }
+    }
+
+    /// Checks every projection change, in order, against the projection the run starts with.
+    func check(projection: ProjectionSettings?) throws {
+        guard var settings = projection else {
+            if let first = projectionOptions.first { throw CLIError("\(first.option): needs --device or --target (the run projects nothing)") }
+            return
+        }
+        // In step order, as the run applies them.
+        for (_, option, setting, value) in projectionOptions.sorted(by: { $0.step < $1.step }) {
+            do { try settings.set(setting, to: value) } catch { throw CLIError("\(option): \(error)") }
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVLabCurses
 import KVLabEngine
 import KVLabTUI
 
@@ -7,7 +8,7 @@ import KVLabTUI
 struct Themes: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List colour themes or check theme files.",
-        subcommands: [List.self, Check.self]
+        subcommands: [List.self, Check.self, Preview.self]
     )
 
     /// `kvlab themes list`
@@ -50,6 +51,66 @@ struct Themes: ParsableCommand {
         }
     }
 }
+
+extension Themes {
+    /// `kvlab themes preview [THEME]`: every widget on screen in a theme, to choose one (on a
+    /// projector, say) before starting the workbench.
+    struct Preview: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show every widget in a theme on the terminal (t: next theme, ?: help, q: quit).")
+
+        @Argument(help: "A theme name or file (default: dark, or mono without colours).")
+        var theme: String?
+
+        @Option(name: .long, help: "Colours: auto (COLORTERM, NO_COLOR, the terminal), truecolor, 256, 16, 8 or mono.")
+        var color: ColorSetting = .auto
+
+        static let keys = KeyTable<String>([
+            KeyBinding([.character("t")], "next theme", group: "Preview", action: "next theme"),
+            KeyBinding([.character("T")], "previous theme", group: "Preview", action: "previous theme"),
+            KeyBinding([.character("?")], "show or hide this help", group: "Preview", action: "help"),
+            KeyBinding([.character("q"), .escape], "quit", group: "Preview", action: "quit"),
+        ])
+
+        func run() throws {
+            let catalog = themeCatalog()
+            let terminal = try CursesTerminal.openInteractive()
+            var notes: [ThemeDiagnostic] = []
+            defer {
+                terminal.stop()
+                for note in notes { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
+            }
+            let depth = color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+            let names = catalog.entries().map(\.name)
+            var name = theme ?? ThemeCatalog.startingName(for: depth)
+            var (current, diagnostics) = try loadTheme(name, catalog: catalog)
+            notes += diagnostics
+            var showsHelp = false, step = 0
+            while true {
+                var buffer = Buffer(width: terminal.width, height: terminal.height)
+                WidgetGallery(glyphs: terminal.glyphs, patterned: depth == .mono || !terminal.glyphs.isUnicode, step: step,
+                              showsHelp: showsHelp, keys: Self.keys).render(into: &buffer)
+                buffer.put(Line(" \(current.name) · \(depth.rawValue) ", style: .role(.highlight), alignment: .right),
+                           row: buffer.area.row(buffer.height - 1), glyphs: terminal.glyphs)
+                terminal.draw(buffer, palette: current.palette(depth: depth))
+                let key = terminal.readKey(timeoutMilliseconds: 200)
+                if let signal = terminal.stopSignal { throw ExitCode(128 + signal) }
+                guard let key else { step += 1; continue }
+                switch Self.keys.action(for: key) {
+                case "quit": return
+                case "help": showsHelp.toggle()
+                case let action? where action.hasSuffix("theme") && !names.isEmpty:
+                    let index = names.firstIndex(of: name) ?? -1
+                    name = names[(index + (action == "next theme" ? 1 : names.count - 1)) % names.count]
+                    (current, diagnostics) = try loadTheme(name, catalog: catalog)
+                    notes += diagnostics
+                default: break
+                }
+            }
+        }
+    }
+}
+
+extension ColorSetting: ExpressibleByArgument {}
 
 /// Where kvlab finds themes: the user's directory, then the ones shipped beside the binary.
 func themeCatalog(environment: [String: String] = ProcessInfo.processInfo.environment) -> ThemeCatalog {

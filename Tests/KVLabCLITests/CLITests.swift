@@ -113,8 +113,11 @@ import Testing
         #expect(bench.stderr == "Error: --attention-io: '0' is not a prompt length (a positive number)\n")
     }
 
-    @Test func tiledAttentionGeneratesTheSameText() throws {
-        let arguments = ["generate", "-n", "40", "--prompt", "ROMEO:"]
+    /// Also with `think`, whose prompts run query by query and whose pruned keys take the naive path.
+    @Test(arguments: [[String](), ["--policy", "full+think:lambda=0.5,observation=8"],
+                      ["--policy", "snapkv:budget=16,observation=4+think:lambda=0.25,observation=4"]])
+    func tiledAttentionGeneratesTheSameText(policy: [String]) throws {
+        let arguments = ["generate", "-n", "40", "--prompt", "ROMEO:\nWhat light through yonder window breaks?\n"] + policy
         let naive = try Self.run(arguments), tiled = try Self.run(arguments + ["--attention", "tiled", "--sram", "2KiB"])
         #expect(naive.status == 0 && tiled.status == 0, "\(tiled.stderr)")
         #expect(tiled.stdout == naive.stdout)
@@ -129,6 +132,12 @@ import Testing
         #expect(["naive", "÷ N²", "tiled 2.0 KiB", "tiled 16.0 KiB", "÷ N²d²/M"].allSatisfy { lines[header].contains($0) })
         #expect(lines.count == header + 3)
         #expect(lines[header + 1].hasPrefix("32 ") && lines[header + 2].hasPrefix("64 "))
+    }
+
+    @Test func thinkWithARotatedKeyFrameIsOneLine() throws {
+        let result = try Self.run(["bench", "--runs", "1", "--tokens", "1", "--policy", "full+think", "--kv", "q8_0+rotate"])
+        #expect(result.status != 0)
+        #expect(result.stderr == "Error: --policy: think prunes key channels as attention scores them; it does not combine with rotate\n")
     }
 
     @Test func garbageFileIsRejectedCleanly() throws {
@@ -218,7 +227,9 @@ import Testing
                       ["--attention", "tiled", "--sram", "4KiB"],
                       ["--attention", "tiled", "--sram", "1KiB", "--policy", "h2o:heavy=32,recent=32", "--sparse", "topk:k=16"],
                       ["--attention", "tiled", "--sparse", "block-retrieval:block=16,reps=2,top=2,local=32,sinks=4,lru=4", "--kv", "kivi:bits=2,residual=32+prerope"],
-                      ["--attention", "tiled", "--sram", "2KiB", "--policy", "tova:budget=64", "--sparse", "threshold:theta=0.01", "--kv", "mixed:residual=32"]])
+                      ["--attention", "tiled", "--sram", "2KiB", "--policy", "tova:budget=64", "--sparse", "threshold:theta=0.01", "--kv", "mixed:residual=32"],
+                      ["--policy", "h2o:heavy=32,recent=32+think:lambda=0.5,observation=8", "--kv", "q8_0"],
+                      ["--policy", "full+think:lambda=0.25", "--kv", "kivi:bits=2,residual=32+outliers", "--sparse", "quest:page=16,budget=64"]])
     func decodeLoopDoesNotAllocate(methods: [String]) throws {
         // Count mallocs of whole `kvlab bench` processes through an LD_PRELOAD counter: each extra
         // run decodes 256 tokens, so per-token allocation would add at least 256 per run.

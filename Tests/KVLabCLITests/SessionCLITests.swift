@@ -41,7 +41,7 @@ import Testing
         let rows = Self.csvRecords(csv.stdout)
         #expect(rows.first?.prefix(5) == ["step", "position", "token", "text", "latency_ns"])
         #expect(rows.count == 49 && rows.allSatisfy { $0.count == rows[0].count }, "a header row and a row per token")
-        #expect(rows.last?.suffix(4) == ["q8_0", "tiled:sram=16KiB", "off", "streaming, 16 entries per head"])
+        #expect(rows.last?.suffix(7) == ["q8_0", "tiled:sram=16KiB", "off", "", "", "", "streaming, 16 entries per head"], "no projection: empty projection cells")
     }
 
     /// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
@@ -139,13 +139,53 @@ import Testing
             #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
         }
         let badKnob = try CLITests.run(["run", "-n", "8", "--at", "2:colour=red"])
-        #expect(badKnob.status != 0 && badKnob.stderr == "Error: --at 2:colour=red: unknown knob 'colour' (policy, sparse, kv, weights, attention, ghost)\n")
+        #expect(badKnob.status != 0 && badKnob.stderr == "Error: --at 2:colour=red: unknown knob 'colour' (policy, sparse, kv, weights, attention, ghost, device, target, context)\n")
         let late = try CLITests.run(["run", "-n", "8", "--at", "8:policy=window"])
         #expect(late.stderr == "Error: --at 8:policy=window: step 8 is not before -n 8\n")
         let badMethod = try CLITests.run(["run", "-n", "8", "--at", "2:kv=kivi:bits=5"])
         #expect(badMethod.stderr == "Error: --at 2:kv=kivi:bits=5: kivi: bits=5 is not one of 8, 4, 3, 2\n")
         let noScreen = try CLITests.run(["replay", path])
         #expect(noScreen.status != 0 && noScreen.stderr.contains("use --headless"))
+    }
+
+    @Test func aProjectedRunRecordsReplaysAndExportsItsLatencies() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(["run", "--prompt", "ROMEO:\n", "-n", "24", "--kv", "kivi:bits=2", "--device", "a100-80gb",
+                                    "--target", "llama-3-8b", "--at", "12:device=h200", "--at", "16:context=8192", "--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("[step 12] projection device: a100-80gb → h200"))
+        let check = try CLITests.run(["replay", path, "--headless", "--check"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.hasSuffix(", 24 projected latencies (2 projection change(s))\n"), "\(check.stdout)")
+        let rows = Self.csvRecords(try CLITests.run(["export", path, "--csv"]).stdout)
+        let column = { (name: String) in rows[0].firstIndex(of: name)! }
+        #expect(rows.count == 25)
+        let latency = rows.dropFirst().map { Double($0[column("projected_latency_s")]) }
+        #expect(latency.allSatisfy { $0 != nil && $0! > 0 }, "every token has its projected latency")
+        #expect(rows[12][column("device")] == "a100-80gb" && rows[13][column("device")] == "h200")
+        // H200 reads HBM 2.35× as fast as an A100 80GB; at 8K the KV read is smaller still.
+        #expect(latency[12]! < latency[11]! / 2 && latency[16]! < latency[15]!)
+        #expect(rows[17][column("projected_context")] == "8192")
+        let playback = try CLITests.run(["replay", path, "--headless", "--playback"])
+        #expect(playback.stdout.contains("projected onto llama-3-8b on a100-80gb at 32768 tokens"))
+    }
+
+    @Test func badProjectionNamesAreOneLineErrorsListingTheValidOnes() throws {
+        let devices = "a100-40gb, a100-80gb, h100-pcie, h100-sxm, h200, l4, m2-ultra, rtx-4090"
+        let device = try CLITests.run(["run", "-n", "8", "--device", "h900"])
+        #expect(device.status != 0 && device.stderr == "Error: --device: unknown device 'h900' (\(devices))\n")
+        let thisMachine = try CLITests.run(["run", "-n", "8", "--device", "this-machine"])
+        #expect(thisMachine.status != 0 && thisMachine.stderr.hasPrefix("Error: --device: unknown device 'this-machine' ("))
+        let at = try CLITests.run(["run", "-n", "8", "--device", "h200", "--at", "2:device=h900"])
+        #expect(at.status != 0 && at.stderr == "Error: --at 2:device=h900: unknown device 'h900' (\(devices))\n")
+        let target = try CLITests.run(["run", "-n", "8", "--target", "llama"])
+        #expect(target.status != 0 && target.stderr.hasPrefix("Error: --target: unknown target 'llama' (llama-2-7b, llama-3-8b, ")
+            && target.stderr.hasSuffix(", live)\n") && target.stderr.split(separator: "\n").count == 1)
+        let context = try CLITests.run(["run", "-n", "8", "--device", "h200", "--project-context", "0"])
+        #expect(context.status != 0 && context.stderr.hasPrefix("Error: --project-context: projected context must be between 1 and "))
+        let off = try CLITests.run(["run", "-n", "8", "--at", "2:device=h200"])
+        #expect(off.status != 0 && off.stderr == "Error: --at 2:device=h200: needs --device or --target (the run projects nothing)\n")
     }
 
     /// Every shipped demo passes `replay --headless --check` on the embedded model.

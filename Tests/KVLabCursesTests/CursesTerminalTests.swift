@@ -165,6 +165,16 @@ import Testing
         #expect(pty.drain().isEmpty)  // once only
     }
 
+    @Test func aClosedTerminalCountsAsHangUp() throws {
+        let pty = try PseudoTerminal()
+        let terminal = try CursesTerminal(output: pty.output, input: pty.input, terminalType: "xterm-256color")
+        defer { terminal.stop() }
+        #expect(terminal.readKey(timeoutMilliseconds: 10) == nil && terminal.stopSignal == nil)
+        pty.hangUp()
+        #expect(terminal.readKey(timeoutMilliseconds: 10) == nil)
+        #expect(terminal.stopSignal == SIGHUP)
+    }
+
     @Test func notATerminalPointsToKvlabRun() throws {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)

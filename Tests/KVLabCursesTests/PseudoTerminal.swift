@@ -33,11 +33,19 @@ final class PseudoTerminal {
         self.input = input
     }
 
+    private var masterOpen = true
+
     deinit {
         fclose(output)
         fclose(input)
         close(slave)
-        close(master)
+        hangUp()
+    }
+
+    /// Closes the master side, as a terminal emulator does when its window closes.
+    func hangUp() {
+        if masterOpen { close(master) }
+        masterOpen = false
     }
 
     /// Types bytes as if on the keyboard.

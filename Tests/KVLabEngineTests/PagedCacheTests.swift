@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import KVLabEngine
 
@@ -49,6 +50,36 @@ import Testing
         #expect(cache.keptPositions(layer: 1, head: 0) == Array(115...120))
         cache.reset()
         #expect(cache.pagesInUse == 0)
+    }
+
+    /// The fp32 kernels (keys 16 at a time, values 32 channels at a time, then 8, then single
+    /// channels) equal a plain softmax(q·k/√d)·V for head sizes that exercise every path.
+    @Test(arguments: [8, 12, 40, 68])
+    func fp32AttentionIsSoftmaxWeightedValues(headDim: Int) throws {
+        let layout = KVLayout(layerCount: 1, kvHeadCount: 2, headDim: headDim, groupSize: 2, capacity: 64)
+        let cache = PagedKVCache(layout: layout)
+        var generator = Xoshiro256(seed: 11)
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &generator) } }
+        var keys: [[Float]] = [], values: [[Float]] = []
+        for position in 0..<40 {
+            let k = random(2 * headDim), v = random(2 * headDim), q = random(4 * headDim)
+            keys.append(k)
+            values.append(v)
+            var output = [Float](repeating: 0, count: q.count)
+            var ledger = IOLedger()
+            cache.append(layer: 0, position: position, keys: k, values: v, ledger: &ledger)
+            cache.attend(layer: 0, position: position, queries: q, output: &output, ledger: &ledger)
+            for queryHead in 0..<4 {
+                let head = queryHead / 2, query = q[(queryHead * headDim)...].prefix(headDim)
+                let scores = keys.map { key in zip(query, key[(head * headDim)...]).reduce(Float(0)) { $0 + $1.0 * $1.1 } / Float(headDim).squareRoot() }
+                let weights = scores.map { expf($0 - scores.max()!) }
+                let total = weights.reduce(0, +)
+                for c in 0..<headDim {
+                    let expected = (0...position).reduce(Float(0)) { $0 + weights[$1] / total * values[$1][head * headDim + c] }
+                    #expect(abs(output[queryHead * headDim + c] - expected) < 1e-5, "position \(position), query head \(queryHead), channel \(c)")
+                }
+            }
+        }
     }
 
     /// `merge`: an evicted entry is averaged into the kept entry with the most similar key.

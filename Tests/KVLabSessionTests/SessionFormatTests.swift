@@ -8,7 +8,8 @@ import Testing
     static func header() -> SessionHeader {
         SessionHeader(model: ModelIdentity(name: "m", path: "/models/m.gguf", bytes: 10, sha256: String(repeating: "ab", count: 32)),
                       settings: SessionSettings(RunSettings(sampler: SamplerSettings(temperature: 0.8, topK: 40, topP: 0.95, seed: .max))),
-                      ghost: true, checkpointEvery: 16, ui: UISettings(columns: 120, rows: 40, theme: "dark"))
+                      ghost: true, checkpointEvery: 16, ui: UISettings(columns: 120, rows: 40, theme: "dark"),
+                      projection: ProjectionSettings(device: "h200", target: "llama-3-8b", context: 32768))
     }
 
     /// A token event whose floating-point members are arbitrary bit patterns.
@@ -33,7 +34,10 @@ import Testing
         let metrics = TokenMetrics(step: step, token: 7, text: "é\n\"x\"", report: report, nll: double(),
                                    ghost: GhostComparison(kl: double(), top1Agrees: true, ghostTop: 3, ghostNLL: .infinity, deltaNLL: -.infinity,
                                                           massKept: double()))
-        return .token(TokenEvent(metrics: metrics, projectedLatencySeconds: double(), tierTraffic: [TierTraffic(tier: "HBM", read: .max, written: 0)]))
+        // A projected latency is a finite duration: any such bit pattern.
+        var seconds: Double
+        repeat { seconds = abs(double()) } while !seconds.isFinite
+        return .token(TokenEvent(metrics: metrics, projectedLatencySeconds: seconds, tierTraffic: [TierTraffic(tier: "HBM", read: .max, written: 0)]))
     }
 
     @Test func headerAndEventsRoundTripBitExactly() throws {
@@ -43,6 +47,7 @@ import Testing
         var events: [SessionEvent] = (0..<200).map { Self.token(step: $0, using: &random) }
         events += [.caption(Caption(step: 200, text: "a, \"quoted\"\ncaption")), .ghost(GhostChange(step: 200, enabled: false)),
                    .knob(KnobChange(step: 200, knob: .kv, old: "fp32", new: "kivi:bits=2,group=32,residual=128", ledger: IOLedger())),
+                   .projection(ProjectionChange(step: 200, setting: .device, old: "h200", new: "a100-80gb")),
                    .stop(StopEvent(step: 200, reason: .endOfSequence))]
         let writer = try SessionWriter(path: path, header: Self.header())
         for event in events { try writer.append(event) }
@@ -109,9 +114,9 @@ import Testing
         let path = SessionSupport.temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
         // A future header may have fields this version does not know: the version decides first.
-        try Data(#"{"format":"kvlab-session","version":2,"kvlab":"9.0.0","hologram":true}"#.utf8 + [0x0A]).write(to: URL(fileURLWithPath: path))
+        try Data(#"{"format":"kvlab-session","version":3,"kvlab":"9.0.0","hologram":true}"#.utf8 + [0x0A]).write(to: URL(fileURLWithPath: path))
         #expect(throws: SessionError(path: path, line: 1, problem:
-            "session format 2 (written by kvlab 9.0.0) is newer than this kvlab \(kvlabVersion) reads (format 1); use a newer kvlab")) {
+            "session format 3 (written by kvlab 9.0.0) is newer than this kvlab \(kvlabVersion) reads (format 2); use a newer kvlab")) {
             try SessionReader(path: path)
         }
     }

@@ -136,8 +136,8 @@ import Testing
         #expect(table.action(for: .character("E")) == "evict")
         #expect(table.action(for: .control("c")) == "quit")
         #expect(table.action(for: .character("z")) == nil)
-        #expect(table.helpRows().map(\.group) == ["General", "KV cache", "Editor"])
-        #expect(table.helpRows(unicode: false).last?.rows.first?.keys == "Up/Down")
+        #expect(table.helpSections().map(\.title) == ["General", "KV cache", "Editor"])
+        #expect(table.helpSections(unicode: false).last?.rows.first?.keys == "Up/Down")
         let markdown = table.markdown()
         #expect(markdown.hasPrefix("| keys | action |\n|---|---|\n| **General** | |\n| `?` | show or hide this help |\n"))
     }

@@ -28,12 +28,29 @@
 /// queries stay as they are). Page summaries and key norms are of scored keys; `entry` gives keys
 /// in the model's frame. `protect-sinks` keeps the first positions at fp32. `mixed` sums the `s_t`
 /// each slot's entry receives and picks a lane (high or low bits) as a record leaves the window.
+///
+/// Channel pruning (`think`, `ThinK`): once it acts, every key of every (layer, KV head) is stored
+/// with only its head's kept channels (their indices, ascending, are per-head policy state): fp32
+/// pages then hold `keyWidth` key channels beside full values (pages come from a pool of that
+/// size), and key records quantize vectors of `keyWidth` channels. A key is read back with zeros
+/// in the pruned channels, and the fp32 kernel dots the query's kept channels with the stored
+/// ones. The cache keeps each layer's last `ThinK.maxObservation` queries (their squares, summed
+/// over each KV head's query group) so that `think` can act at any step. Re-storing for `think`
+/// leaves quantized values as they are.
 public final class PagedKVCache: KVCache {
     public let layout: KVLayout
     /// Token slots per page (one SIMD16 lane per slot).
     public static let pageSize = 16
     private var pageSize: Int { Self.pageSize }
-    private let pool: PagePool<Float>
+    /// fp32 pages: `pageSize × keyWidth` key floats (channel-major), then `pageSize × headDim` value floats.
+    private let fullPool: PagePool<Float>
+    /// Pages for keys pruned to `think`'s kept channels (`thinWidth` of them); nil without `think`.
+    private var thinPool: PagePool<Float>?
+    private var thinWidth = 0
+    /// The pool pages come from now: `thinPool` while keys are pruned.
+    private var pool: PagePool<Float>
+    /// Channels stored per key: the head size, or `think`'s kept count while keys are pruned.
+    public private(set) var keyWidth: Int
     private let headCount: Int
     private let pagesPerHead: Int
     private let capacity: Int
@@ -94,9 +111,33 @@ public final class PagedKVCache: KVCache {
     private var retrieval: BlockRetrieval?
     public private(set) var quant: KVQuantMethod
     private var policy: any EvictionPolicy
-    /// Quantized keys and values; nil for a tensor kept at fp32.
+    /// Quantized keys and values; nil for a tensor kept at fp32. `keyStore` is `fullKeyStore`, or
+    /// `thinKeyStore` (vectors of `thinWidth` channels) while keys are pruned; the other one is empty.
     private var keyStore: QuantizedKVStore?
+    private var fullKeyStore: QuantizedKVStore?
+    private var thinKeyStore: QuantizedKVStore?
     private var valueStore: QuantizedKVStore?
+    /// `think`: whether keys are pruned now, and whether a `think` method still waits for its queries.
+    public private(set) var keysPruned = false
+    private var thinkPending = false
+    /// Per (layer, head), `headDim` slots: the first `keyWidth` are its kept channels, ascending.
+    private let keptChannels: UnsafeMutablePointer<Int32>
+    /// Per layer, a ring of the last `ThinK.maxObservation` queries (squares summed over each KV
+    /// head's query group, `kvHeadCount × headDim`), and how many it has recorded since the reset.
+    private let querySquares: UnsafeMutablePointer<Float>
+    private let recordedQueries: UnsafeMutablePointer<Int>
+    /// One query group at its head's kept channels (the fp32 kernel's operand while keys are pruned).
+    private let prunedQueries: UnsafeMutablePointer<Float>
+    /// Scratch of re-storing one head: its keys and values in position order, merge counts, received
+    /// scores, value locations; and per channel the window's and the keys' squares and scores.
+    private let restoreKeys: UnsafeMutablePointer<Float>
+    private let restoreValues: UnsafeMutablePointer<Float>
+    private let restoreMerged: UnsafeMutablePointer<Float>
+    private let restoreReceived: UnsafeMutablePointer<Float>
+    private let restoreValueLocations: UnsafeMutablePointer<Int32>
+    private let channelQuerySquares: UnsafeMutablePointer<Float>
+    private let channelKeySquares: UnsafeMutablePointer<Float>
+    private let channelScores: UnsafeMutablePointer<Float>
     /// End of the prompt while a batched prefill runs.
     private var promptEnd: Int?
     /// The attention kernel, switchable between steps (a tiled kernel's SRAM holds at least
@@ -122,7 +163,9 @@ public final class PagedKVCache: KVCache {
         headCount = layout.layerCount * layout.kvHeadCount
         capacity = layout.capacity
         pagesPerHead = (layout.capacity + pageSize - 1) / pageSize
-        pool = PagePool(elementsPerPage: 2 * pageSize * layout.headDim, pagesPerSlab: max(16, headCount), zero: 0)
+        fullPool = Self.makePool(layout: layout, keyWidth: layout.headDim)
+        pool = fullPool
+        keyWidth = layout.headDim
         counts = .allocate(capacity: headCount)
         counts.initialize(repeating: 0, count: headCount)
         pageCounts = .allocate(capacity: headCount)
@@ -162,22 +205,45 @@ public final class PagedKVCache: KVCache {
         pageMarks = .allocate(capacity: pagesPerHead)
         pageMarks.initialize(repeating: false, count: pagesPerHead)
         touchedPages = .allocate(capacity: pagesPerHead)
+        keptChannels = .allocate(capacity: headCount * layout.headDim)
+        querySquares = .allocate(capacity: layout.layerCount * ThinK.maxObservation * layout.kvHeadCount * layout.headDim)
+        recordedQueries = .allocate(capacity: layout.layerCount)
+        recordedQueries.initialize(repeating: 0, count: layout.layerCount)
+        prunedQueries = .allocate(capacity: layout.groupSize * layout.headDim)
+        restoreKeys = .allocate(capacity: capacity * layout.headDim)
+        restoreValues = .allocate(capacity: capacity * layout.headDim)
+        restoreMerged = .allocate(capacity: capacity)
+        restoreReceived = .allocate(capacity: capacity)
+        restoreValueLocations = .allocate(capacity: capacity)
+        channelQuerySquares = .allocate(capacity: layout.headDim)
+        channelKeySquares = .allocate(capacity: layout.headDim)
+        channelScores = .allocate(capacity: layout.headDim)
         self.eviction = eviction
         self.sparse = sparse
         self.quant = quant
         policy = eviction.makePolicy(layout: layout)
         retrieval = Self.retrieval(for: sparse, layout: layout)
-        (keyStore, valueStore) = Self.stores(for: quant, layout: layout)
+        fullKeyStore = Self.store(quant.key, .keys, width: layout.headDim, quant: quant, layout: layout)
+        valueStore = Self.store(quant.value, .values, width: layout.headDim, quant: quant, layout: layout)
+        keyStore = fullKeyStore
         prepareAngles(for: quant)
+        if let think = eviction.think {
+            check(eviction, quant)
+            (thinWidth, thinPool, thinKeyStore) = thinStorage(for: think)
+            thinkPending = true
+        }
     }
 
     deinit {
         counts.deallocate()
         pageCounts.deallocate()
         pageTables.deallocate()
-        for buffer in [pageOwners, slotPositions, keyLocations, valueLocations, positions, slots, released, touchedPages] { buffer.deallocate() }
+        for buffer in [pageOwners, slotPositions, keyLocations, valueLocations, positions, slots, released, touchedPages, keptChannels,
+                       restoreValueLocations] { buffer.deallocate() }
         for buffer in [mergeCounts, receivedScores, policyScores, keyNorms, stepScores, probabilities, pageMin, pageMax, sortScratch,
-                       keyScratch, valueScratch, mergeKey, mergeValue, storedKey, rotatedQueries] { buffer.deallocate() }
+                       keyScratch, valueScratch, mergeKey, mergeValue, storedKey, rotatedQueries, querySquares, prunedQueries, restoreKeys,
+                       restoreValues, restoreMerged, restoreReceived, channelQuerySquares, channelKeySquares, channelScores] { buffer.deallocate() }
+        recordedQueries.deallocate()
         selectedSlots.deallocate()
         selectedMarks.deallocate()
         pageMarks.deallocate()
@@ -185,18 +251,35 @@ public final class PagedKVCache: KVCache {
         heads.deallocate()
     }
 
-    /// The stores of a method's quantized tensors: one lane, or `mixed`'s high and low lanes.
-    private static func stores(for quant: KVQuantMethod, layout: KVLayout) -> (QuantizedKVStore?, QuantizedKVStore?) {
-        let outliers = OutlierSplit.outlierCount(elements: layout.headDim, percent: quant.outlierPercent)
-        func store(_ format: KVTensorFormat, _ buffer: IOBuffer) -> QuantizedKVStore? {
-            var formats = [format]
-            if let mixed = quant.mixed, case .uniform(_, let axis, let group) = format {
-                formats.append(.uniform(bits: mixed.lowBits, axis: axis, group: group))
-            }
-            let codecs = formats.compactMap { KVRecordCodec(format: $0, headDim: layout.headDim, outliers: outliers, nuq: quant.nuq) }
-            return codecs.isEmpty ? nil : QuantizedKVStore(lanes: codecs, buffer: buffer, layout: layout)
+    /// The store of a method's quantized tensor (`format`) for vectors of `width` channels: one
+    /// lane, or `mixed`'s high and low lanes; nil at fp32.
+    private static func store(_ format: KVTensorFormat, _ buffer: IOBuffer, width: Int, quant: KVQuantMethod, layout: KVLayout) -> QuantizedKVStore? {
+        let outliers = OutlierSplit.outlierCount(elements: width, percent: quant.outlierPercent)
+        var formats = [format]
+        if let mixed = quant.mixed, case .uniform(_, let axis, let group) = format {
+            formats.append(.uniform(bits: mixed.lowBits, axis: axis, group: group))
         }
-        return (store(quant.key, .keys), store(quant.value, .values))
+        let codecs = formats.compactMap { KVRecordCodec(format: $0, headDim: width, outliers: outliers, nuq: quant.nuq) }
+        return codecs.isEmpty ? nil : QuantizedKVStore(lanes: codecs, buffer: buffer, layout: layout)
+    }
+
+    /// A pool of fp32 pages holding keys of `keyWidth` channels beside full values.
+    private static func makePool(layout: KVLayout, keyWidth: Int) -> PagePool<Float> {
+        PagePool(elementsPerPage: pageSize * (keyWidth + layout.headDim), pagesPerSlab: max(16, layout.layerCount * layout.kvHeadCount), zero: 0)
+    }
+
+    /// The width, page pool and key store of keys pruned by `think`: the current ones when the
+    /// width does not change (pools keep their pages from one sequence to the next), else new ones.
+    private func thinStorage(for think: ThinK) -> (Int, PagePool<Float>, QuantizedKVStore?) {
+        let width = think.keptChannelCount(headDim: layout.headDim)
+        if let thinPool, thinWidth == width { return (width, thinPool, thinKeyStore) }
+        return (width, Self.makePool(layout: layout, keyWidth: width), Self.store(quant.key, .keys, width: width, quant: quant, layout: layout))
+    }
+
+    /// Traps on an eviction method that does not fit the quantization (callers check first with
+    /// `EvictionMethod.check(quant:)`).
+    private func check(_ eviction: EvictionMethod, _ quant: KVQuantMethod) {
+        do { try eviction.check(quant: quant) } catch { preconditionFailure("\(eviction) with \(quant): \(error)") }
     }
 
     /// Checks that a method fits the heads (callers check first: `KVQuantMethod.check(headDim:)`)
@@ -217,7 +300,7 @@ public final class PagedKVCache: KVCache {
 
     /// The key and value of the `entry`-th kept entry (position order) of one (layer, KV head), as
     /// attention reads them (decoded when quantized), the key in the model's frame (after RoPE,
-    /// not Hadamard-transformed).
+    /// not Hadamard-transformed, zero in channels `think` pruned).
     public func entry(layer: Int, head: Int, _ entry: Int) -> (key: [Float], value: [Float]) {
         let index = layer * layout.kvHeadCount + head
         precondition(entry >= 0 && entry < counts[index], "no such entry")
@@ -233,15 +316,25 @@ public final class PagedKVCache: KVCache {
     /// Token budget of one (layer, KV head) under the current method; nil when unbounded.
     public func budget(layer: Int, head: Int) -> Int? { policy.budget(layer: layer, head: head) }
 
-    /// fp32 pages currently taken from the pool.
-    public var pagesInUse: Int { pool.pagesInUse }
+    /// The kept key channels of one (layer, KV head), ascending, while `think` has keys pruned; nil otherwise.
+    public func keptChannels(layer: Int, head: Int) -> [Int]? {
+        guard keysPruned else { return nil }
+        let kept = keptChannels + (layer * layout.kvHeadCount + head) * layout.headDim
+        return (0..<keyWidth).map { Int(kept[$0]) }
+    }
 
-    public static func pageBytes(headDim: Int) -> Int { 2 * pageSize * headDim * 4 }
+    /// fp32 pages currently taken from the pools.
+    public var pagesInUse: Int { fullPool.pagesInUse + (thinPool?.pagesInUse ?? 0) }
+
+    /// Bytes of one fp32 page: 16 keys of `keyChannels` channels (all of them by default) and 16 values.
+    public static func pageBytes(headDim: Int, keyChannels: Int? = nil) -> Int { pageSize * ((keyChannels ?? headDim) + headDim) * 4 }
 
     /// Bytes taken from every pool (fp32 pages, quantized record pages, fp8 scales, nuq levels):
     /// what the residency adds up to besides policy state.
     var allocatedBytes: Int {
-        pool.pagesInUse * Self.pageBytes(headDim: layout.headDim) + (keyStore?.allocatedBytes ?? 0) + (valueStore?.allocatedBytes ?? 0)
+        let hd = layout.headDim
+        let pages = fullPool.pagesInUse * Self.pageBytes(headDim: hd) + (thinPool?.pagesInUse ?? 0) * Self.pageBytes(headDim: hd, keyChannels: thinWidth)
+        return pages + [fullKeyStore, thinKeyStore, valueStore].reduce(0) { $0 + ($1?.allocatedBytes ?? 0) }
     }
 
     /// Resident bytes. fp32 halves (a key or a value in a page slot) are full-precision payload
@@ -249,25 +342,27 @@ public final class PagedKVCache: KVCache {
     /// for their group, a prompt until its end, protected sinks); a page's unused slots and the dead
     /// half of a slot whose other half waits are page slack. Quantized records split as
     /// `QuantizedKVStore.addResidency` says; fp8 scales and nuq levels are metadata; `mixed`'s
-    /// received score is 4 B of state per entry.
+    /// received score is 4 B of state per entry. A key half holds `keyWidth` channels; the kept
+    /// channel indices of `think` are 4 B each of state per head.
     public var residency: KVResidency {
         var r = KVResidency()
-        let half = layout.headDim * 4
+        let keyHalf = keyWidth * 4, valueHalf = layout.headDim * 4
         let stateBytes = 4 + policy.stateBytesPerEntry + (eviction.merge ? 4 : 0) + (quant.mixed != nil ? 4 : 0)
         for index in 0..<headCount {
             let kept = counts[index], pageSlots = pageCounts[index]
             let keyHalves = kept - (keyStore?.quantizedCounts[index] ?? 0)
             let valueHalves = kept - (valueStore?.quantizedCounts[index] ?? 0)
-            if keyStore == nil { r.fullPrecisionPayload += keyHalves * half } else { r.residualWindow += keyHalves * half }
-            if valueStore == nil { r.fullPrecisionPayload += valueHalves * half } else { r.residualWindow += valueHalves * half }
+            if keyStore == nil { r.fullPrecisionPayload += keyHalves * keyHalf } else { r.residualWindow += keyHalves * keyHalf }
+            if valueStore == nil { r.fullPrecisionPayload += valueHalves * valueHalf } else { r.residualWindow += valueHalves * valueHalf }
             let pages = (pageSlots + pageSize - 1) / pageSize
-            r.pageSlack += (pages * pageSize - pageSlots) * 2 * half + (2 * pageSlots - keyHalves - valueHalves) * half
-            r.policyState += kept * stateBytes
-            if case .quest = sparse.kind { r.policyState += (kept + pageSize - 1) / pageSize * 2 * half }
+            r.pageSlack += (pages * pageSize - pageSlots) * (keyHalf + valueHalf) + (pageSlots - keyHalves) * keyHalf
+                + (pageSlots - valueHalves) * valueHalf
+            r.policyState += kept * stateBytes + (keysPruned ? keyWidth * 4 : 0)
+            if case .quest = sparse.kind { r.policyState += (kept + pageSize - 1) / pageSize * 2 * valueHalf }
             keyStore?.addResidency(index: index, to: &r)
             valueStore?.addResidency(index: index, to: &r)
         }
-        r.quantMetadata += (keyStore?.calibrationBytes ?? 0) + (valueStore?.calibrationBytes ?? 0)
+        r.quantMetadata += [fullKeyStore, thinKeyStore, valueStore].reduce(0) { $0 + ($1?.calibrationBytes ?? 0) }
         return r
     }
 
@@ -282,6 +377,13 @@ public final class PagedKVCache: KVCache {
         }
         keyStore?.reset()
         valueStore?.reset()
+        // A new sequence starts with every key channel; `think` waits for its queries again.
+        keysPruned = false
+        keyWidth = layout.headDim
+        pool = fullPool
+        keyStore = fullKeyStore
+        thinkPending = eviction.think != nil
+        recordedQueries.update(repeating: 0, count: layout.layerCount)
         policy = eviction.makePolicy(layout: layout)
         retrieval?.reset()
         promptEnd = nil
@@ -290,7 +392,14 @@ public final class PagedKVCache: KVCache {
 
     /// Switches the eviction method between steps. The new method starts with fresh state and
     /// evicts down to its budget at once; entries already evicted do not come back.
+    ///
+    /// `think`: switching it on (or changing its parameters) prunes at once, on the most recent
+    /// `observation` queries (fewer when fewer were seen; at the next steps when none were) and the
+    /// keys then kept. Switching it off stores the keys at full width again, but pruned channels
+    /// do not come back: they read as zero, and only later keys have every channel.
     public func setEviction(_ method: EvictionMethod, ledger: inout IOLedger) {
+        check(method, quant)
+        let oldThink = eviction.think
         eviction = method
         policy = method.makePolicy(layout: layout)
         let entries = headCount * capacity
@@ -299,6 +408,20 @@ public final class PagedKVCache: KVCache {
         stepScores.update(repeating: 0, count: entries)
         for layer in 0..<layout.layerCount {
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+        }
+        guard method.think != oldThink else { return }
+        guard let think = method.think else {
+            thinkPending = false
+            if keysPruned { storeKeys(pruning: nil, ledger: &ledger) }
+            (thinWidth, thinPool, thinKeyStore) = (0, nil, nil)
+            return
+        }
+        thinkPending = true
+        if recorded(atLeast: 1) {
+            storeKeys(pruning: think, ledger: &ledger)
+        } else {
+            // Nothing was recorded since the reset, so nothing is pruned yet either.
+            (thinWidth, thinPool, thinKeyStore) = thinStorage(for: think)
         }
     }
 
@@ -322,59 +445,151 @@ public final class PagedKVCache: KVCache {
     /// it. fp8 scales and nuq levels are calibrated anew; `mixed` scores received so far are kept.
     public func setKVQuant(_ method: KVQuantMethod, ledger: inout IOLedger) {
         guard method != quant else { return }
+        check(eviction, method)
         prepareAngles(for: method)
         let hd = layout.headDim
-        var keys = [Float](repeating: 0, count: capacity * hd)
-        var values = keys
-        var merged = [Float](repeating: 0, count: capacity)
-        var received = merged
-        let (newKeyStore, newValueStore) = Self.stores(for: method, layout: layout)
+        let newFullKeyStore = Self.store(method.key, .keys, width: hd, quant: method, layout: layout)
+        let newThinKeyStore = thinPool == nil ? nil : Self.store(method.key, .keys, width: thinWidth, quant: method, layout: layout)
+        let newValueStore = Self.store(method.value, .values, width: hd, quant: method, layout: layout)
         for index in 0..<headCount {
-            let base = index * capacity, count = counts[index]
+            let base = index * capacity
             keyStore?.beginReads()
             valueStore?.beginReads()
-            for i in 0..<count {
+            for i in 0..<counts[index] {
                 let slot = Int(slots[base + i])
-                let k = key(index: index, slot: slot)
-                keys.withUnsafeMutableBufferPointer { buffer in
-                    let key = buffer.baseAddress! + i * hd
-                    key.update(from: k, count: hd)
-                    if scoresRotated { Hadamard.transform(key, count: hd) }
-                    toStorageFrame(key, position: Int(positions[base + i]), method: method)
-                }
-                let v = value(index: index, slot: slot)
-                for c in 0..<hd { values[i * hd + c] = v[c] }
+                let key = restoreKeys + i * hd
+                key.update(from: self.key(index: index, slot: slot), count: hd)
+                if scoresRotated { Hadamard.transform(key, count: hd) }
+                toStorageFrame(key, position: Int(positions[base + i]), method: method)
+                (restoreValues + i * hd).update(from: value(index: index, slot: slot), count: hd)
+                restoreValueLocations[i] = 0
                 countRead(key: true, index: index, slot: slot, ledger: &ledger)
                 countRead(key: false, index: index, slot: slot, ledger: &ledger)
-                merged[i] = mergeCounts[base + slot]
-                received[i] = receivedScores[base + slot]
+                restoreMerged[i] = mergeCounts[base + slot]
+                restoreReceived[i] = receivedScores[base + slot]
             }
-            let pages = (pageCounts[index] + pageSize - 1) / pageSize
-            for p in 0..<pages { pool.release(pageTables[index * pagesPerHead + p]) }
-            // Slots restart in position order, each in the page slot of the same number.
-            for i in 0..<count {
-                if i % pageSize == 0 { pageTables[index * pagesPerHead + i / pageSize] = pool.acquire() }
-                let page = pool.pointer(pageTables[index * pagesPerHead + i / pageSize]), lane = i % pageSize
-                for c in 0..<hd { page[c * pageSize + lane] = keys[i * hd + c] }
-                for c in 0..<hd { page[(pageSize + lane) * hd + c] = values[i * hd + c] }
-                slots[base + i] = Int32(i)
-                slotPositions[base + i] = positions[base + i]
-                pageOwners[base + i] = Int32(i)
-                keyLocations[base + i] = Int32(i)
-                valueLocations[base + i] = Int32(i)
-                mergeCounts[base + i] = merged[i]
-                receivedScores[base + i] = received[i]
-            }
-            pageCounts[index] = count
-            ledger.write(.keys, count * hd * 4)
-            ledger.write(.values, count * hd * 4)
+            rebuildPages(index: index, pool: pool, width: keyWidth, pruned: keysPruned, ledger: &ledger)
         }
         quant = method
-        (keyStore, valueStore) = (newKeyStore, newValueStore)
+        (fullKeyStore, thinKeyStore, valueStore) = (newFullKeyStore, newThinKeyStore, newValueStore)
+        keyStore = keysPruned ? thinKeyStore : fullKeyStore
         for index in 0..<headCount {
             for page in 0..<((counts[index] + pageSize - 1) / pageSize) { summarize(index: index, page: page, count: counts[index]) }
             if promptEnd == nil { quantizeLeaving(index: index, ledger: &ledger) }
         }
+    }
+
+    /// Whether every layer has recorded at least `queries` queries since the reset.
+    private func recorded(atLeast queries: Int) -> Bool {
+        (0..<layout.layerCount).allSatisfy { recordedQueries[$0] >= queries }
+    }
+
+    /// `think` acts (`pruning`) or is switched off (nil). Each head's keys are read once, as scored
+    /// (zero in channels pruned before); `think` chooses the head's kept channels from them and its
+    /// query window; then the keys are stored again with only those channels (all of them when
+    /// switched off), fp32 values move to the new pages, quantized values stay in their records,
+    /// and keys beyond the residual window are quantized again.
+    private func storeKeys(pruning think: ThinK?, ledger: inout IOLedger) {
+        let hd = layout.headDim
+        let (width, newPool, newKeyStore) = think.map { thinStorage(for: $0) } ?? (hd, fullPool, fullKeyStore)
+        for index in 0..<headCount {
+            let base = index * capacity, count = counts[index]
+            keyStore?.beginReads()
+            for i in 0..<count {
+                let slot = Int(slots[base + i])
+                (restoreKeys + i * hd).update(from: key(index: index, slot: slot), count: hd)
+                countRead(key: true, index: index, slot: slot, ledger: &ledger)
+                let value = valueLocations[base + slot]
+                if value >= 0 {
+                    (restoreValues + i * hd).update(from: pageVector(index: index, slot: slot, key: false), count: hd)
+                    ledger.read(.values, hd * 4)
+                }
+                restoreValueLocations[i] = value >= 0 ? 0 : value
+                restoreMerged[i] = mergeCounts[base + slot]
+                restoreReceived[i] = receivedScores[base + slot]
+            }
+            if let think { chooseChannels(index: index, observation: think.observation, keep: width, ledger: &ledger) }
+            rebuildPages(index: index, pool: newPool, width: width, pruned: think != nil, ledger: &ledger)
+            // Key norms (knorm's order) of the keys as now scored.
+            let kept = keptChannels + index * hd
+            for i in 0..<count {
+                let key = restoreKeys + i * hd
+                var norm: Float = 0
+                for j in 0..<width {
+                    let value = key[think == nil ? j : Int(kept[j])]
+                    norm += value * value
+                }
+                keyNorms[base + i] = norm.squareRoot()
+            }
+        }
+        // Every key now waits at fp32; the store that held the quantized ones starts empty.
+        keyStore?.reset()
+        (keyWidth, pool, keyStore, keysPruned) = (width, newPool, newKeyStore, think != nil)
+        if think != nil {
+            (thinWidth, thinPool, thinKeyStore) = (width, newPool, newKeyStore)
+            thinkPending = false
+        }
+        for index in 0..<headCount {
+            for page in 0..<((counts[index] + pageSize - 1) / pageSize) { summarize(index: index, page: page, count: counts[index]) }
+            if promptEnd == nil { quantizeLeaving(index: index, ledger: &ledger) }
+        }
+    }
+
+    /// ThinK's choice for one head, from the keys in `restoreKeys`: channel c scores
+    /// `‖Q_c‖ · ‖K_c‖` over the layer's last `observation` recorded queries (fewer when fewer
+    /// were recorded) and the head's keys; the best `keep` go to `keptChannels`, ascending.
+    private func chooseChannels(index: Int, observation: Int, keep: Int, ledger: inout IOLedger) {
+        let hd = layout.headDim, ring = ThinK.maxObservation
+        let layer = index / layout.kvHeadCount, head = index % layout.kvHeadCount
+        let recorded = recordedQueries[layer], window = min(observation, recorded, ring)
+        channelQuerySquares.update(repeating: 0, count: hd)
+        for k in (recorded - window)..<recorded {
+            let row = querySquares + ((layer * ring + k % ring) * layout.kvHeadCount + head) * hd
+            for c in 0..<hd { channelQuerySquares[c] += row[c] }
+        }
+        ledger.read(.activations, window * hd * 4)
+        channelKeySquares.update(repeating: 0, count: hd)
+        for i in 0..<counts[index] {
+            let key = restoreKeys + i * hd
+            for c in 0..<hd { channelKeySquares[c] += key[c] * key[c] }
+        }
+        ThinK.scoreChannels(querySquares: channelQuerySquares, keySquares: channelKeySquares, count: hd, into: channelScores)
+        ThinK.selectChannels(scores: channelScores, count: hd, keep: keep, into: keptChannels + index * hd)
+        ledger.write(.policyState, keep * 4)
+    }
+
+    /// Stores one head's entries again from the restore scratch (`restoreKeys`, `restoreValues`,
+    /// `restoreValueLocations`: ≥ 0 for a value in `restoreValues`, else its record member), in
+    /// position order: entry i in slot i and page slot i of pages from `newPool`, its key with
+    /// `width` channels (the head's kept channels when `pruned`). The head's old pages go back to
+    /// `pool` first.
+    private func rebuildPages(index: Int, pool newPool: PagePool<Float>, width: Int, pruned: Bool, ledger: inout IOLedger) {
+        let hd = layout.headDim, base = index * capacity, count = counts[index]
+        let table = pageTables + index * pagesPerHead
+        for p in 0..<((pageCounts[index] + pageSize - 1) / pageSize) { pool.release(table[p]) }
+        let kept = keptChannels + index * hd
+        var values = 0
+        for i in 0..<count {
+            if i % pageSize == 0 { table[i / pageSize] = newPool.acquire() }
+            let page = newPool.pointer(table[i / pageSize]), lane = i % pageSize
+            let key = restoreKeys + i * hd
+            for j in 0..<width { page[j * pageSize + lane] = key[pruned ? Int(kept[j]) : j] }
+            let value = restoreValueLocations[i]
+            if value >= 0 {
+                (page + pageSize * width + lane * hd).update(from: restoreValues + i * hd, count: hd)
+                values += 1
+            }
+            slots[base + i] = Int32(i)
+            slotPositions[base + i] = positions[base + i]
+            pageOwners[base + i] = Int32(i)
+            keyLocations[base + i] = Int32(i)
+            valueLocations[base + i] = value >= 0 ? Int32(i) : value
+            mergeCounts[base + i] = restoreMerged[i]
+            receivedScores[base + i] = restoreReceived[i]
+        }
+        pageCounts[index] = count
+        ledger.write(.keys, count * width * 4)
+        ledger.write(.values, values * hd * 4)
     }
 
     /// Moves a key in the model's frame (after RoPE) into `method`'s storage frame, in place.
@@ -387,8 +602,8 @@ public final class PagedKVCache: KVCache {
 
     public func beginPrefill(end: Int) { promptEnd = end }
 
-    /// The prompt attended at full precision; its policy acts now, then what left the residual
-    /// window is quantized.
+    /// The prompt attended at full precision; its policy acts now, then `think` on the keys it
+    /// kept, then what left the residual window is quantized.
     public func endPrefill(ledger: inout IOLedger) {
         guard let end = promptEnd else { return }
         promptEnd = nil
@@ -397,6 +612,7 @@ public final class PagedKVCache: KVCache {
                 policy.finishPrefill(layer: layer, heads: heads, promptEnd: end)
             }
         }
+        if thinkPending, let think = eviction.think, recorded(atLeast: 1) { storeKeys(pruning: think, ledger: &ledger) }
         for index in 0..<headCount { quantizeLeaving(index: index, ledger: &ledger) }
     }
 
@@ -409,7 +625,7 @@ public final class PagedKVCache: KVCache {
             let pageSlot = pageCounts[index]
             if pageSlot % pageSize == 0 { pageTables[index * pagesPerHead + pageSlot / pageSize] = pool.acquire() }
             let page = pool.pointer(pageTables[index * pagesPerHead + pageSlot / pageSize])
-            let lane = pageSlot % pageSize
+            let lane = pageSlot % pageSize, pageKeys = page
             // The key as stored (Hadamard-transformed for `rotate`) and as scored (after RoPE).
             var key = keys + head * hd, scored = key
             if quant.rotate {
@@ -424,16 +640,29 @@ public final class PagedKVCache: KVCache {
             } else {
                 scored = key
             }
+            if keysPruned {
+                // Only the kept channels are stored; the key is scored with zeros in the others
+                // (`think` excludes `rotate` and `prerope`, so `key` is as scored).
+                let kept = keptChannels + index * hd
+                keyScratch.update(repeating: 0, count: hd)
+                for j in 0..<keyWidth {
+                    let c = Int(kept[j])
+                    pageKeys[j * pageSize + lane] = key[c]
+                    keyScratch[c] = key[c]
+                }
+                scored = UnsafePointer(keyScratch)
+            } else {
+                for c in 0..<hd { pageKeys[c * pageSize + lane] = key[c] }
+            }
             let summary = (index * pagesPerHead + count / pageSize) * hd
             let first = count % pageSize == 0
             var norm: Float = 0
             for c in 0..<hd {
-                page[c * pageSize + lane] = key[c]
                 norm += scored[c] * scored[c]
                 pageMin[summary + c] = first ? scored[c] : min(pageMin[summary + c], scored[c])
                 pageMax[summary + c] = first ? scored[c] : max(pageMax[summary + c], scored[c])
             }
-            (page + (pageSize + lane) * hd).update(from: values + head * hd, count: hd)
+            (page + pageSize * keyWidth + lane * hd).update(from: values + head * hd, count: hd)
             pageCounts[index] = pageSlot + 1
             let e = index * capacity + count
             pageOwners[index * capacity + pageSlot] = Int32(count)
@@ -450,7 +679,7 @@ public final class PagedKVCache: KVCache {
             slots[e] = Int32(count)
             counts[index] = count + 1
         }
-        ledger.write(.keys, layout.kvHeadCount * hd * 4)
+        ledger.write(.keys, layout.kvHeadCount * keyWidth * 4)
         ledger.write(.values, layout.kvHeadCount * hd * 4)
         ledger.write(.policyState, layout.kvHeadCount * (4 + policy.stateBytesPerEntry))
         // After every head of the layer has its entry, so a per-tensor fp8 scale sees them all.
@@ -469,7 +698,8 @@ public final class PagedKVCache: KVCache {
         // A prompt runs dense; sparse modes choose what each decode step reads.
         let mode = promptEnd == nil ? sparse.kind : .dense
         if layer == 0 { massSum = 0 }
-        let tiled = self.tiled
+        // Pruned keys (`think`) are narrower than the tiled kernel's key tiles: they run the naive kernel.
+        let tiled = keysPruned ? nil : self.tiled
         for head in 0..<layout.kvHeadCount {
             let index = layer * layout.kvHeadCount + head
             // Slots are in position order until something is evicted, and nothing is during a
@@ -477,6 +707,13 @@ public final class PagedKVCache: KVCache {
             var visible = counts[index]
             while visible > 0, Int(slotPositions[index * capacity + visible - 1]) > position { visible -= 1 }
             var q = queries + head * group * hd
+            recordQuery(q, layer: layer, head: head)
+            if keysPruned {
+                let kept = keptChannels + index * hd
+                for g in 0..<group {
+                    for j in 0..<keyWidth { prunedQueries[g * keyWidth + j] = q[g * hd + Int(kept[j])] }
+                }
+            }
             if scoresRotated {
                 rotatedQueries.update(from: q, count: group * hd)
                 for g in 0..<group { Hadamard.transform(rotatedQueries + g * hd, count: hd) }
@@ -562,11 +799,31 @@ public final class PagedKVCache: KVCache {
             ledger.read(.activations, layout.kvHeadCount * group * hd * 4)
             ledger.write(.activations, layout.kvHeadCount * group * hd * 4)
         }
+        // The query window `think` scores channels with, kept for every method so that switching
+        // think on mid-stream can prune at once; counted as traffic only while think is on (an
+        // engine without think would not write it).
+        recordedQueries[layer] += 1
+        if eviction.think != nil { ledger.write(.activations, layout.kvHeadCount * hd * 4) }
         if attentionReference != nil, layer == layout.layerCount - 1 {
             massKept = massSum / Double(layout.layerCount * layout.kvHeadCount * group)
         }
         if promptEnd == nil {
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+            // Without a batched prompt, `think` acts once every layer has seen its window.
+            if thinkPending, let think = eviction.think, recorded(atLeast: think.observation) { storeKeys(pruning: think, ledger: &ledger) }
+        }
+    }
+
+    /// Records one query group's squares, summed over the group per channel, in the layer's ring
+    /// (slot: the queries recorded so far, modulo the ring).
+    @inline(__always)
+    private func recordQuery(_ q: UnsafePointer<Float>, layer: Int, head: Int) {
+        let hd = layout.headDim, ring = ThinK.maxObservation
+        let row = querySquares + ((layer * ring + recordedQueries[layer] % ring) * layout.kvHeadCount + head) * hd
+        for c in 0..<hd {
+            var sum: Float = 0
+            for g in 0..<layout.groupSize { sum += q[g * hd + c] * q[g * hd + c] }
+            row[c] = sum
         }
     }
 
@@ -593,13 +850,16 @@ public final class PagedKVCache: KVCache {
             }
             return
         }
-        let table = pageTables + index * pagesPerHead
+        // Locals: the cache's variables are read once, not at every page.
+        let table = pageTables + index * pagesPerHead, pool = self.pool, width = keyWidth
+        // While keys are pruned, the queries' kept channels (gathered by `attend`).
+        let queries = keysPruned ? UnsafePointer(prunedQueries) : q, queryStride = keysPruned ? width : hd
         for page in pages {
             let keys = UnsafeRawPointer(pool.pointer(table[page]))
             for g in 0..<layout.groupSize {
-                let query = q + g * hd
+                let query = queries + g * queryStride
                 var acc = SIMD16<Float>()
-                for c in 0..<hd {
+                for c in 0..<width {
                     acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
                 }
                 UnsafeMutableRawPointer(probabilities + g * scoreStride + page * pageSize).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
@@ -815,7 +1075,7 @@ public final class PagedKVCache: KVCache {
     /// Bytes one slot's key or value occupies as stored: fp32, or its share of a record.
     private func storedBytes(key: Bool, index: Int, slot: Int) -> Int {
         let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
-        guard location < 0, let store = key ? keyStore : valueStore else { return layout.headDim * 4 }
+        guard location < 0, let store = key ? keyStore : valueStore else { return (key ? keyWidth : layout.headDim) * 4 }
         return store.storedBytes(code: -1 - location)
     }
 
@@ -835,33 +1095,47 @@ public final class PagedKVCache: KVCache {
         return n
     }
 
-    /// P·V over every visible slot. fp32 values: each 8-channel slice of the output kept in a
-    /// register (page slot = slot). Quantized values: slot by slot, each decoded once.
+    /// P·V over every visible slot. fp32 values: up to 32 channels of the output at a time kept in
+    /// registers (four 8-channel slices), so each page's value rows are read once per 32 channels
+    /// (page slot = slot); each channel sums its slots in order. Quantized values: slot by slot,
+    /// each decoded once.
     private func weightValues(index: Int, visible: Int, output: UnsafeMutablePointer<Float>) {
         guard valueStore == nil else { return accumulateValues(index: index, count: visible, output: output) { $0 } }
         let hd = layout.headDim
-        let table = pageTables + index * pagesPerHead
+        let table = pageTables + index * pagesPerHead, pool = self.pool, valueOffset = pageSize * keyWidth
         for g in 0..<layout.groupSize {
             let p = probabilities + g * scoreStride
             let out = output + g * hd
-            for slice in stride(from: 0, to: hd, by: 8) {
-                let width = min(8, hd - slice)
-                var acc = SIMD8<Float>()
+            for block in stride(from: 0, to: hd, by: 32) {
+                // Whole 8-channel slices of this block, then single channels past the last one.
+                let slices = min(32, hd - block) / 8, single = slices < 4 ? min(32, hd - block) - slices * 8 : 0
+                var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, rest = a0
                 var first = 0, page = 0
                 while first < visible {
-                    let values = UnsafeRawPointer(pool.pointer(table[page]) + pageSize * hd + slice)
+                    let values = UnsafeRawPointer(pool.pointer(table[page]) + valueOffset + block)
                     for slot in 0..<min(pageSize, visible - first) {
-                        let weight = p[first + slot]
-                        if width == 8 {
-                            acc += weight * values.loadUnaligned(fromByteOffset: slot * hd * 4, as: SIMD8<Float>.self)
+                        let weight = p[first + slot], row = slot * hd * 4
+                        if slices == 4 {
+                            a0 += weight * values.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self)
+                            a1 += weight * values.loadUnaligned(fromByteOffset: row + 32, as: SIMD8<Float>.self)
+                            a2 += weight * values.loadUnaligned(fromByteOffset: row + 64, as: SIMD8<Float>.self)
+                            a3 += weight * values.loadUnaligned(fromByteOffset: row + 96, as: SIMD8<Float>.self)
                         } else {
-                            for c in 0..<width { acc[c] += weight * values.load(fromByteOffset: (slot * hd + c) * 4, as: Float.self) }
+                            if slices > 0 { a0 += weight * values.loadUnaligned(fromByteOffset: row, as: SIMD8<Float>.self) }
+                            if slices > 1 { a1 += weight * values.loadUnaligned(fromByteOffset: row + 32, as: SIMD8<Float>.self) }
+                            if slices > 2 { a2 += weight * values.loadUnaligned(fromByteOffset: row + 64, as: SIMD8<Float>.self) }
+                            for c in 0..<single { rest[c] += weight * values.load(fromByteOffset: row + (slices * 8 + c) * 4, as: Float.self) }
                         }
                     }
                     first += pageSize
                     page += 1
                 }
-                for c in 0..<width { out[slice + c] = acc[c] }
+                let o = UnsafeMutableRawPointer(out + block)
+                if slices > 0 { o.storeBytes(of: a0, as: SIMD8<Float>.self) }
+                if slices > 1 { o.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self) }
+                if slices > 2 { o.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self) }
+                if slices > 3 { o.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self) }
+                for c in 0..<single { out[block + slices * 8 + c] = rest[c] }
             }
         }
     }
@@ -1015,16 +1289,16 @@ public final class PagedKVCache: KVCache {
         if pageSlot != last {
             let from = pool.pointer(table[last / pageSize]), to = pool.pointer(table[pageSlot / pageSize])
             let a = last % pageSize, b = pageSlot % pageSize
-            for c in 0..<hd { to[c * pageSize + b] = from[c * pageSize + a] }
-            (to + (pageSize + b) * hd).update(from: from + (pageSize + a) * hd, count: hd)
+            for c in 0..<keyWidth { to[c * pageSize + b] = from[c * pageSize + a] }
+            (to + pageSize * keyWidth + b * hd).update(from: from + pageSize * keyWidth + a * hd, count: hd)
             let owner = pageOwners[index * capacity + last]
             pageOwners[index * capacity + pageSlot] = owner
             let slot = index * capacity + Int(owner)
             // Only live halves count as traffic; a dead half moves along unread.
             if keyLocations[slot] == Int32(last) {
                 keyLocations[slot] = Int32(pageSlot)
-                ledger.read(.keys, hd * 4)
-                ledger.write(.keys, hd * 4)
+                ledger.read(.keys, keyWidth * 4)
+                ledger.write(.keys, keyWidth * 4)
             }
             if valueLocations[slot] == Int32(last) {
                 valueLocations[slot] = Int32(pageSlot)
@@ -1044,7 +1318,7 @@ public final class PagedKVCache: KVCache {
     }
 
     private func quantizeLeaving(index: Int, store: QuantizedKVStore, locations: UnsafeMutablePointer<Int32>, ledger: inout IOLedger) {
-        let hd = layout.headDim, base = index * capacity, tokens = store.tokens
+        let hd = store.headDim, base = index * capacity, tokens = store.tokens
         let isKey = store === keyStore
         var touched = 0
         defer {
@@ -1104,18 +1378,20 @@ public final class PagedKVCache: KVCache {
         }
     }
 
-    /// The fp32 key (gathered into `keyScratch`) or value (in its page) of a slot held in a page.
+    /// The fp32 key (its `keyWidth` stored channels, gathered into `keyScratch`) or value (in its
+    /// page) of a slot held in a page.
     @inline(__always)
     private func pageVector(index: Int, slot: Int, key: Bool) -> UnsafePointer<Float> {
         let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
         let page = pool.pointer(pageTables[index * pagesPerHead + location / pageSize]), lane = location % pageSize
-        guard key else { return UnsafePointer(page + (pageSize + lane) * layout.headDim) }
-        for c in 0..<layout.headDim { keyScratch[c] = page[c * pageSize + lane] }
+        guard key else { return UnsafePointer(page + pageSize * keyWidth + lane * layout.headDim) }
+        for c in 0..<keyWidth { keyScratch[c] = page[c * pageSize + lane] }
         return UnsafePointer(keyScratch)
     }
 
     /// A slot's key as attention scores it: gathered from its page or decoded into `keyScratch`,
-    /// then, when stored before RoPE, brought back from the Hadamard frame and rotated to its position.
+    /// spread over every channel (zero in the pruned ones) while `think` has keys pruned, then,
+    /// when stored before RoPE, brought back from the Hadamard frame and rotated to its position.
     @inline(__always)
     private func key(index: Int, slot: Int) -> UnsafePointer<Float> {
         let location = Int(keyLocations[index * capacity + slot])
@@ -1123,6 +1399,20 @@ public final class PagedKVCache: KVCache {
             keyStore!.decode(index: index, code: -1 - location, into: keyScratch)
         } else {
             _ = pageVector(index: index, slot: slot, key: true)
+        }
+        if keysPruned {
+            // Kept channels ascend, so channel j's value moves up to kept[j] ≥ j: from the top down
+            // nothing is overwritten before it is read.
+            let kept = keptChannels + index * layout.headDim
+            var j = keyWidth - 1
+            for c in stride(from: layout.headDim - 1, through: 0, by: -1) {
+                if j >= 0, Int(kept[j]) == c {
+                    keyScratch[c] = keyScratch[j]
+                    j -= 1
+                } else {
+                    keyScratch[c] = 0
+                }
+            }
         }
         if quant.preRoPE {
             if quant.rotate { Hadamard.transform(keyScratch, count: layout.headDim) }
@@ -1144,6 +1434,11 @@ public final class PagedKVCache: KVCache {
     private func write(_ vector: UnsafePointer<Float>, key: Bool, index: Int, slot: Int, ledger: inout IOLedger) {
         let hd = layout.headDim
         var vector = vector
+        if key && keysPruned {
+            let kept = keptChannels + index * hd
+            for j in 0..<keyWidth { storedKey[j] = vector[Int(kept[j])] }
+            vector = UnsafePointer(storedKey)
+        }
         if key && quant.preRoPE {
             storedKey.update(from: vector, count: hd)
             ropeAngles!.rotate(storedKey, position: Int(slotPositions[index * capacity + slot]), inverse: true)
@@ -1157,11 +1452,11 @@ public final class PagedKVCache: KVCache {
         }
         let page = pool.pointer(pageTables[index * pagesPerHead + location / pageSize]), lane = location % pageSize
         if key {
-            for c in 0..<hd { page[c * pageSize + lane] = vector[c] }
+            for c in 0..<keyWidth { page[c * pageSize + lane] = vector[c] }
         } else {
-            (page + (pageSize + lane) * hd).update(from: vector, count: hd)
+            (page + pageSize * keyWidth + lane * hd).update(from: vector, count: hd)
         }
-        ledger.write(key ? .keys : .values, hd * 4)
+        ledger.write(key ? .keys : .values, (key ? keyWidth : hd) * 4)
     }
 
     /// Counts reading one slot's key or value: fp32 bytes, or its record once per read pass.
@@ -1169,7 +1464,7 @@ public final class PagedKVCache: KVCache {
     private func countRead(key: Bool, index: Int, slot: Int, ledger: inout IOLedger) {
         let location = Int((key ? keyLocations : valueLocations)[index * capacity + slot])
         if location >= 0 {
-            ledger.read(key ? .keys : .values, layout.headDim * 4)
+            ledger.read(key ? .keys : .values, (key ? keyWidth : layout.headDim) * 4)
         } else {
             (key ? keyStore : valueStore)!.countRead(index: index, code: -1 - location, ledger: &ledger)
         }
@@ -1179,7 +1474,7 @@ public final class PagedKVCache: KVCache {
     /// quantized entries are older than any entry a prefill hides).
     private func countDenseRead(key: Bool, index: Int, visible: Int, ledger: inout IOLedger) {
         let store = key ? keyStore : valueStore
-        ledger.read(key ? .keys : .values, (visible - (store?.quantizedCounts[index] ?? 0)) * layout.headDim * 4)
+        ledger.read(key ? .keys : .values, (visible - (store?.quantizedCounts[index] ?? 0)) * (key ? keyWidth : layout.headDim) * 4)
         store?.countReadAll(index: index, ledger: &ledger)
     }
 
@@ -1286,6 +1581,16 @@ public final class PagedKVCache: KVCache {
     public func attend(layer: Int, positions: Range<Int>, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                        ledger: inout IOLedger) {
         guard let end = promptEnd else { preconditionFailure("batched attention runs inside a prefill (beginPrefill)") }
+        // `think` records every query for its channel scores and reads pruned keys through the
+        // per-query path, so its prompts run query by query.
+        if eviction.think != nil || keysPruned {
+            let tokenStride = layout.kvHeadCount * layout.groupSize * layout.headDim
+            for t in 0..<positions.count {
+                attend(layer: layer, position: positions.lowerBound + t, queries: queries + t * tokenStride,
+                       output: output + t * tokenStride, ledger: &ledger)
+            }
+            return
+        }
         let hd = layout.headDim, group = layout.groupSize, n = positions.count, rows = n * group
         let tokenStride = layout.kvHeadCount * group * hd
         let accumulates = quant.mixed != nil
@@ -1394,22 +1699,30 @@ public final class PagedKVCache: KVCache {
                               output: UnsafeMutablePointer<Float>, causal: CausalRows, needed: (Int) -> Bool,
                               finish: (Int, inout IOLedger) -> Void, ledger: inout IOLedger) {
         let group = layout.groupSize
-        var tiles = IOLedger()
-        keyStore?.beginReads()
-        valueStore?.beginReads()
-        kernel.attend(rows: rows, output: output, entries: causal.visible(rows - 1), causal: causal,
-                      load: { self.loadTile(kernel, index: index, entries: $0, dense: true, values: true, ledger: &tiles) },
-                      score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: true, masked: false,
-                                              into: $2, stride: $3) },
-                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: true, weights: $2,
-                                                        stride: $3, into: $4) },
-                      ledger: &ledger)
-        ledger.add(tiles)
+        tiledPass(kernel, index: index, queries: queries, rows: rows, entries: causal.visible(rows - 1), causal: causal,
+                  dense: true, masked: false, output: output, ledger: &ledger)
         for t in 0..<(rows / group) where needed(t) {
             writeProbabilities(kernel, index: index, rows: (t * group)..<((t + 1) * group), queries: queries,
                                visible: causal.visible(t * group), listed: nil, ledger: &ledger)
             finish(t, &ledger)
         }
+    }
+
+    /// One pass of the tiled kernel for one head: `rows` query rows against its first `entries`
+    /// slots (or the listed ones when not `dense`), the tiles' loads counted with the kernel's traffic.
+    private func tiledPass(_ kernel: TiledAttention, index: Int, queries: UnsafePointer<Float>, rows: Int, entries: Int,
+                           causal: CausalRows, dense: Bool, masked: Bool, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
+        var tiles = IOLedger()
+        keyStore?.beginReads()
+        valueStore?.beginReads()
+        kernel.attend(rows: rows, output: output, entries: entries, causal: causal,
+                      load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
+                      score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: dense, masked: masked,
+                                              into: $2, stride: $3) },
+                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: dense, weights: $2,
+                                                        stride: $3, into: $4) },
+                      ledger: &ledger)
+        ledger.add(tiles)
     }
 
     /// One decode query group through the tiled kernel over the first `visible` slots, or the
@@ -1418,17 +1731,8 @@ public final class PagedKVCache: KVCache {
     private func attendTiled(_ kernel: TiledAttention, index: Int, queries q: UnsafePointer<Float>, visible: Int, listed: Int?,
                              masked: Bool, output: UnsafeMutablePointer<Float>, probabilities wanted: Bool, ledger: inout IOLedger) {
         let group = layout.groupSize, entries = listed ?? visible, dense = listed == nil
-        var tiles = IOLedger()
-        keyStore?.beginReads()
-        valueStore?.beginReads()
-        kernel.attend(rows: group, output: output, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
-                      load: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: true, ledger: &tiles) },
-                      score: { self.scoreTile(kernel, index: index, queries: q, rows: $0, entries: $1, dense: dense, masked: masked,
-                                              into: $2, stride: $3) },
-                      accumulate: { self.accumulateTile(kernel, index: index, rows: $0.count, entries: $1, dense: dense, weights: $2,
-                                                        stride: $3, into: $4) },
-                      ledger: &ledger)
-        ledger.add(tiles)
+        tiledPass(kernel, index: index, queries: q, rows: group, entries: entries, causal: CausalRows(group: group, firstVisible: entries),
+                  dense: dense, masked: masked, output: output, ledger: &ledger)
         if wanted {
             writeProbabilities(kernel, index: index, rows: 0..<group, queries: q, visible: visible, listed: listed, masked: masked,
                                ledger: &ledger)

@@ -69,7 +69,8 @@ final class QuantizedKVStore {
     private let headCount: Int
     private let kvHeadCount: Int
     private let capacity: Int
-    private let headDim: Int
+    /// Floats per vector: the head size, or the kept channels of keys pruned by `think`.
+    let headDim: Int
     /// Entries of each (layer, KV head) quantized in this tensor. Apart from protected sinks
     /// before them, they are always the oldest kept entries: quantization takes entries in position
     /// order and eviction keeps the order.
@@ -88,15 +89,16 @@ final class QuantizedKVStore {
     let sampleEntries: UnsafeMutablePointer<Int>
     private let normalized: UnsafeMutablePointer<Float>
 
-    /// A store with one lane per codec (the same entries per record in each).
+    /// A store with one lane per codec (the same entries per record and vector length in each).
     init(lanes codecs: [KVRecordCodec], buffer: IOBuffer, layout: KVLayout) {
-        precondition((1...2).contains(codecs.count) && codecs.allSatisfy { $0.tokens == codecs[0].tokens }, "one or two lanes grouping entries alike")
+        precondition((1...2).contains(codecs.count) && codecs.allSatisfy { $0.tokens == codecs[0].tokens && $0.headDim == codecs[0].headDim },
+                     "one or two lanes grouping entries alike")
         tokens = codecs[0].tokens
         self.buffer = buffer
         kvHeadCount = layout.kvHeadCount
         headCount = layout.layerCount * layout.kvHeadCount
         capacity = layout.capacity
-        headDim = layout.headDim
+        headDim = codecs[0].headDim
         let codec = codecs[0], heads = layout.layerCount * layout.kvHeadCount
         let scopes: Int
         if codec.calibrationCount == 0 {

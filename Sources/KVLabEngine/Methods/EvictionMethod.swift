@@ -20,13 +20,17 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     public let kind: Kind
     /// Evicted entries are merged into their most similar kept entry (CaM/D2O style).
     public let merge: Bool
+    /// `think`: key channels pruned by query-weighted magnitude (ThinK); nil without.
+    public let think: ThinK?
     /// The canonical method string, every parameter spelled out.
     public let spec: MethodSpec
 
     public static let full = try! EvictionMethod(parsing: "full")
 
     /// Method names in the order the UI cycles through them.
-    public static let names = schemas.names
+    public static let names = schemas.names.filter { !modifierNames.contains($0) }
+    /// Modifier names in canonical order.
+    public static let modifierNames = ["merge", "think"]
 
     private static let context = 1...1_048_576
     private static let schemas: SchemaTable = {
@@ -46,6 +50,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("knorm", [budget]),
             S("random", [budget, S.int("seed", 0, 0...Int(Int32.max))]),
             S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1)]),
+            S("merge", []),
+            S("think", [S.real("lambda", 0.5, 0...1), S.int("observation", 16, 1...ThinK.maxObservation)]),
         ]
         return SchemaTable(list)
     }()
@@ -55,7 +61,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
-        guard let schema = Self.schemas[spec.name] else {
+        guard !Self.modifierNames.contains(spec.name), let schema = Self.schemas[spec.name] else {
             throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
         let p = try schema.resolve(spec)
@@ -91,22 +97,35 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case "duo": kind = .duo(sinks: p.int("sinks"), window: p.int("window"), ratio: p.real("ratio"))
         default: kind = .full
         }
-        var merge = false
-        var modifiers: [MethodSpec] = []
+        // The modifiers, each at most once, in canonical order.
+        var options: [String: ResolvedParameters] = [:]
         for modifier in spec.modifiers {
-            switch modifier.name {
-            case "merge":
-                _ = try ParameterSchema("merge", []).resolve(modifier)
-                guard !merge else { throw MethodSpecError("merge is given twice") }
-                guard kind != .full else { throw MethodSpecError("merge needs an eviction method (full evicts nothing)") }
-                merge = true
-                modifiers.append(MethodSpec(name: "merge"))
-            default:
-                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (merge)")
+            guard Self.modifierNames.contains(modifier.name) else {
+                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.modifierNames.joined(separator: ", ")))")
             }
+            guard options[modifier.name] == nil else { throw MethodSpecError("\(modifier.name) is given twice") }
+            options[modifier.name] = try Self.schemas[modifier.name]!.resolve(modifier)
         }
-        self.merge = merge
+        merge = options["merge"] != nil
+        if merge, kind == .full { throw MethodSpecError("merge needs an eviction method (full evicts nothing)") }
+        if let p = options["think"] {
+            guard p.real("lambda") > 0, p.real("lambda") < 1 else {
+                throw MethodSpecError("think: lambda=\(p.string("lambda")) must be above 0 and below 1")
+            }
+            think = ThinK(lambda: p.real("lambda"), observation: p.int("observation"))
+        } else {
+            think = nil
+        }
+        let modifiers = Self.modifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
         self.spec = MethodSpec(name: spec.name, parameters: canonical, modifiers: modifiers)
+    }
+
+    /// Checks that the method fits a KV quantization: `think` prunes channels of keys as attention
+    /// scores them, which `prerope` (keys stored before RoPE mixes their channel pairs) and
+    /// `rotate` (keys stored Hadamard-transformed) do not store.
+    public func check(quant: KVQuantMethod) throws(MethodSpecError) {
+        guard think != nil, quant.preRoPE || quant.rotate else { return }
+        throw MethodSpecError("think prunes key channels as attention scores them; it does not combine with \(quant.preRoPE ? "prerope" : "rotate")")
     }
 
     public var description: String { spec.description }

@@ -6,12 +6,15 @@ public struct Buffer: Equatable, Sendable {
     /// Cells row by row.
     public private(set) var cells: [Cell]
 
+    /// A blank buffer of `width` columns and `height` rows.
     public init(width: Int, height: Int) {
         area = Rect(x: 0, y: 0, width: width, height: height)
         cells = Array(repeating: .blank, count: area.area)
     }
 
+    /// Columns.
     public var width: Int { area.width }
+    /// Rows.
     public var height: Int { area.height }
 
     /// The cell at a column and row inside the buffer.
@@ -99,10 +102,14 @@ public struct Buffer: Equatable, Sendable {
 
     /// A horizontal stretch of cells that changed.
     public struct Run: Hashable, Sendable {
+        /// The first changed column.
         public var x: Int
+        /// The row.
         public var y: Int
+        /// Cells in the run.
         public var count: Int
 
+        /// A run of `count` cells from column `x` of row `y`.
         public init(x: Int, y: Int, count: Int) {
             self.x = x
             self.y = y

@@ -3,9 +3,13 @@ public struct TextAttributes: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
+    /// Bold (or bright) text.
     public static let bold = TextAttributes(rawValue: 1 << 0)
+    /// Faint text.
     public static let dim = TextAttributes(rawValue: 1 << 1)
+    /// Underlined text.
     public static let underline = TextAttributes(rawValue: 1 << 2)
+    /// Foreground and background swapped.
     public static let reverse = TextAttributes(rawValue: 1 << 3)
 
     /// Attribute names as theme files spell them, in a fixed order.
@@ -32,10 +36,14 @@ public enum Paint: Hashable, Sendable {
 /// How a cell is drawn. A nil paint means "unchanged" when patching and the theme's text or
 /// background colour when drawn.
 public struct Style: Hashable, Sendable {
+    /// The glyph colour (nil: unchanged when patching, the theme text when drawn).
     public var foreground: Paint?
+    /// The cell colour (nil: unchanged when patching, the theme background when drawn).
     public var background: Paint?
+    /// Attributes added to those of the roles painted with.
     public var attributes: TextAttributes
 
+    /// A style of the given paints and attributes.
     public init(foreground: Paint? = nil, background: Paint? = nil, attributes: TextAttributes = []) {
         self.foreground = foreground
         self.background = background
@@ -60,9 +68,12 @@ public struct Style: Hashable, Sendable {
 /// One terminal cell: a grapheme cluster and its style. A wide grapheme occupies its cell and a
 /// continuation cell to its right, whose symbol is empty.
 public struct Cell: Hashable, Sendable {
+    /// The grapheme cluster drawn (empty in the right half of a wide one).
     public var symbol: String
+    /// How it is drawn.
     public var style: Style
 
+    /// A cell showing `symbol` in `style`.
     public init(_ symbol: String = " ", style: Style = .plain) {
         self.symbol = symbol
         self.style = style

@@ -4,22 +4,29 @@ import Foundation
 /// (panels with shared borders): the frame the render benchmark times and the layout snapshots
 /// compare. Its numbers are sample data, not engine output.
 public struct WidgetGallery: Sendable {
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
     /// Bars and maps told apart by glyph rather than colour (mono, ASCII).
     public var patterned: Bool
-    /// Advances the histories and the stream, so successive frames differ as live ones do.
+    /// Shifts the histories and the KV map, so successive frames differ as live ones do (the data
+    /// keeps its size: every frame costs the same).
     public var step: Int
     /// Whether the help overlay is open.
     public var showsHelp: Bool
+    /// The keys the footer hints at (by action name) and the help overlay lists.
+    public var keys: KeyTable<String>
 
-    public init(glyphs: GlyphSet = .unicode, patterned: Bool = false, step: Int = 0, showsHelp: Bool = false) {
+    /// A gallery frame drawn with `glyphs`.
+    public init(glyphs: GlyphSet = .unicode, patterned: Bool = false, step: Int = 0, showsHelp: Bool = false,
+                keys: KeyTable<String> = WidgetGallery.keyTable) {
         self.glyphs = glyphs
         self.patterned = patterned
         self.step = step
         self.showsHelp = showsHelp
+        self.keys = keys
     }
 
-    /// The sample key table behind the footer and the help overlay.
+    /// The sample key table of the workbench's kind.
     public static let keyTable = KeyTable<String>([
         KeyBinding([.character("?")], "show or hide this help", group: "General", action: "help"),
         KeyBinding([.character(" ")], "pause or resume generation", group: "General", action: "pause"),
@@ -46,6 +53,7 @@ public struct WidgetGallery: Sendable {
     /// Text in the glyph set's alphabet.
     private func text(_ unicodeText: String, _ asciiText: String) -> String { unicode ? unicodeText : asciiText }
 
+    /// Draws the whole frame over `buffer`.
     public func render(into buffer: inout Buffer) {
         buffer.reset()
         let screen = buffer.area
@@ -63,7 +71,7 @@ public struct WidgetGallery: Sendable {
         traffic(bottom[1], &buffer)
         latency(bottom[2], &buffer)
         footer(screen.row(screen.height - 1), &buffer)
-        if showsHelp { HelpOverlay(table: Self.keyTable, glyphs: glyphs).render(area: screen, buffer: &buffer) }
+        if showsHelp { HelpOverlay(table: keys, glyphs: glyphs).render(area: screen, buffer: &buffer) }
     }
 
     private func panel(_ title: String, _ area: Rect, _ buffer: inout Buffer, right: Line? = nil) -> Rect {
@@ -105,17 +113,17 @@ public struct WidgetGallery: Sendable {
         let inner = panel(text("KV map: layer × position", "KV map: layer x position"), area, &buffer)
         let kept = glyphs.shades[4], quantized = glyphs.shades[3], retrieved = glyphs.shades[2]
         let evicted = text("·", ".")
-        let positions = 120 + step
+        let positions = 240
         var rows: [[HeatMap.Entry]] = (0..<6).map { layer in
-            (0..<positions).map { position in
-                let age = positions - position
-                if position < 4 || age <= 32 { return .mark(kept, .role(.kvKept)) }
+            (0..<positions).map { column in
+                let age = positions - column, position = column + step
+                if column < 4 || age <= 32 { return .mark(kept, .role(.kvKept)) }
                 if (position * 31 + layer * 17) % 5 == 0 { return .mark(kept, .role(.kvKept)) }
                 if (position + layer) % 9 == 0 { return .mark(retrieved, .role(.kvRetrieved)) }
                 return age < 64 + layer * 8 ? .mark(quantized, .role(.kvQuantized)) : .mark(evicted, .role(.kvEvicted))
             }
         }
-        rows.append((0..<positions).map { .level(0.5 + 0.5 * sin(Double($0) / 7)) })
+        rows.append((step..<(step + positions)).map { .level(0.5 + 0.5 * sin(Double($0) / 7)) })
         HeatMap(rows: rows, rowLabels: (0..<6).map { "L\($0)" } + ["score"], shaded: patterned, glyphs: glyphs)
             .render(area: inner, buffer: &buffer)
     }
@@ -123,7 +131,7 @@ public struct WidgetGallery: Sendable {
     private func quality(_ area: Rect, _ buffer: inout Buffer) {
         let inner = panel("Quality vs full cache", area, &buffer)
         let parts = Layout(.vertical, [.length(2), .fill(1)]).split(inner)
-        let kl = (0..<(200 + step)).map { (i: Int) -> Double in
+        let kl = (step..<(step + 200)).map { (i: Int) -> Double in
             let x = Double(i)
             return 0.01 + 0.008 * sin(x / 5) + 0.004 * cos(x / 2.3)
         }
@@ -160,9 +168,8 @@ public struct WidgetGallery: Sendable {
         let parts = Layout(.vertical, [.length(1), .fill(1)]).split(inner)
         buffer.put(Line([Span(text("HBM→SRAM ", "HBM->SRAM "), style: .role(.dimText)), Span("W 13.1G ", style: .role(.seriesA)), Span("KV 0.41G", style: .role(.seriesB))]),
                    row: parts[0], glyphs: glyphs)
-        let count = 400 + step
-        let weights = (0..<count).map { 13 + sin(Double($0) / 9) }
-        let kv = (0..<count).map { 4 + 3 * Double($0 % 97) / 97 }
+        let weights = (step..<(step + 400)).map { 13 + sin(Double($0) / 9) }
+        let kv = (step..<(step + 400)).map { 4 + 3 * Double($0 % 97) / 97 }
         LineGraph(series: [LineGraph.Series(weights, style: .role(.seriesA)), LineGraph.Series(kv, style: .role(.seriesB))],
                   range: 0...15, glyphs: glyphs).render(area: parts[1], buffer: &buffer)
     }
@@ -170,7 +177,7 @@ public struct WidgetGallery: Sendable {
     private func latency(_ area: Rect, _ buffer: inout Buffer) {
         let inner = panel("Latency", area, &buffer)
         let parts = Layout(.vertical, [.length(2), .fill(1)]).split(inner)
-        let history = (0..<(300 + step)).map { (i: Int) -> Double in
+        let history = (step..<(step + 300)).map { (i: Int) -> Double in
             let spike = i % 23 == 0 ? 0.7 : 0
             return 1.2 + 0.3 * sin(Double(i) / 3) + spike
         }
@@ -183,7 +190,7 @@ public struct WidgetGallery: Sendable {
 
     private func footer(_ row: Rect, _ buffer: inout Buffer) {
         var spans: [Span] = [" "]
-        for binding in Self.keyTable.bindings.prefix(7) {
+        for binding in keys.bindings.prefix(7) {
             spans.append(Span(binding.label(unicode: unicode), style: .role(.key)))
             spans.append(Span(" " + binding.action + "  ", style: .role(.dimText)))
         }

@@ -21,8 +21,9 @@ public struct GlyphSet: Sendable {
     public let barCaps: (left: String, right: String)
     /// What replaces text cut off at the edge.
     public let ellipsis: String
-    /// Dots per cell of a dot canvas (braille: 2 columns × 4 rows).
+    /// Dot columns per cell of a dot canvas (braille: 2).
     public let dotColumns: Int
+    /// Dot rows per cell of a dot canvas (braille: 4).
     public let dotRows: Int
     /// Glyphs by dot mask (bit `row * dotColumns + column`).
     let dots: [String]
@@ -79,9 +80,13 @@ public struct GlyphSet: Sendable {
     public struct Sides: OptionSet, Hashable, Sendable {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// Joins the cell above.
         public static let up = Sides(rawValue: 1)
+        /// Joins the cell below.
         public static let down = Sides(rawValue: 2)
+        /// Joins the cell to the left.
         public static let left = Sides(rawValue: 4)
+        /// Joins the cell to the right.
         public static let right = Sides(rawValue: 8)
     }
 

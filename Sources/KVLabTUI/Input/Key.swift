@@ -38,15 +38,46 @@ public enum Key: Hashable, Sendable {
     }
 }
 
+/// A heading of a help screen and the key bindings listed under it.
+public struct HelpSection: Hashable, Sendable {
+    /// One line of help: the keys as shown and what they do.
+    public struct Row: Hashable, Sendable {
+        /// The keys as shown (`e/E`).
+        public var keys: String
+        /// What they do.
+        public var summary: String
+
+        /// A help line.
+        public init(keys: String, summary: String) {
+            self.keys = keys
+            self.summary = summary
+        }
+    }
+
+    /// The heading.
+    public var title: String
+    /// The bindings under it.
+    public var rows: [Row]
+
+    /// A section under `title`.
+    public init(title: String, rows: [Row]) {
+        self.title = title
+        self.rows = rows
+    }
+}
+
 /// One entry of a key table: the keys, what they do, and the action they stand for.
 public struct KeyBinding<Action: Sendable>: Sendable {
+    /// The keys that trigger the action.
     public var keys: [Key]
     /// What the help overlay and the README say the keys do.
     public var summary: String
     /// The heading the binding is listed under.
     public var group: String
+    /// What the keys stand for; the app maps it to a change of state.
     public var action: Action
 
+    /// A binding of `keys` to `action`, listed under `group`.
     public init(_ keys: [Key], _ summary: String, group: String, action: Action) {
         self.keys = keys
         self.summary = summary
@@ -61,8 +92,10 @@ public struct KeyBinding<Action: Sendable>: Sendable {
 /// The one table that maps keys to actions and also produces the help overlay and the README
 /// keymap, so neither can drift from what the keys do.
 public struct KeyTable<Action: Sendable>: Sendable {
+    /// The bindings, in the order help lists them.
     public var bindings: [KeyBinding<Action>]
 
+    /// A table of these bindings.
     public init(_ bindings: [KeyBinding<Action>]) {
         self.bindings = bindings
     }
@@ -72,22 +105,26 @@ public struct KeyTable<Action: Sendable>: Sendable {
         bindings.first { $0.keys.contains(key) }?.action
     }
 
-    /// Groups in the order they first appear, with their bindings' labels and summaries.
-    public func helpRows(unicode: Bool = true) -> [(group: String, rows: [(keys: String, summary: String)])] {
-        var groups: [(group: String, rows: [(keys: String, summary: String)])] = []
+    /// One section per group, in the order groups first appear, with the bindings' labels.
+    public func helpSections(unicode: Bool = true) -> [HelpSection] {
+        var sections: [HelpSection] = []
         for binding in bindings {
-            let row = (binding.label(unicode: unicode), binding.summary)
-            if let index = groups.firstIndex(where: { $0.group == binding.group }) { groups[index].rows.append(row) } else { groups.append((binding.group, [row])) }
+            let row = HelpSection.Row(keys: binding.label(unicode: unicode), summary: binding.summary)
+            if let index = sections.firstIndex(where: { $0.title == binding.group }) {
+                sections[index].rows.append(row)
+            } else {
+                sections.append(HelpSection(title: binding.group, rows: [row]))
+            }
         }
-        return groups
+        return sections
     }
 
     /// The table as Markdown (the README keymap).
     public func markdown() -> String {
         var text = "| keys | action |\n|---|---|\n"
-        for (group, rows) in helpRows() {
-            text += "| **\(group)** | |\n"
-            for row in rows { text += "| `\(row.keys.replacingOccurrences(of: "|", with: "\\|"))` | \(row.summary) |\n" }
+        for section in helpSections() {
+            text += "| **\(section.title)** | |\n"
+            for row in section.rows { text += "| `\(row.keys.replacingOccurrences(of: "|", with: "\\|"))` | \(row.summary) |\n" }
         }
         return text
     }

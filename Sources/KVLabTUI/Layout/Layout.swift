@@ -30,12 +30,15 @@ public enum Direction: Sendable {
 /// leftover space goes to `fill` parts by weight, else to `min` parts equally, else stays unused
 /// after the last part. Every split covers at most the rectangle and is exact to the cell.
 public struct Layout: Sendable {
+    /// Which way the parts follow each other.
     public var direction: Direction
+    /// One constraint per part.
     public var constraints: [Constraint]
     /// Cells left empty between neighbouring parts; -1 makes neighbours share one cell (panels
     /// whose borders merge).
     public var spacing: Int
 
+    /// A layout of parts in `direction` sized by `constraints`.
     public init(_ direction: Direction, _ constraints: [Constraint], spacing: Int = 0) {
         self.direction = direction
         self.constraints = constraints

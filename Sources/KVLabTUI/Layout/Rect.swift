@@ -1,10 +1,15 @@
 /// A rectangle of cells: column `x`, row `y`, `width` columns by `height` rows.
 public struct Rect: Hashable, Sendable, CustomStringConvertible {
+    /// The leftmost column.
     public var x: Int
+    /// The top row.
     public var y: Int
+    /// Columns (never negative).
     public var width: Int
+    /// Rows (never negative).
     public var height: Int
 
+    /// A rectangle; negative sizes become zero.
     public init(x: Int, y: Int, width: Int, height: Int) {
         self.x = x
         self.y = y

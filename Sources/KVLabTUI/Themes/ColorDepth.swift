@@ -44,6 +44,7 @@ public enum ColorSetting: String, CaseIterable, Sendable {
         /// through entries 16–255.
         public var canRedefineColors: Bool
 
+        /// What a terminfo entry says about colours.
         public init(colors: Int, directColor: Bool, canRedefineColors: Bool) {
             self.colors = colors
             self.directColor = directColor

@@ -1,8 +1,11 @@
 /// A role's look: its colour and the attributes drawn with it (mono themes use attributes only).
 public struct RoleStyle: Hashable, Sendable {
+    /// The role's colour (`terminalDefault` in mono themes).
     public var color: Color
+    /// Attributes drawn with the role.
     public var attributes: TextAttributes
 
+    /// A look of this colour and attributes.
     public init(_ color: Color, _ attributes: TextAttributes = []) {
         self.color = color
         self.attributes = attributes
@@ -11,10 +14,14 @@ public struct RoleStyle: Hashable, Sendable {
 
 /// The stops of a gradient; without a middle stop it runs straight from start to end.
 public struct GradientStops: Hashable, Sendable {
+    /// The colour at 0.
     public var start: Color
+    /// The colour at 0.5, if the gradient bends there.
     public var mid: Color?
+    /// The colour at 1.
     public var end: Color
 
+    /// A gradient through these stops.
     public init(start: Color, mid: Color? = nil, end: Color) {
         self.start = start
         self.mid = mid
@@ -43,6 +50,7 @@ public struct Theme: Hashable, Sendable {
     /// Stops for every `ThemeGradient`.
     public var gradients: [ThemeGradient: GradientStops]
 
+    /// A theme of these looks and gradients.
     public init(name: String, roles: [ThemeRole: RoleStyle], gradients: [ThemeGradient: GradientStops]) {
         self.name = name
         self.roles = roles
@@ -66,10 +74,14 @@ public struct Theme: Hashable, Sendable {
 
 /// A style with concrete colours for the terminal: what a backend draws.
 public struct ResolvedStyle: Hashable, Sendable {
+    /// The glyph colour.
     public var foreground: Color
+    /// The cell colour.
     public var background: Color
+    /// Attributes drawn with the role.
     public var attributes: TextAttributes
 
+    /// A resolved style.
     public init(foreground: Color, background: Color, attributes: TextAttributes) {
         self.foreground = foreground
         self.background = background
@@ -80,11 +92,14 @@ public struct ResolvedStyle: Hashable, Sendable {
 /// A theme resolved for one colour depth: role colours quantized and gradients tabulated in 256
 /// steps, so resolving a cell's style is a few lookups.
 public struct Palette: Sendable {
+    /// The theme resolved.
     public let theme: Theme
+    /// The depth it is resolved for.
     public let depth: ColorDepth
     private let roles: [ThemeRole: RoleStyle]
     private let gradients: [ThemeGradient: [Color]]
 
+    /// Resolves `theme` for `depth`.
     public init(theme: Theme, depth: ColorDepth) {
         self.theme = theme
         self.depth = depth

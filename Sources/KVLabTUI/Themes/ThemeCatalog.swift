@@ -12,9 +12,12 @@ public struct ThemeCatalog: Sendable {
 
     /// A theme file found in the catalog.
     public struct Entry: Hashable, Sendable {
+        /// The theme name (the file name without `.theme`).
         public var name: String
+        /// The theme file.
         public var path: String
 
+        /// An entry for the theme `name` in `path`.
         public init(name: String, path: String) {
             self.name = name
             self.path = path
@@ -24,6 +27,7 @@ public struct ThemeCatalog: Sendable {
     /// Directories searched, in order.
     public var directories: [String]
 
+    /// A catalog searching `directories` in order.
     public init(directories: [String]) {
         self.directories = directories
     }

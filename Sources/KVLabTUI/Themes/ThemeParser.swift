@@ -8,10 +8,13 @@ public struct ThemeDiagnostic: Hashable, Sendable, CustomStringConvertible {
         case error
     }
 
+    /// Warning or error.
     public var severity: Severity
+    /// The theme file as given.
     public var path: String
     /// 1-based line number, nil for whole-file findings (missing keys).
     public var line: Int?
+    /// What is wrong and what to do, naming the key.
     public var message: String
 
     public var description: String {

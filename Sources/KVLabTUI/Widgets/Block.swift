@@ -5,17 +5,25 @@ public struct Block: Widget {
     public struct Borders: OptionSet, Hashable, Sendable {
         public let rawValue: UInt8
         public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The top edge.
         public static let top = Borders(rawValue: 1)
+        /// The bottom edge.
         public static let bottom = Borders(rawValue: 2)
+        /// The left edge.
         public static let left = Borders(rawValue: 4)
+        /// The right edge.
         public static let right = Borders(rawValue: 8)
+        /// Every edge.
         public static let all: Borders = [.top, .bottom, .left, .right]
     }
 
     /// A title on the top or bottom border.
     public struct Title: Hashable, Sendable {
+        /// Which border a title sits on.
         public enum Position: Hashable, Sendable { case top, bottom }
+        /// The title text; its alignment places it.
         public var line: Line
+        /// The border it sits on.
         public var position: Position
 
         /// A title placed by the line's alignment on the top or bottom border.
@@ -25,8 +33,11 @@ public struct Block: Widget {
         }
     }
 
+    /// Titles on the borders.
     public var titles: [Title]
+    /// Which edges have a border.
     public var borders: Borders
+    /// How borders are drawn.
     public var borderStyle: Style
     /// Rounded corners where the glyph set has them.
     public var rounded: Bool
@@ -34,8 +45,10 @@ public struct Block: Widget {
     public var mergesBorders: Bool
     /// Columns kept empty inside the left and right borders.
     public var horizontalPadding: Int
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
+    /// A block with these borders and titles.
     public init(titles: [Title] = [], borders: Borders = .all, borderStyle: Style = .role(.border), rounded: Bool = false,
                 mergesBorders: Bool = true, horizontalPadding: Int = 0, glyphs: GlyphSet = .unicode) {
         self.titles = titles

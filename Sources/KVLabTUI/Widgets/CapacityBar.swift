@@ -4,17 +4,21 @@
 public struct CapacityBar: Widget {
     /// One stacked part of the bar.
     public struct Segment: Hashable, Sendable {
+        /// The amount, in the capacity's unit.
         public var value: Double
         /// The segment's paint (a tier role).
         public var paint: Paint
 
+        /// A segment of `value` painted with `paint`.
         public init(_ value: Double, _ paint: Paint) {
             self.value = value
             self.paint = paint
         }
     }
 
+    /// The parts, stacked from the left.
     public var segments: [Segment]
+    /// The amount a full bar stands for.
     public var capacity: Double
     /// The paint of unused capacity.
     public var trackPaint: Paint
@@ -23,8 +27,10 @@ public struct CapacityBar: Widget {
     public var patterned: Bool
     /// Caps around the bar (`▕ ▏`, `[ ]`).
     public var caps: Bool
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
+    /// A bar of `segments` out of `capacity`.
     public init(segments: [Segment], capacity: Double, trackPaint: Paint = .role(.tierFree), patterned: Bool = false,
                 caps: Bool = true, glyphs: GlyphSet = .unicode) {
         self.segments = segments

@@ -24,12 +24,16 @@ public struct HeatMap: Widget {
     public var rows: [[Entry]]
     /// Labels drawn left of each row (padded to the widest).
     public var rowLabels: [String]
+    /// The gradient levels are painted through.
     public var gradient: ThemeGradient
     /// Levels drawn as shades (`░▒▓█`, `.:+#`) instead of full blocks.
     public var shaded: Bool
+    /// Which columns stay visible.
     public var anchor: Anchor
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
+    /// A map of `rows` with optional labels.
     public init(rows: [[Entry]], rowLabels: [String] = [], gradient: ThemeGradient = .heat, shaded: Bool = false,
                 anchor: Anchor = .trailing, glyphs: GlyphSet = .unicode) {
         self.rows = rows

@@ -1,19 +1,23 @@
 /// The `?` help: a centred popup listing key bindings by group, in two columns when the rows do
 /// not fit in one and the screen is wide enough.
 public struct HelpOverlay: Widget {
+    /// The popup's title.
     public var title: String
-    public var groups: [(group: String, rows: [(keys: String, summary: String)])]
+    /// The bindings listed, by section.
+    public var sections: [HelpSection]
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
-    public init(title: String = "Keys", groups: [(group: String, rows: [(keys: String, summary: String)])], glyphs: GlyphSet = .unicode) {
+    /// A help popup listing `sections`.
+    public init(title: String = "Keys", sections: [HelpSection], glyphs: GlyphSet = .unicode) {
         self.title = title
-        self.groups = groups
+        self.sections = sections
         self.glyphs = glyphs
     }
 
     /// The help of a key table, with key labels in the glyph set's alphabet.
     public init<Action>(title: String = "Keys", table: KeyTable<Action>, glyphs: GlyphSet = .unicode) {
-        self.init(title: title, groups: table.helpRows(unicode: glyphs.isUnicode), glyphs: glyphs)
+        self.init(title: title, sections: table.helpSections(unicode: glyphs.isUnicode), glyphs: glyphs)
     }
 
     private enum Item {
@@ -25,14 +29,14 @@ public struct HelpOverlay: Widget {
         let area = area.intersection(buffer.area)
         guard area.width >= 12, area.height >= 4 else { return }
         var items: [Item] = []
-        for (index, group) in groups.enumerated() {
+        for (index, section) in sections.enumerated() {
             if index > 0 { items.append(.heading("")) }
-            items.append(.heading(group.group))
-            items += group.rows.map { .binding(keys: $0.keys, summary: $0.summary) }
+            items.append(.heading(section.title))
+            items += section.rows.map { .binding(keys: $0.keys, summary: $0.summary) }
         }
-        let allRows = groups.flatMap(\.rows)
+        let allRows = sections.flatMap(\.rows)
         let keyWidth = allRows.map { CharacterWidth.of($0.keys) }.max() ?? 0
-        let headingWidth = groups.map { CharacterWidth.of($0.group) }.max() ?? 0
+        let headingWidth = sections.map { CharacterWidth.of($0.title) }.max() ?? 0
         let columnWidth = max(keyWidth + 2 + (allRows.map { CharacterWidth.of($0.summary) }.max() ?? 0), headingWidth)
         let maxInner = (width: area.width - 4, height: area.height - 2)
         let columns = items.count > maxInner.height && 2 * columnWidth + 3 <= maxInner.width ? 2 : 1

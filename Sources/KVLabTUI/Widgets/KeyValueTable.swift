@@ -3,26 +3,33 @@
 public struct KeyValueTable: Widget {
     /// One row of the table.
     public struct Row: Hashable, Sendable {
+        /// The key, in its own style.
         public var key: Line
+        /// The value.
         public var value: Line
 
+        /// A row of styled key and value.
         public init(_ key: Line, _ value: Line) {
             self.key = key
             self.value = value
         }
 
+        /// A row of a dim key and a plain value.
         public init(_ key: String, _ value: String) {
             self.init(Line(key, style: .role(.dimText)), Line(value))
         }
     }
 
+    /// The rows, top to bottom.
     public var rows: [Row]
     /// Columns between key and value.
     public var gap: Int
     /// Alignment of the values in their column.
     public var valueAlignment: Alignment
+    /// The glyphs drawn with (the ellipsis).
     public var glyphs: GlyphSet
 
+    /// A table of `rows`.
     public init(_ rows: [Row], gap: Int = 1, valueAlignment: Alignment = .left, glyphs: GlyphSet = .unicode) {
         self.rows = rows
         self.gap = gap

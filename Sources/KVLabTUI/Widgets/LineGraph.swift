@@ -5,8 +5,10 @@ public struct LineGraph: Widget {
     public struct Series: Hashable, Sendable {
         /// Values oldest first; NaN leaves a gap.
         public var values: [Double]
+        /// How the line is drawn.
         public var style: Style
 
+        /// A series of `values` drawn in `style`.
         public init(_ values: [Double], style: Style) {
             self.values = values
             self.style = style
@@ -19,8 +21,10 @@ public struct LineGraph: Widget {
     public var range: ClosedRange<Double>?
     /// Whether the area under each line is filled.
     public var filled: Bool
+    /// The glyphs drawn with (braille or ASCII dots).
     public var glyphs: GlyphSet
 
+    /// A graph of `series`.
     public init(series: [Series], range: ClosedRange<Double>? = nil, filled: Bool = false, glyphs: GlyphSet = .unicode) {
         self.series = series
         self.range = range

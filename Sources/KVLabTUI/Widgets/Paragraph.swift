@@ -18,12 +18,16 @@ public struct Paragraph: Widget {
         case bottom(Int)
     }
 
+    /// The text, line by line.
     public var lines: [Line]
+    /// How long lines continue.
     public var wrap: Wrap
+    /// Which rows are visible.
     public var scroll: Scroll
     /// Spaces a tab advances to (the next multiple).
     public var tabWidth: Int
 
+    /// A paragraph of `lines`.
     public init(_ lines: [Line], wrap: Wrap = .word, scroll: Scroll = .top(0), tabWidth: Int = 4) {
         self.lines = lines
         self.wrap = wrap

@@ -7,9 +7,12 @@ public struct Sparkline: Widget {
     public var maximum: Double?
     /// The gradient bars are painted with, or nil for `style`.
     public var gradient: ThemeGradient?
+    /// How bars are drawn (their colour when there is no gradient).
     public var style: Style
+    /// The glyphs drawn with.
     public var glyphs: GlyphSet
 
+    /// A sparkline of `values`.
     public init(_ values: [Double], maximum: Double? = nil, gradient: ThemeGradient? = .graph, style: Style = .plain, glyphs: GlyphSet = .unicode) {
         self.values = values
         self.maximum = maximum

@@ -1,8 +1,11 @@
 /// A run of text in one style.
 public struct Span: Hashable, Sendable, ExpressibleByStringLiteral {
+    /// The text (no line breaks inside a line).
     public var text: String
+    /// How it is drawn.
     public var style: Style
 
+    /// A span of `text` in `style`.
     public init(_ text: String, style: Style = .plain) {
         self.text = text
         self.style = style
@@ -16,14 +19,18 @@ public struct Span: Hashable, Sendable, ExpressibleByStringLiteral {
 
 /// One line of styled spans.
 public struct Line: Hashable, Sendable, ExpressibleByStringLiteral {
+    /// The spans, left to right.
     public var spans: [Span]
+    /// Where the line sits in its area.
     public var alignment: Alignment
 
+    /// A line of `spans`.
     public init(_ spans: [Span], alignment: Alignment = .left) {
         self.spans = spans
         self.alignment = alignment
     }
 
+    /// A line of one span.
     public init(_ text: String, style: Style = .plain, alignment: Alignment = .left) {
         self.init([Span(text, style: style)], alignment: alignment)
     }

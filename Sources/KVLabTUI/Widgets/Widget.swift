@@ -12,8 +12,10 @@ public enum Alignment: Hashable, Sendable {
 
 /// Blanks an area in a style (under popups).
 public struct Clear: Widget {
+    /// The style the area is blanked in.
     public var style: Style
 
+    /// A clear in `style` (the theme background by default).
     public init(style: Style = Style(background: .role(.background))) {
         self.style = style
     }
