@@ -74,7 +74,9 @@ public final class SessionPlayer {
 
     /// Back to before the first event: a fresh run (re-execution) and a fresh state.
     public func restart() throws {
+        let paused = state.paused
         state = initialState
+        state.paused = paused
         caption = nil
         failure = nil
         index = 0
@@ -95,8 +97,9 @@ public final class SessionPlayer {
             playbackGhost = header.ghost
             playbackPosition = 0
         }
-        absorb(.notice(reexecutes ? "replaying \(path) on \(header.model.name), verifying every token and checkpoint"
-                                  : "playback of \(path): the recorded metrics, without the model"))
+        let file = URL(fileURLWithPath: path).lastPathComponent
+        absorb(.notice(reexecutes ? "replaying \(file) on \(header.model.name), verifying every token and checkpoint"
+                                  : "playback of \(file): the recorded metrics, without the model"))
     }
 
     /// Plays the next event; a mismatch or failure ends the replay with a status line naming it.
