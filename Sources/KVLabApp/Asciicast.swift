@@ -62,12 +62,9 @@ public enum SessionCast {
         while let record = player.next {
             player.playNext()
             switch record.event {
-            case .token(let token):
+            case .token, .caption:
                 frame()
-                seconds += pace.delayMilliseconds(after: .token, recordedNanoseconds: token.metrics.report.timings.totalNanoseconds) / 1000
-            case .caption:
-                frame()
-                seconds += pace.delayMilliseconds(after: .caption, recordedNanoseconds: 0) / 1000
+                seconds += pace.delayMilliseconds(after: record.event) / 1000
             default:
                 if player.finished { frame() }
             }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import KVLabSession
 import KVLabTUI
 
 /// How fast a replay plays.
@@ -34,7 +35,16 @@ public struct ReplayPace: Sendable, Equatable {
         speed.isInfinite ? "max" : speed == speed.rounded() ? "\(Int(speed))×" : "\(speed)×"
     }
 
-    /// Milliseconds to wait after playing `record` (at the current speed).
+    /// Milliseconds to wait after playing `event` (at the current speed).
+    public func delayMilliseconds(after event: SessionEvent) -> Double {
+        switch event {
+        case .token(let token): delayMilliseconds(after: .token, recordedNanoseconds: token.metrics.report.timings.totalNanoseconds)
+        case .caption: delayMilliseconds(after: .caption, recordedNanoseconds: 0)
+        default: 0
+        }
+    }
+
+    /// Milliseconds to wait after an event of `kind` whose recording took `recordedNanoseconds`.
     public func delayMilliseconds(after event: SessionEventKind, recordedNanoseconds: UInt64) -> Double {
         guard !speed.isInfinite else { return 0 }
         switch event {
@@ -52,7 +62,12 @@ public struct ReplayPace: Sendable, Equatable {
 
 /// What kind of event a delay follows.
 public enum SessionEventKind: Sendable {
-    case token, caption, other
+    /// A generated token: it lasts its latency, or the fixed time per token.
+    case token
+    /// A new caption: held for reading.
+    case caption
+    /// Anything else: no wait.
+    case other
 }
 
 /// The replay screen: the workbench's panels as they were after the step played, a caption bar
@@ -146,36 +161,24 @@ public enum ReplayControls {
         case quit
         /// A stop signal arrived (exit with 128 + it).
         case signal(Int32)
-        /// The loop ran its time limit (headless runs).
-        case timeLimit
     }
 
-    /// Plays `player` on `terminal` until the user quits, starting paused or not.
-    /// `seconds` bounds the loop (nil: none).
+    /// Plays `player` on `terminal` until the user quits or a stop signal arrives.
     public static func run(terminal: some WorkbenchTerminal, player: SessionPlayer, pace: ReplayPace, palette: Palette,
-                           glyphs: GlyphSet, startPaused: Bool = false, seconds: Double? = nil) -> Ending {
+                           glyphs: GlyphSet) -> Ending {
         var pace = pace
         var buffer = Buffer(width: terminal.width, height: terminal.height)
         var jumpText: String?
         var lastFrame: UInt64 = 0
         var due = DispatchTime.now().uptimeNanoseconds
-        let start = due
-        player.setPaused(startPaused)
         while true {
             if let signal = terminal.stopSignal { return .signal(signal) }
             var now = DispatchTime.now().uptimeNanoseconds
-            if let seconds, Double(now - start) / 1e9 >= seconds { return .timeLimit }
             // Play what is due, at most a frame's worth of work before drawing.
             while !player.state.paused, jumpText == nil, let record = player.next, now >= due,
                   now - lastFrame < Workbench.frameInterval || player.state.dirty == false {
                 player.playNext()
-                let kind: SessionEventKind, nanoseconds: UInt64
-                switch record.event {
-                case .token(let token): (kind, nanoseconds) = (.token, token.metrics.report.timings.totalNanoseconds)
-                case .caption: (kind, nanoseconds) = (.caption, 0)
-                default: (kind, nanoseconds) = (.other, 0)
-                }
-                due = now + UInt64(pace.delayMilliseconds(after: kind, recordedNanoseconds: nanoseconds) * 1e6)
+                due = now + UInt64(pace.delayMilliseconds(after: record.event) * 1e6)
                 now = DispatchTime.now().uptimeNanoseconds
             }
             let sizeChanged = buffer.width != terminal.width || buffer.height != terminal.height

@@ -41,17 +41,19 @@ struct Demo: ParsableCommand {
             throw CLIError("no demo '\(name ?? "")': the demos are \(demos.map(\.name).joined(separator: ", "))")
         }
         try ReplayScreenCommand.play(path: demo.path, playback: false, threads: nil, strict: false, model: nil, tokenizer: nil,
-                                     pace: .demo, theme: theme, color: color)
+                                     pace: .demo, theme: theme, color: color,
+                                     withoutTerminal: "the demo screen needs a terminal, but standard output is not one; "
+                                         + "kvlab demo --list lists the demos, kvlab replay FILE --headless plays one to a pipe")
     }
 }
 
 /// The replay screen on a terminal, shared by `kvlab replay` and `kvlab demo`.
 enum ReplayScreenCommand {
     /// Opens the session at `path` (re-executed on its model, or played back) and plays it on the
-    /// terminal until q.
+    /// terminal until q; `withoutTerminal` is the error when standard output is not a terminal.
     static func play(path: String, playback: Bool, threads: Int?, strict: Bool, model: String?, tokenizer: String?,
-                     pace: ReplayPace, theme: String?, color: String) throws {
-        do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
+                     pace: ReplayPace, theme: String?, color: String, withoutTerminal: String) throws {
+        do { try CursesTerminal.requireTerminal() } catch { throw CLIError(withoutTerminal) }
         guard let setting = ColorSetting(rawValue: color) else {
             throw CLIError("--color: '\(color)' is not one of \(ColorSetting.allCases.map(\.rawValue).joined(separator: ", "))")
         }

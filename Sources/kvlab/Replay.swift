@@ -55,7 +55,9 @@ struct Replay: ParsableCommand {
             // The screen: every panel as the live workbench draws it, with a caption bar and progress.
             try ReplayScreenCommand.play(path: file, playback: playback, threads: modelOptions.threads, strict: strict,
                                          model: modelOptions.model, tokenizer: modelOptions.tokenizer, pace: .recorded,
-                                         theme: theme, color: color)
+                                         theme: theme, color: color,
+                                         withoutTerminal: "the replay screen needs a terminal, but standard output is not one; "
+                                             + "use --headless for output to pipes and files")
             return
         }
         let reader = try SessionReader(path: file)
