@@ -132,7 +132,7 @@ public struct ReplayScreen {
         x = buffer.put(String(repeating: "━", count: filled), x: x, y: row.y, style: .role(.ok), clip: row)
         x = buffer.put(String(repeating: "─", count: barWidth - filled), x: x, y: row.y, style: .role(.dimText), clip: row)
         x = buffer.put(" \(pace.speedLabel) ", x: x, y: row.y, style: .role(.highlight), clip: row)
-        x = buffer.put(reexecutes ? "verified " : "playback: recorded metrics, no KV map or projection without the model ",
+        x = buffer.put(reexecutes ? "verified " : "playback: no model, no KV map or projection ",
                        x: x, y: row.y, style: .role(reexecutes ? .ok : .warning), clip: row)
         if let jumpText {
             let end = buffer.put(Line([Span("jump to step> ", style: .role(.key, .bold)), Span(jumpText)]), x: x, y: row.y, clip: row)

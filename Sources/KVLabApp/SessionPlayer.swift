@@ -47,6 +47,7 @@ public final class SessionPlayer {
     private var playbackSettings: [Knob: String] = [:]
     private var playbackGhost = false
     private var playbackPosition = 0
+    private var playbackProjection = ProjectionSettings()
 
     /// A player of `records` (read from `path`, whose header is `header`), drawing into `state`.
     public init(path: String, header: SessionHeader, records: [SessionRecord], mode: Mode, state: AppState) throws {
@@ -96,6 +97,7 @@ public final class SessionPlayer {
             playbackSettings = Dictionary(uniqueKeysWithValues: Knob.allCases.map { ($0, header.settings.value(of: $0)) })
             playbackGhost = header.ghost
             playbackPosition = 0
+            playbackProjection = projection
         }
         let file = URL(fileURLWithPath: path).lastPathComponent
         absorb(.notice(reexecutes ? "replaying \(file) on \(header.model.name), verifying every token and checkpoint"
@@ -184,6 +186,7 @@ public final class SessionPlayer {
         case .ghost(let change): playbackGhost = change.enabled
         case .prompt(let submission): playbackPosition = (submission.continuing ? playbackPosition : 0) + submission.tokens.count
         case .token(let token): playbackPosition = token.metrics.report.position + 1
+        case .projection(let change): try? playbackProjection.set(change.setting, to: change.new)
         default: break
         }
     }
@@ -202,7 +205,7 @@ public final class SessionPlayer {
             snapshot = EngineSnapshot(
                 event: event, settings: playbackSettings, ghost: playbackGhost, paused: false, generating: !finished,
                 position: playbackPosition, contextLength: 0, residency: residency, weightBytes: 0, activationBytes: 0,
-                map: KVMapSnapshot(layers: 0, positions: 0, cells: []), device: state.device, target: state.target,
+                map: KVMapSnapshot(layers: 0, positions: 0, cells: []), device: playbackProjection.device, target: playbackProjection.target,
                 projection: nil, sequenceTokens: playbackPosition)
         }
         snapshot.paused = state.paused

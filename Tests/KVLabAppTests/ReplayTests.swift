@@ -53,9 +53,17 @@ import Testing
         try player.jump(to: 40)
         let text = Self.screen(player)
         #expect(text.contains("step 40 / \(player.totalSteps)"), "\(text)")
-        #expect(text.contains("playback: recorded metrics, no KV map"))
+        #expect(text.contains("playback: no model, no KV map or projection"))
         #expect(text.contains("here ") && text.contains(" ms"), "the latency panel shows recorded latencies")
         #expect(player.state.latency.values.count == 40)
+    }
+
+    @Test func playbackFollowsTheRecordedDeviceChanges() throws {
+        let player = try Self.player(Self.demos.appendingPathComponent("a100-vs-h200-llama3-8b-32k.kvlab.jsonl").path, playback: true)
+        #expect(player.state.device == "a100-40gb")
+        try player.jump(to: player.totalSteps)
+        #expect(player.state.device == "h200")
+        #expect(Self.screen(player).contains("device h200"))
     }
 
     @Test func singleStepsAndBackwardJumpsReplayTheSameTokens() throws {
