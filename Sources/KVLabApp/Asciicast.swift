@@ -53,8 +53,7 @@ public enum SessionCast {
         var seconds = 0.0
         func frame() {
             player.prepareFrame()
-            ReplayScreen(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: pace,
-                         reexecutes: player.reexecutes, jumpText: nil, glyphs: glyphs).render(into: &buffer)
+            ReplayScreen(player: player, pace: pace, glyphs: glyphs).render(into: &buffer)
             cast.add(buffer, at: seconds)
             player.markDrawn()
         }

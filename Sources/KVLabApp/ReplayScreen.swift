@@ -85,14 +85,17 @@ public struct ReplayScreen {
     public var pace: ReplayPace
     /// Whether the model re-executes the session (false: recorded metrics only).
     public var reexecutes: Bool
+    /// Whether a mismatch stopped the replay.
+    public var stopped: Bool
     /// The jump editor's text, when open.
     public var jumpText: String?
     /// Box drawing and graph glyphs.
     public var glyphs: GlyphSet
 
     /// A replay screen.
-    public init(state: AppState, caption: String?, step: Int, total: Int, pace: ReplayPace, reexecutes: Bool, jumpText: String?,
-                glyphs: GlyphSet = .unicode) {
+    public init(state: AppState, caption: String?, step: Int, total: Int, pace: ReplayPace, reexecutes: Bool, stopped: Bool = false,
+                jumpText: String?, glyphs: GlyphSet = .unicode) {
+        self.stopped = stopped
         self.state = state
         self.caption = caption
         self.step = step
@@ -101,6 +104,12 @@ public struct ReplayScreen {
         self.reexecutes = reexecutes
         self.jumpText = jumpText
         self.glyphs = glyphs
+    }
+
+    /// The screen of a player's state now.
+    public init(player: SessionPlayer, pace: ReplayPace, jumpText: String? = nil, glyphs: GlyphSet = .unicode) {
+        self.init(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: pace,
+                  reexecutes: player.reexecutes, stopped: player.failure != nil, jumpText: jumpText, glyphs: glyphs)
     }
 
     /// Rows below the workbench: the caption bar and the progress line.
@@ -132,8 +141,9 @@ public struct ReplayScreen {
         x = buffer.put(String(repeating: "━", count: filled), x: x, y: row.y, style: .role(.ok), clip: row)
         x = buffer.put(String(repeating: "─", count: barWidth - filled), x: x, y: row.y, style: .role(.dimText), clip: row)
         x = buffer.put(" \(pace.speedLabel) ", x: x, y: row.y, style: .role(.highlight), clip: row)
-        x = buffer.put(reexecutes ? "verified " : "playback: no model, no KV map or projection ",
-                       x: x, y: row.y, style: .role(reexecutes ? .ok : .warning), clip: row)
+        let (note, role): (String, ThemeRole) = stopped ? ("mismatch ", .error) : reexecutes ? ("verified ", .ok)
+            : ("playback: no model, no KV map or projection ", .warning)
+        x = buffer.put(note, x: x, y: row.y, style: .role(role, stopped ? .bold : []), clip: row)
         if let jumpText {
             let end = buffer.put(Line([Span("jump to step> ", style: .role(.key, .bold)), Span(jumpText)]), x: x, y: row.y, clip: row)
             buffer.setStyle(Rect(x: end, y: row.y, width: 1, height: 1), Style(attributes: .reverse))
@@ -185,8 +195,7 @@ public enum ReplayControls {
             if player.state.dirty && now - lastFrame >= Workbench.frameInterval || sizeChanged {
                 if sizeChanged { buffer = Buffer(width: terminal.width, height: terminal.height) }
                 player.prepareFrame()
-                ReplayScreen(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: pace,
-                             reexecutes: player.reexecutes, jumpText: jumpText, glyphs: glyphs).render(into: &buffer)
+                ReplayScreen(player: player, pace: pace, jumpText: jumpText, glyphs: glyphs).render(into: &buffer)
                 terminal.draw(buffer, palette: palette)
                 player.markDrawn()
                 lastFrame = DispatchTime.now().uptimeNanoseconds

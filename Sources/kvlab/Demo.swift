@@ -70,10 +70,7 @@ enum ReplayScreenCommand {
                                         glyphs: terminal.glyphs)
         terminal.stop()
         if case .signal(let signal) = ending { throw ExitCode(128 + signal) }
-        if let failure = player.failure {
-            FileHandle.standardError.write(Data("kvlab: replay stopped: \(failure)\n".utf8))
-            throw ExitCode(1)
-        }
+        if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }
     }
 
     /// A player for the session at `path`: re-executing on the recorded model (or `model`), or

@@ -23,8 +23,7 @@ import Testing
     static func screen(_ player: SessionPlayer, width: Int = 120, height: Int = 34) -> String {
         var buffer = Buffer(width: width, height: height)
         player.prepareFrame()
-        ReplayScreen(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: .demo,
-                     reexecutes: player.reexecutes, jumpText: nil).render(into: &buffer)
+        ReplayScreen(player: player, pace: .demo).render(into: &buffer)
         return buffer.textLines.joined(separator: "\n")
     }
 
@@ -95,7 +94,9 @@ import Testing
         let failure = try #require(player.failure)
         #expect(failure.contains("step 5: token expected"), "\(failure)")
         #expect(player.state.status?.isError == true)
-        #expect(Self.screen(player).contains("stopped: "))
+        let text = Self.screen(player, width: 240)
+        #expect(text.contains(" stopped: \(failure)"), "\(text)")
+        #expect(text.contains("step 5 / \(player.totalSteps)") && text.contains("mismatch"))
     }
 
     @Test func paceSpeedsStayInRange() {
