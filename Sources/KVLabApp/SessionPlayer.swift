@@ -32,7 +32,7 @@ public final class SessionPlayer {
     /// Why the replay stopped before the end (a mismatch or an event that could not be applied).
     public private(set) var failure: String?
     /// The next record to play.
-    public private(set) var index = 0
+    private var index = 0
     /// Tokens played so far.
     public private(set) var step = 0
 
@@ -69,9 +69,6 @@ public final class SessionPlayer {
 
     /// The next record to play, if any.
     public var next: SessionRecord? { finished ? nil : records[index] }
-
-    /// What was verified so far (re-execution only).
-    public var summary: ReplaySummary? { replayer?.summary }
 
     /// Back to before the first event: a fresh run (re-execution) and a fresh state.
     public func restart() throws {
