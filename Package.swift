@@ -52,7 +52,12 @@ let package = Package(
         ),
 
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
-        .target(name: "KVLabSession", dependencies: ["KVLabEngine", "KVLabHardware"]),
+        .target(
+            name: "KVLabSession",
+            dependencies: ["KVLabEngine", "KVLabHardware"],
+            // The demo scenarios ship beside the binary (DemoCatalog.bundleName).
+            resources: [.copy("../../sessions/demos")]
+        ),
 
         // MARK: - Terminal UI: cells, layout, widgets, themes (no curses), and the curses backend
         .target(
@@ -85,7 +90,7 @@ let package = Package(
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabEngine"]),
         .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
-        .testTarget(name: "KVLabAppTests", dependencies: ["KVLabApp", "KVLabTUI", "KVLabEngine", "KVLabHardware"], exclude: ["Snapshots"]),
+        .testTarget(name: "KVLabAppTests", dependencies: ["KVLabApp", "KVLabTUI", "KVLabEngine", "KVLabHardware", "KVLabSession"], exclude: ["Snapshots"]),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import KVLabApp
 import KVLabEngine
 import KVLabSession
+import KVLabTUI
 
 /// `kvlab replay`: re-execute a recorded session and verify it, or show its recorded metrics.
 struct Replay: ParsableCommand {
@@ -18,7 +20,7 @@ struct Replay: ParsableCommand {
     @Argument(help: "Session file (*.kvlab.jsonl).")
     var file: String
 
-    @Flag(name: .long, help: "Without the workbench screen: print the re-generated text (required until the screen exists).")
+    @Flag(name: .long, help: "Without the workbench screen: print the re-generated text (or, with --check, only the verdict).")
     var headless = false
 
     @Flag(name: .long, help: "Print only the verdict (for CI): exit 0 only if everything matches.")
@@ -30,12 +32,19 @@ struct Replay: ParsableCommand {
     @Flag(name: .long, help: "Checkpoints must be bit-identical (same machine and build).")
     var strict = false
 
+    @Option(name: .long, help: "Colour theme of the screen: a name from kvlab themes list, or a theme file.")
+    var theme: String?
+
+    @Option(name: .long, help: "Colours of the screen: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
+    var color: String = "auto"
+
     /// `--model` when the model is not at the recorded path (verified by SHA-256), `--tokenizer`,
     /// `--threads` (results do not depend on it); the weights come from the session.
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
         if modelOptions.weights != nil { throw ValidationError("--weights: a replay takes the weights from the session") }
+        if check && !headless { throw ValidationError("--check prints a verdict: use it with --headless") }
         if playback, check || strict || modelOptions.model != nil {
             throw ValidationError("--playback runs no model: it takes no --check, --strict or --model")
         }
@@ -43,7 +52,13 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         guard headless else {
-            throw CLIError("the replay screen comes with the workbench; use --headless (with --check to verify, or --playback)")
+            // The screen: every panel as the live workbench draws it, with a caption bar and progress.
+            try ReplayScreenCommand.play(path: file, playback: playback, threads: modelOptions.threads, strict: strict,
+                                         model: modelOptions.model, tokenizer: modelOptions.tokenizer, pace: .recorded,
+                                         theme: theme, color: color,
+                                         withoutTerminal: "the replay screen needs a terminal, but standard output is not one; "
+                                             + "use --headless for output to pipes and files")
+            return
         }
         let reader = try SessionReader(path: file)
         if playback {
@@ -114,7 +129,12 @@ struct Replay: ParsableCommand {
 
 /// `kvlab export`: a session's per-token metrics in another format.
 struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Export a session's per-token metrics (CSV with a header row).")
+    static let configuration = CommandConfiguration(
+        abstract: "Export a session: per-token metrics as CSV, or the replayed screen as an asciinema v2 cast.",
+        discussion: """
+        --asciicast re-executes the session on its model (verified as kvlab replay does; --playback draws the recorded \
+        metrics without it) and writes a frame after every token and caption: the cells that changed, as ANSI text.
+        """)
 
     @Argument(help: "Session file (*.kvlab.jsonl).")
     var file: String
@@ -122,8 +142,30 @@ struct Export: ParsableCommand {
     @Flag(name: .long, help: "CSV: one row per token, with the knob values, ghost state and caption in effect.")
     var csv = false
 
+    @Option(name: .long, help: "Write an asciinema v2 cast of the replayed screen to this file.")
+    var asciicast: String?
+
+    @Flag(name: .long, help: "Cast: draw the recorded metrics without running the model.")
+    var playback = false
+
+    @Option(name: .long, help: "Cast: milliseconds per token (default: each token's recorded latency).")
+    var pace: Double?
+
+    @Option(name: .long, help: "Cast: milliseconds each caption is held before the next token.")
+    var captionHold: Double = 0
+
+    @Option(name: .long, help: "Cast: screen size COLUMNSxROWS (default: the recorded terminal, at least 80x26).")
+    var size: String?
+
+    @Option(name: .long, help: "Cast: colours, truecolor or 256.")
+    var color: String = "truecolor"
+
+    @Option(name: .long, help: "Cast: colour theme, a name from kvlab themes list or a theme file.")
+    var theme: String?
+
     func run() throws {
-        guard csv else { throw CLIError("choose a format: --csv") }
+        if let asciicast { return try cast(to: asciicast) }
+        guard csv else { throw CLIError("choose a format: --csv or --asciicast FILE") }
         let reader = try SessionReader(path: file)
         var table = SessionCSV(header: reader.header)
         var text = table.headerRow + "\n"
@@ -132,5 +174,44 @@ struct Export: ParsableCommand {
         }
         FileHandle.standardOutput.write(Data(text.utf8))
         if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+    }
+}
+
+extension Export {
+    /// The smallest cast: the workbench's minimum plus the caption bar and progress line.
+    static let minimumCastSize = (width: WorkbenchScreen.minimumSize.width, height: WorkbenchScreen.minimumSize.height + ReplayScreen.extraRows)
+
+    private func cast(to output: String) throws {
+        if csv { throw CLIError("--csv and --asciicast: choose one format") }
+        let depth: ColorDepth
+        switch color {
+        case "truecolor": depth = .truecolor
+        case "256": depth = .palette256
+        default: throw CLIError("--color: '\(color)' is not one of truecolor, 256")
+        }
+        if let pace, !(pace.isFinite && pace >= 0) { throw CLIError("--pace: expected milliseconds ≥ 0, got \(pace)") }
+        guard captionHold.isFinite, captionHold >= 0 else { throw CLIError("--caption-hold: expected milliseconds ≥ 0, got \(captionHold)") }
+        let catalog = themeCatalog()
+        let themeArgument = theme ?? ThemeCatalog.defaultName
+        let palette: Palette
+        do { palette = try loadTheme(themeArgument, catalog: catalog).theme.palette(depth: depth) } catch { throw CLIError("--theme: \(error)") }
+        let player = try ReplayScreenCommand.makePlayer(path: file, playback: playback, threads: nil, strict: false, model: nil, tokenizer: nil,
+                                                        themes: catalog.entries().map(\.name), theme: themeArgument)
+        var width = max(player.header.ui?.columns ?? 100, Self.minimumCastSize.width)
+        var height = max(player.header.ui?.rows ?? 32, Self.minimumCastSize.height)
+        if let size {
+            let parts = size.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] >= Self.minimumCastSize.width, parts[1] >= Self.minimumCastSize.height, parts[0] <= 1000, parts[1] <= 1000 else {
+                throw CLIError("--size: expected COLUMNSxROWS of at least \(Self.minimumCastSize.width)x\(Self.minimumCastSize.height), got '\(size)'")
+            }
+            (width, height) = (parts[0], parts[1])
+        }
+        let text = SessionCast.render(player, width: width, height: height, palette: palette, tokenMilliseconds: pace,
+                                      captionHoldMilliseconds: captionHold)
+        if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }
+        do { try Data(text.utf8).write(to: URL(fileURLWithPath: output)) } catch {
+            throw CLIError("\(output): cannot write the cast: \(error.localizedDescription)")
+        }
+        print("\(output): \(player.step) tokens, \(text.split(separator: "\n").count - 1) frames, \(width)x\(height)")
     }
 }

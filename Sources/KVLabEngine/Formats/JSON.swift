@@ -355,8 +355,8 @@ extension JSONValue {
         return out
     }
 
-    /// JSON on one line without spaces (safetensors headers).
-    func compactText() -> String {
+    /// JSON on one line without spaces (safetensors headers, asciicast lines).
+    public func compactText() -> String {
         var out = ""
         render(into: &out, indent: nil)
         return out

@@ -1,0 +1,250 @@
+import Dispatch
+import Foundation
+import KVLabSession
+import KVLabTUI
+
+/// How fast a replay plays.
+public struct ReplayPace: Sendable, Equatable {
+    /// Speed factors `+` and `-` step through; infinity is "as fast as possible".
+    public static let speeds: [Double] = [0.25, 0.5, 1, 2, 4, 8, 16, .infinity]
+
+    /// Milliseconds per token at 1× (nil: the recorded latency of each token).
+    public var fixedTokenMilliseconds: Double?
+    /// Milliseconds a new caption is held before the next token at 1× (demos: time to read it).
+    public var captionHoldMilliseconds: Double
+    /// The entry of `speeds` in use.
+    public var speedIndex: Int
+
+    /// A pace: recorded latencies or a fixed time per token, at 1×.
+    public init(fixedTokenMilliseconds: Double? = nil, captionHoldMilliseconds: Double = 0, speedIndex: Int = 2) {
+        self.fixedTokenMilliseconds = fixedTokenMilliseconds
+        self.captionHoldMilliseconds = captionHoldMilliseconds
+        self.speedIndex = speedIndex
+    }
+
+    /// The replay pace: each token as long as it took when recorded.
+    public static let recorded = ReplayPace()
+    /// The demo pace, for a projector: 8 tokens a second and 3 s to read each caption.
+    public static let demo = ReplayPace(fixedTokenMilliseconds: 125, captionHoldMilliseconds: 3000)
+
+    /// The speed factor.
+    public var speed: Double { Self.speeds[speedIndex] }
+
+    /// The speed as the progress line shows it.
+    public var speedLabel: String {
+        speed.isInfinite ? "max" : speed == speed.rounded() ? "\(Int(speed))×" : "\(speed)×"
+    }
+
+    /// Milliseconds to wait after playing `event` (at the current speed).
+    public func delayMilliseconds(after event: SessionEvent) -> Double {
+        switch event {
+        case .token(let token): delayMilliseconds(after: .token, recordedNanoseconds: token.metrics.report.timings.totalNanoseconds)
+        case .caption: delayMilliseconds(after: .caption, recordedNanoseconds: 0)
+        default: 0
+        }
+    }
+
+    /// Milliseconds to wait after an event of `kind` whose recording took `recordedNanoseconds`.
+    public func delayMilliseconds(after event: SessionEventKind, recordedNanoseconds: UInt64) -> Double {
+        guard !speed.isInfinite else { return 0 }
+        switch event {
+        case .token: return (fixedTokenMilliseconds ?? Double(recordedNanoseconds) / 1e6) / speed
+        case .caption: return captionHoldMilliseconds / speed
+        case .other: return 0
+        }
+    }
+
+    /// One step faster (true) or slower.
+    public mutating func change(faster: Bool) {
+        speedIndex = min(max(speedIndex + (faster ? 1 : -1), 0), Self.speeds.count - 1)
+    }
+}
+
+/// What kind of event a delay follows.
+public enum SessionEventKind: Sendable {
+    /// A generated token: it lasts its latency, or the fixed time per token.
+    case token
+    /// A new caption: held for reading.
+    case caption
+    /// Anything else: no wait.
+    case other
+}
+
+/// The replay screen: the workbench's panels as they were after the step played, a caption bar
+/// and a progress line (step n / total, speed, the keys or the jump editor).
+public struct ReplayScreen {
+    /// The workbench state the panels draw.
+    public var state: AppState
+    /// The caption in effect.
+    public var caption: String?
+    /// Tokens played.
+    public var step: Int
+    /// Tokens in the session.
+    public var total: Int
+    /// The pace.
+    public var pace: ReplayPace
+    /// Whether the model re-executes the session (false: recorded metrics only).
+    public var reexecutes: Bool
+    /// Whether a mismatch stopped the replay.
+    public var stopped: Bool
+    /// The jump editor's text, when open.
+    public var jumpText: String?
+    /// Box drawing and graph glyphs.
+    public var glyphs: GlyphSet
+
+    /// A replay screen.
+    public init(state: AppState, caption: String?, step: Int, total: Int, pace: ReplayPace, reexecutes: Bool, stopped: Bool = false,
+                jumpText: String?, glyphs: GlyphSet = .unicode) {
+        self.stopped = stopped
+        self.state = state
+        self.caption = caption
+        self.step = step
+        self.total = total
+        self.pace = pace
+        self.reexecutes = reexecutes
+        self.jumpText = jumpText
+        self.glyphs = glyphs
+    }
+
+    /// The screen of a player's state now.
+    public init(player: SessionPlayer, pace: ReplayPace, jumpText: String? = nil, glyphs: GlyphSet = .unicode) {
+        self.init(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: pace,
+                  reexecutes: player.reexecutes, stopped: player.failure != nil, jumpText: jumpText, glyphs: glyphs)
+    }
+
+    /// Rows below the workbench: the caption bar and the progress line.
+    public static let extraRows = 2
+
+    /// Draws the screen over `buffer`.
+    public func render(into buffer: inout Buffer) {
+        buffer.reset()
+        let area = buffer.area
+        var panels = Buffer(width: area.width, height: max(area.height - Self.extraRows, 0))
+        WorkbenchScreen(state: state, glyphs: glyphs).render(into: &panels)
+        for y in 0..<panels.height {
+            for x in 0..<panels.width { buffer[x, y] = panels[x, y] }
+        }
+        guard area.height >= Self.extraRows else { return }
+        let captionRow = area.row(area.height - 2)
+        buffer.fill(captionRow, with: Cell(" ", style: Style(background: .role(.selectedBackground))))
+        buffer.put(Line([Span(" ▶ ", style: .role(.key, .bold)),
+                         Span(caption ?? "(no caption)", style: caption == nil ? .role(.dimText) : .role(.title, .bold))]),
+                   row: captionRow, glyphs: glyphs)
+        progress(area.row(area.height - 1), &buffer)
+    }
+
+    private func progress(_ row: Rect, _ buffer: inout Buffer) {
+        let counter = " step \(step) / \(total) "
+        var x = buffer.put(counter, x: row.x, y: row.y, style: .role(.highlight, .bold), clip: row)
+        let barWidth = min(max(row.width / 5, 10), 30)
+        let filled = total > 0 ? barWidth * step / total : 0
+        x = buffer.put(String(repeating: "━", count: filled), x: x, y: row.y, style: .role(.ok), clip: row)
+        x = buffer.put(String(repeating: "─", count: barWidth - filled), x: x, y: row.y, style: .role(.dimText), clip: row)
+        x = buffer.put(" \(pace.speedLabel) ", x: x, y: row.y, style: .role(.highlight), clip: row)
+        let (note, role): (String, ThemeRole) = stopped ? ("mismatch ", .error) : reexecutes ? ("verified ", .ok)
+            : ("playback: no model, no KV map or projection ", .warning)
+        x = buffer.put(note, x: x, y: row.y, style: .role(role, stopped ? .bold : []), clip: row)
+        if let jumpText {
+            let end = buffer.put(Line([Span("jump to step> ", style: .role(.key, .bold)), Span(jumpText)]), x: x, y: row.y, clip: row)
+            buffer.setStyle(Rect(x: end, y: row.y, width: 1, height: 1), Style(attributes: .reverse))
+            buffer.put("  Enter jumps · Esc cancels", x: end + 1, y: row.y, style: .role(.dimText), clip: row)
+            return
+        }
+        var spans: [Span] = []
+        for (key, label) in ReplayControls.hints {
+            spans.append(Span(" " + key, style: .role(.key, .bold)))
+            spans.append(Span(" " + label, style: .role(.dimText)))
+        }
+        buffer.put(Line(spans), x: x, y: row.y, clip: row)
+    }
+}
+
+/// The replay's keys: space pauses, `.` or → steps, ← steps back, `+`/`-` change the speed, `g`
+/// jumps to a step, `q` quits.
+public enum ReplayControls {
+    /// The progress line's key hints.
+    public static let hints: [(String, String)] = [("space", "pause"), (". →", "step"), ("←", "back"), ("+ -", "speed"), ("g", "jump"), ("q", "quit")]
+
+    /// How the loop ended.
+    public enum Ending: Equatable, Sendable {
+        /// The user quit.
+        case quit
+        /// A stop signal arrived (exit with 128 + it).
+        case signal(Int32)
+    }
+
+    /// Plays `player` on `terminal` until the user quits or a stop signal arrives.
+    public static func run(terminal: some WorkbenchTerminal, player: SessionPlayer, pace: ReplayPace, palette: Palette,
+                           glyphs: GlyphSet) -> Ending {
+        var pace = pace
+        var buffer = Buffer(width: terminal.width, height: terminal.height)
+        var jumpText: String?
+        var lastFrame: UInt64 = 0
+        var due = DispatchTime.now().uptimeNanoseconds
+        while true {
+            if let signal = terminal.stopSignal { return .signal(signal) }
+            var now = DispatchTime.now().uptimeNanoseconds
+            // Play what is due, at most a frame's worth of work before drawing.
+            while !player.state.paused, jumpText == nil, let record = player.next, now >= due,
+                  now - lastFrame < Workbench.frameInterval || player.state.dirty == false {
+                player.playNext()
+                due = now + UInt64(pace.delayMilliseconds(after: record.event) * 1e6)
+                now = DispatchTime.now().uptimeNanoseconds
+            }
+            let sizeChanged = buffer.width != terminal.width || buffer.height != terminal.height
+            if player.state.dirty && now - lastFrame >= Workbench.frameInterval || sizeChanged {
+                if sizeChanged { buffer = Buffer(width: terminal.width, height: terminal.height) }
+                player.prepareFrame()
+                ReplayScreen(player: player, pace: pace, jumpText: jumpText, glyphs: glyphs).render(into: &buffer)
+                terminal.draw(buffer, palette: palette)
+                player.markDrawn()
+                lastFrame = DispatchTime.now().uptimeNanoseconds
+            }
+            now = DispatchTime.now().uptimeNanoseconds
+            let untilDue = player.state.paused || player.finished || due <= now ? 33 : Int32(min((due - now) / 1_000_000, 33))
+            guard let key = terminal.readKey(timeoutMilliseconds: max(untilDue, 1)) else { continue }
+            if var text = jumpText {
+                switch key {
+                case .escape: jumpText = nil
+                case .enter:
+                    jumpText = nil
+                    if let target = Int(text) { jump(player, to: target) } else { player.setStatus("jump: '\(text)' is not a step number", isError: true) }
+                case .backspace: text = String(text.dropLast()); jumpText = text
+                case .character(let character) where character.isASCII && character.isNumber: text.append(character); jumpText = text
+                case .control("c"): return .quit
+                default: break
+                }
+                player.invalidate()
+                continue
+            }
+            switch key {
+            case .character("q"), .control("c"): return .quit
+            case .character(" "):
+                player.setPaused(!player.state.paused)
+                due = DispatchTime.now().uptimeNanoseconds
+            case .character("."), .right:
+                player.setPaused(true)
+                player.stepToken()
+            case .left:
+                player.setPaused(true)
+                jump(player, to: player.step - 1)
+            case .character("+"), .character("="):
+                pace.change(faster: true)
+                player.setStatus("speed \(pace.speedLabel)")
+            case .character("-"):
+                pace.change(faster: false)
+                player.setStatus("speed \(pace.speedLabel)")
+            case .character("g"):
+                jumpText = ""
+                player.setStatus("jump: a step from 0 to \(player.totalSteps)")
+            case .resize:
+                player.invalidate()
+            default: break
+            }
+        }
+    }
+
+    private static func jump(_ player: SessionPlayer, to target: Int) {
+        do { try player.jump(to: target) } catch { player.setStatus("jump: \(error)", isError: true) }
+    }
+}
