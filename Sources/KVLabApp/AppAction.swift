@@ -36,6 +36,8 @@ public enum AppAction: Hashable, Sendable {
     case rerun
     /// Starts or stops recording a session.
     case toggleRecording
+    /// Steps the generation pace.
+    case pace(faster: Bool)
     /// Scrolls the generation stream.
     case scroll(up: Bool)
     /// Switches to the next theme.
@@ -64,6 +66,7 @@ public enum Keymap {
         KeyBinding([.character(" ")], "pause / resume generation", group: "Generation", action: .togglePause),
         KeyBinding([.character("R")], "run the prompt again from the start with the current settings", group: "Generation", action: .rerun),
         KeyBinding([.character("r")], "record a session on / off (starts from a rerun of the prompt)", group: "Generation", action: .toggleRecording),
+        KeyBinding([.character("+"), .character("-")], "generation pace: faster / slower (tokens/s)", group: "Generation", action: .pace(faster: true)),
         KeyBinding([.pageUp, .pageDown], "scroll the generated text", group: "Generation", action: .scroll(up: true)),
         KeyBinding([.character("e"), .character("E")], "eviction method: next / previous", group: "KV cache", action: .cycleEviction(forward: true)),
         KeyBinding([.character("["), .character("]")], "eviction budget: halve / double", group: "KV cache", action: .budget(up: false)),
@@ -96,6 +99,7 @@ public enum Keymap {
         case .cycleDevice: return .cycleDevice(forward: false)
         case .cycleTarget: return .cycleTarget(forward: false)
         case .scroll: return .scroll(up: false)
+        case .pace: return .pace(faster: false)
         default: return binding.action
         }
     }

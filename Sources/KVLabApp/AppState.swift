@@ -129,6 +129,8 @@ public struct AppState: Sendable {
     public var paused = false
     /// Whether tokens are being generated.
     public var generating = false
+    /// Generation pace in tokens per second (nil: unpaced).
+    public var pace: Int? = EngineCore.defaultPace
     /// The session file being recorded, if any.
     public var recording: String?
     /// Whether the help overlay is open.
@@ -310,6 +312,11 @@ public struct AppState: Sendable {
             return [.engine(.rerun)]
         case .toggleRecording:
             return [.engine(.record(recording == nil))]
+        case .pace(let faster):
+            let paces = EngineCore.paces
+            let index = paces.firstIndex(of: pace) ?? 0
+            pace = paces[min(max(index + (faster ? 1 : -1), 0), paces.count - 1)]
+            return [.engine(.pace(pace))]
         case .scroll(let up):
             scrollback = max(scrollback + (up ? 5 : -5), 0)
             return []

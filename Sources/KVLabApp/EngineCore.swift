@@ -22,6 +22,8 @@ public enum EngineCommand: Sendable, Equatable {
     /// Starts recording a session (from a rerun of the prompt, so the file replays from its
     /// start) or stops and closes it.
     case record(Bool)
+    /// Sets the generation pace in tokens per second (nil: as fast as the engine goes).
+    case pace(Int?)
 }
 
 /// The engine side of the workbench: owns the `LiveRun`, applies commands, generates tokens, and
@@ -33,6 +35,15 @@ public final class EngineCore {
     /// Tokens between projections while generating (a projection costs more than a token of the
     /// embedded model; knob, device and target changes project at once).
     static let projectionInterval = 16
+
+    /// The paces `+` and `-` step through, slowest first; nil is as fast as the engine goes. The
+    /// embedded model fills its context in seconds unpaced, before anyone can turn a knob.
+    public static let paces: [Int?] = [1, 2, 5, 10, 20, 50, 100, 200, nil]
+    /// The pace a workbench starts at.
+    public static let defaultPace: Int? = 20
+    /// Tokens per second the worker generates at (nil: unpaced). Measured latencies are the
+    /// engine's own step times, whatever the pace.
+    public private(set) var pace: Int? = EngineCore.defaultPace
 
     /// The run (a recording starts a fresh one, so the session's steps count from 0).
     public private(set) var run: LiveRun
@@ -114,6 +125,9 @@ public final class EngineCore {
                 event = .notice("target \(name)")
             case .record(let on):
                 event = try on ? startRecording() : .notice(try stopRecording())
+            case .pace(let tokensPerSecond):
+                pace = tokensPerSecond
+                event = .notice(tokensPerSecond.map { "pace \($0) tokens/s" } ?? "pace: as fast as the engine goes")
             }
         } catch {
             event = .failure(Self.oneLine(error))

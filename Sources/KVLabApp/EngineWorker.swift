@@ -55,6 +55,8 @@ public final class EngineWorker: Sendable {
     }
 
     private func loop(core: EngineCore) {
+        // When the next token may start, by the core's pace; commands still run at once.
+        var nextToken = DispatchTime.now()
         while true {
             let (commands, quit) = mailbox.withLock { box in
                 defer { box.commands.removeAll(keepingCapacity: true) }
@@ -68,9 +70,16 @@ public final class EngineWorker: Sendable {
             for command in commands {
                 let snapshot = core.handle(command)
                 mailbox.withLock { $0.snapshots.append(snapshot) }
+                if case .pace = command { nextToken = .now() }
+            }
+            let start = DispatchTime.now()
+            if start < nextToken {
+                _ = wake.wait(timeout: nextToken)  // a command wakes it early
+                continue
             }
             if let snapshot = core.advance() {
                 mailbox.withLock { $0.snapshots.append(snapshot) }
+                if let pace = core.pace { nextToken = start + .nanoseconds(1_000_000_000 / pace) }
             } else if commands.isEmpty {
                 _ = wake.wait(timeout: .now() + .milliseconds(250))
             }

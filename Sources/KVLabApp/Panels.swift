@@ -78,7 +78,7 @@ public struct WorkbenchScreen {
 
     private var runState: Span {
         if state.paused { return Span("paused", style: .role(.warning, .bold)) }
-        if state.generating { return Span("generating", style: .role(.ok)) }
+        if state.generating { return Span("generating " + (state.pace.map { "\($0) tok/s" } ?? "unpaced"), style: .role(.ok)) }
         return Span("idle (i: prompt)", style: .role(.dimText))
     }
 

@@ -32,8 +32,8 @@ struct WorkbenchCommand: ParsableCommand {
     @Option(name: .long, help: "Colours: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
     var color: String = "auto"
 
-    @Option(name: .long, help: "Prompt to start generating with at once (default: wait for i).")
-    var prompt: String?
+    @Option(name: .long, help: "Prompt to start generating with at once (empty: wait for i).")
+    var prompt = "ROMEO:\n"
 
     @Flag(name: .long, help: "Start with the full-cache ghost running (quality panel).")
     var ghost = false
@@ -71,7 +71,7 @@ struct WorkbenchCommand: ParsableCommand {
         let depth = setting.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
         var stats = WorkbenchStats()
         worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
-        if let prompt { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }
+        if !prompt.isEmpty { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }
         let ending = Workbench.run(terminal: terminal, worker: worker, state: &state, palette: startTheme.palette(depth: depth),
                                    glyphs: terminal.glyphs,
                                    loadTheme: { name in (try? loadTheme(name, catalog: catalog).theme)?.palette(depth: depth) },

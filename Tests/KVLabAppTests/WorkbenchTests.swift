@@ -269,4 +269,17 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         #expect(AppState.nextBits("fp32") == "kivi")
         #expect(AppState.cycle(EvictionMethod.names, after: EvictionMethod.names.last!, forward: true) == EvictionMethod.names[0])
     }
+
+    /// `+` and `-` step the pace through the core's list and stop at its ends (unpaced last).
+    @Test func paceKeysStepThroughThePaces() {
+        var state = AppState(modelName: "m", choices: Choices(devices: [], targets: [], sramSizes: [], themes: []),
+                             device: "d", target: "t", theme: "dark")
+        #expect(state.pace == 20)
+        #expect(state.handle(.character("+")) == [.engine(.pace(50))])
+        for _ in 0..<5 { _ = state.handle(.character("+")) }
+        #expect(state.pace == nil)
+        for _ in 0..<20 { _ = state.handle(.character("-")) }
+        #expect(state.pace == 1)
+        #expect(state.handle(.character("-")) == [.engine(.pace(1))])
+    }
 }

@@ -5,7 +5,6 @@ import Testing
 /// `kvlab export --asciicast`.
 @Suite struct DemoCLITests {
     static let demos = CLITests.packageRoot.appendingPathComponent("sessions/demos")
-    static let tmux = ["/usr/bin/tmux", "/usr/local/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     static func demoNames() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: demos.path).filter { $0.hasSuffix(".kvlab.jsonl") }.sorted()
@@ -77,53 +76,17 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("--size: expected COLUMNSxROWS of at least 80x26"), "\(bad.stderr)")
     }
 
-    @Test(.enabled(if: tmux != nil, "skipped: tmux is not installed (scripts/test installs it)"))
+    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"))
     func demoPlaysCaptionsInATerminalAndRestoresIt() throws {
-        let socket = "kvlab-test-\(UUID())"
-        /// Runs tmux on the test's own server, spawned and reaped directly (as ThemePreviewTests
-        /// does: the server keeps inherited pipes open, and test threads block signals).
+        let server = TmuxServer()
         @discardableResult
-        func tmux(_ arguments: String...) throws -> String {
-            let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID()).out").path
-            defer { try? FileManager.default.removeItem(atPath: output) }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            let argv = ([Self.tmux!, "-L", socket] + arguments).map { strdup($0) } + [nil]
-            defer { for pointer in argv { free(pointer) } }
-            var attributes = posix_spawnattr_t()
-            posix_spawnattr_init(&attributes)
-            defer { posix_spawnattr_destroy(&attributes) }
-            var noSignals = sigset_t()
-            sigemptyset(&noSignals)
-            posix_spawnattr_setsigmask(&attributes, &noSignals)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-            var pid: pid_t = 0, status: Int32 = 0
-            guard posix_spawn(&pid, Self.tmux!, &actions, &attributes, argv, environ) == 0 else { throw POSIXError(.ECHILD) }
-            waitpid(pid, &status, 0)
-            return (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        }
-        /// The pane's text once it satisfies `condition` (or after 20 s, for the failure message).
-        func screen(until condition: (String) -> Bool) throws -> String {
-            var text = ""
-            for _ in 0..<400 {
-                text = try tmux("capture-pane", "-p", "-t", "demo")
-                if condition(text) { break }
-                usleep(50_000)
-            }
-            return text
-        }
+        func tmux(_ arguments: String...) throws -> String { try server.run(arguments) }
+        /// The pane's text once it satisfies `condition` (or after the wait, for the failure message).
+        func screen(until condition: (String) -> Bool) throws -> String { try server.wait("demo", for: "the screen", condition) }
         let name = "quest-vs-full"
         let caption = String(try Self.firstCaption(name).prefix(60))
         try tmux("new-session", "-d", "-s", "demo", "-x", "110", "-y", "32",
                  "env TERM=xterm-256color LANG=C.UTF-8 COLORTERM= NO_COLOR= \(CLITests.binary) demo \(name); echo EXIT=$?; sleep 30")
-        let socketPath = try tmux("display", "-p", "#{socket_path}").trimmingCharacters(in: .newlines)
-        defer {
-            _ = try? tmux("kill-server")
-            try? FileManager.default.removeItem(atPath: socketPath)  // tmux leaves it behind
-        }
         let playing = try screen { $0.contains(caption) && $0.contains("step 3 /") }
         #expect(playing.contains("▶ " + caption), "\(playing)")
         #expect(playing.contains("┌ Generation"), "\(playing)")

@@ -65,61 +65,21 @@ import Testing
 /// `kvlab themes preview` in a real terminal (tmux): drawn, keys, resize, and the terminal given
 /// back on quit; and a clear error without a terminal.
 @Suite struct ThemePreviewTests {
-    static let tmux = ["/usr/bin/tmux", "/usr/local/bin/tmux"].first { FileManager.default.isExecutableFile(atPath: $0) }
-
     @Test func withoutATerminalPointsToKvlabRun() throws {
         let result = try CLITests.run(["themes", "preview"])
         #expect(result.status != 0)
         #expect(result.stderr == "Error: the workbench needs a terminal, but standard output is not one; use `kvlab run` for output to pipes and files\n")
     }
 
-    @Test(.enabled(if: tmux != nil, "skipped: tmux is not installed (scripts/test installs it)"))
+    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"))
     func drawsFollowsKeysAndResizeAndRestoresTheTerminal() throws {
-        let socket = "kvlab-test-\(UUID())"
-        /// Runs tmux on the test's own server. Spawned and reaped directly: the server that
-        /// new-session starts keeps inherited pipes open, and Foundation's Process does not notice
-        /// the client exiting while it does.
+        let server = TmuxServer()
         @discardableResult
-        func tmux(_ arguments: String...) throws -> String {
-            let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID()).out").path
-            defer { try? FileManager.default.removeItem(atPath: output) }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            let argv = ([Self.tmux!, "-L", socket] + arguments).map { strdup($0) } + [nil]
-            defer { for pointer in argv { free(pointer) } }
-            // Test threads block signals, and tmux and kvlab would inherit that: start unblocked.
-            var attributes = posix_spawnattr_t()
-            posix_spawnattr_init(&attributes)
-            defer { posix_spawnattr_destroy(&attributes) }
-            var noSignals = sigset_t()
-            sigemptyset(&noSignals)
-            posix_spawnattr_setsigmask(&attributes, &noSignals)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-            var pid: pid_t = 0, status: Int32 = 0
-            guard posix_spawn(&pid, Self.tmux!, &actions, &attributes, argv, environ) == 0 else { throw POSIXError(.ECHILD) }
-            waitpid(pid, &status, 0)
-            return (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        }
-        /// The pane's text once it satisfies `condition` (or after 10 s, for the failure message).
-        func screen(until condition: (String) -> Bool) throws -> String {
-            var text = ""
-            for _ in 0..<200 {
-                text = try tmux("capture-pane", "-p", "-t", "preview")
-                if condition(text) { break }
-                usleep(50_000)
-            }
-            return text
-        }
+        func tmux(_ arguments: String...) throws -> String { try server.run(arguments) }
+        /// The pane's text once it satisfies `condition` (or after the wait, for the failure message).
+        func screen(until condition: (String) -> Bool) throws -> String { try server.wait("preview", for: "the screen", condition) }
         try tmux("new-session", "-d", "-s", "preview", "-x", "100", "-y", "30",
                  "env TERM=xterm-256color LANG=C.UTF-8 COLORTERM= NO_COLOR= \(CLITests.binary) themes preview light; echo EXIT=$?; sleep 30")
-        let socketPath = try tmux("display", "-p", "#{socket_path}").trimmingCharacters(in: .newlines)
-        defer {
-            _ = try? tmux("kill-server")
-            try? FileManager.default.removeItem(atPath: socketPath)  // tmux leaves it behind
-        }
 
         let first = try screen { $0.contains("light · 256") }
         #expect(first.contains("┌ Generation"), "\(first)")
