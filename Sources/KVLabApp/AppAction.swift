@@ -32,6 +32,8 @@ public enum AppAction: Hashable, Sendable {
     case cycleTarget(forward: Bool)
     /// Starts or stops the full-cache ghost.
     case toggleGhost
+    /// Starts or stops compare mode (configuration B beside A).
+    case toggleCompare
     /// Runs the prompt again from an empty cache.
     case rerun
     /// Starts or stops recording a session.
@@ -78,6 +80,7 @@ public enum Keymap {
         KeyBinding([.character("a")], "attention kernel: naive / tiled", group: "Model", action: .toggleAttention),
         KeyBinding([.character("m"), .character("M")], "tiled kernel SRAM: larger / smaller", group: "Model", action: .sram(up: true)),
         KeyBinding([.character("g")], "full-cache ghost (quality panel): on / off", group: "Model", action: .toggleGhost),
+        KeyBinding([.character("c")], "compare mode: B beside A on A's tokens; knob keys change B", group: "Model", action: .toggleCompare),
         KeyBinding([.character("d"), .character("D")], "projected device: next / previous", group: "Projection", action: .cycleDevice(forward: true)),
         KeyBinding([.character("t"), .character("T")], "projected target model: next / previous", group: "Projection", action: .cycleTarget(forward: true)),
         KeyBinding([.character("y")], "colour theme: next", group: "Screen", action: .cycleTheme),

@@ -171,6 +171,20 @@ public struct AppState: Sendable {
     public var lastToken: TokenMetrics?
     /// The last snapshot.
     public var snapshot: EngineSnapshot?
+    /// Configuration B as the engine last reported it, in compare mode.
+    public var compare: CompareSnapshot?
+    /// B's last step in compare mode.
+    public var lastCompareStep: FollowerStep?
+    /// B's measured per-token latency (ms), in compare mode.
+    public var compareLatency = History(capacity: historyCapacity)
+    /// Tokens B followed, and the sums of its ΔNLL and KL against A over them.
+    public var compareTokens = 0
+    /// Sum of B's ΔNLL against A (nats).
+    public var compareDeltaNLLSum = 0.0
+    /// Sum of KL(A ‖ B).
+    public var compareKLSum = 0.0
+    /// Sum of KL(ghost ‖ B) over the tokens the ghost ran for, and their count.
+    public var compareGhostKL = (sum: 0.0, tokens: 0)
     /// Whether the state changed since the last frame.
     public var dirty = true
 
@@ -195,6 +209,8 @@ public struct AppState: Sendable {
         device = snapshot.device
         target = snapshot.target
         recording = snapshot.recording
+        if (compare == nil) != (snapshot.compare == nil) { resetCompare() }
+        compare = snapshot.compare
         switch snapshot.event {
         case .prompt(let submission):
             if !submission.continuing {
@@ -217,8 +233,18 @@ public struct AppState: Sendable {
             }
             lastGhost = metrics.ghost
             lastToken = metrics
+            if let step = snapshot.compare?.step {
+                compareLatency.append(Double(step.report.timings.totalNanoseconds) / 1e6)
+                compareTokens += 1
+                compareDeltaNLLSum += step.deltaNLL
+                compareKLSum += step.kl
+                if let ghostKL = step.ghostKL { compareGhostKL = (compareGhostKL.sum + ghostKL, compareGhostKL.tokens + 1) }
+                lastCompareStep = step
+            }
         case .knob(let change):
             status = ("\(change.knob.rawValue) \(change.old) → \(change.new) from token \(change.step)", false)
+        case .compareKnob(let change):
+            status = ("B \(change.knob.rawValue) \(change.old) → \(change.new) from token \(change.step)", false)
         case .stopped(let reason):
             status = (reason == .endOfSequence ? "stopped: end of sequence (R reruns, i a new prompt)" : "stopped: context full (R reruns, i a new prompt)", false)
         case .notice(let text):
@@ -241,6 +267,16 @@ public struct AppState: Sendable {
         lastGhost = nil
         lastToken = nil
         scrollback = 0
+        resetCompare()
+    }
+
+    private mutating func resetCompare() {
+        lastCompareStep = nil
+        compareLatency.removeAll()
+        compareTokens = 0
+        compareDeltaNLLSum = 0
+        compareKLSum = 0
+        compareGhostKL = (0, 0)
     }
 
     private mutating func appendPiece(_ piece: StreamPiece) {
@@ -308,6 +344,8 @@ public struct AppState: Sendable {
             return [.engine(.target(Self.cycle(choices.targets, after: target, forward: forward)))]
         case .toggleGhost:
             return [.engine(.ghost(!ghost))]
+        case .toggleCompare:
+            return [.engine(.compare(compare == nil))]
         case .rerun:
             return [.engine(.rerun)]
         case .toggleRecording:
@@ -389,10 +427,13 @@ public struct AppState: Sendable {
         return []
     }
 
-    private func set(_ knob: Knob, _ value: String) -> [AppEffect] { [.engine(.set(knob, value))] }
+    /// Sets a knob of the configuration the knob keys change: B in compare mode, else A.
+    private func set(_ knob: Knob, _ value: String) -> [AppEffect] {
+        [.engine(compare == nil ? .set(knob, value) : .setCompare(knob, value))]
+    }
 
-    /// A knob's canonical value now.
-    public func value(_ knob: Knob) -> String { settings[knob] ?? "" }
+    /// A knob's canonical value now, in the configuration the knob keys change (B in compare mode).
+    public func value(_ knob: Knob) -> String { (compare?.settings ?? settings)[knob] ?? "" }
 
     /// The method name of a knob's value (`h2o` of `h2o:heavy=64,recent=64`).
     func methodName(_ knob: Knob) -> String { (try? MethodSpec(parsing: value(knob)))?.name ?? value(knob) }

@@ -24,6 +24,11 @@ public enum EngineCommand: Sendable, Equatable {
     case record(Bool)
     /// Sets the generation pace in tokens per second (nil: as fast as the engine goes).
     case pace(Int?)
+    /// Starts compare mode (B starts as a copy of A's settings, teacher-forced on A's tokens) or
+    /// stops it (B is discarded).
+    case compare(Bool)
+    /// Changes one of B's knobs (compare mode).
+    case setCompare(Knob, String)
 }
 
 /// The engine side of the workbench: owns the `LiveRun`, applies commands, generates tokens, and
@@ -64,6 +69,9 @@ public final class EngineCore {
     private let sessionDirectory: String
     private var recorder: SessionRecorder?
     private var recordingPath: String?
+    /// Configuration B of compare mode, teacher-forced on the run's tokens.
+    private var follower: TeacherForcedFollower?
+    private var lastFollowerStep: FollowerStep?
 
     /// A core for `run`, projecting onto the named device and target (unknown names leave the
     /// projection out and say why in the first snapshot's notice).
@@ -125,6 +133,11 @@ public final class EngineCore {
                 event = .notice("target \(name)")
             case .record(let on):
                 event = try on ? startRecording() : .notice(try stopRecording())
+            case .compare(let on):
+                event = .notice(try setCompare(on))
+            case .setCompare(let knob, let value):
+                guard let follower else { throw EngineCoreError("compare is off: c starts it") }
+                event = .compareKnob(try follower.set(knob, to: value, step: run.currentStep))
             case .pace(let tokensPerSecond):
                 pace = tokensPerSecond
                 event = .notice(tokensPerSecond.map { "pace \($0) tokens/s" } ?? "pace: as fast as the engine goes")
@@ -139,8 +152,10 @@ public final class EngineCore {
     public func advance() -> EngineSnapshot? {
         guard wantsToStep else { return nil }
         do {
+            follower?.capture(leader: run.engine.logits, ghost: run.ghostLogits)
             switch try recorder?.step() ?? run.step() {
             case .token(let metrics):
+                if let follower { lastFollowerStep = try follower.follow(metrics.token) }
                 lastLedger = metrics.report.ledger
                 sinceProjection += 1
                 if sinceProjection >= Self.projectionInterval { project() }
@@ -171,11 +186,32 @@ public final class EngineCore {
             weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, activationBytes: activations,
             map: KVMapSnapshot(cache: run.cache, positions: run.position, quantizes: quantizes, residual: residual),
             device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count,
-            recording: recordingPath)
+            recording: recordingPath, compare: compareSnapshot(event))
+    }
+
+    /// B's side of the snapshot, in compare mode; its step only with a token event.
+    private func compareSnapshot(_ event: EngineEvent) -> CompareSnapshot? {
+        guard let follower else { return nil }
+        var settings: [Knob: String] = [:]
+        for knob in Knob.allCases { settings[knob] = follower.settings.value(of: knob) }
+        var step: FollowerStep?
+        if case .token = event { step = lastFollowerStep }
+        return CompareSnapshot(settings: settings, residency: follower.cache.residency,
+                               weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, step: step)
+    }
+
+    private func setCompare(_ on: Bool) throws -> String {
+        guard on != (follower != nil) else { return on ? "compare already on" : "compare already off" }
+        lastFollowerStep = nil
+        guard on else { follower = nil; return "compare off: B discarded, knob keys change A" }
+        follower = try TeacherForcedFollower(model: run.model, settings: run.settings, tokens: run.tokens)
+        return "compare on: B starts as A, knob keys now change B (c turns it off)"
     }
 
     private func start() throws -> EngineEvent {
         let submission = try recorder?.submit(prompt: prompt) ?? run.submit(prompt: prompt)
+        try follower?.restart(tokens: run.tokens)
+        lastFollowerStep = nil
         generating = true
         lastLedger = nil
         project()
@@ -234,6 +270,12 @@ public final class EngineCore {
         projection = Projection(ProjectionSetup(device: device, target: target, weights: weights, context: Self.projectedContext,
                                                 eviction: settings.eviction, quant: settings.quant, sparse: settings.sparse,
                                                 kernel: kernel, live: live))
+    }
+
+    /// A command refused by the core itself, as one line.
+    struct EngineCoreError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// An error as one line for the status bar.

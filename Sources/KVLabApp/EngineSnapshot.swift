@@ -83,6 +83,8 @@ public enum EngineEvent: Sendable, Equatable {
     case token(TokenMetrics)
     /// A knob changed (from the next token on).
     case knob(KnobChange)
+    /// One of B's knobs changed (compare mode).
+    case compareKnob(KnobChange)
     /// Generation stopped.
     case stopped(StopReason)
     /// The state changed without a token (pause, ghost, device or target); a message for the
@@ -127,4 +129,18 @@ public struct EngineSnapshot: Sendable {
     public var sequenceTokens: Int
     /// The session file being recorded, if any.
     public var recording: String?
+    /// Configuration B, in compare mode.
+    public var compare: CompareSnapshot? = nil
+}
+
+/// Configuration B of compare mode, beside the run (A) in a snapshot.
+public struct CompareSnapshot: Sendable, Equatable {
+    /// B's canonical knob values.
+    public var settings: [Knob: String]
+    /// B's resident KV bytes by category.
+    public var residency: KVResidency
+    /// Bytes of B's weights as it stores them.
+    public var weightBytes: Int
+    /// B's step on the snapshot's token (token events only).
+    public var step: FollowerStep?
 }

@@ -65,6 +65,7 @@ public struct WorkbenchScreen {
                              Span("device ", style: .role(.dimText)), Span(state.device, style: .role(.text)), separator,
                              Span("target ", style: .role(.dimText)), Span(state.target, style: .role(.text))]
         spans += [separator, runState]
+        if state.compare != nil { spans += [separator, Span("compare A|B", style: .role(.warning, .bold))] }
         if let recording = state.recording {
             spans += [separator, Span("● REC ", style: .role(.error, .bold)), Span((recording as NSString).lastPathComponent, style: .role(.text))]
         }
@@ -72,7 +73,7 @@ public struct WorkbenchScreen {
     }
 
     private var weightLabel: String {
-        let value = state.value(.weights)
+        let value = state.settings[.weights] ?? ""
         return value.isEmpty ? "" : value
     }
 
@@ -188,25 +189,35 @@ public struct WorkbenchScreen {
     // MARK: - Knobs
 
     private func knobs(_ area: Rect, _ buffer: inout Buffer) {
-        let frame = block("Knobs")
+        let compare = state.compare
+        let frame = block("Knobs", right: compare.map { _ in Line("A | B: keys change B", style: .role(.warning)) })
         frame.render(area: area, buffer: &buffer)
         let inner = frame.inner(area).inset(horizontal: 1)
-        let rows: [(String, Knob?, String, String)] = [
-            ("evict", .policy, state.value(.policy), "e/E [ ]"),
-            ("kv", .kv, state.value(.kv), "b/B"),
-            ("sparse", .sparse, state.value(.sparse), "s/S"),
-            ("weights", .weights, state.value(.weights), "w"),
-            ("kernel", .attention, state.value(.attention), "a m/M"),
-            ("ghost", nil, state.ghost ? "on" : "off", "g"),
+        let rows: [(String, Knob?, String)] = [
+            ("evict", .policy, "e/E [ ]"), ("kv", .kv, "b/B"), ("sparse", .sparse, "s/S"), ("weights", .weights, "w"),
+            ("kernel", .attention, "a m/M"), ("ghost", nil, "g"),
         ]
         var y = inner.y
-        for (label, _, value, keys) in rows where y < inner.bottom {
+        func put(_ label: String, _ spans: [Span], keys: String) {
+            guard y < inner.bottom else { return }
             let row = Rect(x: inner.x, y: y, width: inner.width, height: 1)
             buffer.put(Line(keys, style: .role(.key), alignment: .right), row: row, glyphs: glyphs)
             let valueArea = Rect(x: row.x, y: y, width: max(row.width - CharacterWidth.of(keys) - 1, 0), height: 1)
-            buffer.put(Line([Span(label.padding(toLength: 8, withPad: " ", startingAt: 0), style: .role(.dimText))] + methodSpans(value)),
+            buffer.put(Line([Span(label.padding(toLength: 8, withPad: " ", startingAt: 0), style: .role(.dimText))] + spans),
                        row: valueArea, glyphs: glyphs)
             y += 1
+        }
+        for (label, knob, keys) in rows {
+            guard let knob else { put(label, methodSpans(state.ghost ? "on" : "off"), keys: keys); continue }
+            let a = state.settings[knob] ?? ""
+            // Compare mode: one line when A and B agree, else A's line and B's under it.
+            guard let b = compare?.settings[knob] else { put(label, methodSpans(a), keys: keys); continue }
+            if a == b {
+                put(label, [Span("A=B ", style: .role(.dimText))] + methodSpans(a), keys: keys)
+            } else {
+                put(label, [Span("A ", style: .role(.seriesA, .bold))] + methodSpans(a), keys: "")
+                put("", [Span("B ", style: .role(.seriesB, .bold))] + methodSpans(b), keys: keys)
+            }
         }
         guard let snapshot = state.snapshot, y < inner.bottom else { return }
         let resident = snapshot.residency.total
@@ -273,7 +284,8 @@ public struct WorkbenchScreen {
         guard !inner.isEmpty else { return }
         guard state.ghost || state.ghostTokens > 0 else {
             buffer.put(Line("g runs the full-cache fp32 ghost in lockstep:", style: .role(.dimText)), row: inner.row(0), glyphs: glyphs)
-            buffer.put(Line("KL, top-1 agreement, ΔNLL, attention mass kept", style: .role(.dimText)), row: inner.row(1), glyphs: glyphs)
+            buffer.put(compareQuality ?? Line("KL, top-1 agreement, ΔNLL, attention mass kept", style: .role(.dimText)),
+                       row: inner.row(1), glyphs: glyphs)
             return
         }
         let ghost = state.lastGhost
@@ -285,6 +297,7 @@ public struct WorkbenchScreen {
         let lines: [Line] = [
             Line([Span("top-1 ", style: .role(.dimText)), Span(top1, style: .role(.highlight)), Span("  ΔNLL ", style: .role(.dimText)),
                   Span(delta, style: .role(.highlight)), Span(" nats/token over \(state.ghostTokens)", style: .role(.dimText))]),
+        ] + (compareQuality.map { [$0] } ?? []) + [
             Line(state.firstDivergence.map { "first divergence at token \($0)" } ?? "no top-1 divergence yet",
                  style: .role(state.firstDivergence == nil ? .ok : .warning)),
             Line([Span("attention mass kept ", style: .role(.dimText)),
@@ -293,6 +306,22 @@ public struct WorkbenchScreen {
         for (index, line) in lines.enumerated() where index + 1 < inner.height {
             buffer.put(line, row: inner.row(index + 1), glyphs: glyphs)
         }
+    }
+
+    /// B against A (and the ghost) in compare mode: mean ΔNLL and KL over the tokens B followed.
+    private var compareQuality: Line? {
+        guard state.compare != nil else { return nil }
+        let n = state.compareTokens
+        guard n > 0 else { return Line([Span("B ", style: .role(.seriesB, .bold)), Span("vs A: no tokens yet", style: .role(.dimText))]) }
+        var spans = [Span("B ", style: .role(.seriesB, .bold)), Span("vs A ΔNLL ", style: .role(.dimText)),
+                     Span(String(format: "%+.4f", state.compareDeltaNLLSum / Double(n)), style: .role(.highlight)),
+                     Span(" KL ", style: .role(.dimText)), Span(String(format: "%.4f", state.compareKLSum / Double(n)), style: .role(.highlight))]
+        if state.compareGhostKL.tokens > 0 {
+            spans += [Span(" vs ghost KL ", style: .role(.dimText)),
+                      Span(String(format: "%.4f", state.compareGhostKL.sum / Double(state.compareGhostKL.tokens)), style: .role(.highlight))]
+        }
+        spans.append(Span(" over \(n)", style: .role(.dimText)))
+        return Line(spans)
     }
 
     // MARK: - Memory hierarchy
@@ -320,8 +349,20 @@ public struct WorkbenchScreen {
         let live = [(snapshot.weightBytes, ThemeRole.tierWeights), (payload, .tierKVPayload), (metadata, .tierKVMetadata),
                     (snapshot.activationBytes, .tierActivations)]
         let liveTotal = live.reduce(0) { $0 + $1.0 }
-        row("here", live.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: Double(liveTotal),
-            value: "KV \(formatBytes(payload + metadata))")
+        if let compare = state.compare {
+            let b = compare.residency
+            let bPayload = b.fullPrecisionPayload + b.quantizedPayload + b.residualWindow + b.pageSlack
+            let bMetadata = b.quantMetadata + b.policyState
+            let bLive = [(compare.weightBytes, ThemeRole.tierWeights), (bPayload, .tierKVPayload), (bMetadata, .tierKVMetadata),
+                         (snapshot.activationBytes, .tierActivations)]
+            let capacity = Double(max(liveTotal, bLive.reduce(0) { $0 + $1.0 }))
+            row("A", live.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: capacity, value: "KV \(formatBytes(payload + metadata))")
+            row("B", bLive.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: capacity,
+                value: "KV \(Self.short(Double(bPayload + bMetadata))) \(Self.delta(bPayload + bMetadata - payload - metadata))")
+        } else {
+            row("here", live.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: Double(liveTotal),
+                value: "KV \(formatBytes(payload + metadata))")
+        }
         guard let projection = snapshot.projection else {
             if y < inner.bottom { buffer.put("no projection (d/t: device, target)", x: inner.x, y: y, style: .role(.dimText), clip: inner) }
             return
@@ -345,6 +386,9 @@ public struct WorkbenchScreen {
                 value: "\(Self.short(tier.used))/\(Self.short(tier.capacity))")
         }
     }
+
+    /// A signed byte difference in at most 7 columns (`+1.5K`, `−512B`).
+    static func delta(_ bytes: Int) -> String { (bytes < 0 ? "−" : "+") + short(Double(abs(bytes))) }
 
     /// Bytes in at most 6 columns (`132K`, `16.4G`).
     static func short(_ bytes: Double) -> String {
@@ -377,6 +421,15 @@ public struct WorkbenchScreen {
                   Span(ledger.total(.dramToHBM) == 0 ? " (no host fetches)" : " fetched", style: .role(.dimText))]),
         ]
         var y = 0
+        if let b = state.lastCompareStep?.report.ledger {
+            let aTotal = ledger.total(.hbmToSRAM), bTotal = b.total(.hbmToSRAM)
+            let sign = bTotal < aTotal ? "−" : "+"
+            let change = bTotal < aTotal ? aTotal - bTotal : bTotal - aTotal
+            buffer.put(Line([Span("HBM→SRAM ", style: .role(.dimText)), Span("A ", style: .role(.seriesA, .bold)), Span(bytes(aTotal)),
+                             Span("  B ", style: .role(.seriesB, .bold)), Span(bytes(bTotal)), Span(" Δ \(sign)\(bytes(change))", style: .role(.highlight))]),
+                       row: inner.row(y), glyphs: glyphs)
+            y += 1
+        }
         for line in lines where y < inner.height {
             buffer.put(line, row: inner.row(y), glyphs: glyphs)
             y += 1
@@ -417,6 +470,11 @@ public struct WorkbenchScreen {
                                   x: inner.x, y: inner.y, clip: inner)
             Sparkline(history.values, glyphs: glyphs).render(area: Rect(x: head, y: inner.y, width: max(inner.right - head, 0), height: 1), buffer: &buffer)
             y = 1
+            if let bLast = state.compareLatency.values.last, let bP50 = state.compareLatency.quantile(0.5) {
+                line(Line([Span("B    ", style: .role(.dimText)), Span(String(format: "%.2f ms", bLast), style: .role(.seriesB, .bold)),
+                           Span(String(format: " Δ %+.2f", bLast - last), style: .role(.highlight)),
+                           Span(String(format: "  p50 %.2f Δ %+.2f", bP50, bP50 - p50), style: .role(.dimText))]))
+            }
             line(Line([Span("p50 ", style: .role(.dimText)), Span(String(format: "%.2f", p50)), Span("  p99 ", style: .role(.dimText)),
                        Span(String(format: "%.2f ms", p99)), Span("  tok/s ", style: .role(.dimText)), Span(String(format: "%.0f", 1000 / max(p50, 1e-6)))]))
         } else {

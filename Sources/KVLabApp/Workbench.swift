@@ -61,7 +61,7 @@ public enum Workbench {
             for snapshot in worker.drain() {
                 state.absorb(snapshot)
                 switch snapshot.event {
-                case .knob, .failure: answered += 1; urgent = true
+                case .knob, .compareKnob, .failure: answered += 1; urgent = true
                 case .notice, .prompt, .stopped: urgent = true
                 case .token: break
                 }

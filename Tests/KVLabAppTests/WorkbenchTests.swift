@@ -197,6 +197,55 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         #expect(harness.state.snapshot?.position == harness.state.snapshot?.sequenceTokens)
     }
 
+    @Test func compareModeRunsBTeacherForcedBesideA() throws {
+        let harness = try Harness(ghost: true)
+        harness.press(.character("i"))
+        harness.type("ROMEO:")
+        harness.generate(40)
+        harness.press(.character("c"))
+        let started = try #require(harness.state.compare, "c starts compare mode")
+        #expect(started.settings == harness.state.settings, "B starts as a copy of A")
+        #expect(harness.text().contains("compare A|B"))
+
+        harness.press(.character("e"))  // full → window, on B
+        harness.press(.character("["))  // window 128 → 64, on B
+        #expect(harness.state.settings[.policy] == "full", "knob keys change B, not A")
+        #expect(harness.state.compare?.settings[.policy] == "window:window=64")
+        #expect(harness.state.status?.text.hasPrefix("B policy") == true)
+
+        let tokensBefore = harness.core.run.tokens.count
+        harness.generate(120)
+        let screen = harness.text()
+        #expect(screen.contains("A full"), "the knob panel shows A's method")
+        #expect(screen.contains("B window window 64"), "and B's under it")
+        #expect(screen.contains("A=B fp32"), "knobs A and B agree on share one line")
+        #expect(screen.contains("B vs A ΔNLL"), "the quality panel compares B with A")
+        #expect(screen.contains("vs ghost KL"))
+        #expect(screen.contains("HBM→SRAM A "), "the traffic panel shows A, B and the delta")
+        #expect(screen.contains("B    ") && screen.contains(" Δ "), "the latency panel shows B's step time and its delta")
+        let snapshot = try #require(harness.state.snapshot)
+        let b = try #require(snapshot.compare)
+        #expect(b.residency.total < snapshot.residency.total, "B's smaller window holds fewer KV bytes: \(b.residency.total) vs \(snapshot.residency.total)")
+        #expect(harness.state.compareTokens == harness.core.run.tokens.count - tokensBefore, "B followed every token A generated")
+        #expect(harness.state.compareKLSum > 0, "a 64-token window changes B's distributions")
+        // Teacher-forced: B's step processed A's token at A's position.
+        let step = try #require(b.step)
+        let token = try #require(harness.state.lastToken)
+        #expect(step.report.position == token.report.position)
+        #expect(b.step?.nll ?? -1 >= 0)
+
+        harness.press(.character("R"))  // B reruns with A from the prompt
+        #expect(harness.state.compareTokens == 0)
+        harness.generate(3)
+        #expect(harness.state.compareTokens == 3)
+
+        harness.press(.character("c"))
+        #expect(harness.state.compare == nil, "c again discards B")
+        #expect(!harness.text().contains("compare A|B"))
+        harness.press(.character("e"))
+        #expect(harness.state.settings[.policy] == "window:window=128", "knob keys change A again")
+    }
+
     @Test func recordingWritesASessionFromARerun() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-app-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

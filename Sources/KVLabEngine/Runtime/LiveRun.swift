@@ -276,18 +276,29 @@ public final class LiveRun {
     public func set(_ knob: Knob, to value: String) throws(MethodSpecError) -> KnobChange {
         var next = settings
         try next.set(knob, to: value, headDim: model.config.headDim)
-        var ledger = IOLedger()
-        switch knob {
-        case .policy: cache.setEviction(next.eviction, ledger: &ledger)
-        case .sparse: cache.setSparse(next.sparse)
-        case .kv: cache.setKVQuant(next.quant, ledger: &ledger)
-        case .weights: engine.setWeights(model.weights, as: next.weights)
-        case .attention: engine.setAttentionKernel(next.attention)
-        }
+        let ledger = Self.apply(knob, of: next, to: cache, engine: engine, weights: model.weights)
         let old = settings.value(of: knob)
         settings = next
         return KnobChange(step: currentStep, knob: knob, old: old, new: settings.value(of: knob), ledger: ledger)
     }
+
+    /// Applies `knob`'s value in `settings` to a cache and its engine; returns the traffic of
+    /// applying it (shared with `TeacherForcedFollower`).
+    static func apply(_ knob: Knob, of settings: RunSettings, to cache: PagedKVCache, engine: InferenceEngine,
+                      weights: ModelWeights) -> IOLedger {
+        var ledger = IOLedger()
+        switch knob {
+        case .policy: cache.setEviction(settings.eviction, ledger: &ledger)
+        case .sparse: cache.setSparse(settings.sparse)
+        case .kv: cache.setKVQuant(settings.quant, ledger: &ledger)
+        case .weights: engine.setWeights(weights, as: settings.weights)
+        case .attention: engine.setAttentionKernel(settings.attention)
+        }
+        return ledger
+    }
+
+    /// The ghost's next-token logits, while it runs.
+    public var ghostLogits: UnsafeBufferPointer<Float>? { ghost?.engine.logits }
 
     /// The state's fingerprint now: cache contents and next-token logits.
     public func checkpoint() -> Checkpoint {
