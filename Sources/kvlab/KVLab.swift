@@ -182,9 +182,11 @@ struct PromptOptions: ParsableArguments {
 extension KVOptions {
     /// The settings of a live run from these options, the model options and the sampler.
     func runSettings(model: LoadedModel, modelOptions: ModelOptions, sampler: SamplerSettings) throws -> RunSettings {
-        RunSettings(eviction: try evictionMethod(), sparse: try modes.sparseMethod(), quant: try modes.quantMethod(headDim: model.config.headDim),
-                    attention: try modes.attentionKernel(headDim: model.config.headDim),
-                    weights: modelOptions.weights, sampler: sampler, threads: modelOptions.threads)
+        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: model.config.headDim)
+        try modes.check(policy: eviction, quant: quant)
+        return RunSettings(eviction: eviction, sparse: try modes.sparseMethod(), quant: quant,
+                           attention: try modes.attentionKernel(headDim: model.config.headDim),
+                           weights: modelOptions.weights, sampler: sampler, threads: modelOptions.threads)
     }
 }
 

@@ -103,6 +103,21 @@ import Testing
         #expect(run.settings.value(of: .kv) == "kivi:bits=2,group=32,residual=128", "a refused value changes nothing")
     }
 
+    /// Combinations the cache cannot hold (`think` prunes key channels in the frame attention
+    /// scores them, `rotate` and `prerope` store keys in another) are refused by either knob,
+    /// and by a new run, before they reach the cache.
+    @Test func incompatibleMethodsAreRefusedNotTrapped() throws {
+        let model = try Self.model()
+        let run = try LiveRun(model: model, settings: try Self.settings("full+think"))
+        try run.submit(prompt: "ROMEO:\n")
+        #expect(throws: MethodSpecError.self) { try run.set(.kv, to: "q8_0+rotate") }
+        try run.set(.policy, to: "full")
+        try run.set(.kv, to: "q8_0+prerope")
+        #expect(throws: MethodSpecError.self) { try run.set(.policy, to: "h2o+think") }
+        #expect(run.settings.value(of: .policy) == "full" && run.settings.value(of: .kv).hasPrefix("q8_0"))
+        #expect(throws: MethodSpecError.self) { try LiveRun(model: model, settings: try Self.settings("full+think", kv: "q8_0+rotate")) }
+    }
+
     @Test func checkpointsTellStatesApart() throws {
         let model = try Self.model()
         func checkpoint(_ policy: String, tokens: Int = 40) throws -> Checkpoint {

@@ -59,11 +59,15 @@ public struct RunSettings: Sendable, Equatable {
     /// Sets a knob from its string; KV quantization is checked against heads of `headDim`.
     public mutating func set(_ knob: Knob, to text: String, headDim: Int) throws(MethodSpecError) {
         switch knob {
-        case .policy: eviction = try EvictionMethod(parsing: text)
+        case .policy:
+            let method = try EvictionMethod(parsing: text)
+            try method.check(quant: quant)
+            eviction = method
         case .sparse: sparse = try SparseMethod(parsing: text)
         case .kv:
             let method = try KVQuantMethod(parsing: text)
             try method.check(headDim: headDim)
+            try eviction.check(quant: method)
             quant = method
         case .weights:
             let name = Substring(text).trimmingSpaces.lowercased()
@@ -77,6 +81,13 @@ public struct RunSettings: Sendable, Equatable {
             }
         case .attention: attention = try AttentionKernel(parsing: text, headDim: headDim)
         }
+    }
+
+    /// Checks what the cache would otherwise trap on: the KV quantization against heads of
+    /// `headDim`, and the eviction method against the quantization (`think` with `rotate`).
+    public func check(headDim: Int) throws(MethodSpecError) {
+        try quant.check(headDim: headDim)
+        try eviction.check(quant: quant)
     }
 }
 
@@ -184,7 +195,7 @@ public final class LiveRun {
     /// first), with the ghost when `ghost` is true.
     public init(model: LoadedModel, settings: RunSettings, ghost: Bool = false) throws {
         try settings.sampler.validate()
-        try settings.quant.check(headDim: model.config.headDim)
+        try settings.check(headDim: model.config.headDim)
         self.model = model
         self.settings = settings
         cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: settings.eviction, sparse: settings.sparse,

@@ -33,7 +33,7 @@ public final class TeacherForcedFollower {
     /// A follower of `model` under `settings` that first runs `tokens` (the leader's sequence so
     /// far) as one prompt.
     public init(model: LoadedModel, settings: RunSettings, tokens: [Int]) throws {
-        try settings.quant.check(headDim: model.config.headDim)
+        try settings.check(headDim: model.config.headDim)
         self.model = model
         self.settings = settings
         cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: settings.eviction, sparse: settings.sparse,
