@@ -99,17 +99,7 @@ public struct DeviceProfile: Sendable, Equatable {
 
 // MARK: - Reading and writing
 
-extension DeviceProfile {
-    /// Reads a device file; every problem is one line naming the file, the line and the key.
-    public init(path: String) throws {
-        try self.init(document: ProfileDocument(path: path))
-    }
-
-    /// Parses a device file's bytes (`path` names it in errors).
-    public init(path: String, data: Data) throws {
-        try self.init(document: ProfileDocument(path: path, data: data))
-    }
-
+extension DeviceProfile: ProfileFile {
     init(document d: ProfileDocument) throws {
         try d.checkKeys(Self.keys)
         id = URL(fileURLWithPath: d.path).deletingPathExtension().lastPathComponent

@@ -130,3 +130,20 @@ struct ProfileDocument {
         }
     }
 }
+
+/// A value read from a device or shape file (`ProfileDocument`).
+protocol ProfileFile {
+    init(document: ProfileDocument) throws
+}
+
+extension ProfileFile {
+    /// Reads a file; every problem is one line naming the file, the line and the key.
+    public init(path: String) throws {
+        try self.init(document: ProfileDocument(path: path))
+    }
+
+    /// Parses a file's bytes (`path` names it in errors).
+    public init(path: String, data: Data) throws {
+        try self.init(document: ProfileDocument(path: path, data: data))
+    }
+}

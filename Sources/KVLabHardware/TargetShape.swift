@@ -74,17 +74,7 @@ public struct TargetShape: Sendable, Equatable {
                        "tied_embeddings", "max_context", "qkv_bias"]
 }
 
-extension TargetShape {
-    /// Reads a shape file; every problem is one line naming the file, the line and the key.
-    public init(path: String) throws {
-        try self.init(document: ProfileDocument(path: path))
-    }
-
-    /// Parses a shape file's bytes (`path` names it in errors).
-    public init(path: String, data: Data) throws {
-        try self.init(document: ProfileDocument(path: path, data: data))
-    }
-
+extension TargetShape: ProfileFile {
     init(document d: ProfileDocument) throws {
         try d.checkKeys(Self.keys)
         let large = 1...(1 << 20)

@@ -83,6 +83,35 @@ public struct RunSettings: Sendable, Equatable {
         }
     }
 
+    /// A paged cache with these methods, and an engine running `model` on it with these weights,
+    /// threads and attention kernel (checked first with `check(headDim:)`).
+    func makeEngine(for model: LoadedModel) -> (cache: PagedKVCache, engine: InferenceEngine) {
+        let cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: eviction, sparse: sparse, quant: quant)
+        let engine = InferenceEngine(weights: model.weights,
+                                     options: EngineOptions(threads: threads, weightType: weights, attention: attention), cache: cache)
+        return (cache, engine)
+    }
+
+    /// Sets `knob` from `text` and applies it to `cache` and `engine` (weights converted from
+    /// `model`'s file) between two steps; unchanged when refused. Returns the change in canonical
+    /// spelling with the traffic of applying it (evicting down, storing kept entries anew).
+    mutating func change(_ knob: Knob, to text: String, step: Int, model: LoadedModel, cache: PagedKVCache,
+                         engine: InferenceEngine) throws(MethodSpecError) -> KnobChange {
+        var next = self
+        try next.set(knob, to: text, headDim: model.config.headDim)
+        var ledger = IOLedger()
+        switch knob {
+        case .policy: cache.setEviction(next.eviction, ledger: &ledger)
+        case .sparse: cache.setSparse(next.sparse)
+        case .kv: cache.setKVQuant(next.quant, ledger: &ledger)
+        case .weights: engine.setWeights(model.weights, as: next.weights)
+        case .attention: engine.setAttentionKernel(next.attention)
+        }
+        let old = value(of: knob)
+        self = next
+        return KnobChange(step: step, knob: knob, old: old, new: value(of: knob), ledger: ledger)
+    }
+
     /// Checks what the cache would otherwise trap on: the KV quantization against heads of
     /// `headDim`, and the eviction method against the quantization (`think` with `rotate`).
     public func check(headDim: Int) throws(MethodSpecError) {
@@ -198,11 +227,7 @@ public final class LiveRun {
         try settings.check(headDim: model.config.headDim)
         self.model = model
         self.settings = settings
-        cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: settings.eviction, sparse: settings.sparse,
-                             quant: settings.quant)
-        engine = InferenceEngine(weights: model.weights,
-                                 options: EngineOptions(threads: settings.threads, weightType: settings.weights, attention: settings.attention),
-                                 cache: cache)
+        (cache, engine) = settings.makeEngine(for: model)
         sampler = Sampler(settings: settings.sampler, vocabularySize: model.config.vocabSize)
         if ghost { try setGhost(true) }
     }
@@ -285,27 +310,7 @@ public final class LiveRun {
     /// weights are converted from the file's, so a finer type restores its precision.
     @discardableResult
     public func set(_ knob: Knob, to value: String) throws(MethodSpecError) -> KnobChange {
-        var next = settings
-        try next.set(knob, to: value, headDim: model.config.headDim)
-        let ledger = Self.apply(knob, of: next, to: cache, engine: engine, weights: model.weights)
-        let old = settings.value(of: knob)
-        settings = next
-        return KnobChange(step: currentStep, knob: knob, old: old, new: settings.value(of: knob), ledger: ledger)
-    }
-
-    /// Applies `knob`'s value in `settings` to a cache and its engine; returns the traffic of
-    /// applying it (shared with `TeacherForcedFollower`).
-    static func apply(_ knob: Knob, of settings: RunSettings, to cache: PagedKVCache, engine: InferenceEngine,
-                      weights: ModelWeights) -> IOLedger {
-        var ledger = IOLedger()
-        switch knob {
-        case .policy: cache.setEviction(settings.eviction, ledger: &ledger)
-        case .sparse: cache.setSparse(settings.sparse)
-        case .kv: cache.setKVQuant(settings.quant, ledger: &ledger)
-        case .weights: engine.setWeights(weights, as: settings.weights)
-        case .attention: engine.setAttentionKernel(settings.attention)
-        }
-        return ledger
+        try settings.change(knob, to: value, step: currentStep, model: model, cache: cache, engine: engine)
     }
 
     /// The ghost's next-token logits, while it runs.

@@ -36,11 +36,7 @@ public final class TeacherForcedFollower {
         try settings.check(headDim: model.config.headDim)
         self.model = model
         self.settings = settings
-        cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: settings.eviction, sparse: settings.sparse,
-                             quant: settings.quant)
-        engine = InferenceEngine(weights: model.weights,
-                                 options: EngineOptions(threads: settings.threads, weightType: settings.weights, attention: settings.attention),
-                                 cache: cache)
+        (cache, engine) = settings.makeEngine(for: model)
         leaderLogits = [Float](repeating: 0, count: model.config.vocabSize)
         ghostLogits = leaderLogits
         if !tokens.isEmpty { try engine.prefill(tokens) }
@@ -83,11 +79,6 @@ public final class TeacherForcedFollower {
     /// Changes a knob from the next step on, as `LiveRun.set` does for the leader.
     @discardableResult
     public func set(_ knob: Knob, to value: String, step: Int) throws(MethodSpecError) -> KnobChange {
-        var next = settings
-        try next.set(knob, to: value, headDim: model.config.headDim)
-        let ledger = LiveRun.apply(knob, of: next, to: cache, engine: engine, weights: model.weights)
-        let old = settings.value(of: knob)
-        settings = next
-        return KnobChange(step: step, knob: knob, old: old, new: settings.value(of: knob), ledger: ledger)
+        try settings.change(knob, to: value, step: step, model: model, cache: cache, engine: engine)
     }
 }
