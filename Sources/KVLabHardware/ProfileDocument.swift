@@ -66,11 +66,6 @@ struct ProfileDocument {
         return text
     }
 
-    func optionalString(_ key: String) throws -> String? {
-        guard value(key) != nil else { return nil }
-        return try string(key)
-    }
-
     func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int {
         guard let value = value(key) else { throw error(key, "missing") }
         guard let number = value.integer else { throw error(key, "is \(value.kind), expected a whole number") }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVLabEngine
 import KVLabHardware
+import KVLabSession
 
 /// `kvlab project`: a KV setting's bytes, FLOPs and roofline time per op, TTFT and capacity for a
 /// target model shape on a device profile.
@@ -10,10 +11,10 @@ struct Project: ParsableCommand {
         abstract: "Project decode latency, TTFT and capacity of a KV setting onto a device and a target model shape.")
 
     @Option(name: .long, help: "Device profile name (see --list) or a device FILE.json.")
-    var device = "h100-sxm"
+    var device = ProjectionSettings.defaultDevice
 
     @Option(name: .long, help: "Target shape name (see --list), 'live' (the loaded model), a shape FILE.json, or any model file kvlab reads (config.json, GGUF, llama2.c).")
-    var target = "llama-3-8b"
+    var target = ProjectionSettings.defaultTarget
 
     @Option(name: .long, help: "Tokens in the cache at the projected decode step (and the prompt length for TTFT).")
     var context = 4096

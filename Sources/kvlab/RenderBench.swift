@@ -1,6 +1,7 @@
 import Dispatch
 import KVLabApp
 import KVLabEngine
+import KVLabSession
 import KVLabTUI
 
 /// `kvlab bench --render`: the time to render a full frame of every widget and diff it against
@@ -54,9 +55,9 @@ struct WorkbenchBench {
         var settings = RunSettings()
         try settings.set(.policy, to: "h2o:heavy=64,recent=64", headDim: model.config.headDim)
         try settings.set(.kv, to: "kivi:bits=2", headDim: model.config.headDim)
-        let core = EngineCore(run: try LiveRun(model: model, settings: settings, ghost: true), device: "h100-sxm", target: "llama-3-8b")
+        let core = EngineCore(run: try LiveRun(model: model, settings: settings, ghost: true), device: ProjectionSettings.defaultDevice, target: ProjectionSettings.defaultTarget)
         let choices = Choices.catalog(themes: [])
-        var state = AppState(modelName: model.config.name, choices: choices, device: "h100-sxm", target: "llama-3-8b", theme: "dark")
+        var state = AppState(modelName: model.config.name, choices: choices, device: ProjectionSettings.defaultDevice, target: ProjectionSettings.defaultTarget, theme: "dark")
         state.absorb(core.handle(.submit("ROMEO:")))
         var states: [AppState] = []
         for _ in 0..<300 {
@@ -79,14 +80,14 @@ struct WorkbenchBench {
 
         // Key to frame: the run loop, its engine thread generating, a knob key every 200 ms.
         let fresh = try LiveRun(model: model, settings: RunSettings(), ghost: false)
-        let worker = EngineWorker(core: EngineCore(run: fresh, device: "h100-sxm", target: "llama-3-8b"))
+        let worker = EngineWorker(core: EngineCore(run: fresh, device: ProjectionSettings.defaultDevice, target: ProjectionSettings.defaultTarget))
         defer { worker.stop() }
         worker.send(.submit("ROMEO:"))
         var script: [MemoryTerminal.ScriptedKey] = []
         for index in 0..<30 { script.append(.init(after: index == 0 ? 300 : 200, index % 10 == 9 ? .character("R") : .character(index % 2 == 0 ? "e" : "b"))) }
         script.append(.init(after: 300, .character("q")))
         let terminal = MemoryTerminal(width: width, height: height, script: script)
-        var loopState = AppState(modelName: model.config.name, choices: choices, device: "h100-sxm", target: "llama-3-8b", theme: "dark")
+        var loopState = AppState(modelName: model.config.name, choices: choices, device: ProjectionSettings.defaultDevice, target: ProjectionSettings.defaultTarget, theme: "dark")
         var stats = WorkbenchStats()
         _ = Workbench.run(terminal: terminal, worker: worker, state: &loopState, palette: Theme.plain.palette(depth: .truecolor),
                           glyphs: .unicode, loadTheme: { _ in nil }, stats: &stats)

@@ -4,6 +4,7 @@ import KVLabApp
 import KVLabCurses
 import KVLabEngine
 import KVLabHardware
+import KVLabSession
 import KVLabTUI
 
 /// `kvlab` (or `kvlab workbench`): the full-screen workbench on a live model.
@@ -21,10 +22,10 @@ struct WorkbenchCommand: ParsableCommand {
     @OptionGroup var samplerOptions: SamplerOptions
 
     @Option(name: .long, help: "Device profile the projection uses (see kvlab project --list).")
-    var device: String = "h100-sxm"
+    var device: String = ProjectionSettings.defaultDevice
 
     @Option(name: .long, help: "Target model shape the projection uses (see kvlab project --list), or 'live'.")
-    var target: String = "llama-3-8b"
+    var target: String = ProjectionSettings.defaultTarget
 
     @Option(name: .long, help: "Colour theme: a name from kvlab themes list, or a theme file.")
     var theme: String?
