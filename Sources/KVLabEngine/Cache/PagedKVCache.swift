@@ -814,6 +814,19 @@ public final class PagedKVCache: KVCache {
         }
     }
 
+    /// Records the query window of a batched prompt's `count` tokens (only the last
+    /// `ThinK.maxObservation` can stay in the ring), as the per-query path records each query.
+    private func recordPromptQueries(layer: Int, queries: UnsafePointer<Float>, count: Int, ledger: inout IOLedger) {
+        let hd = layout.headDim, tokenStride = layout.kvHeadCount * layout.groupSize * hd
+        let kept = min(count, ThinK.maxObservation)
+        recordedQueries[layer] += count - kept
+        for t in (count - kept)..<count {
+            for head in 0..<layout.kvHeadCount { recordQuery(queries + t * tokenStride + head * layout.groupSize * hd, layer: layer, head: head) }
+            recordedQueries[layer] += 1
+        }
+        if eviction.think != nil { ledger.write(.activations, kept * layout.kvHeadCount * hd * 4) }
+    }
+
     /// Records one query group's squares, summed over the group per channel, in the layer's ring
     /// (slot: the queries recorded so far, modulo the ring).
     @inline(__always)
@@ -1581,9 +1594,8 @@ public final class PagedKVCache: KVCache {
     public func attend(layer: Int, positions: Range<Int>, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                        ledger: inout IOLedger) {
         guard let end = promptEnd else { preconditionFailure("batched attention runs inside a prefill (beginPrefill)") }
-        // `think` records every query for its channel scores and reads pruned keys through the
-        // per-query path, so its prompts run query by query.
-        if eviction.think != nil || keysPruned {
+        // Pruned keys (`think` already acted) are read through the per-query path.
+        if keysPruned {
             let tokenStride = layout.kvHeadCount * layout.groupSize * layout.headDim
             for t in 0..<positions.count {
                 attend(layer: layer, position: positions.lowerBound + t, queries: queries + t * tokenStride,
@@ -1599,6 +1611,7 @@ public final class PagedKVCache: KVCache {
         // transposed values and scores (sized for the head with the most entries).
         var most = 0
         for head in 0..<layout.kvHeadCount { most = max(most, counts[layer * layout.kvHeadCount + head]) }
+        recordPromptQueries(layer: layer, queries: queries, count: n, ledger: &ledger)
         let naive = NaiveScratch(tokens: n, group: group, headDim: hd, entries: most)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * hd + (tiled == nil ? naive.floats : 0))
         defer { scratch.deallocate() }
