@@ -113,7 +113,7 @@ import Testing
         #expect(bench.stderr == "Error: --attention-io: '0' is not a prompt length (a positive number)\n")
     }
 
-    /// Also with `think`, whose prompts run query by query and whose pruned keys take the naive path.
+    /// Also with `think`, whose prompt records its query window in the batched kernels and whose pruned keys take the naive path.
     @Test(arguments: [[String](), ["--policy", "full+think:lambda=0.5,observation=8"],
                       ["--policy", "snapkv:budget=16,observation=4+think:lambda=0.25,observation=4"]])
     func tiledAttentionGeneratesTheSameText(policy: [String]) throws {
