@@ -22,11 +22,7 @@ struct Demo: ParsableCommand {
     @Flag(name: .long, help: "List the demos (name and first caption) and exit.")
     var list = false
 
-    @Option(name: .long, help: "Colour theme: a name from kvlab themes list, or a theme file.")
-    var theme: String?
-
-    @Option(name: .long, help: "Colours: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
-    var color: String = "auto"
+    @OptionGroup var screenOptions: ScreenOptions
 
     func run() throws {
         guard let directory = DemoCatalog.directory() else {
@@ -41,7 +37,7 @@ struct Demo: ParsableCommand {
             throw CLIError("no demo '\(name ?? "")': the demos are \(demos.map(\.name).joined(separator: ", "))")
         }
         try ReplayScreenCommand.play(path: demo.path, playback: false, threads: nil, strict: false, model: nil, tokenizer: nil,
-                                     pace: .demo, theme: theme, color: color,
+                                     pace: .demo, screen: screenOptions,
                                      withoutTerminal: "the demo screen needs a terminal, but standard output is not one; "
                                          + "kvlab demo --list lists the demos, kvlab replay FILE --headless plays one to a pipe")
     }
@@ -52,20 +48,14 @@ enum ReplayScreenCommand {
     /// Opens the session at `path` (re-executed on its model, or played back) and plays it on the
     /// terminal until q; `withoutTerminal` is the error when standard output is not a terminal.
     static func play(path: String, playback: Bool, threads: Int?, strict: Bool, model: String?, tokenizer: String?,
-                     pace: ReplayPace, theme: String?, color: String, withoutTerminal: String) throws {
+                     pace: ReplayPace, screen: ScreenOptions, withoutTerminal: String) throws {
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError(withoutTerminal) }
-        guard let setting = ColorSetting(rawValue: color) else {
-            throw CLIError("--color: '\(color)' is not one of \(ColorSetting.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let catalog = themeCatalog()
-        let themeArgument = theme ?? ThemeCatalog.defaultName
-        let startTheme: Theme
-        do { startTheme = try loadTheme(themeArgument, catalog: catalog).theme } catch { throw CLIError("--theme: \(error)") }
+        let (catalog, themeArgument, startTheme) = try screen.startingTheme()
         let player = try makePlayer(path: path, playback: playback, threads: threads, strict: strict, model: model, tokenizer: tokenizer,
                                     themes: catalog.entries().map(\.name), theme: themeArgument)
         let terminal: CursesTerminal
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
-        let depth = setting.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        let depth = screen.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
         let ending = ReplayControls.run(terminal: terminal, player: player, pace: pace, palette: startTheme.palette(depth: depth),
                                         glyphs: terminal.glyphs)
         terminal.stop()

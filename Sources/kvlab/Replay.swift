@@ -32,11 +32,7 @@ struct Replay: ParsableCommand {
     @Flag(name: .long, help: "Checkpoints must be bit-identical (same machine and build).")
     var strict = false
 
-    @Option(name: .long, help: "Colour theme of the screen: a name from kvlab themes list, or a theme file.")
-    var theme: String?
-
-    @Option(name: .long, help: "Colours of the screen: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
-    var color: String = "auto"
+    @OptionGroup var screenOptions: ScreenOptions
 
     /// `--model` when the model is not at the recorded path (verified by SHA-256), `--tokenizer`,
     /// `--threads` (results do not depend on it); the weights come from the session.
@@ -55,7 +51,7 @@ struct Replay: ParsableCommand {
             // The screen: every panel as the live workbench draws it, with a caption bar and progress.
             try ReplayScreenCommand.play(path: file, playback: playback, threads: modelOptions.threads, strict: strict,
                                          model: modelOptions.model, tokenizer: modelOptions.tokenizer, pace: .recorded,
-                                         theme: theme, color: color,
+                                         screen: screenOptions,
                                          withoutTerminal: "the replay screen needs a terminal, but standard output is not one; "
                                              + "use --headless for output to pipes and files")
             return
@@ -191,10 +187,8 @@ extension Export {
         }
         if let pace, !(pace.isFinite && pace >= 0) { throw CLIError("--pace: expected milliseconds ≥ 0, got \(pace)") }
         guard captionHold.isFinite, captionHold >= 0 else { throw CLIError("--caption-hold: expected milliseconds ≥ 0, got \(captionHold)") }
-        let catalog = themeCatalog()
-        let themeArgument = theme ?? ThemeCatalog.defaultName
-        let palette: Palette
-        do { palette = try loadTheme(themeArgument, catalog: catalog).theme.palette(depth: depth) } catch { throw CLIError("--theme: \(error)") }
+        let (catalog, themeArgument, startTheme) = try ScreenOptions.startingTheme(theme)
+        let palette = startTheme.palette(depth: depth)
         let player = try ReplayScreenCommand.makePlayer(path: file, playback: playback, threads: nil, strict: false, model: nil, tokenizer: nil,
                                                         themes: catalog.entries().map(\.name), theme: themeArgument)
         var width = max(player.header.ui?.columns ?? 100, Self.minimumCastSize.width)

@@ -112,6 +112,26 @@ extension Themes {
 
 extension ColorSetting: ExpressibleByArgument {}
 
+/// The theme and colours of a full-screen command (the workbench, replay, demo).
+struct ScreenOptions: ParsableArguments {
+    @Option(name: .long, help: "Colour theme: a name from kvlab themes list, or a theme file.")
+    var theme: String?
+
+    @Option(name: .long, help: "Colours: auto (COLORTERM, NO_COLOR, the terminal), truecolor, 256, 16, 8 or mono.")
+    var color: ColorSetting = .auto
+
+    /// The theme catalog and the starting theme (`--theme`, or the default), as the argument
+    /// names it; a bad theme is a one-line error naming `--theme`.
+    func startingTheme() throws -> (catalog: ThemeCatalog, argument: String, theme: Theme) { try Self.startingTheme(theme) }
+
+    /// The theme catalog and the theme named `name` (or the default), for any `--theme` option.
+    static func startingTheme(_ name: String?) throws -> (catalog: ThemeCatalog, argument: String, theme: Theme) {
+        let catalog = themeCatalog()
+        let argument = name ?? ThemeCatalog.defaultName
+        do { return (catalog, argument, try loadTheme(argument, catalog: catalog).theme) } catch { throw CLIError("--theme: \(error)") }
+    }
+}
+
 /// Where kvlab finds themes: the user's directory, then the ones shipped beside the binary.
 func themeCatalog(environment: [String: String] = ProcessInfo.processInfo.environment) -> ThemeCatalog {
     var directories: [String] = []

@@ -27,11 +27,7 @@ struct WorkbenchCommand: ParsableCommand {
     @Option(name: .long, help: "Target model shape the projection uses (see kvlab project --list), or 'live'.")
     var target: String = ProjectionSettings.defaultTarget
 
-    @Option(name: .long, help: "Colour theme: a name from kvlab themes list, or a theme file.")
-    var theme: String?
-
-    @Option(name: .long, help: "Colours: auto (from the terminal, NO_COLOR respected), truecolor, 256, 16 or mono.")
-    var color: String = "auto"
+    @OptionGroup var screenOptions: ScreenOptions
 
     @Option(name: .long, help: "Prompt to start generating with at once (empty: wait for i).")
     var prompt = "ROMEO:\n"
@@ -48,15 +44,9 @@ struct WorkbenchCommand: ParsableCommand {
             return
         }
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
-        guard let setting = ColorSetting(rawValue: color) else {
-            throw CLIError("--color: '\(color)' is not one of \(ColorSetting.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         do { _ = try HardwareCatalog.device(device) } catch { throw CLIError("--device: \(error)") }
         if target != HardwareCatalog.live { do { _ = try HardwareCatalog.target(target) } catch { throw CLIError("--target: \(error)") } }
-        let catalog = themeCatalog()
-        let themeArgument = theme ?? ThemeCatalog.defaultName
-        let startTheme: Theme
-        do { startTheme = try loadTheme(themeArgument, catalog: catalog).theme } catch { throw CLIError("--theme: \(error)") }
+        let (catalog, themeArgument, startTheme) = try screenOptions.startingTheme()
 
         let model = try modelOptions.load()
         let settings = try kvOptions.runSettings(model: model, modelOptions: modelOptions, sampler: samplerOptions.settings)
@@ -69,7 +59,7 @@ struct WorkbenchCommand: ParsableCommand {
 
         let terminal: CursesTerminal
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
-        let depth = setting.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        let depth = screenOptions.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
         var stats = WorkbenchStats()
         worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
         if !prompt.isEmpty { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }
