@@ -137,12 +137,18 @@ struct KVOptions: ParsableArguments {
     /// A cache with these methods (`capacity` entries per head, default the context) and the
     /// options' attention kernel, or `kernel`.
     func makeCache(config: ModelConfig, capacity: Int? = nil, kernel: AttentionKernel? = nil) throws -> PagedKVCache {
-        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: config.headDim)
-        try modes.check(policy: eviction, quant: quant)
+        let (eviction, quant) = try checkedMethods(headDim: config.headDim)
         let cache = PagedKVCache(layout: KVLayout(config: config, capacity: capacity), eviction: eviction,
                                  sparse: try modes.sparseMethod(), quant: quant)
         cache.attentionKernel = try kernel ?? modes.attentionKernel(headDim: config.headDim)
         return cache
+    }
+
+    /// The eviction method and the KV quantization, checked against the heads and each other.
+    private func checkedMethods(headDim: Int) throws -> (EvictionMethod, KVQuantMethod) {
+        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: headDim)
+        try modes.check(policy: eviction, quant: quant)
+        return (eviction, quant)
     }
 }
 
@@ -182,8 +188,7 @@ struct PromptOptions: ParsableArguments {
 extension KVOptions {
     /// The settings of a live run from these options, the model options and the sampler.
     func runSettings(model: LoadedModel, modelOptions: ModelOptions, sampler: SamplerSettings) throws -> RunSettings {
-        let eviction = try evictionMethod(), quant = try modes.quantMethod(headDim: model.config.headDim)
-        try modes.check(policy: eviction, quant: quant)
+        let (eviction, quant) = try checkedMethods(headDim: model.config.headDim)
         return RunSettings(eviction: eviction, sparse: try modes.sparseMethod(), quant: quant,
                            attention: try modes.attentionKernel(headDim: model.config.headDim),
                            weights: modelOptions.weights, sampler: sampler, threads: modelOptions.threads)
