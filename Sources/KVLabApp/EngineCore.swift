@@ -59,6 +59,12 @@ public final class EngineCore {
     private var deviceName: String
     private var target: TargetShape?
     private var targetName: String
+    /// The projection of the live state onto `device` × `target` (sessions' projector).
+    private var projector: SessionProjector? {
+        guard let device, let target else { return nil }
+        return SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: Self.projectedContext),
+                                device: device, target: target)
+    }
     private var projection: Projection?
     private var lastLedger: IOLedger?
     private var sinceProjection = 0
@@ -256,20 +262,7 @@ public final class EngineCore {
     /// The current settings on device × target, with the live cache's state applied.
     private func project() {
         sinceProjection = 0
-        guard let device, let target else { projection = nil; return }
-        let settings = run.settings
-        let weights = settings.weights ?? .f16
-        // The tiled kernel keeps its SRAM knob, raised where the target's heads need more for one tile row.
-        let kernel: AttentionKernel = if case .tiled(let sram) = settings.attention {
-            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.headDim)))
-        } else {
-            .naive
-        }
-        guard (try? settings.quant.check(headDim: target.headDim)) != nil else { projection = nil; return }
-        let live = run.position > 0 ? LiveKVState(cache: run.cache, positions: run.position, lastStep: lastLedger) : nil
-        projection = Projection(ProjectionSetup(device: device, target: target, weights: weights, context: Self.projectedContext,
-                                                eviction: settings.eviction, quant: settings.quant, sparse: settings.sparse,
-                                                kernel: kernel, live: live))
+        projection = projector?.project(cache: run.cache, positions: run.position, lastStep: lastLedger, settings: run.settings) ?? nil
     }
 
     /// A command refused by the core itself, as one line.

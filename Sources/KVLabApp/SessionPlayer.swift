@@ -160,7 +160,7 @@ public final class SessionPlayer {
         guard projectionStale, let replayer, let metrics = lastMetrics else { return }
         projectionStale = false
         let projector = replayer.projector ?? defaultProjector
-        state.snapshot?.projection = projector?.project(run: replayer.run, last: metrics)
+        state.snapshot?.projection = projector?.project(run: replayer.run, last: metrics) ?? nil
         if let projector {
             state.device = projector.settings.device
             state.target = projector.settings.target

@@ -126,6 +126,14 @@ public struct SessionProjector: Sendable {
         } catch { throw SessionProblem("projection: \(error)") }
     }
 
+    /// A projector for a device and target already resolved (the workbench, which may also
+    /// project onto the probed `this-machine`, which sessions leave out).
+    public init(settings: ProjectionSettings, device: DeviceProfile, target: TargetShape) {
+        self.settings = settings
+        self.device = device
+        self.target = target
+    }
+
     /// The projector with one setting changed.
     public func setting(_ setting: ProjectionSetting, to text: String, model: LoadedModel) throws(SessionProblem) -> SessionProjector {
         var changed = settings
@@ -134,16 +142,24 @@ public struct SessionProjector: Sendable {
     }
 
     /// The decode step of the target at the projected context, with the state of `cache` (which has
-    /// seen `positions` tokens; `lastStep` is its last decode step's ledger) and the run's methods
-    /// and attention kernel; f16 weights and activations, batch 1.
-    public func project(cache: PagedKVCache, positions: Int, lastStep: IOLedger?, settings run: RunSettings) -> Projection {
-        Projection(ProjectionSetup(device: device, target: target, context: settings.context, eviction: run.eviction,
-                                   quant: run.quant, sparse: run.sparse, kernel: run.attention,
-                                   live: LiveKVState(cache: cache, positions: positions, lastStep: lastStep)))
+    /// seen `positions` tokens, none: the methods' own budgets; `lastStep` is its last decode step's
+    /// ledger) and the run's methods, weight type (stored weights: f16) and attention kernel; f16
+    /// activations, batch 1. Nil when the KV quantization does not fit the target's heads.
+    public func project(cache: PagedKVCache, positions: Int, lastStep: IOLedger?, settings run: RunSettings) -> Projection? {
+        guard (try? run.quant.check(headDim: target.headDim)) != nil else { return nil }
+        // The tiled kernel keeps its SRAM, raised where the target's heads need more for one tile row.
+        let kernel: AttentionKernel = if case .tiled(let sram) = run.attention {
+            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.headDim)))
+        } else {
+            .naive
+        }
+        let live = positions > 0 ? LiveKVState(cache: cache, positions: positions, lastStep: lastStep) : nil
+        return Projection(ProjectionSetup(device: device, target: target, weights: run.weights ?? .f16, context: settings.context,
+                                          eviction: run.eviction, quant: run.quant, sparse: run.sparse, kernel: kernel, live: live))
     }
 
     /// The projection of `run` after the step that produced `last`.
-    public func project(run: LiveRun, last: TokenMetrics) -> Projection {
+    public func project(run: LiveRun, last: TokenMetrics) -> Projection? {
         project(cache: run.cache, positions: run.position, lastStep: last.report.ledger, settings: run.settings)
     }
 }

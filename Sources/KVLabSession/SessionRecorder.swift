@@ -40,7 +40,7 @@ public final class SessionRecorder {
         let outcome = try run.step()
         switch outcome {
         case .token(let metrics):
-            let projected = projector?.project(run: run, last: metrics).decodeSeconds
+            let projected = projector?.project(run: run, last: metrics)?.decodeSeconds
             try sink(.token(TokenEvent(metrics: metrics, projectedLatencySeconds: projected)))
             if checkpointEvery > 0, run.currentStep % checkpointEvery == 0 { try checkpoint() }
         case .stopped(let reason):

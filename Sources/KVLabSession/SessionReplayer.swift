@@ -140,7 +140,7 @@ public final class SessionReplayer {
             if observed.report.cache != expected.report.cache {
                 throw mismatch("resident KV bytes", expected.report.cache.total, observed.report.cache.total)
             }
-            let projected = projector?.project(run: run, last: observed).decodeSeconds
+            let projected = projector?.project(run: run, last: observed)?.decodeSeconds
             switch (recorded.projectedLatencySeconds, projected) {
             case (nil, nil): break
             case (let expected?, let observed?):

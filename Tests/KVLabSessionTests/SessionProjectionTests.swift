@@ -119,7 +119,7 @@ import Testing
                                                   live: LiveKVState(cache: run.cache, positions: run.position, lastStep: metrics.report.ledger)))
         #expect(projection == expected)
         // H2O's 16-entry budget carries over to the target in tokens.
-        #expect(projection.meanKept == 16)
+        #expect(projection?.meanKept == 16)
     }
 
     @Test func unknownNamesListTheValidOnes() throws {
