@@ -1,11 +1,21 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// Kernels are compiled for the build machine's vector units (as llama.cpp's native builds are) and
+// optimized in debug builds too, so tests run at a useful speed.
+let nativeOptimized: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-march=native"]),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
+
 let package = Package(
     name: "kvlab",
     products: [
         .executable(name: "kvlab", targets: ["kvlab"]),
+        .library(name: "KVLabFoundation", targets: ["KVLabFoundation"]),
+        .library(name: "KVLabMethods", targets: ["KVLabMethods"]),
         .library(name: "KVLabEngine", targets: ["KVLabEngine"]),
+        .library(name: "KVLabRun", targets: ["KVLabRun"]),
         .library(name: "KVLabHardware", targets: ["KVLabHardware"]),
         .library(name: "KVLabSession", targets: ["KVLabSession"]),
         .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
@@ -27,24 +37,38 @@ let package = Package(
             providers: [.apt(["libncursesw5-dev"])]
         ),
 
-        // MARK: - Engine: tensors, kernels, model formats, tokenizers, KV cache, runtime
+        // MARK: - Foundation: one JSON reader, file errors, byte sizes, hashing, resource bundles
+        .target(name: "KVLabFoundation"),
+
+        // MARK: - Methods: KV method specs and their algorithms, quantization formats, and the value
+        // types a projection shares with the engine (model config, cache layout, residency, IO ledger)
+        .target(
+            name: "KVLabMethods",
+            dependencies: ["KVLabFoundation"],
+            // Quantization codecs run in every decode step: built as the engine's kernels are.
+            swiftSettings: nativeOptimized
+        ),
+
+        // MARK: - Engine: tensors, kernels (the only BLAS user), model formats, tokenizers, KV cache, forward pass
         .target(
             name: "KVLabEngine",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS"],
+            swiftSettings: nativeOptimized
+        ),
+
+        // MARK: - Run: the live-run loop, the teacher-forced follower, streaming evaluation,
+        // checkpoints, and kvlab's embedded default model
+        .target(
+            name: "KVLabRun",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabHardware"],
             exclude: ["Resources/MODEL-CARD.md"],
-            resources: [.copy("Resources/kvlab-shakespeare.gguf")],
-            // Kernels are compiled for the build machine's vector units (as llama.cpp's native
-            // builds are) and optimized in debug builds too, so tests run at a useful speed.
-            swiftSettings: [
-                .unsafeFlags(["-Xcc", "-march=native"]),
-                .unsafeFlags(["-O"], .when(configuration: .debug)),
-            ]
+            resources: [.copy("Resources/kvlab-shakespeare.gguf")]
         ),
 
         // MARK: - Hardware: device profiles, target shapes, roofline projection
         .target(
             name: "KVLabHardware",
-            dependencies: ["KVLabEngine"],
+            dependencies: ["KVLabFoundation", "KVLabMethods"],
             resources: [.copy("Resources/devices"), .copy("Resources/targets")],
             // The this-machine bandwidth probe is a SIMD loop: optimized in debug builds too, or it
             // would measure the debug build instead of the memory.
@@ -54,7 +78,7 @@ let package = Package(
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
         .target(
             name: "KVLabSession",
-            dependencies: ["KVLabEngine", "KVLabHardware"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware"],
             // The demo scenarios ship beside the binary (DemoCatalog.bundleName).
             resources: [.copy("../../sessions/demos")]
         ),
@@ -68,13 +92,19 @@ let package = Package(
         .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
 
         // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses)
-        .target(name: "KVLabApp", dependencies: ["KVLabEngine", "KVLabHardware", "KVLabSession", "KVLabTUI"]),
+        .target(
+            name: "KVLabApp",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+        ),
 
         // MARK: - Command-line interface
         .executableTarget(
             name: "kvlab",
             dependencies: [
+                "KVLabFoundation",
+                "KVLabMethods",
                 "KVLabEngine",
+                "KVLabRun",
                 "KVLabHardware",
                 "KVLabSession",
                 "KVLabTUI",
@@ -85,12 +115,16 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabEngine"]),
-        .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabEngine"]),
-        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabEngine"]),
+        .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
+        .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
+        .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
-        .testTarget(name: "KVLabAppTests", dependencies: ["KVLabApp", "KVLabTUI", "KVLabEngine", "KVLabHardware", "KVLabSession"], exclude: ["Snapshots"]),
+        .testTarget(
+            name: "KVLabAppTests",
+            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession"],
+            exclude: ["Snapshots"]
+        ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
     ]

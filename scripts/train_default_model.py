@@ -4,7 +4,7 @@
     python3 -m venv .venv-train && .venv-train/bin/pip install -r scripts/train-requirements.txt
     .venv-train/bin/python scripts/train_default_model.py \
         --corpus ../shared/corpus/tinyshakespeare.txt \
-        --out Sources/KVLabEngine/Resources/kvlab-shakespeare.gguf
+        --out Sources/KVLabRun/Resources/kvlab-shakespeare.gguf
 
 Data split: the corpus is cut at the last newline before 90% of its characters; the text before
 the cut trains both the tokenizer and the model, the rest is held out for validation only.

@@ -1,5 +1,8 @@
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabTUI
 
 /// The last `capacity` values of a series, oldest first (panel histories).

@@ -1,6 +1,9 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 
 /// A request from the UI to the engine; applied between two tokens.

@@ -1,5 +1,8 @@
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 
 /// What one KV-map cell shows: the state of one position in one layer, by majority over the
 /// layer's KV heads.

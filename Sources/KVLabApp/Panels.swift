@@ -1,6 +1,9 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabTUI
 
 /// The workbench screen: title bar, the seven panels, and the hint, status or editor line, drawn

@@ -1,6 +1,9 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 
 /// Plays a recorded session into an `AppState`, so the workbench's panels draw a replay as they

@@ -1,5 +1,6 @@
 import Foundation
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
 
 /// One figure of a profile file as written: its value (nil where the device lacks the feature)
 /// and where it comes from.

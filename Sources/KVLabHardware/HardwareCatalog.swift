@@ -1,5 +1,6 @@
 import Foundation
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
 
 /// A name that is neither a bundled profile nor a file, listing the valid names.
 public struct UnknownProfileError: Error, CustomStringConvertible {
@@ -43,15 +44,16 @@ public enum HardwareCatalog {
 
     /// A bundled target by name, a shape file (`.json` in kvlab's shape format), or any model file
     /// kvlab reads (`config.json`, a safetensors directory, GGUF, llama2.c). `live` is not handled
-    /// here (it is the loaded model).
-    public static func target(_ argument: String) throws -> TargetShape {
+    /// here (it is the loaded model). Model files are read by `readModel` (the engine's loaders:
+    /// `HardwareCatalog.target(_:)` in KVLabRun), as this module reads no model format.
+    public static func target(_ argument: String, readModel: (String) throws -> TargetShape) throws -> TargetShape {
         if isPath(argument) || FileManager.default.fileExists(atPath: argument) {
             // kvlab's shape files carry "kv_heads"; anything else is a model file (config.json included).
             if argument.hasSuffix(".json"), let data = FileManager.default.contents(atPath: argument),
                (try? JSONValue.parse(data))?["kv_heads"] != nil {
                 return try TargetShape(path: argument, data: data)
             }
-            return try TargetShape.read(modelFile: argument)
+            return try readModel(argument)
         }
         guard let path = PackageResources.file("targets/\(argument).json", inBundle: bundleName) else {
             throw UnknownProfileError(description: "unknown target '\(argument)' (\(targetNames.joined(separator: ", ")), or a model file)")

@@ -1,4 +1,6 @@
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+
 
 /// The bytes a (layer, KV head) of the target spends on its kept entries under a quantization
 /// method, from the cache's own record layouts: the most recent `residual` entries (and those

@@ -1,5 +1,6 @@
 import Foundation
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
 
 /// Measures the machine kvlab runs on as a `this-machine` device profile: memory bandwidth by a
 /// timed parallel read of a buffer far larger than the caches (best of several runs), cache sizes
@@ -13,8 +14,15 @@ public struct MachineProbe: Sendable {
     /// Side of the square matrix product timed for the fp32 peak.
     public var matrixSize = 2048
 
+    /// Best seconds of `runs` square fp32 products of side `size` on `threads` threads: the
+    /// engine's BLAS (`MachineProbe.engine` in KVLabRun), so this module needs no BLAS of its own.
+    public typealias ProductTimer = @Sendable (_ size: Int, _ runs: Int, _ threads: Int) -> Double
+    public var timeSquareProduct: ProductTimer
+
     /// A probe with the default sizes (a 256 MiB buffer, a 2048³ product, 5 runs).
-    public init() {}
+    public init(timeSquareProduct: @escaping ProductTimer) {
+        self.timeSquareProduct = timeSquareProduct
+    }
 
     /// Where the measured profile is cached.
     public static var cacheFile: String {
@@ -51,10 +59,7 @@ public struct MachineProbe: Sendable {
         let caches = Self.caches()
         let date = ISO8601DateFormatter().string(from: Date()).prefix(10)
         let bandwidth = readBandwidth(threads: cores)
-        let previous = BLAS.threadCount
-        BLAS.setThreadCount(cores)
-        let seconds = BLAS.squareProductSeconds(size: matrixSize, runs: runs)
-        BLAS.setThreadCount(previous)
+        let seconds = timeSquareProduct(matrixSize, runs, cores)
         let flops = 2 * pow(Double(matrixSize), 3) / seconds
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         let perCore = caches.perCore ?? caches.l1 ?? 32 * 1024

@@ -1,4 +1,6 @@
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+
 
 extension Projection {
     /// Projects `setup`: bytes and FLOPs of every op of a decode step and of a prefill, each timed

@@ -1,4 +1,6 @@
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+
 
 /// The float format of activations, attention scores, unquantized KV entries and residual windows.
 public enum FloatFormat: String, Sendable, CaseIterable {

@@ -1,5 +1,6 @@
 import Foundation
-import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
 
 /// The shape of the model a projection is about: a data file (`Resources/targets/*.json`), the
 /// live model's `ModelConfig`, or the header of any model file kvlab reads.
@@ -86,13 +87,5 @@ extension TargetShape: ProfileFile {
                   vocab: try d.integer("vocab", in: 1...(1 << 22)), tiedEmbeddings: try d.bool("tied_embeddings", default: false),
                   maxContext: try d.integer("max_context", in: 1...(1 << 24)), qkvBias: try d.bool("qkv_bias", default: false))
         guard heads % kvHeads == 0 else { throw d.error("kv_heads", "\(kvHeads) does not divide heads \(heads)") }
-    }
-
-    /// The shape of a model file kvlab reads (config.json, a safetensors directory, GGUF,
-    /// llama2.c), without loading its weights.
-    public static func read(modelFile path: String) throws -> TargetShape {
-        let shape = try ModelLoader.readShape(path: path)
-        return TargetShape(config: shape.config, tiedEmbeddings: shape.tiedEmbeddings,
-                           id: URL(fileURLWithPath: path).lastPathComponent, source: "\(path) (\(shape.format.rawValue))")
     }
 }

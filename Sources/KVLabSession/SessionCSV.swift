@@ -1,4 +1,7 @@
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// Per-token metrics of a session as CSV: a header row, then one row per token event with the
 /// knob values, ghost state, projection settings and caption in effect when it was generated.

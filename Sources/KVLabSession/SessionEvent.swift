@@ -1,5 +1,8 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// One line after the header of a session file. Each is a JSON object whose `event` member names
 /// its kind, beside the members of its payload.

@@ -1,5 +1,8 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// Line 1 of a `*.kvlab.jsonl` file: what is needed to re-execute the session anywhere.
 public struct SessionHeader: Sendable, Equatable, Codable {

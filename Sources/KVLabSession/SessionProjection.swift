@@ -1,5 +1,8 @@
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 
 /// A setting of the hardware projection, changed mid-session as a view of the run rather than
 /// a knob of the engine (which knows no devices).

@@ -1,4 +1,7 @@
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// Drives a `LiveRun` and turns every action into session events for a sink (a `SessionWriter`,
 /// `kvlab run --json`, a screen): the one place that decides what a session holds. Checkpoints

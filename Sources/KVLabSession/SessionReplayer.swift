@@ -1,5 +1,8 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// A recorded event that the re-executed run did not reproduce.
 public struct ReplayMismatch: Error, CustomStringConvertible, Equatable {

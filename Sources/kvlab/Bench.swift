@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// `kvlab bench`: engine speed, measured (median of several runs).
 struct Bench: ParsableCommand {

@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// `kvlab convert IN OUT --to gguf|safetensors`.
 struct Convert: ParsableCommand {

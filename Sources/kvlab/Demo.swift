@@ -1,8 +1,11 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabApp
 import KVLabCurses
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 import KVLabTUI
 

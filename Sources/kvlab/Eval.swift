@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// `kvlab eval`: streaming teacher-forced evaluation of KV methods against the full-cache ghost.
 struct Eval: ParsableCommand {

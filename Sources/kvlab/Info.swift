@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// `kvlab info [MODEL]`: configuration, tensor table, sizes.
 struct Info: ParsableCommand {

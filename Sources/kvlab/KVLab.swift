@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 
 /// The `kvlab` command: a terminal workbench for LLM inference memory.
 struct KVLab: ParsableCommand {

@@ -1,7 +1,10 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 
 /// `kvlab project`: a KV setting's bytes, FLOPs and roofline time per op, TTFT and capacity for a
@@ -56,7 +59,7 @@ struct Project: ParsableCommand {
 
     func run() throws {
         if list { return printList() }
-        let probe = MachineProbe()
+        let probe = MachineProbe.engine
         if measure {
             let profile = try probe.profile(remeasure: true).profile
             print("measured this-machine → \(MachineProbe.cacheFile)")

@@ -1,6 +1,9 @@
 import Dispatch
 import KVLabApp
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 import KVLabTUI
 

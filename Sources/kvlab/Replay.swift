@@ -1,7 +1,10 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabApp
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 import KVLabTUI
 

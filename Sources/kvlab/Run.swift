@@ -1,6 +1,9 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 
 /// `kvlab run`: headless generation with scripted knob changes and captions, printed as text or

@@ -1,9 +1,12 @@
-import ArgumentParser
 import Foundation
+import ArgumentParser
 import KVLabApp
 import KVLabCurses
 import KVLabEngine
+import KVLabFoundation
 import KVLabHardware
+import KVLabMethods
+import KVLabRun
 import KVLabSession
 import KVLabTUI
 

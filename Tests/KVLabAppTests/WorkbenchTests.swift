@@ -1,6 +1,9 @@
 import Foundation
 @testable import KVLabApp
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 import KVLabTUI
 import Testing
 

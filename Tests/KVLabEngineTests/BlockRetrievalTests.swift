@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 @Suite struct BlockRetrievalTests {
     static func make(lru: Int = 2) -> BlockRetrieval {

@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// One pre-tokenizer expectation from ByteLevelBPEExpectations.swift.
 struct SplitCase: Sendable, CustomTestStringConvertible {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// stories260K converted at test time to GGUF and to Hugging Face safetensors (RoPE permutation
 /// included) reproduces the reference outputs exactly as the original checkpoint does.

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The default model shipped as a package resource (scripts/train_default_model.py).
 @Suite struct EmbeddedModelTests {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// Engine parts on their own: streaming text, sampling, the IO ledger, the KV cache, errors.
 @Suite struct EngineTests {

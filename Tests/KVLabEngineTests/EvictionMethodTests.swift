@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// One (layer, KV head) driven by hand: each step appends the next position and hands the
 /// policy the step scores the test chose, as the cache does after attention.

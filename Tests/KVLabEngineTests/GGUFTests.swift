@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 @Suite struct GGUFTests {
     // MARK: - Round trips

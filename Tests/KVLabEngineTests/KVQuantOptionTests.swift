@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The KVQuant / RotateKV options (`prerope`, `rotate`, `outliers`, `nuq`) and `mixed`: syntax,
 /// exact storage, what attention reads, composition and switching.

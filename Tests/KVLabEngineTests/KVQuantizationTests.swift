@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 extension Python {
     static let kvBlockScript = Fixtures.packageRoot.appendingPathComponent("scripts/kv_block_check.py").path

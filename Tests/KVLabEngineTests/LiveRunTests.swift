@@ -3,6 +3,9 @@ import Foundation
 import Synchronization
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The live-run driver on the embedded model: ghost metrics, knob changes, checkpoints, threads.
 @Suite struct LiveRunTests {

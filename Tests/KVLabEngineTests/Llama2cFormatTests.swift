@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// llama2.c checkpoints and tokenizers: bad files give one clear error, never a trap.
 @Suite(.enabled(if: Fixtures.haveStories, Comment(rawValue: Fixtures.skipMessage)))

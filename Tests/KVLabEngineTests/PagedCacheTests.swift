@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 @Suite struct PagedCacheTests {
     /// Appends one token per layer with the given key/value vectors (every KV head the same),

@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// `policy_mean_nll` of the independent implementation, reproduced for every listed policy
 /// with the streaming protocol of docs KV-METHODS.md.

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The engine against an independent implementation's outputs on stories260K
 /// (`../shared/reference/stories260K.json`).

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 @Suite struct SafetensorsTests {
     /// Strings whose encodings must survive a trip through tokenizer.json.

@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 @Suite struct SparseAttentionTests {
     static let layout = KVLayout(layerCount: 1, kvHeadCount: 2, headDim: 8, groupSize: 2, capacity: 256)

@@ -1,5 +1,8 @@
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// A second configuration teacher-forced on a live run's tokens (the workbench's compare mode).
 @Suite struct TeacherForcedFollowerTests {

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The `think` modifier (ThinK key-channel pruning): its syntax, the channel choice on hand-built
 /// keys and queries, exact storage, composition with eviction, quantization and sparse reads, and

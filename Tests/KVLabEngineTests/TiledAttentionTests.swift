@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 
 /// The tiled (FlashAttention) kernel against the naive one: the same outputs to fp32 rounding for
 /// every method, and traffic counts that equal the closed forms of both kernels.

@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 @testable import KVLabHardware
 
 /// The projection's KV bytes are the cache's: for the same kept entries, `KVStorageModel` at fp32

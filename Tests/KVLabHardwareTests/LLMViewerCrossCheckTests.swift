@@ -1,5 +1,8 @@
 import Testing
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 @testable import KVLabHardware
 
 /// kvlab's projection against LLM-Viewer's published decode latencies, under LLM-Viewer's own

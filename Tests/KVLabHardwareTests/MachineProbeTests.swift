@@ -1,13 +1,16 @@
 import Foundation
 import Testing
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 @testable import KVLabHardware
 
 /// The this-machine profile: measured figures (no timing assertions, only that they exist and
 /// are cited), sysfs parsing, and the profile written as a device file that reads back.
 @Suite struct MachineProbeTests {
     @Test func aSmallProbeGivesACitedCPUProfile() throws {
-        var probe = MachineProbe()
+        var probe = MachineProbe.engine
         probe.bufferBytes = 8 << 20
         probe.runs = 2
         probe.matrixSize = 128

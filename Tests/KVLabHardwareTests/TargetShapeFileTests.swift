@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import KVLabEngine
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
 @testable import KVLabHardware
 
 /// `--target` accepts any model file kvlab reads; only the shape is read, never the weights.

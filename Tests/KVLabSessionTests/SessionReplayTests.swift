@@ -1,5 +1,8 @@
 import Foundation
 @testable import KVLabEngine
+@testable import KVLabFoundation
+@testable import KVLabMethods
+@testable import KVLabRun
 import Testing
 @testable import KVLabSession
 

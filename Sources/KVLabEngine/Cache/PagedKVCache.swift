@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// A KV cache in fixed-size pages drawn from pools with free lists, so per-head lengths can differ
 /// and evicting returns whole pages. An eviction method decides which entries stay, a sparse mode
 /// which ones a step reads, a quantization method how they are stored; each can change between

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// One tensor's (keys' or values') quantized entries for every (layer, KV head), in lanes of
 /// records: `mixed` stores its high-bit and low-bit entries in two lanes, other methods use one. A
 /// lane holds records of `tokens` entries in byte pages from a pool with a free list; each head

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// A bounds-checked little-endian cursor over file bytes: every read either succeeds or throws,
 /// so no file content can make the loader trap.

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// GGUF metadata value types, with their ids as written in the file.
 enum GGUFValueType: UInt32, Sendable {

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// llama.cpp's GGUF format (version 3 written; 2 and 3 read): the `llama` architecture, tensors in
 /// f32, f16, q8_0, q4_0 and q4_1, and the `llama` (SentencePiece) or `gpt2` (byte-level BPE)

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// Hugging Face `tokenizer.json` (BPE models) and `tokenizer_config.json`, read into and written
 /// from a `TokenizerSpec`.
 ///

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// The file formats kvlab reads and writes.
 public enum ModelFormat: String, Sendable, CaseIterable {

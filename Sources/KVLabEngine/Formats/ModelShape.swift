@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// A model's shape as its file declares it, read without loading any weights: what a hardware
 /// projection needs from a checkpoint it does not run.

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// One tensor's entry in a safetensors file.
 struct SafetensorsTensor {

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// Hugging Face checkpoints: a directory with `config.json` (LlamaForCausalLM), the weights in
 /// `model.safetensors` or in shards listed by `model.safetensors.index.json`, and

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]` through OpenBLAS. Weights
 /// that are not f32 are decoded a tile of rows at a time, so they are read in their own type.
 enum MatMul {

@@ -1,4 +1,6 @@
 import Dispatch
+import KVLabFoundation
+import KVLabMethods
 
 /// Matrix-vector products that read weights in their storage type (decode path). Hand-written
 /// SIMD because, for small models, BLAS call overhead would dominate; each output row is summed

@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// Element-wise and normalization kernels of the llama forward pass (fp32 activations).
 enum Ops {

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// One transformer block's weights. Matrices are `out × in`, as in GGUF and PyTorch.
 public struct LayerWeights: Sendable {
     public var attentionNorm: [Float]

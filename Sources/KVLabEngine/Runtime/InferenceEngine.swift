@@ -1,4 +1,6 @@
 import Foundation
+import KVLabFoundation
+import KVLabMethods
 
 /// Settings of an engine that can change between runs.
 public struct EngineOptions: Sendable {
@@ -313,14 +315,14 @@ public final class InferenceEngine {
 }
 
 /// Argmax, its log-probability and the entropy of softmax(logits), in one pass pair.
-struct LogitStatistics {
-    var argmax = 0
-    var maxLogProbability: Float = 0
-    var entropy: Float = 0
+package struct LogitStatistics {
+    package var argmax = 0
+    package var maxLogProbability: Float = 0
+    package var entropy: Float = 0
     /// log Σ exp(logits).
-    var logSumExp: Float = 0
+    package var logSumExp: Float = 0
 
-    init(_ logits: UnsafePointer<Float>, count: Int) {
+    package init(_ logits: UnsafePointer<Float>, count: Int) {
         var maximum = logits[0]
         for i in 1..<max(count, 1) where logits[i] > maximum {
             maximum = logits[i]

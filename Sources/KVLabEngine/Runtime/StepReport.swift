@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// Which kind of forward pass a report describes.
 public enum Phase: String, Sendable, Codable {
     /// Many prompt tokens at once, as batched matrix products.

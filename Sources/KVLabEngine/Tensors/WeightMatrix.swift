@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16 or a ggml
 /// block type), so resident bytes and the bytes a kernel reads are those of that type.
 public final class WeightMatrix: @unchecked Sendable {

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// A merge candidate of a BPE tokenizer: the heap pops the one that `precedes` all others.
 protocol MergeCandidate {
     func precedes(_ other: Self) -> Bool

@@ -1,3 +1,6 @@
+import KVLabFoundation
+import KVLabMethods
+
 /// GGUF's token types (`tokenizer.ggml.token_type`), also used for tokenizer.json specials.
 public enum TokenType: Int32, Sendable, Codable {
     case normal = 1

@@ -1,0 +1,154 @@
+import KVLabFoundation
+
+/// Which entries each (layer, KV head) keeps: the eviction methods of docs KV-METHODS.md with
+/// their parameters, parsed from the compact method syntax (`h2o:heavy=64,recent=64`).
+public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable {
+        case full
+        case window(window: Int)
+        case streaming(sinks: Int, window: Int)
+        case h2o(heavy: Int, recent: Int)
+        case a2sf(heavy: Int, recent: Int, alpha: Double)
+        case tova(budget: Int)
+        case scissorhands(budget: Int, history: Int, recent: Int, drop: Int)
+        case snapkv(budget: Int, observation: Int, pool: Int)
+        case pyramidkv(budget: Int, observation: Int, pool: Int, minimum: Int)
+        case adakv(budget: Int, observation: Int, pool: Int)
+        case knorm(budget: Int)
+        case random(budget: Int, seed: Int)
+        case duo(sinks: Int, window: Int, ratio: Double)
+    }
+
+    public let kind: Kind
+    /// Evicted entries are merged into their most similar kept entry (CaM/D2O style).
+    public let merge: Bool
+    /// `think`: key channels pruned by query-weighted magnitude (ThinK); nil without.
+    public let think: ThinK?
+    /// The canonical method string, every parameter spelled out.
+    public let spec: MethodSpec
+
+    public static let full = try! EvictionMethod(parsing: "full")
+
+    /// Method names in the order the UI cycles through them.
+    public static let names = schemas.names.filter { !modifierNames.contains($0) }
+    /// Modifier names in canonical order.
+    public static let modifierNames = ["merge", "think"]
+
+    private static let context = 1...1_048_576
+    private static let schemas: SchemaTable = {
+        typealias S = ParameterSchema
+        let budget = S.int("budget", 128, context)
+        let list = [
+            S("full", []),
+            S("window", [S.int("window", 128, context)]),
+            S("streaming", [S.int("sinks", 4, 0...1024), S.int("window", 124, context)]),
+            S("h2o", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context)]),
+            S("a2sf", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context), S.real("alpha", 0.9, 0...1)]),
+            S("tova", [budget]),
+            S("scissorhands", [budget, S.int("history", 32, 1...64), S.int("recent", 16, 0...1_048_576), S.int("drop", 32, 1...1_048_576)]),
+            S("snapkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63)]),
+            S("pyramidkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), S.int("min", 0, 0...1_048_576)]),
+            S("adakv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63)]),
+            S("knorm", [budget]),
+            S("random", [budget, S.int("seed", 0, 0...Int(Int32.max))]),
+            S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1)]),
+            S("merge", []),
+            S("think", [S.real("lambda", 0.5, 0...1), S.int("observation", 16, 1...ThinK.maxObservation)]),
+        ]
+        return SchemaTable(list)
+    }()
+
+    public init(parsing text: String) throws(MethodSpecError) {
+        try self.init(MethodSpec(parsing: text))
+    }
+
+    public init(_ spec: MethodSpec) throws(MethodSpecError) {
+        guard !Self.modifierNames.contains(spec.name), let schema = Self.schemas[spec.name] else {
+            throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
+        }
+        let p = try schema.resolve(spec)
+        var canonical = p.canonical
+        switch spec.name {
+        case "window": kind = .window(window: p.int("window"))
+        case "streaming": kind = .streaming(sinks: p.int("sinks"), window: p.int("window"))
+        case "h2o": kind = .h2o(heavy: p.int("heavy"), recent: p.int("recent"))
+        case "a2sf": kind = .a2sf(heavy: p.int("heavy"), recent: p.int("recent"), alpha: p.real("alpha"))
+        case "tova": kind = .tova(budget: p.int("budget"))
+        case "scissorhands":
+            kind = .scissorhands(budget: p.int("budget"), history: p.int("history"), recent: p.int("recent"), drop: p.int("drop"))
+            guard p.int("drop") + p.int("recent") < p.int("budget") else {
+                throw MethodSpecError("scissorhands: drop + recent must be below budget")
+            }
+        case "snapkv", "pyramidkv", "adakv":
+            let budget = p.int("budget"), observation = p.int("observation")
+            guard observation < budget else { throw MethodSpecError("\(spec.name): observation must be below budget") }
+            guard p.int("pool") % 2 == 1 else { throw MethodSpecError("\(spec.name): pool must be odd (same padding)") }
+            if spec.name == "snapkv" {
+                kind = .snapkv(budget: budget, observation: observation, pool: p.int("pool"))
+            } else if spec.name == "adakv" {
+                kind = .adakv(budget: budget, observation: observation, pool: p.int("pool"))
+            } else {
+                // m = b/4 by default; budgets run from 2b − m down to m, so m ≤ b.
+                let minimum = p.int("min") == 0 ? max(1, budget / 4) : p.int("min")
+                guard minimum <= budget else { throw MethodSpecError("pyramidkv: min must not exceed budget") }
+                canonical[canonical.firstIndex { $0.key == "min" }!].value = String(minimum)
+                kind = .pyramidkv(budget: budget, observation: observation, pool: p.int("pool"), minimum: minimum)
+            }
+        case "knorm": kind = .knorm(budget: p.int("budget"))
+        case "random": kind = .random(budget: p.int("budget"), seed: p.int("seed"))
+        case "duo": kind = .duo(sinks: p.int("sinks"), window: p.int("window"), ratio: p.real("ratio"))
+        default: kind = .full
+        }
+        // The modifiers, each at most once, in canonical order.
+        var options: [String: ResolvedParameters] = [:]
+        for modifier in spec.modifiers {
+            guard Self.modifierNames.contains(modifier.name) else {
+                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.modifierNames.joined(separator: ", ")))")
+            }
+            guard options[modifier.name] == nil else { throw MethodSpecError("\(modifier.name) is given twice") }
+            options[modifier.name] = try Self.schemas[modifier.name]!.resolve(modifier)
+        }
+        merge = options["merge"] != nil
+        if merge, kind == .full { throw MethodSpecError("merge needs an eviction method (full evicts nothing)") }
+        if let p = options["think"] {
+            guard p.real("lambda") > 0, p.real("lambda") < 1 else {
+                throw MethodSpecError("think: lambda=\(p.string("lambda")) must be above 0 and below 1")
+            }
+            think = ThinK(lambda: p.real("lambda"), observation: p.int("observation"))
+        } else {
+            think = nil
+        }
+        let modifiers = Self.modifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
+        self.spec = MethodSpec(name: spec.name, parameters: canonical, modifiers: modifiers)
+    }
+
+    /// Checks that the method fits a KV quantization: `think` prunes channels of keys as attention
+    /// scores them, which `prerope` (keys stored before RoPE mixes their channel pairs) and
+    /// `rotate` (keys stored Hadamard-transformed) do not store.
+    public func check(quant: KVQuantMethod) throws(MethodSpecError) {
+        guard think != nil, quant.preRoPE || quant.rotate else { return }
+        throw MethodSpecError("think prunes key channels as attention scores them; it does not combine with \(quant.preRoPE ? "prerope" : "rotate")")
+    }
+
+    public var description: String { spec.description }
+
+    /// Builds the stateful policy for a cache of `layout`.
+    package func makePolicy(layout: KVLayout) -> any EvictionPolicy {
+        switch kind {
+        case .full: FullPolicy()
+        case .window(let w): StreamingPolicy(sinks: 0, window: w)
+        case .streaming(let s, let w): StreamingPolicy(sinks: s, window: w)
+        case .h2o(let h, let r): HeavyHitterPolicy(heavy: h, recent: r, alpha: 1)
+        case .a2sf(let h, let r, let alpha): HeavyHitterPolicy(heavy: h, recent: r, alpha: Float(alpha))
+        case .tova(let b): TOVAPolicy(budget: b)
+        case .scissorhands(let b, let m, let r, let k): ScissorhandsPolicy(budget: b, history: m, recent: r, drop: k)
+        case .snapkv(let b, let o, let p): SnapKVPolicy(budgets: Array(repeating: b, count: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: false)
+        case .pyramidkv(let b, let o, let p, let m):
+            SnapKVPolicy(budgets: SnapKVPolicy.pyramid(mean: b, minimum: m, layers: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: false)
+        case .adakv(let b, let o, let p): SnapKVPolicy(budgets: Array(repeating: b, count: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: true)
+        case .knorm(let b): KeyNormPolicy(budget: b)
+        case .random(let b, let seed): RandomPolicy(budget: b, seed: UInt64(seed))
+        case .duo(let s, let w, let ratio): DuoPolicy(sinks: s, window: w, ratio: ratio, layout: layout)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import KVLabFoundation
+
+/// Which pairs of a head's channels RoPE rotates together.
+public enum RoPEStyle: String, Sendable, Codable {
+    /// Channels (2i, 2i+1): llama2.c, GGUF, Meta's original checkpoints.
+    case interleaved
+    /// Channels (i, i + d/2): Hugging Face checkpoints, whose q/k rows are permuted accordingly.
+    case halfRotation
+}
+
+/// The shape and constants of a llama-family decoder.
+public struct ModelConfig: Sendable, Equatable, Codable {
+    public var name: String
+    public var dim: Int
+    public var hiddenDim: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var vocabSize: Int
+    public var contextLength: Int
+    public var ropeTheta: Double
+    public var rmsEps: Float
+    public var ropeStyle: RoPEStyle
+
+    public init(name: String, dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
+                vocabSize: Int, contextLength: Int, ropeTheta: Double = 10000, rmsEps: Float = 1e-5,
+                ropeStyle: RoPEStyle = .interleaved) {
+        self.name = name
+        self.dim = dim
+        self.hiddenDim = hiddenDim
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.vocabSize = vocabSize
+        self.contextLength = contextLength
+        self.ropeTheta = ropeTheta
+        self.rmsEps = rmsEps
+        self.ropeStyle = ropeStyle
+    }
+
+    public var headDim: Int { dim / headCount }
+    public var kvDim: Int { kvHeadCount * headDim }
+    /// Query heads served by one KV head (GQA group size).
+    public var groupSize: Int { headCount / kvHeadCount }
+
+    /// Limits that keep a hostile header from asking for absurd allocations.
+    package static let maxDimension = 1 << 17
+    package static let maxVocabulary = 1 << 22
+    package static let maxLayers = 1024
+    package static let maxContext = 1 << 22
+
+    /// Checks that the numbers describe a model this engine can run.
+    public func validate() throws {
+        func check(_ ok: Bool, _ problem: @autoclosure () -> String) throws {
+            if !ok { throw FormatError(problem()) }
+        }
+        try check(dim > 0 && dim <= Self.maxDimension, "embedding length \(dim) is out of range (1...\(Self.maxDimension))")
+        try check(hiddenDim > 0 && hiddenDim <= Self.maxDimension * 4, "feed-forward length \(hiddenDim) is out of range")
+        try check(layerCount > 0 && layerCount <= Self.maxLayers, "block count \(layerCount) is out of range (1...\(Self.maxLayers))")
+        try check(headCount > 0 && headCount <= dim, "head count \(headCount) is out of range for embedding length \(dim)")
+        try check(dim % headCount == 0, "embedding length \(dim) is not a multiple of the head count \(headCount)")
+        try check(headDim % 2 == 0, "head size \(headDim) is odd; RoPE needs pairs of channels")
+        try check(kvHeadCount > 0 && kvHeadCount <= headCount && headCount % kvHeadCount == 0,
+                  "KV head count \(kvHeadCount) does not divide the head count \(headCount)")
+        try check(vocabSize > 0 && vocabSize <= Self.maxVocabulary, "vocabulary size \(vocabSize) is out of range (1...\(Self.maxVocabulary))")
+        try check(contextLength > 0 && contextLength <= Self.maxContext, "context length \(contextLength) is out of range (1...\(Self.maxContext))")
+        try check(ropeTheta.isFinite && ropeTheta > 1, "rope frequency base \(ropeTheta) is not usable")
+        try check(rmsEps.isFinite && rmsEps > 0 && rmsEps < 1, "RMSNorm epsilon \(rmsEps) is not usable")
+    }
+
+    /// Parameter count of the weights (classifier counted once when tied).
+    public func parameterCount(tiedClassifier: Bool) -> Int {
+        let perLayer = 2 * dim + dim * dim * 2 + dim * kvDim * 2 + 3 * dim * hiddenDim
+        return vocabSize * dim * (tiedClassifier ? 1 : 2) + layerCount * perLayer + dim
+    }
+}
