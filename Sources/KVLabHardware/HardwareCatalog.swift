@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// A name that is neither a bundled profile nor a file, listing the valid names.
 public struct UnknownProfileError: Error, CustomStringConvertible {

@@ -1,7 +1,6 @@
 import Foundation
 import KVLabEngine
 import KVLabFoundation
-import KVLabHardware
 import KVLabMethods
 
 /// kvlab's own default model (`scripts/train_default_model.py`, trained on Tiny Shakespeare),

@@ -1,6 +1,5 @@
 import Foundation
 import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
 

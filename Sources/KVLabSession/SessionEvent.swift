@@ -1,6 +1,5 @@
 import Foundation
 import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
 import KVLabRun
 

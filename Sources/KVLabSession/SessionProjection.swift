@@ -1,5 +1,4 @@
 import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
 import KVLabRun

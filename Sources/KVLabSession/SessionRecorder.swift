@@ -1,5 +1,4 @@
 import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
 import KVLabRun
 

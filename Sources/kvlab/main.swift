@@ -3,7 +3,6 @@ import ArgumentParser
 import KVLabEngine
 import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 
 // Arguments with invalid UTF-8 would be silently repaired by Swift's String; refuse them instead.
 for index in 1..<Int(CommandLine.argc) {

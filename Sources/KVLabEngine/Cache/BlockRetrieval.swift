@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// InfLLM-style block retrieval for one cache: past entries form blocks of `blockSize` positions

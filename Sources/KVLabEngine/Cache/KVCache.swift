@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// Keys and values of every (layer, KV head), and the attention that reads them. Methods

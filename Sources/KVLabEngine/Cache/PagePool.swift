@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// Fixed-size pages of `Element` allocated in slabs and recycled through a free list, so

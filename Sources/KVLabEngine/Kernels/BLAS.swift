@@ -1,7 +1,5 @@
 import Foundation
 import COpenBLAS
-import KVLabFoundation
-import KVLabMethods
 
 /// The one place kvlab calls OpenBLAS, so every BLAS call can be reviewed and traced here.
 public enum BLAS {

@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]` through OpenBLAS. Weights

@@ -1,5 +1,4 @@
 import Dispatch
-import KVLabFoundation
 import KVLabMethods
 
 /// Matrix-vector products that read weights in their storage type (decode path). Hand-written

@@ -1,5 +1,4 @@
 import Foundation
-import KVLabFoundation
 import KVLabMethods
 
 /// Element-wise and normalization kernels of the llama forward pass (fp32 activations).

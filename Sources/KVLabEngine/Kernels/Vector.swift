@@ -1,6 +1,3 @@
-import KVLabFoundation
-import KVLabMethods
-
 /// Short-vector kernels for attention and sampling: a vectorized exp and softmax, and
 /// horizontal sums that avoid the standard library's lane-by-lane SIMD reductions.
 enum Vector {

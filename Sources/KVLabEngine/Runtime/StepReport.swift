@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// Which kind of forward pass a report describes.

@@ -1,6 +1,3 @@
-import KVLabFoundation
-import KVLabMethods
-
 /// A merge candidate of a BPE tokenizer: the heap pops the one that `precedes` all others.
 protocol MergeCandidate {
     func precedes(_ other: Self) -> Bool

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 extension EvictionMethod {
     /// Each (layer, KV head)'s token budget, layer-major, as the method's policy sets it before
     /// seeing any data: nil where unbounded (`full`; `duo`, whose retrieval heads are chosen on

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Where a KV tensor's calibration (fp8 scale, nuq levels) applies.
 public enum KVCalibrationScope: String, Sendable, Hashable {
     /// One set per layer.

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// ThinK (Xu et al. 2024, "Thinner Key Cache by Query-Driven Pruning"), the `think` modifier of
 /// an eviction method: per (layer, KV head), the fraction λ of key channels with the smallest
 /// query-weighted magnitude is pruned once; pruned channels are not stored, and queries are

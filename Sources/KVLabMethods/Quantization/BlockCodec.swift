@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Row encoders and decoders for every `WeightType`, following ggml's reference
 /// (`quantize_row_*_ref`, `dequantize_row_*`) exactly, rounding included.
 package enum BlockCodec {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// 8-bit floats for the KV cache, as vLLM stores them (`fp8_e4m3`, `fp8_e5m2`) with an fp32 scale
 /// per tensor or per head: stored = fp8(x / scale), decoded = float(stored) · scale.
 ///

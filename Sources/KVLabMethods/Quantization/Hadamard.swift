@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// The normalized fast Walsh–Hadamard transform (the `rotate` option, RotateKV / QuaRot): H/√n is
 /// symmetric and orthogonal, so rotating q and k leaves q·k unchanged, applying it twice restores
 /// the input, and the rotation spreads a channel's outlier over all channels before quantization.

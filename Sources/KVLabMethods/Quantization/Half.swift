@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// IEEE binary16 conversions written out in integer arithmetic, so they are exact, vectorize,
 /// and do not depend on the CPU's F16C support or on the compiler's half-float runtime calls.
 package enum Half {

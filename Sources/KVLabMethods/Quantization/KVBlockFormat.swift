@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// llama.cpp's block formats for the KV cache (`--cache-type-k/v`): 32 elements along the head
 /// dimension per block, bit for bit as ggml's `quantize_row_*_ref` and `dequantize_row_*` write
 /// and read them. q8_0, q4_0 and q4_1 share `BlockCodec` with the weights; q5_0 and q5_1 live here.

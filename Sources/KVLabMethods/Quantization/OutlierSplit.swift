@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// KVQuant's dense-and-sparse split of one vector: the largest magnitudes are kept as (UInt16
 /// index, fp16 value) pairs and the dense rest is quantized with them left out of its min and max,
 /// so one outlier does not stretch the whole group's scale. Values go through

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// How the scale-based KV codecs (uniform, non-uniform, outliers) treat values they cannot store:
 /// NaN and ±infinity become 0 and finite values are clamped to ±65504, binary16's largest finite
 /// value, because scales, zeros, levels and outliers are stored as fp16 and a single non-finite

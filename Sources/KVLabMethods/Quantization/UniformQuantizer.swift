@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Asymmetric uniform b-bit quantization of one group (KIVI): `scale = (max − min)/(2^b − 1)` and
 /// `zero = min`, both stored as fp16; code `q = round((x − zero)/scale)` (halves away from zero, as
 /// C's `roundf`) clamped to `0...2^b − 1`, decoded as `zero + q·scale`. Codes are computed against

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Sorts that never allocate: the standard library's sort takes a merge buffer and a run stack
 /// from the heap, and decode steps must not touch it.
 extension UnsafeMutableBufferPointer {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// The shape of a KV cache: one ordered list of entries per (layer, KV head).
 public struct KVLayout: Sendable, Equatable, Codable {
     /// Token slots per page of the paged cache (one SIMD16 lane per slot): the unit pages are

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// How a weight matrix is stored in memory and in files. The quantized types are ggml's block
 /// formats, bit for bit, so GGUF files load without conversion and traffic counts are real.
 public enum WeightType: String, Sendable, CaseIterable, Codable {
