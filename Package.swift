@@ -23,6 +23,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: - System libraries (the only C code kvlab links)
@@ -38,7 +39,7 @@ let package = Package(
         ),
 
         // MARK: - Foundation: one JSON reader, file errors, byte sizes, hashing, resource bundles
-        .target(name: "KVLabFoundation"),
+        .target(name: "KVLabFoundation", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
 
         // MARK: - Methods: KV method specs and their algorithms, quantization formats, and the value
         // types a projection shares with the engine (model config, cache layout, residency, IO ledger)
@@ -60,7 +61,7 @@ let package = Package(
         // checkpoints, and kvlab's embedded default model
         .target(
             name: "KVLabRun",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabHardware"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabHardware", .product(name: "Crypto", package: "swift-crypto")],
             exclude: ["Resources/MODEL-CARD.md"],
             resources: [.copy("Resources/kvlab-shakespeare.gguf")]
         ),
@@ -78,7 +79,10 @@ let package = Package(
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
         .target(
             name: "KVLabSession",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware"],
+            dependencies: [
+                "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             // The demo scenarios ship beside the binary (DemoCatalog.bundleName).
             resources: [.copy("../../sessions/demos")]
         ),
@@ -115,7 +119,10 @@ let package = Package(
         ),
 
         // MARK: - Tests
-        .testTarget(name: "KVLabEngineTests", dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
+        .testTarget(
+            name: "KVLabEngineTests",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),

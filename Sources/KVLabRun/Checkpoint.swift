@@ -1,3 +1,4 @@
+import Crypto
 import KVLabEngine
 import KVLabFoundation
 import KVLabHardware
@@ -52,16 +53,16 @@ public struct Checkpoint: Sendable, Equatable, Codable {
                 for x in keyBuffer { keys += Double(x.magnitude) }
                 for x in valueBuffer { values += Double(x.magnitude) }
                 let count = [Int32(kept.count)]
-                count.withUnsafeBytes { positions.update($0); contents.update($0) }
-                kept.withUnsafeBytes { positions.update($0); contents.update($0) }
-                keyBuffer.withUnsafeBytes { contents.update($0) }
-                valueBuffer.withUnsafeBytes { contents.update($0) }
+                count.withUnsafeBytes { positions.update(bufferPointer: $0); contents.update(bufferPointer: $0) }
+                kept.withUnsafeBytes { positions.update(bufferPointer: $0); contents.update(bufferPointer: $0) }
+                keyBuffer.withUnsafeBytes { contents.update(bufferPointer: $0) }
+                valueBuffer.withUnsafeBytes { contents.update(bufferPointer: $0) }
             }
         }
         positionsDigest = positions.finalizeHex()
         cacheDigest = contents.finalizeHex()
         var logitHasher = SHA256()
-        logitHasher.update(UnsafeRawBufferPointer(logits))
+        logitHasher.update(bufferPointer: UnsafeRawBufferPointer(logits))
         logitsDigest = logitHasher.finalizeHex()
         keyMagnitude = keys
         valueMagnitude = values

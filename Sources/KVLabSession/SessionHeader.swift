@@ -1,4 +1,5 @@
 import Foundation
+import Crypto
 import KVLabEngine
 import KVLabFoundation
 import KVLabMethods
@@ -106,7 +107,7 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
             do { data = try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) } catch {
                 throw FileError(path: file, problem: "cannot be read (\(error.localizedDescription))")
             }
-            data.withUnsafeBytes { hasher.update($0) }
+            data.withUnsafeBytes { hasher.update(bufferPointer: $0) }
             total += data.count
         }
         if isDirectory.boolValue {
@@ -115,7 +116,7 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
                 let file = (path as NSString).appendingPathComponent(name)
                 var nested: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: file, isDirectory: &nested), !nested.boolValue else { continue }
-                hasher.update(Array(name.utf8) + [0])
+                hasher.update(data: Array(name.utf8) + [0])
                 try add(file)
             }
         } else {

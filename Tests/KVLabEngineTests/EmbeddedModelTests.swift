@@ -1,9 +1,10 @@
 import Foundation
-import Testing
+import Crypto
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// The default model shipped as a package resource (scripts/train_default_model.py).
 @Suite struct EmbeddedModelTests {
@@ -69,7 +70,7 @@ import Testing
         #expect(ids.removeFirst() == 1)
         #expect(ids.count == Int(try Self.metadata(model, "kvlab.eval.val_tokens")))
         var digest = SHA256()
-        for id in ids { digest.update(withUnsafeBytes(of: Int32(id).littleEndian) { Array($0) }) }
+        for id in ids { withUnsafeBytes(of: Int32(id).littleEndian) { digest.update(bufferPointer: $0) } }
         #expect(digest.finalizeHex() == (try Self.metadata(model, "kvlab.eval.val_ids_sha256")))
 
         let expected = Double(try Self.metadata(model, "kvlab.eval.val_first_chunk_mean_nll"))!
