@@ -335,12 +335,12 @@ public struct AppState: Sendable {
             let types = [RunSettings.storedWeights] + WeightType.allCases.map(\.rawValue)
             return set(.weights, Self.cycle(types, after: value(.weights), forward: true))
         case .toggleAttention:
-            return set(.attention, methodName(.attention) == "naive" ? "tiled:sram=\(formatByteSize(currentSRAM))" : "naive")
+            return set(.attention, methodName(.attention) == "naive" ? "tiled:sram=\(formatBytes(currentSRAM, .exact))" : "naive")
         case .sram(let up):
             let sizes = choices.sramSizes
             guard !sizes.isEmpty else { return [] }
             let next = up ? sizes.first { $0 > currentSRAM } ?? sizes[0] : sizes.last { $0 < currentSRAM } ?? sizes[sizes.count - 1]
-            return set(.attention, "tiled:sram=\(formatByteSize(next))")
+            return set(.attention, "tiled:sram=\(formatBytes(next, .exact))")
         case .cycleDevice(let forward):
             return [.engine(.device(Self.cycle(choices.devices, after: device, forward: forward)))]
         case .cycleTarget(let forward):

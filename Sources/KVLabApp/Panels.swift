@@ -361,7 +361,7 @@ public struct WorkbenchScreen {
             let capacity = Double(max(liveTotal, bLive.reduce(0) { $0 + $1.0 }))
             row("A", live.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: capacity, value: "KV \(formatBytes(payload + metadata))")
             row("B", bLive.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: capacity,
-                value: "KV \(Self.short(Double(bPayload + bMetadata))) \(Self.delta(bPayload + bMetadata - payload - metadata))")
+                value: "KV \(formatBytes(bPayload + bMetadata, .compact)) \(Self.delta(bPayload + bMetadata - payload - metadata))")
         } else {
             row("here", live.map { CapacityBar.Segment(Double($0.0), .role($0.1)) }, capacity: Double(liveTotal),
                 value: "KV \(formatBytes(payload + metadata))")
@@ -386,20 +386,12 @@ public struct WorkbenchScreen {
                 }
             }
             row(String(tier.name.prefix(labelWidth - 1)), segments, capacity: tier.capacity,
-                value: "\(Self.short(tier.used))/\(Self.short(tier.capacity))")
+                value: "\(formatBytes(tier.used, .compact))/\(formatBytes(tier.capacity, .compact))")
         }
     }
 
     /// A signed byte difference in at most 7 columns (`+1.5K`, `−512B`).
-    static func delta(_ bytes: Int) -> String { (bytes < 0 ? "−" : "+") + short(Double(abs(bytes))) }
-
-    /// Bytes in at most 6 columns (`132K`, `16.4G`).
-    static func short(_ bytes: Double) -> String {
-        let units = ["B", "K", "M", "G", "T", "P"]
-        var value = bytes, unit = 0
-        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
-        return value >= 100 || unit == 0 ? String(format: "%.0f%@", value, units[unit]) : String(format: "%.1f%@", value, units[unit])
-    }
+    static func delta(_ bytes: Int) -> String { (bytes < 0 ? "−" : "+") + formatBytes(abs(bytes), .compact) }
 
     // MARK: - Traffic
 
@@ -412,7 +404,7 @@ public struct WorkbenchScreen {
             buffer.put(Line("bytes moved per link, per token", style: .role(.dimText)), row: inner.row(0), glyphs: glyphs)
             return
         }
-        func bytes(_ value: UInt64) -> String { Self.short(Double(value)) }
+        func bytes(_ value: UInt64) -> String { formatBytes(Double(value), .compact) }
         let kvRead = ledger.bytes(.keys, .hbmToSRAM) + ledger.bytes(.values, .hbmToSRAM)
         let other = ledger.total(.hbmToSRAM) - ledger.bytes(.weights, .hbmToSRAM) - kvRead
         let lines: [Line] = [

@@ -149,9 +149,9 @@ extension DeviceProfile: ProfileFile {
         }
         var members: [(key: String, value: JSONValue)] = [("name", .string(name)), ("kind", .string(kind.rawValue)), ("tiers", .string(tiers))]
         let figures: [(String, JSONValue)?] = [
-            figure("sram_per_sm", sramPerSM, Self.formatBytes), ("sm_count", .object([("value", .integer(smCount)), ("source", .string(sources["sm_count"] ?? ""))])),
-            figure("l2", l2, Self.formatBytes), figure("hbm", hbm, Self.formatBytes),
-            figure("hbm_bandwidth", hbmBandwidth, Self.formatBandwidth), figure("host_dram", hostDRAM, Self.formatBytes),
+            figure("sram_per_sm", sramPerSM, { formatBytes($0, .profile) }), ("sm_count", .object([("value", .integer(smCount)), ("source", .string(sources["sm_count"] ?? ""))])),
+            figure("l2", l2, { formatBytes($0, .profile) }), figure("hbm", hbm, { formatBytes($0, .profile) }),
+            figure("hbm_bandwidth", hbmBandwidth, Self.formatBandwidth), figure("host_dram", hostDRAM, { formatBytes($0, .profile) }),
             figure("host_dram_bandwidth", hostDRAMBandwidth, Self.formatBandwidth),
             figure("pcie_bandwidth", pcieBandwidth, Self.formatBandwidth), figure("nvme_bandwidth", nvmeBandwidth, Self.formatBandwidth),
         ] + Precision.allCases.map { figure("peak_\($0.rawValue)", peak[$0], Self.formatFLOPS) }
@@ -159,15 +159,6 @@ extension DeviceProfile: ProfileFile {
         members.append(("compute_efficiency", .number(computeEfficiency)))
         members.append(("memory_efficiency", .number(memoryEfficiency)))
         return .object(members)
-    }
-
-    /// Bytes in the largest binary unit that divides them, else in decimal GB/MB with 4 digits.
-    static func formatBytes(_ bytes: Double) -> String {
-        for (unit, factor) in [("GiB", 1024.0 * 1024 * 1024), ("MiB", 1024.0 * 1024), ("KiB", 1024.0)] where bytes >= factor {
-            let value = bytes / factor
-            return value == value.rounded() ? "\(Int(value)) \(unit)" : String(format: "%.4f %@", value, unit)
-        }
-        return "\(Int(bytes)) B"
     }
 
     static func formatBandwidth(_ rate: Double) -> String { String(format: "%.4g GB/s", rate / 1e9) }

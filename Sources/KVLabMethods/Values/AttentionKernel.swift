@@ -18,7 +18,7 @@ public enum AttentionKernel: Sendable, Hashable, Codable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .naive: "naive"
-        case .tiled(let bytes): "tiled:sram=\(formatByteSize(bytes))"
+        case .tiled(let bytes): "tiled:sram=\(formatBytes(bytes, .exact))"
         }
     }
 
@@ -39,7 +39,7 @@ public enum AttentionKernel: Sendable, Hashable, Codable, CustomStringConvertibl
             throw MethodSpecError("attention: '\(size)' is not a positive size (bytes, or a number with KiB, MiB or GiB)")
         }
         if let headDim, bytes < AttentionTileShape.minimumSRAMBytes(headDim: headDim) {
-            throw MethodSpecError("attention: \(formatByteSize(bytes)) of SRAM cannot hold one tile row of 4 × \(headDim) fp32 "
+            throw MethodSpecError("attention: \(formatBytes(bytes, .exact)) of SRAM cannot hold one tile row of 4 × \(headDim) fp32 "
                                   + "(at least \(AttentionTileShape.minimumSRAMBytes(headDim: headDim)) B)")
         }
         self = .tiled(sramBytes: bytes)
