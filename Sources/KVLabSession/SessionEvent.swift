@@ -1,5 +1,6 @@
 import Foundation
 import KVLabEngine
+import KVLabFoundation
 import KVLabMethods
 import KVLabRun
 
@@ -205,31 +206,10 @@ extension SessionEvent: Codable {
     }
 }
 
-/// JSON for session lines: one line per value, keys sorted (files diff well and are byte-identical
-/// for identical runs), floats in their shortest exact form, non-finite ones as strings.
-enum SessionCoding {
-    static let nonFinite = (positive: "inf", negative: "-inf", nan: "nan")
-
-    static func encoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: nonFinite.positive,
-                                                                      negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return encoder
-    }
-
-    static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: nonFinite.positive,
-                                                                        negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return decoder
-    }
-}
-
 /// Encodes headers and events as session lines (JSON and a newline), as the writer stores them
 /// and `kvlab run --json` prints them.
 public struct SessionLineEncoder {
-    private let encoder = SessionCoding.encoder()
+    private let encoder = JSONDocument.encoder()
 
     public init() {}
 

@@ -26,7 +26,7 @@ public final class SessionReader {
     /// The line number of the last event returned (1 while only the header is read).
     public private(set) var line = 1
     private var lines: LineReader
-    private let decoder = SessionCoding.decoder()
+    private let decoder = JSONDocument.decoder()
 
     /// Lines longer than this are refused rather than buffered (real ones are a few KiB).
     public static let maxLineBytes = 64 << 20

@@ -94,9 +94,7 @@ struct Eval: ParsableCommand {
         if json {
             let report = EvalReport(model: model.config.name, text: text, tokensPerChunk: context, prefill: prefill,
                                     attention: (options.attention ?? .naive).description, results: summaries)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+            FileHandle.standardOutput.write(try JSONDocument.prettyLine(report))
         } else {
             print(table(summaries, model: model, context: context, attention: options.attention ?? .naive))
         }
@@ -153,9 +151,7 @@ struct Eval: ParsableCommand {
             results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardOutput.write(try encoder.encode(results) + Data("\n".utf8))
+            FileHandle.standardOutput.write(try JSONDocument.prettyLine(results))
             return
         }
         let answerText = parts(low).answer.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -99,9 +99,7 @@ struct Project: ParsableCommand {
                                     eviction: eviction, quant: quant, sparse: sparse, float: float, kernel: kernel, live: state)
         let projection = Projection(setup)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardOutput.write(try encoder.encode(ProjectReport(projection)) + Data("\n".utf8))
+            FileHandle.standardOutput.write(try JSONDocument.prettyLine(ProjectReport(projection)))
         } else {
             print(report(projection))
         }
