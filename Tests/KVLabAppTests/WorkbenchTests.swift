@@ -1,6 +1,7 @@
 import Foundation
 @testable import KVLabApp
 import KVLabEngine
+import KVLabTestSupport
 import KVLabTUI
 import Testing
 
@@ -61,15 +62,6 @@ final class Harness {
     }
 
     func text(width: Int = 120, height: Int = 40) -> String { screen(width: width, height: height).textLines.joined(separator: "\n") }
-}
-
-/// Compares a buffer with its committed snapshot (re-recorded with KVLAB_RECORD_SNAPSHOTS=1).
-func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots").path
-    switch Snapshot.check(buffer.snapshot(), named: name, directory: directory, record: Snapshot.recording()) {
-    case .matched: break
-    case .recorded(let message), .failed(let message): Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
-    }
 }
 
 @Suite struct WorkbenchScreenTests {
