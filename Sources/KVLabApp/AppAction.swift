@@ -59,8 +59,8 @@ public enum AppEffect: Equatable, Sendable {
     case quit
 }
 
-/// The workbench's keys: one table that maps keys to actions and renders the `?` overlay and the
-/// README keymap.
+/// The workbench's keys: one table that maps keys to actions and renders the `?` overlay, the
+/// README keymap, the hint line and every key label in panels and messages.
 public enum Keymap {
     /// The key table.
     public static let table = KeyTable<AppAction>([

@@ -47,7 +47,7 @@ public struct WorkbenchScreen {
 
     private func tooSmall(_ area: Rect, _ buffer: inout Buffer) {
         let lines = ["terminal too small: \(area.width)×\(area.height)",
-                     "kvlab needs at least \(Self.minimumSize.width)×\(Self.minimumSize.height); q quits"]
+                     "kvlab needs at least \(Self.minimumSize.width)×\(Self.minimumSize.height); \(Keymap.key(for: .quit)) quits"]
         let top = max((area.height - lines.count) / 2, 0)
         for (index, text) in lines.enumerated() {
             buffer.put(Line(text, style: .role(index == 0 ? .warning : .dimText), alignment: .center), row: area.row(top + index), glyphs: glyphs)
