@@ -119,17 +119,19 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        // Shared by the test targets: the snapshot comparison.
+        .target(name: "KVLabTestSupport", dependencies: ["KVLabTUI"], path: "Tests/KVLabTestSupport"),
         .testTarget(
             name: "KVLabEngineTests",
             dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
-        .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI"], exclude: ["Snapshots"]),
+        .testTarget(name: "KVLabTUITests", dependencies: ["KVLabTUI", "KVLabTestSupport"], exclude: ["Snapshots"]),
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(
             name: "KVLabAppTests",
-            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession"],
+            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTestSupport"],
             exclude: ["Snapshots"]
         ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),

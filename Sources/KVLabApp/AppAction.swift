@@ -59,8 +59,8 @@ public enum AppEffect: Equatable, Sendable {
     case quit
 }
 
-/// The workbench's keys: one table that maps keys to actions and renders the `?` overlay and the
-/// README keymap.
+/// The workbench's keys: one table that maps keys to actions and renders the `?` overlay, the
+/// README keymap, the hint line and every key label in panels and messages.
 public enum Keymap {
     /// The key table.
     public static let table = KeyTable<AppAction>([
@@ -107,9 +107,33 @@ public enum Keymap {
         }
     }
 
-    /// The hint line at the bottom of the screen.
-    public static let hints: [(key: String, label: String)] = [
-        ("?", "help"), ("i", "prompt"), ("space", "pause"), ("e", "evict"), ("[ ]", "budget"), ("b", "bits"), ("s", "sparse"),
-        ("w", "weights"), ("a", "kernel"), ("d", "device"), ("t", "target"), ("g", "ghost"), ("R", "rerun"), ("r", "rec"), ("q", "quit"),
+    /// The label of the first key that does `action` (`E` for eviction backwards), for messages
+    /// and panels.
+    public static func key(for action: AppAction) -> String {
+        table.bindings.lazy.flatMap(\.keys).first { Self.action(for: $0) == action }?.label() ?? ""
+    }
+
+    /// The labels of every key of the binding that does `action`, joined by `separator`
+    /// (`e/E`, `[ ]`).
+    public static func keys(of action: AppAction, separator: String) -> String {
+        guard let binding = table.bindings.first(where: { $0.keys.contains { Self.action(for: $0) == action } }) else { return "" }
+        return binding.keys.map { $0.label() }.joined(separator: separator)
+    }
+
+    /// The hint line's actions and words, in its order; `separator` shows every key of the
+    /// binding (`[ ]`), else the first.
+    private static let hintActions: [(action: AppAction, label: String, separator: String?)] = [
+        (.toggleHelp, "help", nil), (.editPrompt, "prompt", nil), (.togglePause, "pause", nil), (.cycleEviction(forward: true), "evict", nil),
+        (.budget(up: false), "budget", " "), (.cycleBits, "bits", nil), (.cycleSparse(forward: true), "sparse", nil),
+        (.cycleWeights, "weights", nil), (.toggleAttention, "kernel", nil), (.cycleDevice(forward: true), "device", nil),
+        (.cycleTarget(forward: true), "target", nil), (.toggleGhost, "ghost", nil), (.rerun, "rerun", nil), (.toggleRecording, "rec", nil),
+        (.quit, "quit", nil),
     ]
+
+    /// The hint line at the bottom of the screen, its keys from the table (named keys in lower
+    /// case: `space`).
+    public static let hints: [(key: String, label: String)] = hintActions.map { hint in
+        let shown = hint.separator.map { keys(of: hint.action, separator: $0) } ?? key(for: hint.action)
+        return (shown.count > 1 && hint.separator == nil ? shown.lowercased() : shown, hint.label)
+    }
 }

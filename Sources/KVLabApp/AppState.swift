@@ -1,39 +1,8 @@
-import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
 import KVLabRun
+import KVLabSession
 import KVLabTUI
-
-/// The last `capacity` values of a series, oldest first (panel histories).
-public struct History: Sendable, Equatable {
-    /// Most values kept.
-    public let capacity: Int
-    /// Values oldest first.
-    public private(set) var values: [Double] = []
-
-    /// An empty history of at most `capacity` values.
-    public init(capacity: Int) {
-        self.capacity = capacity
-        values.reserveCapacity(capacity)
-    }
-
-    /// Appends a value, dropping the oldest when full.
-    public mutating func append(_ value: Double) {
-        if values.count == capacity { values.removeFirst() }
-        values.append(value)
-    }
-
-    /// Forgets every value.
-    public mutating func removeAll() { values.removeAll(keepingCapacity: true) }
-
-    /// The value at quantile `q` (0…1) of the values kept, or nil when empty.
-    public func quantile(_ q: Double) -> Double? {
-        guard !values.isEmpty else { return nil }
-        let sorted = values.sorted()
-        return sorted[min(Int((Double(sorted.count - 1) * q).rounded()), sorted.count - 1)]
-    }
-}
 
 /// The choices the cycling keys step through that do not come from the method tables.
 public struct Choices: Sendable, Equatable {
@@ -106,36 +75,25 @@ public struct LineEditor: Sendable, Equatable {
     public var string: String { String(text) }
 }
 
-/// Everything the workbench shows, updated by keys (`handle`) and engine snapshots (`absorb`);
-/// panels render from it alone.
+/// Everything the workbench shows, updated by keys (`handle`) and engine snapshots (`absorb`):
+/// the UI's own state (overlays, editor, theme, scrollback, status), what the engine last
+/// reported, and the sequence's `RunTotals`. Panels render from it alone.
 public struct AppState: Sendable {
     /// Generated pieces kept for the stream's scrollback.
     static let streamCapacity = 4096
-    /// Values kept per panel history.
-    static let historyCapacity = 512
+
+    // MARK: UI state
 
     /// The model's name.
     public var modelName: String
     /// Cycling choices.
     public var choices: Choices
-    /// Canonical knob values, as the engine last reported them.
-    public var settings: [Knob: String] = [:]
-    /// The projected device.
-    public var device: String
-    /// The projected target.
-    public var target: String
     /// The theme in use.
     public var theme: String
-    /// Whether the ghost runs.
-    public var ghost = false
-    /// Whether generation is paused.
-    public var paused = false
-    /// Whether tokens are being generated.
-    public var generating = false
+    /// The terminal's size in cells (the run loop keeps it current; recordings carry it).
+    public var screen = (columns: WorkbenchScreen.minimumSize.width, rows: WorkbenchScreen.minimumSize.height)
     /// Generation pace in tokens per second (nil: unpaced).
     public var pace: Int? = EngineCore.defaultPace
-    /// The session file being recorded, if any.
-    public var recording: String?
     /// Whether the help overlay is open.
     public var helpVisible = false
     /// The open line editor, if any.
@@ -146,50 +104,38 @@ public struct AppState: Sendable {
     var historyIndex: Int?
     /// The status bar's message and whether it reports an error.
     public var status: (text: String, isError: Bool)?
-    /// The generation stream.
-    public var stream: [StreamPiece] = []
     /// Lines the stream is scrolled back by.
     public var scrollback = 0
-    /// Measured per-token latency (ms).
-    public var latency = History(capacity: historyCapacity)
-    /// KL(ghost ‖ run) per token.
-    public var kl = History(capacity: historyCapacity)
-    /// HBM traffic per token (bytes).
-    public var traffic = History(capacity: historyCapacity)
-    /// Resident KV bytes per token.
-    public var kvBytes = History(capacity: historyCapacity)
-    /// Time to first token of the sequence: the prompt's forward pass (ms).
-    public var ttft: Double?
-    /// Tokens compared with the ghost, and those whose top-1 agreed.
-    public var ghostTokens = 0
-    /// Tokens whose top-1 agreed with the ghost's.
-    public var top1Agreements = 0
-    /// Sum of ΔNLL over the compared tokens.
-    public var deltaNLLSum = 0.0
-    /// The first step whose top-1 disagreed with the ghost.
-    public var firstDivergence: Int?
-    /// The last token's ghost comparison.
-    public var lastGhost: GhostComparison?
-    /// The last token's metrics.
-    public var lastToken: TokenMetrics?
+    /// Whether the state changed since the last frame.
+    public var dirty = true
+
+    // MARK: What the engine reported
+
+    /// The run's settings, as the engine last reported them (nil before its first snapshot).
+    public var settings: RunSettings?
+    /// The projected device.
+    public var device: String
+    /// The projected target.
+    public var target: String
+    /// Whether the ghost runs.
+    public var ghost = false
+    /// Whether generation is paused.
+    public var paused = false
+    /// Whether tokens are being generated.
+    public var generating = false
+    /// The session file being recorded, if any.
+    public var recording: String?
+    /// The generation stream.
+    public var stream: [StreamPiece] = []
     /// The last snapshot.
     public var snapshot: EngineSnapshot?
     /// Configuration B as the engine last reported it, in compare mode.
     public var compare: CompareSnapshot?
-    /// B's last step in compare mode.
-    public var lastCompareStep: FollowerStep?
-    /// B's measured per-token latency (ms), in compare mode.
-    public var compareLatency = History(capacity: historyCapacity)
-    /// Tokens B followed, and the sums of its ΔNLL and KL against A over them.
-    public var compareTokens = 0
-    /// Sum of B's ΔNLL against A (nats).
-    public var compareDeltaNLLSum = 0.0
-    /// Sum of KL(A ‖ B).
-    public var compareKLSum = 0.0
-    /// Sum of KL(ghost ‖ B) over the tokens the ghost ran for, and their count.
-    public var compareGhostKL = (sum: 0.0, tokens: 0)
-    /// Whether the state changed since the last frame.
-    public var dirty = true
+
+    // MARK: The sequence's totals
+
+    /// Histories and the ghost's and B's totals since the sequence started.
+    public var totals = RunTotals()
 
     /// A state before any snapshot.
     public init(modelName: String, choices: Choices, device: String, target: String, theme: String) {
@@ -212,74 +158,33 @@ public struct AppState: Sendable {
         device = snapshot.device
         target = snapshot.target
         recording = snapshot.recording
-        if (compare == nil) != (snapshot.compare == nil) { resetCompare() }
+        if (compare == nil) != (snapshot.compare == nil) { totals.compare = RunTotals.Compare() }
         compare = snapshot.compare
         switch snapshot.event {
         case .prompt(let submission):
             if !submission.continuing {
-                resetSequence()
+                totals = RunTotals()
+                scrollback = 0
                 if !stream.isEmpty { appendPiece(StreamPiece(text: "\n", position: nil)) }
             }
             appendPiece(StreamPiece(text: submission.text, position: nil))
-            ttft = Double(submission.report.timings.totalNanoseconds) / 1e6
+            totals.ttft = Double(submission.report.timings.totalNanoseconds) / 1e6
         case .token(let metrics):
             appendPiece(StreamPiece(text: metrics.text, position: metrics.report.position))
-            latency.append(Double(metrics.report.timings.totalNanoseconds) / 1e6)
-            let ledger = metrics.report.ledger
-            traffic.append(Double(ledger.total(.hbmToSRAM) + ledger.total(.sramToHBM) + ledger.total(.dramToHBM)))
-            kvBytes.append(Double(metrics.report.cache.total))
-            if let comparison = metrics.ghost {
-                kl.append(comparison.kl)
-                ghostTokens += 1
-                if comparison.top1Agrees { top1Agreements += 1 } else if firstDivergence == nil { firstDivergence = metrics.step }
-                deltaNLLSum += comparison.deltaNLL
-            }
-            lastGhost = metrics.ghost
-            lastToken = metrics
-            if let step = snapshot.compare?.step {
-                compareLatency.append(Double(step.report.timings.totalNanoseconds) / 1e6)
-                compareTokens += 1
-                compareDeltaNLLSum += step.deltaNLL
-                compareKLSum += step.kl
-                if let ghostKL = step.ghostKL { compareGhostKL = (compareGhostKL.sum + ghostKL, compareGhostKL.tokens + 1) }
-                lastCompareStep = step
-            }
+            totals.add(metrics, compareStep: snapshot.compare?.step)
         case .knob(let change):
             status = ("\(change.knob.rawValue) \(change.old) → \(change.new) from token \(change.step)", false)
         case .compareKnob(let change):
             status = ("B \(change.knob.rawValue) \(change.old) → \(change.new) from token \(change.step)", false)
         case .stopped(let reason):
-            status = (reason == .endOfSequence ? "stopped: end of sequence (R reruns, i a new prompt)" : "stopped: context full (R reruns, i a new prompt)", false)
+            let next = "\(Keymap.key(for: .rerun)) reruns, \(Keymap.key(for: .editPrompt)) a new prompt"
+            status = (reason == .endOfSequence ? "stopped: end of sequence (\(next))" : "stopped: context full (\(next))", false)
         case .notice(let text):
             status = (text, false)
         case .failure(let text):
             status = (text, true)
         }
         self.snapshot = snapshot
-    }
-
-    private mutating func resetSequence() {
-        latency.removeAll()
-        kl.removeAll()
-        traffic.removeAll()
-        kvBytes.removeAll()
-        ghostTokens = 0
-        top1Agreements = 0
-        deltaNLLSum = 0
-        firstDivergence = nil
-        lastGhost = nil
-        lastToken = nil
-        scrollback = 0
-        resetCompare()
-    }
-
-    private mutating func resetCompare() {
-        lastCompareStep = nil
-        compareLatency.removeAll()
-        compareTokens = 0
-        compareDeltaNLLSum = 0
-        compareKLSum = 0
-        compareGhostKL = (0, 0)
     }
 
     private mutating func appendPiece(_ piece: StreamPiece) {
@@ -318,29 +223,14 @@ public struct AppState: Sendable {
             return []
         case .togglePause:
             return [.engine(.pause(!paused))]
-        case .cycleEviction(let forward):
-            return set(.policy, Self.cycle(EvictionMethod.names, after: methodName(.policy), forward: forward))
-        case .budget(let up):
-            guard let next = Self.scaleBudget(value(.policy), up: up) else {
-                return report("\(methodName(.policy)) has no budget: press e for an eviction method")
+        case .cycleEviction, .budget, .cycleBits, .cycleQuant, .cycleSparse, .cycleWeights, .toggleAttention, .sram:
+            guard let knobs = knobSettings else { return [] }
+            if case .budget = action, Self.scaleBudget(knobs.eviction.spec, up: true) == nil {
+                return report("\(knobs.eviction.spec.name) has no budget: press \(Keymap.key(for: .cycleEviction(forward: true))) for an eviction method")
             }
-            return set(.policy, next)
-        case .cycleBits:
-            return set(.kv, Self.nextBits(value(.kv)))
-        case .cycleQuant:
-            return set(.kv, Self.cycle(KVQuantMethod.names, after: methodName(.kv), forward: true))
-        case .cycleSparse(let forward):
-            return set(.sparse, Self.cycle(SparseMethod.names, after: methodName(.sparse), forward: forward))
-        case .cycleWeights:
-            let types = [RunSettings.storedWeights] + WeightType.allCases.map(\.rawValue)
-            return set(.weights, Self.cycle(types, after: value(.weights), forward: true))
-        case .toggleAttention:
-            return set(.attention, methodName(.attention) == "naive" ? "tiled:sram=\(formatBytes(currentSRAM, .exact))" : "naive")
-        case .sram(let up):
-            let sizes = choices.sramSizes
-            guard !sizes.isEmpty else { return [] }
-            let next = up ? sizes.first { $0 > currentSRAM } ?? sizes[0] : sizes.last { $0 < currentSRAM } ?? sizes[sizes.count - 1]
-            return set(.attention, "tiled:sram=\(formatBytes(next, .exact))")
+            do { return try Self.change(for: action, from: knobs, sramSizes: choices.sramSizes).map(set) ?? [] } catch {
+                return report(error.description, error: true)
+            }
         case .cycleDevice(let forward):
             return [.engine(.device(Self.cycle(choices.devices, after: device, forward: forward)))]
         case .cycleTarget(let forward):
@@ -352,7 +242,8 @@ public struct AppState: Sendable {
         case .rerun:
             return [.engine(.rerun)]
         case .toggleRecording:
-            return [.engine(.record(recording == nil))]
+            return [.engine(recording == nil ? .startRecording(ui: UISettings(columns: screen.columns, rows: screen.rows, theme: theme))
+                                             : .stopRecording)]
         case .pace(let faster):
             let paces = EngineCore.paces
             let index = paces.firstIndex(of: pace) ?? 0
@@ -418,10 +309,13 @@ public struct AppState: Sendable {
             if promptHistory.last != text { promptHistory.append(text) }
             return [.engine(.submit(text))]
         case .method:
+            // The `:` editor is one of the edges where a knob string is parsed.
             guard let equals = text.firstIndex(of: "="), let knob = Knob(rawValue: String(text[..<equals])) else {
                 return report("expected KNOB=METHOD with KNOB one of \(Knob.allCases.map(\.rawValue).joined(separator: ", ")): '\(text)'", error: true)
             }
-            return set(knob, String(text[text.index(after: equals)...]))
+            do { return set(try SettingChange(knob, parsing: String(text[text.index(after: equals)...]))) } catch {
+                return report(error.description, error: true)
+            }
         }
     }
 
@@ -430,56 +324,14 @@ public struct AppState: Sendable {
         return []
     }
 
-    /// Sets a knob of the configuration the knob keys change: B in compare mode, else A.
-    private func set(_ knob: Knob, _ value: String) -> [AppEffect] {
-        [.engine(compare == nil ? .set(knob, value) : .setCompare(knob, value))]
+    /// Sends a change to the configuration the knob keys change: B in compare mode, else A.
+    private func set(_ change: SettingChange) -> [AppEffect] {
+        [.engine(compare == nil ? .set(change) : .setCompare(change))]
     }
+
+    /// The settings the knob keys change: B's in compare mode, else A's (nil before a snapshot).
+    var knobSettings: RunSettings? { compare?.settings ?? settings }
 
     /// A knob's canonical value now, in the configuration the knob keys change (B in compare mode).
-    public func value(_ knob: Knob) -> String { (compare?.settings ?? settings)[knob] ?? "" }
-
-    /// The method name of a knob's value (`h2o` of `h2o:heavy=64,recent=64`).
-    func methodName(_ knob: Knob) -> String { (try? MethodSpec(parsing: value(knob)))?.name ?? value(knob) }
-
-    private var currentSRAM: Int {
-        if case .tiled(let bytes)? = try? AttentionKernel(parsing: value(.attention)) { return bytes }
-        return AttentionKernel.defaultSRAMBytes
-    }
-
-    // MARK: - Cycling rules, from the method tables
-
-    /// The entry after (or before) `current` in `list`, wrapping; the first when `current` is not in it.
-    static func cycle(_ list: [String], after current: String, forward: Bool) -> String {
-        guard let index = list.firstIndex(of: current) else { return list.first ?? current }
-        return list[(index + (forward ? 1 : list.count - 1)) % list.count]
-    }
-
-    /// Parameters that size an eviction method's budget.
-    static let budgetParameters: Set<String> = ["budget", "window", "heavy", "recent"]
-    /// Parameters that give a quantization's bits.
-    static let bitParameters: Set<String> = ["bits", "kbits", "vbits", "low"]
-
-    /// The method string with its budget parameters halved or doubled, or nil when it has none.
-    static func scaleBudget(_ method: String, up: Bool) -> String? {
-        guard var spec = try? MethodSpec(parsing: method) else { return nil }
-        var changed = false
-        for index in spec.parameters.indices where budgetParameters.contains(spec.parameters[index].key) {
-            guard let value = Int(spec.parameters[index].value) else { continue }
-            spec.parameters[index].value = String(up ? min(value * 2, 1 << 20) : max(value / 2, value == 0 ? 0 : 1))
-            changed = true
-        }
-        return changed ? spec.description : nil
-    }
-
-    /// The method with its bits at the next supported count (8 → 4 → 3 → 2 → 8), or KIVI when
-    /// the method has no bits parameter.
-    static func nextBits(_ method: String) -> String {
-        guard var spec = try? MethodSpec(parsing: method),
-              spec.parameters.contains(where: { bitParameters.contains($0.key) }) else { return "kivi" }
-        let bits = UniformQuantizer.supportedBits
-        for index in spec.parameters.indices where bitParameters.contains(spec.parameters[index].key) {
-            spec.parameters[index].value = cycle(bits.map(String.init), after: spec.parameters[index].value, forward: true)
-        }
-        return spec.description
-    }
+    public func value(_ knob: Knob) -> String { knobSettings?.value(of: knob) ?? "" }
 }

@@ -1,8 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 import KVLabTUI
 
 /// An asciinema v2 cast built from frames: a header line (version 2, width, height), then one

@@ -1,6 +1,4 @@
 import Foundation
-import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
 import KVLabRun
@@ -10,8 +8,8 @@ import KVLabSession
 public enum EngineCommand: Sendable, Equatable {
     /// Runs a prompt as a new sequence and starts generating.
     case submit(String)
-    /// Changes a knob to a method string.
-    case set(Knob, String)
+    /// Changes a knob.
+    case set(SettingChange)
     /// Pauses (true) or resumes generation.
     case pause(Bool)
     /// Starts or stops the full-cache ghost.
@@ -23,15 +21,17 @@ public enum EngineCommand: Sendable, Equatable {
     /// Projects onto another target shape (a catalog name, or `live`).
     case target(String)
     /// Starts recording a session (from a rerun of the prompt, so the file replays from its
-    /// start) or stops and closes it.
-    case record(Bool)
+    /// start) that remembers the screen it is recorded on and the projection shown.
+    case startRecording(ui: UISettings)
+    /// Stops recording and closes the file.
+    case stopRecording
     /// Sets the generation pace in tokens per second (nil: as fast as the engine goes).
     case pace(Int?)
     /// Starts compare mode (B starts as a copy of A's settings, teacher-forced on A's tokens) or
     /// stops it (B is discarded).
     case compare(Bool)
     /// Changes one of B's knobs (compare mode).
-    case setCompare(Knob, String)
+    case setCompare(SettingChange)
 }
 
 /// The engine side of the workbench: owns the `LiveRun`, applies commands, generates tokens, and
@@ -71,7 +71,8 @@ public final class EngineCore {
     private var projection: Projection?
     private var lastLedger: IOLedger?
     private var sinceProjection = 0
-    private let weightBytesByType: [String: Int]
+    /// Bytes of the weights stored as each type (nil: as the file stores them).
+    private let weightBytesByType: [WeightType?: Int]
     private let modelPath: String?
     private let tokenizerPath: String?
     /// Where recordings go.
@@ -94,12 +95,12 @@ public final class EngineCore {
         self.sessionDirectory = sessionDirectory
         self.deviceName = device
         self.targetName = target
-        var sizes: [String: Int] = [:]
+        var sizes: [WeightType?: Int] = [:]
         let matrices = run.model.weights.namedMatrices.map(\.1)
         for type in WeightType.allCases {
-            sizes[type.rawValue] = matrices.reduce(0) { $0 + (type.canStore(rowLength: $1.cols) ? type.byteCount(elements: $1.elementCount) : $1.byteCount) }
+            sizes[type] = matrices.reduce(0) { $0 + (type.canStore(rowLength: $1.cols) ? type.byteCount(elements: $1.elementCount) : $1.byteCount) }
         }
-        sizes[RunSettings.storedWeights] = matrices.reduce(0) { $0 + $1.byteCount }
+        sizes[WeightType?.none] = matrices.reduce(0) { $0 + $1.byteCount }
         weightBytesByType = sizes
         self.device = try? HardwareCatalog.device(device)
         self.target = try? loadTarget(target)
@@ -119,34 +120,41 @@ public final class EngineCore {
                 event = try start()
             case .rerun:
                 event = try start()
-            case .set(let knob, let value):
-                let change = try recorder?.set(knob, to: value) ?? run.set(knob, to: value)
+            case .set(let change):
+                let change = try recorder?.set(change) ?? run.set(change)
                 project()
                 event = .knob(change)
             case .pause(let on):
                 let was = paused
                 paused = on
-                event = .notice(on ? "paused" : was ? "resumed" : generating ? "generating" : "ready: i types a prompt, ? lists the keys")
+                event = .notice(on ? "paused" : was ? "resumed" : generating ? "generating"
+                    : "ready: \(Keymap.key(for: .editPrompt)) types a prompt, \(Keymap.key(for: .toggleHelp)) lists the keys")
             case .ghost(let on):
                 if let recorder { try recorder.setGhost(on) } else { try run.setGhost(on) }
                 event = .notice("ghost \(on ? "on" : "off")")
             case .device(let name):
-                device = try HardwareCatalog.device(name)
+                let profile = try HardwareCatalog.device(name)
+                try recordProjection(.device, name)
+                device = profile
                 deviceName = name
                 project()
                 event = .notice("device \(name)")
             case .target(let name):
-                target = try loadTarget(name)
+                let shape = try loadTarget(name)
+                try recordProjection(.target, name)
+                target = shape
                 targetName = name
                 project()
                 event = .notice("target \(name)")
-            case .record(let on):
-                event = try on ? startRecording() : .notice(try stopRecording())
+            case .startRecording(let ui):
+                event = try startRecording(ui: ui)
+            case .stopRecording:
+                event = .notice(try stopRecording())
             case .compare(let on):
                 event = .notice(try setCompare(on))
-            case .setCompare(let knob, let value):
-                guard let follower else { throw EngineCoreError("compare is off: c starts it") }
-                event = .compareKnob(try follower.set(knob, to: value, step: run.currentStep))
+            case .setCompare(let change):
+                guard let follower else { throw EngineCoreError("compare is off: \(Keymap.key(for: .toggleCompare)) starts it") }
+                event = .compareKnob(try follower.set(change, step: run.currentStep))
             case .pace(let tokensPerSecond):
                 pace = tokensPerSecond
                 event = .notice(tokensPerSecond.map { "pace \($0) tokens/s" } ?? "pace: as fast as the engine goes")
@@ -182,17 +190,15 @@ public final class EngineCore {
 
     /// The state now, after `event`.
     public func snapshot(_ event: EngineEvent) -> EngineSnapshot {
-        var settings: [Knob: String] = [:]
-        for knob in Knob.allCases { settings[knob] = run.settings.value(of: knob) }
-        let quant = settings[.kv] ?? "fp32"
-        let quantizes = quant != KVQuantMethod.fp32.description
-        let residual = (try? MethodSpec(parsing: quant))?.value("residual").flatMap(Int.init) ?? 0
+        let settings = run.settings
+        let quantizes = settings.quant != .fp32
+        let residual = settings.quant.spec.value("residual").flatMap(Int.init) ?? 0
         let config = run.model.config
         let activations = (2 * config.dim + 2 * config.hiddenDim + config.vocabSize) * MemoryLayout<Float>.size
         return EngineSnapshot(
             event: event, settings: settings, ghost: run.ghostEnabled, paused: paused, generating: generating,
             position: run.position, contextLength: config.contextLength, residency: run.cache.residency,
-            weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, activationBytes: activations,
+            weightBytes: weightBytesByType[settings.weights] ?? 0, activationBytes: activations,
             map: KVMapSnapshot(cache: run.cache, positions: run.position, quantizes: quantizes, residual: residual),
             device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count,
             recording: recordingPath, compare: compareSnapshot(event))
@@ -201,12 +207,10 @@ public final class EngineCore {
     /// B's side of the snapshot, in compare mode; its step only with a token event.
     private func compareSnapshot(_ event: EngineEvent) -> CompareSnapshot? {
         guard let follower else { return nil }
-        var settings: [Knob: String] = [:]
-        for knob in Knob.allCases { settings[knob] = follower.settings.value(of: knob) }
         var step: FollowerStep?
         if case .token = event { step = lastFollowerStep }
-        return CompareSnapshot(settings: settings, residency: follower.cache.residency,
-                               weightBytes: weightBytesByType[settings[.weights] ?? RunSettings.storedWeights] ?? 0, step: step)
+        return CompareSnapshot(settings: follower.settings, residency: follower.cache.residency,
+                               weightBytes: weightBytesByType[follower.settings.weights] ?? 0, step: step)
     }
 
     private func setCompare(_ on: Bool) throws -> String {
@@ -214,7 +218,7 @@ public final class EngineCore {
         lastFollowerStep = nil
         guard on else { follower = nil; return "compare off: B discarded, knob keys change A" }
         follower = try TeacherForcedFollower(model: run.model, settings: run.settings, tokens: run.tokens)
-        return "compare on: B starts as A, knob keys now change B (c turns it off)"
+        return "compare on: B starts as A, knob keys now change B (\(Keymap.key(for: .toggleCompare)) turns it off)"
     }
 
     private func start() throws -> EngineEvent {
@@ -230,18 +234,28 @@ public final class EngineCore {
     /// Checkpoints every this many tokens in recordings (as `kvlab run`'s default).
     static let checkpointEvery = 32
 
-    private func startRecording() throws -> EngineEvent {
+    private func startRecording(ui: UISettings) throws -> EngineEvent {
         guard recorder == nil else { return .notice("already recording to \(recordingPath ?? "")") }
-        guard !prompt.isEmpty else { return .failure("nothing to record yet: i types a prompt first") }
+        guard !prompt.isEmpty else { return .failure("nothing to record yet: \(Keymap.key(for: .editPrompt)) types a prompt first") }
         run = try LiveRun(model: run.model, settings: run.settings, ghost: run.ghostEnabled)
         let stamp = Int(Date().timeIntervalSince1970)
         let path = (sessionDirectory as NSString).appendingPathComponent("kvlab-\(stamp).kvlab.jsonl")
+        // The replay shows the device and target on screen now; a device sessions cannot name
+        // (the probed this-machine) leaves the projection out, as a run without --device does.
+        let projector = try? SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: Self.projectedContext),
+                                              model: run.model)
         let header = try SessionHeader(run: run, model: ModelIdentity(model: run.model, path: modelPath, tokenizer: tokenizerPath),
-                                       checkpointEvery: Self.checkpointEvery)
+                                       checkpointEvery: Self.checkpointEvery, ui: ui, projection: projector?.settings)
         let writer = try SessionWriter(path: path, header: header)
-        recorder = SessionRecorder(run: run, checkpointEvery: Self.checkpointEvery) { try writer.append($0) }
+        recorder = SessionRecorder(run: run, checkpointEvery: Self.checkpointEvery, projector: projector) { try writer.append($0) }
         recordingPath = path
         return try start()
+    }
+
+    /// Records a device or target change in the session being recorded, when it projects.
+    private func recordProjection(_ setting: ProjectionSetting, _ value: String) throws {
+        guard let recorder, recorder.projector != nil else { return }
+        try recorder.setProjection(setting, to: value)
     }
 
     /// Finishes and closes the recording, if one runs; returns what happened (for the status bar).

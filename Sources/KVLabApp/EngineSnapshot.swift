@@ -1,5 +1,4 @@
 import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
 import KVLabRun
@@ -102,8 +101,8 @@ public enum EngineEvent: Sendable, Equatable {
 public struct EngineSnapshot: Sendable {
     /// What happened.
     public var event: EngineEvent
-    /// Canonical knob values now.
-    public var settings: [Knob: String]
+    /// The run's settings now.
+    public var settings: RunSettings
     /// Whether the full-cache ghost runs.
     public var ghost: Bool
     /// Whether generation is paused.
@@ -138,8 +137,8 @@ public struct EngineSnapshot: Sendable {
 
 /// Configuration B of compare mode, beside the run (A) in a snapshot.
 public struct CompareSnapshot: Sendable, Equatable {
-    /// B's canonical knob values.
-    public var settings: [Knob: String]
+    /// B's settings.
+    public var settings: RunSettings
     /// B's resident KV bytes by category.
     public var residency: KVResidency
     /// Bytes of B's weights as it stores them.

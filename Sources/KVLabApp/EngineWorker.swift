@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import Dispatch
 import Synchronization
 
 /// The engine on its own thread: it owns an `EngineCore`, applies the commands the UI sends

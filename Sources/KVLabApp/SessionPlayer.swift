@@ -1,7 +1,5 @@
 import Foundation
 import KVLabEngine
-import KVLabFoundation
-import KVLabHardware
 import KVLabMethods
 import KVLabRun
 import KVLabSession
@@ -47,7 +45,7 @@ public final class SessionPlayer {
     private var projectionStale = false
     private var lastMetrics: TokenMetrics?
     private var defaultProjector: SessionProjector?
-    private var playbackSettings: [Knob: String] = [:]
+    private var playbackSettings = RunSettings()
     private var playbackGhost = false
     private var playbackPosition = 0
     private var playbackProjection = ProjectionSettings()
@@ -94,7 +92,7 @@ public final class SessionPlayer {
             // Sessions that project nothing are shown on the workbench's default device and target.
             defaultProjector = try? SessionProjector(settings: projection, model: model)
         case .playback:
-            playbackSettings = Dictionary(uniqueKeysWithValues: Knob.allCases.map { ($0, header.settings.value(of: $0)) })
+            playbackSettings = try header.settings.runSettings(headDim: nil)
             playbackGhost = header.ghost
             playbackPosition = 0
             playbackProjection = projection
@@ -182,7 +180,9 @@ public final class SessionPlayer {
 
     private func applyToPlayback(_ event: SessionEvent) {
         switch event {
-        case .knob(let change): playbackSettings[change.knob] = change.new
+        case .knob(let change):
+            // Session files are an edge: the recorded change is parsed; without the model no head size is checked.
+            if let setting = try? SettingChange(change.knob, parsing: change.new) { try? playbackSettings.set(setting, headDim: nil) }
         case .ghost(let change): playbackGhost = change.enabled
         case .prompt(let submission): playbackPosition = (submission.continuing ? playbackPosition : 0) + submission.tokens.count
         case .token(let token): playbackPosition = token.metrics.report.position + 1

@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import Dispatch
 import KVLabTUI
 
 /// What the workbench needs from a terminal: its size, drawing a buffer (by differences), and
@@ -50,6 +50,7 @@ public enum Workbench {
                            glyphs: GlyphSet, loadTheme: (String) -> Palette?, stats: inout WorkbenchStats) -> Ending {
         var palette = palette
         var buffer = Buffer(width: terminal.width, height: terminal.height)
+        state.screen = (terminal.width, terminal.height)
         var lastFrame: UInt64 = 0
         var knobSentAt: [UInt64] = []
         var answered = 0
@@ -70,7 +71,10 @@ public enum Workbench {
             let sizeChanged = buffer.width != terminal.width || buffer.height != terminal.height
             if state.dirty && (urgent || now - lastFrame >= frameInterval) || sizeChanged {
                 urgent = false
-                if sizeChanged { buffer = Buffer(width: terminal.width, height: terminal.height) }
+                if sizeChanged {
+                    buffer = Buffer(width: terminal.width, height: terminal.height)
+                    state.screen = (terminal.width, terminal.height)
+                }
                 WorkbenchScreen(state: state, glyphs: glyphs).render(into: &buffer)
                 let rendered = DispatchTime.now().uptimeNanoseconds
                 terminal.draw(buffer, palette: palette)

@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// One figure of a profile file as written: its value (nil where the device lacks the feature)
 /// and where it comes from.

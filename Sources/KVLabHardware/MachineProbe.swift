@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// Measures the machine kvlab runs on as a `this-machine` device profile: memory bandwidth by a
 /// timed parallel read of a buffer far larger than the caches (best of several runs), cache sizes

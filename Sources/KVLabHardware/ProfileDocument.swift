@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// A device or shape file parsed as JSON, kept with its path and text so that every problem is
 /// one line naming the file, the line and the key: `h100.json: line 7: hbm_bandwidth: ...`.

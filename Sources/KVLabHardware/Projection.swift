@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 

@@ -1,5 +1,4 @@
 import Foundation
-import KVLabFoundation
 import KVLabMethods
 
 /// The shape of the model a projection is about: a data file (`Resources/targets/*.json`), the

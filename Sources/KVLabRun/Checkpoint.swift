@@ -1,8 +1,5 @@
 import Crypto
 import KVLabEngine
-import KVLabFoundation
-import KVLabHardware
-import KVLabMethods
 
 /// A fingerprint of a run's state after some step, for replays to compare: exact SHA-256 digests
 /// of the cache and the logits, and magnitudes that tolerate the last-bit differences another

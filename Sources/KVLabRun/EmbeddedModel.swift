@@ -1,7 +1,6 @@
 import Foundation
 import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 
 /// kvlab's own default model (`scripts/train_default_model.py`, trained on Tiny Shakespeare),
 /// shipped as a package resource so the workbench runs with no download.

@@ -1,6 +1,4 @@
 import KVLabEngine
-import KVLabFoundation
-import KVLabHardware
 import KVLabMethods
 
 /// A setting of a live run that can change between any two steps, named like the CLI option that
@@ -63,28 +61,25 @@ public struct RunSettings: Sendable, Equatable {
 
     /// Sets a knob from its string; KV quantization is checked against heads of `headDim`.
     public mutating func set(_ knob: Knob, to text: String, headDim: Int) throws(MethodSpecError) {
-        switch knob {
-        case .policy:
-            let method = try EvictionMethod(parsing: text)
+        try set(SettingChange(knob, parsing: text), headDim: headDim)
+    }
+
+    /// Applies a typed change, checking it against the other settings and, when `headDim` is
+    /// given, against heads of that size (sessions read without a model check those later).
+    public mutating func set(_ change: SettingChange, headDim: Int?) throws(MethodSpecError) {
+        switch change {
+        case .eviction(let method):
             try method.check(quant: quant)
             eviction = method
-        case .sparse: sparse = try SparseMethod(parsing: text)
-        case .kv:
-            let method = try KVQuantMethod(parsing: text)
-            try method.check(headDim: headDim)
+        case .sparse(let method): sparse = method
+        case .quant(let method):
+            if let headDim { try method.check(headDim: headDim) }
             try eviction.check(quant: method)
             quant = method
-        case .weights:
-            let name = Substring(text).trimmingSpaces.lowercased()
-            if name == Self.storedWeights {
-                weights = nil
-            } else if let type = WeightType(rawValue: name) {
-                weights = type
-            } else {
-                let names = WeightType.allCases.map(\.rawValue) + [Self.storedWeights]
-                throw MethodSpecError("weights: '\(text)' is not one of \(names.joined(separator: ", "))")
-            }
-        case .attention: attention = try AttentionKernel(parsing: text, headDim: headDim)
+        case .weights(let type): weights = type
+        case .attention(let kernel):
+            if let headDim { try kernel.check(headDim: headDim) }
+            attention = kernel
         }
     }
 
@@ -97,22 +92,22 @@ public struct RunSettings: Sendable, Equatable {
         return (cache, engine)
     }
 
-    /// Sets `knob` from `text` and applies it to `cache` and `engine` (weights converted from
-    /// `model`'s file) between two steps; unchanged when refused. Returns the change in canonical
-    /// spelling with the traffic of applying it (evicting down, storing kept entries anew).
-    mutating func change(_ knob: Knob, to text: String, step: Int, model: LoadedModel, cache: PagedKVCache,
-                         engine: InferenceEngine) throws(MethodSpecError) -> KnobChange {
+    /// Applies `change` to these settings, `cache` and `engine` (weights converted from `model`'s
+    /// file) between two steps; unchanged when refused. Returns the change in canonical spelling
+    /// with the traffic of applying it (evicting down, storing kept entries anew).
+    mutating func apply(_ change: SettingChange, step: Int, model: LoadedModel, cache: PagedKVCache,
+                        engine: InferenceEngine) throws(MethodSpecError) -> KnobChange {
         var next = self
-        try next.set(knob, to: text, headDim: model.config.headDim)
+        try next.set(change, headDim: model.config.headDim)
         var ledger = IOLedger()
-        switch knob {
-        case .policy: cache.setEviction(next.eviction, ledger: &ledger)
+        switch change {
+        case .eviction: cache.setEviction(next.eviction, ledger: &ledger)
         case .sparse: cache.setSparse(next.sparse)
-        case .kv: cache.setKVQuant(next.quant, ledger: &ledger)
+        case .quant: cache.setKVQuant(next.quant, ledger: &ledger)
         case .weights: engine.setWeights(model.weights, as: next.weights)
         case .attention: engine.setAttentionKernel(next.attention)
         }
-        let old = value(of: knob)
+        let knob = change.knob, old = value(of: knob)
         self = next
         return KnobChange(step: step, knob: knob, old: old, new: value(of: knob), ledger: ledger)
     }
@@ -122,6 +117,49 @@ public struct RunSettings: Sendable, Equatable {
     public func check(headDim: Int) throws(MethodSpecError) {
         try quant.check(headDim: headDim)
         try eviction.check(quant: quant)
+    }
+}
+
+/// A knob's new value, typed: what the workbench sends to the engine, and what a knob string
+/// parses to at the edges (CLI flags, the `:` editor, session files).
+public enum SettingChange: Sendable, Equatable {
+    case eviction(EvictionMethod)
+    case sparse(SparseMethod)
+    case quant(KVQuantMethod)
+    /// A weight type; nil keeps the types the model file has.
+    case weights(WeightType?)
+    case attention(AttentionKernel)
+
+    /// The knob it sets.
+    public var knob: Knob {
+        switch self {
+        case .eviction: .policy
+        case .sparse: .sparse
+        case .quant: .kv
+        case .weights: .weights
+        case .attention: .attention
+        }
+    }
+
+    /// Parses a knob's string; checks against the head size and the other settings are
+    /// `RunSettings.set`'s.
+    public init(_ knob: Knob, parsing text: String) throws(MethodSpecError) {
+        switch knob {
+        case .policy: self = .eviction(try EvictionMethod(parsing: text))
+        case .sparse: self = .sparse(try SparseMethod(parsing: text))
+        case .kv: self = .quant(try KVQuantMethod(parsing: text))
+        case .weights:
+            let name = Substring(text).trimmingSpaces.lowercased()
+            if name == RunSettings.storedWeights {
+                self = .weights(nil)
+            } else if let type = WeightType(rawValue: name) {
+                self = .weights(type)
+            } else {
+                let names = WeightType.allCases.map(\.rawValue) + [RunSettings.storedWeights]
+                throw MethodSpecError("weights: '\(text)' is not one of \(names.joined(separator: ", "))")
+            }
+        case .attention: self = .attention(try AttentionKernel(parsing: text))
+        }
     }
 }
 
@@ -315,7 +353,13 @@ public final class LiveRun {
     /// weights are converted from the file's, so a finer type restores its precision.
     @discardableResult
     public func set(_ knob: Knob, to value: String) throws(MethodSpecError) -> KnobChange {
-        try settings.change(knob, to: value, step: currentStep, model: model, cache: cache, engine: engine)
+        try set(SettingChange(knob, parsing: value))
+    }
+
+    /// Applies a typed change from the next step on (as `set(_:to:)`, without parsing).
+    @discardableResult
+    public func set(_ change: SettingChange) throws(MethodSpecError) -> KnobChange {
+        try settings.apply(change, step: currentStep, model: model, cache: cache, engine: engine)
     }
 
     /// The ghost's next-token logits, while it runs.

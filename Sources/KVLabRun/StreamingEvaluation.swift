@@ -1,6 +1,5 @@
 import Foundation
 import KVLabEngine
-import KVLabHardware
 import KVLabMethods
 
 /// One token of a streaming evaluation: the method's NLL and how far it is from the ghost.

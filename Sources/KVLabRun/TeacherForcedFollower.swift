@@ -1,6 +1,4 @@
 import KVLabEngine
-import KVLabFoundation
-import KVLabHardware
 import KVLabMethods
 
 /// What a follower's step cost and how its prediction of the token compared with the leader's.
@@ -84,6 +82,12 @@ public final class TeacherForcedFollower {
     /// Changes a knob from the next step on, as `LiveRun.set` does for the leader.
     @discardableResult
     public func set(_ knob: Knob, to value: String, step: Int) throws(MethodSpecError) -> KnobChange {
-        try settings.change(knob, to: value, step: step, model: model, cache: cache, engine: engine)
+        try set(SettingChange(knob, parsing: value), step: step)
+    }
+
+    /// Applies a typed change from the next step on.
+    @discardableResult
+    public func set(_ change: SettingChange, step: Int) throws(MethodSpecError) -> KnobChange {
+        try settings.apply(change, step: step, model: model, cache: cache, engine: engine)
     }
 }

@@ -1,8 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 
 /// The demo scenarios: session files in `sessions/demos/`, shipped beside the binary and found in
 /// a repository checkout too.

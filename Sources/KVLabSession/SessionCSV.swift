@@ -1,5 +1,3 @@
-import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
 import KVLabRun
 

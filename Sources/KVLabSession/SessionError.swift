@@ -1,8 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 
 /// A problem with a session file, as one line naming the file and, when known, the line.
 public struct SessionError: Error, CustomStringConvertible, Equatable {

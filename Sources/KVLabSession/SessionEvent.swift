@@ -1,7 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 
 /// One line after the header of a session file. Each is a JSON object whose `event` member names
@@ -186,11 +184,8 @@ extension SessionEvent: Codable {
         case .prompt(let e):
             guard !e.tokens.isEmpty, e.tokens.allSatisfy({ $0 >= 0 }) else { throw SessionProblem("prompt tokens must be non-negative ids") }
         case .knob(let e):
-            var settings = RunSettings()
             for value in [e.old, e.new] {
-                do {
-                    if e.knob == .kv { _ = try KVQuantMethod(parsing: value) } else { try settings.set(e.knob, to: value, headDim: 0) }
-                } catch { throw SessionProblem("\(e.knob.rawValue): \(error)") }
+                do { _ = try SettingChange(e.knob, parsing: value) } catch { throw SessionProblem("\(e.knob.rawValue): \(error)") }
             }
         case .projection(let e):
             var settings = ProjectionSettings()

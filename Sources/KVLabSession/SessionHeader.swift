@@ -2,7 +2,6 @@ import Foundation
 import Crypto
 import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 
 /// Line 1 of a `*.kvlab.jsonl` file: what is needed to re-execute the session anywhere.
@@ -170,12 +169,10 @@ public struct SessionSettings: Sendable, Equatable, Codable {
         guard (1...256).contains(threads) else { throw SessionProblem("threads must be between 1 and 256, got \(threads)") }
         do { try sampler.validate() } catch { throw SessionProblem("sampler: \(error)") }
         for knob in Knob.allCases {
-            let text = value(of: knob)
             do {
-                // The head size is checked by the run that uses the settings.
-                if knob == .kv, headDim == nil { settings.quant = try KVQuantMethod(parsing: text) } else {
-                    try settings.set(knob, to: text, headDim: headDim ?? 0)
-                }
+                let change = try SettingChange(knob, parsing: value(of: knob))
+                // Without a model the quantization is only parsed: the run that uses the settings checks it.
+                if headDim == nil, case .quant(let method) = change { settings.quant = method } else { try settings.set(change, headDim: headDim) }
             } catch { throw SessionProblem("\(knob.rawValue): \(error)") }
         }
         return settings

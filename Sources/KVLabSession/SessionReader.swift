@@ -1,8 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 
 /// One event of a session file and the line it is on.
 public struct SessionRecord: Sendable, Equatable {

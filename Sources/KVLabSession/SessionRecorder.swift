@@ -1,5 +1,3 @@
-import KVLabEngine
-import KVLabMethods
 import KVLabRun
 
 /// Drives a `LiveRun` and turns every action into session events for a sink (a `SessionWriter`,
@@ -51,12 +49,18 @@ public final class SessionRecorder {
         return outcome
     }
 
-    /// Changes a knob (`LiveRun.set`).
+    /// Changes a knob from its string (`LiveRun.set`).
     @discardableResult
     public func set(_ knob: Knob, to value: String) throws -> KnobChange {
-        let change = try run.set(knob, to: value)
-        try sink(.knob(change))
-        return change
+        try set(SettingChange(knob, parsing: value))
+    }
+
+    /// Applies a typed change (`LiveRun.set`).
+    @discardableResult
+    public func set(_ change: SettingChange) throws -> KnobChange {
+        let applied = try run.set(change)
+        try sink(.knob(applied))
+        return applied
     }
 
     /// Changes a projection setting; the session must project (a projector was given).

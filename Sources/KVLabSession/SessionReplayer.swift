@@ -1,7 +1,5 @@
 import Foundation
 import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 
 /// A recorded event that the re-executed run did not reproduce.

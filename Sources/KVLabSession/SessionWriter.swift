@@ -1,8 +1,5 @@
 import Foundation
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 
 /// Writes a session file as it happens: the header when created, then each event as one line
 /// appended with a single `write(2)`, so a killed writer loses at most the line being written and

@@ -3,7 +3,6 @@ import ArgumentParser
 import KVLabEngine
 import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 
 /// `kvlab bench`: engine speed, measured (median of several runs).
 struct Bench: ParsableCommand {

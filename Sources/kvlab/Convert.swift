@@ -1,9 +1,7 @@
 import Foundation
 import ArgumentParser
 import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 
 /// `kvlab convert IN OUT --to gguf|safetensors`.
 struct Convert: ParsableCommand {

@@ -2,12 +2,7 @@ import Foundation
 import ArgumentParser
 import KVLabApp
 import KVLabCurses
-import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 import KVLabSession
-import KVLabTUI
 
 /// `kvlab demo`: a scenario from sessions/demos played on the replay screen, paced for a projector.
 struct Demo: ParsableCommand {

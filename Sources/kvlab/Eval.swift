@@ -64,9 +64,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        let methods = try policy.map { text in
-            do { return try EvictionMethod(parsing: text) } catch { throw CLIError("--policy: \(error)") }
-        }
+        let methods = try policy.map { try EvictionMethod.parse($0, option: "--policy") }
         let sparseMethod = try modes.sparseMethod()
         let model = try modelOptions.load()
         let quantMethod = try modes.quantMethod(headDim: model.config.headDim)

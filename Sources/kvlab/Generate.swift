@@ -1,8 +1,6 @@
 import Foundation
 import ArgumentParser
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 
 /// `kvlab generate`: stream text from a prompt.

@@ -1,9 +1,6 @@
 import Foundation
 import ArgumentParser
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 
 /// `kvlab info [MODEL]`: configuration, tensor table, sizes.
 struct Info: ParsableCommand {

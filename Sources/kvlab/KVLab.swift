@@ -71,7 +71,7 @@ struct CacheModeOptions: ParsableArguments {
 
     func validate() throws {
         _ = try sparseMethod()
-        do { _ = try KVQuantMethod(parsing: kv) } catch { throw CLIError("--kv: \(error)") }
+        _ = try KVQuantMethod.parse(kv, option: "--kv")
         guard ["naive", "tiled"].contains(attention) else { throw CLIError("--attention: '\(attention)' is not naive or tiled") }
         _ = try sramSizes()
     }
@@ -104,18 +104,14 @@ struct CacheModeOptions: ParsableArguments {
     }
 
     func sparseMethod() throws -> SparseMethod {
-        do { return try SparseMethod(parsing: sparse) } catch { throw CLIError("--sparse: \(error)") }
+        try SparseMethod.parse(sparse, option: "--sparse")
     }
 
     /// The quantization method, checked against the model's head size.
     func quantMethod(headDim: Int) throws -> KVQuantMethod {
-        do {
-            let method = try KVQuantMethod(parsing: kv)
-            try method.check(headDim: headDim)
-            return method
-        } catch {
-            throw CLIError("--kv: \(error)")
-        }
+        let method = try KVQuantMethod.parse(kv, option: "--kv")
+        do { try method.check(headDim: headDim) } catch { throw CLIError("--kv: \(error)") }
+        return method
     }
 
     /// Checks that an eviction method fits the quantization (`think` and the key frames of `--kv`).
@@ -134,7 +130,7 @@ struct KVOptions: ParsableArguments {
     func validate() throws { _ = try evictionMethod() }
 
     func evictionMethod() throws -> EvictionMethod {
-        do { return try EvictionMethod(parsing: policy) } catch { throw CLIError("--policy: \(error)") }
+        try EvictionMethod.parse(policy, option: "--policy")
     }
 
     /// A cache with these methods (`capacity` entries per head, default the context) and the

@@ -4,7 +4,6 @@ import KVLabEngine
 import KVLabFoundation
 import KVLabHardware
 import KVLabMethods
-import KVLabRun
 import KVLabSession
 
 /// `kvlab project`: a KV setting's bytes, FLOPs and roofline time per op, TTFT and capacity for a

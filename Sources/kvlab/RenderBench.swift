@@ -1,8 +1,5 @@
 import Dispatch
 import KVLabApp
-import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 import KVLabSession
 import KVLabTUI

@@ -3,8 +3,6 @@ import ArgumentParser
 import KVLabApp
 import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 import KVLabSession
 import KVLabTUI
 

@@ -1,8 +1,5 @@
 import Foundation
 import ArgumentParser
-import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 import KVLabSession
 
@@ -96,7 +93,7 @@ struct Run: ParsableCommand {
         generation: for step in 0..<tokens {
             for action in script.actions(at: step) {
                 switch action {
-                case .knob(let knob, let value): try recorder.set(knob, to: value)
+                case .knob(let change): try recorder.set(change)
                 case .ghost(let enabled): try recorder.setGhost(enabled)
                 case .projection(let setting, let value): try recorder.setProjection(setting, to: value)
                 case .caption(let caption): try recorder.caption(caption)
@@ -152,7 +149,7 @@ func describe(_ event: SessionEvent) -> String? {
 /// The scripted actions of `kvlab run`, by step.
 struct Script {
     enum Action {
-        case knob(Knob, String)
+        case knob(SettingChange)
         case ghost(Bool)
         /// A projection setting (a view of the run, not an engine knob).
         case projection(ProjectionSetting, String)
@@ -163,7 +160,7 @@ struct Script {
 
     private var actions: [Int: [Action]] = [:]
     /// The option text of each knob change, to name it in errors.
-    private var knobOptions: [(option: String, knob: Knob, value: String)] = []
+    private var knobOptions: [(option: String, change: SettingChange)] = []
     /// The option text of each projection change, to name it in errors.
     private var projectionOptions: [(step: Int, option: String, setting: ProjectionSetting, value: String)] = []
 
@@ -187,8 +184,11 @@ struct Script {
                 guard value == "on" || value == "off" else { throw CLIError("--at \(change): ghost is on or off") }
                 actions[step, default: []].append(.ghost(value == "on"))
             } else if let knob = Knob(rawValue: name) {
-                actions[step, default: []].append(.knob(knob, value))
-                knobOptions.append(("--at \(change)", knob, value))
+                // Parsed here, once; the run applies the typed change.
+                let setting: SettingChange
+                do { setting = try SettingChange(knob, parsing: value) } catch { throw CLIError("--at \(change): \(error)") }
+                actions[step, default: []].append(.knob(setting))
+                knobOptions.append(("--at \(change)", setting))
             } else if let setting = ProjectionSetting(rawValue: name) {
                 actions[step, default: []].append(.projection(setting, value))
                 projectionOptions.append((step, "--at \(change)", setting, value))
@@ -205,9 +205,9 @@ struct Script {
 
     /// Checks every knob value against the run's model before anything runs.
     func check(against run: LiveRun) throws {
-        for (option, knob, value) in knobOptions {
+        for (option, change) in knobOptions {
             var settings = run.settings
-            do { try settings.set(knob, to: value, headDim: run.model.config.headDim) } catch { throw CLIError("\(option): \(error)") }
+            do { try settings.set(change, headDim: run.model.config.headDim) } catch { throw CLIError("\(option): \(error)") }
         }
     }
 

@@ -1,10 +1,7 @@
 import Foundation
 import ArgumentParser
 import KVLabCurses
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 import KVLabTUI
 
 /// `kvlab themes`: the colour themes kvlab can find, and a checker for theme files.

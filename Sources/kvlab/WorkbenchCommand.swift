@@ -2,10 +2,7 @@ import Foundation
 import ArgumentParser
 import KVLabApp
 import KVLabCurses
-import KVLabEngine
-import KVLabFoundation
 import KVLabHardware
-import KVLabMethods
 import KVLabRun
 import KVLabSession
 import KVLabTUI

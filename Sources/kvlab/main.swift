@@ -1,8 +1,5 @@
 import Foundation
 import ArgumentParser
-import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
 
 // Arguments with invalid UTF-8 would be silently repaired by Swift's String; refuse them instead.
 for index in 1..<Int(CommandLine.argc) {

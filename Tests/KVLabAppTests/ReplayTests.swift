@@ -1,8 +1,6 @@
 import Foundation
 @testable import KVLabApp
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 import KVLabSession
 import KVLabTUI
@@ -57,7 +55,7 @@ import Testing
         #expect(text.contains("step 40 / \(player.totalSteps)"), "\(text)")
         #expect(text.contains("playback: no model, no KV map or projection"))
         #expect(text.contains("here ") && text.contains(" ms"), "the latency panel shows recorded latencies")
-        #expect(player.state.latency.values.count == 40)
+        #expect(player.state.totals.latency.values.count == 40)
     }
 
     @Test func playbackFollowsTheRecordedDeviceChanges() throws {

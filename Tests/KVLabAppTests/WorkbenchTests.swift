@@ -1,9 +1,8 @@
 import Foundation
 @testable import KVLabApp
-import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
 import KVLabRun
+import KVLabTestSupport
 import KVLabTUI
 import Testing
 
@@ -55,24 +54,15 @@ final class Harness {
     /// The screen at a size, with measured latencies replaced by fixed ones (timings vary run to run).
     func screen(width: Int, height: Int) -> Buffer {
         var fixed = state
-        fixed.latency = History(capacity: 512)
-        for step in 0..<fixed.kvBytes.values.count { fixed.latency.append(1.0 + Double(step % 7) * 0.25) }
-        fixed.ttft = fixed.ttft.map { _ in 12.5 }
+        fixed.totals.latency = History(capacity: 512)
+        for step in 0..<fixed.totals.kvBytes.values.count { fixed.totals.latency.append(1.0 + Double(step % 7) * 0.25) }
+        fixed.totals.ttft = fixed.totals.ttft.map { _ in 12.5 }
         var buffer = Buffer(width: width, height: height)
         WorkbenchScreen(state: fixed).render(into: &buffer)
         return buffer
     }
 
     func text(width: Int = 120, height: Int = 40) -> String { screen(width: width, height: height).textLines.joined(separator: "\n") }
-}
-
-/// Compares a buffer with its committed snapshot (re-recorded with KVLAB_RECORD_SNAPSHOTS=1).
-func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Snapshots").path
-    switch Snapshot.check(buffer.snapshot(), named: name, directory: directory, record: Snapshot.recording()) {
-    case .matched: break
-    case .recorded(let message), .failed(let message): Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
-    }
 }
 
 @Suite struct WorkbenchScreenTests {
@@ -189,14 +179,14 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         harness.press(.character(" "))
         harness.press(.character("g"))
         harness.generate(5)
-        #expect(harness.state.ghostTokens == 5)
+        #expect(harness.state.totals.ghost.tokens == 5)
         #expect(harness.text().contains("top-1"))
         harness.press(.character("d"))
         #expect(harness.text().contains("device a100-80gb"))
         harness.press(.character("T"))
         #expect(harness.text().contains("target live"))
         harness.press(.character("R"))
-        #expect(harness.state.latency.values.isEmpty, "a rerun starts the panels' histories again")
+        #expect(harness.state.totals.latency.values.isEmpty, "a rerun starts the panels' histories again")
         #expect(harness.state.snapshot?.position == harness.state.snapshot?.sequenceTokens)
     }
 
@@ -212,8 +202,8 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
 
         harness.press(.character("e"))  // full → window, on B
         harness.press(.character("["))  // window 128 → 64, on B
-        #expect(harness.state.settings[.policy] == "full", "knob keys change B, not A")
-        #expect(harness.state.compare?.settings[.policy] == "window:window=64")
+        #expect(harness.state.settings?.value(of: .policy) == "full", "knob keys change B, not A")
+        #expect(harness.state.compare?.settings.value(of: .policy) == "window:window=64")
         #expect(harness.state.status?.text.hasPrefix("B policy") == true)
 
         let tokensBefore = harness.core.run.tokens.count
@@ -229,24 +219,24 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         let snapshot = try #require(harness.state.snapshot)
         let b = try #require(snapshot.compare)
         #expect(b.residency.total < snapshot.residency.total, "B's smaller window holds fewer KV bytes: \(b.residency.total) vs \(snapshot.residency.total)")
-        #expect(harness.state.compareTokens == harness.core.run.tokens.count - tokensBefore, "B followed every token A generated")
-        #expect(harness.state.compareKLSum > 0, "a 64-token window changes B's distributions")
+        #expect(harness.state.totals.compare.tokens == harness.core.run.tokens.count - tokensBefore, "B followed every token A generated")
+        #expect(harness.state.totals.compare.klSum > 0, "a 64-token window changes B's distributions")
         // Teacher-forced: B's step processed A's token at A's position.
         let step = try #require(b.step)
-        let token = try #require(harness.state.lastToken)
+        let token = try #require(harness.state.totals.lastToken)
         #expect(step.report.position == token.report.position)
         #expect(b.step?.nll ?? -1 >= 0)
 
         harness.press(.character("R"))  // B reruns with A from the prompt
-        #expect(harness.state.compareTokens == 0)
+        #expect(harness.state.totals.compare.tokens == 0)
         harness.generate(3)
-        #expect(harness.state.compareTokens == 3)
+        #expect(harness.state.totals.compare.tokens == 3)
 
         harness.press(.character("c"))
         #expect(harness.state.compare == nil, "c again discards B")
         #expect(!harness.text().contains("compare A|B"))
         harness.press(.character("e"))
-        #expect(harness.state.settings[.policy] == "window:window=128", "knob keys change A again")
+        #expect(harness.state.settings?.value(of: .policy) == "window:window=128", "knob keys change A again")
     }
 
     @Test func recordingWritesASessionFromARerun() throws {
@@ -311,14 +301,14 @@ func expectSnapshot(_ buffer: Buffer, _ name: String, sourceLocation: SourceLoca
         #expect(Keymap.action(for: .character("z")) == nil)
     }
 
-    @Test func cyclingRulesComeFromTheMethodTables() {
-        #expect(AppState.scaleBudget("h2o:heavy=64,recent=64", up: false) == "h2o:heavy=32,recent=32")
-        #expect(AppState.scaleBudget("snapkv:budget=128,observation=16,pool=7", up: true) == "snapkv:budget=256,observation=16,pool=7")
-        #expect(AppState.scaleBudget("full", up: true) == nil)
-        #expect(AppState.nextBits("kivi:bits=2,group=32,residual=128") == "kivi:bits=8,group=32,residual=128")
-        #expect(AppState.nextBits("uniform:kbits=4,vbits=4,kaxis=channel,vaxis=token,group=32,residual=128")
+    @Test func cyclingRulesComeFromTheMethodTables() throws {
+        #expect(AppState.scaleBudget(try MethodSpec(parsing: "h2o:heavy=64,recent=64"), up: false)?.description == "h2o:heavy=32,recent=32")
+        #expect(AppState.scaleBudget(try MethodSpec(parsing: "snapkv:budget=128,observation=16,pool=7"), up: true)?.description == "snapkv:budget=256,observation=16,pool=7")
+        #expect(AppState.scaleBudget(try MethodSpec(parsing: "full"), up: true) == nil)
+        #expect(AppState.nextBits(try MethodSpec(parsing: "kivi:bits=2,group=32,residual=128")).description == "kivi:bits=8,group=32,residual=128")
+        #expect(AppState.nextBits(try MethodSpec(parsing: "uniform:kbits=4,vbits=4,kaxis=channel,vaxis=token,group=32,residual=128")).description
                 == "uniform:kbits=3,vbits=3,kaxis=channel,vaxis=token,group=32,residual=128")
-        #expect(AppState.nextBits("fp32") == "kivi")
+        #expect(AppState.nextBits(try MethodSpec(parsing: "fp32")).description == "kivi")
         #expect(AppState.cycle(EvictionMethod.names, after: EvictionMethod.names.last!, forward: true) == EvictionMethod.names[0])
     }
 

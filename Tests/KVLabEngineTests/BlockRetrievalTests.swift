@@ -1,8 +1,8 @@
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 @Suite struct BlockRetrievalTests {
     static func make(lru: Int = 2) -> BlockRetrieval {

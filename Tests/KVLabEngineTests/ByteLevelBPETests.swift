@@ -1,8 +1,10 @@
-import Testing
 @testable import KVLabEngine
+import KVLabFoundation
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// One pre-tokenizer expectation from ByteLevelBPEExpectations.swift.
 struct SplitCase: Sendable, CustomTestStringConvertible {

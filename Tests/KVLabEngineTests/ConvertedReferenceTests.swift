@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// stories260K converted at test time to GGUF and to Hugging Face safetensors (RoPE permutation
 /// included) reproduces the reference outputs exactly as the original checkpoint does.

@@ -4,6 +4,7 @@ import Crypto
 @testable import KVLabFoundation
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
 import Testing
 
 /// The default model shipped as a package resource (scripts/train_default_model.py).

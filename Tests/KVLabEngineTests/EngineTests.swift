@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// Engine parts on their own: streaming text, sampling, the IO ledger, the KV cache, errors.
 @Suite struct EngineTests {

@@ -1,8 +1,9 @@
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// One (layer, KV head) driven by hand: each step appends the next position and hands the
 /// policy the step scores the test chose, as the cache does after attention.

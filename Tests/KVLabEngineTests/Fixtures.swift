@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// Paths to `../shared` (models, reference outputs), read at run time, never committed.
 enum Fixtures {

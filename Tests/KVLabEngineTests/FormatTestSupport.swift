@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
+import KVLabFoundation
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 
 /// Small random llama models built in memory, so format tests run without `../shared`.

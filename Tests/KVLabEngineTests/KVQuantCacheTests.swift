@@ -1,8 +1,10 @@
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Testing
 
 @Suite struct KVQuantMethodTests {
     @Test func quantStringsParseAndPrintCanonically() throws {

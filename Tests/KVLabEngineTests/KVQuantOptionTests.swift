@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Testing
 
 /// The KVQuant / RotateKV options (`prerope`, `rotate`, `outliers`, `nuq`) and `mixed`: syntax,
 /// exact storage, what attention reads, composition and switching.

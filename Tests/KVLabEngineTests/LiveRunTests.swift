@@ -1,11 +1,13 @@
-import Dispatch
 import Foundation
-import Synchronization
-import Testing
+import Dispatch
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Synchronization
+import Testing
 
 /// The live-run driver on the embedded model: ghost metrics, knob changes, checkpoints, threads.
 @Suite struct LiveRunTests {

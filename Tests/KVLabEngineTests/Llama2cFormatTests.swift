@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// llama2.c checkpoints and tokenizers: bad files give one clear error, never a trap.
 @Suite(.enabled(if: Fixtures.haveStories, Comment(rawValue: Fixtures.skipMessage)))

@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Testing
 
 @Suite struct PagedCacheTests {
     /// Appends one token per layer with the given key/value vectors (every KV head the same),

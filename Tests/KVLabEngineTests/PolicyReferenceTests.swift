@@ -1,8 +1,10 @@
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Testing
 
 /// `policy_mean_nll` of the independent implementation, reproduced for every listed policy
 /// with the streaming protocol of docs KV-METHODS.md.

@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// The engine against an independent implementation's outputs on stories260K
 /// (`../shared/reference/stories260K.json`).

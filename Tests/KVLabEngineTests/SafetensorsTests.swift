@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
+import KVLabFoundation
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 @Suite struct SafetensorsTests {
     /// Strings whose encodings must survive a trip through tokenizer.json.

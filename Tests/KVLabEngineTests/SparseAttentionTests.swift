@@ -1,8 +1,9 @@
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 @Suite struct SparseAttentionTests {
     static let layout = KVLayout(layerCount: 1, kvHeadCount: 2, headDim: 8, groupSize: 2, capacity: 256)

@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
+import Testing
 
 /// The `think` modifier (ThinK key-channel pruning): its syntax, the channel choice on hand-built
 /// keys and queries, exact storage, composition with eviction, quantization and sparse reads, and

@@ -1,9 +1,10 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
+import Testing
 
 /// The tiled (FlashAttention) kernel against the naive one: the same outputs to fp32 rounding for
 /// every method, and traffic counts that equal the closed forms of both kernels.

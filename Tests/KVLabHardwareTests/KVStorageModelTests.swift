@@ -1,10 +1,8 @@
 import Foundation
-import Testing
 import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
+import KVLabMethods
+import Testing
 
 /// The projection's KV bytes are the cache's: for the same kept entries, `KVStorageModel` at fp32
 /// gives exactly the payload, metadata and full-precision bytes a real `PagedKVCache` holds.

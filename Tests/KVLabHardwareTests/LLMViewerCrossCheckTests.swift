@@ -1,8 +1,5 @@
 import Testing
-import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
 
 /// kvlab's projection against LLM-Viewer's published decode latencies, under LLM-Viewer's own

@@ -1,9 +1,7 @@
 import Foundation
 import Testing
 import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
 
 /// A live cache's state applied to a target: heads that evicted keep their token count, heads

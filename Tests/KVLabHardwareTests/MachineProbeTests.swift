@@ -1,9 +1,5 @@
 import Foundation
 import Testing
-import KVLabEngine
-import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
 
 /// The this-machine profile: measured figures (no timing assertions, only that they exist and

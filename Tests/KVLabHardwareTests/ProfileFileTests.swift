@@ -1,9 +1,6 @@
 import Foundation
 import Testing
-import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
 
 /// Device profiles and target shapes as data files: every bundled one parses and cites its

@@ -1,8 +1,5 @@
 import Testing
-import KVLabEngine
-import KVLabFoundation
 import KVLabMethods
-import KVLabRun
 @testable import KVLabHardware
 
 /// The projection's arithmetic against hand computation: Llama-3-8B (32 layers, 8 KV heads of

@@ -2,7 +2,6 @@ import Foundation
 import Testing
 import KVLabEngine
 import KVLabFoundation
-import KVLabMethods
 import KVLabRun
 @testable import KVLabHardware
 

@@ -1,10 +1,13 @@
 import Foundation
 @testable import KVLabEngine
+import KVLabFoundation
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
+import KVLabRun
 @testable import KVLabRun
-import Testing
 @testable import KVLabSession
+import Testing
 
 /// The `*.kvlab.jsonl` format: exact round trips, streaming reads, line-numbered errors.
 @Suite struct SessionFormatTests {

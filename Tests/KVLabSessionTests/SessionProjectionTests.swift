@@ -1,11 +1,13 @@
 import Foundation
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabHardware
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
-import KVLabHardware
-import Testing
+import KVLabRun
 @testable import KVLabSession
+import Testing
 
 /// Sessions that project every token onto a device and target: recording, device changes
 /// mid-session, replay verification, the header and events on disk, names checked, CSV.

@@ -1,10 +1,12 @@
 import Foundation
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabMethods
 @testable import KVLabRun
-import Testing
+import KVLabRun
 @testable import KVLabSession
+import Testing
 
 /// Record → replay on the embedded model: identical tokens and checkpoints, mismatches named by
 /// step, and mutated files that never trap.

@@ -3,6 +3,7 @@ import Foundation
 @testable import KVLabFoundation
 @testable import KVLabMethods
 @testable import KVLabRun
+import KVLabRun
 @testable import KVLabSession
 
 /// The embedded model and a recorded session that exercises every event kind.

@@ -1,3 +1,4 @@
+import KVLabTestSupport
 import KVLabTUI
 import Testing
 

@@ -1,5 +1,3 @@
-import KVLabMethods
-
 /// InfLLM-style block retrieval for one cache: past entries form blocks of `blockSize` positions
 /// that live in the host-DRAM tier, each summarized by the `representatives` entries that had
 /// received the most attention when the block left the local window; a step reads sinks, the

@@ -1,5 +1,3 @@
-import KVLabMethods
-
 /// Fixed-size pages of `Element` allocated in slabs and recycled through a free list, so
 /// steady-state appends and evictions do not touch the heap: fp32 pages of keys and values, and
 /// byte pages of quantized records.

@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// A KV cache in fixed-size pages drawn from pools with free lists, so per-head lengths can differ

@@ -1,4 +1,3 @@
-import KVLabFoundation
 import KVLabMethods
 
 /// One tensor's (keys' or values') quantized entries for every (layer, KV head), in lanes of

@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// A bounds-checked little-endian cursor over file bytes: every read either succeeds or throws,
 /// so no file content can make the loader trap.

@@ -1,5 +1,4 @@
 import KVLabFoundation
-import KVLabMethods
 
 /// Hugging Face `tokenizer.json` (BPE models) and `tokenizer_config.json`, read into and written
 /// from a `TokenizerSpec`.

@@ -1,6 +1,5 @@
 import Foundation
 import KVLabFoundation
-import KVLabMethods
 
 /// A piece of a file being written: owned bytes, or a weight matrix's storage, which is written
 /// straight from memory so a model is never copied whole into one buffer.

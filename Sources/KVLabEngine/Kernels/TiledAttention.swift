@@ -1,5 +1,4 @@
 import Foundation
-import KVLabFoundation
 import KVLabMethods
 
 /// Query rows of one KV head in token order, `group` query heads per token, where row `r` sees the

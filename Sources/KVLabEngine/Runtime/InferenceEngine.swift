@@ -1,5 +1,4 @@
 import Foundation
-import KVLabFoundation
 import KVLabMethods
 
 /// Settings of an engine that can change between runs.

@@ -1,5 +1,4 @@
 import KVLabFoundation
-import KVLabMethods
 
 /// Byte-level BPE as Hugging Face `tokenizers` and llama.cpp run it for GPT-2, Llama-3, Qwen2 and
 /// SmolLM: special tokens are cut out verbatim, the rest is pre-tokenized by the flavour's regex,

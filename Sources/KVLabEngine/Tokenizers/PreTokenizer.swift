@@ -1,5 +1,4 @@
 import KVLabFoundation
-import KVLabMethods
 
 /// Byte-level BPE pre-tokenization: splits text into the pieces that BPE merges never cross,
 /// exactly as the flavour's regex does, by a hand-written scanner over Unicode scalars (a regex

@@ -1,6 +1,3 @@
-import KVLabFoundation
-import KVLabMethods
-
 /// SentencePiece-style tokenizer as llama2.c and llama.cpp's SPM run it: dummy-prefix space,
 /// code points looked up as pieces or else split into `<0xAB>` byte tokens, then repeatedly
 /// merge the adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties).

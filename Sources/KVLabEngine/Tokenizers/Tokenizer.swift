@@ -1,5 +1,4 @@
 import KVLabFoundation
-import KVLabMethods
 
 /// GGUF's token types (`tokenizer.ggml.token_type`), also used for tokenizer.json specials.
 public enum TokenType: Int32, Sendable, Codable {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Which entries each (layer, KV head) keeps: the eviction methods of docs KV-METHODS.md with
 /// their parameters, parsed from the compact method syntax (`h2o:heavy=64,recent=64`).
 public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// One (layer, KV head)'s kept entries in position order, as a policy reads and changes them.
 /// The arrays belong to the cache (or to a test); `evict` removes an entry from all of them and
 /// records its physical slot so the cache can reclaim the storage.

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Which way a uniform quantization group runs through a (layer, KV head)'s entries.
 public enum KVQuantAxis: String, Sendable, Hashable, CaseIterable {
     /// A group is G consecutive channels of one token's vector.

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// A KV method as users write it everywhere (CLI, sessions, UI):
 /// `name[:key=value,...][+modifier[:key=value,...]]...`, e.g. `h2o:heavy=64,recent=64+merge`.
 public struct MethodSpec: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Which kept entries one decode step reads (memory is not freed): the sparse-attention modes
 /// of docs KV-METHODS.md, parsed from the compact method syntax (`quest:page=16,budget=128`).
 public struct SparseMethod: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// The byte layout of one quantized tensor (keys or values) in the cache: a record holds the codes
 /// of `tokens` entries that were quantized together (payload), then their scales, zeros or block
 /// scales, then their outliers (metadata). The codecs of `Quantization/` do the arithmetic; this

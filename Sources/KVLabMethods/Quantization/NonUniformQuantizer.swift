@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// KVQuant's non-uniform levels (`nuq`): 2^b values fitted to a sample (per layer, from the
 /// prompt's keys or values) by a deterministic 1-D k-means and stored as fp16; a value's code is
 /// the index of its nearest level, packed like the uniform codes (`PackedCodes`). Inputs go

@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// Dense bit packing of b-bit codes (1 ≤ b ≤ 8) in a byte buffer: the code at bit position `p`
 /// occupies bits `p ..< p + b`, least significant bit first, so a 3-bit code may straddle two
 /// bytes. Stores leave every other bit untouched, so groups can start at any bit offset and share

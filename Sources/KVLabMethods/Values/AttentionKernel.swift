@@ -38,11 +38,15 @@ public enum AttentionKernel: Sendable, Hashable, Codable, CustomStringConvertibl
         guard let bytes = parseByteSize(String(size)) else {
             throw MethodSpecError("attention: '\(size)' is not a positive size (bytes, or a number with KiB, MiB or GiB)")
         }
-        if let headDim, bytes < AttentionTileShape.minimumSRAMBytes(headDim: headDim) {
-            throw MethodSpecError("attention: \(formatBytes(bytes, .exact)) of SRAM cannot hold one tile row of 4 × \(headDim) fp32 "
-                                  + "(at least \(AttentionTileShape.minimumSRAMBytes(headDim: headDim)) B)")
-        }
         self = .tiled(sramBytes: bytes)
+        if let headDim { try check(headDim: headDim) }
+    }
+
+    /// Checks that a tiled kernel's SRAM holds one tile row of heads of `headDim`.
+    public func check(headDim: Int) throws(MethodSpecError) {
+        guard case .tiled(let bytes) = self, bytes < AttentionTileShape.minimumSRAMBytes(headDim: headDim) else { return }
+        throw MethodSpecError("attention: \(formatBytes(bytes, .exact)) of SRAM cannot hold one tile row of 4 × \(headDim) fp32 "
+                              + "(at least \(AttentionTileShape.minimumSRAMBytes(headDim: headDim)) B)")
     }
 }
 

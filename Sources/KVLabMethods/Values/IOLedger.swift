@@ -1,5 +1,3 @@
-import KVLabFoundation
-
 /// The kinds of buffer whose traffic kernels count.
 public enum IOBuffer: Int, Sendable, CaseIterable, Codable {
     case weights

@@ -1,0 +1,70 @@
+import Foundation
+import KVLabFoundation
+import KVLabTUI
+
+/// The workbench screen: title bar, the seven panels, and the hint, status or editor line, drawn
+/// from an `AppState` into a buffer (the DESIGN sketch's layout, using all the space it gets).
+/// Each panel draws from its own view model, built from the state.
+public struct WorkbenchScreen {
+    /// The smallest screen the workbench draws on.
+    public static let minimumSize = (width: 80, height: 24)
+
+    /// The state drawn.
+    public var state: AppState
+    /// Box drawing and graph glyphs.
+    public var glyphs: GlyphSet
+
+    /// A screen for a state.
+    public init(state: AppState, glyphs: GlyphSet = .unicode) {
+        self.state = state
+        self.glyphs = glyphs
+    }
+
+    /// Draws the whole screen over `buffer`.
+    public func render(into buffer: inout Buffer) {
+        buffer.reset()
+        let area = buffer.area
+        guard area.width >= Self.minimumSize.width, area.height >= Self.minimumSize.height else {
+            tooSmall(area, &buffer)
+            return
+        }
+        TitleBar(view: TitleBarView(state), glyphs: glyphs).render(row: area.row(0), buffer: &buffer)
+        let body = Rect(x: 0, y: 1, width: area.width, height: area.height - 2)
+        let middle = max(6, body.height / 4), bottom = max(7, body.height * 2 / 7)
+        let rows = Layout(.vertical, [.fill(1), .length(middle), .length(bottom)], spacing: -1).split(body)
+        let top = Layout(.horizontal, [.percentage(55), .fill(1)], spacing: -1).split(rows[0])
+        let center = Layout(.horizontal, [.percentage(55), .fill(1)], spacing: -1).split(rows[1])
+        let lower = Layout(.horizontal, [.ratio(1, 3), .ratio(1, 3), .fill(1)], spacing: -1).split(rows[2])
+        GenerationPanel(view: GenerationView(state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        KnobsPanel(view: KnobsView(state), glyphs: glyphs).render(area: top[1], buffer: &buffer)
+        KVMapPanel(view: KVMapView(state), glyphs: glyphs).render(area: center[0], buffer: &buffer)
+        QualityPanel(view: QualityView(state), glyphs: glyphs).render(area: center[1], buffer: &buffer)
+        MemoryPanel(view: MemoryView(state), glyphs: glyphs).render(area: lower[0], buffer: &buffer)
+        TrafficPanel(view: TrafficView(state), glyphs: glyphs).render(area: lower[1], buffer: &buffer)
+        LatencyPanel(view: LatencyView(state), glyphs: glyphs).render(area: lower[2], buffer: &buffer)
+        BottomLine(view: BottomLineView(state), glyphs: glyphs).render(row: area.row(area.height - 1), buffer: &buffer)
+        if state.helpVisible { HelpOverlay(title: "kvlab keys", table: Keymap.table, glyphs: glyphs).render(area: body, buffer: &buffer) }
+    }
+
+    private func tooSmall(_ area: Rect, _ buffer: inout Buffer) {
+        let lines = ["terminal too small: \(area.width)×\(area.height)",
+                     "kvlab needs at least \(Self.minimumSize.width)×\(Self.minimumSize.height); \(Keymap.key(for: .quit)) quits"]
+        let top = max((area.height - lines.count) / 2, 0)
+        for (index, text) in lines.enumerated() {
+            buffer.put(Line(text, style: .role(index == 0 ? .warning : .dimText), alignment: .center), row: area.row(top + index), glyphs: glyphs)
+        }
+    }
+
+    /// A panel's box: its title at the left, an optional line at the right.
+    static func block(_ title: String, right: Line? = nil, glyphs: GlyphSet) -> Block {
+        var titles = [Block.Title(Line(title, style: .role(.title, .bold)))]
+        if var right {
+            right.alignment = .right
+            titles.append(Block.Title(right))
+        }
+        return Block(titles: titles, glyphs: glyphs)
+    }
+
+    /// A signed byte difference in at most 7 columns (`+1.5K`, `−512B`).
+    static func delta(_ bytes: Int) -> String { (bytes < 0 ? "−" : "+") + formatBytes(abs(bytes), .compact) }
+}

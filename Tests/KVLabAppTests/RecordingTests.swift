@@ -1,0 +1,44 @@
+import Foundation
+@testable import KVLabApp
+import KVLabRun
+import KVLabSession
+import Testing
+
+/// A session recorded from the workbench replays showing what the user was looking at.
+@Suite struct WorkbenchRecordingTests {
+    @Test func recordingReplaysOnTheDeviceAndTargetShown() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-app-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let harness = try Harness(sessionDirectory: directory.path)
+        harness.state.screen = (columns: 120, rows: 40)
+        harness.press(.character("d"))  // h100-sxm → a100-80gb
+        harness.press(.character("t"))  // llama-3-8b → mistral-7b
+        harness.press(.character("i"))
+        harness.type("ROMEO:")
+        harness.generate(5)
+        harness.press(.character("r"))
+        let path = try #require(harness.state.recording)
+        harness.generate(20)
+        harness.press(.character("d"))  // a100-80gb → l4, while recording
+        harness.generate(10)
+        harness.press(.character("r"))
+        #expect(harness.state.status?.text == "recorded \(path)")
+
+        let reader = try SessionReader(path: path)
+        #expect(reader.header.projection == ProjectionSettings(device: "a100-80gb", target: "mistral-7b", context: EngineCore.projectedContext))
+        #expect(reader.header.ui == UISettings(columns: 120, rows: 40, theme: "dark"))
+        let state = AppState(modelName: reader.header.model.name, choices: Harness.choices, device: "h100-sxm", target: "llama-3-8b", theme: "dark")
+        let player = try SessionPlayer(path: path, header: reader.header, records: try reader.readAll(),
+                                       mode: .reexecute(try EmbeddedModel.load(), threads: nil, strict: false), state: state)
+        try player.jump(to: 10)
+        #expect(player.state.device == "a100-80gb")
+        #expect(player.state.target == "mistral-7b")
+        let screen = ReplayTests.screen(player)
+        #expect(screen.contains("device a100-80gb") && screen.contains("target mistral-7b"), "\(screen)")
+        try player.jump(to: player.totalSteps)
+        #expect(player.failure == nil)
+        #expect(player.state.device == "l4", "the device change recorded mid-session replays")
+        #expect(player.state.target == "mistral-7b")
+    }
+}
