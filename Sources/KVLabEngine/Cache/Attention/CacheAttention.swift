@@ -64,7 +64,7 @@ final class CacheAttention {
     /// Scaled q·k of the query group for every slot of `pages`, each key read once for the whole
     /// group since GQA shares it. fp32 keys: 16 keys per SIMD step, channel by channel (page slot
     /// = slot). Quantized or pre-RoPE keys: slot by slot, each decoded or rotated once.
-    func scorePages(index: Int, queries q: UnsafePointer<Float>, pages: some Sequence<Int>) {
+    func scorePages(index: Int, queries q: UnsafePointer<Float>, pages: Range<Int>) {
         let store = self.store, hd = store.layout.headDim, pageSize = PageStore.pageSize
         guard store.keyStore == nil && !store.quant.preRoPE else {
             for page in pages {
