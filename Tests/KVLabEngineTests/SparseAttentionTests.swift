@@ -135,23 +135,6 @@ import Testing
         #expect(fetched >= 2 * 10 * 8 * 2 * 8 * 4)
     }
 
-    @Test func quickselectFindsTheKthLargest() {
-        var generator = Xoshiro256(seed: 5)
-        for trial in 0..<200 {
-            let count = 1 + trial % 40
-            // Few distinct values, so ties are common.
-            let values = (0..<count).map { _ in Float(Int.random(in: 0..<6, using: &generator)) }
-            let sorted = values.sorted(by: >)
-            for k in 1...count {
-                var scratch = values
-                #expect(PagedKVCache.kthLargest(&scratch, count: count, k: k) == sorted[k - 1])
-            }
-        }
-        var slots: [Int32] = [3, 9, 1, 9, 4]
-        slots.withUnsafeMutableBufferPointer { $0.insertionSort(by: >) }
-        #expect(slots == [9, 9, 4, 3, 1])
-    }
-
     @Test func sparseStringsParse() throws {
         #expect(try SparseMethod(parsing: "quest").description == "quest:page=16,budget=128")
         #expect(throws: MethodSpecError("quest: page=24 must be a multiple of the cache's 16-slot pages")) {

@@ -16,6 +16,7 @@ final class BlockRetrieval {
     private let heads: Int
     private let capacity: Int
     private let blocksPerHead: Int
+    private let arena = BufferArena()
     /// Attention each position has received while it was read (chooses representatives).
     private let received: UnsafeMutablePointer<Float>
     /// Per (head, block): representative positions (−1 unused); `formed` once chosen.
@@ -35,21 +36,13 @@ final class BlockRetrieval {
         self.lruCapacity = lruCapacity
         self.heads = heads
         blocksPerHead = capacity / blockSize + 1
-        received = .allocate(capacity: heads * capacity)
-        representativePositions = .allocate(capacity: heads * blocksPerHead * representatives)
-        formed = .allocate(capacity: heads * blocksPerHead)
-        lruBlocks = .allocate(capacity: heads * lruCapacity)
-        lruStamps = .allocate(capacity: heads * lruCapacity)
+        received = arena.allocate(Float.self, count: heads * capacity)
+        representativePositions = arena.allocate(Int32.self, count: heads * blocksPerHead * representatives)
+        formed = arena.allocate(Bool.self, count: heads * blocksPerHead)
+        lruBlocks = arena.allocate(Int32.self, count: heads * lruCapacity)
+        lruStamps = arena.allocate(Int.self, count: heads * lruCapacity)
         self.capacity = capacity
         reset()
-    }
-
-    deinit {
-        received.deallocate()
-        representativePositions.deallocate()
-        formed.deallocate()
-        lruBlocks.deallocate()
-        lruStamps.deallocate()
     }
 
     func reset() {

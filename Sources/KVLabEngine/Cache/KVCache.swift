@@ -1,8 +1,8 @@
 import KVLabMethods
 
-/// Keys and values of every (layer, KV head), and the attention that reads them. Methods
-/// (eviction, quantization, sparse reads) are implementations of this protocol, so the forward
-/// pass never branches on them.
+/// Keys and values of every (layer, KV head), and the attention that reads them: all the forward
+/// pass sees of the cache, so it never branches on a method. `PagedKVCache` is the one conformer;
+/// methods (eviction, quantization, sparse reads) are its components, switchable between steps.
 public protocol KVCache: AnyObject {
     var layout: KVLayout { get }
     /// What the cache occupies now.

@@ -16,6 +16,7 @@ final class QuantizedKVStore {
         let recordsPerPage: Int
         var pageBytes: Int { recordsPerPage * codec.recordBytes }
         let pool: PagePool<UInt8>
+        private let arena = BufferArena()
         let pagesPerHead: Int
         let pageTables: UnsafeMutablePointer<Int32>
         let recordCounts: UnsafeMutablePointer<Int>
@@ -35,23 +36,12 @@ final class QuantizedKVStore {
             recordsPerPage = max(1, PagedKVCache.pageSize / codec.tokens)
             pagesPerHead = (capacity + recordsPerPage - 1) / recordsPerPage
             pool = PagePool(elementsPerPage: recordsPerPage * codec.recordBytes, pagesPerSlab: max(16, headCount), zero: 0)
-            pageTables = .allocate(capacity: headCount * pagesPerHead)
-            recordCounts = .allocate(capacity: headCount)
-            recordCounts.initialize(repeating: 0, count: headCount)
-            live = .allocate(capacity: headCount * capacity)
-            stamps = .allocate(capacity: headCount * capacity)
-            stamps.initialize(repeating: 0, count: headCount * capacity)
+            pageTables = arena.allocate(Int32.self, count: headCount * pagesPerHead)
+            recordCounts = arena.allocate(count: headCount, repeating: 0)
+            live = arena.allocate(Int32.self, count: headCount * capacity)
+            stamps = arena.allocate(count: headCount * capacity, repeating: 0)
             calibrationFloats = max(1, scopeCount * codec.calibrationCount)
-            calibration = .allocate(capacity: calibrationFloats)
-            calibration.initialize(repeating: codec.calibrationCount > 0 ? .nan : 1, count: calibrationFloats)
-        }
-
-        deinit {
-            pageTables.deallocate()
-            recordCounts.deallocate()
-            live.deallocate()
-            stamps.deallocate()
-            calibration.deallocate()
+            calibration = arena.allocate(count: calibrationFloats, repeating: codec.calibrationCount > 0 ? .nan : 1)
         }
 
         @inline(__always)
@@ -71,6 +61,7 @@ final class QuantizedKVStore {
     private let headCount: Int
     private let kvHeadCount: Int
     private let capacity: Int
+    private let arena = BufferArena()
     /// Floats per vector: the head size, or the kept channels of keys pruned by `think`.
     let headDim: Int
     /// Entries of each (layer, KV head) quantized in this tensor. Apart from protected sinks
@@ -114,24 +105,14 @@ final class QuantizedKVStore {
         lanes = codecs.map { Lane(codec: $0, headCount: heads, capacity: layout.capacity, scopeCount: scopes) }
         first = lanes[0]
         second = lanes.count > 1 ? lanes[1] : nil
-        quantizedCounts = .allocate(capacity: headCount)
-        quantizedCounts.initialize(repeating: 0, count: headCount)
-        scratch = .allocate(capacity: tokens * headDim)
-        staging = .allocate(capacity: tokens * headDim)
+        quantizedCounts = arena.allocate(count: headCount, repeating: 0)
+        scratch = arena.allocate(Float.self, count: tokens * headDim)
+        staging = arena.allocate(Float.self, count: tokens * headDim)
         let sampleHeads = scopeCount == 0 ? 0 : scopeCount == headCount ? 1 : kvHeadCount
         let sampleFloats = sampleHeads * capacity * headDim
-        sample = .allocate(capacity: sampleFloats)
-        sampleEntries = .allocate(capacity: sampleHeads)
-        normalized = .allocate(capacity: codec.nonUniform == nil ? 0 : sampleFloats)
-    }
-
-    deinit {
-        quantizedCounts.deallocate()
-        scratch.deallocate()
-        staging.deallocate()
-        sample.deallocate()
-        sampleEntries.deallocate()
-        normalized.deallocate()
+        sample = arena.allocate(Float.self, count: sampleFloats)
+        sampleEntries = arena.allocate(Int.self, count: sampleHeads)
+        normalized = arena.allocate(Float.self, count: codec.nonUniform == nil ? 0 : sampleFloats)
     }
 
     /// Runs `body` on lane `l` passed straight from its stored property: taking it out of `lanes`

@@ -1,0 +1,39 @@
+import Testing
+@testable import KVLabEngine
+
+/// The ghost's attention-mass measurement alone and through two caches.
+@Suite struct AttentionMassProbeTests {
+    static let layout = KVLayout(layerCount: 1, kvHeadCount: 1, headDim: 8, groupSize: 1, capacity: 32)
+
+    @Test func massSumsTheReferencesScoresOnTheAttendedPositions() {
+        let reference = PageStore(layout: Self.layout, quant: .fp32), other = PageStore(layout: Self.layout, quant: .fp32)
+        let zero = [Float](repeating: 0, count: 8)
+        for p in 0..<10 {
+            reference.append(index: 0, position: p, key: zero, value: zero)
+            reference.stepScores[p] = Float(p) / 45
+        }
+        for p in [1, 3, 5, 7, 12] { other.append(index: 0, position: p, key: zero, value: zero) }
+        #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, on: other, visible: 5) - 16.0 / 45) < 1e-6)
+        #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, on: other, visible: 2) - 4.0 / 45) < 1e-6)
+    }
+
+    /// A full cache keeps all of the ghost's attention; a window keeps less once it evicts.
+    @Test func cachesMeasureTheirMassAgainstTheGhost() throws {
+        let layout = KVLayout(layerCount: 2, kvHeadCount: 2, headDim: 8, groupSize: 2, capacity: 64)
+        let ghost = PagedKVCache(layout: layout), full = PagedKVCache(layout: layout)
+        let window = PagedKVCache(layout: layout, eviction: try EvictionMethod(parsing: "window:window=4"))
+        ghost.recordsAttention = true
+        #expect(full.massKept == nil)
+        full.attentionReference = ghost
+        window.attentionReference = ghost
+        var generator = Xoshiro256(seed: 4)
+        for position in 0..<12 {
+            let key = (0..<8).map { _ in Float.random(in: -1...1, using: &generator) }
+            for cache in [ghost, full, window] { PagedCacheTests.step(cache, position: position, key: key, value: key, query: key) }
+        }
+        #expect(abs(full.massKept! - 1) < 1e-5)
+        #expect(window.massKept! < 0.999)
+        window.reset()
+        #expect(window.massKept == nil)
+    }
+}
