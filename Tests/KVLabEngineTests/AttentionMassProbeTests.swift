@@ -1,5 +1,6 @@
-import Testing
 @testable import KVLabEngine
+import KVLabMethods
+import Testing
 
 /// The ghost's attention-mass measurement alone and through two caches.
 @Suite struct AttentionMassProbeTests {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 @testable import KVLabEngine
+import KVLabMethods
+import Testing
 
 /// Batched prefill attention alone, naive (BLAS) and tiled, against plain causal softmax attention.
 @Suite struct CacheAttentionTests {

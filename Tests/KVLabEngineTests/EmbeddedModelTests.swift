@@ -3,8 +3,8 @@ import Crypto
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 /// The default model shipped as a package resource (scripts/train_default_model.py).

@@ -1,5 +1,6 @@
-import Testing
 @testable import KVLabEngine
+import KVLabMethods
+import Testing
 
 /// The per-position state a cache reports: quantized halves, what the last step read and fetched.
 @Suite struct KVEntryStateTests {

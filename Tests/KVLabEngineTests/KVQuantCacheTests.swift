@@ -2,8 +2,8 @@
 @testable import KVLabFoundation
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 @Suite struct KVQuantMethodTests {

@@ -3,8 +3,8 @@ import Foundation
 @testable import KVLabFoundation
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 /// The KVQuant / RotateKV options (`prerope`, `rotate`, `outliers`, `nuq`) and `mixed`: syntax,

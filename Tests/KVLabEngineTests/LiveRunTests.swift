@@ -4,8 +4,8 @@ import Dispatch
 @testable import KVLabFoundation
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Synchronization
 import Testing
 

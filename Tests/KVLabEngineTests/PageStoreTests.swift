@@ -1,5 +1,6 @@
-import Testing
 @testable import KVLabEngine
+import KVLabMethods
+import Testing
 
 /// The page store alone: appends into pages, reads back, refills freed page slots from the tail.
 @Suite struct PageStoreTests {

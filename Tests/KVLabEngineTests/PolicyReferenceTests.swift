@@ -2,8 +2,8 @@
 @testable import KVLabFoundation
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 /// `policy_mean_nll` of the independent implementation, reproduced for every listed policy

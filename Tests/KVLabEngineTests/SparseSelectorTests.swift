@@ -1,5 +1,6 @@
-import Testing
 @testable import KVLabEngine
+import KVLabMethods
+import Testing
 
 /// Each sparse selector alone, over a page store filled with seeded random entries.
 @Suite struct SparseSelectorTests {

@@ -1,8 +1,8 @@
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 /// A second configuration teacher-forced on a live run's tokens (the workbench's compare mode).

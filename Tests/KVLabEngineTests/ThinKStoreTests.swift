@@ -1,5 +1,6 @@
-import Testing
 @testable import KVLabEngine
+@testable import KVLabMethods
+import Testing
 
 /// The ThinK store alone over a page store: recording queries, choosing channels, re-storing keys.
 @Suite struct ThinKStoreTests {

@@ -3,8 +3,8 @@ import Foundation
 @testable import KVLabFoundation
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 import Testing
 
 /// The `think` modifier (ThinK key-channel pruning): its syntax, the channel choice on hand-built

@@ -4,8 +4,8 @@ import Foundation
 import KVLabHardware
 import KVLabMethods
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 @testable import KVLabSession
 import Testing
 

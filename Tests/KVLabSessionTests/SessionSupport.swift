@@ -2,8 +2,8 @@ import Foundation
 @testable import KVLabEngine
 @testable import KVLabFoundation
 @testable import KVLabMethods
-@testable import KVLabRun
 import KVLabRun
+@testable import KVLabRun
 @testable import KVLabSession
 
 /// The embedded model and a recorded session that exercises every event kind.

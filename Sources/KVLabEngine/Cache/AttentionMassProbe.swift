@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// The ghost's measurement: the share of a reference cache's attention (a full cache run on the
 /// same tokens, which records `s_t`) that fell on the entries this cache attended at the last
 /// step, summed per head as attention runs and averaged over layers and query heads.

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// The state of one kept entry of one (layer, KV head), as the cache holds it now.
 public struct KVEntryState: Sendable, Hashable {
     /// The token position.

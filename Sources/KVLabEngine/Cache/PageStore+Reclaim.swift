@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// The storage side of eviction: the slots a policy released are freed (after merging, with the
 /// `merge` modifier) and refilled from the tail, so slots stay without holes.
 extension PageStore {

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// The quantized side of the page store: entries leaving the residual window move from their
 /// page slots into records, evicted members leave their records, and reads are counted as stored.
 ///

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Where every kept entry of every (layer, KV head) lives, and how attention reads it back: the
 /// storage half of `PagedKVCache`, which owns all of its buffers (one `BufferArena`).
 ///

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Channel pruning (`think`, `ThinK`) over the page store. Once it acts, every key of every
 /// (layer, KV head) is stored with only its head's kept channels (their indices, ascending, are
 /// per-head policy state in `PageStore.keptChannels`): fp32 pages then hold `keyWidth` key channels

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// The tiled kernel (`TiledAttention`) over the page store: tiles load keys and values in place
 /// from fp32 pages when they can, else gathered or decoded, and count what they read as stored.
 extension CacheAttention {

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Decode attention over one (layer, KV head)'s stored entries for its query group: scoring keys
 /// in place from their pages (or decoded), softmax rows, P·V, and the step's `s_t`. Sparse
 /// selectors score and list the entries a step reads through it; the tiled kernel and batched

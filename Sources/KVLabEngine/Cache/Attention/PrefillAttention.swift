@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Batched prefill attention of one KV head over a prompt's entries: the naive kernel as BLAS
 /// products, or the tiled kernel. `finish(t)` runs, in position order, for each query token `t`
 /// whose probabilities the method needs (`needed`), once they are in `probabilities`.

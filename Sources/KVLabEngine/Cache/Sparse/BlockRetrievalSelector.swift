@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Block retrieval (`BlockRetrieval`): the sinks and the local window always; of the past
 /// blocks, the `top` whose representative keys score highest (group-summed q·k, best
 /// representative). A block not in the HBM block cache is fetched from host DRAM (counted on the

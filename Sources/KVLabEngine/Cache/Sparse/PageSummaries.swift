@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Quest's page summaries: per (layer, KV head, page of 16 slots), the channel-wise min and max
 /// of its keys as scored. The page store keeps them current through every change of a key
 /// (appends, quantization, merges, tail refills) whatever the sparse mode, so quest can start at

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// Quest: bound each quest page's best score by its keys' channel-wise min and max
 /// (`PageSummaries`), and read only the newest page and the `questPages` best others.
 final class QuestSelector: SparseSelector {

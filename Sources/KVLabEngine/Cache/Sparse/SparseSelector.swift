@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// One (layer, KV head)'s decode step as a sparse selector sees it.
 struct SparseStep {
     /// The (layer, KV head): `layer · kvHeadCount + head`.

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// threshold: read only the entries whose `s_t` at the last step reached `theta`, and the new
 /// entry (the cache collects `s_t` every step while the mode is on).
 final class ThresholdSelector: SparseSelector {

@@ -1,3 +1,5 @@
+import KVLabMethods
+
 /// topk: every visible key is scored; each query head keeps its `k` best scores, the others are
 /// masked in its row, and P·V reads the values any head kept.
 final class TopKSelector: SparseSelector {
