@@ -67,20 +67,21 @@ public enum IOLink: Int, Sendable, CaseIterable, Codable {
 /// JSON: one object per link with traffic, each mapping buffer names to bytes; counters at zero
 /// are left out (`{"hbmToSRAM": {"weights": 1024, "keys": 256}, "sramToHBM": {"activations": 64}}`).
 public struct IOLedger: Sendable, Equatable, Codable, CustomStringConvertible {
-    private typealias Row = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-    /// One row of buffer counters per link, in `IOLink` order.
-    private var counts: (Row, Row, Row, Row) = ((0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0),
-                                                (0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0))
-    private static let bufferCount = 8
+    @usableFromInline typealias Row = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    /// One row of buffer counters per link, in `IOLink` order. Inlinable, with the counting methods
+    /// below: the engine's kernels count in their inner loops, from another module.
+    @usableFromInline var counts: (Row, Row, Row, Row) = ((0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0),
+                                                          (0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0))
+    @usableFromInline static let bufferCount = 8
 
     public init() {}
 
     /// Counts `bytes` of `buffer` moved over `link`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func add(_ link: IOLink, _ buffer: IOBuffer, _ bytes: Int) { add(link, buffer, UInt64(bytes)) }
 
-    @inline(__always)
-    private mutating func add(_ link: IOLink, _ buffer: IOBuffer, _ bytes: UInt64) {
+    @inlinable @inline(__always)
+    mutating func add(_ link: IOLink, _ buffer: IOBuffer, _ bytes: UInt64) {
         let offset = (link.rawValue * Self.bufferCount + buffer.rawValue) * 8
         withUnsafeMutableBytes(of: &counts) {
             $0.storeBytes(of: $0.load(fromByteOffset: offset, as: UInt64.self) &+ bytes, toByteOffset: offset, as: UInt64.self)
@@ -88,19 +89,19 @@ public struct IOLedger: Sendable, Equatable, Codable, CustomStringConvertible {
     }
 
     /// Counts a load from HBM into SRAM.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func read(_ buffer: IOBuffer, _ bytes: Int) { add(.hbmToSRAM, buffer, bytes) }
 
     /// Counts a store from SRAM to HBM.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func write(_ buffer: IOBuffer, _ bytes: Int) { add(.sramToHBM, buffer, bytes) }
 
     /// Counts bytes written and read back within SRAM.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func onChip(_ buffer: IOBuffer, _ bytes: Int) { add(.sram, buffer, bytes) }
 
     /// Counts a transfer from host DRAM into HBM.
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func fetch(_ buffer: IOBuffer, _ bytes: Int) { add(.dramToHBM, buffer, bytes) }
 
     /// Bytes of `buffer` moved over `link`.
