@@ -153,7 +153,7 @@ public final class EngineCore {
             case .compare(let on):
                 event = .notice(try setCompare(on))
             case .setCompare(let change):
-                guard let follower else { throw EngineCoreError("compare is off: \(Keymap.key(for: .toggleCompare)) starts it") }
+                guard let follower else { throw EngineCoreError.compareOff }
                 event = .compareKnob(try follower.set(change, step: run.currentStep))
             case .pace(let tokensPerSecond):
                 pace = tokensPerSecond
@@ -282,10 +282,15 @@ public final class EngineCore {
         projection = projector?.project(cache: run.cache, positions: run.position, lastStep: lastLedger, settings: run.settings) ?? nil
     }
 
-    /// A command refused by the core itself, as one line.
-    struct EngineCoreError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
+    /// A command refused by the core itself; the description is the status line.
+    enum EngineCoreError: Error, CustomStringConvertible {
+        case compareOff
+
+        var description: String {
+            switch self {
+            case .compareOff: "compare is off: \(Keymap.key(for: .toggleCompare)) starts it"
+            }
+        }
     }
 
     /// An error as one line for the status bar.

@@ -5,11 +5,13 @@ import Foundation
 /// - kvlab's own documents (session files, `--json` reports) are `Codable` values written and read
 ///   by the coders here: keys sorted, so identical runs give byte-identical files that diff well;
 ///   floats in their shortest exact form; non-finite floats as the strings `inf`, `-inf`, `nan`.
-/// - Files others write or people edit (config.json, tokenizer.json, safetensors headers, device and
-///   shape profiles) are read with `JSONValue`, whose hand-written parser is kept for what Codable
-///   cannot give: member order (vocabularies and merges are read in file order, profiles are
-///   written in a fixed readable order), every duplicate and unknown key seen (a typo in a profile
-///   is an error naming its line, not a silent default), and a depth limit for untrusted input.
+/// - Other tools' formats and files people edit (config.json, tokenizer.json and safetensors
+///   headers, read and written; device and shape profiles; asciinema casts) go through `JSONValue`,
+///   whose hand-written parser and writer are kept for what Codable cannot give: member order
+///   (vocabularies and merges are read in file order; safetensors headers, profiles and cast
+///   headers are written in their formats' order), every duplicate and unknown key seen (a typo in
+///   a profile is an error naming its line, not a silent default), heterogeneous arrays (a cast's
+///   `[time, "o", text]` lines), and a depth limit for untrusted input.
 public enum JSONDocument {
     public static let nonFinite = (positive: "inf", negative: "-inf", nan: "nan")
 

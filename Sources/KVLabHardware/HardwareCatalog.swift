@@ -1,10 +1,17 @@
 import Foundation
 import KVLabFoundation
 
-/// A name that is neither a bundled profile nor a file, listing the valid names.
-public struct UnknownProfileError: Error, CustomStringConvertible {
-    /// The message, with the valid names.
-    public var description: String
+/// A name that is neither a bundled profile nor a file; the one-line message lists the valid names.
+public enum UnknownProfileError: Error, CustomStringConvertible {
+    case device(String, known: [String])
+    case target(String, known: [String])
+
+    public var description: String {
+        switch self {
+        case .device(let name, let known): "unknown device '\(name)' (\(known.joined(separator: ", ")), or a FILE.json)"
+        case .target(let name, let known): "unknown target '\(name)' (\(known.joined(separator: ", ")), or a model file)"
+        }
+    }
 }
 
 /// The device profiles and target shapes shipped as package resources
@@ -36,7 +43,7 @@ public enum HardwareCatalog {
     public static func device(_ argument: String) throws -> DeviceProfile {
         if isPath(argument) { return try DeviceProfile(path: argument) }
         guard let path = PackageResources.file("devices/\(argument).json", inBundle: bundleName) else {
-            throw UnknownProfileError(description: "unknown device '\(argument)' (\(deviceNames.joined(separator: ", ")), or a FILE.json)")
+            throw UnknownProfileError.device(argument, known: deviceNames)
         }
         return try DeviceProfile(path: path)
     }
@@ -55,7 +62,7 @@ public enum HardwareCatalog {
             return try readModel(argument)
         }
         guard let path = PackageResources.file("targets/\(argument).json", inBundle: bundleName) else {
-            throw UnknownProfileError(description: "unknown target '\(argument)' (\(targetNames.joined(separator: ", ")), or a model file)")
+            throw UnknownProfileError.target(argument, known: targetNames)
         }
         return try TargetShape(path: path)
     }
