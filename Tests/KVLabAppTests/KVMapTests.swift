@@ -12,12 +12,15 @@ import Testing
         KVMapSnapshot(layers: rows.count, positions: rows.first?.count ?? 0, cells: rows.flatMap { $0 })
     }
 
-    @Test func columnsShowAnyFetchAndTheMajorityOfReads() {
-        let map = Self.map([[.kept, .retrieved, .evicted, .evicted, .keptSkipped, .keptSkipped, .kept, .keptSkipped,
-                             .quantizedSkipped, .quantizedSkipped, .evicted, .keptSkipped, .quantized, .quantizedSkipped]])
+    @Test func columnsShowAnyFetchAndAnyRead() {
+        let columns: [[KVCellState]] = [[.keptSkipped, .retrieved, .keptSkipped], [.evicted, .evicted, .keptSkipped],
+                                        [.keptSkipped, .keptSkipped, .keptSkipped], [.kept, .keptSkipped, .quantizedSkipped],
+                                        [.quantizedSkipped, .quantizedSkipped, .evicted], [.evicted, .kept, .evicted],
+                                        [.quantizedSkipped, .quantizedSkipped, .kept]]
+        let map = Self.map([columns.flatMap { $0 }])
         let (_, states) = KVMapView(map: map).cells(rows: 1, columns: 7)
-        #expect(states == [[.retrieved, .evicted, .keptSkipped, .kept, .quantizedSkipped, .keptSkipped, .quantized]],
-                "one fetch shows; evicted wins its majority; skipped needs more skipped than read; precision by majority")
+        #expect(states == [[.retrieved, .evicted, .keptSkipped, .kept, .quantizedSkipped, .evicted, .quantized]],
+                "one fetch shows; evicted wins its majority even over a read; one read keeps a column read; precision by majority")
     }
 
     @Test func tokensAreTintedByWhatTheCacheHoldsNotByTheStepsReads() {

@@ -18,8 +18,9 @@ struct KVMapView {
     /// state of each column over its positions:
     /// - retrieved when any position was fetched at the last step, so a rare miss stays visible;
     /// - else kept, quantized or evicted by majority (ties: kept before quantized before evicted);
-    /// - a kept or quantized column is skipped when more of its held positions were skipped than
-    ///   read (ties: read), so the share of read columns follows the share of read entries.
+    /// - a kept or quantized column is skipped only when none of its positions was read: a sparse
+    ///   step reads few entries, and a majority would dim every column of a long sequence and
+    ///   hide where the reads land.
     func cells(rows: Int, columns: Int) -> (layers: [Int], states: [[KVCellState]]) {
         guard let map, map.positions > 0 else { return ([], []) }
         let perColumn = positionsPerColumn(columns: columns)
@@ -28,21 +29,17 @@ struct KVMapView {
         let states: [[KVCellState]] = layers.map { layer in
             stride(from: 0, to: map.positions, by: perColumn).map { start in
                 var counts = [Int](repeating: 0, count: KVCellState.allCases.count)
-                var read = 0, skipped = 0, fetched = false
+                var read = false, fetched = false
                 for position in start..<min(start + perColumn, map.positions) {
                     let state = map.state(layer: layer, position: position)
                     counts[Int(state.holding.rawValue)] += 1
-                    switch state {
-                    case .retrieved: fetched = true
-                    case .keptSkipped, .quantizedSkipped: skipped += 1
-                    case .kept, .quantized: read += 1
-                    case .evicted, .empty: break
-                    }
+                    fetched = fetched || state == .retrieved
+                    read = read || state == .kept || state == .quantized
                 }
                 if fetched { return .retrieved }
                 let holding = [KVCellState.kept, .quantized, .evicted].max { counts[Int($0.rawValue)] < counts[Int($1.rawValue)] } ?? .empty
                 guard holding.isHeld else { return holding }
-                return .held(quantized: holding == .quantized, read: read >= skipped)
+                return .held(quantized: holding == .quantized, read: read)
             }
         }
         return (layers, states)
