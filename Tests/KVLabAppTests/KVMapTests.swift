@@ -46,8 +46,8 @@ import Testing
 
     @Test func aKeyToReadsTakesOnlyASpareRow() {
         let sparse = Self.map([[.kept, .keptSkipped, .retrieved], [.kept, .keptSkipped, .kept]])
-        let lines = Self.render(sparse, width: 50, height: 5).textLines
-        #expect(lines[3].contains("█ not read this step  ▒ fetched from host"))
+        let lines = Self.render(sparse, width: 60, height: 5).textLines
+        #expect(lines[3].contains("█ dimmed: not read this step  ▒ fetched from host"))
         #expect(!Self.render(sparse, width: 50, height: 4).textLines.joined().contains("not read"), "no row to spare: layers only")
         let dense = Self.map([[.kept, .quantized, .evicted], [.kept, .kept, .kept]])
         #expect(Self.render(dense, width: 50, height: 5).textLines[3].allSatisfy { $0 == " " || $0 == "│" }, "dense: nothing to key")

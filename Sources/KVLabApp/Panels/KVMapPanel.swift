@@ -88,7 +88,7 @@ struct KVMapPanel {
         let shows = view.showsReads
         guard layers.count < inner.height, shows.skipped || shows.retrieved else { return }
         var key: [Span] = [Span(String(repeating: " ", count: labelWidth))]
-        if shows.skipped { key += [Span(glyphs.shades[4], style: .role(.kvKept, .dim)), Span(" not read this step  ", style: .role(.dimText))] }
+        if shows.skipped { key += [Span(glyphs.shades[4], style: .role(.kvKept, .dim)), Span(" dimmed: not read this step  ", style: .role(.dimText))] }
         if shows.retrieved { key += [Span(glyphs.shades[2], style: .role(.kvRetrieved)), Span(" fetched from host", style: .role(.dimText))] }
         buffer.put(Line(key), row: inner.row(layers.count), glyphs: glyphs)
     }
