@@ -191,15 +191,13 @@ public final class EngineCore {
     /// The state now, after `event`.
     public func snapshot(_ event: EngineEvent) -> EngineSnapshot {
         let settings = run.settings
-        let quantizes = settings.quant != .fp32
-        let residual = settings.quant.spec.value("residual").flatMap(Int.init) ?? 0
         let config = run.model.config
         let activations = (2 * config.dim + 2 * config.hiddenDim + config.vocabSize) * MemoryLayout<Float>.size
         return EngineSnapshot(
             event: event, settings: settings, ghost: run.ghostEnabled, paused: paused, generating: generating,
             position: run.position, contextLength: config.contextLength, residency: run.cache.residency,
             weightBytes: weightBytesByType[settings.weights] ?? 0, activationBytes: activations,
-            map: KVMapSnapshot(cache: run.cache, positions: run.position, quantizes: quantizes, residual: residual),
+            map: KVMapSnapshot(cache: run.cache, positions: run.position),
             device: deviceName, target: targetName, projection: projection, sequenceTokens: run.tokens.count,
             recording: recordingPath, compare: compareSnapshot(event))
     }

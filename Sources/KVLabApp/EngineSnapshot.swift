@@ -3,21 +3,51 @@ import KVLabHardware
 import KVLabMethods
 import KVLabRun
 
-/// What one KV-map cell shows: the state of one position in one layer, by majority over the
-/// layer's KV heads.
-public enum KVCellState: UInt8, Sendable, Hashable {
+/// What one KV-map cell shows: the state of one position in one layer over the layer's KV heads,
+/// as the cache reports it (`PagedKVCache.entryStates`) after the last decode step.
+public enum KVCellState: UInt8, Sendable, Hashable, CaseIterable {
     /// Not yet seen (past the sequence's end).
     case empty
-    /// Kept at full precision.
+    /// Kept at full precision, read by the last step.
     case kept
     /// Evicted.
     case evicted
-    /// Kept, stored quantized.
+    /// Kept with its key or value stored quantized, read by the last step.
     case quantized
+    /// Kept at full precision, skipped by the last step (a sparse mode did not list it).
+    case keptSkipped
+    /// Kept quantized, skipped by the last step.
+    case quantizedSkipped
+    /// Fetched from host DRAM by the last step (a block-retrieval miss), and so read.
+    case retrieved
+
+    /// The state without the last step's reads and fetches: kept, quantized, evicted or empty
+    /// (a fetched entry is held again, counted as kept).
+    public var holding: KVCellState {
+        switch self {
+        case .kept, .keptSkipped, .retrieved: .kept
+        case .quantized, .quantizedSkipped: .quantized
+        case .evicted, .empty: self
+        }
+    }
+
+    /// Whether the cache holds the entry.
+    public var isHeld: Bool { holding == .kept || holding == .quantized }
+
+    /// A held state with the last step's read (`read` false: skipped).
+    static func held(quantized: Bool, read: Bool) -> KVCellState {
+        switch (quantized, read) {
+        case (false, true): .kept
+        case (true, true): .quantized
+        case (false, false): .keptSkipped
+        case (true, false): .quantizedSkipped
+        }
+    }
 }
 
 /// The KV map: for each layer and position of the sequence, whether the cache still holds the
-/// entry and how (built on the engine thread from the cache, sent to the UI).
+/// entry, how, and whether the last step read or fetched it (built on the engine thread from the
+/// cache, sent to the UI).
 public struct KVMapSnapshot: Sendable, Equatable {
     /// Layers (rows).
     public var layers: Int
@@ -34,27 +64,35 @@ public struct KVMapSnapshot: Sendable, Equatable {
         self.cells = cells
     }
 
-    /// The map of a live cache that has seen `positions` tokens. Kept entries count as quantized
-    /// when the KV quantization stores codes, except the newest `residual` of each head, which
-    /// quantizers keep at full precision (KIVI's residual window).
-    public init(cache: PagedKVCache, positions: Int, quantizes: Bool, residual: Int) {
+    /// The map of a live cache that has seen `positions` tokens, from the states its entries
+    /// report. Per layer, over its KV heads:
+    /// - evicted unless at least half the heads keep the position (as before reads were shown);
+    /// - retrieved when any head fetched it at the last step: a miss is rare and costly, so one
+    ///   head's is enough to show;
+    /// - quantized when most heads keeping it store it quantized, where an entry with only its
+    ///   key or only its value quantized counts as quantized: attention no longer sees its
+    ///   full-precision values (keys and values can leave the residual window or their group
+    ///   at different times);
+    /// - skipped when no head keeping it read it: the layer's output did not use it.
+    public init(cache: PagedKVCache, positions: Int) {
         let layout = cache.layout
         self.layers = layout.layerCount
         self.positions = positions
         var cells = [KVCellState](repeating: .evicted, count: layout.layerCount * positions)
-        var kept = [Int](repeating: 0, count: positions), quantized = [Int](repeating: 0, count: positions)
+        var kept = [Int](repeating: 0, count: positions), quantized = kept, read = kept, fetched = kept
         for layer in 0..<layout.layerCount {
-            for index in kept.indices { kept[index] = 0; quantized[index] = 0 }
+            for index in 0..<positions { kept[index] = 0; quantized[index] = 0; read[index] = 0; fetched[index] = 0 }
             for head in 0..<layout.kvHeadCount {
-                let held = cache.keptPositions(layer: layer, head: head)  // oldest first
-                let fullPrecisionFrom = quantizes ? max(held.count - residual, 0) : 0
-                for (rank, position) in held.enumerated() where position < positions {
-                    kept[position] += 1
-                    if rank < fullPrecisionFrom { quantized[position] += 1 }
+                for entry in cache.entryStates(layer: layer, head: head) where entry.position < positions {
+                    kept[entry.position] += 1
+                    if entry.keyQuantized || entry.valueQuantized { quantized[entry.position] += 1 }
+                    if entry.read { read[entry.position] += 1 }
+                    if entry.fetched { fetched[entry.position] += 1 }
                 }
             }
             for position in 0..<positions where kept[position] > 0 && 2 * kept[position] >= layout.kvHeadCount {
-                cells[layer * positions + position] = 2 * quantized[position] > kept[position] ? .quantized : .kept
+                cells[layer * positions + position] = fetched[position] > 0
+                    ? .retrieved : .held(quantized: 2 * quantized[position] > kept[position], read: read[position] > 0)
             }
         }
         self.cells = cells
@@ -66,12 +104,12 @@ public struct KVMapSnapshot: Sendable, Equatable {
         return cells[layer * positions + position]
     }
 
-    /// The state most layers give a position (ties: kept before quantized before evicted), which
-    /// tints the position's token in the generation stream.
+    /// The holding state most layers give a position (ties: kept before quantized before
+    /// evicted), which tints the position's token in the generation stream.
     public func tokenState(position: Int) -> KVCellState {
         guard position < positions, layers > 0 else { return .empty }
-        var counts = [0, 0, 0, 0]
-        for layer in 0..<layers { counts[Int(cells[layer * positions + position].rawValue)] += 1 }
+        var counts = [Int](repeating: 0, count: KVCellState.allCases.count)
+        for layer in 0..<layers { counts[Int(cells[layer * positions + position].holding.rawValue)] += 1 }
         let order: [KVCellState] = [.kept, .quantized, .evicted]
         return order.max { counts[Int($0.rawValue)] < counts[Int($1.rawValue)] } ?? .empty
     }

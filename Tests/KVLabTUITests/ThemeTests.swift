@@ -118,6 +118,24 @@ import Testing
         #expect(dark.palette(depth: .mono).resolve(Style(foreground: .color(.rgb(RGB(hex: 0x123456))))).foreground == .terminalDefault)
     }
 
+    /// The KV map's read states keep apart from the others at every depth a shipped theme is
+    /// drawn with: retrieved from every other state, skipped (its precision's role dimmed) from
+    /// read. Glyphs differ too (retrieved is the middle shade), so this is about colour alone.
+    @Test(arguments: ["dark", "light", "high-contrast", "mono"])
+    func kvReadStatesStayApartAtEveryDepth(name: String) throws {
+        let theme = try Self.shipped(name).theme
+        for depth in name == "mono" ? [.mono] : ColorDepth.allCases.filter({ $0 != .mono }) {
+            let palette = theme.palette(depth: depth)
+            let retrieved = palette.resolve(.role(.kvRetrieved))
+            for role in [ThemeRole.kvKept, .kvQuantized, .kvEvicted] {
+                #expect(palette.resolve(.role(role)) != retrieved, "\(name) at \(depth): \(role) looks retrieved")
+            }
+            for role in [ThemeRole.kvKept, .kvQuantized] {
+                #expect(palette.resolve(.role(role, .dim)) != palette.resolve(.role(role)), "\(name) at \(depth): skipped \(role) looks read")
+            }
+        }
+    }
+
     @Test func catalogPrefersEarlierDirectories() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-themes-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -52,10 +52,10 @@ struct GenerationView {
     }
 
     static func style(_ kv: KVCellState) -> Style {
-        switch kv {
-        case .kept, .empty: .role(.kvKept)
+        switch kv.holding {
         case .evicted: .role(.kvEvicted, .dim)
         case .quantized: .role(.kvQuantized)
+        default: .role(.kvKept)
         }
     }
 }
