@@ -159,11 +159,42 @@ public struct ReplayScreen {
     }
 }
 
-/// The replay's keys: space pauses, `.` or → steps, ← steps back, `+`/`-` change the speed, `g`
-/// jumps to a step, `q` quits.
+/// What a key does on the replay screen.
+public enum ReplayCommand: Sendable, Equatable {
+    case togglePause
+    case step
+    case back
+    case speed(faster: Bool)
+    case jump
+    case quit
+}
+
+/// The replay's keys: one table that the key handling and the progress line's hints both read.
 public enum ReplayControls {
-    /// The progress line's key hints.
-    public static let hints: [(String, String)] = [("space", "pause"), (". →", "step"), ("←", "back"), ("+ -", "speed"), ("g", "jump"), ("q", "quit")]
+    public static let table = KeyTable<ReplayCommand>([
+        KeyBinding([.character(" ")], "pause / resume", group: "Replay", action: .togglePause),
+        KeyBinding([.character("."), .right], "step one token (pauses)", group: "Replay", action: .step),
+        KeyBinding([.left], "step back one token (pauses)", group: "Replay", action: .back),
+        KeyBinding([.character("+"), .character("-")], "speed: faster / slower", group: "Replay", action: .speed(faster: true)),
+        KeyBinding([.character("=")], "faster (the unshifted +)", group: "Replay", action: .speed(faster: true)),
+        KeyBinding([.character("g")], "jump to a step", group: "Replay", action: .jump),
+        KeyBinding([.character("q"), .control("c")], "quit", group: "Replay", action: .quit),
+    ])
+
+    /// The command of a key (`-`, the second key of the speed pair, is slower).
+    public static func command(for key: Key) -> ReplayCommand? {
+        if key == .character("-") { return .speed(faster: false) }
+        return table.action(for: key)
+    }
+
+    /// The progress line's key hints: every key of a binding (`. →`), but only the first of quit's.
+    public static let hints: [(String, String)] = [
+        (ReplayCommand.togglePause, "pause"), (.step, "step"), (.back, "back"), (.speed(faster: true), "speed"), (.jump, "jump"), (.quit, "quit"),
+    ].map { command, word in
+        let keys = table.bindings.first { $0.action == command }?.keys ?? []
+        let shown = command == .quit ? Array(keys.prefix(1)) : keys
+        return (shown.map { $0.label().count > 1 && $0.label().first!.isLetter ? $0.label().lowercased() : $0.label() }.joined(separator: " "), word)
+    }
 
     /// How the loop ended.
     public enum Ending: Equatable, Sendable {
@@ -217,29 +248,28 @@ public enum ReplayControls {
                 player.invalidate()
                 continue
             }
-            switch key {
-            case .character("q"), .control("c"): return .quit
-            case .character(" "):
+            if key == .resize {
+                player.invalidate()
+                continue
+            }
+            switch command(for: key) {
+            case .quit: return .quit
+            case .togglePause:
                 player.setPaused(!player.state.paused)
                 due = DispatchTime.now().uptimeNanoseconds
-            case .character("."), .right:
+            case .step:
                 player.setPaused(true)
                 player.stepToken()
-            case .left:
+            case .back:
                 player.setPaused(true)
                 jump(player, to: player.step - 1)
-            case .character("+"), .character("="):
-                pace.change(faster: true)
+            case .speed(let faster):
+                pace.change(faster: faster)
                 player.setStatus("speed \(pace.speedLabel)")
-            case .character("-"):
-                pace.change(faster: false)
-                player.setStatus("speed \(pace.speedLabel)")
-            case .character("g"):
+            case .jump:
                 jumpText = ""
                 player.setStatus("jump: a step from 0 to \(player.totalSteps)")
-            case .resize:
-                player.invalidate()
-            default: break
+            case nil: break
             }
         }
     }

@@ -135,4 +135,15 @@ import Testing
         #expect(output.contains(try Self.captions()[0].text))
         #expect(last >= Double(player.totalSteps) * 0.05)
     }
+
+    /// The replay's hints and its key handling read one table: the hints name the keys that act.
+    @Test func replayHintsAndKeysComeFromOneTable() {
+        #expect(ReplayControls.hints.map { "\($0.0) \($0.1)" } == ["space pause", ". → step", "← back", "+ - speed", "g jump", "q quit"])
+        #expect(ReplayControls.command(for: .character(" ")) == .togglePause)
+        #expect(ReplayControls.command(for: .right) == .step)
+        #expect(ReplayControls.command(for: .character("-")) == .speed(faster: false))
+        #expect(ReplayControls.command(for: .character("=")) == .speed(faster: true))
+        #expect(ReplayControls.command(for: .control("c")) == .quit)
+        #expect(ReplayControls.command(for: .character("x")) == nil)
+    }
 }
