@@ -5,6 +5,8 @@
 #include <locale.h>
 #include <wchar.h>
 #include <ncurses.h>
+// The crash handler writes a backtrace with glibc (Swift does not import execinfo.h).
+#include <execinfo.h>
 
 // Glibc hides wcwidth behind feature macros; declare it so cell widths are measurable.
 int wcwidth(wchar_t c);

@@ -7,7 +7,7 @@ import Synchronization
 enum TerminalSignals {
     /// Set by SIGWINCH; the run loop resizes on its next key poll.
     static let resizePending = Atomic<Bool>(false)
-    /// The first SIGINT, SIGTERM or SIGHUP received (0: none); the run loop quits cleanly.
+    /// The first SIGINT, SIGTERM, SIGHUP or SIGQUIT received (0: none); the run loop quits cleanly.
     static let stopSignal = Atomic<Int32>(0)
     /// Address of the `EmergencyRestore` record of the open terminal (0: none open).
     static let emergency = Atomic<Int>(0)
@@ -18,7 +18,7 @@ enum TerminalSignals {
     /// Whether a curses terminal is open (curses has one current screen per process).
     static let terminalOpen = Atomic<Bool>(false)
 
-    static let stopSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    static let stopSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
     /// Faults and aborts: Swift traps arrive as SIGILL (x86) or SIGTRAP (arm64).
     static let fatalSignals: [Int32] = [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP]
     static let handled: [Int32] = [SIGWINCH] + stopSignals + fatalSignals
@@ -61,11 +61,11 @@ enum TerminalSignals {
         emergency.store(record, ordering: .releasing)
     }
 
-    /// Installs the handlers, saving the previous actions to restore on `uninstall` (and to
-    /// chain to after a fatal signal, so the Swift runtime's crash report still runs).
+    /// Installs the handlers, saving the previous actions to restore on `uninstall`.
     static func install() {
         // Touch every atomic first: a handler must never be the first to initialize a global.
         _ = (resizePending.load(ordering: .relaxed), stopSignal.load(ordering: .relaxed), emergency.load(ordering: .relaxed), record)
+        CrashReport.prepare()
         resizePending.store(false, ordering: .relaxed)
         stopSignal.store(0, ordering: .relaxed)
         var table = previousActions.load(ordering: .acquiring)
@@ -81,7 +81,9 @@ enum TerminalSignals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { TerminalSignals.handle($0) }
             sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
+            // On the alternate stack where one is set up (the Swift runtime's), so a stack
+            // overflow still restores the terminal.
+            action.sa_flags = fatalSignals.contains(signal) ? SA_ONSTACK : 0
             sigaction(signal, &action, actions + Int(signal))
         }
         if !atExitRegistered.exchange(true, ordering: .acquiringAndReleasing) {
@@ -103,7 +105,7 @@ enum TerminalSignals {
         switch signal {
         case SIGWINCH:
             resizePending.store(true, ordering: .releasing)
-        case SIGINT, SIGTERM, SIGHUP:
+        case SIGINT, SIGTERM, SIGHUP, SIGQUIT:
             // First time: ask the run loop to quit. Again (the loop is stuck): restore and leave now.
             if stopSignal.exchange(signal, ordering: .acquiringAndReleasing) != 0 {
                 restoreWithoutCurses()
@@ -111,13 +113,11 @@ enum TerminalSignals {
             }
         default:
             restoreWithoutCurses()
-            // Chain to the previous action (the runtime's crash report, or the default): the
-            // signal stays blocked until this handler returns, then is delivered to it.
-            if let actions = UnsafeMutablePointer<sigaction>(bitPattern: previousActions.load(ordering: .acquiring)) {
-                sigaction(signal, actions + Int(signal), nil)
-            } else {
-                Glibc.signal(signal, SIG_DFL)
-            }
+            CrashReport.write(signal: signal)
+            // Die of the signal at once: the runtime's crash reporter would wait up to 30 s for
+            // a key on the terminal just given back. The signal stays blocked until this
+            // handler returns, then the default action ends the process.
+            Glibc.signal(signal, SIG_DFL)
             raise(signal)
         }
     }

@@ -46,6 +46,43 @@ import Testing
         #expect(try server.pane("main", "#{alternate_on}") == "0")
     }
 
+    /// SIGQUIT quits like SIGTERM; a crash signal gives the terminal back, names a backtrace file
+    /// and ends the process at once (the runtime's reporter would hold the terminal for 30 s).
+    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"),
+          arguments: [(SIGQUIT, Int32(131)), (SIGSEGV, 128 + SIGSEGV), (SIGABRT, 128 + SIGABRT)] as [(Int32, Int32)])
+    func signalsEndTheWorkbenchAndRestoreTheTerminal(signal: Int32, status expected: Int32) throws {
+        let server = TmuxServer()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(server.socket)-crash").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let statusFile = directory + "/status", pidFile = directory + "/pid"
+        // The inner shell writes its pid and becomes kvlab, in the foreground (it keeps the terminal).
+        let command = "sleep 0.3; TMPDIR='\(directory)' sh -c 'echo $$ > \"$0\"; exec \"$1\" --prompt ROMEO:' '\(pidFile)' '\(CLITests.binary)'; "
+            + "echo $? > '\(statusFile)'; sleep 60"
+        try server.run(["new-session", "-d", "-s", "main", "-x", "120", "-y", "40", "sh", "-c", command])
+        _ = try server.wait("main", for: "generated text") { $0.contains("Generation") && $0.contains("generating") }
+        let pid = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let sent = Date()
+        kill(pid, signal)
+        var status = ""
+        for _ in 0..<100 where status.isEmpty {
+            status = (try? String(contentsOfFile: statusFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            if status.isEmpty { usleep(100_000) }
+        }
+        #expect(status == "\(expected)", "kvlab's exit status: '\(status)'")
+        #expect(Date().timeIntervalSince(sent) < 5, "kvlab ended at once")
+        #expect(try server.pane("main", "#{alternate_on}") == "0", "the alternate screen was left")
+        let report = directory + "/kvlab-crash-\(pid).txt"
+        if signal == SIGQUIT {
+            #expect(!FileManager.default.fileExists(atPath: report))
+        } else {
+            #expect(try server.screen("main").contains("backtrace in \(report)"))
+            let frames = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
+            #expect(frames.first?.hasPrefix("kvlab: fatal signal \(signal)") == true)
+            #expect(frames.count > 3)
+        }
+    }
+
     @Test func notATerminalPointsToRun() throws {
         let result = try CLITests.run([])
         #expect(result.status != 0)
