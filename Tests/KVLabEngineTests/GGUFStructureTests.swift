@@ -112,6 +112,17 @@ import Testing
         #expect(message?.contains("is for layer 1, but llama.block_count is 1") == true, "got: \(message ?? "no error")")
     }
 
+    @Test func vocabOnlyFileStillGivesAShape() throws {
+        // No tensors at all (as llama.cpp's ggml-vocab-*.gguf): a projection reads the shape from the metadata.
+        var data = try validFile()
+        data.patch(UInt64(0), at: 8)
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("vocab.gguf").path
+        try data.write(to: URL(fileURLWithPath: path))
+        #expect(try ModelLoader.readShape(path: path).config.layerCount == 2)
+    }
+
     @Test(arguments: [
         ("outpux.weight", "unexpected tensor outpux.weight: not part of a llama model"),
         ("output_n.bias", "tensor output_n.bias is a bias"),

@@ -58,7 +58,9 @@ extension ModelLoader {
         }
         let config = try GGUFModel.modelConfig(metadata, vocabularySize: vocabulary,
                                                defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
-        try GGUFModel.checkTensorNames(file.tensors, layerCount: config.layerCount)
+        // A vocab-only GGUF (no tensors, like llama.cpp's ggml-vocab-*.gguf) still describes a shape;
+        // a file with tensors must hold the ones its block_count implies.
+        if !file.tensors.isEmpty { try GGUFModel.checkTensorNames(file.tensors, layerCount: config.layerCount) }
         return ModelShape(config: config, tiedEmbeddings: !file.tensors.contains { $0.name == "output.weight" }, format: .gguf)
     }
 }
