@@ -31,9 +31,10 @@ public final class SessionReader {
     /// Opens `path` and reads its header.
     public init(path: String) throws {
         self.path = path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw SessionError(path: path, line: nil, problem: exists ? "cannot be read" : "no such file")
+        // Regular files only: a FIFO with no writer would block the read forever.
+        let handle: FileHandle
+        do { handle = try InputFile.open(path) } catch let error as FileError {
+            throw SessionError(path: path, line: nil, problem: error.problem)
         }
         lines = LineReader(handle: handle, path: path, limit: Self.maxLineBytes)
         guard let first = try lines.next() else {
