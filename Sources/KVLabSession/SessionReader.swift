@@ -56,7 +56,7 @@ public final class SessionReader {
         }
         let probe: Probe
         do { probe = try decoder.decode(Probe.self, from: bytes) } catch let error as DecodingError {
-            throw fail("not a kvlab session header: \(error.summary)")
+            throw fail("not a kvlab session header: \(error.summary(of: bytes))")
         }
         guard probe.format == SessionHeader.formatName else {
             throw fail("not a kvlab session (line 1 has no \"format\": \"\(SessionHeader.formatName)\")")
@@ -68,7 +68,7 @@ public final class SessionReader {
         }
         let header: SessionHeader
         do { header = try decoder.decode(SessionHeader.self, from: bytes) } catch let error as DecodingError {
-            throw fail("header: \(error.summary)")
+            throw fail("header: \(error.summary(of: bytes))")
         }
         do { try header.validate() } catch { throw fail("header: \(error)") }
         return header
@@ -88,7 +88,7 @@ public final class SessionReader {
         do {
             event = try decoder.decode(SessionEvent.self, from: next.bytes)
         } catch let error as DecodingError {
-            throw SessionError(path: path, line: number, problem: next.bytes.isEmpty ? "empty line" : error.summary)
+            throw SessionError(path: path, line: number, problem: next.bytes.isEmpty ? "empty line" : error.summary(of: next.bytes))
         } catch {
             throw SessionError(path: path, line: number, problem: "\(error)")
         }
