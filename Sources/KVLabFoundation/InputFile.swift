@@ -60,7 +60,7 @@ public enum InputFile {
         try refuse(kind, path: path)
     }
 
-    static func refuse(_ kind: FileKind, path: String) throws {
+    private static func refuse(_ kind: FileKind, path: String) throws {
         switch kind {
         case .regular: return
         case .directory: throw FileError(path: path, problem: "is a directory, expected a file")
