@@ -134,7 +134,8 @@ import Testing
                           ["replay", s.fifo, "--headless"], ["export", s.fifo, "--csv"],
                           ["export", s.fifo, "--asciicast", s.directory + "/cast", "--playback"],
                           ["info", s.fifo], ["generate", "--prompt-file", s.fifo, "-n", "1"],
-                          ["eval", "--text", s.fifo], ["themes", "check", s.fifo]] {
+                          ["eval", "--text", s.fifo], ["themes", "check", s.fifo], ["project", "--device", s.fifo],
+                          ["project", "--target", s.fifo]] {
             try Self.expectRefused(arguments, fifoRefused)
         }
         try Self.expectRefused(["replay", s.linkToFIFO, "--headless", "--check"], "\(s.linkToFIFO): is a FIFO, not a regular file")
