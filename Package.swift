@@ -90,6 +90,8 @@ let package = Package(
         // MARK: - Terminal UI: cells, layout, widgets, themes (no curses), and the curses backend
         .target(
             name: "KVLabTUI",
+            // KVLabFoundation for its file writing (snapshots), no more.
+            dependencies: ["KVLabFoundation"],
             // The repository's themes/ ship beside the binary (ThemeCatalog.bundleName).
             resources: [.copy("../../themes")]
         ),

@@ -55,7 +55,7 @@ public enum HardwareCatalog {
     public static func target(_ argument: String, readModel: (String) throws -> TargetShape) throws -> TargetShape {
         if isPath(argument) || FileManager.default.fileExists(atPath: argument) {
             // kvlab's shape files carry "kv_heads"; anything else is a model file (config.json included).
-            if argument.hasSuffix(".json"), let data = FileManager.default.contents(atPath: argument),
+            if argument.hasSuffix(".json"), let data = try? InputFile.read(argument),
                (try? JSONValue.parse(data))?["kv_heads"] != nil {
                 return try TargetShape(path: argument, data: data)
             }

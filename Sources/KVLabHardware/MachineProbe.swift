@@ -45,7 +45,9 @@ public struct MachineProbe: Sendable {
         let profile = measure()
         do {
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(profile.json().rendered().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try OutputFile.write(Data(profile.json().rendered().utf8), to: path)
+        } catch let error as FileError {
+            throw error
         } catch {
             throw FileError(path: path, problem: "cannot be written (\(error.localizedDescription))")
         }

@@ -10,10 +10,7 @@ struct ProfileDocument {
 
     /// Reads and parses `path`; unreadable files and JSON syntax errors name the file.
     init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FileError(path: path, problem: FileManager.default.fileExists(atPath: path) ? "cannot be read" : "no such file")
-        }
-        try self.init(path: path, data: data)
+        try self.init(path: path, data: try InputFile.read(path))
     }
 
     init(path: String, data: Data) throws {

@@ -51,6 +51,34 @@ extension DecodingError {
         }
     }
 
+    /// `summary` of an error decoding `line`. Foundation calls a well-formed line "not valid JSON",
+    /// naming no field, when a number does not fit its field (1.79e308 in a Float); the line is
+    /// parsed again here to name the number and its field instead.
+    func summary(of line: Data) -> String {
+        guard case .dataCorrupted(let context) = self, context.codingPath.isEmpty,
+              let value = try? JSONValue.parse(line), let (field, number) = Self.outOfRange(value, path: "") else { return summary }
+        return "'\(field)' = \(number) is out of range (too large for its field)"
+    }
+
+    /// The first number too large for a Float, or written whole but beyond Int, with its path.
+    private static func outOfRange(_ value: JSONValue, path: String) -> (String, Double)? {
+        switch value {
+        case .number(let number):
+            let tooLarge = !(abs(number) <= Double(Float.greatestFiniteMagnitude)) || (number == number.rounded() && abs(number) >= 0x1p63)
+            return tooLarge ? (path, number) : nil
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = outOfRange(item, path: path + "[\(index)]") { return found }
+            }
+        case .object(let members):
+            for member in members {
+                if let found = outOfRange(member.value, path: path.isEmpty ? member.key : path + "." + member.key) { return found }
+            }
+        default: break
+        }
+        return nil
+    }
+
     private static func typeName(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: "a string"

@@ -102,10 +102,7 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
         var hasher = SHA256()
         var total = 0
         func add(_ file: String) throws {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: file), options: .alwaysMapped) } catch {
-                throw FileError(path: file, problem: "cannot be read (\(error.localizedDescription))")
-            }
+            let data = try InputFile.read(file)
             data.withUnsafeBytes { hasher.update(bufferPointer: $0) }
             total += data.count
         }
@@ -113,8 +110,7 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
             for name in names.sorted() {
                 let file = (path as NSString).appendingPathComponent(name)
-                var nested: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: file, isDirectory: &nested), !nested.boolValue else { continue }
+                guard FileKind.of(file) == .regular else { continue }
                 hasher.update(data: Array(name.utf8) + [0])
                 try add(file)
             }

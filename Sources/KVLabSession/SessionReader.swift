@@ -31,9 +31,10 @@ public final class SessionReader {
     /// Opens `path` and reads its header.
     public init(path: String) throws {
         self.path = path
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw SessionError(path: path, line: nil, problem: exists ? "cannot be read" : "no such file")
+        // Regular files only: a FIFO with no writer would block the read forever.
+        let handle: FileHandle
+        do { handle = try InputFile.open(path) } catch let error as FileError {
+            throw SessionError(path: path, line: nil, problem: error.problem)
         }
         lines = LineReader(handle: handle, path: path, limit: Self.maxLineBytes)
         guard let first = try lines.next() else {
@@ -55,7 +56,7 @@ public final class SessionReader {
         }
         let probe: Probe
         do { probe = try decoder.decode(Probe.self, from: bytes) } catch let error as DecodingError {
-            throw fail("not a kvlab session header: \(error.summary)")
+            throw fail("not a kvlab session header: \(error.summary(of: bytes))")
         }
         guard probe.format == SessionHeader.formatName else {
             throw fail("not a kvlab session (line 1 has no \"format\": \"\(SessionHeader.formatName)\")")
@@ -67,7 +68,7 @@ public final class SessionReader {
         }
         let header: SessionHeader
         do { header = try decoder.decode(SessionHeader.self, from: bytes) } catch let error as DecodingError {
-            throw fail("header: \(error.summary)")
+            throw fail("header: \(error.summary(of: bytes))")
         }
         do { try header.validate() } catch { throw fail("header: \(error)") }
         return header
@@ -87,7 +88,7 @@ public final class SessionReader {
         do {
             event = try decoder.decode(SessionEvent.self, from: next.bytes)
         } catch let error as DecodingError {
-            throw SessionError(path: path, line: number, problem: next.bytes.isEmpty ? "empty line" : error.summary)
+            throw SessionError(path: path, line: number, problem: next.bytes.isEmpty ? "empty line" : error.summary(of: next.bytes))
         } catch {
             throw SessionError(path: path, line: number, problem: "\(error)")
         }

@@ -13,15 +13,13 @@ public final class SessionWriter {
     /// a killed process.
     public let synchronizes: Bool
 
-    /// Creates (or truncates) `path` and writes `header`.
+    /// Creates (or truncates) `path` and writes `header`. Appended to as it happens, the file
+    /// cannot be renamed into place: `OutputFile.openForAppending` refuses a device, FIFO or other
+    /// non-regular file there instead.
     public init(path: String, header: SessionHeader, synchronizes: Bool = false) throws {
         self.path = path
         self.synchronizes = synchronizes
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: path) else {
-            throw FileError(path: path, problem: "cannot be created (is the directory writable?)")
-        }
-        self.handle = handle
+        handle = try OutputFile.openForAppending(path)
         try write(header)
     }
 

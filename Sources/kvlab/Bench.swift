@@ -12,17 +12,17 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var kvOptions: KVOptions
 
-    @Option(name: .long, help: "Tokens decoded per run.")
+    @Option(name: .long, help: "Tokens decoded per run (1 to 1000000; at most the model's context).")
     var tokens: Int = 256
 
-    @Option(name: .long, help: "Prompt tokens per prefill run.")
+    @Option(name: .long, help: "Prompt tokens per prefill run (1 to 1000000; at most the model's context).")
     var promptTokens: Int = 128
 
-    @Option(name: .long, help: "Runs per measurement (the median is reported).")
+    @Option(name: .long, help: "Runs per measurement, 1 to 1000 (the median is reported).")
     var runs: Int = 7
 
     @Option(name: .customLong("attention-io"),
-            help: "Instead of speed: the KV cache and attention traffic of one prefill at these prompt lengths (e.g. 512,1024,2048,4096) with the naive kernel and the tiled one for each --sram size.")
+            help: "Instead of speed: the KV cache and attention traffic of one prefill at these prompt lengths (1 to 65536, e.g. 512,1024,2048,4096) with the naive kernel and the tiled one for each --sram size.")
     var attentionIO: String?
 
     @Flag(name: .long, help: "Measure the screen renderer instead of the engine: full frames of every widget, no model.")
@@ -34,14 +34,15 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Frame size for --render, COLUMNSxROWS.")
     var size: String = "200x60"
 
-    @Option(name: .long, help: "Frames timed for --render.")
+    @Option(name: .long, help: "Frames timed for --render (1 to 1000000).")
     var frames: Int = 1000
 
     func validate() throws {
-        guard runs >= 1 else { throw ValidationError("--runs must be ≥ 1") }
-        guard tokens >= 1, promptTokens >= 1 else { throw ValidationError("--tokens and --prompt-tokens must be ≥ 1") }
+        try checkRange(runs, OptionRange.runs, option: "--runs")
+        try checkRange(tokens, OptionRange.benchTokens, option: "--tokens")
+        try checkRange(promptTokens, OptionRange.benchTokens, option: "--prompt-tokens")
         _ = try promptLengths()
-        guard frames >= 1 else { throw ValidationError("--frames must be ≥ 1") }
+        try checkRange(frames, OptionRange.frames, option: "--frames")
         _ = try frameSize()
     }
 
@@ -50,6 +51,9 @@ struct Bench: ParsableCommand {
         guard let attentionIO else { return nil }
         return try attentionIO.split(separator: ",", omittingEmptySubsequences: false).map {
             guard let n = Int($0), n >= 1 else { throw CLIError("--attention-io: '\($0)' is not a prompt length (a positive number)") }
+            guard n <= OptionRange.attentionIO.upperBound else {
+                throw CLIError("--attention-io: \(n) is longer than \(OptionRange.attentionIO.upperBound) tokens, the longest prompt measured")
+            }
             return n
         }
     }

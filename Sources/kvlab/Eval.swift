@@ -25,13 +25,13 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "Text file to evaluate (UTF-8).")
     var text: String
 
-    @Option(name: .long, help: "Tokens per chunk, BOS included (default: the model's context length).")
+    @Option(name: .long, help: "Tokens per chunk, BOS included, 2 to 1000000 (default and most: the model's context length).")
     var tokens: Int?
 
-    @Option(name: .long, help: "Chunks to evaluate: a number or 'all'.")
+    @Option(name: .long, help: "Chunks to evaluate: a number (1 to 1000000) or 'all'.")
     var chunks: String = "1"
 
-    @Option(name: .long, help: "Tokens of each chunk run as one prompt first (methods such as snapkv act at its end).")
+    @Option(name: .long, help: "Tokens of each chunk run as one prompt first, 0 to 1000000 (methods such as snapkv act at its end).")
     var prefill: Int = 0
 
     @Option(name: .long, help: "Retrieval probe instead of streaming perplexity: needle or two-question.")
@@ -56,11 +56,12 @@ struct Eval: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if let tokens, tokens < 2 { throw ValidationError("--tokens must be at least 2, got \(tokens)") }
-        guard prefill >= 0 else { throw ValidationError("--prefill must be ≥ 0, got \(prefill)") }
-        guard chunks == "all" || (Int(chunks).map { $0 >= 1 } ?? false) else {
-            throw ValidationError("--chunks must be a positive number or 'all', got '\(chunks)'")
+        if let tokens { try checkRange(tokens, OptionRange.evalTokens, option: "--tokens") }
+        try checkRange(prefill, OptionRange.prefill, option: "--prefill")
+        guard chunks == "all" || (Int(chunks).map { OptionRange.chunks.contains($0) } ?? false) else {
+            throw ValidationError("--chunks must be a number from 1 to \(OptionRange.chunks.upperBound) or 'all', got '\(chunks)'")
         }
+        try checkRange(depth, 0...1, option: "--depth")
     }
 
     func run() throws {
@@ -107,7 +108,6 @@ struct Eval: ParsableCommand {
     /// then scores every method on it.
     private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, quant: KVQuantMethod, model: LoadedModel,
                           filler: String, context: Int, options: EngineOptions) throws {
-        guard (0...1).contains(depth) else { throw CLIError("--depth must be between 0 and 1, got \(depth)") }
         let tokenizer = model.tokenizer
         var generator = Xoshiro256(seed: seed)
         let passkey = String(Int.random(in: 10_000...99_999, using: &generator))

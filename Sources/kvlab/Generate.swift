@@ -11,7 +11,7 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var promptOptions: PromptOptions
 
-    @Option(name: [.customShort("n"), .long], help: "Tokens to generate.")
+    @Option(name: [.customShort("n"), .long], help: "Tokens to generate (0 to 1000000).")
     var tokens: Int = 256
 
     @OptionGroup var samplerOptions: SamplerOptions
@@ -22,7 +22,7 @@ struct Generate: ParsableCommand {
     var stats = false
 
     func validate() throws {
-        guard tokens >= 0 else { throw ValidationError("-n must be ≥ 0, got \(tokens)") }
+        try checkRange(tokens, OptionRange.tokens, option: "-n")
     }
 
     func run() throws {

@@ -27,7 +27,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Store weights as f32, f16, q8_0, q4_0 or q4_1 (default: as in the file).")
     var weights: WeightType?
 
-    @Option(name: .long, help: "Threads for matrix products.")
+    @Option(name: .long, help: "Threads for matrix products (1 to 256).")
     var threads: Int = 1
 
     init() {}
@@ -38,7 +38,7 @@ struct ModelOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256, got \(threads)") }
+        try checkRange(threads, OptionRange.threads, option: "--threads")
     }
 
     /// Loads the model, turning any file problem into a one-line error.
@@ -79,7 +79,11 @@ struct CacheModeOptions: ParsableArguments {
     /// The `--sram` sizes (a comma-separated list), or `defaultSRAM`.
     func sramSizes(defaultSRAM: Int = AttentionKernel.defaultSRAMBytes) throws -> [Int] {
         guard let sram else { return [defaultSRAM] }
-        return try sram.split(separator: ",", omittingEmptySubsequences: false).map { try parseByteSize(String($0), option: "--sram") }
+        return try sram.split(separator: ",", omittingEmptySubsequences: false).map {
+            let bytes = try parseByteSize(String($0), option: "--sram")
+            guard OptionRange.sram.contains(bytes) else { throw CLIError("--sram: \($0) is more than \(formatBytes(OptionRange.sram.upperBound))") }
+            return bytes
+        }
     }
 
     /// The attention kernel, its SRAM checked against the model's head size; without `--sram` a
@@ -153,7 +157,7 @@ struct KVOptions: ParsableArguments {
 
 /// Sampling settings, shared by the commands that generate text.
 struct SamplerOptions: ParsableArguments {
-    @Option(name: .long, help: "Sampling temperature (0 = greedy).")
+    @Option(name: .long, help: "Sampling temperature, 0 to 1000 (0, or below 1e-6, = greedy).")
     var temperature: Float = 0
 
     @Option(name: .long, help: "Sample among the k most likely tokens (0 = off).")
@@ -202,6 +206,45 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The documented range of every numeric option, checked in `validate()` before anything is
+/// allocated (the engine's own preconditions are a last resort the CLI never reaches).
+enum OptionRange {
+    /// Tokens generated (`generate`, `run` -n).
+    static let tokens = 0...1_000_000
+    /// `bench --tokens` and `--prompt-tokens` (prefill runs at most the model's context).
+    static let benchTokens = 1...1_000_000
+    /// `bench --runs`.
+    static let runs = 1...1000
+    /// `bench --frames`.
+    static let frames = 1...1_000_000
+    /// `bench --attention-io` prompt lengths: the cache holds them all, and naive attention of one
+    /// prefill grows as N².
+    static let attentionIO = 1...65_536
+    /// `eval --tokens` per chunk (BOS included; the model's context caps it).
+    static let evalTokens = 2...1_000_000
+    /// `eval --chunks`.
+    static let chunks = 1...1_000_000
+    /// `eval --prefill`.
+    static let prefill = 0...1_000_000
+    /// `run --checkpoint-every`.
+    static let checkpointEvery = 0...1_000_000
+    /// `project --live` (steps past the model's context are not run).
+    static let live = 1...1_000_000
+    /// `--threads`.
+    static let threads = 1...256
+    /// `--sram`: one tiled-kernel SRAM, at most 1 GiB (an H100 SM has 228 KiB).
+    static let sram = 1...(1 << 30)
+    /// `export --pace` and `--caption-hold`, in milliseconds (an hour).
+    static let milliseconds = 0.0...3_600_000.0
+}
+
+/// Throws a one-line error naming `option` unless `value` is in `range`.
+func checkRange<T: Comparable>(_ value: T, _ range: ClosedRange<T>, option: String) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(option) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+    }
+}
+
 /// A byte count written as a number of bytes or with a binary suffix (`512`, `64KiB`, `1MiB`,
 /// `1GiB`; `B` allowed), or a one-line error naming `option`.
 func parseByteSize(_ text: String, option: String) throws -> Int {
@@ -211,12 +254,7 @@ func parseByteSize(_ text: String, option: String) throws -> Int {
     return bytes
 }
 
-/// A whole UTF-8 text file, or a one-line error naming it.
+/// A whole UTF-8 text file, or a one-line error naming it (a FIFO or device is refused unread).
 func readTextFile(_ path: String) throws -> String {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        let exists = FileManager.default.fileExists(atPath: path)
-        throw CLIError("\(path): \(exists ? "cannot be read" : "no such file")")
-    }
-    guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not valid UTF-8 text") }
-    return text
+    do { return try InputFile.readText(path) } catch let error as FileError { throw CLIError(error.description) }
 }

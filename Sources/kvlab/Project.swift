@@ -18,10 +18,10 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "Target shape name (see --list), 'live' (the loaded model), a shape FILE.json, or any model file kvlab reads (config.json, GGUF, llama2.c).")
     var target = ProjectionSettings.defaultTarget
 
-    @Option(name: .long, help: "Tokens in the cache at the projected decode step (and the prompt length for TTFT).")
+    @Option(name: .long, help: "Tokens in the cache at the projected decode step (and the prompt length for TTFT), 1 to 16777216.")
     var context = 4096
 
-    @Option(name: .long, help: "Sequences decoded together.")
+    @Option(name: .long, help: "Sequences decoded together, 1 to 65536.")
     var batch = 1
 
     @Option(name: .long, help: "Target weight storage: f32, f16, q8_0, q4_0 or q4_1 (block scales counted).")
@@ -38,7 +38,7 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "tokenizer.bin for a llama2.c --model.")
     var tokenizer: String?
 
-    @Option(name: .long, help: "Run the live model N tokens (greedy from BOS) with the KV methods and apply its cache state (kept entries per head, read shares, host fetches).")
+    @Option(name: .long, help: "Run the live model N tokens, 1 to 1000000 (greedy from BOS) with the KV methods and apply its cache state (kept entries per head, read shares, host fetches).")
     var live: Int?
 
     @Flag(name: .long, help: "Print JSON instead of tables.")
@@ -53,7 +53,7 @@ struct Project: ParsableCommand {
     func validate() throws {
         guard context >= 1, context <= CapacityReport.contextSearchLimit else { throw CLIError("--context must be between 1 and \(CapacityReport.contextSearchLimit)") }
         guard batch >= 1, batch <= 1 << 16 else { throw CLIError("--batch must be between 1 and 65536") }
-        if let live, live < 1 { throw CLIError("--live must be at least 1 token") }
+        if let live { try checkRange(live, OptionRange.live, option: "--live") }
     }
 
     func run() throws {

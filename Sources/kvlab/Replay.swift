@@ -145,10 +145,10 @@ struct Export: ParsableCommand {
     @Flag(name: .long, help: "Cast: draw the recorded metrics without running the model.")
     var playback = false
 
-    @Option(name: .long, help: "Cast: milliseconds per token (default: each token's recorded latency).")
+    @Option(name: .long, help: "Cast: milliseconds per token, 0 to 3600000 (default: each token's recorded latency).")
     var pace: Double?
 
-    @Option(name: .long, help: "Cast: milliseconds each caption is held before the next token.")
+    @Option(name: .long, help: "Cast: milliseconds each caption is held before the next token, 0 to 3600000.")
     var captionHold: Double = 0
 
     @Option(name: .long, help: "Cast: screen size COLUMNSxROWS (default: the recorded terminal, at least 80x26).")
@@ -180,14 +180,20 @@ extension Export {
 
     private func cast(to output: String) throws {
         if csv { throw CLIError("--csv and --asciicast: choose one format") }
+        // Refused before the replay, not after it.
+        do { _ = try OutputFile.target(output) } catch let error as FileError { throw CLIError(error.description) }
         let depth: ColorDepth
         switch color {
         case "truecolor": depth = .truecolor
         case "256": depth = .palette256
         default: throw CLIError("--color: '\(color)' is not one of truecolor, 256")
         }
-        if let pace, !(pace.isFinite && pace >= 0) { throw CLIError("--pace: expected milliseconds ≥ 0, got \(pace)") }
-        guard captionHold.isFinite, captionHold >= 0 else { throw CLIError("--caption-hold: expected milliseconds ≥ 0, got \(captionHold)") }
+        for (option, value) in [("--pace", pace), ("--caption-hold", captionHold)] as [(String, Double?)] {
+            guard let value else { continue }
+            guard OptionRange.milliseconds.contains(value) else {
+                throw CLIError("\(option): expected milliseconds from 0 to \(Int(OptionRange.milliseconds.upperBound)), got \(value)")
+            }
+        }
         let (catalog, themeArgument, startTheme) = try ScreenOptions.startingTheme(theme)
         let palette = startTheme.palette(depth: depth)
         let player = try ReplayScreenCommand.makePlayer(path: file, playback: playback, threads: nil, strict: false, model: nil, tokenizer: nil,
@@ -204,9 +210,7 @@ extension Export {
         let text = SessionCast.render(player, width: width, height: height, palette: palette, tokenMilliseconds: pace,
                                       captionHoldMilliseconds: captionHold)
         if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }
-        do { try Data(text.utf8).write(to: URL(fileURLWithPath: output)) } catch {
-            throw CLIError("\(output): cannot write the cast: \(error.localizedDescription)")
-        }
+        do { try OutputFile.write(Data(text.utf8), to: output) } catch let error as FileError { throw CLIError(error.description) }
         print("\(output): \(player.step) tokens, \(text.split(separator: "\n").count - 1) frames, \(width)x\(height)")
     }
 }

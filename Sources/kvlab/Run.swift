@@ -23,7 +23,7 @@ struct Run: ParsableCommand {
 
     @OptionGroup var promptOptions: PromptOptions
 
-    @Option(name: [.customShort("n"), .long], help: "Tokens to generate.")
+    @Option(name: [.customShort("n"), .long], help: "Tokens to generate (0 to 1000000).")
     var tokens: Int = 256
 
     @OptionGroup var samplerOptions: SamplerOptions
@@ -51,7 +51,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Record the session to this file (*.kvlab.jsonl).")
     var record: String?
 
-    @Option(name: .long, help: "Tokens between checkpoints (cache and logits digests) in the session; 0 for none.")
+    @Option(name: .long, help: "Tokens between checkpoints (cache and logits digests) in the session, 0 (none) to 1000000.")
     var checkpointEvery: Int = 32
 
     @Flag(name: .long, help: "fsync the session file after every line (survives a machine crash, not just a killed process).")
@@ -61,8 +61,8 @@ struct Run: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard tokens >= 0 else { throw ValidationError("-n must be ≥ 0, got \(tokens)") }
-        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be ≥ 0, got \(checkpointEvery)") }
+        try checkRange(tokens, OptionRange.tokens, option: "-n")
+        try checkRange(checkpointEvery, OptionRange.checkpointEvery, option: "--checkpoint-every")
     }
 
     func run() throws {

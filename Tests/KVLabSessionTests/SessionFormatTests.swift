@@ -91,6 +91,8 @@ import Testing
             ("{\"hello\":1}\n", 1, "not a kvlab session (line 1 has no \"format\": \"kvlab-session\")"),
             (header + caption + "\n{\"event\":\"caption\",\"step\":0,\"text\":\n", 3, "not valid JSON"),
             (header + caption + "\n\n", 3, "empty line"),
+            (header + "{\"event\":\"caption\",\"step\":1.79e308,\"text\":\"x\"}\n", 2, "'step' = 1.79e+308 is out of range (too large for its field)"),
+            (header + "{\"event\":\"caption\",\"step\":99999999999999999999,\"text\":\"x\"}\n", 2, "'step' = 1e+20 is out of range"),
             (header + "{\"event\":\"teleport\",\"step\":0}\n", 2, "'event': unknown event 'teleport'"),
             (header + "{\"event\":\"caption\",\"step\":\"zero\",\"text\":\"x\"}\n", 2, "'step' is not an integer"),
             (header + "{\"event\":\"caption\",\"text\":\"x\"}\n", 2, "'step' is missing"),

@@ -58,6 +58,16 @@ public final class PagedKVCache: KVCache {
     public var massKept: Double? { probe.massKept }
 
     public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
+        // A last resort: callers range-check sizes first, so an overflowing layout is a bug, stopped
+        // here with its numbers rather than as an arithmetic trap deep in the page store.
+        // (`&+`: a capacity so large that rounding it up to a page wraps fails the check as negative.)
+        let factors = [layout.layerCount, layout.kvHeadCount, layout.capacity &+ KVLayout.pageSize, layout.headDim, 2 * MemoryLayout<Float>.size]
+        let bytes = factors.reduce(Optional(1)) { product, factor in
+            guard let product, factor >= 0 else { return nil }
+            let (result, overflow) = product.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : result
+        }
+        precondition(bytes != nil, "KV cache of \(layout.layerCount) layers × \(layout.kvHeadCount) heads × \(layout.capacity) tokens × \(layout.headDim) overflows Int")
         self.layout = layout
         store = PageStore(layout: layout, quant: quant)
         attention = CacheAttention(store: store)

@@ -65,18 +65,10 @@ struct ByteReader {
     }
 }
 
-/// Reads a whole file, memory-mapped when possible, with a one-line error naming it.
+/// Reads a whole regular file, memory-mapped, with a one-line error naming it (a FIFO or a
+/// device is refused before it is opened, so nothing blocks or reads forever).
 func readFile(_ path: String) throws -> Data {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw FileError(path: path, problem: "no such file")
-    }
-    guard !isDirectory.boolValue else { throw FileError(path: path, problem: "is a directory, expected a file") }
-    do {
-        return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-    } catch {
-        throw FileError(path: path, problem: "cannot be read (\(error.localizedDescription))")
-    }
+    try InputFile.read(path)
 }
 
 /// Appends little-endian values to a growing byte buffer (the writers' counterpart of ByteReader).

@@ -15,16 +15,10 @@ enum OutputChunk {
     }
 }
 
-/// Writes the chunks to `path` through a temporary file in the same directory, renamed into place
-/// at the end, so a failed write never leaves a truncated model behind.
+/// Writes the chunks to `path` through a temporary file renamed into place (`OutputFile`), so a
+/// failed write never leaves a truncated model behind and a device or FIFO there is refused.
 func writeChunks(_ chunks: [OutputChunk], to path: String) throws {
-    let temporary = path + ".partial"
-    guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-        throw FileError(path: path, problem: "cannot be created (is the directory writable?)")
-    }
-    do {
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-        defer { try? handle.close() }
+    try OutputFile.write(to: path) { handle in
         for chunk in chunks {
             switch chunk {
             case .data(let data):
@@ -33,15 +27,6 @@ func writeChunks(_ chunks: [OutputChunk], to path: String) throws {
                 try handle.write(contentsOf: Data(bytesNoCopy: matrix.storage, count: matrix.byteCount, deallocator: .none))
             }
         }
-        try handle.synchronize()
-    } catch {
-        try? FileManager.default.removeItem(atPath: temporary)
-        throw FileError(path: path, problem: "cannot be written (\(error.localizedDescription))")
-    }
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(atPath: temporary)
-        throw FileError(path: path, problem: "cannot be written (\(reason))")
     }
 }
 
@@ -59,9 +44,5 @@ func joinedChunks(_ chunks: [OutputChunk]) -> Data {
 
 /// Writes a small text file (JSON) with a one-line error naming it.
 func writeText(_ text: String, to path: String) throws {
-    do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-    } catch {
-        throw FileError(path: path, problem: "cannot be written (\(error.localizedDescription))")
-    }
+    try OutputFile.write(Data(text.utf8), to: path)
 }

@@ -4,7 +4,7 @@ import KVLabMethods
 
 /// How the next token is chosen from logits.
 public struct SamplerSettings: Sendable, Equatable, Codable {
-    /// 0 means greedy (argmax).
+    /// 0 means greedy (argmax); so does any temperature below `greedyTemperature`.
     public var temperature: Float
     /// Keep only the k most likely tokens (0: off).
     public var topK: Int
@@ -19,9 +19,18 @@ public struct SamplerSettings: Sendable, Equatable, Codable {
         self.seed = seed
     }
 
+    /// Temperatures below this sample greedily, whatever top-k and top-p say: logits divided by
+    /// them overflow Float (1e-40 made every probability NaN), and where they do not, the softmax
+    /// already leaves all the probability on the most likely token.
+    public static let greedyTemperature: Float = 1e-6
+    /// The largest temperature (the distribution is uniform long before it).
+    public static let maxTemperature: Float = 1000
+
     /// Checks ranges, with messages naming the flag-like setting.
     public func validate() throws {
-        guard temperature.isFinite, temperature >= 0 else { throw FormatError("temperature must be ≥ 0, got \(temperature)") }
+        guard temperature.isFinite, temperature >= 0, temperature <= Self.maxTemperature else {
+            throw FormatError("temperature must be between 0 and \(Int(Self.maxTemperature)), got \(temperature)")
+        }
         guard topK >= 0 else { throw FormatError("top-k must be ≥ 0, got \(topK)") }
         guard topP.isFinite, topP > 0, topP <= 1 else { throw FormatError("top-p must be in (0, 1], got \(topP)") }
     }
@@ -53,8 +62,13 @@ public final class Sampler {
     /// The next token for `logits`.
     public func sample(_ logits: UnsafeBufferPointer<Float>) -> Int {
         let n = min(logits.count, vocabularySize)
-        if settings.temperature == 0 { return LogitStatistics(logits.baseAddress!, count: n).argmax }
-        for i in 0..<n { probabilities[i] = logits[i] / settings.temperature }
+        if settings.temperature < SamplerSettings.greedyTemperature { return Self.argmax(logits, count: n) }
+        for i in 0..<n {
+            let scaled = logits[i] / settings.temperature
+            // An overflowed (or NaN) logit would turn the softmax into NaNs: sample greedily instead.
+            guard scaled < .infinity else { return Self.argmax(logits, count: n) }
+            probabilities[i] = scaled
+        }
         Vector.softmax(probabilities, count: n)
         var count = 0
         if settings.topK > 0 || settings.topP < 1 {
@@ -66,6 +80,12 @@ public final class Sampler {
                 count += 1
             }
             sortByProbability(count)
+            // The most likely token always stays: a cutoff above a near-uniform distribution
+            // would otherwise leave no candidate.
+            if count == 0 {
+                candidates[0] = Int32(Self.argmax(logits, count: n))
+                count = 1
+            }
             if settings.topK > 0 { count = min(count, settings.topK) }
             if settings.topP < 1 {
                 var cumulative: Float = 0
@@ -90,6 +110,13 @@ public final class Sampler {
             if target < cumulative { return Int(candidates[i]) }
         }
         return Int(candidates[count - 1])
+    }
+
+    /// The first most likely token, as greedy decoding picks it (`LogitStatistics.argmax`).
+    private static func argmax(_ logits: UnsafeBufferPointer<Float>, count: Int) -> Int {
+        var best = 0
+        for i in 1..<max(count, 1) where logits[i] > logits[best] { best = i }
+        return best
     }
 
     /// In-place heapsort of `candidates[0..<count]`: most probable first, lower id first on ties.

@@ -119,14 +119,17 @@ package struct ParameterSchema {
             let value: String
             switch entry.kind {
             case .integer(let range):
-                guard let number = Int(raw) else { throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a whole number") }
-                guard range.contains(number) else {
+                // Digits too many for an Int are a whole number out of range, not a malformed one.
+                let digits = raw.drop { $0 == "-" || $0 == "+" }
+                let wholeNumber = !digits.isEmpty && raw.count - digits.count <= 1 && digits.allSatisfy { $0.isASCII && $0.isNumber }
+                guard let number = Int(raw), range.contains(number) else {
+                    guard wholeNumber else { throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a whole number") }
                     throw MethodSpecError("\(method): \(entry.key)=\(raw) is outside \(range.lowerBound)...\(range.upperBound)")
                 }
                 value = String(number)
             case .real(let range):
-                guard let number = Double(raw), number.isFinite else { throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a number") }
-                guard range.contains(number) else {
+                guard let number = Double(raw), !number.isNaN else { throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a number") }
+                guard number.isFinite, range.contains(number) else {
                     throw MethodSpecError("\(method): \(entry.key)=\(raw) is outside \(Self.format(range.lowerBound))...\(Self.format(range.upperBound))")
                 }
                 value = Self.format(number)

@@ -1,4 +1,5 @@
 import Foundation
+import KVLabFoundation
 
 /// Committed text snapshots of rendered buffers: a test renders, compares with the file, and
 /// re-records it when `KVLAB_RECORD_SNAPSHOTS=1` is set.
@@ -29,13 +30,13 @@ public enum Snapshot {
         if record {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+                try OutputFile.write(Data(text.utf8), to: path)
                 return .recorded("recorded \(path); run again without \(recordVariable) to check it")
             } catch {
                 return .failed("cannot write \(path): \(error)")
             }
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = try? InputFile.read(path) else {
             return .failed("no snapshot at \(path); \(rerun)\n\(text)")
         }
         let expected = String(decoding: data, as: UTF8.self)
