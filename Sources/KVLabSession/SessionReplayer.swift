@@ -176,6 +176,9 @@ public final class SessionReplayer {
             do { outcome = try run.step() } catch { throw failure(error) }
             guard outcome == .stopped(recorded.reason) else { throw mismatch("outcome", describe(.stopped(recorded.reason)), describe(outcome)) }
             return .stop(recorded)
+        case .end(let recorded):
+            // The step was compared above; the reader checked the event count.
+            return .end(recorded)
         }
     }
 
