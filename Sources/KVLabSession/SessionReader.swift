@@ -90,13 +90,14 @@ public final class SessionReader {
             return nil
         }
         let number = line + 1
+        // Even a partial line: the writer stops at the end event, so whatever follows was added.
+        if end != nil { throw SessionError(path: path, line: number, problem: "a line after the end-of-recording event") }
         guard next.complete else {
             incompleteLine = number
             exhausted = true
             return nil
         }
         line = number
-        if end != nil { throw SessionError(path: path, line: number, problem: "a line after the end-of-recording event") }
         let event: SessionEvent
         do {
             event = try decoder.decode(SessionEvent.self, from: next.bytes)

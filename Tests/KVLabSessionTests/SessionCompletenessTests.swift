@@ -76,10 +76,11 @@ import Testing
         lost.remove(at: caption)
         var added = lines
         added.append(#"{"event":"caption","step":44,"text":"after the end"}"#)
-        let cases = [(lost, lines.count - 1, "end: the recording wrote \(lines.count - 2) events, the file holds \(lines.count - 3)"),
-                     (added, lines.count + 1, "a line after the end-of-recording event")]
-        for (content, line, problem) in cases {
-            let path = try SessionSupport.copy(Data((content.joined(separator: "\n") + "\n").utf8))
+        let cases = [(lost, "\n", lines.count - 1, "end: the recording wrote \(lines.count - 2) events, the file holds \(lines.count - 3)"),
+                     (added, "\n", lines.count + 1, "a line after the end-of-recording event"),
+                     (lines + ["{\"ev"], "", lines.count + 1, "a line after the end-of-recording event")]
+        for (content, last, line, problem) in cases {
+            let path = try SessionSupport.copy(Data((content.joined(separator: "\n") + last).utf8))
             defer { try? FileManager.default.removeItem(atPath: path) }
             #expect(throws: SessionError(path: path, line: line, problem: problem)) { try Self.read(path) }
         }
