@@ -42,6 +42,35 @@ import Testing
         #expect(player.state.target == "mistral-7b")
     }
 
+    /// Quitting (`q`, or a stop signal the run loop handles) stops the engine thread, which closes
+    /// a recording in progress with its end event.
+    @Test func quittingClosesARecordingWithItsEndEvent() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-app-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = try LiveRun(model: try EmbeddedModel.load(), settings: RunSettings(), ghost: false)
+        let worker = EngineWorker(core: EngineCore(run: run, device: "h100-sxm", target: "llama-3-8b", sessionDirectory: directory.path))
+        worker.send(.pace(nil))
+        worker.send(.submit("ROMEO:"))
+        worker.send(.startRecording(ui: UISettings(columns: 100, rows: 30, theme: "dark")))
+        var path: String?, tokens = 0
+        let deadline = Date().addingTimeInterval(60)
+        while tokens < 5, Date() < deadline {
+            for snapshot in worker.drain() {
+                path = path ?? snapshot.recording
+                if path != nil, case .token = snapshot.event { tokens += 1 }
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        worker.stop()
+        let records = try SessionReader(path: try #require(path)).readAll()
+        guard case .end(let end) = records.last?.event else {
+            Issue.record("no end event: \(records.last.map { "\($0.event)" } ?? "no events")")
+            return
+        }
+        #expect(end.events == records.count - 1 && end.step >= 5)
+    }
+
     /// `r` toggled off closes the recording with its end event; a copy cut before it still plays
     /// and the status line says where it was cut.
     @Test func aStoppedRecordingEndsAndACutOnePlaysSayingSo() throws {
