@@ -26,6 +26,8 @@ public final class SessionPlayer {
     public let records: [SessionRecord]
     /// Tokens the session generates.
     public let totalSteps: Int
+    /// How the file was cut before its recording ended (the reader's `cut`), if it was.
+    public let cut: RecordingCut?
     /// What the panels draw.
     public private(set) var state: AppState
     /// The caption in effect.
@@ -50,11 +52,13 @@ public final class SessionPlayer {
     private var playbackPosition = 0
     private var playbackProjection = ProjectionSettings()
 
-    /// A player of `records` (read from `path`, whose header is `header`), drawing into `state`.
-    public init(path: String, header: SessionHeader, records: [SessionRecord], mode: Mode, state: AppState) throws {
+    /// A player of `records` (read from `path`, whose header is `header`, cut as `cut` says),
+    /// drawing into `state`.
+    public init(path: String, header: SessionHeader, records: [SessionRecord], cut: RecordingCut? = nil, mode: Mode, state: AppState) throws {
         self.path = path
         self.header = header
         self.records = records
+        self.cut = cut
         self.mode = mode
         self.initialState = state
         self.state = state
@@ -135,10 +139,10 @@ public final class SessionPlayer {
         case .caption(let recorded):
             caption = recorded.text
             state.dirty = true
-        case .checkpoint: break
+        case .checkpoint, .end: break
         case .stop(let stop): absorb(.stopped(stop.reason))
         }
-        if finished, failure == nil { state.status = (endNote, false) }
+        if finished, failure == nil { state.status = (endNote, cut != nil) }
     }
 
     /// Plays events up to and including the next token (single-step); the events before the
@@ -169,8 +173,9 @@ public final class SessionPlayer {
     }
 
     private var endNote: String {
-        guard let summary = replayer?.summary else { return "end of session: \(step) recorded tokens shown" }
-        return "end of session: \(summary.tokens) tokens and \(summary.checkpoints) checkpoints verified"
+        let end = cut.map { "recording cut after step \($0.step): \($0.reason)" } ?? "end of session"
+        guard let summary = replayer?.summary else { return "\(end): \(step) recorded tokens shown" }
+        return "\(end): \(summary.tokens) tokens and \(summary.checkpoints) checkpoints verified"
     }
 
     private func isToken(_ record: SessionRecord) -> Bool {

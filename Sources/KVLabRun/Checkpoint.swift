@@ -3,7 +3,7 @@ import KVLabEngine
 
 /// A fingerprint of a run's state after some step, for replays to compare: exact SHA-256 digests
 /// of the cache and the logits, and magnitudes that tolerate the last-bit differences another
-/// machine's BLAS kernels can make (see `compare(toRecorded:tolerance:)`).
+/// machine's BLAS kernels can make (see `compare(toRecorded:tolerance:strict:)`).
 public struct Checkpoint: Sendable, Equatable, Codable {
     /// Tokens generated before it.
     public var step: Int
@@ -25,7 +25,7 @@ public struct Checkpoint: Sendable, Equatable, Codable {
     /// The largest logit.
     public var maxLogit: Double
 
-    /// Relative tolerance of the magnitude comparison when digests differ.
+    /// Relative tolerance of the magnitude comparison, and of the replay's other recorded floats.
     public static let tolerance = 1e-4
 
     /// The fingerprint of `cache` and `logits`. Bytes are hashed little-endian, as every platform
@@ -79,9 +79,10 @@ public struct Checkpoint: Sendable, Equatable, Codable {
     }
 
     /// Compares this (observed) checkpoint with a recorded one. Kept positions are the methods'
-    /// discrete decisions and must be equal; when bits differ elsewhere, the magnitudes must agree
-    /// within `tolerance`, relative to the larger of 1 and the values.
-    public func compare(toRecorded recorded: Checkpoint, tolerance: Double = Checkpoint.tolerance) -> Match {
+    /// discrete decisions and must be equal; the magnitudes must agree within `tolerance`
+    /// (`agrees`) even when the digests are equal, since a digest does not cover them. `strict`:
+    /// digests equal and magnitudes bit for bit.
+    public func compare(toRecorded recorded: Checkpoint, tolerance: Double = Checkpoint.tolerance, strict: Bool = false) -> Match {
         if step != recorded.step { return .mismatch(field: "step", expected: "\(recorded.step)", observed: "\(step)") }
         if position != recorded.position {
             return .mismatch(field: "position", expected: "\(recorded.position)", observed: "\(position)")
@@ -89,16 +90,28 @@ public struct Checkpoint: Sendable, Equatable, Codable {
         if positionsDigest != recorded.positionsDigest {
             return .mismatch(field: "kept positions", expected: recorded.positionsDigest, observed: positionsDigest)
         }
-        if cacheDigest == recorded.cacheDigest, logitsDigest == recorded.logitsDigest { return .exact }
+        let digestsEqual = cacheDigest == recorded.cacheDigest && logitsDigest == recorded.logitsDigest
+        if strict, !digestsEqual {
+            return .mismatch(field: "digests (strict)", expected: "cache \(recorded.cacheDigest.prefix(16)) logits \(recorded.logitsDigest.prefix(16))",
+                             observed: "cache \(cacheDigest.prefix(16)) logits \(logitsDigest.prefix(16))")
+        }
         let pairs = [("key magnitude", recorded.keyMagnitude, keyMagnitude), ("value magnitude", recorded.valueMagnitude, valueMagnitude),
                      ("logits log-sum-exp", recorded.logSumExp, logSumExp), ("largest logit", recorded.maxLogit, maxLogit)]
-        for (field, expected, observed) in pairs {
-            let scale = max(1, expected.magnitude, observed.magnitude)
-            // Written so that NaN (a corrupt record) fails too.
-            if !((expected - observed).magnitude <= tolerance * scale) {
-                return .mismatch(field: field, expected: "\(expected)", observed: "\(observed)")
-            }
+        for (field, expected, observed) in pairs where !Self.agrees(expected, observed, tolerance: strict ? nil : tolerance) {
+            return .mismatch(field: field, expected: "\(expected)", observed: "\(observed)")
         }
-        return .withinTolerance
+        return digestsEqual ? .exact : .withinTolerance
+    }
+
+    /// Whether a recorded number matches the one measured now: bit for bit when `tolerance` is
+    /// nil, else within `tolerance` relative to the larger of 1 and the values (so numbers near 0,
+    /// a KL of 1e-7, compare absolutely). Infinities and NaN match only their like: a NaN recorded
+    /// where the run has a number is a corrupt record, whatever the tolerance.
+    public static func agrees(_ recorded: Double, _ observed: Double, tolerance: Double?) -> Bool {
+        if recorded.isNaN || observed.isNaN { return recorded.isNaN && observed.isNaN }
+        guard let tolerance else { return recorded.bitPattern == observed.bitPattern }
+        if recorded == observed { return true }
+        guard recorded.isFinite, observed.isFinite else { return false }
+        return (recorded - observed).magnitude <= tolerance * max(1, recorded.magnitude, observed.magnitude)
     }
 }

@@ -47,7 +47,7 @@ public struct SessionCSV {
         case .caption(let text):
             caption = text.text
             return nil
-        case .prompt, .checkpoint, .stop:
+        case .prompt, .checkpoint, .stop, .end:
             return nil
         case .token(let event):
             let m = event.metrics, r = m.report, c = r.cache, t = r.timings

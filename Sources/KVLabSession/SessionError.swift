@@ -21,6 +21,21 @@ public struct SessionError: Error, CustomStringConvertible, Equatable {
     public var description: String { line.map { "\(path):\($0): \(problem)" } ?? "\(path): \(problem)" }
 }
 
+/// A session file that ends before its recording did: the writer was killed (or the file was
+/// truncated) after the events it holds, which may all verify.
+public struct RecordingCut: Error, CustomStringConvertible, Equatable {
+    /// The session file.
+    public var path: String
+    /// Tokens recorded before the cut.
+    public var step: Int
+    /// Complete events the file holds.
+    public var events: Int
+    /// What shows the cut: the missing end event, or an incomplete last line (older formats).
+    public var reason: String
+
+    public var description: String { "\(path): recording cut after step \(step): \(reason)" }
+}
+
 /// A problem with one line's content; whoever reads the file adds its path and the line number.
 public struct SessionProblem: Error, CustomStringConvertible, Equatable {
     public var description: String

@@ -21,6 +21,8 @@ public enum SessionEvent: Sendable, Equatable {
     case checkpoint(Checkpoint)
     /// The run produced no token.
     case stop(StopEvent)
+    /// The recording closed normally: always the last line of a whole file (format 3 on).
+    case end(RecordingEnd)
 
     /// Tokens generated before the event.
     public var step: Int {
@@ -33,6 +35,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .caption(let e): e.step
         case .checkpoint(let e): e.step
         case .stop(let e): e.step
+        case .end(let e): e.step
         }
     }
 
@@ -47,6 +50,7 @@ public enum SessionEvent: Sendable, Equatable {
         case .caption: "caption"
         case .checkpoint: "checkpoint"
         case .stop: "stop"
+        case .end: "end"
         }
     }
 }
@@ -110,6 +114,21 @@ public struct Caption: Sendable, Equatable, Codable {
     }
 }
 
+/// The last line of a recording that closed normally (the run finished; in the workbench `q`, `r`
+/// toggled off or a stop signal handled): without it, a reader knows the writer was cut off.
+public struct RecordingEnd: Sendable, Equatable, Codable {
+    /// Tokens generated before it: the recording's last step.
+    public var step: Int
+    /// Events written before it (the lines between the header and this one), so a file that lost
+    /// lines in the middle is not taken for whole either.
+    public var events: Int
+
+    public init(step: Int, events: Int) {
+        self.step = step
+        self.events = events
+    }
+}
+
 /// The run stopped before token `step`.
 public struct StopEvent: Sendable, Equatable, Codable {
     /// Tokens generated before it.
@@ -157,6 +176,7 @@ extension SessionEvent: Codable {
         case "caption": self = .caption(try Caption(from: decoder))
         case "checkpoint": self = .checkpoint(try Checkpoint(from: decoder))
         case "stop": self = .stop(try StopEvent(from: decoder))
+        case "end": self = .end(try RecordingEnd(from: decoder))
         default:
             throw DecodingError.dataCorruptedError(forKey: .event, in: container, debugDescription: "unknown event '\(name.prefix(40))'")
         }
@@ -174,6 +194,7 @@ extension SessionEvent: Codable {
         case .caption(let e): try e.encode(to: encoder)
         case .checkpoint(let e): try e.encode(to: encoder)
         case .stop(let e): try e.encode(to: encoder)
+        case .end(let e): try e.encode(to: encoder)
         }
     }
 
@@ -195,6 +216,8 @@ extension SessionEvent: Codable {
             if let seconds = e.projectedLatencySeconds, !(seconds.isFinite && seconds >= 0) {
                 throw SessionProblem("projectedLatencySeconds must be a finite number ≥ 0, got \(seconds)")
             }
+        case .end(let e):
+            guard e.events >= 0 else { throw SessionProblem("events must be ≥ 0, got \(e.events)") }
         case .ghost, .caption, .checkpoint, .stop:
             break
         }

@@ -29,8 +29,12 @@ public struct SessionHeader: Sendable, Equatable, Codable {
     /// The `format` value of every session.
     public static let formatName = "kvlab-session"
     /// The format this kvlab writes, and the newest it reads.
-    /// (2: projection settings and events.)
-    public static let currentVersion = 2
+    /// (2: projection settings and events; 3: the end event.)
+    public static let currentVersion = 3
+    /// The first format whose recordings end with an `end` event: a file of this version or newer
+    /// without one was cut; older files are whole unless nothing but the header or an incomplete
+    /// last line shows otherwise.
+    public static let endEventVersion = 3
 
     public init(model: ModelIdentity, settings: SessionSettings, ghost: Bool, checkpointEvery: Int, ui: UISettings? = nil,
                 projection: ProjectionSettings? = nil) {

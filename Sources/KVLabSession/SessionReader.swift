@@ -12,7 +12,8 @@ public struct SessionRecord: Sendable, Equatable {
 /// Reads a session file line by line, never holding more than one line in memory. A corrupt line
 /// is a `SessionError` naming the file and the line; an incomplete last line (the writer was
 /// killed mid-line, or is still writing it) is left out and noted in `incompleteLine`; a session
-/// from a newer format version is refused with a message saying so.
+/// from a newer format version is refused with a message saying so. At the end, `cut` says
+/// whether the file holds the whole recording (its `end` event).
 public final class SessionReader {
     /// The file being read.
     public let path: String
@@ -22,6 +23,14 @@ public final class SessionReader {
     public private(set) var incompleteLine: Int?
     /// The line number of the last event returned (1 while only the header is read).
     public private(set) var line = 1
+    /// The end event, once read.
+    public private(set) var end: RecordingEnd?
+    /// Events returned so far.
+    public private(set) var events = 0
+    /// Tokens recorded by the events returned so far.
+    public private(set) var steps = 0
+    /// Whether the end of the file was reached.
+    private var exhausted = false
     private var lines: LineReader
     private let decoder = JSONDocument.decoder()
 
@@ -77,10 +86,16 @@ public final class SessionReader {
     /// The next event, or nil at the end of the file (then `incompleteLine` says whether a last,
     /// incomplete line was left out).
     public func next() throws -> SessionRecord? {
-        guard let next = try lines.next() else { return nil }
+        guard let next = try lines.next() else {
+            exhausted = true
+            return nil
+        }
         let number = line + 1
+        // Even a partial line: the writer stops at the end event, so whatever follows was added.
+        if end != nil { throw SessionError(path: path, line: number, problem: "a line after the end-of-recording event") }
         guard next.complete else {
             incompleteLine = number
+            exhausted = true
             return nil
         }
         line = number
@@ -93,7 +108,29 @@ public final class SessionReader {
             throw SessionError(path: path, line: number, problem: "\(error)")
         }
         do { try event.validate() } catch { throw SessionError(path: path, line: number, problem: "\(event.name): \(error)") }
+        switch event {
+        case .end(let recorded):
+            // Lines lost in the middle leave a whole-looking file; the count tells.
+            guard recorded.events == events else {
+                throw SessionError(path: path, line: number, problem: "end: the recording wrote \(recorded.events) events, the file holds \(events)")
+            }
+            end = recorded
+        case .token(let token): steps = max(steps, token.metrics.step + 1)
+        default: steps = max(steps, event.step)
+        }
+        events += 1
         return SessionRecord(line: number, event: event)
+    }
+
+    /// Once every line is read: nil when the file holds the whole recording, else how it was cut.
+    /// Files of formats before `SessionHeader.endEventVersion` have no end event: they count as
+    /// whole unless the header stands alone (every recording starts with an event) or the last
+    /// line is incomplete, which only a writer cut off leaves.
+    public var cut: RecordingCut? {
+        guard exhausted, end == nil else { return nil }
+        func cut(_ reason: String) -> RecordingCut { RecordingCut(path: path, step: steps, events: events, reason: reason) }
+        if header.version >= SessionHeader.endEventVersion || events == 0 { return cut("no end-of-recording event") }
+        return incompleteLine.map { cut("line \($0) is incomplete") }
     }
 
     /// Every remaining event.

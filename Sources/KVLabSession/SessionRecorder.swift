@@ -3,7 +3,8 @@ import KVLabRun
 /// Drives a `LiveRun` and turns every action into session events for a sink (a `SessionWriter`,
 /// `kvlab run --json`, a screen): the one place that decides what a session holds. Checkpoints
 /// follow each prompt and every `checkpointEvery` tokens; with a projector, every token event
-/// carries its projected decode latency. Not thread-safe, like the run.
+/// carries its projected decode latency; `finish` ends the session with an `end` event. Not
+/// thread-safe, like the run.
 public final class SessionRecorder {
     /// The run whose actions are recorded.
     public let run: LiveRun
@@ -11,9 +12,13 @@ public final class SessionRecorder {
     public let checkpointEvery: Int
     /// What tokens are projected onto; nil for no projection.
     public private(set) var projector: SessionProjector?
-    private let sink: (SessionEvent) throws -> Void
+    private let output: (SessionEvent) throws -> Void
     /// Position of the last checkpoint, so `finish` does not repeat it.
     private var checkpointPosition: Int?
+    /// Events the sink has taken, for the end event.
+    private var events = 0
+    /// Whether `finish` wrote the end event (nothing may follow it).
+    private var finished = false
 
     /// A recorder of `run`; `projector` should be the one of the header's projection settings.
     public init(run: LiveRun, checkpointEvery: Int, projector: SessionProjector? = nil, sink: @escaping (SessionEvent) throws -> Void) {
@@ -21,7 +26,13 @@ public final class SessionRecorder {
         self.run = run
         self.checkpointEvery = checkpointEvery
         self.projector = projector
-        self.sink = sink
+        output = sink
+    }
+
+    private func sink(_ event: SessionEvent) throws {
+        guard !finished else { throw SessionProblem("\(event.name): the session has ended") }
+        try output(event)
+        events += 1
     }
 
     /// Submits a prompt (`LiveRun.submit`), then checkpoints.
@@ -96,10 +107,12 @@ public final class SessionRecorder {
         return checkpoint
     }
 
-    /// Ends the session with a checkpoint of the final state, unless the last one already is (and
-    /// only when checkpoints are on).
+    /// Ends the session: a checkpoint of the final state, unless the last one already is (and only
+    /// when checkpoints are on), then the end event. A second call does nothing.
     public func finish() throws {
-        guard checkpointEvery > 0, !run.tokens.isEmpty, checkpointPosition != run.position else { return }
-        try checkpoint()
+        guard !finished else { return }
+        if checkpointEvery > 0, !run.tokens.isEmpty, checkpointPosition != run.position { try checkpoint() }
+        try sink(.end(RecordingEnd(step: run.currentStep, events: events)))
+        finished = true
     }
 }

@@ -10,7 +10,7 @@ public struct ReplayMismatch: Error, CustomStringConvertible, Equatable {
     public var line: Int
     /// The recorded event's step.
     public var step: Int
-    /// What differs: "token", "kept positions", ...
+    /// What differs: "token", "kept positions", a recorded metric's JSON path ("ghost.kl"), ...
     public var field: String
     /// The recorded value.
     public var expected: String
@@ -43,14 +43,16 @@ public struct ReplaySummary: Sendable, Equatable {
 }
 
 /// Re-executes a recorded session on a `LiveRun` event by event, verifying each against what
-/// the run does now. Each call returns the event as re-executed (metrics measured now), so a
-/// screen can render a replay as it renders a live run. Not thread-safe, like the run.
+/// the run does now: tokens, checkpoints and every recorded metric but timings (`RecordedMetrics`).
+/// Each call returns the event as re-executed (metrics measured now), so a screen can render a
+/// replay as it renders a live run. Not thread-safe, like the run.
 public final class SessionReplayer {
     /// The session file (for messages).
     public let path: String
     /// The run re-executing the session.
     public let run: LiveRun
-    /// Whether checkpoints must be bit-identical (same machine and build), not just within tolerance.
+    /// Whether checkpoints and recorded floats must be bit-identical (same machine and build), not
+    /// just within tolerance.
     public let strict: Bool
     /// What has been verified so far.
     public private(set) var summary = ReplaySummary()
@@ -89,6 +91,9 @@ public final class SessionReplayer {
             ReplayMismatch(path: path, line: line, step: record.event.step, field: field, expected: "\(expected)", observed: "\(observed)")
         }
         func failure(_ error: any Error) -> SessionError { SessionError(path: path, line: line, problem: "\(record.event.name): \(error)") }
+        func check(_ difference: FieldDifference?) throws {
+            if let difference { throw mismatch(difference.field, difference.expected, difference.observed) }
+        }
         guard record.event.step == run.currentStep else { throw mismatch("\(record.event.name) step", record.event.step, run.currentStep) }
         switch record.event {
         case .prompt(let recorded):
@@ -101,6 +106,7 @@ public final class SessionReplayer {
                 throw mismatch("prompt token \(index)", at(recorded.tokens), at(observed.tokens))
             }
             guard observed.continuing == recorded.continuing else { throw mismatch("prompt continuing", recorded.continuing, observed.continuing) }
+            try check(RecordedMetrics.difference(recorded.report, observed.report, path: "report", strict: strict))
             summary.prompts += 1
             return .prompt(observed)
         case .knob(let recorded):
@@ -110,6 +116,7 @@ public final class SessionReplayer {
             let observed: KnobChange
             do { observed = try run.set(recorded.knob, to: recorded.new) } catch { throw failure(error) }
             guard observed.new == recorded.new else { throw mismatch(recorded.knob.rawValue, recorded.new, observed.new) }
+            try check(RecordedMetrics.difference(recorded.ledger, observed.ledger, path: "ledger"))
             summary.knobChanges += 1
             return .knob(observed)
         case .ghost(let recorded):
@@ -138,9 +145,7 @@ public final class SessionReplayer {
             if observed.report.cacheEntries != expected.report.cacheEntries {
                 throw mismatch("KV entries", expected.report.cacheEntries, observed.report.cacheEntries)
             }
-            if observed.report.cache != expected.report.cache {
-                throw mismatch("resident KV bytes", expected.report.cache.total, observed.report.cache.total)
-            }
+            try check(RecordedMetrics.difference(recorded, observed, strict: strict))
             let projected = projector?.project(run: run, last: observed)?.decodeSeconds
             switch (recorded.projectedLatencySeconds, projected) {
             case (nil, nil): break
@@ -156,14 +161,11 @@ public final class SessionReplayer {
             return .token(TokenEvent(metrics: observed, projectedLatencySeconds: projected))
         case .checkpoint(let recorded):
             let observed = run.checkpoint()
-            switch observed.compare(toRecorded: recorded) {
+            switch observed.compare(toRecorded: recorded, strict: strict) {
             case .exact:
                 summary.exactCheckpoints += 1
             case .withinTolerance:
-                if strict {
-                    throw mismatch("checkpoint digests (strict)", "cache \(recorded.cacheDigest.prefix(16)) logits \(recorded.logitsDigest.prefix(16))",
-                                   "cache \(observed.cacheDigest.prefix(16)) logits \(observed.logitsDigest.prefix(16))")
-                }
+                break
             case .mismatch(let field, let expected, let observed):
                 throw mismatch("checkpoint \(field)", expected, observed)
             }
@@ -174,6 +176,9 @@ public final class SessionReplayer {
             do { outcome = try run.step() } catch { throw failure(error) }
             guard outcome == .stopped(recorded.reason) else { throw mismatch("outcome", describe(.stopped(recorded.reason)), describe(outcome)) }
             return .stop(recorded)
+        case .end(let recorded):
+            // The step was compared above; the reader checked the event count.
+            return .end(recorded)
         }
     }
 

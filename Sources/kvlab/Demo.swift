@@ -73,6 +73,6 @@ enum ReplayScreenCommand {
         let projection = reader.header.projection ?? ProjectionSettings()
         let state = AppState(modelName: reader.header.model.name, choices: Choices.catalog(themes: themes),
                              device: projection.device, target: projection.target, theme: theme)
-        return try SessionPlayer(path: path, header: reader.header, records: records, mode: mode, state: state)
+        return try SessionPlayer(path: path, header: reader.header, records: records, cut: reader.cut, mode: mode, state: state)
     }
 }

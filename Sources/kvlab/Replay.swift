@@ -12,10 +12,12 @@ struct Replay: ParsableCommand {
         abstract: "Re-execute a recorded session against its model and verify every token and checkpoint.",
         discussion: """
         The model is the recorded path when it holds the same file (SHA-256), else the embedded default model when it \
-        is the one recorded, else --model. A mismatch stops the replay with the step, the expected and the observed \
-        values (exit 1). Checkpoints must keep the same positions and agree bit for bit or, where another machine's \
-        BLAS kernels change the last bits, within a relative 1e-4 (--strict: bit for bit only). A file whose last line \
-        is incomplete replays up to its last complete event.
+        is the one recorded, else --model. A mismatch stops the replay with the step, the field, the expected and the \
+        observed values. Checkpoints must keep the same positions and agree bit for bit or, where another machine's \
+        BLAS kernels change the last bits, within a relative 1e-4 (--strict: bit for bit only); so must every recorded \
+        metric but timings (integers exactly). A recording cut before its end event (a killed writer) replays up to its \
+        last complete event and is then reported. Exit status with --headless: 0 verified, 1 mismatch, 2 recording cut, \
+        3 the session cannot be replayed (unreadable or invalid file, model not found).
         """)
 
     @Argument(help: "Session file (*.kvlab.jsonl).")
@@ -57,13 +59,20 @@ struct Replay: ParsableCommand {
                                              + "use --headless for output to pipes and files")
             return
         }
-        let reader = try SessionReader(path: file)
-        if playback {
-            try Self.play(reader)
-        } else {
-            try replay(reader)
+        do {
+            let reader = try SessionReader(path: file)
+            if playback {
+                try Self.play(reader)
+            } else {
+                try replay(reader)
+            }
+            if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+            // Playback shows what a cut file holds and says so (in its listing); a replay verifies the whole recording.
+            if !playback, let cut = reader.cut { throw cut }
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(ReplayStatus(error).rawValue)
         }
-        if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     }
 
     private func replay(_ reader: SessionReader) throws {
@@ -81,12 +90,12 @@ struct Replay: ParsableCommand {
             }
         }
         let s = replayer.summary
-        if check {
+        if check, reader.cut == nil {
             let exactness = s.checkpoints == s.exactCheckpoints ? "bit-identical" : "\(s.exactCheckpoints) bit-identical, the rest within tolerance"
             let projected = s.projectedTokens > 0 ? ", \(s.projectedTokens) projected latencies (\(s.projectionChanges) projection change(s))" : ""
             print("\(file): ok: \(s.prompts) prompt(s), \(s.tokens) tokens, \(s.knobChanges) knob change(s), "
                 + "\(s.checkpoints) checkpoints (\(exactness))\(projected)")
-        } else {
+        } else if !check {
             out.write(Data((replayer.run.finishText() + "\n").utf8))
         }
     }
@@ -117,9 +126,32 @@ struct Replay: ParsableCommand {
                 print(cells.joined(separator: "\t"))
             case .prompt(let prompt):
                 print("── step \(prompt.step): prompt, \(prompt.tokens.count) tokens" + (prompt.continuing ? " (continuing)" : ""))
+            case .end(let end):
+                print("── step \(end.step): end of recording (\(end.events) events)")
             default:
                 if let note = describe(record.event) { print("── step \(record.event.step): \(note)") }
             }
+        }
+        if let cut = reader.cut { print("── recording cut after step \(cut.step): \(cut.reason)") }
+    }
+}
+
+/// The exit status of `kvlab replay --headless` when it does not verify a whole recording (which
+/// exits 0), one per way a replay can fail, for scripts and CI (README, Sessions).
+enum ReplayStatus: Int32 {
+    /// A re-executed event differs from the recorded one.
+    case mismatch = 1
+    /// Every event the file holds verified, but the recording was cut before its end.
+    case cut = 2
+    /// The session could not be replayed: an unreadable or invalid file, a missing model, an event
+    /// that cannot be applied.
+    case cannotReplay = 3
+
+    init(_ error: any Error) {
+        switch error {
+        case is ReplayMismatch: self = .mismatch
+        case is RecordingCut: self = .cut
+        default: self = .cannotReplay
         }
     }
 }
@@ -171,6 +203,7 @@ struct Export: ParsableCommand {
         }
         FileHandle.standardOutput.write(Data(text.utf8))
         if let note = reader.incompleteLineNote { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+        if let cut = reader.cut { FileHandle.standardError.write(Data("note: \(cut)\n".utf8)) }
     }
 }
 

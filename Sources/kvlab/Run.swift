@@ -129,7 +129,7 @@ struct Run: ParsableCommand {
         case .token(let token): if !token.metrics.text.isEmpty { FileHandle.standardOutput.write(Data(token.metrics.text.utf8)) }
         case .knob, .ghost, .projection, .caption, .stop:
             if let note = describe(event) { FileHandle.standardError.write(Data("\n[step \(event.step)] \(note)\n".utf8)) }
-        case .checkpoint: break
+        case .checkpoint, .end: break
         }
     }
 }
@@ -142,7 +142,7 @@ func describe(_ event: SessionEvent) -> String? {
     case .projection(let change): "projection \(change.setting.rawValue): \(change.old) → \(change.new)"
     case .caption(let caption): caption.text
     case .stop(let stop): "stopped: \(stop.reason == .endOfSequence ? "end of sequence" : "context full")"
-    case .prompt, .token, .checkpoint: nil
+    case .prompt, .token, .checkpoint, .end: nil
     }
 }
 

@@ -120,12 +120,61 @@ import Testing
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal)
+        // Every complete event verifies; the missing end event reports the recording cut.
         let check = try CLITests.run(["replay", path, "--headless", "--check", "--strict"])
-        #expect(check.status == 0, "\(check.stderr)")
-        let tokens = try #require(check.stdout.firstMatch(of: /(\d+) tokens/).map { Int($0.1)! })
+        #expect(check.status == 2, "\(check.stderr)")
+        let tokens = try #require(check.stderr.firstMatch(of: /recording cut after step (\d+): no end-of-recording event\n/).map { Int($0.1)! })
         // Every complete token line was replayed.
         let complete = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
-        #expect(tokens == complete.count { $0.contains(#""event":"token""#) } && tokens >= 60, "\(check.stdout)")
+        #expect(tokens == complete.count { $0.contains(#""event":"token""#) } && tokens >= 60, "\(check.stderr)")
+    }
+
+    /// `replay --headless` exits 0 for a whole recording, 1 for a mismatch, 2 for a cut recording
+    /// (after verifying what it holds), 3 for a session it cannot replay; playback of a cut one
+    /// lists what it holds and says where it was cut.
+    @Test func replayExitStatusesTellCutFromMismatchAndBadInput() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(["run", "--prompt", "ROMEO:\n", "-n", "12", "--ghost", "--checkpoint-every", "4", "--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let whole = try String(contentsOfFile: path, encoding: .utf8)
+        var lines = whole.split(separator: "\n").map(String.init)
+        #expect(lines.last?.hasPrefix(#"{"event":"end","events":\#(lines.count - 2),"step":12}"#) == true, "\(lines.last ?? "")")
+        func replay(_ content: String, _ options: [String] = ["--check"]) throws -> CLITests.Result {
+            try content.write(toFile: path, atomically: true, encoding: .utf8)
+            return try CLITests.run(["replay", path, "--headless"] + options)
+        }
+        let ok = try replay(whole)
+        #expect(ok.status == 0 && ok.stdout.hasPrefix("\(path): ok: 1 prompt(s), 12 tokens"), "\(ok.stderr)")
+
+        let cuts = [(lines[0] + "\n", 0), (lines.dropLast().joined(separator: "\n") + "\n", 12), (String(whole.dropLast(30)), 12)]
+        for (content, step) in cuts {
+            for options in [["--check"], []] {
+                let cut = try replay(content, options)
+                #expect(cut.status == 2, "\(cut.stderr)")
+                #expect(cut.stderr.hasSuffix("Error: \(path): recording cut after step \(step): no end-of-recording event\n"), "\(cut.stderr)")
+                // Without --check the text of what the file holds, as a whole one prints it.
+                #expect(options.isEmpty ? cut.stdout.hasPrefix(step > 0 ? "ROMEO:\n" : "") : cut.stdout.isEmpty)
+            }
+            let playback = try replay(content, ["--playback"])
+            #expect(playback.status == 0, "\(playback.stderr)")
+            #expect(playback.stdout.hasSuffix("── recording cut after step \(step): no end-of-recording event\n"), "\(playback.stdout)")
+        }
+        let played = try replay(whole, ["--playback"])
+        #expect(played.stdout.hasSuffix("── step 12: end of recording (\(lines.count - 2) events)\n"), "\(played.stdout)")
+
+        let index = try #require(lines.firstIndex { $0.contains(#""event":"token""#) && $0.contains(#""step":5,"#) })
+        let nll = try #require(lines[index].firstMatch(of: /"nll":([0-9.e-]+)/).map { String($0.1) })
+        lines[index] = lines[index].replacingOccurrences(of: "\"nll\":\(nll)", with: "\"nll\":\"nan\"")
+        let mismatch = try replay(lines.joined(separator: "\n") + "\n")
+        #expect(mismatch.status == 1)
+        #expect(mismatch.stderr == "Error: \(path):\(index + 1): step 5: nll expected nan, observed \(nll)\n", "\(mismatch.stderr)")
+
+        lines[index] = "{"
+        let corrupt = try replay(lines.joined(separator: "\n") + "\n")
+        #expect(corrupt.status == 3 && corrupt.stderr.hasPrefix("Error: \(path):\(index + 1): not valid JSON"), "\(corrupt.stderr)")
+        let missing = try CLITests.run(["replay", path + ".missing", "--headless", "--check"])
+        #expect(missing.status == 3 && missing.stderr == "Error: \(path).missing: no such file\n", "\(missing.stderr)")
     }
 
     @Test func sessionErrorsAreOneLine() throws {

@@ -50,6 +50,21 @@ enum SessionSupport {
         return events
     }
 
+    /// The session of `record(to:)`, written once and copied for each case.
+    static let recorded = Result { () throws -> Data in
+        let path = temporaryPath("recorded")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try record(to: path)
+        return try Data(contentsOf: URL(fileURLWithPath: path))
+    }
+
+    /// A copy of the recorded session at a fresh path, removed by the caller.
+    static func copy(_ bytes: Data? = nil) throws -> String {
+        let path = temporaryPath()
+        try (bytes ?? recorded.get()).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
     /// The lines of a file (without newlines).
     static func lines(_ path: String) throws -> [String] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
