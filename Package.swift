@@ -118,6 +118,12 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Fuzzer: seeded mutations of every format kvlab reads, each read in a child process
+        .executableTarget(
+            name: "kvlab-fuzz",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+        ),
+
         // MARK: - Tests
         // Shared by the test targets: the snapshot comparison.
         .target(name: "KVLabTestSupport", dependencies: ["KVLabTUI"], path: "Tests/KVLabTestSupport"),
