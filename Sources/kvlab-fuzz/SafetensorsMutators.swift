@@ -78,7 +78,8 @@ enum SafetensorsMutators {
         default:
             let cut = 1 + random.below(min(64, data.count))
             if random.chance(2) { data.removeLast(cut) } else { data += [UInt8](repeating: 0x55, count: cut) }
-            return Mutation(bytes: Array(seed[..<(8 + headerLength)]) + data, name: "safetensors: byte buffer \(data.count - (seed.count - 8 - headerLength)) bytes", corrupt: true)
+            let change = data.count - (seed.count - 8 - headerLength)
+            return Mutation(bytes: Array(seed[..<(8 + headerLength)]) + data, name: "safetensors: byte buffer \(change) bytes", corrupt: true)
         }
     }
 }

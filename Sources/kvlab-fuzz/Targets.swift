@@ -52,6 +52,8 @@ struct FuzzTarget {
         // Sorted: a dictionary's order changes from process to process, and children must agree on input i.
         let safetensors = try SeedModels.written(f32, as: .safetensors).sorted { $0.key < $1.key }
         let safetensorsWeights = safetensors.first { $0.key == "model.safetensors" }!.value
+        let hfJSON = safetensors.filter { $0.key.hasSuffix(".json") }.map { Seed(file: "model/" + $0.key, bytes: $0.value) }
+        let ggufSeeds = try [f32, q8].map { Seed(file: "model.gguf", bytes: try SeedModels.written($0, as: .gguf)["model.gguf"]!) }
         let checkpoint = Seed(file: "model.bin", bytes: SeedModels.llama2c(f32, tied: false))
         let tokenizer = Seed(file: "tokenizer.bin", bytes: SeedModels.llama2cTokenizer())
         func model(_ path: String) throws {
@@ -59,26 +61,21 @@ struct FuzzTarget {
             _ = try ModelLoader.load(path: path)
         }
         return [
-            FuzzTarget(name: "gguf", seeds: [try SeedModels.written(f32, as: .gguf), try SeedModels.written(q8, as: .gguf)].map { Seed(file: "model.gguf", bytes: $0["model.gguf"]!) },
-                       focus: 4096, structural: GGUFMutators.mutate, read: model),
+            FuzzTarget(name: "gguf", seeds: ggufSeeds, focus: 4096, structural: GGUFMutators.mutate, read: model),
             FuzzTarget(name: "llama2c", seeds: [checkpoint, Seed(file: "model.bin", bytes: SeedModels.llama2c(tiedF32, tied: true))],
                        focus: 28, structural: Llama2cMutators.checkpoint, companions: [tokenizer], read: model),
             FuzzTarget(name: "llama2c-tokenizer", seeds: [tokenizer], focus: 64, structural: Llama2cMutators.tokenizer,
                        companions: [checkpoint], loadPath: "model.bin", read: model),
             FuzzTarget(name: "safetensors", seeds: [Seed(file: "model/model.safetensors", bytes: safetensorsWeights)],
-                       focus: 4096, structural: SafetensorsMutators.mutate,
-                       companions: safetensors.filter { $0.key != "model.safetensors" }.map { Seed(file: "model/" + $0.key, bytes: $0.value) },
-                       loadPath: "model", read: model),
-            FuzzTarget(name: "hf-json", seeds: safetensors.filter { $0.key.hasSuffix(".json") }.map { Seed(file: "model/" + $0.key, bytes: $0.value) },
-                       focus: 512, structural: { seed, random in ProfileMutators.mutate(seed, strict: false, random: &random) },
-                       companions: [Seed(file: "model/model.safetensors", bytes: safetensorsWeights)] + safetensors.filter { $0.key.hasSuffix(".json") }.map { Seed(file: "model/" + $0.key, bytes: $0.value) },
-                       loadPath: "model", read: model),
-            FuzzTarget(name: "session", seeds: try sessionSeeds(), focus: 1024, structural: SessionMutators.mutate, read: { path in
-                let reader = try SessionReader(path: path)
-                _ = try reader.readAll()
-            }),
-            FuzzTarget(name: "theme", seeds: try bundled(ThemeCatalog.bundleName, "themes", suffix: ".theme"), focus: 256, structural: ThemeMutators.mutate,
-                       read: readTheme),
+                       focus: 4096, structural: SafetensorsMutators.mutate, companions: hfJSON, loadPath: "model", read: model),
+            // The input replaces its own file among the companions.
+            FuzzTarget(name: "hf-json", seeds: hfJSON, focus: 512,
+                       structural: { seed, random in ProfileMutators.mutate(seed, strict: false, random: &random) },
+                       companions: [Seed(file: "model/model.safetensors", bytes: safetensorsWeights)] + hfJSON, loadPath: "model", read: model),
+            FuzzTarget(name: "session", seeds: try sessionSeeds(), focus: 1024, structural: SessionMutators.mutate,
+                       read: { _ = try SessionReader(path: $0).readAll() }),
+            FuzzTarget(name: "theme", seeds: try bundled(ThemeCatalog.bundleName, "themes", suffix: ".theme"), focus: 256,
+                       structural: ThemeMutators.mutate, read: readTheme),
             FuzzTarget(name: "device", seeds: try bundled("kvlab_KVLabHardware.resources", "devices", suffix: ".json"), focus: 512,
                        structural: { seed, random in ProfileMutators.mutate(seed, strict: true, random: &random) },
                        read: { _ = try HardwareCatalog.device($0) }),

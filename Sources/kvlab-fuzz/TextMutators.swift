@@ -45,11 +45,12 @@ enum JSONEdit {
         }
     }
 
-    /// A value of a different JSON kind than `value` (never null, which optional fields accept).
+    /// A value of a different JSON kind than `value` (never null, which optional fields accept; a
+    /// string never becomes a number, as quantities may be written either way: `"24 GiB"` or 58).
     static func wrongType(for value: Any, random: inout FuzzRandom) -> Any {
         let kinds: [(String, Any)] = [("string", "x"), ("number", 7), ("bool", true), ("object", ["a": 1]), ("array", [1, "b"])]
         let current = kind(value)
-        return random.pick(kinds.filter { $0.0 != current && !(current == "number" && $0.0 == "bool") }).1
+        return random.pick(kinds.filter { $0.0 != current && !(current == "number" && $0.0 == "bool") && !(current == "string" && $0.0 == "number") }).1
     }
 
     static func render(_ value: Any) -> String? {
@@ -144,7 +145,7 @@ enum ThemeMutators {
             lines[k] = "theme[\(key)]=\"\(value)\""
             name = "theme[\(key)] value \(value.prefix(20))"
         case 2:
-            lines[k] = random.pick(["theme[\(key)]=\"default", "theme[\(key)=\"default\"", "theme\(key)]=default", String(lines[k].dropLast(random.below(lines[k].count) + 1))])
+            lines[k] = random.pick(["theme[\(key)]=\"default", "theme[\(key)=\"default\"", "theme\(key)]=default", String(lines[k].dropLast(1 + random.below(lines[k].count - 1)))])
             name = "line \(k + 1) malformed"
         case 3:
             let depth = random.pick([64, 1000, 100_000])

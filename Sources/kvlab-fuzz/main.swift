@@ -104,7 +104,8 @@ for (target, tally) in zip(chosen, tallies) {
 for (target, tally) in zip(chosen, tallies) {
     for failure in tally.failures { print("\(target.name): \(failure)") }
     for (mutator, entry) in tally.corruptClasses.sorted(by: { $0.key < $1.key }) {
-        print("\(target.name): CORRUPT ACCEPTED \(entry.count)× \(mutator); first: input \(entry.first) (\(entry.name)); reproduce: kvlab-fuzz \(target.name) --seed \(seed) --only \(entry.first)")
+        print("\(target.name): CORRUPT ACCEPTED \(entry.count)× \(mutator); first: input \(entry.first) (\(entry.name)); "
+            + "reproduce: kvlab-fuzz \(target.name) --seed \(seed) --only \(entry.first)")
     }
     for example in tally.uncleanExamples { print("\(target.name): unclean error: \(example)") }
 }
