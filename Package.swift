@@ -142,5 +142,6 @@ let package = Package(
         ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
+        .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
     ]
 )
