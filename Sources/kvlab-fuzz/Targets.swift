@@ -70,7 +70,7 @@ struct FuzzTarget {
                        focus: 4096, structural: SafetensorsMutators.mutate, companions: hfJSON, loadPath: "model", read: model),
             // The input replaces its own file among the companions.
             FuzzTarget(name: "hf-json", seeds: hfJSON, focus: 512,
-                       structural: { seed, random in ProfileMutators.mutate(seed, strict: false, random: &random) },
+                       structural: HFMutators.mutate,
                        companions: [Seed(file: "model/model.safetensors", bytes: safetensorsWeights)] + hfJSON, loadPath: "model", read: model),
             FuzzTarget(name: "session", seeds: try sessionSeeds(), focus: 1024, structural: SessionMutators.mutate,
                        read: { _ = try SessionReader(path: $0).readAll() }),

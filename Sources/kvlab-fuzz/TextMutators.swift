@@ -202,3 +202,37 @@ enum ProfileMutators {
         }
     }
 }
+
+/// Known-corrupt edits of a Hugging Face model directory's JSON: `config.json`'s shape keys made
+/// the wrong type or inconsistent with the weights, `tokenizer.json`'s model parts made the wrong
+/// type. Anything else falls back to the adversarial JSON edits.
+enum HFMutators {
+    static let shapeKeys = ["hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"]
+
+    static func mutate(_ seed: [UInt8], random: inout FuzzRandom) -> Mutation? {
+        guard random.chance(2), var object = try? JSONSerialization.jsonObject(with: Data(seed)) as? [String: Any] else {
+            return ProfileMutators.mutate(seed, strict: false, random: &random)
+        }
+        let name: String
+        if object["model_type"] != nil {
+            let key = random.pick(shapeKeys + ["num_attention_heads", "num_key_value_heads"])
+            let old = object[key] as? Int ?? 0
+            if shapeKeys.contains(key), random.chance(2) {
+                let value = random.pick([old * 2, old + 1, old - 1, 0, -1].filter { $0 != old })
+                object[key] = value
+                name = "config.json \(key) \(old) -> \(value) (the weights disagree)"
+            } else {
+                object[key] = random.pick(["x", [old], ["n": old], true] as [Any])
+                name = "config.json \(key) of the wrong type"
+            }
+        } else if var model = object["model"] as? [String: Any] {
+            let key = random.pick(["vocab", "merges", "type"])
+            model[key] = random.pick(key == "type" ? ["zzz", 7] as [Any] : ["x", 7, true] as [Any])
+            object["model"] = model
+            name = "tokenizer.json model.\(key) of the wrong type"
+        } else {
+            return ProfileMutators.mutate(seed, strict: false, random: &random)
+        }
+        return JSONEdit.render(object).map { Mutation(bytes: Array($0.utf8), name: "hf: " + name, corrupt: true) }
+    }
+}

@@ -50,8 +50,7 @@ import Testing
             #expect(row[1] + row[2] + row[3] + row[4] + row[5] == 200, "\(format): every input has one outcome")
             #expect(row[3] == 0 && row[4] == 0, "\(format): crashes \(row[3]), hangs \(row[4])")
             #expect(row[7] == 0, "\(format): \(row[7]) corrupt inputs accepted")
-            // The structure-aware mutators ran (hf-json's edits are adversarial, not known corrupt).
-            if format != "hf-json" { #expect(row[6] > 0, "\(format) made no known-corrupt input") }
+            #expect(row[6] > 0, "\(format) made no known-corrupt input")
         }
         #expect(seconds < 120, "took \(seconds) s")
     }
