@@ -97,6 +97,9 @@ struct GGUFTensorInfo {
 
     /// Shape outermost first, as `TensorInfo` shows it.
     var shape: [Int] { dims.reversed() }
+
+    /// Type, shape and byte count, for errors about where the tensor lies ("f16 [64, 64], 8192 bytes").
+    var summary: String { "\(type.rawValue) \(shape), \(range.count) bytes" }
 }
 
 /// The container level of a GGUF file (header, metadata, tensor table), parsed and checked
@@ -130,8 +133,9 @@ struct GGUFFile {
 
     init(_ bytes: UnsafeRawBufferPointer) throws {
         var reader = ByteReader(bytes)
-        guard bytes.count >= 4, try reader.read(UInt32.self) == Self.magic else {
-            throw FormatError("not a GGUF file (bad magic)")
+        guard bytes.count >= 4 else { throw FormatError("not a GGUF file: \(bytes.count) bytes, shorter than the 4-byte magic") }
+        guard try reader.read(UInt32.self) == Self.magic else {
+            throw FormatError("not a GGUF file: the magic is \(Self.quoted(bytes.prefix(4))), expected \"GGUF\"")
         }
         let version = try reader.read(UInt32.self)
         guard version == 2 || version == 3 else {
@@ -197,21 +201,75 @@ struct GGUFFile {
         }
         // The data section starts at the next multiple of the alignment; offsets are relative to it.
         let dataOffset = (reader.offset + alignment - 1) / alignment * alignment
-        let tensors = try infos.map { info in
-            let (start, startOverflow) = dataOffset.addingReportingOverflow(info.offset)
-            let (end, endOverflow) = start.addingReportingOverflow(info.size)
-            guard !startOverflow, !endOverflow, end <= bytes.count else {
-                throw FormatError("tensor \(info.name) data (\(info.size) bytes at offset \(info.offset)) "
-                    + "extends past the end of the file (\(bytes.count) bytes)")
-            }
-            return GGUFTensorInfo(name: info.name, dims: info.dims, type: info.type, range: start..<end)
-        }
+        let tensors = try Self.layOut(infos, dataOffset: dataOffset, alignment: alignment, fileSize: bytes.count)
         self.version = Int(version)
         self.metadata = metadata
         self.index = index
         self.alignment = alignment
         self.tensors = tensors
         self.dataOffset = dataOffset
+    }
+
+    /// Places every tensor in the file under llama.cpp's layout rule (gguf.cpp compares each offset
+    /// with the running padded size): tensors lie back to back in table order from the start of the
+    /// data section, each padded to the alignment, and the data section ends with the last one. So
+    /// no tensor overlaps or aliases another, no byte belongs to no tensor, and a tensor whose type
+    /// or shape was changed no longer fits the offsets around it. Only the last tensor's padding may
+    /// be missing (as llama.cpp allows). One pass over the table; no tensor data is read.
+    private static func layOut(_ infos: [(name: String, dims: [Int], type: WeightType, offset: Int, size: Int)],
+                               dataOffset: Int, alignment: Int, fileSize: Int) throws -> [GGUFTensorInfo] {
+        var tensors: [GGUFTensorInfo] = []
+        tensors.reserveCapacity(infos.count)
+        var expected = 0  // where the next tensor must start, relative to the data section
+        for info in infos {
+            let (start, startOverflow) = dataOffset.addingReportingOverflow(info.offset)
+            let (end, endOverflow) = start.addingReportingOverflow(info.size)
+            guard !startOverflow, !endOverflow, end <= fileSize else {
+                throw FormatError("tensor \(info.name) data (\(info.size) bytes at offset \(info.offset)) "
+                    + "extends past the end of the file (\(fileSize) bytes)")
+            }
+            let tensor = GGUFTensorInfo(name: info.name, dims: info.dims, type: info.type, range: start..<end)
+            if info.offset < expected {
+                // Everything before is back to back, so the tensor it lands in is the one whose padded span holds it.
+                let other = tensors.last { $0.range.lowerBound - dataOffset <= info.offset } ?? tensors[0]
+                throw FormatError("tensor \(info.name) data (\(info.size) bytes at \(Self.span(tensor, dataOffset))) "
+                    + "overlaps tensor \(other.name) (\(other.summary) at \(Self.span(other, dataOffset))); "
+                    + "GGUF tensors lie back to back in table order")
+            }
+            if info.offset > expected {
+                guard let previous = tensors.last else {
+                    throw FormatError("tensor \(info.name) is the first tensor but starts at offset \(info.offset) "
+                        + "of the data section, not 0")
+                }
+                throw FormatError("tensor \(previous.name) (\(previous.summary)) is followed by "
+                    + "\(info.offset - expected) bytes that belong to no tensor before tensor \(info.name) at offset "
+                    + "\(info.offset); GGUF tensors lie back to back in table order, each padded to \(alignment) bytes")
+            }
+            tensors.append(tensor)
+            expected = info.offset + Self.padded(info.size, to: alignment)
+        }
+        if let last = tensors.last, fileSize > dataOffset + expected {
+            throw FormatError("\(fileSize - dataOffset - expected) bytes after the last tensor \(last.name) "
+                + "(\(last.summary)) belong to no tensor")
+        }
+        return tensors
+    }
+
+    /// `count` rounded up to a multiple of `alignment`.
+    static func padded(_ count: Int, to alignment: Int) -> Int {
+        (count + alignment - 1) / alignment * alignment
+    }
+
+    private static func span(_ tensor: GGUFTensorInfo, _ dataOffset: Int) -> String {
+        "\(tensor.range.lowerBound - dataOffset)..<\(tensor.range.upperBound - dataOffset)"
+    }
+
+    /// Four magic bytes as text when printable ("GGUX"), in hex otherwise.
+    private static func quoted(_ magic: UnsafeRawBufferPointer.SubSequence) -> String {
+        if magic.allSatisfy({ (0x20..<0x7F).contains($0) && $0 != UInt8(ascii: "\"") }) {
+            return "\"" + String(decoding: magic, as: UTF8.self) + "\""
+        }
+        return magic.map { String(format: "%02X", $0) }.joined(separator: " ")
     }
 
     /// A UInt64 count that must be at most the number of `minimumSize`-byte items that could still

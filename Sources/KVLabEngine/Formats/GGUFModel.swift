@@ -38,6 +38,43 @@ enum GGUFModel {
         return names
     }
 
+    /// Holds the tensor table to exactly what the llama graph reads: every required tensor for layers
+    /// `0..<block_count`, `output.weight` optionally, nothing else. llama.cpp's loader refuses extra
+    /// tensors the same way ("wrong number of tensors"); without this, a lowered `llama.block_count`
+    /// would silently drop the layers past it.
+    static func checkTensorNames(_ tensors: [GGUFTensorInfo], layerCount: Int) throws {
+        let required = requiredTensorNames(layerCount: layerCount)
+        let present = Set(tensors.map(\.name))
+        let missing = required.filter { !present.contains($0) }
+        if !missing.isEmpty {
+            let listed = missing.prefix(4).joined(separator: ", ")
+            throw FormatError("missing tensor\(missing.count > 1 ? "s" : "") \(listed)"
+                + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
+        }
+        let known = Set(required + ["output.weight"])
+        guard let extra = tensors.first(where: { !known.contains($0.name) }) else { return }
+        if let layer = layerNumber(extra.name), layer >= layerCount {
+            let highest = tensors.compactMap { layerNumber($0.name) }.max() ?? layer
+            throw FormatError("tensor \(extra.name) is for layer \(layer), but llama.block_count is \(layerCount): "
+                + "the file has tensors for layers 0...\(highest), and those past the count would be ignored")
+        }
+        if extra.name.hasSuffix(".bias") {
+            throw FormatError("tensor \(extra.name) is a bias, which kvlab's llama models do not have")
+        }
+        if extra.name == "rope_freqs.weight" {
+            throw FormatError("tensor rope_freqs.weight holds RoPE frequency factors (Llama 3.1-style scaling), "
+                + "which kvlab does not implement")
+        }
+        throw FormatError("unexpected tensor \(extra.name): not part of a llama model, so it would be ignored")
+    }
+
+    /// N for a `blk.N.` tensor name.
+    private static func layerNumber(_ name: String) -> Int? {
+        let parts = name.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "blk", parts[1].allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int(parts[1])
+    }
+
     private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, path: String) throws -> LoadedModel {
         let metadata = GGUFMetadata(file: file)
         guard let architecture = try metadata.string("general.architecture") else {
@@ -51,12 +88,7 @@ enum GGUFModel {
                                      defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
 
         let tensors = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        let missing = requiredTensorNames(layerCount: config.layerCount).filter { tensors[$0] == nil }
-        if !missing.isEmpty {
-            let listed = missing.prefix(4).joined(separator: ", ")
-            throw FormatError("missing tensor\(missing.count > 1 ? "s" : "") \(listed)"
-                + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
-        }
+        try checkTensorNames(file.tensors, layerCount: config.layerCount)
         func data(_ info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: bytes[info.range])
         }
@@ -232,21 +264,17 @@ enum GGUFModel {
             for dim in tensor.dims { header.write(UInt64(dim)) }
             header.write(tensor.type.ggmlTypeID)
             header.write(UInt64(offset))
-            offset += padded(tensor.chunk.count, to: alignment)
+            offset += GGUFFile.padded(tensor.chunk.count, to: alignment)
         }
         header.pad(toMultipleOf: alignment)
 
         var chunks: [OutputChunk] = [.data(header.data)]
         for tensor in tensors {
             chunks.append(tensor.chunk)
-            let padding = padded(tensor.chunk.count, to: alignment) - tensor.chunk.count
+            let padding = GGUFFile.padded(tensor.chunk.count, to: alignment) - tensor.chunk.count
             if padding > 0 { chunks.append(.data(Data(count: padding))) }
         }
         return chunks
-    }
-
-    private static func padded(_ count: Int, to alignment: Int) -> Int {
-        (count + alignment - 1) / alignment * alignment
     }
 
     private static func metadataEntries(_ weights: ModelWeights, spec: TokenizerSpec, alignment: Int) -> [(String, GGUFValue)] {

@@ -7,10 +7,12 @@ import KVLabMethods
 /// fixed order; and the companion `tokenizer.bin`.
 enum Llama2cModel {
     static func load(path: String, data: Data, tokenizerPath: String?) throws -> LoadedModel {
-        let tokenizerFile = try tokenizerPath ?? findTokenizer(near: path)
+        // The checkpoint is checked before its tokenizer is looked for, so a file that is no
+        // checkpoint at all is reported as such rather than as lacking a tokenizer.
         let (weights, tensors) = try withFileContext(path) {
             try data.withUnsafeBytes { try parseWeights(ByteReader($0), name: modelName(path)) }
         }
+        let tokenizerFile = try tokenizerPath ?? findTokenizer(near: path)
         let tokenizerData = try readFile(tokenizerFile)
         let spec = try withFileContext(tokenizerFile) {
             try tokenizerData.withUnsafeBytes { try parseTokenizer(ByteReader($0), vocabSize: weights.config.vocabSize) }
@@ -52,12 +54,24 @@ enum Llama2cModel {
         let c = config
         let L = c.layerCount
         var tensors: [TensorInfo] = []
-        // Size check before reading, so a header inconsistent with the file is one clear error.
+        // The format has no offsets, so the header's shapes must account for the file exactly; checked
+        // before reading, so a header inconsistent with the file is one clear error.
         let perLayer = 2 * c.dim + c.dim * c.dim * 2 + c.dim * c.kvDim * 2 + 3 * c.dim * c.hiddenDim
         let ropeTables = c.contextLength * c.headDim / 2 * 2
-        let expected = (c.vocabSize * c.dim + L * perLayer + c.dim + ropeTables + (shared ? 0 : c.vocabSize * c.dim)) * 4
-        guard reader.remaining >= expected else {
-            throw FormatError("header (dim \(c.dim), \(L) layers, vocabulary \(c.vocabSize)) needs \(expected + 28) bytes, the file has \(reader.remaining + 28)")
+        let classifier = c.vocabSize * c.dim * 4
+        let expected = (c.vocabSize * c.dim + L * perLayer + c.dim + ropeTables) * 4 + (shared ? 0 : classifier)
+        let shape = "header (dim \(c.dim), \(L) layers, vocabulary \(c.vocabSize), \(shared ? "shared" : "separate") classifier)"
+        if reader.remaining < expected {
+            // The sign of vocab_size is the only mark of a separate classifier; name it when it explains the size.
+            let hint = !shared && reader.remaining == expected - classifier
+                ? "; the size fits a shared classifier, but the negative vocab_size announces a separate one" : ""
+            throw FormatError("\(shape) needs \(expected + 28) bytes, the file has \(reader.remaining + 28)\(hint)")
+        }
+        if reader.remaining > expected {
+            let hint = shared && reader.remaining == expected + classifier
+                ? "; they fit a separate classifier, which a negative vocab_size would announce" : ""
+            throw FormatError("\(reader.remaining - expected) unexpected bytes after the last tensor "
+                + "(\(shape) needs \(expected + 28) bytes)\(hint)")
         }
         func matrices(_ name: String, rows: Int, cols: Int) throws -> [WeightMatrix] {
             try (0..<L).map { layer in
@@ -92,9 +106,6 @@ enum Llama2cModel {
             let bytes = try reader.readBytes(c.vocabSize * c.dim * 4)
             tensors.append(TensorInfo(name: "output.weight", shape: [c.vocabSize, c.dim], type: .f32, byteCount: bytes.count))
             output = try WeightMatrix(rows: c.vocabSize, cols: c.dim, type: .f32, encoded: bytes)
-        }
-        if reader.remaining != 0 {
-            throw FormatError("\(reader.remaining) unexpected bytes after the last tensor (header inconsistent with the file size)")
         }
         let layers = (0..<L).map { i in
             LayerWeights(attentionNorm: attentionNorms[i], query: wq[i], key: wk[i], value: wv[i], attentionOutput: wo[i],

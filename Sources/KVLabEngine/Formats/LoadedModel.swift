@@ -56,10 +56,16 @@ public enum ModelLoader {
             return try SafetensorsModel.load(path: path)
         }
         let data = try readFile(path)
-        if data.starts(with: Array("GGUF".utf8)) {
+        if isGGUF(path: path, data: data) {
             return try GGUFModel.load(path: path, data: data)
         }
         return try Llama2cModel.load(path: path, data: data, tokenizerPath: tokenizerPath)
+    }
+
+    /// GGUF by content or by name: a `.gguf` file with a damaged magic is reported as a bad GGUF,
+    /// not read as a llama2.c checkpoint (which has no magic to check).
+    static func isGGUF(path: String, data: Data) -> Bool {
+        data.starts(with: Array("GGUF".utf8)) || path.lowercased().hasSuffix(".gguf")
     }
 
     /// Writes `model` as `format` (GGUF: one file; safetensors: a directory with config.json,

@@ -37,7 +37,7 @@ extension ModelLoader {
             let data = try readFile(path)
             return try withFileContext(path) {
                 try data.withUnsafeBytes { bytes in
-                    if data.starts(with: Array("GGUF".utf8)) { return try ggufShape(bytes, path: path) }
+                    if ModelLoader.isGGUF(path: path, data: data) { return try ggufShape(bytes, path: path) }
                     var reader = ByteReader(bytes)
                     let (config, shared) = try Llama2cModel.parseHeader(&reader, name: Llama2cModel.modelName(path))
                     return ModelShape(config: config, tiedEmbeddings: shared, format: .llama2c)
@@ -58,6 +58,9 @@ extension ModelLoader {
         }
         let config = try GGUFModel.modelConfig(metadata, vocabularySize: vocabulary,
                                                defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+        // A vocab-only GGUF (no tensors, like llama.cpp's ggml-vocab-*.gguf) still describes a shape;
+        // a file with tensors must hold the ones its block_count implies.
+        if !file.tensors.isEmpty { try GGUFModel.checkTensorNames(file.tensors, layerCount: config.layerCount) }
         return ModelShape(config: config, tiedEmbeddings: !file.tensors.contains { $0.name == "output.weight" }, format: .gguf)
     }
 }

@@ -38,9 +38,12 @@ struct SafetensorsFile {
         guard headerLength <= UInt64(Self.maxHeaderLength) else {
             throw FormatError("header length \(headerLength) is over the format's limit of \(Self.maxHeaderLength) bytes")
         }
+        let headerBytes = try reader.readBytes(Int(headerLength))
+        // As the reference reader requires: the header is a JSON object from its first byte.
+        guard headerBytes.first == UInt8(ascii: "{") else { throw FormatError("header does not start with \"{\"") }
         let header: JSONValue
         do {
-            header = try JSONValue.parse(try reader.readBytes(Int(headerLength)))
+            header = try JSONValue.parse(headerBytes)
         } catch let error as FormatError {
             throw FormatError("header: \(error.problem)")
         }
@@ -59,6 +62,40 @@ struct SafetensorsFile {
                 continue
             }
             tensors.append(try Self.tensor(name, entry, dataStart: dataStart, dataCount: dataCount))
+        }
+        try Self.checkLayout(tensors, dataStart: dataStart, dataCount: dataCount)
+    }
+
+    /// The reference reader's rule (`Metadata::validate` in the safetensors crate): sorted by their
+    /// offsets, the tensors lie back to back from the start of the data to its end, so none
+    /// overlaps or aliases another and no byte belongs to no tensor. Header order is free (writers
+    /// differ), so two tensors of the same size that trade offsets stay undetectable, as there.
+    private static func checkLayout(_ tensors: [SafetensorsTensor], dataStart: Int, dataCount: Int) throws {
+        let ordered = tensors.sorted {
+            ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound)
+        }
+        func span(_ tensor: SafetensorsTensor) -> String {
+            "bytes \(tensor.range.lowerBound - dataStart)..<\(tensor.range.upperBound - dataStart)"
+        }
+        var previous: SafetensorsTensor?
+        var end = dataStart
+        for tensor in ordered {
+            if tensor.range.lowerBound < end, let previous {
+                throw FormatError("tensor \(tensor.name) data (\(span(tensor))) overlaps tensor \(previous.name) (\(span(previous)))")
+            }
+            if tensor.range.lowerBound > end {
+                let gap = tensor.range.lowerBound - end
+                throw FormatError(previous.map {
+                    "\(gap) data bytes between tensor \($0.name) (\(span($0))) and tensor \(tensor.name) (\(span(tensor))) belong to no tensor"
+                } ?? "the first \(gap) data bytes, before tensor \(tensor.name) (\(span(tensor))), belong to no tensor")
+            }
+            previous = tensor
+            end = tensor.range.upperBound
+        }
+        if end < dataStart + dataCount {
+            let extra = dataStart + dataCount - end
+            throw FormatError(previous.map { "\(extra) data bytes after the last tensor \($0.name) (\(span($0))) belong to no tensor" }
+                ?? "\(extra) data bytes belong to no tensor (the header lists none)")
         }
     }
 

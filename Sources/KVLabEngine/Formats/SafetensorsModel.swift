@@ -109,6 +109,7 @@ enum SafetensorsModel {
         if let bias = store.tensors.keys.sorted().first(where: { $0.hasPrefix("model.layers.") && $0.hasSuffix(".bias") }) {
             throw FileError(path: store.weightsPath, problem: "tensor \(bias) is a bias, which llama models do not have")
         }
+        try checkExtraTensors(store, expected: Set(required), layerCount: c.layerCount)
         let embedding = try store.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.dim)
         let layers = try (0..<c.layerCount).map { i in
             let p = "model.layers.\(i)."
@@ -130,6 +131,30 @@ enum SafetensorsModel {
         } catch let error as FormatError {
             throw FileError(path: store.weightsPath, problem: hfNames(in: error.problem, layerCount: c.layerCount))
         }
+    }
+
+    /// Refuses tensors the llama graph would not read, as llama.cpp's converter does ("Can not map
+    /// tensor"): a layer past num_hidden_layers means the count was lowered and those layers would
+    /// be skipped silently. Two kinds are explained and allowed, as transformers and the converter
+    /// allow them: `lm_head.weight` beside tied embeddings (the tie replaces it) and the
+    /// `rotary_emb.inv_freq` buffers older checkpoints saved (recomputed from rope_theta).
+    private static func checkExtraTensors(_ store: TensorStore, expected: Set<String>, layerCount: Int) throws {
+        let extras = store.tensors.keys.filter {
+            !expected.contains($0) && $0 != "lm_head.weight" && !$0.hasSuffix(".rotary_emb.inv_freq")
+        }
+        guard let extra = extras.min() else { return }
+        let prefix = "model.layers."
+        func layer(_ name: String) -> Int? {
+            guard name.hasPrefix(prefix) else { return nil }
+            let digits = name.dropFirst(prefix.count).prefix { $0.isASCII && $0.isNumber }
+            return name.dropFirst(prefix.count + digits.count).hasPrefix(".") ? Int(digits) : nil
+        }
+        if let name = extras.filter({ (layer($0) ?? -1) >= layerCount }).min(), let number = layer(name) {
+            let highest = extras.compactMap(layer).max() ?? number
+            throw FileError(path: store.weightsPath, problem: "tensor \(name) is for layer \(number), but config.json's "
+                + "num_hidden_layers is \(layerCount): the file has tensors for layers 0...\(highest), and those past the count would be ignored")
+        }
+        throw FileError(path: store.weightsPath, problem: "unexpected tensor \(extra): not part of a llama model, so it would be ignored")
     }
 
     /// `problem` with the GGUF tensor names that `ModelWeights` reports replaced by their HF names.
@@ -295,6 +320,16 @@ struct TensorStore {
                                 problem: "does not contain tensor \(name), which \(SafetensorsModel.indexFile) places there")
             }
             tensors[name] = (number, tensor)
+        }
+        // The index and the shards must agree both ways: a tensor a shard holds but the index leaves
+        // out (or places in another shard) would be silently ignored.
+        for (number, shard) in shards.enumerated() {
+            for tensor in shard.file.tensors where tensors[tensor.name]?.shard != number {
+                let placement = tensors[tensor.name].map {
+                    "places it in \(URL(fileURLWithPath: shards[$0.shard].path).lastPathComponent)"
+                } ?? "does not list it"
+                throw FileError(path: shard.path, problem: "holds tensor \(tensor.name), but \(indexName) \(placement)")
+            }
         }
     }
 
