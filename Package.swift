@@ -120,6 +120,12 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Fuzzer: seeded mutations of every format kvlab reads, each read in a child process
+        .executableTarget(
+            name: "kvlab-fuzz",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+        ),
+
         // MARK: - Tests
         // Shared by the test targets: the snapshot comparison.
         .target(name: "KVLabTestSupport", dependencies: ["KVLabTUI"], path: "Tests/KVLabTestSupport"),
@@ -138,5 +144,6 @@ let package = Package(
         ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
+        .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
     ]
 )
