@@ -65,12 +65,6 @@ struct ByteReader {
     }
 }
 
-/// Reads a whole regular file, memory-mapped, with a one-line error naming it (a FIFO or a
-/// device is refused before it is opened, so nothing blocks or reads forever).
-func readFile(_ path: String) throws -> Data {
-    try InputFile.read(path)
-}
-
 /// Appends little-endian values to a growing byte buffer (the writers' counterpart of ByteReader).
 struct ByteWriter {
     private(set) var data = Data()

@@ -13,7 +13,7 @@ enum Llama2cModel {
             try data.withUnsafeBytes { try parseWeights(ByteReader($0), name: modelName(path)) }
         }
         let tokenizerFile = try tokenizerPath ?? findTokenizer(near: path)
-        let tokenizerData = try readFile(tokenizerFile)
+        let tokenizerData = try InputFile.read(tokenizerFile)
         let spec = try withFileContext(tokenizerFile) {
             try tokenizerData.withUnsafeBytes { try parseTokenizer(ByteReader($0), vocabSize: weights.config.vocabSize) }
         }

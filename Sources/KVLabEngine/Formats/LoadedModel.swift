@@ -55,7 +55,7 @@ public enum ModelLoader {
         if isDirectory.boolValue || path.hasSuffix(".safetensors") || path.hasSuffix(".safetensors.index.json") {
             return try SafetensorsModel.load(path: path)
         }
-        let data = try readFile(path)
+        let data = try InputFile.read(path)
         if isGGUF(path: path, data: data) {
             return try GGUFModel.load(path: path, data: data)
         }

@@ -27,14 +27,14 @@ extension ModelLoader {
             }
             if isDirectory.boolValue || path.hasSuffix(".json") {
                 let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent(SafetensorsModel.configFile) : path
-                let data = try readFile(file)
+                let data = try InputFile.read(file)
                 return try withFileContext(file) {
                     let directory = URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
                     let hf = try HFConfig(try JSONValue.parse(data), defaultName: directory, runnable: false)
                     return ModelShape(config: hf.config, tiedEmbeddings: hf.tiedEmbeddings, format: .safetensors)
                 }
             }
-            let data = try readFile(path)
+            let data = try InputFile.read(path)
             return try withFileContext(path) {
                 try data.withUnsafeBytes { bytes in
                     if ModelLoader.isGGUF(path: path, data: data) { return try ggufShape(bytes, path: path) }

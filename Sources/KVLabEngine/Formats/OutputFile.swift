@@ -41,8 +41,3 @@ func joinedChunks(_ chunks: [OutputChunk]) -> Data {
     }
     return data
 }
-
-/// Writes a small text file (JSON) with a one-line error naming it.
-func writeText(_ text: String, to path: String) throws {
-    try OutputFile.write(Data(text.utf8), to: path)
-}

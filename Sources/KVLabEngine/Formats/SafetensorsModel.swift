@@ -25,7 +25,7 @@ enum SafetensorsModel {
         static func disk(_ directory: String) -> Source {
             Source(directory: directory) { name in
                 let path = (directory as NSString).appendingPathComponent(name)
-                return FileManager.default.fileExists(atPath: path) ? try readFile(path) : nil
+                return FileManager.default.fileExists(atPath: path) ? try InputFile.read(path) : nil
             }
         }
     }
@@ -205,7 +205,7 @@ enum SafetensorsModel {
         let source = Source.disk(path)
         let files = try encode(model.weights, tokenizer: model.tokenizer.spec, directory: path)
         try writeChunks(files.weights, to: source.path(weightsFile))
-        for (name, json) in files.json { try writeText(json.rendered(), to: source.path(name)) }
+        for (name, json) in files.json { try OutputFile.write(Data(json.rendered().utf8), to: source.path(name)) }
     }
 
     /// The files of a model directory: the safetensors chunks and the JSON files by name.
