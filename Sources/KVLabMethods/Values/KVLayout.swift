@@ -13,9 +13,11 @@ public struct KVLayout: Sendable, Equatable, Codable {
     /// The model's RoPE, for caches that store keys before it and apply it as they read them.
     public var ropeTheta: Double
     public var ropeStyle: RoPEStyle
+    /// One per layer: a local layer needs to keep only its window.
+    public var attentionSpans: [AttentionSpan]
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int,
-                ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved) {
+                ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved, attentionSpans: [AttentionSpan]? = nil) {
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
         self.headDim = headDim
@@ -23,6 +25,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         self.capacity = capacity
         self.ropeTheta = ropeTheta
         self.ropeStyle = ropeStyle
+        self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layerCount)
     }
 
     public init(config: ModelConfig, capacity: Int? = nil) {
@@ -33,6 +36,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         self.capacity = capacity ?? config.contextLength
         ropeTheta = config.ropeTheta
         ropeStyle = config.ropeStyle
+        attentionSpans = config.attentionSpans
     }
 }
 

@@ -8,6 +8,20 @@ public enum RoPEStyle: String, Sendable, Codable {
     case halfRotation
 }
 
+/// Which positions one layer attends to.
+public enum AttentionSpan: Sendable, Equatable, Hashable, Codable {
+    /// Every earlier position (full attention).
+    case global
+    /// The last `window` positions, the current one included (Mistral's and Gemma's local layers:
+    /// position i sees j when i - window < j <= i). Entries older than that are never read again.
+    case local(window: Int)
+
+    public var window: Int? {
+        if case .local(let w) = self { return w }
+        return nil
+    }
+}
+
 /// The shape and constants of a llama-family decoder.
 public struct ModelConfig: Sendable, Equatable, Codable {
     public var name: String
@@ -21,10 +35,14 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var ropeTheta: Double
     public var rmsEps: Float
     public var ropeStyle: RoPEStyle
+    /// Channels per attention head; dim / headCount unless the model says otherwise (Qwen3, Gemma).
+    public var headDim: Int
+    /// One per layer: global, or local with its sliding window.
+    public var attentionSpans: [AttentionSpan]
 
     public init(name: String, dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 vocabSize: Int, contextLength: Int, ropeTheta: Double = 10000, rmsEps: Float = 1e-5,
-                ropeStyle: RoPEStyle = .interleaved) {
+                ropeStyle: RoPEStyle = .interleaved, headDim: Int? = nil, attentionSpans: [AttentionSpan]? = nil) {
         self.name = name
         self.dim = dim
         self.hiddenDim = hiddenDim
@@ -36,9 +54,12 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         self.ropeTheta = ropeTheta
         self.rmsEps = rmsEps
         self.ropeStyle = ropeStyle
+        self.headDim = headDim ?? (headCount > 0 ? dim / headCount : 0)
+        self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: max(layerCount, 0))
     }
 
-    public var headDim: Int { dim / headCount }
+    /// Rows of the query projection (and columns of the attention output projection).
+    public var queryDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
     /// Query heads served by one KV head (GQA group size).
     public var groupSize: Int { headCount / kvHeadCount }
@@ -59,6 +80,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try check(layerCount > 0 && layerCount <= Self.maxLayers, "block count \(layerCount) is out of range (1...\(Self.maxLayers))")
         try check(headCount > 0 && headCount <= dim, "head count \(headCount) is out of range for embedding length \(dim)")
         try check(dim % headCount == 0, "embedding length \(dim) is not a multiple of the head count \(headCount)")
+        try check(headDim > 0 && headDim <= Self.maxDimension, "head size \(headDim) is out of range")
         try check(headDim % 2 == 0, "head size \(headDim) is odd; RoPE needs pairs of channels")
         try check(kvHeadCount > 0 && kvHeadCount <= headCount && headCount % kvHeadCount == 0,
                   "KV head count \(kvHeadCount) does not divide the head count \(headCount)")
@@ -66,11 +88,15 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try check(contextLength > 0 && contextLength <= Self.maxContext, "context length \(contextLength) is out of range (1...\(Self.maxContext))")
         try check(ropeTheta.isFinite && ropeTheta > 1, "rope frequency base \(ropeTheta) is not usable")
         try check(rmsEps.isFinite && rmsEps > 0 && rmsEps < 1, "RMSNorm epsilon \(rmsEps) is not usable")
+        try check(attentionSpans.count == layerCount, "\(attentionSpans.count) attention spans for \(layerCount) layers")
+        for span in attentionSpans {
+            if let window = span.window { try check(window > 0, "sliding window \(window) is not positive") }
+        }
     }
 
     /// Parameter count of the weights (classifier counted once when tied).
     public func parameterCount(tiedClassifier: Bool) -> Int {
-        let perLayer = 2 * dim + dim * dim * 2 + dim * kvDim * 2 + 3 * dim * hiddenDim
+        let perLayer = 2 * dim + dim * queryDim * 2 + dim * kvDim * 2 + 3 * dim * hiddenDim
         return vocabSize * dim * (tiedClassifier ? 1 : 2) + layerCount * perLayer + dim
     }
 }
