@@ -55,7 +55,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         self.rmsEps = rmsEps
         self.ropeStyle = ropeStyle
         self.headDim = headDim ?? (headCount > 0 ? dim / headCount : 0)
-        self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: max(layerCount, 0))
+        // A hostile header may claim billions of layers; validate() refuses it before any use, so the
+        // default is only built for counts that could pass.
+        let defaultCount = (1...Self.maxLayers).contains(layerCount) ? layerCount : 0
+        self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: defaultCount)
     }
 
     /// Rows of the query projection (and columns of the attention output projection).
