@@ -20,10 +20,12 @@ let package = Package(
         .library(name: "KVLabSession", targets: ["KVLabSession"]),
         .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
         .library(name: "KVLabApp", targets: ["KVLabApp"]),
+        .library(name: "KVLabSweep", targets: ["KVLabSweep"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // MARK: - System libraries (the only C code kvlab links)
@@ -76,6 +78,15 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
 
+        // MARK: - Sweeps: grids of eval cells, their results store, local and Slurm executors, reports
+        .target(
+            name: "KVLabSweep",
+            dependencies: [
+                "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
         .target(
             name: "KVLabSession",
@@ -116,6 +127,7 @@ let package = Package(
                 "KVLabTUI",
                 "KVLabCurses",
                 "KVLabApp",
+                "KVLabSweep",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -145,5 +157,6 @@ let package = Package(
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
         .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
+        .testTarget(name: "KVLabSweepTests", dependencies: ["KVLabSweep", "KVLabRun", "KVLabMethods", "kvlab"]),
     ]
 )
