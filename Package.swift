@@ -157,6 +157,6 @@ let package = Package(
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
         .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
-        .testTarget(name: "KVLabSweepTests", dependencies: ["KVLabSweep", "KVLabRun", "KVLabMethods", "kvlab"]),
+        .testTarget(name: "KVLabSweepTests", dependencies: ["KVLabSweep", "KVLabRun", "KVLabMethods"]),
     ]
 )
