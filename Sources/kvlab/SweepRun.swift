@@ -27,8 +27,15 @@ struct SweepRun: ParsableCommand {
     @Flag(name: .long, help: "No progress line.")
     var quiet = false
 
+    @Flag(name: .long, help: "Run only the store's failed cells (those that threw, or whose worker or Slurm task ended without a result); no grid needed.")
+    var retry = false
+
+    @OptionGroup(title: "Slurm (--executor slurm)") var slurm: SlurmOptions
+
     func validate() throws {
         try checkRange(workers, 1...256, option: "--workers")
+        if let tasks = slurm.arrayTasks { try checkRange(tasks, 1...1000, option: "--array-tasks") }
+        if let cpus = slurm.cpusPerTask { try checkRange(cpus, 1...4096, option: "--cpus-per-task") }
     }
 
     enum Executor: String, ExpressibleByArgument, CaseIterable {
@@ -36,8 +43,12 @@ struct SweepRun: ParsableCommand {
     }
 
     func run() throws {
-        let cells = try gridOptions.cells()
         let store = try storeOptions.open(creating: true)
+        let cells = try retry ? failedCells(store) : gridOptions.cells()
+        if cells.isEmpty {
+            print("no failed cells in \(store.directory)")
+            return
+        }
         let plan = try singleLineErrors { try store.savePlan(cells) }
         let done = store.doneIDs()
         let todo = cells.indices.filter { !done.contains(cells[$0].id) }
@@ -46,7 +57,33 @@ struct SweepRun: ParsableCommand {
             print("\(cells.count) cells, all done in \(store.directory)")
             return
         }
-        try runLocal(store: store, plan: plan, cells: cells, todo: todo, finishedBefore: finishedBefore)
+        switch executor {
+        case .local: try runLocal(store: store, plan: plan, cells: cells, todo: todo, finishedBefore: finishedBefore)
+        case .slurm: try runSlurm(store: store, plan: plan, cells: cells, todo: todo, finishedBefore: finishedBefore)
+        }
+    }
+
+    /// The failed cells: with Slurm submissions, those their tasks left without a result; and those with a failure record.
+    private func failedCells(_ store: ResultStore) throws -> [SweepCell] {
+        var cells = try singleLineErrors { try store.failures().map(\.cell) }
+        if !(try SlurmExecutor.submissions(store)).isEmpty {
+            let ids = Set(cells.map(\.id))
+            cells += try SlurmExecutor.failedCells(store: store).filter { !ids.contains($0.id) }
+        }
+        return cells
+    }
+
+    private func runSlurm(store: ResultStore, plan: String, cells: [SweepCell], todo: [Int], finishedBefore: Int) throws {
+        var options = SlurmExecutor.Options()
+        options.partition = slurm.partition
+        options.time = slurm.time
+        options.cpusPerTask = slurm.cpusPerTask
+        options.extra = slurm.sbatchOption
+        options.tasks = slurm.arrayTasks
+        options.wait = slurm.wait
+        let submission = try SlurmExecutor.submit(store: store, plan: plan, todo: todo, binary: currentExecutable(), options: options)
+        print("\(cells.count) cells, \(finishedBefore) done before: submitted \(todo.count) as job \(submission.job) "
+            + "(array of \(submission.tasks) tasks)" + (slurm.wait ? ", finished" : "; kvlab sweep status --store \(store.directory) follows it"))
     }
 
     private func runLocal(store: ResultStore, plan: String, cells: [SweepCell], todo: [Int], finishedBefore: Int) throws {
@@ -78,6 +115,27 @@ struct SweepRun: ParsableCommand {
         print("\(progress.done) of \(progress.total) cells done in \(store.directory)"
             + (left > 0 ? ", \(left) failed (kvlab sweep status --store \(store.directory) shows why; rerun to retry)" : ""))
         if left > 0 { throw ExitCode(1) }
+    }
+
+    /// Options passed to `sbatch`.
+    struct SlurmOptions: ParsableArguments {
+        @Option(name: .long, help: "Slurm partition (sbatch --partition).")
+        var partition: String?
+
+        @Option(name: .long, help: "Time limit of each array task (sbatch --time), e.g. 0:30:00.")
+        var time: String?
+
+        @Option(name: .long, help: "CPUs per array task (sbatch --cpus-per-task).")
+        var cpusPerTask: Int?
+
+        @Option(name: .long, help: "Array tasks the cells are sliced into (default: one per 4 cells, at most 1000).")
+        var arrayTasks: Int?
+
+        @Option(name: .long, parsing: .unconditionalSingleValue, help: "Another sbatch option, passed as it is (repeat), e.g. --sbatch-option=--mem=4G.")
+        var sbatchOption: [String] = []
+
+        @Flag(name: .long, help: "Wait for the job array to finish (sbatch --wait).")
+        var wait = false
     }
 
     /// `[ 12/48] 25% 0.84 cells/s, ETA 0:43 (1 failed)`.

@@ -68,3 +68,12 @@ import Testing
         #expect(SweepWorker.slice([1], 1, of: 2).isEmpty)
     }
 }
+
+@Suite struct SlurmQueueTests {
+    @Test func squeueLinesOfSplitAndPendingArrays() {
+        let queue = SlurmExecutor.parseQueue("12 12_[0-2,5%2] PENDING\n12 12_3 RUNNING\n13 13_0 COMPLETING\n14 14 RUNNING\n")
+        #expect(queue["12"] == [0: "PENDING", 1: "PENDING", 2: "PENDING", 5: "PENDING", 3: "RUNNING"])
+        #expect(queue["13"] == [0: "COMPLETING"])
+        #expect(queue["14"] == nil)
+    }
+}
