@@ -10,6 +10,10 @@ public enum ProbeKind: Sendable, Equatable {
     /// and the expected answer is `answerB` (default: the first line of the filler).
     case twoQuestion(questionA: String, questionB: String, answerB: String?)
 
+    /// The two-question probe's default questions (`kvlab eval --question-a`, `--question-b`).
+    public static let defaultQuestionA = "\nWho spoke first?\n"
+    public static let defaultQuestionB = "\nWhat did they say first?\n"
+
     public var name: String {
         switch self {
         case .needle: "needle"

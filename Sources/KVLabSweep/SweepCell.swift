@@ -87,7 +87,7 @@ public enum SweepProbe: Sendable, Equatable {
             self = .probe(.needle(depth: depth, seed: seed))
         case "two-question":
             try only([])
-            self = .probe(.twoQuestion(questionA: "\nWho spoke first?\n", questionB: "\nWhat did they say first?\n", answerB: nil))
+            self = .probe(.twoQuestion(questionA: ProbeKind.defaultQuestionA, questionB: ProbeKind.defaultQuestionB, answerB: nil))
         default:
             throw MethodSpecError("probe: '\(spec.name)' is not perplexity, needle or two-question")
         }

@@ -71,9 +71,11 @@ public struct SweepGrid: Sendable, Equatable {
                 }
             }
         }
+        // Absolute paths: the same files are the same cells from any directory, and Slurm tasks find them.
+        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
         var seen = Set<SweepCell>(), result: [SweepCell] = []
-        for model in models {
-            for text in texts {
+        for model in models.map({ $0 == SweepCell.embeddedModel ? $0 : absolute($0) }) {
+            for text in texts.map(absolute) {
                 for probe in probeNames {
                     for tokenCount in tokens {
                         for chunkCount in chunks {

@@ -44,10 +44,10 @@ struct Eval: ParsableCommand {
     var seed: UInt64 = 1
 
     @Option(name: .long, help: "two-question: the question at the end of the prompt (what methods compress for).")
-    var questionA: String = "\nWho spoke first?\n"
+    var questionA: String = ProbeKind.defaultQuestionA
 
     @Option(name: .long, help: "two-question: the question asked after compression.")
-    var questionB: String = "\nWhat did they say first?\n"
+    var questionB: String = ProbeKind.defaultQuestionB
 
     @Option(name: .long, help: "two-question: the expected answer to question B (default: the first line of the text).")
     var answerB: String?
