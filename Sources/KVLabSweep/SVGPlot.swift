@@ -11,7 +11,7 @@ public enum SVGPlot {
 
     public static func scatter(_ points: [ReportPoint], x: ReportMetric, y: ReportMetric, title: String) -> String {
         let xs = points.map { x.value($0)! }, ys = points.map { y.value($0)! }
-        let xTicks = ticks(min: xs.min()!, max: xs.max()!), yTicks = ticks(min: ys.min()!, max: ys.max()!)
+        let xTicks = ticks(xs, metric: x), yTicks = ticks(ys, metric: y)
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         func px(_ v: Double) -> Double { left + (v - xTicks.first!) / (xTicks.last! - xTicks.first!) * plotWidth }
         func py(_ v: Double) -> Double { top + plotHeight - (v - yTicks.first!) / (yTicks.last! - yTicks.first!) * plotHeight }
@@ -73,6 +73,15 @@ public enum SVGPlot {
         case 1: return "<rect x=\"\(f(x - 5.5))\" y=\"\(f(y - 5.5))\" width=\"11\" height=\"11\"\(outline)>\(tooltip)</rect>"
         default: return "<polygon points=\"\(f(x)),\(f(y - 7)) \(f(x + 7)),\(f(y + 5)) \(f(x - 7)),\(f(y + 5))\"\(outline)>\(tooltip)</polygon>"
         }
+    }
+
+    /// Round ticks covering `values` (or the metric's fixed range); with `binaryTicks`, round in
+    /// the largest power of 1024 below the maximum.
+    static func ticks(_ values: [Double], metric: ReportMetric) -> [Double] {
+        if let range = metric.range { return ticks(min: range.lowerBound, max: range.upperBound) }
+        let high = values.max()!
+        let unit = metric.binaryTicks && high >= 1024 ? pow(1024, floor(log(high) / log(1024))) : 1
+        return ticks(min: values.min()! / unit, max: high / unit).map { $0 * unit }
     }
 
     /// Round tick values covering `min…max` (about 5 intervals of 1, 2 or 5 × 10^k).

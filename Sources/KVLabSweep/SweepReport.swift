@@ -24,26 +24,33 @@ public struct ReportPoint: Sendable, Equatable {
 
 /// A quantity a plot draws, and which way is better.
 public struct ReportMetric: Sendable {
+    /// In file names.
     public var name: String
+    /// In plot titles.
+    public var label: String
     public var axisTitle: String
     public var lowerIsBetter: Bool
+    /// Ticks at round numbers of KiB, MiB, … rather than of powers of ten.
+    public var binaryTicks = false
+    /// An axis drawn over this whole range whatever the values (a share: 0 to 100%).
+    public var range: ClosedRange<Double>?
     public var probe: String
     public var value: @Sendable (ReportPoint) -> Double?
     /// Tick labels.
     public var format: @Sendable (Double) -> String
 
-    public static let deltaNLL = ReportMetric(name: "delta-nll", axisTitle: "ΔNLL vs the full cache (nats/token)", lowerIsBetter: true,
+    public static let deltaNLL = ReportMetric(name: "delta-nll", label: "ΔNLL", axisTitle: "ΔNLL vs the full cache (nats/token)", lowerIsBetter: true,
                                               probe: "perplexity", value: { $0.deltaNLL }, format: { tick($0) })
-    public static let kl = ReportMetric(name: "kl", axisTitle: "KL(full ‖ method) (nats/token)", lowerIsBetter: true,
+    public static let kl = ReportMetric(name: "kl", label: "KL", axisTitle: "KL(full ‖ method) (nats/token)", lowerIsBetter: true,
                                         probe: "perplexity", value: { $0.kl }, format: { tick($0) })
-    public static let needleAccuracy = ReportMetric(name: "needle-accuracy", axisTitle: "needle accuracy (% answered)", lowerIsBetter: false,
-                                                    probe: "needle", value: { $0.accuracy.map { $0 * 100 } }, format: { tick($0) + "%" })
-    public static let residentKV = ReportMetric(name: "kv", axisTitle: "resident KV, mean over steps (bytes)", lowerIsBetter: true,
-                                                probe: "", value: { $0.meanKVBytes }, format: { formatBytes(Int($0.rounded())) })
+    public static let needleAccuracy = ReportMetric(name: "needle-accuracy", label: "needle accuracy", axisTitle: "needle accuracy (% answered)",
+                                                    lowerIsBetter: false, range: 0...100, probe: "needle", value: { $0.accuracy.map { $0 * 100 } }, format: { tick($0) + "%" })
+    public static let residentKV = ReportMetric(name: "kv", label: "resident KV", axisTitle: "resident KV, mean over steps (bytes)", lowerIsBetter: true,
+                                                binaryTicks: true, probe: "", value: { $0.meanKVBytes }, format: { formatBytes(Int($0.rounded())) })
 
     public static func projectedLatency(_ pair: String) -> ReportMetric {
         ReportMetric(name: "latency-" + pair.replacingOccurrences(of: "@", with: "-on-").replacingOccurrences(of: "/", with: "_"),
-                     axisTitle: "projected decode step, \(pair.replacingOccurrences(of: "@", with: " × ")) (ms)", lowerIsBetter: true,
+                     label: "projected latency", axisTitle: "projected decode step, \(pair.replacingOccurrences(of: "@", with: " × ")) (ms)", lowerIsBetter: true,
                      probe: "", value: { $0.projected[pair] }, format: { tick($0) })
     }
 
@@ -124,7 +131,7 @@ public enum SweepReport {
                 for x in [ReportMetric.residentKV] + pairs.map(ReportMetric.projectedLatency) {
                     let drawn = candidates.filter { x.value($0) != nil }
                     guard !drawn.isEmpty else { continue }
-                    let title = "\(y.axisTitle.components(separatedBy: " (").first!) vs \(x.axisTitle.components(separatedBy: ",").first!.components(separatedBy: " (").first!) — \(modelName(model)), \(drawn.count) configurations"
+                    let title = "\(y.label) vs \(x.label) — \(modelName(model)), \(drawn.count) configurations"
                     files.append(("\(prefix)\(y.name)-vs-\(x.name).svg", SVGPlot.scatter(drawn, x: x, y: y, title: title)))
                 }
             }
@@ -148,9 +155,8 @@ public enum SweepReport {
         for key in groups.keys.sorted() {
             let group = groups[key]!
             let probe = group[0].probe
-            let metric = probe == "perplexity" ? ReportMetric.deltaNLL
-                : ReportMetric(name: "", axisTitle: "", lowerIsBetter: false, probe: probe, value: { $0.accuracy.map { $0 * 100 } },
-                               format: { "\($0)" })
+            // Probes (needle, two-question) by their share answered.
+            let metric = probe == "perplexity" ? ReportMetric.deltaNLL : .needleAccuracy
             let onFrontier = Set(frontier(group.map { ($0.meanKVBytes, metric.value($0) ?? .nan) }, lowerYIsBetter: metric.lowerIsBetter))
             lines.append("## \(modelName(group[0].model)): \(probe)")
             lines.append("")
