@@ -70,27 +70,26 @@ public final class LocalExecutor: @unchecked Sendable {
     private func feed(slot: Int, started: Date, report: @Sendable (Progress) -> Void) {
         var worker: (process: Process, input: FileHandle, output: LineReader)?
         while let index = next() {
+            var finished = false
             if worker == nil {
                 do { worker = try spawn(slot: slot) } catch {
                     record(CellFailure(cell: cells[index], error: "cannot start a worker: \(error)", executor: "local"))
-                    continue
                 }
             }
-            guard let (process, input, output) = worker else { continue }
-            try? input.write(contentsOf: Data("\(index)\n".utf8))
-            let line = output.readLine()
-            var finished = false
-            if let line, line == "ok \(index)" || line == "failed \(index)" {
-                finished = line.hasPrefix("ok")
-            } else {
-                // The worker died with this cell in flight.
-                try? input.close()
-                process.waitUntilExit()
-                worker = nil
-                let wasInterrupted = lock.withLock { interrupted }
-                if wasInterrupted || (process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGINT) { break }
-                let how = process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "status \(process.terminationStatus)"
-                record(CellFailure(cell: cells[index], error: "its worker exited (\(how)) while running it", executor: "local"))
+            if let (process, input, output) = worker {
+                try? input.write(contentsOf: Data("\(index)\n".utf8))
+                if let line = output.readLine(), line == "ok \(index)" || line == "failed \(index)" {
+                    finished = line.hasPrefix("ok")
+                } else {
+                    // The worker died with this cell in flight.
+                    try? input.close()
+                    process.waitUntilExit()
+                    worker = nil
+                    let wasInterrupted = lock.withLock { interrupted }
+                    if wasInterrupted || (process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGINT) { break }
+                    let how = process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "status \(process.terminationStatus)"
+                    record(CellFailure(cell: cells[index], error: "its worker exited (\(how)) while running it", executor: "local"))
+                }
             }
             let snapshot = lock.withLock {
                 if finished { progress.done += 1 } else { progress.failed += 1 }

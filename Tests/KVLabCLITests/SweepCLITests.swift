@@ -116,6 +116,50 @@ import FoundationXML
         #expect(status.stdout.contains("11 cells, 11 done, 0 failed, 0 not run"), "\(status.stdout)")
     }
 
+    /// The pid of the `kvlab sweep worker` writing into `store`, from /proc.
+    static func workerPID(store: String) -> Int32? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if arguments.contains("worker"), arguments.contains(store) { return pid }
+        }
+        return nil
+    }
+
+    @Test func aKilledWorkersCellIsRecordedFailedAndRunAgain() throws {
+        let directory = try Self.workspace()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = directory.appendingPathComponent("store").path
+        let arguments = ["sweep", "run", "--store", store, "--text", directory.appendingPathComponent("text.txt").path, "--tokens", "160",
+                         "--policy", "full", "--policy", "tova:budget={budget}", "--budget", "8,16,32", "--workers", "1", "--quiet"]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.binary)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = Pipe()
+        try process.run()
+        var worker: Int32?
+        let deadline = Date().addingTimeInterval(60)
+        while worker == nil, Date() < deadline, process.isRunning {
+            worker = Self.workerPID(store: store)
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let pid = try #require(worker)
+        kill(pid, SIGKILL)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "\(text)")
+        #expect(text.contains("3 of 4 cells done"), "\(text)")
+        let status = try CLITests.run(["sweep", "status", "--store", store])
+        #expect(status.stdout.contains("its worker exited (signal 9) while running it"), "\(status.stdout)")
+        let rerun = try CLITests.run(arguments)
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stdout.contains("4 cells, 3 done before, running 1"), "\(rerun.stdout)")
+        let after = try CLITests.run(["sweep", "status", "--store", store])
+        #expect(after.stdout.contains("4 cells, 4 done, 0 failed"), "\(after.stdout)")
+    }
+
     @Test func reportWritesPlotsAndASummary() throws {
         let directory = try Self.workspace()
         defer { try? FileManager.default.removeItem(at: directory) }
