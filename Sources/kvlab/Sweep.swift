@@ -85,6 +85,12 @@ struct GridOptions: ParsableArguments {
         return g
     }
 
+    /// Whether no axis is given (as `--retry` requires: it takes its cells from the store).
+    var isEmpty: Bool {
+        grid == nil && [model, policy, kv, sparse, attention, budget, bits, text, probe, tokens, chunks, prefill, project].allSatisfy(\.isEmpty)
+            && threads == nil && weights == nil && projectContext == nil
+    }
+
     /// The cells of the grid, or a one-line error.
     func cells() throws -> [SweepCell] {
         do { return try sweepGrid().cells() } catch let error as SweepError { throw CLIError(error.description) }

@@ -36,6 +36,7 @@ struct SweepRun: ParsableCommand {
         try checkRange(workers, 1...256, option: "--workers")
         if let tasks = slurm.arrayTasks { try checkRange(tasks, 1...1000, option: "--array-tasks") }
         if let cpus = slurm.cpusPerTask { try checkRange(cpus, 1...4096, option: "--cpus-per-task") }
+        if retry, !gridOptions.isEmpty { throw ValidationError("--retry runs the store's failed cells: give no grid with it") }
     }
 
     enum Executor: String, ExpressibleByArgument, CaseIterable {

@@ -13,6 +13,7 @@ struct SweepStatus: ParsableCommand {
     func run() throws {
         let store = try storeOptions.open()
         let done = store.doneIDs(), failed = store.failedIDs()
+        if store.plans().isEmpty { print("\(store.directory): no sweep has run here yet") }
         for plan in store.plans() {
             let cells = try singleLineErrors { try ResultStore.loadPlan(plan) }
             let ids = cells.map(\.id)
