@@ -141,6 +141,25 @@ import Testing
             }
         }
     }
+
+    /// A prompt after `think` pruned keys runs one query at a time over entries the window has
+    /// not dropped yet: masked, it gives what decoding the same tokens one by one gives.
+    @Test func aLaterPromptWithPrunedKeysSeesOnlyTheWindow() throws {
+        let config = try EmbeddedModelTests.loaded().config
+        let spans = (0..<config.layerCount).map { $0 % 2 == 0 ? AttentionSpan.local(window: 8) : .global }
+        let weights = try Self.model(spans: spans)
+        func engine() throws -> InferenceEngine {
+            InferenceEngine(weights: weights, cache: PagedKVCache(layout: KVLayout(config: weights.config),
+                                                                  eviction: try EvictionMethod(parsing: "full+think:lambda=0.25,observation=8")))
+        }
+        let batched = try engine(), stepped = try engine()
+        let ids = try Self.tokens(60)
+        for e in [batched, stepped] { try e.prefill(Array(ids.prefix(30))) }
+        #expect((batched.cache as? PagedKVCache)?.keysPruned == true)
+        try batched.prefill(Array(ids[30..<50]))
+        for token in ids[30..<50] { try stepped.decode(token) }
+        #expect(Self.relativeError(Self.logits(batched), Self.logits(stepped)) < 1e-4)
+    }
 }
 
 /// Plain attention over every entry ever appended, each layer masked to its window: the
