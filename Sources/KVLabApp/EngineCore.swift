@@ -220,7 +220,9 @@ public final class EngineCore {
     }
 
     private func start() throws -> EngineEvent {
-        let submission = try recorder?.submit(prompt: prompt) ?? run.submit(prompt: prompt)
+        // An instruct model gets the prompt as a user turn in its own chat template.
+        let text = run.model.chatTemplate == nil ? prompt : try run.model.chatPrompt(user: prompt)
+        let submission = try recorder?.submit(prompt: text) ?? run.submit(prompt: text)
         try follower?.restart(tokens: run.tokens)
         lastFollowerStep = nil
         generating = true

@@ -184,8 +184,22 @@ struct PromptOptions: ParsableArguments {
     @Option(name: .long, help: "Read the prompt from a file (UTF-8).")
     var promptFile: String?
 
-    /// The prompt text (a file's whole content, or a one-line error naming it).
-    func text() throws -> String { try promptFile.map(readTextFile) ?? prompt }
+    @Flag(name: .long, help: "Send the prompt as a user turn in the model's chat template (instruct models).")
+    var chat = false
+
+    @Option(name: .long, help: "System message before the user turn (with --chat).")
+    var system: String?
+
+    func validate() throws {
+        if system != nil, !chat { throw ValidationError("--system needs --chat") }
+    }
+
+    /// The prompt text (a file's whole content, or a one-line error naming it); with --chat, the
+    /// model's chat template applied to it.
+    func text(model: LoadedModel) throws -> String {
+        let text = try promptFile.map(readTextFile) ?? prompt
+        return chat ? try model.chatPrompt(user: text, system: system) : text
+    }
 }
 
 extension KVOptions {

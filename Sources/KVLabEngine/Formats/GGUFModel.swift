@@ -83,7 +83,7 @@ enum GGUFModel {
         guard architecture == "llama" else {
             throw FormatError("architecture \(architecture) is not supported (kvlab runs llama-family models)")
         }
-        let spec = try tokenizerSpec(metadata)
+        let spec = try GGUFTokenizer.spec(metadata)
         let config = try modelConfig(metadata, vocabularySize: spec.tokens.count,
                                      defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
 
@@ -171,59 +171,6 @@ enum GGUFModel {
             throw FormatError("RoPE scaling \(scaling) is not supported")
         }
         return config
-    }
-
-    private static func tokenizerSpec(_ metadata: GGUFMetadata) throws -> TokenizerSpec {
-        guard let modelName = try metadata.string("tokenizer.ggml.model") else {
-            throw FormatError("has no tokenizer (tokenizer.ggml.model missing)")
-        }
-        guard let model = TokenizerSpec.Model(rawValue: modelName) else {
-            throw FormatError("tokenizer model \(modelName) is not supported (llama or gpt2)")
-        }
-        guard let tokens = try metadata.strings("tokenizer.ggml.tokens") else {
-            throw FormatError("has no tokenizer vocabulary (tokenizer.ggml.tokens missing)")
-        }
-        var scores: [Float] = []
-        if model == .sentencePiece {
-            // llama.cpp treats missing scores as 0; kvlab does the same.
-            scores = try metadata.floats("tokenizer.ggml.scores") ?? Array(repeating: 0, count: tokens.count)
-            guard scores.count == tokens.count else {
-                throw FormatError("tokenizer has \(scores.count) scores for \(tokens.count) tokens")
-            }
-            if let bad = scores.firstIndex(where: { !$0.isFinite }) { throw FormatError("token \(bad) has a non-finite score") }
-        }
-        var types: [TokenType] = Array(repeating: .normal, count: tokens.count)
-        if let raw = try metadata.integers("tokenizer.ggml.token_type") {
-            guard raw.count == tokens.count else {
-                throw FormatError("tokenizer has \(raw.count) token types for \(tokens.count) tokens")
-            }
-            types = try raw.enumerated().map { id, value in
-                // 0 is llama.cpp's "undefined", which it treats as normal.
-                if value == 0 { return .normal }
-                guard let type = Int32(exactly: value).flatMap(TokenType.init(rawValue:)) else {
-                    throw FormatError("token \(id) has unknown token type \(value)")
-                }
-                return type
-            }
-        }
-        var merges: [String] = []
-        var preTokenizer = "default"
-        if model == .byteLevelBPE {
-            guard let list = try metadata.strings("tokenizer.ggml.merges") else {
-                throw FormatError("gpt2 tokenizer has no merges (tokenizer.ggml.merges missing)")
-            }
-            merges = list
-            preTokenizer = try metadata.string("tokenizer.ggml.pre") ?? "default"
-        }
-        let spec = TokenizerSpec(
-            model: model, tokens: tokens, scores: scores, types: types, merges: merges,
-            bosID: try metadata.integer("tokenizer.ggml.bos_token_id"),
-            eosID: try metadata.integer("tokenizer.ggml.eos_token_id"),
-            unknownID: try metadata.integer("tokenizer.ggml.unknown_token_id"),
-            addBOS: try metadata.bool("tokenizer.ggml.add_bos_token") ?? (model == .sentencePiece),
-            preTokenizer: preTokenizer)
-        try spec.validate()
-        return spec
     }
 
     // MARK: - Writing
@@ -324,6 +271,8 @@ enum GGUFModel {
             if let id { entries.append(("tokenizer.ggml.\(key)_token_id", u32(id))) }
         }
         entries.append(("tokenizer.ggml.add_bos_token", .bool(spec.addBOS)))
+        if spec.model == .sentencePiece, !spec.addSpacePrefix { entries.append(("tokenizer.ggml.add_space_prefix", .bool(false))) }
+        if let template = spec.chatTemplate { entries.append(("tokenizer.chat_template", .string(template))) }
         return entries
     }
 }

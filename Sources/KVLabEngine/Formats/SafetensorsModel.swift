@@ -12,6 +12,7 @@ enum SafetensorsModel {
     static let indexFile = "model.safetensors.index.json"
     static let tokenizerFile = "tokenizer.json"
     static let tokenizerConfigFile = "tokenizer_config.json"
+    static let chatTemplateFile = "chat_template.jinja"
 
     /// Where a model's files come from: the disk, or memory in tests.
     struct Source {
@@ -78,9 +79,10 @@ enum SafetensorsModel {
         let tokenizerConfig = try source.read(tokenizerConfigFile).map { data in
             try withFileContext(configPath) { try JSONValue.parse(data) }
         }
+        let chatTemplate = try source.read(chatTemplateFile).map { String(decoding: $0, as: UTF8.self) }
         return try withFileContext(path) {
             var spec = try HFTokenizer.spec(tokenizer: try JSONValue.parse(data), tokenizerConfig: tokenizerConfig,
-                                            modelConfig: modelConfig)
+                                            modelConfig: modelConfig, chatTemplateFile: chatTemplate)
             guard spec.tokens.count <= vocabularySize else {
                 throw FormatError("has \(spec.tokens.count) tokens, more than config.json's vocab_size \(vocabularySize)")
             }
