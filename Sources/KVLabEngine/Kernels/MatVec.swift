@@ -42,6 +42,14 @@ enum MatVec {
         case .q8_0: for r in range { out[r] = dotQ8_0(w.row(r), x, n) }
         case .q4_0: for r in range { out[r] = dotQ4_0(w.row(r), x, n) }
         case .q4_1: for r in range { out[r] = dotQ4_1(w.row(r), x, n) }
+        case .bf16, .q5_0, .q5_1, .iq4_nl, .q6_K, .q5_K, .q4_K, .q3_K, .q2_K, .iq4_xs:
+            // No type-specific kernel yet: decode each row (exactly, as the reference does) and take an f32 dot.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { row in
+                for r in range {
+                    w.decodeRow(r, into: row.baseAddress!)
+                    out[r] = dotF32(UnsafeRawPointer(row.baseAddress!), x, n)
+                }
+            }
         }
     }
 
