@@ -19,7 +19,7 @@ struct CausalRows {
     func visible(_ row: Int) -> Int { firstVisible + row / group }
 
     /// The first entry row `row` may see (later rows start no earlier): past its window's start
-    /// once the window lies inside the prompt, else 0 (earlier context is checked by `sees`).
+    /// once the window lies inside the prompt, else 0 (earlier context is checked by `maskWindow`).
     @inline(__always)
     func start(_ row: Int) -> Int {
         guard let window else { return 0 }
@@ -27,21 +27,25 @@ struct CausalRows {
         return token + 1 >= window ? firstVisible + token - window : 0
     }
 
-    /// Whether row `row` sees entry `entry`.
-    @inline(__always)
-    func sees(_ row: Int, _ entry: Int) -> Bool {
-        guard entry < visible(row) else { return false }
-        guard let window else { return true }
-        return Int(slotPositions![entry]) > firstPosition + row / group - window
-    }
-
     /// Sets the scores of a block's rows for a tile's entries they do not see through the window
-    /// to `masked` (row `b` of the block at `s + b·stride`); nothing on a global layer.
+    /// to `masked` (row `b` of the block at `s + b·stride`); nothing on a global layer. Prompt
+    /// entries before a row's window are a range; earlier context is checked entry by entry only
+    /// while the window still reaches back into it.
     @inline(__always)
     func maskWindow(rows: Range<Int>, tile: Range<Int>, scores s: UnsafeMutablePointer<Float>, stride: Int, masked: Float) {
-        guard window != nil else { return }
+        guard let window else { return }
+        let own = firstVisible - 1
         for (b, r) in rows.enumerated() {
-            for (n, e) in tile.enumerated() where e < visible(r) && !sees(r, e) { s[b * stride + n] = masked }
+            let token = r / group, row = s + b * stride, first = tile.lowerBound
+            let context = first..<max(first, min(tile.upperBound, own))
+            if token + 1 < window {
+                let oldest = Int32(clamping: firstPosition + token - window)
+                for e in context where slotPositions![e] <= oldest { row[e - first] = masked }
+            } else {
+                for e in context { row[e - first] = masked }
+            }
+            let cut = min(tile.upperBound, firstVisible + token - window)
+            if cut > max(first, own) { for e in max(first, own)..<cut { row[e - first] = masked } }
         }
     }
 }

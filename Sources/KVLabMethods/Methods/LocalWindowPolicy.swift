@@ -49,7 +49,9 @@ package final class LocalWindowPolicy: EvictionPolicy {
     /// Evicts the entries position `next` does not see (positions ≤ next − window), oldest first.
     package static func trim(_ entries: inout HeadEntries, window: Int, next: Int) {
         let oldest = Int32(clamping: next - window)
-        while entries.count > 0, entries.positions[0] <= oldest { entries.evict(0) }
+        var k = 0
+        while k < entries.count, entries.positions[k] <= oldest { k += 1 }
+        entries.evictOldest(k)
     }
 }
 
