@@ -1,6 +1,7 @@
 import CKVLabKernels
 @testable import KVLabEngine
 import KVLabMethods
+import KVLabRun
 import Testing
 
 /// The C decode kernels against scalar references: each weight type's row dot product on random
@@ -142,6 +143,17 @@ import Testing
             }
         }
         #expect(counts == [300, 300, 300, 300])
+    }
+
+    @Test func ggufWeightsRunFromTheMappedFile() throws {
+        let weights = try EmbeddedModel.load().weights
+        #expect(weights.tokenEmbedding.isMapped && weights.layers.allSatisfy { $0.ffnDown.isMapped && $0.value.isMapped })
+        let converted = weights.converted(to: .q8_0)
+        #expect(!converted.layers[0].ffnDown.isMapped)
+        let engine = InferenceEngine(weights: weights)
+        try engine.decode(1)
+        let finite = engine.logits.allSatisfy { $0.isFinite }
+        #expect(finite)
     }
 
     @Test func vectorPathIsNamed() {

@@ -97,6 +97,14 @@ struct ReferenceTests {
         #expect(restored.layers[0].key.decodedValues() == model.weights.layers[0].key.decodedValues())
     }
 
+    @Test func quantizedPrefillDoesNotDependOnThreadCount() throws {
+        let weights = model.weights.converted(to: .q4_0)
+        let tokens = Array(reference.greedy.ids.prefix(48))
+        let one = try InferenceEngine(weights: weights, options: EngineOptions(threads: 1)).prefill(tokens, allLogits: true).logits
+        let three = try InferenceEngine(weights: weights, options: EngineOptions(threads: 3)).prefill(tokens, allLogits: true).logits
+        #expect(one == three)
+    }
+
     @Test func resultsDoNotDependOnThreadCount() throws {
         let one = InferenceEngine(weights: model.weights, options: EngineOptions(threads: 1))
         let two = InferenceEngine(weights: model.weights, options: EngineOptions(threads: 2))

@@ -19,4 +19,17 @@ final class WorkerPool: @unchecked Sendable {
     func run(_ task: ckv_task, _ context: UnsafeMutableRawPointer) {
         ckv_pool_run(pool, task, context)
     }
+
+    /// Runs `body(share, shares)` for every share, the first on the calling thread, and returns
+    /// when all are done.
+    func run(_ body: (Int, Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var closure = body
+            withUnsafeMutablePointer(to: &closure) { pointer in
+                ckv_pool_run(pool, { context, index, count in
+                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(index), Int(count))
+                }, pointer)
+            }
+        }
+    }
 }

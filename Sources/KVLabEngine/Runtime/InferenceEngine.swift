@@ -192,9 +192,9 @@ public final class InferenceEngine {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             let rotateKeys = !cache.keysBeforeRoPE
             for t in 0..<n {
                 let cos = batch.cos + t * half, sin = batch.sin + t * half
@@ -209,15 +209,15 @@ public final class InferenceEngine {
             cache.attend(layer: l, positions: position..<(position + n), queries: batch.q, output: batch.attention, ledger: &cacheLedger)
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
-            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.swiGLU(batch.hidden, batch.hidden2, count: n * c.hiddenDim)
-            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -235,7 +235,7 @@ public final class InferenceEngine {
         if allLogits {
             normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
             all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
-                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &outside)
+                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, pool: pool, ledger: &outside)
                 count = n * c.vocabSize
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
