@@ -22,7 +22,7 @@ struct Info: ParsableCommand {
         print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
-        print("weights      \(formatBytes(w.residentBytes)) resident")
+        print("weights      \(formatBytes(w.residentBytes)) resident, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place")
         let spec = loaded.tokenizer.spec
         print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
         let kvPerToken = 2 * c.layerCount * c.kvDim * 4

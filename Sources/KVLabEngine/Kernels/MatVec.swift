@@ -91,3 +91,9 @@ extension WeightType {
     /// Whether this type's kernel reads the input quantized to 8 bits (else as floats).
     var readsQuantizedActivation: Bool { ckv_uses_quantized_activation(Int32(ggmlTypeID)) != 0 }
 }
+
+/// What the decode kernels were built for, for `kvlab bench`.
+public enum DecodeKernels {
+    /// The vector path compiled in: "avx512-vnni", "avx2" or "portable".
+    public static var vectorPath: String { String(cString: ckv_vector_path()) }
+}
