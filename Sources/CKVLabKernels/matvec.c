@@ -44,11 +44,21 @@ static inline float half_to_float(const void *p) {
 #endif
 }
 
+static inline uint16_t load16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
+
 // MARK: - Activation quantization
 
 size_t ckv_activation_bytes(int n) { return (size_t)n + (size_t)(n / 32) * 8; }
 
-int ckv_uses_quantized_activation(int type) { return type != CKV_F32 && type != CKV_F16; }
+int ckv_has_kernel(int type) {
+    return type == CKV_F32 || type == CKV_F16 || type == CKV_BF16 || type == CKV_Q8_0 || type == CKV_Q4_0 || type == CKV_Q4_1;
+}
+
+int ckv_uses_quantized_activation(int type) { return ckv_has_kernel(type) && type != CKV_F32 && type != CKV_F16 && type != CKV_BF16; }
 
 void ckv_quantize_activation(const float *x, int n, ckv_activation a) {
     for (int b = 0; b < n / 32; b++) {
@@ -95,12 +105,6 @@ static inline __m256i dot_s8s8(__m256i w, __m256i a) {
 static inline __m256i nibbles(const uint8_t *p) {
     const __m128i q = _mm_loadu_si128((const __m128i *)p);
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
-}
-
-static inline uint16_t load16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return h;
 }
 
 /// Four fp16 values `stride` bytes apart, as floats.
@@ -183,6 +187,29 @@ static float dot_f16(const uint8_t *w, const float *x, int n) {
     return sum;
 }
 
+/// bfloat16: the high half of an f32.
+static float dot_bf16(const uint8_t *w, const float *x, int n) {
+    int i = 0;
+    float sum = 0;
+#if defined(CKV_X86)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i h0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        const __m256i h1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h0, 16)), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h1, 16)), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    sum = hsum8(_mm256_add_ps(a0, a1));
+#endif
+    for (; i < n; i++) {
+        const uint32_t bits = (uint32_t)load16(w + 2 * i) << 16;
+        float v;
+        memcpy(&v, &bits, 4);
+        sum += v * x[i];
+    }
+    return sum;
+}
+
 /// block_q8_0: fp16 d, 32 int8. Σ_b d_w·d_a·Σ w·a.
 static float dot_q8_0(const uint8_t *w, int nb, ckv_activation a) {
 #if defined(CKV_X86)
@@ -241,6 +268,7 @@ float ckv_dot_row(int type, const void *row, int cols, const float *x, ckv_activ
     switch (type) {
     case CKV_F32: return dot_f32((const float *)row, x, cols);
     case CKV_F16: return dot_f16((const uint8_t *)row, x, cols);
+    case CKV_BF16: return dot_bf16((const uint8_t *)row, x, cols);
     case CKV_Q8_0: return dot_q8_0((const uint8_t *)row, cols / 32, a);
     case CKV_Q4_0: return dot_q4_0((const uint8_t *)row, cols / 32, a);
     case CKV_Q4_1: return dot_q4_1((const uint8_t *)row, cols / 32, a);

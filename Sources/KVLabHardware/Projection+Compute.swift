@@ -112,10 +112,10 @@ struct ProjectionModel {
 
     // MARK: - Weights
 
-    /// Bytes of a `rows × cols` matrix in the selected type; rows that cannot hold a ggml block
-    /// stay f16, as the engine stores them.
+    /// Bytes of a `rows × cols` matrix in the selected type; rows that are not whole blocks take
+    /// llama.cpp's fallback type, as the engine stores them.
     func matrixBytes(rows: Int, cols: Int) -> Double {
-        let type = setup.weights.canStore(rowLength: cols) ? setup.weights : .f16
+        let type = setup.weights.storing(rowLength: cols)
         return Double(type.byteCount(elements: rows * cols))
     }
 

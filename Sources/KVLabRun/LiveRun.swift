@@ -152,7 +152,7 @@ public enum SettingChange: Sendable, Equatable {
             let name = Substring(text).trimmingSpaces.lowercased()
             if name == RunSettings.storedWeights {
                 self = .weights(nil)
-            } else if let type = WeightType(rawValue: name) {
+            } else if let type = WeightType.allCases.first(where: { $0.rawValue.lowercased() == name }) {
                 self = .weights(type)
             } else {
                 let names = WeightType.allCases.map(\.rawValue) + [RunSettings.storedWeights]

@@ -23,6 +23,10 @@ struct Info: ParsableCommand {
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
         print("weights      \(formatBytes(w.residentBytes)) resident, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place")
+        // The stored type mix, most bytes first (a llama-quantize Q4_K_M file is mostly q4_K with some q6_K).
+        let byType = Dictionary(grouping: loaded.tensors, by: \.type).map { ($0.key, $0.value.count, $0.value.reduce(0) { $0 + $1.byteCount }) }
+        print("types        " + byType.sorted { ($0.2, $0.0.rawValue) > ($1.2, $1.0.rawValue) }
+            .map { "\($0.0.rawValue) ×\($0.1) (\(formatBytes($0.2)))" }.joined(separator: ", "))
         let spec = loaded.tokenizer.spec
         print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
         let kvPerToken = 2 * c.layerCount * c.kvDim * 4
@@ -32,12 +36,12 @@ struct Info: ParsableCommand {
         for (key, value) in loaded.metadata { print("meta         \(key) = \(value)") }
         print("")
         let nameWidth = max(4, loaded.tensors.map(\.name.count).max() ?? 0)
-        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  shape          type   bytes")
+        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  shape          type    bytes")
         for tensor in loaded.tensors {
             let shape = tensor.shape.map(String.init).joined(separator: " × ")
             print(tensor.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
                   + shape.padding(toLength: 13, withPad: " ", startingAt: 0) + "  "
-                  + tensor.type.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
+                  + tensor.type.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
         }
         print("\(loaded.tensors.count) tensors, \(formatBytes(loaded.tensors.reduce(0) { $0 + $1.byteCount })) in the file")
     }

@@ -31,6 +31,8 @@ import Testing
             for i in 0..<(rows * cols) { withUnsafeBytes(of: random.normal() * 4) { bytes.replaceSubrange(i * 4..<(i * 4 + 4), with: $0) } }
         } else if type == .f16 {
             for i in 0..<(rows * cols) { withUnsafeBytes(of: Half.fromFloat(random.normal() * 4)) { bytes.replaceSubrange(i * 2..<(i * 2 + 2), with: $0) } }
+        } else if type == .bf16 {
+            for i in 0..<(rows * cols) { withUnsafeBytes(of: UInt16((random.normal() * 4).bitPattern >> 16)) { bytes.replaceSubrange(i * 2..<(i * 2 + 2), with: $0) } }
         } else {
             let blocks = rows * cols / type.blockSize
             func half(_ value: UInt16, at offset: Int) { bytes[offset] = UInt8(value & 0xff); bytes[offset + 1] = UInt8(value >> 8) }
@@ -76,7 +78,7 @@ import Testing
         #expect(a.view.d[0] == 0 && (0..<32).allSatisfy { a.view.qs[$0] == 0 })
     }
 
-    @Test(arguments: [WeightType.f32, .f16, .q8_0, .q4_0, .q4_1])
+    @Test(arguments: [WeightType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1])
     func rowDotMatchesDequantizedReference(type: WeightType) throws {
         let rows = 24, cols = 256
         let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 11 + UInt64(type.ggmlTypeID))
@@ -128,6 +130,30 @@ import Testing
         #expect(run(threads: 2) == one)
         #expect(run(threads: 3) == one)
         #expect(run(threads: 7) == one)
+    }
+
+    /// Types without a kernel here are decoded exactly and take a float dot product, on the pool too.
+    @Test(arguments: [WeightType.q4_K, .q6_K, .q5_0])
+    func typesWithoutAKernelMatchTheirDecodedRows(type: WeightType) throws {
+        let cols = 512, rows = 160
+        var random = Bytes(state: 77)
+        let values = (0..<(rows * cols)).map { _ in random.normal() * 0.1 }
+        let w = WeightMatrix(rows: rows, cols: cols, values: values, type: type)
+        #expect(!type.hasKernel && !type.readsQuantizedActivation)
+        let x = Self.input(cols: cols, seed: 13)
+        let decoded = w.decodedValues()
+        var out = [Float](repeating: .nan, count: rows)
+        var ledger = IOLedger()
+        out.withUnsafeMutableBufferPointer { o in
+            MatVec.multiply(.init(w, into: o.baseAddress!), input: x, scratch: QuantizedActivation(capacity: cols),
+                            pool: WorkerPool(threads: 2), ledger: &ledger)
+        }
+        for r in 0..<rows {
+            let exact = (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(x[$1]) }
+            let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(decoded[r * cols + $1]) * Double(x[$1])) }
+            #expect(abs(Double(out[r]) - exact) <= 1e-5 * magnitude, "\(type) row \(r)")
+        }
+        #expect(ledger.bytesRead(.weights) == UInt64(w.byteCount) && ledger.bytesRead(.activations) == UInt64(cols * 4))
     }
 
     @Test func poolRunsEveryShareOnceAcrossManyDispatches() {

@@ -11,7 +11,7 @@
 
 /// Weight types, as kvlab's WeightType (the numbers are ggml's type ids).
 enum {
-    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q8_0 = 8,
+    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q8_0 = 8, CKV_BF16 = 30,
 };
 
 /// An activation vector quantized in blocks of 32 (as ggml's q8_0 / q8_1 activations, with fp32
@@ -28,6 +28,9 @@ size_t ckv_activation_bytes(int n);
 
 /// Quantizes `n` floats (a multiple of 32) into `a`.
 void ckv_quantize_activation(const float *x, int n, ckv_activation a);
+
+/// Whether a weight type has a kernel here (the others are decoded to floats by the caller).
+int ckv_has_kernel(int type);
 
 /// Whether a weight type's kernel reads the quantized activation (else the float one).
 int ckv_uses_quantized_activation(int type);

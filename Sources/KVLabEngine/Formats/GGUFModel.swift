@@ -110,11 +110,11 @@ enum GGUFModel {
                 throw FormatError("tensor \(name) has shape \(info.shape), expected a vector")
             }
             switch info.type {
-            case .f32, .f16:
+            case .f32, .f16, .bf16:
                 let matrix = try WeightMatrix(rows: 1, cols: info.dims[0], type: info.type, encoded: data(info))
                 return matrix.decodedValues()
             default:
-                throw FormatError("tensor \(name) is \(info.type.rawValue); norm weights must be f32 or f16")
+                throw FormatError("tensor \(name) is \(info.type.rawValue); norm weights must be f32, f16 or bf16")
             }
         }
 
@@ -136,7 +136,8 @@ enum GGUFModel {
         var shown: [(String, String)] = [("gguf.version", "\(file.version)")]
         for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix("llama.") || key.hasPrefix("kvlab.") {
             if case .array = value { continue }
-            shown.append((key, value.displayText))
+            let recipe = key == "general.file_type" ? value.integer.flatMap(GGUFFileType.name).map { " (\($0))" } : nil
+            shown.append((key, value.displayText + (recipe ?? "")))
         }
         shown.append(("tokenizer.ggml.model", spec.model.rawValue))
         if spec.model == .byteLevelBPE { shown.append(("tokenizer.ggml.pre", spec.preTokenizer)) }
@@ -281,15 +282,8 @@ enum GGUFModel {
     private static func metadataEntries(_ weights: ModelWeights, spec: TokenizerSpec, alignment: Int) -> [(String, GGUFValue)] {
         let c = weights.config
         func u32(_ value: Int) -> GGUFValue { .uint32(UInt32(clamping: value)) }
-        // llama.cpp's LLAMA_FTYPE for the type most matrices use (the attention projections).
-        let mainType = weights.layers.first?.query.type ?? weights.tokenEmbedding.type
-        let fileType: UInt32 = switch mainType {
-        case .f32: 0
-        case .f16: 1
-        case .q4_0: 2
-        case .q4_1: 3
-        case .q8_0: 7
-        }
+        // llama.cpp's file type for the type most matrices use (the attention projections).
+        let fileType = GGUFFileType.id(mainType: weights.layers.first?.query.type ?? weights.tokenEmbedding.type)
         var entries: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
             ("general.name", .string(c.name)),

@@ -39,6 +39,7 @@ enum MatVec {
         var elements = 0, quantized = false
         each { w, out in
             precondition(w.cols == cols, "products sharing an input need the same column count")
+            guard w.type.hasKernel else { return decodedRows(w, x, into: out, pool: pool) }
             let matrix = ckv_matrix(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes,
                                     type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows), out: out)
             let index = Int(job.count)
@@ -56,7 +57,7 @@ enum MatVec {
         }
         if pool.threads > 1, elements >= parallelThreshold {
             pool.run(ckv_matvec_part, &job)
-        } else {
+        } else if job.count > 0 {
             ckv_matvec_part(&job, 0, 1)
         }
         each { w, _ in
@@ -64,6 +65,21 @@ enum MatVec {
             ledger.read(.activations, w.type.readsQuantizedActivation ? quantizedBytes : cols * 4)
             ledger.write(.activations, w.rows * 4)
         }
+    }
+
+    /// A type without a kernel of its own: each row decoded exactly (as the reference decoder
+    /// does) into a scratch row, then a float dot product.
+    private static func decodedRows(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                    pool: WorkerPool) {
+        let work = { (share: Int, shares: Int) in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: w.cols) { row in
+                for r in (w.rows * share / shares)..<(w.rows * (share + 1) / shares) {
+                    w.decodeRow(r, into: row.baseAddress!)
+                    out[r] = ckv_dot_row(Int32(WeightType.f32.ggmlTypeID), row.baseAddress!, Int32(w.cols), x, ckv_activation())
+                }
+            }
+        }
+        if pool.threads > 1, w.elementCount >= parallelThreshold { pool.run(work) } else { work(0, 1) }
     }
 }
 
@@ -88,6 +104,9 @@ final class QuantizedActivation {
 }
 
 extension WeightType {
+    /// Whether CKVLabKernels reads this type directly (else rows are decoded to floats first).
+    var hasKernel: Bool { ckv_has_kernel(Int32(ggmlTypeID)) != 0 }
+
     /// Whether this type's kernel reads the input quantized to 8 bits (else as floats).
     var readsQuantizedActivation: Bool { ckv_uses_quantized_activation(Int32(ggmlTypeID)) != 0 }
 }

@@ -1,8 +1,8 @@
 import KVLabFoundation
 import KVLabMethods
 
-/// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16 or a ggml
-/// block type), so resident bytes and the bytes a kernel reads are those of that type.
+/// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16, bf16 or a
+/// ggml block type), so resident bytes and the bytes a kernel reads are those of that type.
 public final class WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
@@ -99,9 +99,9 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// The same matrix stored as `target`; rows whose length is not a whole number of `target`
-    /// blocks cannot be stored that way and fall back to f16 (as llama.cpp's quantizer does).
+    /// blocks take llama.cpp's fallback type instead (`WeightType.storing(rowLength:)`).
     public func converted(to target: WeightType) -> WeightMatrix {
-        let chosen = target.canStore(rowLength: cols) ? target : .f16
+        let chosen = target.storing(rowLength: cols)
         if chosen == type { return self }
         return WeightMatrix(rows: rows, cols: cols, values: decodedValues(), type: chosen)
     }
