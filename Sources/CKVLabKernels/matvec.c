@@ -55,7 +55,8 @@ static inline uint16_t load16(const uint8_t *p) {
 size_t ckv_activation_bytes(int n) { return (size_t)n + (size_t)(n / 32) * 8; }
 
 int ckv_has_kernel(int type) {
-    return type == CKV_F32 || type == CKV_F16 || type == CKV_BF16 || type == CKV_Q8_0 || type == CKV_Q4_0 || type == CKV_Q4_1;
+    return type == CKV_F32 || type == CKV_F16 || type == CKV_BF16 || type == CKV_Q8_0 || type == CKV_Q4_0 || type == CKV_Q4_1
+        || type == CKV_Q4_K || type == CKV_Q6_K;
 }
 
 int ckv_uses_quantized_activation(int type) { return ckv_has_kernel(type) && type != CKV_F32 && type != CKV_F16 && type != CKV_BF16; }
@@ -264,6 +265,113 @@ static float dot_q4_1(const uint8_t *w, int nb, ckv_activation a) {
 #endif
 }
 
+/// ggml's get_scale_min_k4: the 6-bit scales and mins of a q4_K super-block's 8 sub-blocks.
+static inline void scales_mins_k4(const uint8_t *q, uint8_t *scales, uint8_t *mins) {
+    for (int j = 0; j < 4; j++) {
+        scales[j] = q[j] & 63;
+        mins[j] = q[j + 4] & 63;
+        scales[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
+        mins[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+    }
+}
+
+/// block_q4_K (256 elements): fp16 d, fp16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
+/// nibbles; sub-block j (32 elements, one activation block) is d·scale_j·u − dmin·min_j.
+/// Σ_j d·scale_j·d_a·Σ u·a − dmin·min_j·s_a.
+static float dot_q4_K(const uint8_t *w, int nb, ckv_activation a) {
+    float sum = 0, offset = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 144;
+        const float d = half_to_float(p), dmin = half_to_float(p + 2);
+        uint8_t scales[8], mins[8];
+        scales_mins_k4(p + 4, scales, mins);
+        const int8_t *y = a.qs + b * 256;
+        const float *ad = a.d + b * 8, *as = a.s + b * 8;
+#if defined(CKV_X86)
+        __m256i dots[8];
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+            dots[2 * k] = dot_u8s8(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), codes(y + 64 * k));
+            dots[2 * k + 1] = dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)), codes(y + 64 * k + 32));
+        }
+        const __m256 low = _mm256_cvtepi32_ps(_mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]), _mm256_hadd_epi32(dots[2], dots[3])));
+        const __m256 high = _mm256_cvtepi32_ps(_mm256_hadd_epi32(_mm256_hadd_epi32(dots[4], dots[5]), _mm256_hadd_epi32(dots[6], dots[7])));
+        const __m256 sc = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scales))),
+                                        _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(ad)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
+        const __m128 sc_low = _mm256_castps256_ps128(sc), sc_high = _mm256_extractf128_ps(sc, 1);
+        __m256 acc = _mm256_mul_ps(low, _mm256_set_m128(sc_low, sc_low));
+        acc = _mm256_fmadd_ps(high, _mm256_set_m128(sc_high, sc_high), acc);
+        sum += hsum8(acc);
+        offset += dmin * hsum8(_mm256_mul_ps(mn, _mm256_loadu_ps(as)));
+#else
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = p + 16 + 32 * (j / 2);
+            const int shift = 4 * (j % 2);
+            int dot = 0;
+            for (int l = 0; l < 32; l++) dot += ((q[l] >> shift) & 0xf) * y[32 * j + l];
+            sum += d * scales[j] * ad[j] * (float)dot;
+            offset += dmin * mins[j] * as[j];
+        }
+#endif
+    }
+    return sum - offset;
+}
+
+/// block_q6_K (256 elements): 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales
+/// (one per 16 elements), fp16 d; element 128h + 32p + l is d·scale·(u − 32), scale 8h + 2p + l/16.
+/// Codes u − 32 are signed bytes, so each half of an activation block is a signed dot product
+/// whose lanes take their half's scale before the four groups are folded.
+static float dot_q6_K(const uint8_t *w, int nb, ckv_activation a) {
+    float sum = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 210;
+        const float d = half_to_float(p + 208);
+        const int8_t *scales = (const int8_t *)(p + 192);
+        const int8_t *y = a.qs + b * 256;
+        const float *ad = a.d + b * 8;
+#if defined(CKV_X86)
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(p + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), bias = _mm256_set1_epi8(32);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+            __m256i dots[4];
+            for (int g = 0; g < 4; g++) {
+                const int8_t *sc = scales + 8 * h + 2 * g;
+                // Lanes 0–3 hold elements 0–15 (first scale), lanes 4–7 elements 16–31.
+                const __m256i lane_scales = _mm256_setr_epi32(sc[0], sc[0], sc[0], sc[0], sc[1], sc[1], sc[1], sc[1]);
+                dots[g] = _mm256_mullo_epi32(dot_s8s8(_mm256_sub_epi8(q[g], bias), codes(y + 128 * h + 32 * g)), lane_scales);
+            }
+            // Fold the groups: lanes [g0 g1 g2 g3 | g0 g1 g2 g3], each a half-block's scaled sum.
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]), _mm256_hadd_epi32(dots[2], dots[3])));
+            const __m128 da = _mm_mul_ps(_mm_set1_ps(d), _mm_loadu_ps(ad + 4 * h));
+            sum += hsum8(_mm256_mul_ps(sums, _mm256_set_m128(da, da)));
+        }
+#else
+        for (int h = 0; h < 2; h++) {
+            for (int g = 0; g < 4; g++) {
+                int dot[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    const uint8_t low = p[64 * h + l + 32 * (g % 2)];
+                    const int nibble = g < 2 ? low & 0xf : low >> 4;
+                    const int high = (p[128 + 32 * h + l] >> (2 * g)) & 3;
+                    dot[l / 16] += ((nibble | high << 4) - 32) * y[128 * h + 32 * g + l];
+                }
+                const int8_t *sc = scales + 8 * h + 2 * g;
+                sum += d * ad[4 * h + g] * (float)(sc[0] * dot[0] + sc[1] * dot[1]);
+            }
+        }
+#endif
+    }
+    return sum;
+}
+
 float ckv_dot_row(int type, const void *row, int cols, const float *x, ckv_activation a) {
     switch (type) {
     case CKV_F32: return dot_f32((const float *)row, x, cols);
@@ -272,6 +380,8 @@ float ckv_dot_row(int type, const void *row, int cols, const float *x, ckv_activ
     case CKV_Q8_0: return dot_q8_0((const uint8_t *)row, cols / 32, a);
     case CKV_Q4_0: return dot_q4_0((const uint8_t *)row, cols / 32, a);
     case CKV_Q4_1: return dot_q4_1((const uint8_t *)row, cols / 32, a);
+    case CKV_Q4_K: return dot_q4_K((const uint8_t *)row, cols / 256, a);
+    case CKV_Q6_K: return dot_q6_K((const uint8_t *)row, cols / 256, a);
     default: return NAN;
     }
 }

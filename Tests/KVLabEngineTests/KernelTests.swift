@@ -39,8 +39,11 @@ import Testing
             for b in 0..<blocks {
                 let start = b * type.bytesPerBlock
                 let scale = random.next() % 2 == 0 ? edgeScales[Int(random.next() % UInt64(edgeScales.count))] : Half.fromFloat(random.normal() * 0.1)
-                half(scale, at: start)
-                if type == .q4_1 { half(random.next() % 3 == 0 ? edgeScales[b % edgeScales.count] : Half.fromFloat(random.normal()), at: start + 2) }
+                // The block's fp16 scale d (last in q6_K) and, for q4_1 and q4_K, its minimum.
+                half(scale, at: start + (type == .q6_K ? 208 : 0))
+                if type == .q4_1 || type == .q4_K {
+                    half(random.next() % 3 == 0 ? edgeScales[b % edgeScales.count] : Half.fromFloat(random.normal()), at: start + 2)
+                }
             }
             for i in 0..<type.bytesPerBlock { bytes[i] = 0 }
         }
@@ -78,7 +81,7 @@ import Testing
         #expect(a.view.d[0] == 0 && (0..<32).allSatisfy { a.view.qs[$0] == 0 })
     }
 
-    @Test(arguments: [WeightType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1])
+    @Test(arguments: [WeightType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
     func rowDotMatchesDequantizedReference(type: WeightType) throws {
         let rows = 24, cols = 256
         let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 11 + UInt64(type.ggmlTypeID))
@@ -100,7 +103,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [WeightType.f32, .q8_0, .q4_0, .q4_1])
+    @Test(arguments: [WeightType.f32, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
     func rowSplitDoesNotChangeResults(type: WeightType) throws {
         let cols = 512
         let matrices = try [96, 32, 32].enumerated().map { try Self.randomRows(type, rows: $1, cols: cols, seed: 40 + UInt64($0)) }
@@ -133,7 +136,7 @@ import Testing
     }
 
     /// Types without a kernel here are decoded exactly and take a float dot product, on the pool too.
-    @Test(arguments: [WeightType.q4_K, .q6_K, .q5_0])
+    @Test(arguments: [WeightType.q5_K, .q3_K, .q5_0])
     func typesWithoutAKernelMatchTheirDecodedRows(type: WeightType) throws {
         let cols = 512, rows = 160
         var random = Bytes(state: 77)

@@ -11,7 +11,7 @@
 
 /// Weight types, as kvlab's WeightType (the numbers are ggml's type ids).
 enum {
-    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q8_0 = 8, CKV_BF16 = 30,
+    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q8_0 = 8, CKV_Q4_K = 12, CKV_Q6_K = 14, CKV_BF16 = 30,
 };
 
 /// An activation vector quantized in blocks of 32 (as ggml's q8_0 / q8_1 activations, with fp32
