@@ -28,11 +28,18 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // MARK: - System libraries (the only C code kvlab links)
+        // MARK: - C: system libraries and the kernels
         .systemLibrary(
             name: "COpenBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
+        ),
+        // kvlab's own C: the decode kernels (integer dot products on the build machine's vector
+        // units) and their worker pool, optimized in debug builds too.
+        .target(
+            name: "CKVLabKernels",
+            cSettings: [.unsafeFlags(["-march=native", "-O3"])],
+            linkerSettings: [.linkedLibrary("pthread")]
         ),
         .systemLibrary(
             name: "CNCursesW",
@@ -55,7 +62,7 @@ let package = Package(
         // MARK: - Engine: tensors, kernels (the only BLAS user), model formats, tokenizers, KV cache, forward pass
         .target(
             name: "KVLabEngine",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS", "CKVLabKernels"],
             swiftSettings: nativeOptimized
         ),
 
@@ -143,7 +150,7 @@ let package = Package(
         .target(name: "KVLabTestSupport", dependencies: ["KVLabTUI"], path: "Tests/KVLabTestSupport"),
         .testTarget(
             name: "KVLabEngineTests",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "CKVLabKernels", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),

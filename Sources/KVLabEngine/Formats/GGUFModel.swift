@@ -10,9 +10,10 @@ enum GGUFModel {
     static func load(path: String, data: Data) throws -> LoadedModel {
         try singleLineErrors {
             try withFileContext(path) {
-                try data.withUnsafeBytes { bytes in
+                let mapping = FileBytes(data)
+                return try mapping.data.withUnsafeBytes { bytes in
                     let file = try GGUFFile(bytes)
-                    return try assemble(file, bytes: bytes, path: path)
+                    return try assemble(file, bytes: bytes, mapping: mapping, path: path)
                 }
             }
         }
@@ -75,7 +76,7 @@ enum GGUFModel {
         return Int(parts[1])
     }
 
-    private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, path: String) throws -> LoadedModel {
+    private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, mapping: FileBytes, path: String) throws -> LoadedModel {
         let metadata = GGUFMetadata(file: file)
         guard let architecture = try metadata.string("general.architecture") else {
             throw FormatError("has no general.architecture")
@@ -98,7 +99,7 @@ enum GGUFModel {
                 throw FormatError("tensor \(name) has shape \(info.shape), expected a matrix")
             }
             do {
-                return try WeightMatrix(rows: info.dims[1], cols: info.dims[0], type: info.type, encoded: data(info))
+                return try WeightMatrix(rows: info.dims[1], cols: info.dims[0], type: info.type, encoded: data(info), mapping: mapping)
             } catch let error as FormatError {
                 throw FormatError("tensor \(name): \(error.problem)")
             }
@@ -345,4 +346,12 @@ struct GGUFMetadata {
     private func wrongType(_ key: String, _ value: GGUFValue, expected: String) -> FormatError {
         FormatError("metadata \(key) is \(value.typeDescription), expected \(expected)")
     }
+}
+
+/// A model file's bytes (memory-mapped by `InputFile.read`), kept alive by the weight matrices that
+/// use them in place. The `Data` is never mutated, so its bytes do not move.
+final class FileBytes {
+    let data: Data
+
+    init(_ data: Data) { self.data = data }
 }
