@@ -62,15 +62,20 @@ enum KQuantEncoder {
 
     // MARK: - Group quantizers
 
-    /// `make_qx_quants` with rmse_type 1 and no importance weights (weights x²): symmetric codes
-    /// in −nmax..<nmax, written biased by nmax; returns the scale.
-    private static func makeQXQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>) -> Float {
+    /// The element of largest magnitude (the first on ties), or nil for a group too small to scale.
+    private static func largestMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Float? {
         var maxValue: Float = 0, amax: Float = 0
         for i in 0..<n where abs(x[i]) > amax {
             amax = abs(x[i])
             maxValue = x[i]
         }
-        if amax < groupMaxEps {
+        return amax < groupMaxEps ? nil : maxValue
+    }
+
+    /// `make_qx_quants` with rmse_type 1 and no importance weights (weights x²): symmetric codes
+    /// in −nmax..<nmax, written biased by nmax; returns the scale.
+    private static func makeQXQuants(_ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>) -> Float {
+        guard let maxValue = largestMagnitude(x, n) else {
             for i in 0..<n { L[i] = 0 }
             return 0
         }
@@ -110,12 +115,7 @@ enum KQuantEncoder {
     /// written biased by nmax; returns the scale.
     private static func makeQ3Quants(_ x: UnsafePointer<Float>, _ L: UnsafeMutablePointer<Int8>) -> Float {
         let n = 16, nmax: Int32 = 4
-        var maxValue: Float = 0, amax: Float = 0
-        for i in 0..<n where abs(x[i]) > amax {
-            amax = abs(x[i])
-            maxValue = x[i]
-        }
-        if amax < groupMaxEps {
+        guard let maxValue = largestMagnitude(x, n) else {
             for i in 0..<n { L[i] = 0 }
             return 0
         }
