@@ -33,6 +33,19 @@ import Testing
         #expect(ledger.bytesRead(.weights) == UInt64(w.byteCount))
     }
 
+    @Test func ggufWrittenInAK_QuantRoundTripsAndDeclaresItsRecipe() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var model = try LlamaQuantizeTests.superBlockModel()
+        model.weights = model.weights.converted(to: .q4_K)
+        let path = directory.appendingPathComponent("q4_K.gguf").path
+        try ModelLoader.write(model, to: path, as: .gguf)
+        let loaded = try ModelLoader.load(path: path)
+        #expect(loaded.weights.withRoPEStyle(.halfRotation).isBitIdentical(to: model.weights.withRoPEStyle(.halfRotation)))
+        #expect(loaded.tensors.filter { $0.shape.count == 2 }.allSatisfy { $0.type == .q4_K })
+        #expect(loaded.metadata.contains { $0 == ("general.file_type", "14 (Q4_K_S)") })
+    }
+
     /// stories260K's rows are 64 and 172 elements long, so the 256-element types fall back to
     /// their 32-element partners (and the 172-long rows to f16), as llama-quantize would store them.
     @Test(.enabled(if: Fixtures.haveStories, Comment(rawValue: Fixtures.skipMessage)))
