@@ -24,7 +24,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
     var tokenizer: String?
 
-    @Option(name: .long, help: "Store weights as f32, f16, bf16, q8_0, q6_K, q5_1, q5_K, q5_0, q4_1, q4_K, q4_0, iq4_nl, iq4_xs, q3_K or q2_K (default: as in the file).")
+    @Option(name: .long, help: "Store weights as this type (default: as in the file).")
     var weights: WeightType?
 
     @Option(name: .long, help: "Threads for matrix products (1 to 256).")

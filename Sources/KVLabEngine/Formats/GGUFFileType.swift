@@ -15,8 +15,8 @@ enum GGUFFileType {
     /// The recipe name for a file type id ("Q4_K_M"), if llama.cpp defines it.
     static func name(_ id: Int) -> String? { UInt32(exactly: id).flatMap { names[$0] } }
 
-    /// The file type of a model whose main matrices are `type` (kvlab writes one type throughout,
-    /// so the plain recipe of that type; the K-quants as their _M / plain variants).
+    /// The file type of a model whose main matrices are `type`: kvlab writes one type throughout,
+    /// so the recipe named after it, for the K-quants the small (_S) one, the nearest to uniform.
     static func id(mainType type: WeightType) -> UInt32 {
         switch type {
         case .f32: 0
@@ -27,9 +27,9 @@ enum GGUFFileType {
         case .q5_0: 8
         case .q5_1: 9
         case .q2_K: 10
-        case .q3_K: 12
-        case .q4_K: 15
-        case .q5_K: 17
+        case .q3_K: 11
+        case .q4_K: 14
+        case .q5_K: 16
         case .q6_K: 18
         case .iq4_nl: 25
         case .iq4_xs: 30

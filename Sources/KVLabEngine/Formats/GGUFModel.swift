@@ -229,8 +229,11 @@ enum GGUFModel {
     private static func metadataEntries(_ weights: ModelWeights, spec: TokenizerSpec, alignment: Int) -> [(String, GGUFValue)] {
         let c = weights.config
         func u32(_ value: Int) -> GGUFValue { .uint32(UInt32(clamping: value)) }
-        // llama.cpp's file type for the type most matrices use (the attention projections).
-        let fileType = GGUFFileType.id(mainType: weights.layers.first?.query.type ?? weights.tokenEmbedding.type)
+        // llama.cpp's file type for the type the weights were converted to: rows that are not whole
+        // blocks fall back to a smaller block, so the largest block size wins, then the most bytes.
+        let bytesByType = Dictionary(weights.namedMatrices.map { ($0.1.type, $0.1.byteCount) }, uniquingKeysWith: +)
+        let mainType = bytesByType.max { ($0.key.blockSize, $0.value) < ($1.key.blockSize, $1.value) }?.key ?? .f32
+        let fileType = GGUFFileType.id(mainType: mainType)
         var entries: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
             ("general.name", .string(c.name)),

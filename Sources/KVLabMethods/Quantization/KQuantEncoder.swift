@@ -48,9 +48,6 @@ enum KQuantEncoder {
     }
 
     @inline(__always)
-    private static func half(_ value: Float) -> Float { Half.toFloat(Half.fromFloat(value)) }
-
-    @inline(__always)
     private static func store(_ value: UInt8, _ out: UnsafeMutableRawPointer, _ offset: Int) {
         out.storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
     }

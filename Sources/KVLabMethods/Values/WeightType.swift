@@ -28,7 +28,7 @@ public enum WeightType: String, Sendable, CaseIterable, Codable {
         }
     }
 
-    /// Bytes per block, as ggml's `block_*` structs (see BlockCodec and KQuantCodec for layouts).
+    /// Bytes per block, as ggml's `block_*` structs (layouts in BlockCodec, KQuantDecoder and IQ4Codec).
     public var bytesPerBlock: Int {
         switch self {
         case .f32: 4
