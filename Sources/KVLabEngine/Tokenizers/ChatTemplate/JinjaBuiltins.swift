@@ -192,8 +192,7 @@ enum JinjaBuiltins {
     }
 
     /// Calls a global function or a bound method.
-    static func call(_ function: JinjaValue, _ arguments: [JinjaValue], _ keywords: [String: JinjaValue],
-                     renderer: JinjaRenderer) throws -> JinjaValue {
+    static func call(_ function: JinjaValue, _ arguments: [JinjaValue], _ keywords: [String: JinjaValue]) throws -> JinjaValue {
         switch function {
         case .function(let name):
             if name.hasPrefix("cycle:") {

@@ -6,7 +6,7 @@ extension JinjaBuiltins {
     static let filters: Set<String> = [
         "tojson", "length", "trim", "default", "string", "join", "upper", "lower", "items", "dictsort", "safe", "list",
         "replace", "indent", "selectattr", "rejectattr", "select", "reject", "map", "first", "last", "int", "float", "abs",
-        "unique", "min", "max", "sort", "reverse", "capitalize", "title", "round", "e", "escape", "sum", "wordcount",
+        "unique", "min", "max", "sort", "reverse", "capitalize", "title", "round", "sum", "wordcount",
     ]
     static let tests: Set<String> = [
         "defined", "undefined", "none", "string", "number", "integer", "float", "mapping", "iterable", "sequence",
@@ -62,8 +62,7 @@ extension JinjaBuiltins {
         }
     }
 
-    static func filter(_ name: String, _ value: JinjaValue, _ arguments: [JinjaValue], _ keywords: [String: JinjaValue],
-                       renderer: JinjaRenderer) throws -> JinjaValue {
+    static func filter(_ name: String, _ value: JinjaValue, _ arguments: [JinjaValue], _ keywords: [String: JinjaValue]) throws -> JinjaValue {
         func argument(_ index: Int, _ key: String) -> JinjaValue? { index < arguments.count ? arguments[index] : keywords[key] }
         switch name {
         case "tojson":
@@ -89,10 +88,8 @@ extension JinjaBuiltins {
             let fallback = argument(0, "default_value") ?? .string("")
             let boolean = argument(1, "boolean")?.isTrue ?? false
             return (boolean ? value.isTrue : value.isDefined) ? value : fallback
-        case "string", "safe", "e", "escape":
-            if case .undefined = value, name == "string" { return .string("") }
-            if name == "e" || name == "escape" { throw ChatTemplateError("unsupported filter \"\(name)\"") }
-            return name == "safe" ? value : .string(value.text)
+        case "string": return .string(value.text)
+        case "safe": return value
         case "join":
             let separator = argument(0, "d")?.text ?? ""
             var items = try iterate(value)
@@ -158,7 +155,7 @@ extension JinjaBuiltins {
             guard let filterName = arguments.first?.text, filters.contains(filterName) else {
                 throw ChatTemplateError("unsupported filter \"\(arguments.first?.text ?? "")\" in map")
             }
-            return .list(try items.map { try filter(filterName, $0, Array(arguments.dropFirst()), [:], renderer: renderer) })
+            return .list(try items.map { try filter(filterName, $0, Array(arguments.dropFirst()), [:]) })
         case "first": return try iterate(value).first ?? .undefined("first")
         case "last": return try iterate(value).last ?? .undefined("last")
         case "int":

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Splits a Jinja template into text and tags with the whitespace rules transformers renders chat
 /// templates with (`trim_blocks` and `lstrip_blocks` on, one trailing newline of the template
 /// dropped), and tags into expression tokens.
@@ -234,6 +236,7 @@ struct JinjaToken: Sendable, Equatable {
 /// or the template's own `raise_exception`. One line, naming the construct.
 public struct ChatTemplateError: Error, CustomStringConvertible, Sendable {
     public var message: String
-    init(_ message: String) { self.message = message }
+    /// Line breaks (from a template's strings or `raise_exception`) are escaped to keep one line.
+    init(_ message: String) { self.message = message.replacingOccurrences(of: "\n", with: "\\n") }
     public var description: String { "chat template: \(message)" }
 }

@@ -1,6 +1,7 @@
 /// Jinja statements and expressions, parsed from the lexer's segments with jinja2's grammar and
-/// operator precedence. Every filter, test and statement is checked against what kvlab
-/// implements, so an unsupported construct fails when the template is loaded, naming it.
+/// operator precedence. An unsupported statement fails when the template is parsed; a filter or
+/// test kvlab does not implement fails when it is used, as jinja2 (3.x) fails on unknown ones
+/// only in the branches a rendering reaches.
 indirect enum JinjaNode: Sendable {
     case text(String)
     case output(JinjaExpr)
@@ -53,10 +54,11 @@ struct JinjaParser {
 
     private init(segments: [JinjaLexer.Segment]) { self.segments = segments }
 
-    /// Nodes up to one of the statements named in `enders` (returned, with its tokens consumed
-    /// into `lastTokens`), or to the end of the template (nil).
+    /// The rest of the tokens of the tag that ended the last block (`{% elif x %}`'s condition).
     private var lastTokens = TokenStream([])
 
+    /// Nodes up to one of the statements named in `enders` (returned, the rest of its tag left in
+    /// `lastTokens`), or to the end of the template (nil).
     private mutating func block(until enders: Set<String>) throws -> ([JinjaNode], String?) {
         var nodes: [JinjaNode] = []
         while position < segments.count {
@@ -157,7 +159,6 @@ struct JinjaParser {
             return .macro(name: name, parameters: parameters, body: body)
         case "filter":
             let name = try stream.name()
-            guard JinjaBuiltins.filters.contains(name) else { throw ChatTemplateError("unsupported filter \"\(name)\"") }
             var arguments: [JinjaExpr] = []
             if stream.accept("(") { (arguments, _) = try stream.arguments() }
             try stream.expectEnd("{% filter %}")
@@ -434,7 +435,6 @@ struct TokenStream {
                 var name = try name()
                 if name == "d" { name = "default" }
                 if name == "count" { name = "length" }
-                guard JinjaBuiltins.filters.contains(name) else { throw ChatTemplateError("unsupported filter \"\(name)\"") }
                 var positional: [JinjaExpr] = []
                 var named: [(name: String, value: JinjaExpr)] = []
                 if accept("(") { (positional, named) = try arguments() }
@@ -442,7 +442,6 @@ struct TokenStream {
             } else if acceptName("is") {
                 let negated = acceptName("not")
                 let name = try name()
-                guard JinjaBuiltins.tests.contains(name) else { throw ChatTemplateError("unsupported test \"is \(name)\"") }
                 var arguments: [JinjaExpr] = []
                 if accept("(") {
                     (arguments, _) = try self.arguments()

@@ -66,7 +66,7 @@ final class JinjaRenderer {
             case .filterBlock(let name, let arguments, let body):
                 var text = ""
                 try run(body, into: &text)
-                out += try JinjaBuiltins.filter(name, .string(text), try arguments.map(evaluate), [:], renderer: self).text
+                out += try JinjaBuiltins.filter(name, .string(text), try arguments.map(evaluate), [:]).text
             case .breakLoop: throw Jump.breakLoop
             case .continueLoop: throw Jump.continueLoop
             }
@@ -151,11 +151,11 @@ final class JinjaRenderer {
             var keywords: [String: JinjaValue] = [:]
             for (name, value) in named { keywords[name] = try evaluate(value) }
             if case .macro(let macro) = function { return try call(macro, arguments, keywords) }
-            return try JinjaBuiltins.call(function, arguments, keywords, renderer: self)
+            return try JinjaBuiltins.call(function, arguments, keywords)
         case .filter(let base, let name, let positional, let named):
             var keywords: [String: JinjaValue] = [:]
             for (key, value) in named { keywords[key] = try evaluate(value) }
-            return try JinjaBuiltins.filter(name, try evaluate(base), try positional.map(evaluate), keywords, renderer: self)
+            return try JinjaBuiltins.filter(name, try evaluate(base), try positional.map(evaluate), keywords)
         case .test(let base, let name, let arguments, let negated):
             let result = try JinjaBuiltins.test(name, try evaluate(base), try arguments.map(evaluate))
             return .bool(result != negated)
