@@ -1,6 +1,8 @@
 import Foundation
 import ArgumentParser
+import KVLabEngine
 import KVLabFoundation
+import KVLabMethods
 
 /// `kvlab info [MODEL]`: configuration, tensor table, sizes.
 struct Info: ParsableCommand {
@@ -18,11 +20,17 @@ struct Info: ParsableCommand {
         let w = loaded.weights
         print("model        \(c.name)")
         print("file         \(loaded.path) (\(loaded.format.rawValue))")
-        print("architecture llama: dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
+        print("architecture \(c.family.rawValue): dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
         print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
+        print("RoPE scaling \(c.ropeScaling.summary)")
+        print("attention    \(Self.spans(c.attentionSpans))")
+        let extras = w.layers.first.map { layer in
+            [layer.queryBias.map { _ in "q/k/v biases" }, layer.queryNorm.map { _ in "per-head q/k RMSNorm" }].compactMap { $0 }
+        } ?? []
+        if !extras.isEmpty { print("layers       \(extras.joined(separator: ", "))") }
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
-        print("weights      \(formatBytes(w.residentBytes)) resident")
+        print("weights      \(formatBytes(w.residentBytes)) resident: \(Self.typeMix(w))")
         let spec = loaded.tokenizer.spec
         print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
         let kvPerToken = 2 * c.layerCount * c.kvDim * 4
@@ -40,6 +48,34 @@ struct Info: ParsableCommand {
                   + tensor.type.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
         }
         print("\(loaded.tensors.count) tensors, \(formatBytes(loaded.tensors.reduce(0) { $0 + $1.byteCount })) in the file")
+    }
+
+    /// Per-layer attention spans, runs of equal layers grouped: "layers 0-23 global" or
+    /// "layers 0-4 local (window 512), layer 5 global, ...".
+    static func spans(_ spans: [AttentionSpan]) -> String {
+        var runs: [(first: Int, last: Int, span: AttentionSpan)] = []
+        for (layer, span) in spans.enumerated() {
+            if let last = runs.last, last.span == span, last.last == layer - 1 {
+                runs[runs.count - 1].last = layer
+            } else {
+                runs.append((layer, layer, span))
+            }
+        }
+        return runs.map { run in
+            let layers = run.first == run.last ? "layer \(run.first)" : "layers \(run.first)-\(run.last)"
+            return layers + (run.span.window.map { " local (window \($0))" } ?? " global")
+        }.joined(separator: ", ")
+    }
+
+    /// Resident bytes per weight type, largest first: "f32 12.0 MiB (90%), q8_0 1.3 MiB (10%)".
+    static func typeMix(_ weights: ModelWeights) -> String {
+        var bytes: [WeightType: Int] = [:]
+        for (_, matrix) in weights.namedMatrices { bytes[matrix.type, default: 0] += matrix.byteCount }
+        bytes[.f32, default: 0] += weights.namedNorms.reduce(0) { $0 + $1.1.count * 4 }
+        let total = max(1, bytes.values.reduce(0, +))
+        return bytes.sorted { $0.value > $1.value }.map { type, count in
+            "\(type.rawValue) \(formatBytes(count)) (\(count * 100 / total)%)"
+        }.joined(separator: ", ")
     }
 }
 

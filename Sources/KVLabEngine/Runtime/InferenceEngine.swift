@@ -44,6 +44,8 @@ public final class InferenceEngine {
     public private(set) var position = 0
 
     private let rope: RoPETable
+    /// YaRN's attention factor squared, folded into the queries so that cached keys stay plain.
+    private let queryScale: Float
     private let buffers: DecodeBuffers
     /// Traffic of the last step (or prefill) per layer, outside the layers, and of the cache's
     /// appends and attention over all layers; filled in place, so decode does not allocate.
@@ -62,7 +64,8 @@ public final class InferenceEngine {
         self.weights = options.weightType.map { weights.converted(to: $0) } ?? weights
         self.options = options
         self.cache = cache ?? PagedKVCache(layout: KVLayout(config: weights.config))
-        rope = RoPETable(headDim: weights.config.headDim, theta: weights.config.ropeTheta)
+        rope = RoPETable(inverseFrequencies: weights.config.ropeInverseFrequencies)
+        queryScale = Float(weights.config.ropeScaling.logitScale)
         buffers = DecodeBuffers(config: weights.config)
         layerLedgers = .allocate(capacity: weights.config.layerCount)
         layerLedgers.initialize(repeating: IOLedger())
@@ -126,8 +129,7 @@ public final class InferenceEngine {
             MatVec.multiply(layer.query, b.xb, into: b.q, threads: threads, ledger: &ledger)
             MatVec.multiply(layer.key, b.xb, into: b.k, threads: threads, ledger: &ledger)
             MatVec.multiply(layer.value, b.xb, into: b.v, threads: threads, ledger: &ledger)
-            Ops.rotate(b.q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
-            if !cache.keysBeforeRoPE { Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin) }
+            finishProjections(layer, q: b.q, k: b.k, v: b.v, cos: b.cos, sin: b.sin)
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &cacheLedger)
@@ -194,11 +196,9 @@ public final class InferenceEngine {
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
-            let rotateKeys = !cache.keysBeforeRoPE
             for t in 0..<n {
-                let cos = batch.cos + t * half, sin = batch.sin + t * half
-                Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
-                if rotateKeys { Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
+                finishProjections(layer, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
+                                  cos: batch.cos + t * half, sin: batch.sin + t * half)
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -279,6 +279,22 @@ public final class InferenceEngine {
                            timings: timings, ledger: ledger), all)
     }
 
+    /// One token's q, k, v after their projections: biases (Qwen2), per-head q/k RMSNorm (Qwen3),
+    /// RoPE (keys only when the cache does not rotate them itself), and YaRN's logit scale on q.
+    @inline(__always)
+    private func finishProjections(_ layer: LayerWeights, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                                   v: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let c = config
+        if let bias = layer.queryBias { Ops.add(q, bias, count: c.queryDim) }
+        if let bias = layer.keyBias { Ops.add(k, bias, count: c.kvDim) }
+        if let bias = layer.valueBias { Ops.add(v, bias, count: c.kvDim) }
+        if let norm = layer.queryNorm { Ops.rmsNormHeads(q, heads: c.headCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
+        if let norm = layer.keyNorm { Ops.rmsNormHeads(k, heads: c.kvHeadCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
+        Ops.rotate(q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
+        if !cache.keysBeforeRoPE { Ops.rotate(k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
+        if queryScale != 1 { Ops.scale(q, by: queryScale, count: c.queryDim) }
+    }
+
     private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, rows: Int) {
         let c = config
         weight.withUnsafeBufferPointer { w in
@@ -345,8 +361,8 @@ final class DecodeBuffers {
 
     init(config c: ModelConfig) {
         let make = zeroedFloats
-        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.dim); k = make(c.kvDim); v = make(c.kvDim)
-        attention = make(c.dim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
+        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.queryDim); k = make(c.kvDim); v = make(c.kvDim)
+        attention = make(c.queryDim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
         cos = make(c.headDim / 2); sin = make(c.headDim / 2)
     }
 
@@ -359,8 +375,8 @@ struct PrefillBuffers {
 
     init(config c: ModelConfig, tokens n: Int) {
         let make = zeroedFloats
-        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.dim); k = make(n * c.kvDim)
-        v = make(n * c.kvDim); attention = make(n * c.dim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
+        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.queryDim); k = make(n * c.kvDim)
+        v = make(n * c.kvDim); attention = make(n * c.queryDim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
         weightScratch = make(MatMul.scratchFloats(config: c))
         cos = make(n * c.headDim / 2); sin = make(n * c.headDim / 2)
     }
