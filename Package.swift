@@ -20,17 +20,26 @@ let package = Package(
         .library(name: "KVLabSession", targets: ["KVLabSession"]),
         .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
         .library(name: "KVLabApp", targets: ["KVLabApp"]),
+        .library(name: "KVLabSweep", targets: ["KVLabSweep"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // MARK: - System libraries (the only C code kvlab links)
+        // MARK: - C: system libraries and the kernels
         .systemLibrary(
             name: "COpenBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
+        ),
+        // kvlab's own C: the decode kernels (integer dot products on the build machine's vector
+        // units) and their worker pool, optimized in debug builds too.
+        .target(
+            name: "CKVLabKernels",
+            cSettings: [.unsafeFlags(["-march=native", "-O3"])],
+            linkerSettings: [.linkedLibrary("pthread")]
         ),
         .systemLibrary(
             name: "CNCursesW",
@@ -53,7 +62,7 @@ let package = Package(
         // MARK: - Engine: tensors, kernels (the only BLAS user), model formats, tokenizers, KV cache, forward pass
         .target(
             name: "KVLabEngine",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS", "CKVLabKernels"],
             swiftSettings: nativeOptimized
         ),
 
@@ -74,6 +83,15 @@ let package = Package(
             // The this-machine bandwidth probe is a SIMD loop: optimized in debug builds too, or it
             // would measure the debug build instead of the memory.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
+
+        // MARK: - Sweeps: grids of eval cells, their results store, local and Slurm executors, reports
+        .target(
+            name: "KVLabSweep",
+            dependencies: [
+                "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Yams", package: "Yams"),
+            ]
         ),
 
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
@@ -116,6 +134,7 @@ let package = Package(
                 "KVLabTUI",
                 "KVLabCurses",
                 "KVLabApp",
+                "KVLabSweep",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -131,7 +150,7 @@ let package = Package(
         .target(name: "KVLabTestSupport", dependencies: ["KVLabTUI"], path: "Tests/KVLabTestSupport"),
         .testTarget(
             name: "KVLabEngineTests",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "CKVLabKernels", "KVLabRun", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "KVLabHardwareTests", dependencies: ["KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
         .testTarget(name: "KVLabSessionTests", dependencies: ["KVLabSession", "KVLabHardware", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun"]),
@@ -145,5 +164,6 @@ let package = Package(
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
         .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
+        .testTarget(name: "KVLabSweepTests", dependencies: ["KVLabSweep", "KVLabRun", "KVLabMethods"]),
     ]
 )

@@ -76,7 +76,7 @@ public enum Keymap {
         KeyBinding([.character("B")], "KV quantization method: next", group: "KV cache", action: .cycleQuant),
         KeyBinding([.character("s"), .character("S")], "sparse attention mode: next / previous", group: "KV cache", action: .cycleSparse(forward: true)),
         KeyBinding([.character(":")], "edit a method string (knob=method:param=value,...)", group: "KV cache", action: .editMethod),
-        KeyBinding([.character("w")], "weight type: stored → f32 → f16 → q8_0 → q4_0 → q4_1", group: "Model", action: .cycleWeights),
+        KeyBinding([.character("w")], "weight type: stored → f32 → f16 → bf16 → q8_0 → q6_K … q2_K", group: "Model", action: .cycleWeights),
         KeyBinding([.character("a")], "attention kernel: naive / tiled", group: "Model", action: .toggleAttention),
         KeyBinding([.character("m"), .character("M")], "tiled kernel SRAM: larger / smaller", group: "Model", action: .sram(up: true)),
         KeyBinding([.character("g")], "full-cache ghost (quality panel): on / off", group: "Model", action: .toggleGhost),

@@ -98,7 +98,7 @@ public final class EngineCore {
         var sizes: [WeightType?: Int] = [:]
         let matrices = run.model.weights.namedMatrices.map(\.1)
         for type in WeightType.allCases {
-            sizes[type] = matrices.reduce(0) { $0 + (type.canStore(rowLength: $1.cols) ? type.byteCount(elements: $1.elementCount) : $1.byteCount) }
+            sizes[type] = matrices.reduce(0) { $0 + type.storing(rowLength: $1.cols).byteCount(elements: $1.elementCount) }
         }
         sizes[WeightType?.none] = matrices.reduce(0) { $0 + $1.byteCount }
         weightBytesByType = sizes
@@ -220,7 +220,9 @@ public final class EngineCore {
     }
 
     private func start() throws -> EngineEvent {
-        let submission = try recorder?.submit(prompt: prompt) ?? run.submit(prompt: prompt)
+        // An instruct model gets the prompt as a user turn in its own chat template.
+        let text = run.model.chatTemplate == nil ? prompt : try run.model.chatPrompt(user: prompt)
+        let submission = try recorder?.submit(prompt: text) ?? run.submit(prompt: text)
         try follower?.restart(tokens: run.tokens)
         lastFollowerStep = nil
         generating = true

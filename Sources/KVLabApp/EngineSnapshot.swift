@@ -55,14 +55,21 @@ public struct KVMapSnapshot: Sendable, Equatable {
     public var positions: Int
     /// States, layer-major.
     public var cells: [KVCellState]
+    /// Per layer: the sliding window of a local layer, nil for a global one.
+    public var windows: [Int?]
 
-    /// A map of explicit states (tests, an empty sequence).
-    public init(layers: Int, positions: Int, cells: [KVCellState]) {
+    /// A map of explicit states (tests, an empty sequence); every layer global unless `windows` says.
+    public init(layers: Int, positions: Int, cells: [KVCellState], windows: [Int?]? = nil) {
         precondition(cells.count == layers * positions, "one state per (layer, position)")
+        precondition(windows == nil || windows!.count == layers, "one window per layer")
         self.layers = layers
         self.positions = positions
         self.cells = cells
+        self.windows = windows ?? Array(repeating: nil, count: layers)
     }
+
+    /// A layer's row label: `L3`, or `L3 w24` for a local layer with a window of 24.
+    public func label(layer: Int) -> String { "L\(layer)" + (windows[layer].map { " w\($0)" } ?? "") }
 
     /// The map of a live cache that has seen `positions` tokens, from the states its entries
     /// report. Per layer, over its KV heads:
@@ -78,6 +85,7 @@ public struct KVMapSnapshot: Sendable, Equatable {
         let layout = cache.layout
         self.layers = layout.layerCount
         self.positions = positions
+        windows = layout.attentionSpans.map(\.window)
         var cells = [KVCellState](repeating: .evicted, count: layout.layerCount * positions)
         var kept = [Int](repeating: 0, count: positions), quantized = kept, read = kept, fetched = kept
         for layer in 0..<layout.layerCount {

@@ -136,7 +136,9 @@ package struct JSONParser {
     private mutating func parseObject() throws -> JSONValue {
         index += 1  // {
         var members: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>()
+        // Keys compare by code points, as in Python and Rust: Swift's String equality would call
+        // canonically equivalent keys (Llama-2's vocabulary has "ί" as U+1F77 and as U+03AF) duplicates.
+        var seen = Set<[UInt8]>()
         skipWhitespace()
         if peek() == UInt8(ascii: "}") {
             index += 1
@@ -147,7 +149,7 @@ package struct JSONParser {
             guard peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyStart = index
             let key = try parseString()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 index = keyStart
                 throw error("duplicate key \"\(key.prefix(80))\"")
             }

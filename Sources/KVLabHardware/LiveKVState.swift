@@ -25,12 +25,17 @@ public struct LiveKVState: Sendable, Equatable {
     public var hostFetchEntriesPerHead: Double?
     /// `mixed`: the share of quantized entries stored at the high precision; nil for other methods.
     public var mixedHighShare: Double?
+    /// Per live layer: the sliding window of a local layer (which keeps window − 1 entries between
+    /// steps whatever the method), nil for a global one.
+    public var windows: [Int?]
 
     /// A state given figure by figure (one kept count per (layer, KV head)).
     public init(layerCount: Int, kvHeadCount: Int, positions: Int, kept: [Int], residency: KVResidency = KVResidency(),
                 keyReadFraction: Double? = nil, valueReadFraction: Double? = nil, hostFetchEntriesPerHead: Double? = nil,
-                mixedHighShare: Double? = nil) {
+                mixedHighShare: Double? = nil, windows: [Int?]? = nil) {
         precondition(kept.count == layerCount * kvHeadCount, "one count per (layer, KV head)")
+        precondition(windows == nil || windows!.count == layerCount, "one window per layer")
+        self.windows = windows ?? Array(repeating: nil, count: layerCount)
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
         self.positions = positions
@@ -44,10 +49,13 @@ public struct LiveKVState: Sendable, Equatable {
 
     /// Entries a head of a target with `layers × kvHeads` heads keeps at `context` tokens: the live
     /// head at the same relative depth and index; a head that has evicted keeps its token count
-    /// (budgets are in tokens), one that has kept everything keeps the whole target context.
+    /// (budgets are in tokens), one that has kept everything keeps the whole target context. A
+    /// live local layer has kept everything when it holds all its window keeps: the window is
+    /// the live model's, not the method's (the target's own windows apply to the target).
     func kept(layer: Int, head: Int, layers: Int, kvHeads: Int, context: Int) -> Double {
         let l = layer * layerCount / layers, h = head * kvHeadCount / kvHeads
         let live = kept[l * kvHeadCount + h]
-        return Double(live < positions ? min(context, live) : context)
+        let whole = windows[l].map { min(positions, $0 - 1) } ?? positions
+        return Double(live < whole ? min(context, live) : context)
     }
 }

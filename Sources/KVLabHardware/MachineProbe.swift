@@ -145,7 +145,7 @@ public struct MachineProbe: Sendable {
     }
 
     /// The CPU's model name from /proc/cpuinfo.
-    static func cpuName() -> String? {
+    public static func cpuName() -> String? {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
         for line in info.split(separator: "\n") where line.hasPrefix("model name") {
             return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }

@@ -87,12 +87,18 @@ struct ProjectionModel {
             notes.append("tiled prefill: K/V tiles re-read for every block of query rows are costed from device memory (FlashAttention's IO model; L2 hits would lower it)")
         }
         if setup.live != nil { notes.append("live state: kept entries per head, read shares and host fetches taken from the live cache") }
+        let windows = Set(target.attentionSpans.compactMap(\.window)).sorted()
+        if !windows.isEmpty {
+            let local = target.attentionSpans.filter { $0.window != nil }.count
+            notes.append("\(local) of \(target.layers) layers local (window \(windows.map(String.init).joined(separator: ", "))): each keeps and attends at most its window")
+        }
         return notes
     }
 
     // MARK: - Kept entries
 
-    /// Entries kept per target (layer, KV head), layer-major, at `context` tokens.
+    /// Entries kept per target (layer, KV head), layer-major, at `context` tokens: the method's,
+    /// and at most the window on the target's local layers.
     func kept(context: Int) -> [Double] {
         let c = Double(context)
         var kept = budgets.map { budget in budget.map { min(c, Double($0)) } ?? c }
@@ -107,15 +113,19 @@ struct ProjectionModel {
                 }
             }
         }
+        for (l, span) in target.attentionSpans.enumerated() {
+            guard let window = span.window else { continue }
+            for h in 0..<target.kvHeads { kept[l * target.kvHeads + h] = min(kept[l * target.kvHeads + h], Double(window)) }
+        }
         return kept
     }
 
     // MARK: - Weights
 
-    /// Bytes of a `rows × cols` matrix in the selected type; rows that cannot hold a ggml block
-    /// stay f16, as the engine stores them.
+    /// Bytes of a `rows × cols` matrix in the selected type; rows that are not whole blocks take
+    /// llama.cpp's fallback type, as the engine stores them.
     func matrixBytes(rows: Int, cols: Int) -> Double {
-        let type = setup.weights.canStore(rowLength: cols) ? setup.weights : .f16
+        let type = setup.weights.storing(rowLength: cols)
         return Double(type.byteCount(elements: rows * cols))
     }
 
@@ -315,24 +325,30 @@ struct ProjectionModel {
         addInputOps(&ops, tokens: tokens)
         let stored = storage.keys(n).total + storage.values(n).total + n * (4 + stateBytes)
         ops.add("kv_append", bytes: b * layers * kvHeads * stored)
-        // Causal attention: query i sees i + 1 entries.
+        // Causal attention: query i sees i + 1 entries, at most the window on a local layer
+        // (summed over layers: `layers × pairs` for a model without local layers).
         let pairs = n * (n + 1) / 2
-        let attentionFLOPs = b * layers * heads * pairs * (4 * d + 5)
+        let layerPairs = t.attentionSpans.reduce(0.0) { sum, span in
+            guard let window = span.window.map(Double.init), window < n else { return sum + pairs }
+            return sum + window * (window + 1) / 2 + (n - window) * window
+        }
+        let attentionFLOPs = b * heads * layerPairs * (4 * d + 5)
         switch setup.kernel {
         case .naive:
             // K and V read once per KV head; the score matrix written, read and rewritten, read.
             let entries = b * layers * kvHeads * n * 2 * d * f
-            let scores = b * layers * heads * pairs * f
+            let scores = b * heads * layerPairs * f
             let io = b * layers * heads * n * d * f * 2
-            ops.add("qk", bytes: entries / 2 + scores + io / 2, flops: b * layers * heads * pairs * 2 * d)
-            ops.add("softmax", bytes: 2 * scores, flops: b * layers * heads * pairs * 5)
-            ops.add("pv", bytes: entries / 2 + scores + io / 2, flops: b * layers * heads * pairs * 2 * d)
+            ops.add("qk", bytes: entries / 2 + scores + io / 2, flops: b * heads * layerPairs * 2 * d)
+            ops.add("softmax", bytes: 2 * scores, flops: b * heads * layerPairs * 5)
+            ops.add("pv", bytes: entries / 2 + scores + io / 2, flops: b * heads * layerPairs * 2 * d)
         case .tiled:
-            // FlashAttention-2: each query head's blocks of B_r rows stream the K/V tiles up to the diagonal.
+            // FlashAttention-2: each query head's blocks of B_r rows stream the K/V tiles up to the
+            // diagonal (on local layers only the window's tiles, in proportion to the pairs seen).
             let rows = Double(min(tileEntries, t.headDim))
             let full = (n / rows).rounded(.down)
             let streamed = rows * full * (full + 1) / 2 + (n > full * rows ? n : 0)
-            ops.add("attention", bytes: b * layers * heads * (2 * streamed * d * f + 2 * n * d * f), flops: attentionFLOPs)
+            ops.add("attention", bytes: b * heads * (2 * streamed * d * f * layerPairs / pairs + 2 * layers * n * d * f), flops: attentionFLOPs)
         }
         // Logits for the last token of each sequence only.
         addOutputOps(&ops, tokens: tokens, logitRows: b)

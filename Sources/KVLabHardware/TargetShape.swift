@@ -30,10 +30,12 @@ public struct TargetShape: Sendable, Equatable {
     public var maxContext: Int
     /// Biases on the q, k and v projections (Qwen2).
     public var qkvBias: Bool
+    /// One per layer: global, or local with its sliding window (whose KV holds at most the window).
+    public var attentionSpans: [AttentionSpan]
 
-    /// A shape given figure by figure.
+    /// A shape given figure by figure; every layer global unless `attentionSpans` says.
     public init(id: String, name: String, source: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
-                ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false) {
+                ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false, attentionSpans: [AttentionSpan]? = nil) {
         self.id = id
         self.name = name
         self.source = source
@@ -47,13 +49,14 @@ public struct TargetShape: Sendable, Equatable {
         self.tiedEmbeddings = tiedEmbeddings
         self.maxContext = maxContext
         self.qkvBias = qkvBias
+        self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layers)
     }
 
     /// A model kvlab runs, from its configuration.
     public init(config c: ModelConfig, tiedEmbeddings: Bool, id: String, source: String) {
         self.init(id: id, name: c.name, source: source, layers: c.layerCount, hidden: c.dim, heads: c.headCount,
                   kvHeads: c.kvHeadCount, headDim: c.headDim, ffn: c.hiddenDim, vocab: c.vocabSize,
-                  tiedEmbeddings: tiedEmbeddings, maxContext: c.contextLength)
+                  tiedEmbeddings: tiedEmbeddings, maxContext: c.contextLength, attentionSpans: c.attentionSpans)
     }
 
     /// Query heads per KV head.

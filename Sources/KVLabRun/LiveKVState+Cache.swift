@@ -36,6 +36,6 @@ extension LiveKVState {
                       let entries = Double(kept.reduce(0, +))
                       guard entries > 0, payload > 0 else { return nil }
                       return Double(ledger.bytes(.keys, .dramToHBM) + ledger.bytes(.values, .dramToHBM)) / (payload / entries) / Double(kept.count)
-                  }, mixedHighShare: high)
+                  }, mixedHighShare: high, windows: layout.attentionSpans.map(\.window))
     }
 }

@@ -152,7 +152,7 @@ public enum SettingChange: Sendable, Equatable {
             let name = Substring(text).trimmingSpaces.lowercased()
             if name == RunSettings.storedWeights {
                 self = .weights(nil)
-            } else if let type = WeightType(rawValue: name) {
+            } else if let type = WeightType.allCases.first(where: { $0.rawValue.lowercased() == name }) {
                 self = .weights(type)
             } else {
                 let names = WeightType.allCases.map(\.rawValue) + [RunSettings.storedWeights]
@@ -306,6 +306,8 @@ public final class LiveRun {
         var ids = model.tokenizer.encode(prompt)
         let bos = model.tokenizer.spec.bosID
         if extending, let bos, ids.first == bos { ids.removeFirst() }
+        // A chat template that writes BOS itself meets the tokenizer's own: keep one.
+        if !extending, let bos, ids.count >= 2, ids[0] == bos, ids[1] == bos { ids.removeFirst() }
         if !extending, ids.isEmpty, let bos { ids = [bos] }
         guard !ids.isEmpty else { throw .emptyInput }
         if !extending {

@@ -50,6 +50,10 @@ public final class StreamingEvaluator {
     public let eviction: EvictionMethod
     public let sparse: SparseMethod
     public let quant: KVQuantMethod
+    /// The method's cache (its state after the last evaluation).
+    public var cache: PagedKVCache { methodCache }
+    /// The method engine's decode steps over every evaluation so far.
+    public private(set) var decodeStatistics = DecodeStatistics()
     /// The methods as one label, e.g. `h2o:heavy=64,recent=64 quest:page=16,budget=128 kivi:bits=2,group=32,residual=128`
     /// (the sparse mode and the quantization only when not dense and fp32).
     public var label: String {
@@ -130,7 +134,7 @@ public final class StreamingEvaluator {
             if let ghostCache, t > 0 {
                 accumulator.addSinkAttention((0..<ghostCache.layout.layerCount).map { ghostCache.attentionOnFirstToken(layer: $0) })
             }
-            try engine.decode(tokens[t])
+            decodeStatistics.add(try engine.decode(tokens[t]))
             let quality = Self.quality(position: t, next: t + 1 < tokens.count ? tokens[t + 1] : nil,
                                        logits: engine.logits.baseAddress!, ghostLogits: ghost?.logits.baseAddress,
                                        vocabulary: vocabulary, massKept: methodCache.massKept,
@@ -222,6 +226,35 @@ public final class StreamingEvaluator {
     }
 }
 
+/// Time and traffic of an engine's decode steps, summed.
+public struct DecodeStatistics: Sendable, Equatable {
+    public var steps = 0
+    public var nanoseconds: UInt64 = 0
+    /// Bytes moved per link and buffer over all steps.
+    public var ledger = IOLedger()
+    /// The last step's ledger (what a projection's live state reads).
+    public var lastLedger: IOLedger?
+
+    mutating func add(_ report: StepReport) {
+        steps += 1
+        nanoseconds += report.timings.totalNanoseconds
+        ledger.add(report.ledger)
+        lastLedger = report.ledger
+    }
+}
+
+/// A text as the evaluator reads it: its tokens without a leading BOS, and the BOS to put before each chunk.
+public struct EvaluationText: Sendable {
+    public var tokens: [Int]
+    public var bos: Int
+
+    public init(_ content: String, tokenizer: any Tokenizer) {
+        bos = tokenizer.spec.bosID ?? 1
+        tokens = tokenizer.encode(content)
+        if tokens.first == bos { tokens.removeFirst() }
+    }
+}
+
 /// Retrieval probes: a prompt whose end asks for something placed earlier, scored by the NLL of
 /// the expected answer under teacher forcing and by whether greedy decoding would produce it
 /// (every answer token is the argmax given the ones before).
@@ -241,12 +274,18 @@ extension StreamingEvaluator {
     /// for a question at its end), then teacher-forces `followUp` (a second question) and
     /// `answer` one step at a time; only the answer is scored.
     public func probe(prompt: [Int], followUp: [Int] = [], answer: [Int]) throws(EngineError) -> ProbeResult {
+        try probeWithSummary(prompt: prompt, followUp: followUp, answer: answer).result
+    }
+
+    /// `probe`, with the summary of the whole teacher-forced run (prompt, follow-up and answer).
+    public func probeWithSummary(prompt: [Int], followUp: [Int] = [],
+                                 answer: [Int]) throws(EngineError) -> (result: ProbeResult, summary: EvaluationSummary) {
         var nll = 0.0, ghostNLL = 0.0
         var answered = true, ghostAnswered = true
         var peak = 0
         let tokens = prompt + followUp + answer
         let firstAnswer = prompt.count + followUp.count
-        _ = try evaluate(tokens, prefill: prompt.count) { q in
+        let summary = try evaluate(tokens, prefill: prompt.count) { q in
             peak = max(peak, q.residentKVBytes)
             // Position firstAnswer − 1 predicts the first answer token.
             let k = q.position - (firstAnswer - 1)
@@ -256,8 +295,9 @@ extension StreamingEvaluator {
             if q.top != answer[k] { answered = false }
             if q.ghostTop != answer[k] { ghostAnswered = false }
         }
-        return ProbeResult(method: label, promptTokens: prompt.count, answerTokens: answer.count, answerNLL: nll,
-                           ghostAnswerNLL: ghost == nil ? nil : ghostNLL, answered: answered,
-                           ghostAnswered: ghost == nil ? nil : ghostAnswered, peakResidentKVBytes: peak)
+        let result = ProbeResult(method: label, promptTokens: prompt.count, answerTokens: answer.count, answerNLL: nll,
+                                 ghostAnswerNLL: ghost == nil ? nil : ghostNLL, answered: answered,
+                                 ghostAnswered: ghost == nil ? nil : ghostAnswered, peakResidentKVBytes: peak)
+        return (result, summary)
     }
 }

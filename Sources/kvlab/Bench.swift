@@ -119,6 +119,7 @@ struct Bench: ParsableCommand {
         print("model      \(c.name) (\(model.format.rawValue), \(c.parameterCount(tiedClassifier: engine.weights.tiedClassifier)) parameters, weights \(weightTypes))")
         print("threads    \(modelOptions.threads) (OpenBLAS \(BLAS.threadCount))")
         print("openblas   \(BLAS.configuration)")
+        print("kernels    \(DecodeKernels.vectorPath) (integer dot products against the input quantized to 8 bits)")
         print("attention  \(Self.describe(engine.attentionKernel, headDim: c.headDim))")
         print(String(format: "decode     %.0f tok/s  (median of %d runs of %d tokens; min %.0f, max %.0f)",
                      median(decodeRates), runs, decodeCount, decodeRates.min()!, decodeRates.max()!))

@@ -16,7 +16,7 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "Output format: gguf or safetensors.")
     var to: OutputFormat
 
-    @Option(name: .long, help: "Store weights as f32, f16, q8_0, q4_0 or q4_1 (default: as in the input).")
+    @Option(name: .long, help: "Store weights as this type (default: as in the input; rows that are not whole blocks take llama.cpp's fallback type, as llama-quantize does).")
     var weights: WeightType?
 
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")

@@ -44,10 +44,10 @@ struct Eval: ParsableCommand {
     var seed: UInt64 = 1
 
     @Option(name: .long, help: "two-question: the question at the end of the prompt (what methods compress for).")
-    var questionA: String = "\nWho spoke first?\n"
+    var questionA: String = ProbeKind.defaultQuestionA
 
     @Option(name: .long, help: "two-question: the question asked after compression.")
-    var questionB: String = "\nWhat did they say first?\n"
+    var questionB: String = ProbeKind.defaultQuestionB
 
     @Option(name: .long, help: "two-question: the expected answer to question B (default: the first line of the text).")
     var answerB: String?
@@ -74,9 +74,8 @@ struct Eval: ParsableCommand {
         for method in methods { try modes.check(policy: method, quant: quantMethod) }
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
-        var ids = model.tokenizer.encode(content)
-        let bos = model.tokenizer.spec.bosID ?? 1
-        if ids.first == bos { ids.removeFirst() }
+        let evaluationText = EvaluationText(content, tokenizer: model.tokenizer)
+        let ids = evaluationText.tokens, bos = evaluationText.bos
         guard ids.count >= 1 else { throw CLIError("\(text): no tokens to evaluate") }
         if let probe {
             try runProbe(probe, methods: methods, sparse: sparseMethod, quant: quantMethod, model: model, filler: content, context: context,
@@ -108,40 +107,10 @@ struct Eval: ParsableCommand {
     /// then scores every method on it.
     private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, quant: KVQuantMethod, model: LoadedModel,
                           filler: String, context: Int, options: EngineOptions) throws {
-        let tokenizer = model.tokenizer
-        var generator = Xoshiro256(seed: seed)
-        let passkey = String(Int.random(in: 10_000...99_999, using: &generator))
-        let firstLine = filler.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? ""
-        // (text before the cut, text after it, follow-up, answer) for a filler of `length` characters.
-        func parts(_ length: Int) -> (prompt: String, followUp: String, answer: String) {
-            let body = String(filler.prefix(length))
-            switch probe {
-            case .needle:
-                let cut = body.index(body.startIndex, offsetBy: Int(Double(body.count) * depth))
-                let needle = "\nThe pass key is \(passkey). Remember it. \(passkey) is the pass key.\n"
-                return (body[..<cut] + needle + body[cut...] + "\nWhat is the pass key? The pass key is", "", " \(passkey).")
-            case .twoQuestion:
-                return (body + questionA, questionB, answerB ?? " " + firstLine)
-            }
-        }
-        func encoded(_ length: Int) -> (prompt: [Int], followUp: [Int], answer: [Int])? {
-            let p = parts(length)
-            let prompt = tokenizer.encode(p.prompt)
-            let withFollowUp = tokenizer.encode(p.prompt + p.followUp)
-            let all = tokenizer.encode(p.prompt + p.followUp + p.answer)
-            // Continuations must extend the prompt's tokens (no merge across the boundary).
-            guard withFollowUp.starts(with: prompt), all.starts(with: withFollowUp) else { return nil }
-            return (prompt, Array(withFollowUp[prompt.count...]), Array(all[withFollowUp.count...]))
-        }
-        // The longest filler whose probe fits the context (binary search on characters).
-        var low = 0, high = filler.count
-        while low < high {
-            let mid = (low + high + 1) / 2
-            if let e = encoded(mid), e.prompt.count + e.followUp.count + e.answer.count <= context { low = mid } else { high = mid - 1 }
-        }
-        guard let probeTokens = encoded(low), !probeTokens.answer.isEmpty else {
-            throw CLIError("the \(probe.rawValue) probe does not fit in \(context) tokens with this tokenizer")
-        }
+        let probeTokens: ProbePrompt
+        do {
+            probeTokens = try ProbePrompt.build(probeKind(probe), filler: filler, tokenizer: model.tokenizer, context: context)
+        } catch let error as ProbeError { throw CLIError(error.description) }
         var results: [ProbeResult] = []
         for method in methods {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, quant: quant, withGhost: true,
@@ -152,9 +121,9 @@ struct Eval: ParsableCommand {
             FileHandle.standardOutput.write(try JSONDocument.prettyLine(results))
             return
         }
-        let answerText = parts(low).answer.trimmingCharacters(in: .whitespacesAndNewlines)
+        let answerText = probeTokens.answerText
         print("\(model.config.name): \(probe.rawValue) probe, prompt \(probeTokens.prompt.count) tokens"
-            + (probe == .needle ? " (pass key \(passkey) at depth \(depth))" : ", follow-up \(probeTokens.followUp.count) tokens")
+            + (probe == .needle ? " (pass key \(probeTokens.passkey ?? "") at depth \(depth))" : ", follow-up \(probeTokens.followUp.count) tokens")
             + ", answer '\(answerText)' = \(probeTokens.answer.count) tokens")
         let header = ["method", "answer NLL", "ghost NLL", "answered", "ghost answered", "KV peak"]
         let rows = results.map { r in
@@ -162,6 +131,14 @@ struct Eval: ParsableCommand {
              r.ghostAnswered.map { $0 ? "yes" : "no" } ?? "-", formatBytes(r.peakResidentKVBytes)]
         }
         print(Self.render([header] + rows))
+    }
+
+    /// The probe as the options describe it.
+    func probeKind(_ probe: Probe) -> ProbeKind {
+        switch probe {
+        case .needle: .needle(depth: depth, seed: seed)
+        case .twoQuestion: .twoQuestion(questionA: questionA, questionB: questionB, answerB: answerB)
+        }
     }
 
     /// Left-aligned first column, right-aligned others.

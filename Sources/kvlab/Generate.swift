@@ -27,7 +27,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.load()
-        let text = try promptOptions.text()
+        let text = try promptOptions.text(model: model)
         let live = try LiveRun(model: model, settings: try kvOptions.runSettings(model: model, modelOptions: modelOptions,
                                                                                  sampler: samplerOptions.settings))
         let out = FileHandle.standardOutput

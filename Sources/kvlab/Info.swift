@@ -30,7 +30,11 @@ struct Info: ParsableCommand {
         if !extras.isEmpty { print("layers       \(extras.joined(separator: ", "))") }
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
-        print("weights      \(formatBytes(w.residentBytes)) resident: \(Self.typeMix(w))")
+        print("weights      \(formatBytes(w.residentBytes)) resident, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place")
+        // The stored type mix, most bytes first (a llama-quantize Q4_K_M file is mostly q4_K with some q6_K).
+        let byType = Dictionary(grouping: loaded.tensors, by: \.type).map { ($0.key, $0.value.count, $0.value.reduce(0) { $0 + $1.byteCount }) }
+        print("types        " + byType.sorted { ($0.2, $0.0.rawValue) > ($1.2, $1.0.rawValue) }
+            .map { "\($0.0.rawValue) ×\($0.1) (\(formatBytes($0.2)))" }.joined(separator: ", "))
         let spec = loaded.tokenizer.spec
         print("tokenizer    \(spec.model.rawValue), \(spec.tokens.count) tokens, BOS \(spec.bosID.map(String.init) ?? "none"), EOS \(spec.eosID.map(String.init) ?? "none")")
         let kvPerToken = 2 * c.layerCount * c.kvDim * 4
@@ -40,12 +44,12 @@ struct Info: ParsableCommand {
         for (key, value) in loaded.metadata { print("meta         \(key) = \(value)") }
         print("")
         let nameWidth = max(4, loaded.tensors.map(\.name.count).max() ?? 0)
-        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  shape          type   bytes")
+        print("name".padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  shape          type    bytes")
         for tensor in loaded.tensors {
             let shape = tensor.shape.map(String.init).joined(separator: " × ")
             print(tensor.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
                   + shape.padding(toLength: 13, withPad: " ", startingAt: 0) + "  "
-                  + tensor.type.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
+                  + tensor.type.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
         }
         print("\(loaded.tensors.count) tensors, \(formatBytes(loaded.tensors.reduce(0) { $0 + $1.byteCount })) in the file")
     }
@@ -64,17 +68,6 @@ struct Info: ParsableCommand {
         return runs.map { run in
             let layers = run.first == run.last ? "layer \(run.first)" : "layers \(run.first)-\(run.last)"
             return layers + (run.span.window.map { " local (window \($0))" } ?? " global")
-        }.joined(separator: ", ")
-    }
-
-    /// Resident bytes per weight type, largest first: "f32 12.0 MiB (90%), q8_0 1.3 MiB (10%)".
-    static func typeMix(_ weights: ModelWeights) -> String {
-        var bytes: [WeightType: Int] = [:]
-        for (_, matrix) in weights.namedMatrices { bytes[matrix.type, default: 0] += matrix.byteCount }
-        bytes[.f32, default: 0] += weights.namedNorms.reduce(0) { $0 + $1.1.count * 4 }
-        let total = max(1, bytes.values.reduce(0, +))
-        return bytes.sorted { $0.value > $1.value }.map { type, count in
-            "\(type.rawValue) \(formatBytes(count)) (\(count * 100 / total)%)"
         }.joined(separator: ", ")
     }
 }

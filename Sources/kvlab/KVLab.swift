@@ -11,7 +11,7 @@ struct KVLab: ParsableCommand {
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
         version: kvlabVersion,
-        subcommands: [WorkbenchCommand.self, Generate.self, Run.self, Replay.self, Demo.self, Export.self, Eval.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
+        subcommands: [WorkbenchCommand.self, Generate.self, Run.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
         defaultSubcommand: WorkbenchCommand.self
     )
 }
@@ -24,7 +24,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
     var tokenizer: String?
 
-    @Option(name: .long, help: "Store weights as f32, f16, q8_0, q4_0 or q4_1 (default: as in the file).")
+    @Option(name: .long, help: "Store weights as this type (default: as in the file).")
     var weights: WeightType?
 
     @Option(name: .long, help: "Threads for matrix products (1 to 256).")
@@ -184,8 +184,22 @@ struct PromptOptions: ParsableArguments {
     @Option(name: .long, help: "Read the prompt from a file (UTF-8).")
     var promptFile: String?
 
-    /// The prompt text (a file's whole content, or a one-line error naming it).
-    func text() throws -> String { try promptFile.map(readTextFile) ?? prompt }
+    @Flag(name: .long, help: "Send the prompt as a user turn in the model's chat template (instruct models).")
+    var chat = false
+
+    @Option(name: .long, help: "System message before the user turn (with --chat).")
+    var system: String?
+
+    func validate() throws {
+        if system != nil, !chat { throw ValidationError("--system needs --chat") }
+    }
+
+    /// The prompt text (a file's whole content, or a one-line error naming it); with --chat, the
+    /// model's chat template applied to it.
+    func text(model: LoadedModel) throws -> String {
+        let text = try promptFile.map(readTextFile) ?? prompt
+        return chat ? try model.chatPrompt(user: text, system: system) : text
+    }
 }
 
 extension KVOptions {

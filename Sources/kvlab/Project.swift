@@ -24,7 +24,7 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "Sequences decoded together, 1 to 65536.")
     var batch = 1
 
-    @Option(name: .long, help: "Target weight storage: f32, f16, q8_0, q4_0 or q4_1 (block scales counted).")
+    @Option(name: .long, help: "Target weight storage (block scales counted).")
     var weights: WeightType = .f16
 
     @Option(name: .long, help: "Float format of activations, scores and unquantized KV: f16 (GPU engines) or f32 (kvlab's CPU engine).")

@@ -70,7 +70,7 @@ struct Run: ParsableCommand {
         let projection = try projectionSettings()
         try script.check(projection: projection)
         let model = try modelOptions.load()
-        let text = try promptOptions.text()
+        let text = try promptOptions.text(model: model)
         let live = try LiveRun(model: model, settings: try kvOptions.runSettings(model: model, modelOptions: modelOptions,
                                                                                  sampler: samplerOptions.settings), ghost: ghost)
         try script.check(against: live)

@@ -3,6 +3,7 @@ import Foundation
 import KVLabEngine
 import KVLabMethods
 import KVLabTUI
+import KVLabTestSupport
 import Testing
 
 /// The KV map's states: sampled into columns, drawn by the panel, and built from a real cache's
@@ -110,5 +111,19 @@ import Testing
             if cells.contains(.retrieved) { steps += 1 }
         }
         #expect(steps > 0 && steps < 60)
+    }
+
+    /// Local layers hold only their window, so their rows are a band at the right; their labels
+    /// give the window.
+    @Test func localLayersShowTheirWindow() throws {
+        let layout = KVLayout(layerCount: 4, kvHeadCount: 1, headDim: 8, groupSize: 2, capacity: 128,
+                              attentionSpans: [.local(window: 6), .global, .local(window: 12), .global])
+        let cache = PagedKVCache(layout: layout)
+        for position in 0..<30 { Self.step(cache, position: position) }
+        let map = KVMapSnapshot(cache: cache, positions: 30)
+        #expect((0..<30).map { map.state(layer: 0, position: $0) } == (0..<30).map { $0 >= 25 ? .kept : .evicted })
+        #expect((0..<30).allSatisfy { map.state(layer: 1, position: $0) == .kept })
+        #expect(map.label(layer: 0) == "L0 w6" && map.label(layer: 1) == "L1")
+        expectSnapshot(Self.render(map, width: 42, height: 6), "kvmap-local-42x6")
     }
 }

@@ -57,6 +57,7 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasPrefix("model        kvlab-shakespeare\n"))
         #expect(result.stdout.contains("crossover    KV = weights at 641 tokens"))
+        #expect(result.stdout.contains("types        f16 ×57 (7.5 MiB), f32 ×17 (12.8 KiB)\n"))
         #expect(result.stdout.contains("meta         kvlab.eval.val_ids_sha256 = "))
     }
 

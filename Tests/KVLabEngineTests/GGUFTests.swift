@@ -214,10 +214,10 @@ import Testing
     @Test func rejectsUnknownTensorType() throws {
         var data = try validFile()
         let name = try data.range(of: "blk.0.attn_q.weight")
-        data.patch(UInt32(12), at: name.upperBound + 4 + 2 * 8)  // after n_dims and two dims
+        data.patch(UInt32(16), at: name.upperBound + 4 + 2 * 8)  // after n_dims and two dims
         let message = problem(loading: data)
         #expect(message?.contains("blk.0.attn_q.weight") == true)
-        #expect(message?.contains("q4_K (id 12)") == true)
+        #expect(message?.contains("iq2_xxs (id 16)") == true)
     }
 
     @Test func rejectsVocabularyOf2To40() throws {

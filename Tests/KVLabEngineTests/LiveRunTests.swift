@@ -100,10 +100,16 @@ import Testing
         try run.set(.weights, to: "stored")
         // Back to the file's weights themselves, not a re-conversion of the q4_0 ones.
         #expect(run.engine.weights.layers[0].query === model.weights.layers[0].query)
+        // ggml spells the K-quants with a capital K; the knob takes either case, and rows that are
+        // not whole 256-element super-blocks take llama.cpp's fallback type.
+        #expect(try run.set(.weights, to: "q4_k").new == "q4_K")
+        let cols = model.weights.layers[0].query.cols
+        #expect(run.engine.weights.layers[0].query.type == (cols % 256 == 0 ? .q4_K : .q5_0))
+        try run.set(.weights, to: "stored")
 
         #expect(throws: MethodSpecError.self) { try run.set(.kv, to: "kivi:bits=5") }
-        #expect(throws: MethodSpecError("weights: 'q3_k' is not one of f32, f16, q8_0, q4_0, q4_1, stored")) {
-            try run.set(.weights, to: "q3_k")
+        #expect(throws: MethodSpecError("weights: 'q7_k' is not one of f32, f16, bf16, q8_0, q6_K, q5_1, q5_K, q5_0, q4_1, q4_K, q4_0, iq4_nl, iq4_xs, q3_K, q2_K, stored")) {
+            try run.set(.weights, to: "q7_k")
         }
         #expect(run.settings.value(of: .kv) == "kivi:bits=2,group=32,residual=128", "a refused value changes nothing")
     }

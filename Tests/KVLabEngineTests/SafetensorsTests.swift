@@ -104,7 +104,7 @@ import Testing
         #expect(loaded.isBitIdentical(to: expected))
     }
 
-    @Test func bf16WeightsLoadAsF32() throws {
+    @Test func bf16WeightsStayBF16() throws {
         var files = try files(of: try TinyModel.make(seed: 10))
         let original = try load(files)
         // Rewrite every tensor as BF16 (values rounded to bfloat16 by truncation).
@@ -119,7 +119,7 @@ import Testing
         files[SafetensorsModel.weightsFile] = joinedChunks(SafetensorsFile.encode(entries))
         let loaded = try load(files)
         let truncated = original.weights.tokenEmbedding.decodedValues().map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) }
-        #expect(loaded.weights.tokenEmbedding.type == .f32)
+        #expect(loaded.weights.tokenEmbedding.type == .bf16)
         #expect(loaded.weights.tokenEmbedding.decodedValues() == truncated)
     }
 

@@ -54,7 +54,8 @@ struct KVMapView {
 }
 
 /// The KV map panel: layer × position, each cell kept, quantized, evicted, skipped by the last
-/// step (its kept or quantized mark dimmed) or fetched from host at the last step. A key to the
+/// step (its kept or quantized mark dimmed) or fetched from host at the last step. A local
+/// layer's row label gives its window (`L0 w24`): its band of kept entries is the window. A key to the
 /// last two takes a row left under the layers, when there is one: kept, quantized and evicted
 /// are keyed by the Generation panel's title, in the same roles.
 struct KVMapPanel {
@@ -63,7 +64,7 @@ struct KVMapPanel {
 
     func render(area: Rect, buffer: inout Buffer) {
         let map = view.map
-        let labelWidth = map.map { "L\($0.layers - 1) ".count } ?? 3
+        let labelWidth = map.map { map in (0..<map.layers).map { map.label(layer: $0).count + 1 }.max() ?? 3 } ?? 3
         let columns = max(area.width - 4 - labelWidth, 1)
         let perColumn = view.positionsPerColumn(columns: columns)
         let right = map.map { Line("positions 0–\($0.positions)" + (perColumn > 1 ? ", \(perColumn) per column" : ""), style: .role(.dimText)) }
@@ -83,7 +84,7 @@ struct KVMapPanel {
             .retrieved: .mark(glyphs.shades[2], .role(.kvRetrieved)), .evicted: .mark(glyphs.shades[1], .role(.kvEvicted)), .empty: .empty,
         ]
         let (layers, states) = view.cells(rows: inner.height, columns: columns)
-        HeatMap(rows: states.map { $0.map { marks[$0] ?? .empty } }, rowLabels: layers.map { "L\($0)" }, anchor: .trailing, glyphs: glyphs)
+        HeatMap(rows: states.map { $0.map { marks[$0] ?? .empty } }, rowLabels: layers.map { map.label(layer: $0) }, anchor: .trailing, glyphs: glyphs)
             .render(area: inner, buffer: &buffer)
         let shows = view.showsReads
         guard layers.count < inner.height, shows.skipped || shows.retrieved else { return }

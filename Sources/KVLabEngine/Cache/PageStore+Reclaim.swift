@@ -9,10 +9,17 @@ extension PageStore {
         guard entries.releasedCount > 0 else { return }
         let base = index * capacity, pageSize = Self.pageSize
         // Highest slot first: each freed slot is then refilled from a tail slot that is live.
-        let freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
-        freed.insertionSort(by: >)
+        var freed = UnsafeMutableBufferPointer(start: entries.released, count: entries.releasedCount)
+        // Insertion sort does not allocate (decode frees a few slots a step); a sliding window's
+        // trim after a long prompt frees hundreds, in ascending order, its worst case.
+        if freed.count > 64 { freed.sort(by: >) } else { freed.insertionSort(by: >) }
         if merging { for slot in freed { merge(slot: Int(slot), index: index, entries: entries, ledger: &ledger) } }
+        // Which kept entry each slot holds, so a refill re-points its entry without a search.
+        for i in 0..<entries.count { entryOfSlot[Int(slots[base + i])] = Int32(i) }
         var count = counts[index]
+        // Each freed slot re-summarizes up to two pages; when that would cost more than summarizing
+        // what stays (a long prompt leaving a sliding window), every page is summarized once at the end.
+        let bulk = 2 * freed.count * pageSize > count - freed.count
         for freedSlot in freed {
             let slot = Int(freedSlot), last = count - 1
             release(index: index, slot: slot, slotsInUse: count, ledger: &ledger)
@@ -25,16 +32,17 @@ extension PageStore {
                 receivedScores[to] = receivedScores[from]
                 let pageSlot = Int(max(keyLocations[to], valueLocations[to]))
                 if pageSlot >= 0 { pageOwners[base + pageSlot] = Int32(slot) }
-                for i in 0..<entries.count where slots[base + i] == Int32(last) {
-                    slots[base + i] = Int32(slot)
-                    break
-                }
+                let entry = Int(entryOfSlot[last])
+                slots[base + entry] = Int32(slot)
+                entryOfSlot[slot] = Int32(entry)
             }
             count -= 1
             counts[index] = count
+            if bulk { continue }
             if count % pageSize != 0 { summarize(index: index, page: last / pageSize) }
             if slot < count { summarize(index: index, page: slot / pageSize) }
         }
+        if bulk { summarizeAll(index: index) }
     }
 
     /// CaM/D2O merge: the evicted entry in `slot` is averaged into the kept entry whose key is

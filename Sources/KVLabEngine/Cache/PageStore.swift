@@ -53,6 +53,8 @@ final class PageStore {
     let slots: UnsafeMutablePointer<Int32>
     /// Per KV head of a layer: the slots a policy released (one layer acts at a time).
     let released: UnsafeMutablePointer<Int32>
+    /// Per slot of the head being reclaimed: the kept entry it holds (`reclaim`'s scratch).
+    let entryOfSlot: UnsafeMutablePointer<Int32>
     let heads: UnsafeMutableBufferPointer<HeadEntries>
     /// Per (layer, head), `headDim` slots: the first `keyWidth` are its kept channels, ascending,
     /// while `keysPruned`.
@@ -119,6 +121,7 @@ final class PageStore {
         stepScores = arena.allocate(count: entries, repeating: 0)
         slots = arena.allocate(Int32.self, count: entries)
         released = arena.allocate(Int32.self, count: layout.kvHeadCount * capacity)
+        entryOfSlot = arena.allocate(Int32.self, count: capacity)
         heads = UnsafeMutableBufferPointer(start: arena.allocate(HeadEntries.self, count: layout.kvHeadCount), count: layout.kvHeadCount)
         keptChannels = arena.allocate(Int32.self, count: headCount * hd)
         summaries = PageSummaries(layout: layout)

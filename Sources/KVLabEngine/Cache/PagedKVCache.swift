@@ -328,6 +328,10 @@ public final class PagedKVCache: KVCache {
                 attention.attendTiled(tiled, index: index, queries: q, visible: visible, listed: listed ? read : nil, masked: everyKey,
                                       output: out, probabilities: wantsScores || selector.needsProbabilities, ledger: &ledger)
             } else {
+                // A prompt read one query at a time still holds the entries before a local layer's window.
+                if promptEnd != nil, let window = layout.attentionSpans[layer].window {
+                    attention.maskBefore(position: position - window, index: index, visible: visible)
+                }
                 attention.softmax(visible: visible)
                 if listed {
                     attention.weightSelectedValues(index: index, count: read, output: out)
@@ -426,7 +430,8 @@ public final class PagedKVCache: KVCache {
                 row.update(from: queries + t * tokenStride + head * group * hd, count: group * hd)
                 if store.scoresRotated { for g in 0..<group { Hadamard.transform(row + g * hd, count: hd) } }
             }
-            let causal = CausalRows(group: group, firstVisible: first + 1)
+            let causal = CausalRows(group: group, firstVisible: first + 1, window: layout.attentionSpans[layer].window,
+                                    firstPosition: positions.lowerBound, slotPositions: store.slotPositions + index * capacity)
             // After a query's probabilities are in `probabilities`: its s_t, then the policy's hook.
             let observed: (Int) -> Bool = { t in positions.lowerBound + t >= end - self.policy.prefillObservation }
             let needed: (Int) -> Bool = { t in accumulates || observed(t) || (recordsLast && t == n - 1) }

@@ -359,10 +359,8 @@ struct GGUFFile {
     /// ggml's name for a type id, for errors about types kvlab cannot load.
     static func typeName(_ id: UInt32) -> String {
         let names: [UInt32: String] = [
-            6: "q5_0", 7: "q5_1", 9: "q8_1", 10: "q2_K", 11: "q3_K", 12: "q4_K", 13: "q5_K", 14: "q6_K", 15: "q8_K",
-            16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s", 20: "iq4_nl", 21: "iq3_s", 22: "iq2_s",
-            23: "iq4_xs", 24: "i8", 25: "i16", 26: "i32", 27: "i64", 28: "f64", 29: "iq1_m", 30: "bf16",
-            34: "tq1_0", 35: "tq2_0", 39: "mxfp4",
+            9: "q8_1", 15: "q8_K", 16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s", 21: "iq3_s", 22: "iq2_s",
+            24: "i8", 25: "i16", 26: "i32", 27: "i64", 28: "f64", 29: "iq1_m", 34: "tq1_0", 35: "tq2_0", 39: "mxfp4",
         ]
         return names[id].map { "ggml type \($0) (id \(id))" } ?? "unknown ggml type id \(id)"
     }

@@ -10,9 +10,10 @@ enum GGUFModel {
     static func load(path: String, data: Data) throws -> LoadedModel {
         try singleLineErrors {
             try withFileContext(path) {
-                try data.withUnsafeBytes { bytes in
+                let mapping = FileBytes(data)
+                return try mapping.data.withUnsafeBytes { bytes in
                     let file = try GGUFFile(bytes)
-                    return try assemble(file, bytes: bytes, path: path)
+                    return try assemble(file, bytes: bytes, mapping: mapping, path: path)
                 }
             }
         }
@@ -76,7 +77,7 @@ enum GGUFModel {
         return Int(parts[1])
     }
 
-    private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, path: String) throws -> LoadedModel {
+    private static func assemble(_ file: GGUFFile, bytes: UnsafeRawBufferPointer, mapping: FileBytes, path: String) throws -> LoadedModel {
         let metadata = GGUFMetadata(file: file)
         guard let architecture = try metadata.string("general.architecture") else {
             throw FormatError("has no general.architecture")
@@ -85,7 +86,7 @@ enum GGUFModel {
             throw FormatError("architecture \(architecture) is not supported (kvlab runs "
                 + architectures.keys.sorted().joined(separator: ", ") + ")")
         }
-        let spec = try tokenizerSpec(metadata)
+        let spec = try GGUFTokenizer.spec(metadata)
         var config = try modelConfig(metadata, vocabularySize: spec.tokens.count,
                                      defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
 
@@ -100,7 +101,7 @@ enum GGUFModel {
                 throw FormatError("tensor \(name) has shape \(info.shape), expected a matrix")
             }
             do {
-                return try WeightMatrix(rows: info.dims[1], cols: info.dims[0], type: info.type, encoded: data(info))
+                return try WeightMatrix(rows: info.dims[1], cols: info.dims[0], type: info.type, encoded: data(info), mapping: mapping)
             } catch let error as FormatError {
                 throw FormatError("tensor \(name): \(error.problem)")
             }
@@ -111,11 +112,11 @@ enum GGUFModel {
                 throw FormatError("tensor \(name) has shape \(info.shape), expected a vector")
             }
             switch info.type {
-            case .f32, .f16:
+            case .f32, .f16, .bf16:
                 let matrix = try WeightMatrix(rows: 1, cols: info.dims[0], type: info.type, encoded: data(info))
                 return matrix.decodedValues()
             default:
-                throw FormatError("tensor \(name) is \(info.type.rawValue); norm weights must be f32 or f16")
+                throw FormatError("tensor \(name) is \(info.type.rawValue); norm weights must be f32, f16 or bf16")
             }
         }
 
@@ -150,7 +151,8 @@ enum GGUFModel {
         var shown: [(String, String)] = [("gguf.version", "\(file.version)")]
         for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix(architecture + ".") || key.hasPrefix("kvlab.") {
             if case .array = value { continue }
-            shown.append((key, value.displayText))
+            let recipe = key == "general.file_type" ? value.integer.flatMap(GGUFFileType.name).map { " (\($0))" } : nil
+            shown.append((key, value.displayText + (recipe ?? "")))
         }
         shown.append(("tokenizer.ggml.model", spec.model.rawValue))
         if spec.model == .byteLevelBPE { shown.append(("tokenizer.ggml.pre", spec.preTokenizer)) }
@@ -208,109 +210,6 @@ enum GGUFModel {
         return config
     }
 
-    /// `<arch>.` keys kvlab reads, or that do not change the math (`rope.scaling.finetuned` is a flag for people).
-    static let knownKeys: Set<String> = [
-        "context_length", "embedding_length", "block_count", "feed_forward_length", "vocab_size",
-        "attention.head_count", "attention.head_count_kv", "attention.key_length", "attention.value_length",
-        "attention.layer_norm_rms_epsilon", "attention.sliding_window", "expert_count", "expert_used_count",
-        "rope.freq_base", "rope.dimension_count", "rope.scaling.type", "rope.scaling.factor",
-        "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_ext_factor",
-        "rope.scaling.attn_factor", "rope.scaling.yarn_log_multiplier",
-        "rope.scaling.yarn_attn_factor", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
-    ]
-
-    /// `rope.scaling.*` as llama.cpp applies it: linear, or YaRN with extrapolation factor 1 and
-    /// attention factor (0.1·ln(factor) + 1) · `rope.scaling.attn_factor`. llama.cpp recomputes
-    /// (overwrites) `yarn_attn_factor`, so that key changes nothing.
-    private static func ropeScaling(_ metadata: GGUFMetadata, prefix a: String) throws -> RoPEScaling {
-        let type = try metadata.string(a + "rope.scaling.type") ?? "none"
-        let attentionFactor = try metadata.float(a + "rope.scaling.attn_factor") ?? 1
-        if type != "yarn", attentionFactor != 1 {
-            throw FormatError("\(a)rope.scaling.attn_factor \(attentionFactor) is not supported without yarn scaling")
-        }
-        if let multiplier = try metadata.float(a + "rope.scaling.yarn_log_multiplier"), multiplier != 0 {
-            throw FormatError("\(a)rope.scaling.yarn_log_multiplier \(multiplier) is not supported")
-        }
-        func factor() throws -> Double {
-            guard let f = try metadata.float(a + "rope.scaling.factor") else {
-                throw FormatError("\(a)rope.scaling.type \(type) needs \(a)rope.scaling.factor")
-            }
-            return f
-        }
-        switch type {
-        case "none":
-            return .none
-        case "linear":
-            return .linear(factor: try factor())
-        case "yarn":
-            if let ext = try metadata.float(a + "rope.scaling.yarn_ext_factor"), ext != 1, ext >= 0 {
-                throw FormatError("\(a)rope.scaling.yarn_ext_factor \(ext) is not supported (1 only)")
-            }
-            let f = try factor()
-            guard let original = try metadata.integer(a + "rope.scaling.original_context_length") else {
-                throw FormatError("\(a)rope.scaling.type yarn needs \(a)rope.scaling.original_context_length")
-            }
-            let attention = attentionFactor * RoPEScaling.yarnAttentionFactor(f)
-            return .yarn(factor: f, originalContext: original, betaFast: try metadata.float(a + "rope.scaling.yarn_beta_fast") ?? 32,
-                         betaSlow: try metadata.float(a + "rope.scaling.yarn_beta_slow") ?? 1, attentionFactor: attention, truncate: true)
-        default:
-            throw FormatError("\(a)rope.scaling.type \(type) is not supported (none, linear or yarn)")
-        }
-    }
-
-    private static func tokenizerSpec(_ metadata: GGUFMetadata) throws -> TokenizerSpec {
-        guard let modelName = try metadata.string("tokenizer.ggml.model") else {
-            throw FormatError("has no tokenizer (tokenizer.ggml.model missing)")
-        }
-        guard let model = TokenizerSpec.Model(rawValue: modelName) else {
-            throw FormatError("tokenizer model \(modelName) is not supported (llama or gpt2)")
-        }
-        guard let tokens = try metadata.strings("tokenizer.ggml.tokens") else {
-            throw FormatError("has no tokenizer vocabulary (tokenizer.ggml.tokens missing)")
-        }
-        var scores: [Float] = []
-        if model == .sentencePiece {
-            // llama.cpp treats missing scores as 0; kvlab does the same.
-            scores = try metadata.floats("tokenizer.ggml.scores") ?? Array(repeating: 0, count: tokens.count)
-            guard scores.count == tokens.count else {
-                throw FormatError("tokenizer has \(scores.count) scores for \(tokens.count) tokens")
-            }
-            if let bad = scores.firstIndex(where: { !$0.isFinite }) { throw FormatError("token \(bad) has a non-finite score") }
-        }
-        var types: [TokenType] = Array(repeating: .normal, count: tokens.count)
-        if let raw = try metadata.integers("tokenizer.ggml.token_type") {
-            guard raw.count == tokens.count else {
-                throw FormatError("tokenizer has \(raw.count) token types for \(tokens.count) tokens")
-            }
-            types = try raw.enumerated().map { id, value in
-                // 0 is llama.cpp's "undefined", which it treats as normal.
-                if value == 0 { return .normal }
-                guard let type = Int32(exactly: value).flatMap(TokenType.init(rawValue:)) else {
-                    throw FormatError("token \(id) has unknown token type \(value)")
-                }
-                return type
-            }
-        }
-        var merges: [String] = []
-        var preTokenizer = "default"
-        if model == .byteLevelBPE {
-            guard let list = try metadata.strings("tokenizer.ggml.merges") else {
-                throw FormatError("gpt2 tokenizer has no merges (tokenizer.ggml.merges missing)")
-            }
-            merges = list
-            preTokenizer = try metadata.string("tokenizer.ggml.pre") ?? "default"
-        }
-        let spec = TokenizerSpec(
-            model: model, tokens: tokens, scores: scores, types: types, merges: merges,
-            bosID: try metadata.integer("tokenizer.ggml.bos_token_id"),
-            eosID: try metadata.integer("tokenizer.ggml.eos_token_id"),
-            unknownID: try metadata.integer("tokenizer.ggml.unknown_token_id"),
-            addBOS: try metadata.bool("tokenizer.ggml.add_bos_token") ?? (model == .sentencePiece),
-            preTokenizer: preTokenizer)
-        try spec.validate()
-        return spec
-    }
-
     // MARK: - Writing
 
     /// The file as chunks: header and metadata, then each tensor's data padded to the alignment.
@@ -366,15 +265,11 @@ enum GGUFModel {
     private static func metadataEntries(_ weights: ModelWeights, spec: TokenizerSpec, alignment: Int) -> [(String, GGUFValue)] {
         let c = weights.config
         func u32(_ value: Int) -> GGUFValue { .uint32(UInt32(clamping: value)) }
-        // llama.cpp's LLAMA_FTYPE for the type most matrices use (the attention projections).
-        let mainType = weights.layers.first?.query.type ?? weights.tokenEmbedding.type
-        let fileType: UInt32 = switch mainType {
-        case .f32: 0
-        case .f16: 1
-        case .q4_0: 2
-        case .q4_1: 3
-        case .q8_0: 7
-        }
+        // llama.cpp's file type for the type the weights were converted to: rows that are not whole
+        // blocks fall back to a smaller block, so the largest block size wins, then the most bytes.
+        let bytesByType = Dictionary(weights.namedMatrices.map { ($0.1.type, $0.1.byteCount) }, uniquingKeysWith: +)
+        let mainType = bytesByType.max { ($0.key.blockSize, $0.value) < ($1.key.blockSize, $1.value) }?.key ?? .f32
+        let fileType = GGUFFileType.id(mainType: mainType)
         var entries: [(String, GGUFValue)] = [
             ("general.architecture", .string("llama")),
             ("general.name", .string(c.name)),
@@ -410,6 +305,8 @@ enum GGUFModel {
             if let id { entries.append(("tokenizer.ggml.\(key)_token_id", u32(id))) }
         }
         entries.append(("tokenizer.ggml.add_bos_token", .bool(spec.addBOS)))
+        if spec.model == .sentencePiece, !spec.addSpacePrefix { entries.append(("tokenizer.ggml.add_space_prefix", .bool(false))) }
+        if let template = spec.chatTemplate { entries.append(("tokenizer.chat_template", .string(template))) }
         return entries
     }
 }
@@ -493,4 +390,12 @@ struct GGUFMetadata {
     private func wrongType(_ key: String, _ value: GGUFValue, expected: String) -> FormatError {
         FormatError("metadata \(key) is \(value.typeDescription), expected \(expected)")
     }
+}
+
+/// A model file's bytes (memory-mapped by `InputFile.read`), kept alive by the weight matrices that
+/// use them in place. The `Data` is never mutated, so its bytes do not move.
+final class FileBytes {
+    let data: Data
+
+    init(_ data: Data) { self.data = data }
 }

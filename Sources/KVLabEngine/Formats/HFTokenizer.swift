@@ -25,7 +25,10 @@ enum HFTokenizer {
 
     /// The spec described by `tokenizer.json`, with BOS/EOS and `add_bos_token` taken from
     /// `tokenizer_config.json` when present, else from `config.json`'s token ids.
-    static func spec(tokenizer root: JSONValue, tokenizerConfig: JSONValue?, modelConfig: JSONValue?) throws -> TokenizerSpec {
+    /// `chatTemplateFile` is chat_template.jinja's text, which newer transformers save instead of
+    /// a `chat_template` in tokenizer_config.json.
+    static func spec(tokenizer root: JSONValue, tokenizerConfig: JSONValue?, modelConfig: JSONValue?,
+                     chatTemplateFile: String? = nil) throws -> TokenizerSpec {
         guard root.members != nil else { throw FormatError("is \(root.kind), expected a JSON object") }
         guard let model = root["model"], model.members != nil else { throw FormatError("has no model object") }
         switch model["type"]?.string {
@@ -34,14 +37,14 @@ enum HFTokenizer {
         case nil: throw FormatError("model has no type")
         }
         let (tokens, added) = try vocabulary(model: model, addedTokens: root["added_tokens"])
-        var ids: [String: Int] = [:]
-        for (id, token) in tokens.enumerated() where ids[token] == nil { ids[token] = id }
+        let ids = TokenIndex(tokens)
         let merges = try mergePairs(model["merges"])
 
         let sentencePiece = model["byte_fallback"]?.bool == true || replacesSpaceWithMeta(root["normalizer"])
             || isMetaspace(root["pre_tokenizer"])
         var types = tokens.map { sentencePiece && SentencePieceTokenizer.byteValue($0) != nil ? TokenType.byte : .normal }
         for token in added { types[token.id] = token.special ? .control : .userDefined }
+        let stripsLeft = Set(added.filter(\.lstrip).map(\.id)), stripsRight = Set(added.filter(\.rstrip).map(\.id))
         var unknownID: Int?
         if let unknown = model["unk_token"], !unknown.isNull {
             guard let text = unknown.string, let id = ids[text] else {
@@ -78,7 +81,7 @@ enum HFTokenizer {
             addBOS = template
         }
 
-        let spec: TokenizerSpec
+        var spec: TokenizerSpec
         if sentencePiece {
             var scores = [Float](repeating: unmergedScore, count: tokens.count)
             var scored = [Bool](repeating: false, count: tokens.count)
@@ -89,7 +92,8 @@ enum HFTokenizer {
             }
             spec = TokenizerSpec(model: .sentencePiece, tokens: tokens, scores: scores, types: types,
                                  bosID: try special("bos_token"), eosID: try special("eos_token"), unknownID: unknownID,
-                                 addBOS: addBOS)
+                                 addBOS: addBOS, addSpacePrefix: try addsDummyPrefix(root), stripsLeft: stripsLeft,
+                                 stripsRight: stripsRight)
         } else {
             let preTokenizer = try byteLevelPreTokenizer(root["pre_tokenizer"])
             let strings = try merges.enumerated().map { rank, merge in
@@ -100,16 +104,36 @@ enum HFTokenizer {
             }
             spec = TokenizerSpec(model: .byteLevelBPE, tokens: tokens, types: types, merges: strings,
                                  bosID: try special("bos_token"), eosID: try special("eos_token"), unknownID: unknownID,
-                                 addBOS: addBOS, preTokenizer: preTokenizer)
+                                 addBOS: addBOS, preTokenizer: preTokenizer, stripsLeft: stripsLeft, stripsRight: stripsRight)
         }
+        spec.chatTemplate = try chatTemplateFile ?? chatTemplate(tokenizerConfig)
         try spec.validate()
         return spec
+    }
+
+    /// tokenizer_config.json's `chat_template`: a string, or a list of named templates of which
+    /// transformers applies "default".
+    private static func chatTemplate(_ config: JSONValue?) throws -> String? {
+        guard let value = config?["chat_template"], !value.isNull else { return nil }
+        if let text = value.string { return text }
+        guard let list = value.array else {
+            throw FormatError("tokenizer_config.json chat_template is \(value.kind), expected a string or a list")
+        }
+        for entry in list where entry["name"]?.string == "default" {
+            guard let text = entry["template"]?.string else {
+                throw FormatError("tokenizer_config.json chat_template \"default\" has no template string")
+            }
+            return text
+        }
+        throw FormatError("tokenizer_config.json chat_template lists no \"default\" template")
     }
 
     private struct AddedToken {
         var id: Int
         var content: String
         var special: Bool
+        var lstrip: Bool
+        var rstrip: Bool
     }
 
     /// Tokens by id from `model.vocab` and `added_tokens`; the ids must be exactly 0..<count.
@@ -131,11 +155,12 @@ enum HFTokenizer {
                 guard let id = entry["id"]?.integer, id >= 0, let content = entry["content"]?.string else {
                     throw FormatError("added_tokens[\(index)] needs a non-negative integer id and a string content")
                 }
-                if let existing = byID[id], existing != content {
+                if let existing = byID[id], !existing.utf8.elementsEqual(content.utf8) {
                     throw FormatError("added token \(content) has id \(id), which the vocabulary gives to \(existing)")
                 }
                 byID[id] = content
-                added.append(AddedToken(id: id, content: content, special: entry["special"]?.bool ?? false))
+                added.append(AddedToken(id: id, content: content, special: entry["special"]?.bool ?? false,
+                                        lstrip: entry["lstrip"]?.bool ?? false, rstrip: entry["rstrip"]?.bool ?? false))
             }
         }
         guard !byID.isEmpty else { throw FormatError("has an empty vocabulary") }
@@ -175,6 +200,24 @@ enum HFTokenizer {
         case "Sequence": return value["normalizers"]?.array?.contains(where: replacesSpaceWithMeta) ?? false
         default: return false
         }
+    }
+
+    /// Whether a SentencePiece-style tokenizer.json starts text with "▁": a `Prepend` normalizer
+    /// (Llama-2, Phi-3) or a Metaspace pre-tokenizer whose `prepend_scheme` is not "never";
+    /// Gemma's has neither.
+    private static func addsDummyPrefix(_ root: JSONValue) throws -> Bool {
+        func prepends(_ value: JSONValue?) -> Bool {
+            guard let value else { return false }
+            switch value["type"]?.string {
+            case "Prepend": return value["prepend"]?.string == "▁"
+            case "Metaspace": return value["prepend_scheme"]?.string != "never" && value["add_prefix_space"]?.bool != false
+            case "Sequence":
+                let steps = value["normalizers"]?.array ?? value["pretokenizers"]?.array ?? []
+                return steps.contains(where: prepends)
+            default: return false
+            }
+        }
+        return prepends(root["normalizer"]) || prepends(root["pre_tokenizer"])
     }
 
     /// Whether a pre-tokenizer (possibly inside a Sequence) is Metaspace, SentencePiece's space handling.
@@ -236,18 +279,18 @@ enum HFTokenizer {
 
     /// A tokenizer.json that Hugging Face's `tokenizers` reads and that loads back into `spec`.
     static func tokenizerJSON(_ spec: TokenizerSpec) throws -> JSONValue {
-        var firstID: [String: Int] = [:]
+        var firstID = TokenIndex([])
         for (id, token) in spec.tokens.enumerated() {
-            if let other = firstID[token] {
+            if let other = firstID.insert(token, id: id) {
                 throw FormatError("token \(token) appears twice (ids \(other) and \(id)); tokenizer.json cannot hold duplicates")
             }
-            firstID[token] = id
         }
         let addedTokens: [JSONValue] = spec.types.enumerated().compactMap { id, type in
             guard type == .control || type == .unknown || type == .userDefined else { return nil }
             let special = type != .userDefined
             return .object([("id", .integer(id)), ("content", .string(spec.tokens[id])), ("single_word", .bool(false)),
-                            ("lstrip", .bool(false)), ("rstrip", .bool(false)), ("normalized", .bool(!special)),
+                            ("lstrip", .bool(spec.stripsLeft.contains(id))), ("rstrip", .bool(spec.stripsRight.contains(id))),
+                            ("normalized", .bool(!special)),
                             ("special", .bool(special))])
         }
         let pairs = spec.model == .sentencePiece
@@ -271,19 +314,22 @@ enum HFTokenizer {
         ]
         switch spec.model {
         case .sentencePiece:
+            // The decoder drops the dummy-prefix space only where the encoder adds one.
+            let decoders: [JSONValue] = [
+                .object([("type", .string("Replace")), ("pattern", .object([("String", .string("▁"))])), ("content", .string(" "))]),
+                .object([("type", .string("ByteFallback"))]),
+                .object([("type", .string("Fuse"))]),
+            ] + (spec.addSpacePrefix
+                ? [.object([("type", .string("Strip")), ("content", .string(" ")), ("start", .integer(1)), ("stop", .integer(0))])]
+                : [])
             members += [
-                ("normalizer", .object([("type", .string("Sequence")), ("normalizers", .array([
-                    .object([("type", .string("Prepend")), ("prepend", .string("▁"))]),
+                ("normalizer", .object([("type", .string("Sequence")), ("normalizers", .array(
+                    (spec.addSpacePrefix ? [.object([("type", .string("Prepend")), ("prepend", .string("▁"))])] : []) + [
                     .object([("type", .string("Replace")), ("pattern", .object([("String", .string(" "))])), ("content", .string("▁"))]),
                 ]))])),
                 ("pre_tokenizer", .null),
                 ("post_processor", bosTemplate ?? .null),
-                ("decoder", .object([("type", .string("Sequence")), ("decoders", .array([
-                    .object([("type", .string("Replace")), ("pattern", .object([("String", .string("▁"))])), ("content", .string(" "))]),
-                    .object([("type", .string("ByteFallback"))]),
-                    .object([("type", .string("Fuse"))]),
-                    .object([("type", .string("Strip")), ("content", .string(" ")), ("start", .integer(1)), ("stop", .integer(0))]),
-                ]))])),
+                ("decoder", .object([("type", .string("Sequence")), ("decoders", .array(decoders))])),
             ]
         case .byteLevelBPE:
             let byteLevel = { (useRegex: Bool) -> JSONValue in
@@ -294,7 +340,7 @@ enum HFTokenizer {
             switch spec.preTokenizer {
             case "default":
                 preTokenizer = byteLevel(true)
-            case "smollm":
+            case "smollm", "starcoder", "refact":
                 preTokenizer = .object([("type", .string("Sequence")), ("pretokenizers", .array([
                     .object([("type", .string("Digits")), ("individual_digits", .bool(true))]), byteLevel(true),
                 ]))])
@@ -330,7 +376,7 @@ enum HFTokenizer {
     /// every split of a token into two vocabulary tokens is a merge; merges are ordered by the
     /// merged token's score, highest first (ties: lower id first), and within one token by the
     /// ids of its left and right parts.
-    static func sentencePieceMerges(_ spec: TokenizerSpec, ids: [String: Int]) -> [(String, String)] {
+    static func sentencePieceMerges(_ spec: TokenizerSpec, ids: TokenIndex) -> [(String, String)] {
         var merges: [(left: Int, right: Int, merged: Int)] = []
         for (id, token) in spec.tokens.enumerated() {
             // Split by code points, as Python slices strings.
@@ -381,6 +427,6 @@ enum HFTokenizer {
             ("clean_up_tokenization_spaces", .bool(false)),
             ("model_max_length", .integer(contextLength)),
             ("tokenizer_class", .string(spec.model == .sentencePiece ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast")),
-        ])
+        ] + (spec.chatTemplate.map { [("chat_template", JSONValue.string($0))] } ?? []))
     }
 }

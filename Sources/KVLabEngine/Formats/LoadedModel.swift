@@ -30,6 +30,8 @@ public struct LoadedModel: Sendable {
     public var metadata: [(String, String)]
 
     public var config: ModelConfig { weights.config }
+    /// The instruct model's chat template, stored with its tokenizer; nil for base models.
+    public var chatTemplate: String? { tokenizer.spec.chatTemplate }
 
     public init(weights: ModelWeights, tokenizer: any Tokenizer, format: ModelFormat, path: String,
                 tensors: [TensorInfo], metadata: [(String, String)] = []) {

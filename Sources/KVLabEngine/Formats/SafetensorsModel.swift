@@ -12,6 +12,7 @@ enum SafetensorsModel {
     static let indexFile = "model.safetensors.index.json"
     static let tokenizerFile = "tokenizer.json"
     static let tokenizerConfigFile = "tokenizer_config.json"
+    static let chatTemplateFile = "chat_template.jinja"
 
     /// Where a model's files come from: the disk, or memory in tests.
     struct Source {
@@ -78,9 +79,10 @@ enum SafetensorsModel {
         let tokenizerConfig = try source.read(tokenizerConfigFile).map { data in
             try withFileContext(configPath) { try JSONValue.parse(data) }
         }
+        let chatTemplate = try source.read(chatTemplateFile).map { String(decoding: $0, as: UTF8.self) }
         return try withFileContext(path) {
             var spec = try HFTokenizer.spec(tokenizer: try JSONValue.parse(data), tokenizerConfig: tokenizerConfig,
-                                            modelConfig: modelConfig)
+                                            modelConfig: modelConfig, chatTemplateFile: chatTemplate)
             guard spec.tokens.count <= vocabularySize else {
                 throw FormatError("has \(spec.tokens.count) tokens, more than config.json's vocab_size \(vocabularySize)")
             }
@@ -249,8 +251,9 @@ enum SafetensorsModel {
             switch matrix.type {
             case .f32: return .init(name: name, dtype: "F32", shape: shape, data: .matrix(matrix))
             case .f16: return .init(name: name, dtype: "F16", shape: shape, data: .matrix(matrix))
+            case .bf16: return .init(name: name, dtype: "BF16", shape: shape, data: .matrix(matrix))
             // Safetensors has no ggml block types: quantized matrices are written as their decoded values.
-            case .q8_0, .q4_0, .q4_1: return .init(name: name, dtype: "F32", shape: shape, data: .data(floatData(matrix.decodedValues())))
+            case .q8_0, .q5_0, .q5_1, .q4_0, .q4_1, .iq4_nl, .q6_K, .q5_K, .q4_K, .q3_K, .q2_K, .iq4_xs: return .init(name: name, dtype: "F32", shape: shape, data: .data(floatData(matrix.decodedValues())))
             }
         }
         func vectorEntry(_ name: String, _ values: [Float]) -> SafetensorsFile.Entry {
@@ -269,9 +272,10 @@ enum SafetensorsModel {
         entries.append(vectorEntry("model.norm.weight", weights.outputNorm))
         if !weights.tiedClassifier { entries.append(matrixEntry("lm_head.weight", weights.output)) }
 
-        let allHalf = entries.allSatisfy { $0.dtype == "F16" || $0.shape.count == 1 }
+        func all(_ dtype: String) -> Bool { entries.allSatisfy { $0.dtype == dtype || $0.shape.count == 1 } }
+        let dtype = all("F16") ? "float16" : all("BF16") ? "bfloat16" : "float32"
         return (SafetensorsFile.encode(entries), [
-            (configFile, HFConfig.json(c, tied: weights.tiedClassifier, spec: spec, dtype: allHalf ? "float16" : "float32")),
+            (configFile, HFConfig.json(c, tied: weights.tiedClassifier, spec: spec, dtype: dtype)),
             (tokenizerFile, tokenizer),
             (tokenizerConfigFile, HFTokenizer.tokenizerConfig(spec, contextLength: c.contextLength)),
         ])
@@ -372,10 +376,10 @@ struct TensorStore {
         return SafetensorsModelShard(path: path, data: data, file: file)
     }
 
-    /// Every tensor as stored, in shard and header order (BF16 is listed as the f32 it loads as).
+    /// Every tensor as stored, in shard and header order.
     var tensorInfos: [TensorInfo] {
         shards.flatMap(\.file.tensors).map { tensor in
-            TensorInfo(name: tensor.name, shape: tensor.shape, type: tensor.dtype == "F16" ? .f16 : .f32,
+            TensorInfo(name: tensor.name, shape: tensor.shape, type: tensor.dtype == "F16" ? .f16 : tensor.dtype == "BF16" ? .bf16 : .f32,
                        byteCount: tensor.range.count)
         }
     }
@@ -389,7 +393,7 @@ struct TensorStore {
         return (shard, tensor)
     }
 
-    /// A matrix; F32 and F16 keep their storage type, BF16 becomes f32.
+    /// A matrix; F32, F16 and BF16 keep their storage type.
     func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
         let (shard, tensor) = try entry(name, shape: [rows, cols])
         return try withFileContext(shard.path) {
@@ -398,6 +402,7 @@ struct TensorStore {
                 switch tensor.dtype {
                 case "F32": return try WeightMatrix(rows: rows, cols: cols, type: .f32, encoded: data)
                 case "F16": return try WeightMatrix(rows: rows, cols: cols, type: .f16, encoded: data)
+                case "BF16": return try WeightMatrix(rows: rows, cols: cols, type: .bf16, encoded: data)
                 default: return WeightMatrix(rows: rows, cols: cols, values: try SafetensorsFile.floats(tensor, in: bytes), type: .f32)
                 }
             }

@@ -1,153 +1,118 @@
-import Dispatch
+import CKVLabKernels
 import KVLabMethods
 
-/// Matrix-vector products that read weights in their storage type (decode path). Hand-written
-/// SIMD because, for small models, BLAS call overhead would dominate; each output row is summed
-/// by one thread in a fixed order, so results do not depend on the thread count.
+/// Matrix-vector products that read weights in their storage type (decode path), in the C
+/// kernels of CKVLabKernels: quantized weights take an integer dot product against the input
+/// quantized once to 8 bits in blocks of 32 (as llama.cpp's q8 activations), float weights the
+/// float input. Each output row is summed by one thread in a fixed order, so results do not
+/// depend on the thread count.
 enum MatVec {
-    /// Matrices smaller than this many elements run on one thread (splitting costs more).
+    /// Products smaller than this many weights run on the calling thread (a dispatch costs more).
     static let parallelThreshold = 1 << 16
 
-    /// `out[r] = Σ_c w[r, c] · x[c]` for every row, counting the bytes moved into `ledger`.
-    static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                         threads: Int, ledger: inout IOLedger) {
-        if threads > 1, w.elementCount >= parallelThreshold {
-            let chunks = threads
-            let rowsPerChunk = (w.rows + chunks - 1) / chunks
-            let shared = SendablePointers(x: x, out: out)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let start = chunk * rowsPerChunk
-                let end = min(w.rows, start + rowsPerChunk)
-                if start < end { rows(w, shared.x, shared.out, start..<end) }
-            }
-        } else {
-            rows(w, x, out, 0..<w.rows)
-        }
-        ledger.read(.weights, w.byteCount)
-        ledger.read(.activations, w.cols * 4)
-        ledger.write(.activations, w.rows * 4)
-    }
-
-    private struct SendablePointers: @unchecked Sendable {
-        let x: UnsafePointer<Float>
+    /// One matrix of a product and where its results go.
+    struct Product {
+        let weights: WeightMatrix
         let out: UnsafeMutablePointer<Float>
-    }
 
-    @inline(__always)
-    private static func rows(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
-        let n = w.cols
-        switch w.type {
-        case .f32: for r in range { out[r] = dotF32(w.row(r), x, n) }
-        case .f16: for r in range { out[r] = dotF16(w.row(r), x, n) }
-        case .q8_0: for r in range { out[r] = dotQ8_0(w.row(r), x, n) }
-        case .q4_0: for r in range { out[r] = dotQ4_0(w.row(r), x, n) }
-        case .q4_1: for r in range { out[r] = dotQ4_1(w.row(r), x, n) }
+        init(_ weights: WeightMatrix, into out: UnsafeMutablePointer<Float>) {
+            self.weights = weights
+            self.out = out
         }
     }
 
-    @inline(__always)
-    static func dotF32(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let xr = UnsafeRawPointer(x)
-        var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
-        var i = 0
-        while i + 32 <= n {
-            acc0 += a.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-            acc1 += a.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self)
-            i += 32
+    /// `out[r] = Σ_c w[r, c] · x[c]` for up to three matrices that read the same input (q/k/v,
+    /// gate/up): the input is quantized once for all of them and their rows shared in one
+    /// dispatch. Counts the bytes moved into `ledger`: the quantized input at its real size.
+    static func multiply(_ first: Product, _ second: Product? = nil, _ third: Product? = nil, input x: UnsafePointer<Float>,
+                         scratch: QuantizedActivation, pool: WorkerPool, ledger: inout IOLedger) {
+        let cols = first.weights.cols
+        func each(_ body: (WeightMatrix, UnsafeMutablePointer<Float>) -> Void) {
+            body(first.weights, first.out)
+            if let second { body(second.weights, second.out) }
+            if let third { body(third.weights, third.out) }
         }
-        while i + 8 <= n {
-            let p = a.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            acc0 += SIMD16(lowHalf: p, highHalf: .zero)
-            i += 8
+        var job = ckv_matvec()
+        job.cols = Int32(cols)
+        job.x = x
+        job.activation = scratch.view
+        var elements = 0, quantized = false
+        each { w, out in
+            precondition(w.cols == cols, "products sharing an input need the same column count")
+            guard w.type.hasKernel else { return decodedRows(w, x, into: out, pool: pool) }
+            let matrix = ckv_matrix(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes,
+                                    type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows), out: out)
+            let index = Int(job.count)
+            withUnsafeMutableBytes(of: &job.matrices) { $0.storeBytes(of: matrix, toByteOffset: index * MemoryLayout<ckv_matrix>.stride, as: ckv_matrix.self) }
+            job.count += 1
+            elements += w.elementCount
+            quantized = quantized || w.type.readsQuantizedActivation
         }
-        var sum = (acc0 + acc1).horizontalSum
-        while i < n {
-            sum += a.loadUnaligned(fromByteOffset: i * 4, as: Float.self) * x[i]
-            i += 1
+        let quantizedBytes = ckv_activation_bytes(Int32(cols))
+        if quantized {
+            precondition(cols <= scratch.capacity)
+            ckv_quantize_activation(x, Int32(cols), scratch.view)
+            ledger.read(.activations, cols * 4)
+            ledger.write(.activations, quantizedBytes)
         }
-        return sum
+        if pool.threads > 1, elements >= parallelThreshold {
+            pool.run(ckv_matvec_part, &job)
+        } else if job.count > 0 {
+            ckv_matvec_part(&job, 0, 1)
+        }
+        each { w, _ in
+            ledger.read(.weights, w.byteCount)
+            ledger.read(.activations, w.type.readsQuantizedActivation ? quantizedBytes : cols * 4)
+            ledger.write(.activations, w.rows * 4)
+        }
     }
 
-    @inline(__always)
-    static func dotF16(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let xr = UnsafeRawPointer(x)
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var i = 0
-        while i + 16 <= n {
-            acc0 += Half.toFloat(finite: a.loadUnaligned(fromByteOffset: i * 2, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            acc1 += Half.toFloat(finite: a.loadUnaligned(fromByteOffset: i * 2 + 16, as: SIMD8<UInt16>.self)) * xr.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
-            i += 16
+    /// A type without a kernel of its own: each row decoded exactly (as the reference decoder
+    /// does) into a scratch row, then a float dot product.
+    private static func decodedRows(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                    pool: WorkerPool) {
+        let work = { (share: Int, shares: Int) in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: w.cols) { row in
+                for r in (w.rows * share / shares)..<(w.rows * (share + 1) / shares) {
+                    w.decodeRow(r, into: row.baseAddress!)
+                    out[r] = ckv_dot_row(Int32(WeightType.f32.ggmlTypeID), row.baseAddress!, Int32(w.cols), x, ckv_activation())
+                }
+            }
         }
-        var sum = (acc0 + acc1).horizontalSum
-        while i < n {
-            sum += Half.toFloat(a.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) * x[i]
-            i += 1
-        }
-        return sum
+        if pool.threads > 1, w.elementCount >= parallelThreshold { pool.run(work) } else { work(0, 1) }
+    }
+}
+
+/// Scratch for an input vector quantized to 8 bits in blocks of 32: codes, scales, and
+/// scale × code sums (the part of a dot product that offset weight types need).
+final class QuantizedActivation {
+    /// Elements it can hold (a multiple of 32).
+    let capacity: Int
+    let view: ckv_activation
+
+    init(capacity count: Int) {
+        capacity = (count + 31) / 32 * 32
+        let blocks = capacity / 32
+        view = ckv_activation(qs: .allocate(capacity: capacity), d: .allocate(capacity: blocks), s: .allocate(capacity: blocks))
     }
 
-    @inline(__always)
-    static func dotQ8_0(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let xr = UnsafeRawPointer(x)
-        var sum = SIMD16<Float>()
-        for block in 0..<(n / 32) {
-            let b = a + block * 34
-            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
-            let q0 = Self.floats(signedBytes: b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self))
-            let q1 = Self.floats(signedBytes: b.loadUnaligned(fromByteOffset: 18, as: SIMD16<UInt8>.self))
-            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
-            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
-            sum += (q0 * xs0 + q1 * xs1) * d
-        }
-        return sum.horizontalSum
+    deinit {
+        view.qs.deallocate()
+        view.d.deallocate()
+        view.s.deallocate()
     }
+}
 
-    @inline(__always)
-    static func dotQ4_0(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let xr = UnsafeRawPointer(x)
-        var sum = SIMD16<Float>()
-        for block in 0..<(n / 32) {
-            let b = a + block * 18
-            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
-            let q = b.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
-            let lo = Self.floats(unsignedBytes: q & 0x0f) - 8
-            let hi = Self.floats(unsignedBytes: q & 0xf0) * 0.0625 - 8
-            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
-            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
-            sum += (lo * xs0 + hi * xs1) * d
-        }
-        return sum.horizontalSum
-    }
+extension WeightType {
+    /// Whether CKVLabKernels reads this type directly (else rows are decoded to floats first).
+    var hasKernel: Bool { ckv_has_kernel(Int32(ggmlTypeID)) != 0 }
 
-    @inline(__always)
-    static func dotQ4_1(_ a: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let xr = UnsafeRawPointer(x)
-        var sum = SIMD16<Float>()
-        for block in 0..<(n / 32) {
-            let b = a + block * 20
-            let d = Half.toFloat(b.loadUnaligned(as: UInt16.self))
-            let m = Half.toFloat(b.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-            let q = b.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
-            let lo = Self.floats(unsignedBytes: q & 0x0f) * d + m
-            let hi = Self.floats(unsignedBytes: q & 0xf0) * (d * 0.0625) + m
-            let xs0 = xr.loadUnaligned(fromByteOffset: block * 128, as: SIMD16<Float>.self)
-            let xs1 = xr.loadUnaligned(fromByteOffset: block * 128 + 64, as: SIMD16<Float>.self)
-            sum += lo * xs0 + hi * xs1
-        }
-        return sum.horizontalSum
-    }
+    /// Whether this type's kernel reads the input quantized to 8 bits (else as floats).
+    var readsQuantizedActivation: Bool { ckv_uses_quantized_activation(Int32(ggmlTypeID)) != 0 }
+}
 
-    /// Bytes 0...255 → Float through the exponent trick `bits(2^23 + u) - 2^23`: the generic
-    /// SIMD integer-to-float conversions go lane by lane.
-    @inline(__always)
-    static func floats(unsignedBytes u: SIMD16<UInt8>) -> SIMD16<Float> {
-        let wide = SIMD16<UInt32>(truncatingIfNeeded: u) | 0x4B00_0000
-        return unsafeBitCast(wide, to: SIMD16<Float>.self) - 8_388_608
-    }
-
-    /// Two's-complement bytes (int8 codes) → Float, via the unsigned trick with a bias of 128.
-    @inline(__always)
-    static func floats(signedBytes q: SIMD16<UInt8>) -> SIMD16<Float> {
-        floats(unsignedBytes: q ^ 0x80) - 128
-    }
+/// What the decode kernels were built for, for `kvlab bench`.
+public enum DecodeKernels {
+    /// The vector path compiled in: "avx512-vnni", "avx2" or "portable".
+    public static var vectorPath: String { String(cString: ckv_vector_path()) }
 }

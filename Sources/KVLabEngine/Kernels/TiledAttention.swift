@@ -3,13 +3,51 @@ import KVLabMethods
 
 /// Query rows of one KV head in token order, `group` query heads per token, where row `r` sees the
 /// first `firstVisible + r / group` listed entries (causal prefill); a decode step's rows all see
-/// every entry (`group` = rows, `firstVisible` = entries).
+/// every entry (`group` = rows, `firstVisible` = entries). On a local layer (`window`) a row also
+/// sees only entries at positions above its token's minus the window: its token is at
+/// `firstPosition + r / group`, entry `firstVisible − 1` is row 0's own and the entries after it
+/// hold consecutive positions, while those before it (earlier context, in any order) are checked
+/// one by one through `slotPositions`.
 struct CausalRows {
     var group: Int
     var firstVisible: Int
+    var window: Int? = nil
+    var firstPosition = 0
+    var slotPositions: UnsafePointer<Int32>? = nil
 
     @inline(__always)
     func visible(_ row: Int) -> Int { firstVisible + row / group }
+
+    /// The first entry row `row` may see (later rows start no earlier): past its window's start
+    /// once the window lies inside the prompt, else 0 (earlier context is checked by `maskWindow`).
+    @inline(__always)
+    func start(_ row: Int) -> Int {
+        guard let window else { return 0 }
+        let token = row / group
+        return token + 1 >= window ? firstVisible + token - window : 0
+    }
+
+    /// Sets the scores of a block's rows for a tile's entries they do not see through the window
+    /// to `masked` (row `b` of the block at `s + b·stride`); nothing on a global layer. Prompt
+    /// entries before a row's window are a range; earlier context is checked entry by entry only
+    /// while the window still reaches back into it.
+    @inline(__always)
+    func maskWindow(rows: Range<Int>, tile: Range<Int>, scores s: UnsafeMutablePointer<Float>, stride: Int, masked: Float) {
+        guard let window else { return }
+        let own = firstVisible - 1
+        for (b, r) in rows.enumerated() {
+            let token = r / group, row = s + b * stride, first = tile.lowerBound
+            let context = first..<max(first, min(tile.upperBound, own))
+            if token + 1 < window {
+                let oldest = Int32(clamping: firstPosition + token - window)
+                for e in context where slotPositions![e] <= oldest { row[e - first] = masked }
+            } else {
+                for e in context { row[e - first] = masked }
+            }
+            let cut = min(tile.upperBound, firstVisible + token - window)
+            if cut > max(first, own) { for e in max(first, own)..<cut { row[e - first] = masked } }
+        }
+    }
 }
 
 /// FlashAttention's forward pass (Algorithm 1 of Dao et al. 2022, with causal tiles skipped) over
@@ -95,20 +133,29 @@ final class TiledAttention {
         var first = 0
         while first < entries {
             let tile = first..<min(first + tileEntries, entries)
-            load(tile)
+            // A tile no block sees (before every window) is never loaded.
+            var loaded = false
             var block = 0
             while block < rows {
                 let blockRange = block..<min(block + blockRows, rows)
                 block = blockRange.upperBound
-                // Causal: a block whose last row sees nothing of this tile skips it.
-                guard causal.visible(blockRange.upperBound - 1) > tile.lowerBound else { continue }
+                // Causal: a block whose last row sees nothing of this tile skips it, and so does one
+                // whose first row's window starts after it (local layers).
+                let blockStart = causal.start(blockRange.lowerBound)
+                guard causal.visible(blockRange.upperBound - 1) > tile.lowerBound, blockStart < tile.upperBound else { continue }
+                if !loaded {
+                    load(tile)
+                    loaded = true
+                }
                 let n = blockRange.count
                 ledger.read(.activations, n * hd * 4)
-                if tile.lowerBound > 0 {
+                // Output and statistics carried from the block's earlier tiles.
+                if tile.lowerBound > blockStart {
                     ledger.read(.activations, n * hd * 4)
                     ledger.read(.softmaxStatistics, n * 8)
                 }
                 score(blockRange, tile, scores, scoreStride)
+                causal.maskWindow(rows: blockRange, tile: tile, scores: scores, stride: scoreStride, masked: Self.masked)
                 var anyRow = false
                 for (b, r) in blockRange.enumerated() {
                     let seen = min(tile.count, causal.visible(r) - tile.lowerBound)
@@ -129,17 +176,18 @@ final class TiledAttention {
         }
     }
 
-    /// Probabilities of rows `rows` (all seeing the first `entries` listed entries) from the
-    /// statistics `attend` left: a second pass over the key tiles (counted by `loadKeys`), scores
-    /// recomputed on chip, each tile's probabilities handed to `emit(rows, tile, p, stride)` (rows
-    /// relative to `rows.lowerBound`). For methods that need attention probabilities.
-    func probabilities(rows: Range<Int>, entries: Int,
+    /// Probabilities of rows `rows` (all seeing the first `entries` listed entries, through the
+    /// window of `causal` on a local layer) from the statistics `attend` left: a second pass over
+    /// the key tiles (counted by `loadKeys`), scores recomputed on chip, each tile's probabilities
+    /// handed to `emit(rows, tile, p, stride)` (rows relative to `rows.lowerBound`); tiles before
+    /// the window are skipped. For methods that need attention probabilities.
+    func probabilities(rows: Range<Int>, entries: Int, causal: CausalRows? = nil,
                        loadKeys: (Range<Int>) -> Void,
                        score: (Range<Int>, Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
                        emit: (Range<Int>, Range<Int>, UnsafePointer<Float>, Int) -> Void,
                        ledger: inout IOLedger) {
         let hd = headDim, blockRows = shape.rows
-        var first = 0
+        var first = causal.map { $0.start(rows.lowerBound) / tileEntries * tileEntries } ?? 0
         while first < entries {
             let tile = first..<min(first + tileEntries, entries)
             loadKeys(tile)
@@ -151,6 +199,7 @@ final class TiledAttention {
                 ledger.read(.activations, n * hd * 4)
                 ledger.read(.softmaxStatistics, n * 8)
                 score(blockRange, tile, scores, scoreStride)
+                causal?.maskWindow(rows: blockRange, tile: tile, scores: scores, stride: scoreStride, masked: Self.masked)
                 for (b, r) in blockRange.enumerated() {
                     normalize(row: scores + b * scoreStride, count: tile.count, maximum: maxima[r], sum: sums[r])
                 }

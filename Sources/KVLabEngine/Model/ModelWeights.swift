@@ -159,6 +159,12 @@ public struct ModelWeights: Sendable {
         namedMatrices.reduce(0) { $0 + $1.1.byteCount } + namedNorms.reduce(0) { $0 + $1.1.count * 4 }
     }
 
+    /// Bytes of `residentBytes` that are the model file's mapped pages, used in place (resident as
+    /// the file's pages, shared with the page cache); the rest is memory of kvlab's own.
+    public var mappedBytes: Int {
+        namedMatrices.reduce(0) { $0 + ($1.1.isMapped ? $1.1.byteCount : 0) }
+    }
+
     /// The same weights with every matrix stored as `type` (see `WeightMatrix.converted(to:)`).
     public func converted(to type: WeightType) -> ModelWeights {
         var copy = self

@@ -47,6 +47,8 @@ public final class InferenceEngine {
     /// YaRN's attention factor squared, folded into the queries so that cached keys stay plain.
     private let queryScale: Float
     private let buffers: DecodeBuffers
+    /// Splits the decode products' rows over `options.threads` threads.
+    private let pool: WorkerPool
     /// Traffic of the last step (or prefill) per layer, outside the layers, and of the cache's
     /// appends and attention over all layers; filled in place, so decode does not allocate.
     private let layerLedgers: UnsafeMutableBufferPointer<IOLedger>
@@ -67,6 +69,7 @@ public final class InferenceEngine {
         rope = RoPETable(inverseFrequencies: weights.config.ropeInverseFrequencies)
         queryScale = Float(weights.config.ropeScaling.logitScale)
         buffers = DecodeBuffers(config: weights.config)
+        pool = WorkerPool(threads: options.threads)
         layerLedgers = .allocate(capacity: weights.config.layerCount)
         layerLedgers.initialize(repeating: IOLedger())
         if let attention = options.attention { self.cache.attentionKernel = attention }
@@ -121,14 +124,12 @@ public final class InferenceEngine {
         weights.tokenEmbedding.decodeRow(token, into: x)
         outside.read(.weights, weights.tokenEmbedding.rowBytes)
         rope.fill(position: position, cos: b.cos, sin: b.sin)
-        let threads = options.threads
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
-            MatVec.multiply(layer.query, b.xb, into: b.q, threads: threads, ledger: &ledger)
-            MatVec.multiply(layer.key, b.xb, into: b.k, threads: threads, ledger: &ledger)
-            MatVec.multiply(layer.value, b.xb, into: b.v, threads: threads, ledger: &ledger)
+            MatVec.multiply(.init(layer.query, into: b.q), .init(layer.key, into: b.k), .init(layer.value, into: b.v),
+                            input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
             finishProjections(layer, q: b.q, k: b.k, v: b.v, cos: b.cos, sin: b.sin)
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -136,15 +137,15 @@ public final class InferenceEngine {
             cache.attend(layer: l, position: position, queries: b.q, output: b.attention, ledger: &cacheLedger)
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
-            MatVec.multiply(layer.attentionOutput, b.attention, into: b.xb, threads: threads, ledger: &ledger)
+            MatVec.multiply(.init(layer.attentionOutput, into: b.xb), input: b.attention, scratch: b.quantized, pool: pool, ledger: &ledger)
             Ops.add(x, b.xb, count: c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             layer.ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
-            MatVec.multiply(layer.ffnGate, b.xb, into: b.hidden, threads: threads, ledger: &ledger)
-            MatVec.multiply(layer.ffnUp, b.xb, into: b.hidden2, threads: threads, ledger: &ledger)
+            MatVec.multiply(.init(layer.ffnGate, into: b.hidden), .init(layer.ffnUp, into: b.hidden2),
+                            input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
             Ops.swiGLU(b.hidden, b.hidden2, count: c.hiddenDim)
-            MatVec.multiply(layer.ffnDown, b.hidden, into: b.xb, threads: threads, ledger: &ledger)
+            MatVec.multiply(.init(layer.ffnDown, into: b.xb), input: b.hidden, scratch: b.quantized, pool: pool, ledger: &ledger)
             Ops.add(x, b.xb, count: c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -154,7 +155,7 @@ public final class InferenceEngine {
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
-        MatVec.multiply(weights.output, b.xb, into: b.logits, threads: threads, ledger: &outside)
+        MatVec.multiply(.init(weights.output, into: b.logits), input: b.xb, scratch: b.quantized, pool: pool, ledger: &outside)
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
@@ -193,9 +194,9 @@ public final class InferenceEngine {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             for t in 0..<n {
                 finishProjections(layer, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
                                   cos: batch.cos + t * half, sin: batch.sin + t * half)
@@ -208,15 +209,15 @@ public final class InferenceEngine {
             cache.attend(layer: l, positions: position..<(position + n), queries: batch.q, output: batch.attention, ledger: &cacheLedger)
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
-            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.swiGLU(batch.hidden, batch.hidden2, count: n * c.hiddenDim)
-            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, ledger: &ledger)
+            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -234,14 +235,15 @@ public final class InferenceEngine {
         if allLogits {
             normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
             all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
-                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, ledger: &outside)
+                MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, pool: pool, ledger: &outside)
                 count = n * c.vocabSize
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
         } else {
             let last = batch.x + (n - 1) * c.dim
             weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
-            MatVec.multiply(weights.output, batch.xb, into: buffers.logits, threads: options.threads, ledger: &outside)
+            MatVec.multiply(.init(weights.output, into: buffers.logits), input: batch.xb, scratch: buffers.quantized, pool: pool,
+                            ledger: &outside)
         }
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
@@ -358,12 +360,15 @@ package struct LogitStatistics {
 /// Scratch of the decode loop, allocated once per engine.
 final class DecodeBuffers {
     let x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin: UnsafeMutablePointer<Float>
+    /// The input of the products, quantized for the kernels of quantized weights.
+    let quantized: QuantizedActivation
 
     init(config c: ModelConfig) {
         let make = zeroedFloats
         x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.queryDim); k = make(c.kvDim); v = make(c.kvDim)
         attention = make(c.queryDim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
         cos = make(c.headDim / 2); sin = make(c.headDim / 2)
+        quantized = QuantizedActivation(capacity: max(c.dim, c.hiddenDim))
     }
 
     deinit { for p in [x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin] { p.deallocate() } }

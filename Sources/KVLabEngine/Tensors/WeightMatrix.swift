@@ -1,22 +1,29 @@
 import KVLabFoundation
 import KVLabMethods
 
-/// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16 or a ggml
-/// block type), so resident bytes and the bytes a kernel reads are those of that type.
+/// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16, bf16 or a
+/// ggml block type), so resident bytes and the bytes a kernel reads are those of that type.
 public final class WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let type: WeightType
-    /// 64-byte aligned storage, immutable after init (hence safe to share across threads).
+    /// The encoded bytes, immutable after init (hence safe to share across threads): 64-byte
+    /// aligned memory of this matrix's own, or a model file's mapped bytes used in place.
     let storage: UnsafeMutableRawPointer
     public let byteCount: Int
+    /// What keeps mapped bytes alive; nil when `storage` is this matrix's own allocation.
+    private let mapping: AnyObject?
+
+    /// Whether the bytes are a mapped file's, used in place (resident only as the file's pages).
+    public var isMapped: Bool { mapping != nil }
 
     /// Bytes of one row.
     public var rowBytes: Int { type.byteCount(elements: cols) }
     public var elementCount: Int { rows * cols }
 
-    /// Wraps a copy of already-encoded bytes (as read from a file).
-    init(rows: Int, cols: Int, type: WeightType, encoded bytes: UnsafeRawBufferPointer) throws {
+    /// Wraps already-encoded bytes (as read from a file): used in place while `mapping` keeps them
+    /// alive (read by the kernels from the mapped file, so resident once), else copied.
+    init(rows: Int, cols: Int, type: WeightType, encoded bytes: UnsafeRawBufferPointer, mapping: AnyObject? = nil) throws {
         guard rows > 0, cols > 0 else { throw FormatError("tensor has an empty dimension (\(rows)×\(cols))") }
         guard type.canStore(rowLength: cols) else {
             throw FormatError("\(type.rawValue) needs rows that are a multiple of \(type.blockSize) elements, got \(cols)")
@@ -31,8 +38,15 @@ public final class WeightMatrix: @unchecked Sendable {
         self.cols = cols
         self.type = type
         self.byteCount = expected
-        self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(expected, 1), alignment: 64)
-        storage.copyMemory(from: bytes.baseAddress!, byteCount: expected)
+        // BLAS reads f32 matrices as floats: in place only at a float's alignment.
+        if let mapping, Int(bitPattern: bytes.baseAddress!) % MemoryLayout<Float>.alignment == 0 {
+            self.storage = UnsafeMutableRawPointer(mutating: bytes.baseAddress!)
+            self.mapping = mapping
+        } else {
+            self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(expected, 1), alignment: 64)
+            storage.copyMemory(from: bytes.baseAddress!, byteCount: expected)
+            self.mapping = nil
+        }
     }
 
     /// Encodes float values into `type` (rounding exactly as ggml does).
@@ -59,9 +73,10 @@ public final class WeightMatrix: @unchecked Sendable {
         self.type = type
         self.byteCount = type.byteCount(elements: rows * cols)
         self.storage = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        self.mapping = nil
     }
 
-    deinit { storage.deallocate() }
+    deinit { if mapping == nil { storage.deallocate() } }
 
     /// The encoded bytes, as they would be written to a file.
     public var encodedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: byteCount) }
@@ -84,9 +99,9 @@ public final class WeightMatrix: @unchecked Sendable {
     }
 
     /// The same matrix stored as `target`; rows whose length is not a whole number of `target`
-    /// blocks cannot be stored that way and fall back to f16 (as llama.cpp's quantizer does).
+    /// blocks take llama.cpp's fallback type instead (`WeightType.storing(rowLength:)`).
     public func converted(to target: WeightType) -> WeightMatrix {
-        let chosen = target.canStore(rowLength: cols) ? target : .f16
+        let chosen = target.storing(rowLength: cols)
         if chosen == type { return self }
         return WeightMatrix(rows: rows, cols: cols, values: decodedValues(), type: chosen)
     }

@@ -8,14 +8,15 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     /// The spec this tokenizer was built from.
     public let spec: TokenizerSpec
     private let preTokenizer: PreTokenizer
-    /// Token id of each byte's character.
+    /// Token id of each byte's character, -1 for a byte the vocabulary lacks (some real ones do,
+    /// e.g. StarCoder's and GPT-NeoX's); such a byte is dropped from the output, as llama.cpp
+    /// and Hugging Face's BPE without an unknown token both do.
     private let byteIDs: [Int32]
     /// Merge rules by `pairKey(left, right)`.
     private let merges: [UInt64: Merge]
     /// Ids by token string (first occurrence), for `ignoresMerges` whole-piece lookups.
-    private let ids: [String: Int]
-    /// Control and user-defined tokens by their first UTF-8 byte, longest first.
-    private let specials: [[Special]]
+    private let ids: TokenIndex
+    private let specials: SpecialTokens
     /// Decoded bytes of every token.
     private let tokenBytes: [[UInt8]]
 
@@ -24,29 +25,16 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         var result: Int32
     }
 
-    private struct Special {
-        var bytes: [UInt8]
-        var id: Int
-    }
-
-    /// Builds the tables, checking that every byte has a token and every merge's parts and result exist.
+    /// Builds the tables, checking that every merge's parts and result exist.
     public init(spec: TokenizerSpec) throws {
         try spec.validate()
         self.spec = spec
         preTokenizer = try PreTokenizer(name: spec.preTokenizer)
 
-        var ids: [String: Int] = [:]
-        for (id, token) in spec.tokens.enumerated() where ids[token] == nil { ids[token] = id }
+        let ids = TokenIndex(spec.tokens)
         self.ids = ids
 
-        byteIDs = try (0..<256).map { byte in
-            let character = String(Self.byteCharacters[byte])
-            guard let id = ids[character] else {
-                let hex = String(("0" + String(byte, radix: 16, uppercase: true)).suffix(2))
-                throw FormatError("byte-level BPE vocabulary has no token for byte 0x\(hex) (\"\(character)\")")
-            }
-            return Int32(id)
-        }
+        byteIDs = (0..<256).map { byte in ids[String(Self.byteCharacters[byte])].map(Int32.init) ?? -1 }
 
         var merges: [UInt64: Merge] = [:]
         merges.reserveCapacity(spec.merges.count)
@@ -65,14 +53,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         }
         self.merges = merges
 
-        var specials = [[Special]](repeating: [], count: 256)
-        for (id, token) in spec.tokens.enumerated()
-        where (spec.types[id] == .control || spec.types[id] == .userDefined) && !token.isEmpty {
-            let bytes = Array(token.utf8)
-            specials[Int(bytes[0])].append(Special(bytes: bytes, id: id))
-        }
-        // Longest first gives Hugging Face's leftmost-longest match; equal strings keep the lower id.
-        self.specials = specials.map { $0.sorted { ($0.bytes.count, -$0.id) > ($1.bytes.count, -$1.id) } }
+        specials = SpecialTokens(spec: spec)
 
         tokenBytes = spec.tokens.enumerated().map { id, token in
             if id == spec.bosID || id == spec.eosID { return [] }
@@ -91,19 +72,12 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         let utf8 = Array(text.utf8)
         // Pieces repeat a lot in real text; remembering them within one call keeps the type immutable.
         var cache: [ArraySlice<UInt8>: [Int]] = [:]
-        var start = 0
-        var i = 0
-        while i < utf8.count {
-            if let special = specials[Int(utf8[i])].first(where: { utf8[i...].starts(with: $0.bytes) }) {
-                encodeOrdinary(utf8[start..<i], into: &out, cache: &cache)
-                out.append(special.id)
-                i += special.bytes.count
-                start = i
-            } else {
-                i += 1
+        for fragment in specials.split(utf8) {
+            switch fragment {
+            case .text(let range): encodeOrdinary(utf8[range], into: &out, cache: &cache)
+            case .token(let id): out.append(id)
             }
         }
-        encodeOrdinary(utf8[start...], into: &out, cache: &cache)
         return out
     }
 
@@ -137,7 +111,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
             for byte in piece { scalars.append(Self.byteCharacters[Int(byte)]) }
             if let id = ids[String(scalars)] { return [id] }
         }
-        var symbols = piece.map { byteIDs[Int($0)] }
+        var symbols = piece.map { byteIDs[Int($0)] }.filter { $0 >= 0 }
         let count = symbols.count
         guard count > 1 else { return symbols.map(Int.init) }
         // next[i] == count and previous[i] == -1 mark the ends; merged-away symbols hold -1.

@@ -14,7 +14,8 @@ struct PreTokenizer: Sendable {
         /// Qwen2: Llama-3's pattern with `\p{N}` (one digit per piece) for `\p{N}{1,3}`. Its
         /// tokenizer.json also NFC-normalizes; like llama.cpp, kvlab keeps the text as given.
         case qwen2
-        /// SmolLM: every `\p{N}` is its own piece; GPT-2's pattern splits the text between them.
+        /// SmolLM, StarCoder, Refact: every `\p{N}` is its own piece; GPT-2's pattern splits the
+        /// text between them.
         case smolLM
     }
 
@@ -34,15 +35,16 @@ struct PreTokenizer: Sendable {
 
     let flavor: Flavor
 
-    /// The flavour GGUF's `tokenizer.ggml.pre` names: "default" or "gpt-2", "llama-bpe", "qwen2", "smollm".
+    /// The flavour GGUF's `tokenizer.ggml.pre` names: "default" or "gpt-2", "llama-bpe", "qwen2",
+    /// "smollm" (or "starcoder", "refact", which llama.cpp gives the same regexes).
     init(name: String) throws {
         switch name {
         case "default", "gpt-2": flavor = .gpt2
         case "llama-bpe": flavor = .llama3
         case "qwen2": flavor = .qwen2
-        case "smollm": flavor = .smolLM
+        case "smollm", "starcoder", "refact": flavor = .smolLM
         default:
-            throw FormatError("unknown byte-level BPE pre-tokenizer \"\(name)\" (expected default, gpt-2, llama-bpe, qwen2 or smollm)")
+            throw FormatError("unknown byte-level BPE pre-tokenizer \"\(name)\" (expected default, gpt-2, llama-bpe, qwen2, smollm, starcoder or refact)")
         }
     }
 

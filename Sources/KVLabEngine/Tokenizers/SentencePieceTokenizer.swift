@@ -1,17 +1,19 @@
-/// SentencePiece-style tokenizer as llama2.c and llama.cpp's SPM run it: dummy-prefix space,
-/// code points looked up as pieces or else split into `<0xAB>` byte tokens, then repeatedly
-/// merge the adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties).
+/// SentencePiece-style tokenizer as llama2.c and llama.cpp's SPM run it: special tokens cut out
+/// verbatim, then each stretch of text gets the dummy-prefix space (unless the spec turns it off,
+/// as Gemma's does), code points are looked up as pieces or else split into `<0xAB>` byte
+/// tokens, and the adjacent pair whose concatenation is the highest-scoring piece is merged
+/// repeatedly (leftmost on ties).
 public struct SentencePieceTokenizer: Tokenizer {
     public let spec: TokenizerSpec
-    private let ids: [String: Int]
+    private let ids: TokenIndex
     private let byteTokens: [Int]
+    private let specials: SpecialTokens
     /// Decoded bytes of every token, with "▁" already turned into a space.
     private let tokenBytes: [[UInt8]]
 
     public init(spec: TokenizerSpec) throws {
         self.spec = spec
-        var ids: [String: Int] = [:]
-        for (id, token) in spec.tokens.enumerated() where ids[token] == nil { ids[token] = id }
+        let ids = TokenIndex(spec.tokens)
         self.ids = ids
         var byteTokens = [Int](repeating: -1, count: 256)
         var tokenBytes: [[UInt8]] = []
@@ -28,6 +30,7 @@ public struct SentencePieceTokenizer: Tokenizer {
         }
         self.byteTokens = byteTokens
         self.tokenBytes = tokenBytes
+        specials = SpecialTokens(spec: spec)
     }
 
     /// `<0xAB>` → 0xAB.
@@ -41,10 +44,25 @@ public struct SentencePieceTokenizer: Tokenizer {
     public func encode(_ text: String) -> [Int] {
         var out: [Int] = []
         if spec.addBOS, let bos = spec.bosID { out.append(bos) }
-        guard !text.isEmpty else { return out }
+        let utf8 = Array(text.utf8)
+        for fragment in specials.split(utf8) {
+            switch fragment {
+            case .text(let range):
+                // llama.cpp prefixes every stretch of text, which starts the input or follows a
+                // special token; Hugging Face's Llama normalizer does the same per split.
+                let piece = String(decoding: utf8[range], as: UTF8.self)
+                out += encodeOrdinary((spec.addSpacePrefix ? " " : "") + piece)
+            case .token(let id):
+                out.append(id)
+            }
+        }
+        return out
+    }
+
+    /// Encodes text that holds no special token.
+    private func encodeOrdinary(_ text: String) -> [Int] {
         var pieces: [Int] = []
-        let normalized = "▁" + text.replacingOccurrences(of: " ", with: "▁")
-        for scalar in normalized.unicodeScalars {
+        for scalar in text.replacingOccurrences(of: " ", with: "▁").unicodeScalars {
             if let id = ids[String(scalar)] {
                 pieces.append(id)
             } else {
@@ -54,7 +72,7 @@ public struct SentencePieceTokenizer: Tokenizer {
                 }
             }
         }
-        return out + merged(pieces)
+        return merged(pieces)
     }
 
     /// Repeatedly merges the adjacent pair whose concatenation is the highest-scoring piece,
@@ -92,7 +110,7 @@ public struct SentencePieceTokenizer: Tokenizer {
         guard token >= 0, token < tokenBytes.count else { return [] }
         let bytes = tokenBytes[token]
         // The dummy-prefix space of the first piece after BOS (or at the start) is not text.
-        if previous == nil || previous == spec.bosID, bytes.first == UInt8(ascii: " "),
+        if spec.addSpacePrefix, previous == nil || previous == spec.bosID, bytes.first == UInt8(ascii: " "),
            Self.byteValue(spec.tokens[token]) == nil {
             return Array(bytes.dropFirst())
         }

@@ -38,10 +38,21 @@ public struct TokenizerSpec: Sendable, Equatable {
     /// Pre-tokenizer name for byte-level BPE, as GGUF's `tokenizer.ggml.pre` ("default" = GPT-2's
     /// pattern, "llama-bpe" = Llama-3's, "qwen2", "smollm").
     public var preTokenizer: String
+    /// SentencePiece: whether text starts with a space ("▁") at the start and after each special
+    /// token (GGUF `tokenizer.ggml.add_space_prefix`; Gemma's tokenizers have it off).
+    public var addSpacePrefix: Bool
+    /// Special tokens that swallow the whitespace before (`lstrip`) or after (`rstrip`) them, as
+    /// tokenizer.json's added tokens say (Phi-3's chat tokens strip what follows them).
+    public var stripsLeft: Set<Int>
+    public var stripsRight: Set<Int>
+    /// The instruct model's Jinja chat template (tokenizer_config.json `chat_template`,
+    /// chat_template.jinja, GGUF `tokenizer.chat_template`); nil for base models.
+    public var chatTemplate: String?
 
     public init(model: Model, tokens: [String], scores: [Float] = [], types: [TokenType] = [], merges: [String] = [],
                 bosID: Int? = nil, eosID: Int? = nil, unknownID: Int? = nil, addBOS: Bool = true,
-                preTokenizer: String = "default") {
+                preTokenizer: String = "default", addSpacePrefix: Bool = true,
+                stripsLeft: Set<Int> = [], stripsRight: Set<Int> = [], chatTemplate: String? = nil) {
         self.model = model
         self.tokens = tokens
         self.scores = scores
@@ -52,6 +63,10 @@ public struct TokenizerSpec: Sendable, Equatable {
         self.unknownID = unknownID
         self.addBOS = addBOS
         self.preTokenizer = preTokenizer
+        self.addSpacePrefix = addSpacePrefix
+        self.stripsLeft = stripsLeft
+        self.stripsRight = stripsRight
+        self.chatTemplate = chatTemplate
     }
 
     /// Checks internal consistency (array lengths, special ids in range).
@@ -66,6 +81,9 @@ public struct TokenizerSpec: Sendable, Equatable {
         }
         for (name, id) in [("BOS", bosID), ("EOS", eosID), ("unknown", unknownID)] {
             if let id, !(0..<tokens.count).contains(id) { throw FormatError("tokenizer \(name) id \(id) is out of range") }
+        }
+        if let id = stripsLeft.union(stripsRight).first(where: { !(0..<tokens.count).contains($0) }) {
+            throw FormatError("tokenizer strips whitespace around token \(id), which is out of range")
         }
     }
 
@@ -137,5 +155,28 @@ public struct TextStream: Sendable {
     public mutating func flush() -> String {
         defer { pending = [] }
         return String(decoding: pending, as: UTF8.self)
+    }
+}
+
+/// Token ids by token text, compared code point by code point. Swift's `String` equality is
+/// canonical equivalence, under which distinct vocabulary entries such as "ί" (U+1F77) and "ί"
+/// (U+03AF), both in Llama-2's vocabulary, would be one key.
+struct TokenIndex: Sendable {
+    private var ids: [[UInt8]: Int] = [:]
+
+    /// The first id of each distinct token text.
+    init(_ tokens: [String]) {
+        ids.reserveCapacity(tokens.count)
+        for (id, token) in tokens.enumerated() { _ = insert(token, id: id) }
+    }
+
+    subscript(_ text: String) -> Int? { ids[Array(text.utf8)] }
+
+    /// Records `id` for `text` unless it already has one; returns the id `text` had before.
+    mutating func insert(_ text: String, id: Int) -> Int? {
+        let key = Array(text.utf8)
+        if let existing = ids[key] { return existing }
+        ids[key] = id
+        return nil
     }
 }

@@ -130,8 +130,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { spec.description }
 
-    /// Builds the stateful policy for a cache of `layout`.
-    package func makePolicy(layout: KVLayout) -> any EvictionPolicy {
+    /// Builds the method's own stateful policy for a cache of `layout` (`makePolicy` adds local layers' windows).
+    func makeMethodPolicy(layout: KVLayout) -> any EvictionPolicy {
         switch kind {
         case .full: FullPolicy()
         case .window(let w): StreamingPolicy(sinks: 0, window: w)

@@ -47,6 +47,24 @@ package struct HeadEntries {
         count -= 1
     }
 
+    /// Evicts the `k` oldest entries at once (a sliding window's trim after a long prompt).
+    package mutating func evictOldest(_ k: Int) {
+        precondition(k >= 0 && k <= count, "evicting missing entries")
+        guard k > 0 else { return }
+        (released + releasedCount).update(from: slots, count: k)
+        releasedCount += k
+        let tail = count - k
+        if tail > 0 {
+            positions.update(from: positions + k, count: tail)
+            scores.update(from: scores + k, count: tail)
+            history.update(from: history + k, count: tail)
+            keyNorms.update(from: keyNorms + k, count: tail)
+            stepScores.update(from: stepScores + k, count: tail)
+            slots.update(from: slots + k, count: tail)
+        }
+        count = tail
+    }
+
     /// Index of the lowest `key` among `range`; ties go to the older (lower) index.
     package func lowest(in range: Range<Int>, by key: (Int) -> Float) -> Int {
         var best = range.lowerBound

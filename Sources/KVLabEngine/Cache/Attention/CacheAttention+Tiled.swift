@@ -35,15 +35,16 @@ extension CacheAttention {
 
     /// The kernel's second pass for one token's query group (`rows` of the last `attend`): its
     /// probabilities over the listed entries into `probabilities` (0 for visible entries not
-    /// read), counted as re-reading the keys and writing the group sums s_t per entry.
+    /// read, or outside the window of a local layer's `causal` rows), counted as re-reading the
+    /// keys and writing the group sums s_t per entry.
     func writeProbabilities(_ kernel: TiledAttention, index: Int, rows: Range<Int>, queries: UnsafePointer<Float>,
-                            visible: Int, listed: Int?, masked: Bool = false, ledger: inout IOLedger) {
+                            visible: Int, listed: Int?, masked: Bool = false, causal: CausalRows? = nil, ledger: inout IOLedger) {
         let entries = listed ?? visible, dense = listed == nil, group = store.layout.groupSize
         // Top-k's masks live in `probabilities` until the pass has read them.
         if !masked { for g in 0..<group { (probabilities + g * scoreStride).update(repeating: 0, count: visible) } }
         var tiles = IOLedger()
         store.keyStore?.beginReads()
-        kernel.probabilities(rows: rows, entries: entries,
+        kernel.probabilities(rows: rows, entries: entries, causal: causal,
                              loadKeys: { self.loadTile(kernel, index: index, entries: $0, dense: dense, values: false, ledger: &tiles) },
                              score: { self.scoreTile(kernel, index: index, queries: queries, rows: $0, entries: $1, dense: dense,
                                                      masked: masked, into: $2, stride: $3) },

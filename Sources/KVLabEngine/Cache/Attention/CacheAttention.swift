@@ -111,6 +111,14 @@ final class CacheAttention {
         for g in 0..<store.layout.groupSize { (probabilities + g * scoreStride).update(repeating: Self.masked, count: visible) }
     }
 
+    /// Masks the scores of the visible slots at positions ≤ `oldest` (before a local layer's window).
+    func maskBefore(position oldest: Int, index: Int, visible: Int) {
+        let positions = store.slotPositions + index * store.capacity
+        for slot in 0..<visible where Int(positions[slot]) <= oldest {
+            for g in 0..<store.layout.groupSize { probabilities[g * scoreStride + slot] = Self.masked }
+        }
+    }
+
     /// Softmax of each query head's row over the first `visible` slots.
     func softmax(visible: Int) {
         for g in 0..<store.layout.groupSize { Vector.softmax(probabilities + g * scoreStride, count: visible) }

@@ -1,0 +1,104 @@
+import Foundation
+import Crypto
+import KVLabFoundation
+import KVLabMethods
+import KVLabRun
+
+/// One configuration of a sweep: everything `kvlab eval` needs to compute it, spelled
+/// canonically (method strings with every parameter), so equal configurations hash equally.
+public struct SweepCell: Codable, Hashable, Sendable {
+    /// A model file, or `embedded` for kvlab's embedded model.
+    public var model: String
+    /// Weight storage (`f32`, `f16`, `q8_0`, …), nil as in the file.
+    public var weights: String?
+    public var threads: Int
+    /// The text file evaluated (perplexity) or used as filler (probes).
+    public var text: String
+    /// `perplexity`, `needle:depth=D,seed=S` or `two-question`.
+    public var probe: String
+    /// Tokens per chunk, BOS included (nil: the model's context).
+    public var tokens: Int?
+    /// Chunks of a perplexity cell.
+    public var chunks: Int
+    /// Tokens of each chunk run as one prompt first (perplexity cells).
+    public var prefill: Int
+    public var policy: String
+    public var sparse: String
+    public var kv: String
+    public var attention: String
+    /// Projections as `DEVICE@TARGET`.
+    public var projections: [String]
+    /// The context of the projected decode step.
+    public var projectContext: Int
+
+    public static let embeddedModel = "embedded"
+
+    /// The first 16 hex digits of the SHA-256 of the cell's JSON (keys sorted): its name in the store.
+    public var id: String {
+        let data = (try? JSONDocument.encoder().encode(self)) ?? Data()
+        var hash = SHA256()
+        hash.update(data: data)
+        return String(hash.finalizeHex().prefix(16))
+    }
+
+    /// The methods as `eval` labels them (`StreamingEvaluator.label`), with the attention kernel when not naive.
+    public var label: String {
+        ([policy] + (sparse == "dense" ? [] : [sparse]) + (kv == "fp32" ? [] : [kv]) + (attention == "naive" ? [] : [attention]))
+            .joined(separator: " ")
+    }
+
+    /// The method family a plot draws as one series: the names of the methods in use, e.g. `h2o`,
+    /// `kivi`, `snapkv+quest` (`full` for the full fp32 cache).
+    public var family: String {
+        func name(_ text: String) -> String { String(text.prefix { $0 != ":" && $0 != "+" }) }
+        let parts = [policy == "full" ? nil : name(policy), sparse == "dense" ? nil : name(sparse), kv == "fp32" ? nil : name(kv)]
+            .compactMap { $0 }
+        return parts.isEmpty ? "full" : parts.joined(separator: "+")
+    }
+
+    /// The probe's kind: `perplexity`, `needle` or `two-question`.
+    public var probeKind: String { String(probe.prefix { $0 != ":" }) }
+}
+
+/// A probe as a grid names it.
+public enum SweepProbe: Sendable, Equatable {
+    case perplexity
+    case probe(ProbeKind)
+
+    /// Parses `perplexity`, `needle[:depth=D][,seed=S]` or `two-question`.
+    public init(parsing text: String) throws(MethodSpecError) {
+        let spec = try MethodSpec(parsing: text)
+        guard spec.modifiers.isEmpty else { throw MethodSpecError("probe: '\(text)' has a '+'") }
+        func only(_ keys: [String]) throws(MethodSpecError) {
+            if let extra = spec.parameters.first(where: { !keys.contains($0.key) }) {
+                throw MethodSpecError("probe \(spec.name): unknown parameter \(extra.key)")
+            }
+        }
+        switch spec.name {
+        case "perplexity", "ppl":
+            try only([])
+            self = .perplexity
+        case "needle":
+            try only(["depth", "seed"])
+            let depth = spec.value("depth").map { Double($0) } ?? 0.5
+            let seed = spec.value("seed").map { UInt64($0) } ?? 1
+            guard let depth, (0...1).contains(depth) else { throw MethodSpecError("probe needle: depth must be a number from 0 to 1") }
+            guard let seed else { throw MethodSpecError("probe needle: seed must be a whole number") }
+            self = .probe(.needle(depth: depth, seed: seed))
+        case "two-question":
+            try only([])
+            self = .probe(.twoQuestion(questionA: ProbeKind.defaultQuestionA, questionB: ProbeKind.defaultQuestionB, answerB: nil))
+        default:
+            throw MethodSpecError("probe: '\(spec.name)' is not perplexity, needle or two-question")
+        }
+    }
+
+    /// The canonical spelling (every parameter of a needle written).
+    public var description: String {
+        switch self {
+        case .perplexity: "perplexity"
+        case .probe(.needle(let depth, let seed)): "needle:depth=\(depth),seed=\(seed)"
+        case .probe(.twoQuestion): "two-question"
+        }
+    }
+}

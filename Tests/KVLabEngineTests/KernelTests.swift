@@ -1,0 +1,191 @@
+import CKVLabKernels
+@testable import KVLabEngine
+import KVLabMethods
+import KVLabRun
+import Testing
+
+/// The C decode kernels against scalar references: each weight type's row dot product on random
+/// blocks with edge values, the activation quantizer, and the worker pool's row split.
+@Suite struct KernelTests {
+    /// Block scales at the edges of fp16: the largest finite, the smallest subnormal, a subnormal,
+    /// zero, negative ones; then random ordinary scales.
+    static let edgeScales: [UInt16] = [0x7BFF, 0x0001, 0x02A7, 0x0000, 0x8000, 0xFBFF, 0x8001]
+
+    /// Seeded random bytes (the same every run).
+    struct Bytes {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 11
+        }
+        mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
+        mutating func normal() -> Float { Float(next() % 20001) / 10000 - 1 }
+    }
+
+    /// `rows` random rows of `type` (raw bytes), each block's scale (and q4_1's minimum) drawn from
+    /// the edge scales half the time; row 0's first block is all zero.
+    static func randomRows(_ type: WeightType, rows: Int, cols: Int, seed: UInt64) throws -> WeightMatrix {
+        var random = Bytes(state: seed)
+        var bytes = (0..<type.byteCount(elements: rows * cols)).map { _ in random.byte() }
+        if type == .f32 {
+            for i in 0..<(rows * cols) { withUnsafeBytes(of: random.normal() * 4) { bytes.replaceSubrange(i * 4..<(i * 4 + 4), with: $0) } }
+        } else if type == .f16 {
+            for i in 0..<(rows * cols) { withUnsafeBytes(of: Half.fromFloat(random.normal() * 4)) { bytes.replaceSubrange(i * 2..<(i * 2 + 2), with: $0) } }
+        } else if type == .bf16 {
+            for i in 0..<(rows * cols) { withUnsafeBytes(of: UInt16((random.normal() * 4).bitPattern >> 16)) { bytes.replaceSubrange(i * 2..<(i * 2 + 2), with: $0) } }
+        } else {
+            let blocks = rows * cols / type.blockSize
+            func half(_ value: UInt16, at offset: Int) { bytes[offset] = UInt8(value & 0xff); bytes[offset + 1] = UInt8(value >> 8) }
+            for b in 0..<blocks {
+                let start = b * type.bytesPerBlock
+                let scale = random.next() % 2 == 0 ? edgeScales[Int(random.next() % UInt64(edgeScales.count))] : Half.fromFloat(random.normal() * 0.1)
+                // The block's fp16 scale d (last in q6_K) and, for q4_1 and q4_K, its minimum.
+                half(scale, at: start + (type == .q6_K ? 208 : 0))
+                if type == .q4_1 || type == .q4_K {
+                    half(random.next() % 3 == 0 ? edgeScales[b % edgeScales.count] : Half.fromFloat(random.normal()), at: start + 2)
+                }
+            }
+            for i in 0..<type.bytesPerBlock { bytes[i] = 0 }
+        }
+        return try bytes.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, type: type, encoded: $0) }
+    }
+
+    /// Inputs with an all-zero block, a block of tiny values, a block of large ones, the rest random.
+    static func input(cols: Int, seed: UInt64) -> [Float] {
+        var random = Bytes(state: seed)
+        var x = (0..<cols).map { _ in random.normal() }
+        for j in 0..<32 { x[j] = 0 }
+        if cols >= 96 {
+            for j in 32..<64 { x[j] *= 1e-30 }
+            for j in 64..<96 { x[j] *= 1e4 }
+        }
+        return x
+    }
+
+    @Test func activationQuantizationMatchesScalarReference() {
+        let x = Self.input(cols: 256, seed: 3)
+        let a = QuantizedActivation(capacity: 256)
+        ckv_quantize_activation(x, 256, a.view)
+        for b in 0..<8 {
+            let block = x[(b * 32)..<(b * 32 + 32)]
+            let d = block.map(abs).max()! / 127
+            #expect(a.view.d[b] == d)
+            var sum = 0
+            for j in 0..<32 {
+                let q = d == 0 ? 0 : Int((block[b * 32 + j] * (1 / d)).rounded())
+                #expect(Int(a.view.qs[b * 32 + j]) == q, "block \(b) element \(j)")
+                sum += q
+            }
+            #expect(a.view.s[b] == d * Float(sum))
+        }
+        #expect(a.view.d[0] == 0 && (0..<32).allSatisfy { a.view.qs[$0] == 0 })
+    }
+
+    @Test(arguments: [WeightType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
+    func rowDotMatchesDequantizedReference(type: WeightType) throws {
+        let rows = 24, cols = 256
+        let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 11 + UInt64(type.ggmlTypeID))
+        let x = Self.input(cols: cols, seed: 5)
+        let a = QuantizedActivation(capacity: cols)
+        ckv_quantize_activation(x, Int32(cols), a.view)
+        // The kernel's input: the floats, or the quantized codes times their block scale.
+        let effective = type.readsQuantizedActivation ? (0..<cols).map { Float(a.view.qs[$0]) * a.view.d[$0 / 32] } : x
+        let decoded = w.decodedValues()
+        for r in 0..<rows {
+            var exact = 0.0, magnitude = 0.0
+            for c in 0..<cols {
+                let product = Double(decoded[r * cols + c]) * Double(effective[c])
+                exact += product
+                magnitude += abs(product)
+            }
+            let got = x.withUnsafeBufferPointer { ckv_dot_row(Int32(type.ggmlTypeID), w.row(r), Int32(cols), $0.baseAddress!, a.view) }
+            #expect(abs(Double(got) - exact) <= 1e-5 * magnitude + 1e-30, "\(type) row \(r): \(got) vs \(exact)")
+        }
+    }
+
+    @Test(arguments: [WeightType.f32, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
+    func rowSplitDoesNotChangeResults(type: WeightType) throws {
+        let cols = 512
+        let matrices = try [96, 32, 32].enumerated().map { try Self.randomRows(type, rows: $1, cols: cols, seed: 40 + UInt64($0)) }
+        let x = Self.input(cols: cols, seed: 9)
+        let a = QuantizedActivation(capacity: cols)
+        func run(threads: Int) -> [[Float]] {
+            let pool = WorkerPool(threads: threads)
+            var out0 = [Float](repeating: .nan, count: matrices[0].rows), out1 = [Float](repeating: .nan, count: matrices[1].rows)
+            var out2 = [Float](repeating: .nan, count: matrices[2].rows)
+            var ledger = IOLedger()
+            out0.withUnsafeMutableBufferPointer { o0 in
+                out1.withUnsafeMutableBufferPointer { o1 in
+                    out2.withUnsafeMutableBufferPointer { o2 in
+                        for _ in 0..<3 {
+                            MatVec.multiply(.init(matrices[0], into: o0.baseAddress!), .init(matrices[1], into: o1.baseAddress!),
+                                            .init(matrices[2], into: o2.baseAddress!), input: x, scratch: a, pool: pool, ledger: &ledger)
+                        }
+                    }
+                }
+            }
+            let weightBytes = UInt64(3 * matrices.reduce(0) { $0 + $1.byteCount })
+            #expect(ledger.bytesRead(.weights) == weightBytes)
+            return [out0, out1, out2]
+        }
+        let one = run(threads: 1)
+        #expect(one.allSatisfy { $0.allSatisfy(\.isFinite) })
+        #expect(run(threads: 2) == one)
+        #expect(run(threads: 3) == one)
+        #expect(run(threads: 7) == one)
+    }
+
+    /// Types without a kernel here are decoded exactly and take a float dot product, on the pool too.
+    @Test(arguments: [WeightType.q5_K, .q3_K, .q5_0])
+    func typesWithoutAKernelMatchTheirDecodedRows(type: WeightType) throws {
+        let cols = 512, rows = 160
+        var random = Bytes(state: 77)
+        let values = (0..<(rows * cols)).map { _ in random.normal() * 0.1 }
+        let w = WeightMatrix(rows: rows, cols: cols, values: values, type: type)
+        #expect(!type.hasKernel && !type.readsQuantizedActivation)
+        let x = Self.input(cols: cols, seed: 13)
+        let decoded = w.decodedValues()
+        var out = [Float](repeating: .nan, count: rows)
+        var ledger = IOLedger()
+        out.withUnsafeMutableBufferPointer { o in
+            MatVec.multiply(.init(w, into: o.baseAddress!), input: x, scratch: QuantizedActivation(capacity: cols),
+                            pool: WorkerPool(threads: 2), ledger: &ledger)
+        }
+        for r in 0..<rows {
+            let exact = (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(x[$1]) }
+            let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(decoded[r * cols + $1]) * Double(x[$1])) }
+            #expect(abs(Double(out[r]) - exact) <= 1e-5 * magnitude, "\(type) row \(r)")
+        }
+        #expect(ledger.bytesRead(.weights) == UInt64(w.byteCount) && ledger.bytesRead(.activations) == UInt64(cols * 4))
+    }
+
+    @Test func poolRunsEveryShareOnceAcrossManyDispatches() {
+        let pool = WorkerPool(threads: 4)
+        var counts = [Int32](repeating: 0, count: 4)
+        counts.withUnsafeMutableBufferPointer { buffer in
+            for _ in 0..<300 {
+                pool.run({ context, index, count in
+                    let counts = context!.assumingMemoryBound(to: Int32.self)
+                    precondition(count == 4)
+                    counts[Int(index)] += 1
+                }, buffer.baseAddress!)
+            }
+        }
+        #expect(counts == [300, 300, 300, 300])
+    }
+
+    @Test func ggufWeightsRunFromTheMappedFile() throws {
+        let weights = try EmbeddedModel.load().weights
+        #expect(weights.tokenEmbedding.isMapped && weights.layers.allSatisfy { $0.ffnDown.isMapped && $0.value.isMapped })
+        let converted = weights.converted(to: .q8_0)
+        #expect(!converted.layers[0].ffnDown.isMapped)
+        let engine = InferenceEngine(weights: weights)
+        try engine.decode(1)
+        let finite = engine.logits.allSatisfy { $0.isFinite }
+        #expect(finite)
+    }
+
+    @Test func vectorPathIsNamed() {
+        #expect(["avx512-vnni", "avx2", "portable"].contains(String(cString: ckv_vector_path())))
+    }
+}
