@@ -5,51 +5,6 @@ import KVLabFoundation
 import KVLabRun
 import Testing
 
-/// llama.cpp's tools, built from their published source by scripts/llama-cpp (nil when that fails,
-/// e.g. without cmake or a compiler; the tests needing them then skip).
-enum LlamaCpp {
-    static let binaries: String? = {
-        let process = Process()
-        process.executableURL = Fixtures.packageRoot.appendingPathComponent("scripts/llama-cpp")
-        process.currentDirectoryURL = Fixtures.packageRoot
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let home = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) else { return nil }
-        let bin = Fixtures.packageRoot.appendingPathComponent(home).appendingPathComponent("build/bin").path
-        return FileManager.default.isExecutableFile(atPath: bin + "/llama-quantize") ? bin : nil
-    }()
-    static let skipMessage = "skipped: llama.cpp's tools could not be built (scripts/llama-cpp needs cmake and a C++ compiler)"
-
-    /// Runs a tool, returning its standard output; throws with the end of its log when it fails.
-    static func run(_ tool: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(binaries) + "/" + tool)
-        process.arguments = arguments
-        // The tools log tens of KiB to stderr: a file, so a full pipe cannot stall them.
-        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-\(tool)-\(UUID()).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: logURL) }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = try FileHandle(forWritingTo: logURL)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let log = (try? Data(contentsOf: logURL)) ?? Data()
-            throw Python.Failure(description: "\(tool) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): "
-                + String(decoding: log.suffix(2000), as: UTF8.self))
-        }
-        return String(decoding: output, as: UTF8.self)
-    }
-}
-
 /// kvlab against llama-quantize on the same f32 GGUF: the K-quant and iq4 encoders give its bytes
 /// exactly (with its fallback types where rows are not whole super-blocks), and the mixed files
 /// it writes (Q4_K_M, Q5_K_M, Q6_K, Q8_0) load with their per-tensor types and generate the

@@ -3,48 +3,6 @@ import Foundation
 @testable import KVLabFoundation
 import Testing
 
-/// llama.cpp's source tree as built by scripts/llama-cpp (nil, with the reason printed, when it
-/// cannot be built here).
-enum LlamaCpp {
-    static let home: String? = {
-        let process = Process()
-        process.executableURL = Fixtures.packageRoot.appendingPathComponent("scripts/llama-cpp")
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        let path = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return path.hasPrefix("/") ? path : Fixtures.packageRoot.appendingPathComponent(path).path
-    }()
-    static let skipMessage = "skipped: llama.cpp could not be built by scripts/llama-cpp (needs cmake, a C++ compiler and network for the sdist)"
-
-    static func vocab(_ name: String) -> String? {
-        home.map { "\($0)/models/ggml-vocab-\(name).gguf" }
-    }
-
-    /// `llama-tokenize`'s ids for `text` (special tokens parsed, no BOS added).
-    static func tokenize(_ vocab: String, _ text: String) throws -> [Int] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(home!)/build/bin/llama-tokenize")
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-tokenize-\(UUID().uuidString).txt")
-        try Data(text.utf8).write(to: file)
-        defer { try? FileManager.default.removeItem(at: file) }
-        process.arguments = ["-m", vocab, "-f", file.path, "--ids", "--log-disable", "--no-bos"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-        let inner = line.trimmingCharacters(in: CharacterSet(charactersIn: "[] \n"))
-        return inner.isEmpty ? [] : inner.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-    }
-}
-
 extension Python {
     static let hasTransformers = (try? output("-c", ["import transformers, tokenizers, gguf, jinja2"])) != nil
     static let transformersSkipMessage = "skipped: python3 with transformers, tokenizers, gguf and jinja2 is not available (pip install -r scripts/requirements.txt)"
