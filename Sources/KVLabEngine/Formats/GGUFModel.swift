@@ -210,6 +210,56 @@ enum GGUFModel {
         return config
     }
 
+    /// `<arch>.` keys kvlab reads, or that do not change the math (`rope.scaling.finetuned` is a flag for people).
+    static let knownKeys: Set<String> = [
+        "context_length", "embedding_length", "block_count", "feed_forward_length", "vocab_size",
+        "attention.head_count", "attention.head_count_kv", "attention.key_length", "attention.value_length",
+        "attention.layer_norm_rms_epsilon", "attention.sliding_window", "expert_count", "expert_used_count",
+        "rope.freq_base", "rope.dimension_count", "rope.scaling.type", "rope.scaling.factor",
+        "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_ext_factor",
+        "rope.scaling.attn_factor", "rope.scaling.yarn_log_multiplier",
+        "rope.scaling.yarn_attn_factor", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
+    ]
+
+    /// `rope.scaling.*` as llama.cpp applies it: linear, or YaRN with extrapolation factor 1 and
+    /// attention factor (0.1·ln(factor) + 1) · `rope.scaling.attn_factor`. llama.cpp recomputes
+    /// (overwrites) `yarn_attn_factor`, so that key changes nothing.
+    private static func ropeScaling(_ metadata: GGUFMetadata, prefix a: String) throws -> RoPEScaling {
+        let type = try metadata.string(a + "rope.scaling.type") ?? "none"
+        let attentionFactor = try metadata.float(a + "rope.scaling.attn_factor") ?? 1
+        if type != "yarn", attentionFactor != 1 {
+            throw FormatError("\(a)rope.scaling.attn_factor \(attentionFactor) is not supported without yarn scaling")
+        }
+        if let multiplier = try metadata.float(a + "rope.scaling.yarn_log_multiplier"), multiplier != 0 {
+            throw FormatError("\(a)rope.scaling.yarn_log_multiplier \(multiplier) is not supported")
+        }
+        func factor() throws -> Double {
+            guard let f = try metadata.float(a + "rope.scaling.factor") else {
+                throw FormatError("\(a)rope.scaling.type \(type) needs \(a)rope.scaling.factor")
+            }
+            return f
+        }
+        switch type {
+        case "none":
+            return .none
+        case "linear":
+            return .linear(factor: try factor())
+        case "yarn":
+            if let ext = try metadata.float(a + "rope.scaling.yarn_ext_factor"), ext != 1, ext >= 0 {
+                throw FormatError("\(a)rope.scaling.yarn_ext_factor \(ext) is not supported (1 only)")
+            }
+            let f = try factor()
+            guard let original = try metadata.integer(a + "rope.scaling.original_context_length") else {
+                throw FormatError("\(a)rope.scaling.type yarn needs \(a)rope.scaling.original_context_length")
+            }
+            let attention = attentionFactor * RoPEScaling.yarnAttentionFactor(f)
+            return .yarn(factor: f, originalContext: original, betaFast: try metadata.float(a + "rope.scaling.yarn_beta_fast") ?? 32,
+                         betaSlow: try metadata.float(a + "rope.scaling.yarn_beta_slow") ?? 1, attentionFactor: attention, truncate: true)
+        default:
+            throw FormatError("\(a)rope.scaling.type \(type) is not supported (none, linear or yarn)")
+        }
+    }
+
     // MARK: - Writing
 
     /// The file as chunks: header and metadata, then each tensor's data padded to the alignment.
