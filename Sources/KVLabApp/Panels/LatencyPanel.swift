@@ -1,4 +1,5 @@
 import Foundation
+import KVLabFoundation
 import KVLabTUI
 
 /// What the Latency panel shows: measured step times (and B's in compare mode), the prompt's
@@ -17,6 +18,16 @@ struct LatencyView {
         var context: Int
         var device: String
         var target: String
+        /// Memory needed and the device's, when the batch does not fit it.
+        var overflow: Overflow?
+        /// The target's trained context, when the projected context passes it.
+        var beyond: Int?
+    }
+
+    /// Bytes a projection needs beyond the device's memory.
+    struct Overflow: Equatable {
+        var used: Double
+        var memory: Double
     }
 
     /// Measured step times (ms), oldest first.
@@ -33,8 +44,11 @@ struct LatencyView {
         ttft = state.totals.ttft
         if let projection = state.snapshot?.projection {
             let setup = projection.setup
+            let capacity = projection.capacity
             projected = Projected(decodeSeconds: projection.decodeSeconds, ttftSeconds: projection.ttft, context: setup.context,
-                                  device: setup.device.name, target: setup.target.name)
+                                  device: setup.device.name, target: setup.target.name,
+                                  overflow: capacity.fits ? nil : Overflow(used: capacity.used, memory: capacity.deviceMemory),
+                                  beyond: setup.context > setup.target.maxContext ? setup.target.maxContext : nil)
         }
     }
 }
@@ -75,6 +89,14 @@ struct LatencyPanel {
         if let projected = view.projected {
             line(Line([Span("proj. ", style: .role(.dimText)), Span(String(format: "%.2f ms/token", projected.decodeSeconds * 1000), style: .role(.seriesB, .bold)),
                        Span(String(format: "  %.0f tok/s", 1 / max(projected.decodeSeconds, 1e-12)))]))
+            // The limits first, so a short panel still shows them.
+            if let overflow = projected.overflow {
+                line(Line([Span("does not fit ", style: .role(.error, .bold)),
+                           Span("\(formatBytes(overflow.used, .compact))/\(formatBytes(overflow.memory, .compact))", style: .role(.error))]))
+            }
+            if let trained = projected.beyond {
+                line(Line([Span("beyond the target's context ", style: .role(.warning, .bold)), Span("(\(trained))", style: .role(.warning))]))
+            }
             line(Line([Span("TTFT ", style: .role(.dimText)), Span(String(format: "%.1f ms", projected.ttftSeconds * 1000)),
                        Span(" at \(projected.context) tokens", style: .role(.dimText))]))
             line(Line("\(projected.device) × \(projected.target)", style: .role(.dimText)))
