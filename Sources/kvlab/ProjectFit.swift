@@ -137,7 +137,7 @@ struct FitReport: Encodable {
                     Self.context(r.largestContext), "\(r.largestBatch)", verdict, r.deltaNLL.map { String(format: "%+.4f", $0) } ?? "-"]
         }
         lines.append(Eval.render([header] + body))
-        lines.append("@B: at batch \(batch); @N: at context \(context); fits: batch \(batch) at context \(context) in memory"
+        lines.append("KV/sequence: one sequence at context \(context), all devices together; @B: at batch \(batch); @N: at context \(context); fits: batch \(batch) at context \(context) in memory"
                      + (latencyTarget == nil ? "" : " within the latency target") + "; ΔNLL from --results where it measured the setting")
         return lines.joined(separator: "\n")
     }
