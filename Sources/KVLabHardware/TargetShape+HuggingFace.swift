@@ -11,6 +11,10 @@ struct HuggingFaceConfig {
     /// The decoder's keys (`text_config` when present).
     let json: JSONValue
     let modelType: String
+    /// A bundled target's citation (the config's address); nil in a checkpoint's own config.json.
+    let source: String?
+    /// `_name_or_path`, when the config names the model.
+    let name: String?
 
     init(path: String, data: Data) throws {
         self.path = path
@@ -19,12 +23,35 @@ struct HuggingFaceConfig {
         guard root.members != nil else { throw FileError(path: path, problem: "is \(root.kind), expected a JSON object") }
         json = root["text_config"].flatMap { $0.members != nil ? $0 : nil } ?? root
         modelType = json["model_type"]?.string ?? root["model_type"]?.string ?? ""
-        source = root["source"]?.string
         name = root["_name_or_path"]?.string.flatMap { $0.isEmpty ? nil : $0 }
+        if let cited = root["source"] {
+            // A catalog entry: only the keys kvlab reads, so a typo cannot fall back to a default
+            // unnoticed (a checkpoint's own config.json has many more, and is read leniently).
+            guard let text = cited.string, !text.isEmpty else { throw FileError(path: path, problem: "source: is \(cited.kind), expected the config's address") }
+            source = text
+            for member in root.members! where !Self.catalogKeys.contains(member.key) {
+                throw FileError(path: path, problem: "\(member.key): unknown key (a catalog target copies only the config keys kvlab reads)")
+            }
+            for key in ["_name_or_path", "model_type"] where root[key].map({ $0.string == nil }) ?? false {
+                throw FileError(path: path, problem: "\(key): is \(root[key]!.kind), expected a string")
+            }
+        } else {
+            source = nil
+        }
     }
 
-    let source: String?
-    let name: String?
+    /// The keys a catalog target may copy from its config.json.
+    static let catalogKeys: Set<String> = [
+        "source", "_name_or_path", "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+        "head_dim", "intermediate_size", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "attention_bias",
+        "sliding_window", "sliding_window_pattern", "use_sliding_window", "max_window_layers", "layer_types", "attn_layer_period",
+        "attn_layer_offset", "full_attention_interval", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
+        "v_head_dim", "n_routed_experts", "num_local_experts", "num_experts", "num_experts_per_tok", "experts_per_token",
+        "moe_intermediate_size", "n_shared_experts", "shared_expert_intermediate_size", "expert_layer_period", "expert_layer_offset",
+        "first_k_dense_replace", "moe_layer_freq", "decoder_sparse_step", "mlp_only_layers", "linear_num_key_heads",
+        "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim", "mamba_d_state",
+        "mamba_d_conv", "mamba_expand", "mamba_dt_rank",
+    ]
 
     func error(_ key: String, _ problem: String) -> FileError { FileError(path: path, problem: "\(key): \(problem)") }
 
@@ -163,7 +190,13 @@ extension TargetShape {
         } else {
             // Qwen-MoE: every decoder_sparse_step-th layer, except mlp_only_layers.
             let step = try c.positive("decoder_sparse_step") ?? 1
-            let only = Set(c.json["mlp_only_layers"]?.array?.compactMap(\.integer) ?? [])
+            var only: Set<Int> = []
+            if let list = c.json["mlp_only_layers"], !list.isNull {
+                guard let layers = list.array?.compactMap(\.integer), layers.count == list.array?.count else {
+                    throw c.error("mlp_only_layers", "is \(list.kind), expected an array of layer indices")
+                }
+                only = Set(layers)
+            }
             flags = indices.map { !only.contains($0) && ($0 + 1) % step == 0 }
         }
         return ExpertLayers(count: count, active: active, ffn: ffn, sharedFFN: shared, layers: flags)

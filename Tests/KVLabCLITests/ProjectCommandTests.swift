@@ -123,6 +123,17 @@ import Testing
         let kivi = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("full kivi:bits=2,group=32,residual=128 ") })
         #expect(kivi.hasSuffix("+0.1250"), "\(kivi)")
         #expect(result.stdout.contains("\nstreaming:sinks=4,window=4092 "))
+        // A sweep directory: its cells' ΔNLL, averaged per setting.
+        let sweep = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-sweep-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: sweep) }
+        try FileManager.default.createDirectory(at: sweep.appendingPathComponent("results"), withIntermediateDirectories: true)
+        for (id, delta) in [("a", 0.25), ("b", 0.75)] {
+            let cell = #"{"cell": {"policy": "h2o:heavy=2048,recent=2048", "kv": "fp32", "sparse": "dense"}, "quality": {"deltaNLL": "# + "\(delta)}}"
+            try Data(cell.utf8).write(to: sweep.appendingPathComponent("results/\(id).json"))
+        }
+        let swept = try CLITests.run(["project", "--fit", "--target", "llama-3-8b", "--results", sweep.path])
+        let h2o = try #require(swept.stdout.split(separator: "\n").first { $0.hasPrefix("h2o:heavy=2048,recent=2048 ") }, "\(swept.stderr)")
+        #expect(h2o.hasSuffix("+0.5000"), "\(h2o)")
         let custom = try CLITests.run(["project", "--fit", "--target", "deepseek-v3", "--devices", "8", "--device", "h200",
                                        "--weights", "q8_0", "--setting", "kv=q4_0", "--memory", "120GiB"])
         #expect(custom.status == 0, "\(custom.stderr)")
