@@ -161,9 +161,10 @@ extension TargetShape {
             return try indices.map { ($0 + 1) % pattern != 0 ? try local() : .global }
         }
         guard window != nil else { return Array(repeating: .global, count: layers) }
-        if let use = try c.bool("use_sliding_window") {
-            // Qwen2/Qwen3: sliding windows only when enabled, and then from max_window_layers on.
-            guard use else { return Array(repeating: .global, count: layers) }
+        if c.modelType.hasPrefix("qwen") || c.json["use_sliding_window"] != nil {
+            // Qwen2/Qwen3: sliding windows only when use_sliding_window says so (default off), and
+            // then from max_window_layers on.
+            guard try c.bool("use_sliding_window") ?? false else { return Array(repeating: .global, count: layers) }
             let from = try c.integer("max_window_layers") ?? 0
             return try indices.map { $0 >= from ? try local() : .global }
         }

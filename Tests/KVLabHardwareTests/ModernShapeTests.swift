@@ -146,6 +146,13 @@ import KVLabMethods
         let shape = try HardwareCatalog.target(directory.path)
         let catalog = try HardwareCatalog.target("gemma-3-27b")
         #expect(shape.attentionSpans == catalog.attentionSpans && shape.parameterCount == catalog.parameterCount)
+        // Qwen2 lists a sliding_window it only uses with use_sliding_window (off by default).
+        let qwen = directory.appendingPathComponent("qwen.json")
+        let qwenConfig = #"{"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, "sliding_window": 32"#
+        try Data((qwenConfig + "}").utf8).write(to: qwen)
+        #expect(try HardwareCatalog.target(qwen.path).attentionSpans == Array(repeating: .global, count: 4))
+        try Data((qwenConfig + #", "use_sliding_window": true, "max_window_layers": 2}"#).utf8).write(to: qwen)
+        #expect(try HardwareCatalog.target(qwen.path).attentionSpans == [.global, .global, .local(window: 32), .local(window: 32)])
         let bad = directory.appendingPathComponent("bad.json")
         try Data(#"{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, "layer_types": ["full_attention", "banana"]}"#.utf8).write(to: bad)
         #expect {
