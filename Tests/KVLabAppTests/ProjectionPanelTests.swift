@@ -34,6 +34,9 @@ import Testing
         text = harness.text()
         #expect(harness.state.snapshot?.projection?.setup.context == 131072)
         #expect(text.contains("does not fit") && text.contains("beyond the target's context"), "\(text)")
+        // At 80×24 the Latency panel has five rows: both limits still show, shorter.
+        let small = harness.text(width: 80, height: 24)
+        #expect(small.contains("does not fit 29.6G/24.0G") && small.contains("beyond context (32768)"), "\(small)")
         harness.press(.character("X"))
         #expect(harness.state.snapshot?.projection?.setup.context == 32768)
     }

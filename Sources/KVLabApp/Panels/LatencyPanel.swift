@@ -85,18 +85,20 @@ struct LatencyPanel {
         } else {
             line(Line("here: no tokens yet", style: .role(.dimText)))
         }
+        // The projection's limits before the rest, so a short panel still shows them.
+        if let overflow = view.projected?.overflow {
+            line(Line([Span("does not fit ", style: .role(.error, .bold)),
+                       Span("\(formatBytes(overflow.used, .compact))/\(formatBytes(overflow.memory, .compact))", style: .role(.error))]))
+        }
+        if let trained = view.projected?.beyond {
+            // Short where the panel is narrow (80 columns), so the figure stays visible.
+            let words = inner.width >= 36 ? "beyond the target's context " : "beyond context "
+            line(Line([Span(words, style: .role(.warning, .bold)), Span("(\(trained))", style: .role(.warning))]))
+        }
         if let ttft = view.ttft { line(Line([Span("TTFT ", style: .role(.dimText)), Span(String(format: "%.1f ms", ttft)), Span(" (prompt pass)", style: .role(.dimText))])) }
         if let projected = view.projected {
             line(Line([Span("proj. ", style: .role(.dimText)), Span(String(format: "%.2f ms/token", projected.decodeSeconds * 1000), style: .role(.seriesB, .bold)),
                        Span(String(format: "  %.0f tok/s", 1 / max(projected.decodeSeconds, 1e-12)))]))
-            // The limits first, so a short panel still shows them.
-            if let overflow = projected.overflow {
-                line(Line([Span("does not fit ", style: .role(.error, .bold)),
-                           Span("\(formatBytes(overflow.used, .compact))/\(formatBytes(overflow.memory, .compact))", style: .role(.error))]))
-            }
-            if let trained = projected.beyond {
-                line(Line([Span("beyond the target's context ", style: .role(.warning, .bold)), Span("(\(trained))", style: .role(.warning))]))
-            }
             line(Line([Span("TTFT ", style: .role(.dimText)), Span(String(format: "%.1f ms", projected.ttftSeconds * 1000)),
                        Span(" at \(projected.context) tokens", style: .role(.dimText))]))
             line(Line("\(projected.device) × \(projected.target)", style: .role(.dimText)))
