@@ -123,6 +123,21 @@ import Testing
         let kivi = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("full kivi:bits=2,group=32,residual=128 ") })
         #expect(kivi.hasSuffix("+0.1250"), "\(kivi)")
         #expect(result.stdout.contains("\nstreaming:sinks=4,window=4092 "))
+        // A real kvlab eval --json: its method label is the row's, its ΔNLL the mean NLL above the ghost.
+        let textPath = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-fit-\(UUID()).txt").path
+        let text = String(repeating: "First Citizen:\nBefore we proceed any further, hear me speak.\n\n", count: 40)
+        #expect(FileManager.default.createFile(atPath: textPath, contents: Data(text.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: textPath) }
+        let measured = try CLITests.run(["eval", "--text", textPath, "--tokens", "400", "--policy", "h2o:heavy=32,recent=32", "--json"])
+        #expect(measured.status == 0, "\(measured.stderr)")
+        let evalFile = textPath + ".json"
+        #expect(FileManager.default.createFile(atPath: evalFile, contents: Data(measured.stdout.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: evalFile) }
+        let summary = try #require(((try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any])?["results"] as? [[String: Any]])?.first)
+        let delta = try #require(summary["meanNLL"] as? Double) - (try #require(summary["ghostMeanNLL"] as? Double))
+        let fromEval = try CLITests.run(["project", "--fit", "--target", "llama-3-8b", "--results", evalFile, "--setting", "policy=h2o:heavy=32,recent=32"])
+        let row = try #require(fromEval.stdout.split(separator: "\n").first { $0.hasPrefix("h2o:heavy=32,recent=32 ") }, "\(fromEval.stderr)")
+        #expect(row.hasSuffix(String(format: "%+.4f", delta)), "\(row)")
         // A sweep directory: its cells' ΔNLL, averaged per setting.
         let sweep = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-sweep-\(UUID())")
         defer { try? FileManager.default.removeItem(at: sweep) }
