@@ -166,9 +166,14 @@ struct ProjectionModel {
         // budgets act on the global layers, where the context would otherwise grow).
         let heads = target.cacheHeads
         for l in 0..<target.layers {
-            let window = target.attentionSpans[l].window
-            guard !target.hasKV(layer: l) || window != nil else { continue }
-            let bound = target.hasKV(layer: l) ? min(c, Double(window!)) : 0
+            let bound: Double
+            if !target.hasKV(layer: l) {
+                bound = 0
+            } else if let window = target.attentionSpans[l].window {
+                bound = min(c, Double(window))
+            } else {
+                continue
+            }
             for h in 0..<heads { kept[l * heads + h] = bound }
         }
         return kept
