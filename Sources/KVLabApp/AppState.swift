@@ -235,6 +235,12 @@ public struct AppState: Sendable {
             return [.engine(.device(Self.cycle(choices.devices, after: device, forward: forward)))]
         case .cycleTarget(let forward):
             return [.engine(.target(Self.cycle(choices.targets, after: target, forward: forward)))]
+        case .cycleContext(let forward):
+            guard let setup = snapshot?.projection?.setup else {
+                let keys = Keymap.key(for: .cycleDevice(forward: true)) + "/" + Keymap.key(for: .cycleTarget(forward: true))
+                return report("no projection to set a context for (\(keys): device, target)", error: true)
+            }
+            return [.engine(.context(Self.nextContext(after: setup.context, targetMaximum: setup.target.maxContext, forward: forward)))]
         case .toggleGhost:
             return [.engine(.ghost(!ghost))]
         case .toggleCompare:
