@@ -37,4 +37,37 @@ import Testing
         window.reset()
         #expect(window.massKept == nil)
     }
+
+    /// A sparse mode keeps every entry but reads only what it lists: the mass is of the entries
+    /// read (issue 16: `threshold` showed 100% while its KL was 0.42), and dense reads all of it.
+    @Test func sparseModesMeasureTheMassOfWhatTheyRead() throws {
+        let layout = KVLayout(layerCount: 2, kvHeadCount: 2, headDim: 8, groupSize: 2, capacity: 64)
+        let ghost = PagedKVCache(layout: layout), dense = PagedKVCache(layout: layout)
+        let topK = PagedKVCache(layout: layout, sparse: try SparseMethod(parsing: "topk:k=2"))
+        let threshold = PagedKVCache(layout: layout, sparse: try SparseMethod(parsing: "threshold:theta=0.2"))
+        ghost.recordsAttention = true
+        for cache in [dense, topK, threshold] { cache.attentionReference = ghost }
+        var generator = Xoshiro256(seed: 7)
+        for position in 0..<16 {
+            let key = (0..<8).map { _ in Float.random(in: -1...1, using: &generator) }
+            for cache in [ghost, dense, topK, threshold] { PagedCacheTests.step(cache, position: position, key: key, value: key, query: key) }
+        }
+        #expect(abs(dense.massKept! - 1) < 1e-5)
+        #expect(topK.massKept! < 0.99)
+        #expect(threshold.massKept! < 0.99)
+        #expect(threshold.residency == dense.residency)
+    }
+
+    /// The listed-slot sum finds each slot's position in the reference's list, in any order.
+    @Test func listedSlotsSumTheReferencesScoresAtTheirPositions() {
+        let reference = PageStore(layout: Self.layout, quant: .fp32), other = PageStore(layout: Self.layout, quant: .fp32)
+        let zero = [Float](repeating: 0, count: 8)
+        for p in 0..<10 {
+            reference.append(index: 0, position: p, key: zero, value: zero)
+            reference.stepScores[p] = Float(p) / 45
+        }
+        for p in [1, 3, 5, 7, 12] { other.append(index: 0, position: p, key: zero, value: zero) }
+        let slots: [Int32] = [3, 0, 4]  // positions 7, 1 and 12 (absent from the reference)
+        #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, onSlots: slots, count: 3, of: other) - 8.0 / 45) < 1e-6)
+    }
 }
