@@ -157,7 +157,8 @@ public struct ReplayScreen {
 
     /// The end-of-session card: the session's numbers per part, recomputed from its events.
     private func endCard(_ summary: SessionSummary, area: Rect, buffer: inout Buffer) {
-        let lines = summary.table
+        let exact = summary.table()
+        let lines = (exact.map { CharacterWidth.of($0) }.max() ?? 0) + 4 <= area.width ? exact : summary.table(compact: true)
         guard lines.count > 1 else { return }
         let width = min((lines.map { CharacterWidth.of($0) }.max() ?? 0) + 4, area.width)
         let popup = area.centered(width: width, height: min(lines.count + 3, area.height))

@@ -22,7 +22,7 @@ public struct SessionSummary: Sendable, Equatable {
         public var kvReadPerToken: Double = 0
         /// Mean bytes of attention scores moved through HBM per token.
         public var scoresPerToken: Double = 0
-        /// HBM traffic of the part's prompt pass for attention (keys, values, scores, softmax statistics).
+        /// HBM traffic of the part's prompt pass in keys, values, scores and softmax statistics.
         public var prefillAttentionBytes: UInt64?
         /// Resident KV bytes after the part's last token.
         public var residentKV = 0
@@ -103,7 +103,18 @@ public struct SessionSummary: Sendable, Equatable {
 
     /// The table's lines: a header and one row per part, columns only for the numbers the
     /// session has (KL with a ghost, projected latency when it projects, scores when any moved).
-    public var table: [String] {
+    /// Bytes are exact, as captions quote them, unless `compact` (a narrow screen).
+    public func table(compact: Bool = false) -> [String] {
+        func bytes(_ value: Double) -> String {
+            if compact { return formatBytes(value, .compact) }
+            // As the captions write them: whole bytes with separators, megabytes (10⁶) past ten.
+            if value >= 1e7 { return String(format: "%.1f MB", value / 1e6) }
+            let digits = String(Int(value.rounded()))
+            let groups = stride(from: digits.count, to: 0, by: -3).map { end in
+                String(digits[digits.index(digits.startIndex, offsetBy: max(end - 3, 0))..<digits.index(digits.startIndex, offsetBy: end)])
+            }
+            return groups.reversed().joined(separator: ",") + " B"
+        }
         let names = varying.isEmpty ? ["policy"] : varying
         var columns: [(title: String, cells: [String])] = names.map { name in
             (name, parts.map { part in part.settings.first { $0.0 == name }?.1 ?? "" })
@@ -112,12 +123,12 @@ public struct SessionSummary: Sendable, Equatable {
         if parts.contains(where: { $0.meanKL != nil }) {
             columns.append(("mean KL", parts.map { $0.meanKL.map { String(format: "%.4f", $0) } ?? "–" }))
         }
-        columns.append(("K+V read/tok", parts.map { formatBytes(Int($0.kvReadPerToken)) }))
+        columns.append(("K+V read/tok", parts.map { bytes($0.kvReadPerToken) }))
         if parts.contains(where: { $0.scoresPerToken > 0 }) {
-            columns.append(("scores/tok", parts.map { formatBytes(Int($0.scoresPerToken)) }))
-            columns.append(("prefill attn", parts.map { $0.prefillAttentionBytes.map { formatBytes(Int($0)) } ?? "–" }))
+            columns.append(("scores/tok", parts.map { bytes($0.scoresPerToken) }))
+            columns.append(("prefill K,V,scores", parts.map { $0.prefillAttentionBytes.map { bytes(Double($0)) } ?? "–" }))
         }
-        columns.append(("KV at end", parts.map { formatBytes($0.residentKV) }))
+        columns.append(("KV at end", parts.map { bytes(Double($0.residentKV)) }))
         if parts.contains(where: { $0.projectedSeconds != nil }) {
             columns.append(("proj. ms/tok", parts.map { $0.projectedSeconds.map { String(format: "%.2f", $0 * 1000) } ?? "–" }))
         }
