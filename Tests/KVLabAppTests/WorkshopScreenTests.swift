@@ -1,4 +1,5 @@
 @testable import KVLabApp
+import KVLabRun
 import KVLabTUI
 import Testing
 
@@ -95,5 +96,34 @@ import Testing
         harness.press(.escape)
         #expect(harness.state.tour == nil && harness.state.status?.text.hasPrefix("tour ended") == true)
         for stop in Tour.stops { #expect(!Keymap.key(for: stop.action).isEmpty, "every stop waits for a key of the table") }
+    }
+
+    /// Mono colours cannot tell the memory bars' segments apart: they keep their patterns (whole
+    /// cells in one fill per segment, no eighth blocks blending two colours).
+    @Test func monoMemoryBarsKeepTheirPatterns() throws {
+        let harness = try Self.generating(10, policy: "full")
+        func memoryRows(_ patterned: Bool) -> String {
+            harness.state.patterned = patterned
+            let lines = harness.text().split(separator: "\n")
+            return ["here", "SRAM", "L2 ", "HBM"].compactMap { tier in lines.first { $0.contains("│ \(tier)") } }.joined(separator: "\n")
+        }
+        let eighths = Set("▎▍▌▋▊▉")
+        #expect(memoryRows(false).contains(where: eighths.contains), "\(memoryRows(false))")
+        #expect(!memoryRows(true).contains(where: eighths.contains), "\(memoryRows(true))")
+    }
+
+    /// The stream wraps at word boundaries, and scrolled back its last row says so.
+    @Test func generationWrapsAtWordsAndMarksTheScrollback() throws {
+        var state = PanelViewTests.state(PanelViewTests.snapshot(RunSettings()))
+        state.stream = [StreamPiece(text: "ROMEO:", position: nil), StreamPiece(text: " But soft, what light through yonder window breaks", position: 0)]
+        var buffer = Buffer(width: 24, height: 8)
+        GenerationPanel(view: GenerationView(state), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
+        let rows = buffer.textLines.dropFirst().dropLast().map { $0.dropFirst(2).dropLast(2).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        #expect(rows == ["ROMEO: But soft,", "what light through", "yonder window breaks"], "\(rows)")
+        state.stream += (0..<30).map { StreamPiece(text: "\nline \($0)", position: $0 + 1) }
+        state.scrollback = 5
+        buffer = Buffer(width: 40, height: 8)
+        GenerationPanel(view: GenerationView(state), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
+        #expect(buffer.textLines[6].contains("↑ 5 lines back (PgDn)"), "\(buffer.textLines.joined(separator: "\n"))")
     }
 }
