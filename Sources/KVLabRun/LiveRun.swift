@@ -213,7 +213,8 @@ public struct GhostComparison: Sendable, Equatable, Codable {
     /// −log p_run(token) − (−log p_ghost(token)).
     public var deltaNLL: Double
     /// Share of the ghost's attention, at the step that processed the token, on entries the run
-    /// attended (mean over layers and query heads).
+    /// read: every kept entry under dense attention, the listed ones under a sparse mode (mean
+    /// over layers and query heads).
     public var massKept: Double?
 }
 

@@ -43,6 +43,11 @@ struct WorkbenchCommand: ParsableCommand {
             print(Keymap.table.markdown(), terminator: "")
             return
         }
+        try open(tour: false)
+    }
+
+    /// Opens the workbench, with the guided tour running when `tour` is true.
+    func open(tour: Bool) throws {
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
         do { _ = try HardwareCatalog.device(device) } catch { throw CLIError("--device: \(error)") }
         if target != HardwareCatalog.live { do { _ = try HardwareCatalog.target(target) } catch { throw CLIError("--target: \(error)") } }
@@ -60,6 +65,8 @@ struct WorkbenchCommand: ParsableCommand {
         let terminal: CursesTerminal
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
         let depth = screenOptions.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        state.patterned = depth == .mono || !terminal.glyphs.isUnicode
+        if tour { state.tour = Tour() }
         var stats = WorkbenchStats()
         worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
         if !prompt.isEmpty { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }

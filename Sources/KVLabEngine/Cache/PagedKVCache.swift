@@ -53,8 +53,9 @@ public final class PagedKVCache: KVCache {
         get { probe.reference }
         set { probe.reference = newValue }
     }
-    /// Share of the reference's attention at the last step that fell on entries this cache
-    /// attended (mean over layers and query heads); nil without a reference.
+    /// Share of the reference's attention at the last step that fell on entries this cache read
+    /// (all it keeps under dense attention, what a sparse mode listed otherwise; mean over layers
+    /// and query heads); nil without a reference.
     public var massKept: Double? { probe.massKept }
 
     public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
@@ -315,8 +316,10 @@ public final class PagedKVCache: KVCache {
             let read = selector.select(step, attention: attention, log: log, ledger: &ledger)
             if listed {
                 log.read(index: index, slots: attention.selectedSlots, count: read, slotPositions: store.slotPositions + index * capacity)
+                probe.add(layer: layer, head: head, store: store, slots: attention.selectedSlots, count: read)
             } else {
                 log.readAll(index: index)
+                probe.add(layer: layer, head: head, store: store, visible: visible)
             }
             let out = output + head * group * hd
             if let tiled {
@@ -362,7 +365,6 @@ public final class PagedKVCache: KVCache {
                     ledger.write(.policyState, visible * 4)
                 }
             }
-            probe.add(layer: layer, head: head, store: store, visible: visible)
             if observing {
                 let entries = store.headEntries(index: index, count: visible)
                 policy.observePrefill(layer: layer, head: head, entries: entries, queryPosition: position, promptEnd: promptEnd!)
