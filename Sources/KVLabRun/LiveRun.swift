@@ -319,7 +319,8 @@ public final class LiveRun {
             text = TextStream()
         }
         // The ghost goes first in every step, so the run's attention mass is measured against
-        // the ghost's attention of the same position.
+        // the ghost's attention of the same position. It ends where its context does.
+        if let ghost, !ghost.engine.hasRoom(for: ids.count), engine.hasRoom(for: ids.count) { try setGhost(false) }
         try ghost?.engine.prefill(ids)
         let report = try engine.prefill(ids).report
         tokens += ids

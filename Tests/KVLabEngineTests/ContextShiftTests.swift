@@ -96,6 +96,31 @@ import Testing
         }
     }
 
+    /// A live run with the ghost goes on past stories260K's 512-token context under StreamingLLM:
+    /// the ghost (a full cache) stops at the context, the run does not, and its memory stays flat.
+    @Test(.enabled(if: Fixtures.haveStories, Comment(rawValue: Fixtures.skipMessage)))
+    func liveRunGoesOnWhereTheGhostStops() throws {
+        let model = Fixtures.stories!
+        let run = try LiveRun(model: model, settings: RunSettings(eviction: try EvictionMethod(parsing: "streaming:sinks=4,window=60"),
+                                                                  sampler: SamplerSettings(temperature: 1, seed: 3)), ghost: true)
+        try run.submit(prompt: "Once upon a time")
+        var resident: Set<Int> = [], compared: [Int] = [], alone: [Int] = []
+        while run.position < 700 {
+            switch try run.step() {
+            case .token(let metrics):
+                if metrics.ghost != nil { compared.append(metrics.report.position) } else { alone.append(metrics.report.position) }
+                if metrics.report.position > 100 { resident.insert(metrics.report.cache.total) }
+            case .stopped(let reason):
+                // A story ended: the sequence goes on with more text.
+                #expect(reason == .endOfSequence)
+                try run.submit(prompt: " The", continuing: true)
+            }
+        }
+        let context = model.config.contextLength
+        #expect(compared.max()! < context && alone.min()! >= context && !run.ghostEnabled)
+        #expect(resident.count == 1)
+    }
+
     /// `rebase` re-rotates keys stored after RoPE at every step: quantized ones need `prerope`,
     /// and `think`'s pruned channels cannot be re-rotated.
     @Test func rebaseRefusesWhatItCannotReRotate() throws {
