@@ -118,12 +118,13 @@ public final class InferenceEngine {
         try check(tokens: CollectionOfOne(token), adding: 1)
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
+        try makeRoom(count: 1, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
         weights.tokenEmbedding.decodeRow(token, into: x)
         outside.read(.weights, weights.tokenEmbedding.rowBytes)
-        rope.fill(position: position, cos: b.cos, sin: b.sin)
+        rope.fill(position: cache.rotaryPosition(position), cos: b.cos, sin: b.sin)
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
@@ -176,19 +177,23 @@ public final class InferenceEngine {
     @discardableResult
     public func prefill(_ tokens: [Int], allLogits: Bool = false) throws(EngineError) -> (report: StepReport, logits: [Float]) {
         try check(tokens: tokens, adding: tokens.count)
+        // The whole prompt must fit, even when it then runs one step at a time.
+        guard cache.hasRoom(position: position, count: tokens.count) else { throw .contextFull(limit: cache.layout.capacity) }
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
+        try makeRoom(count: tokens.count, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, n = tokens.count
         let batch = PrefillBuffers(config: c, tokens: n)
         defer { batch.deallocate() }
         let half = c.headDim / 2
+        let rotary = cache.rotaryPosition(position)
         cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
             weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
             outside.read(.weights, weights.tokenEmbedding.rowBytes)
-            rope.fill(position: position + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
+            rope.fill(position: rotary + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
         }
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
@@ -306,11 +311,23 @@ public final class InferenceEngine {
 
     private func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {
         guard count > 0 else { throw .emptyInput }
-        guard position + count <= cache.layout.capacity else { throw .contextFull(limit: cache.layout.capacity) }
         for token in tokens where token < 0 || token >= config.vocabSize {
             throw .invalidToken(token, vocabularySize: config.vocabSize)
         }
     }
+
+    /// The cache's room for `count` tokens at the current position; renumbering its entries is
+    /// cache work outside the layers.
+    private func makeRoom(count: Int, outside: inout IOLedger, attention: inout IOLedger) throws(EngineError) {
+        var ledger = IOLedger()
+        try cache.makeRoom(position: position, count: count, ledger: &ledger)
+        outside.add(ledger)
+        attention.add(ledger)
+    }
+
+    /// Whether `count` more tokens fit the cache now (renumbering it past the context if its
+    /// method bounds it).
+    public func hasRoom(for count: Int = 1) -> Bool { cache.hasRoom(position: position, count: count) }
 
     /// Entries kept over every (layer, KV head).
     public var cacheEntries: Int {
