@@ -109,17 +109,23 @@ def build_model(family, directory):
     return model
 
 
+PRESSES = {"snapkv": kvpress.SnapKVPress, "pyramidkv": kvpress.PyramidKVPress, "streamingllm": kvpress.StreamingLLMPress,
+           "tova": kvpress.TOVAPress, "knorm": kvpress.KnormPress, "keydiff": kvpress.KeyDiffPress,
+           "observedattention": kvpress.ObservedAttentionPress}
+WRAPPERS = {"adakv": kvpress.AdaKVPress, "chunkkv": kvpress.ChunkKVPress}
+
+
 def make_press(name, ratio, options):
-    """kvpress's press for a kvlab `kvpress:<name>` method: kvpress's defaults, then `options` (kvpress names)."""
-    presses = {"snapkv": kvpress.SnapKVPress, "pyramidkv": kvpress.PyramidKVPress, "streamingllm": kvpress.StreamingLLMPress,
-               "tova": kvpress.TOVAPress, "knorm": kvpress.KnormPress}
-    if name == "adakv":
-        safeguard = {k: v for k, v in options.items() if k == "alpha_safeguard"}
-        inner = {k: v for k, v in options.items() if k != "alpha_safeguard"}
-        return kvpress.AdaKVPress(kvpress.SnapKVPress(compression_ratio=ratio, **inner), **safeguard)
-    if name not in presses:
-        raise SystemExit(f"kvpress_check.py: unknown press '{name}' ({', '.join(list(presses) + ['adakv'])})")
-    return presses[name](compression_ratio=ratio, **options)
+    """kvpress's press for a kvlab `kvpress:<name>` method: kvpress's defaults, then `options` (kvpress names;
+    `scorer` names the press AdaKV and ChunkKV wrap, SnapKV by default)."""
+    if name in WRAPPERS:
+        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}}[name]
+        inner = {k: v for k, v in options.items() if k not in own and k != "scorer"}
+        scorer = PRESSES[options.get("scorer", "snapkv")](compression_ratio=ratio, **inner)
+        return WRAPPERS[name](scorer, **{k: v for k, v in options.items() if k in own})
+    if name not in PRESSES:
+        raise SystemExit(f"kvpress_check.py: unknown press '{name}' ({', '.join(list(PRESSES) + list(WRAPPERS))})")
+    return PRESSES[name](compression_ratio=ratio, **options)
 
 
 def parse_case(text):
@@ -128,13 +134,13 @@ def parse_case(text):
     options = {}
     for item in items:
         key, value = item.split("=", 1)
-        options[key] = float(value) if "." in value else int(value)
+        options[key] = value if not value.replace(".", "").isdigit() else float(value) if "." in value else int(value)
     return name, options
 
 
 def kvpress_kept(model, press, ids):
     """Per layer, per KV head: (sorted kept positions, kvpress's score per position or None)."""
-    scorer = press.press if isinstance(press, kvpress.AdaKVPress) else press
+    scorer = press.press if isinstance(press, tuple(WRAPPERS.values())) else press
     scores = {}
     if hasattr(scorer, "score"):
         original = scorer.score
@@ -145,9 +151,9 @@ def kvpress_kept(model, press, ids):
             return s
 
         scorer.score = capture
-    # AdaKV masks keys instead of dropping them, and asserts a non-eager attention.
+    # AdaKV masks keys instead of dropping them; it and ChunkKV assert a non-eager attention.
     headwise = isinstance(press, kvpress.AdaKVPress)
-    model.config._attn_implementation = "sdpa" if headwise else "eager"
+    model.config._attn_implementation = "sdpa" if isinstance(press, tuple(WRAPPERS.values())) else "eager"
     with torch.no_grad():
         full = DynamicCache(config=model.config)
         model(ids, past_key_values=full)
@@ -200,7 +206,14 @@ def tied(values):
     return not values or max(values) - min(values) <= 1e-5 * max(scale, 1e-30)
 
 
-def compare(theirs, ours, across_heads):
+def chunk_scores(heads, length):
+    """ChunkKV's chunk scores of a layer from the scorer's: summed over heads, averaged per chunk."""
+    n = len(heads[0][1])
+    total = [sum(score[i] for _, score in heads) for i in range(n)]
+    return [sum(total[c:c + length]) / len(total[c:c + length]) for c in range(0, n, length)]
+
+
+def compare(theirs, ours, across_heads, chunk_length=None):
     """'exact', 'tie' or 'DIFF n' over every (layer, KV head). A difference is a tie when both sides keep
     as many entries (per head, or per layer for head-wise budgets) and every entry only one side keeps
     has the same kvpress score: torch's top-k picks among equal scores arbitrarily, so either set is one of
@@ -216,7 +229,11 @@ def compare(theirs, ours, across_heads):
             only = set(mine) ^ set(positions)
             differing += len(only)
             same_counts &= across_heads or len(mine) == len(positions)
-            scores = [score[p] for p in only] if score is not None else [float("nan")]
+            if chunk_length:
+                chunks = chunk_scores(heads, chunk_length)
+                scores = [chunks[p // chunk_length] for p in only]
+            else:
+                scores = [score[p] for p in only] if score is not None else [float("nan")]
             if across_heads and groups:
                 groups[0] += scores
             else:
@@ -238,7 +255,8 @@ def main():
     parser.add_argument("--work", default=None, help="where the models are saved (a temporary directory by default)")
     parser.add_argument("--models", default="llama")
     parser.add_argument("--presses", default="snapkv,snapkv/window_size=16/kernel_size=7,pyramidkv,pyramidkv/window_size=16,"
-                        "streamingllm,tova,knorm,adakv,adakv/window_size=16/alpha_safeguard=0.5",
+                        "streamingllm,tova,knorm,keydiff,observedattention,adakv,adakv/window_size=16/alpha_safeguard=0.5,"
+                        "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16",
                         help="presses, each with kvpress options after '/' (snapkv/window_size=16)")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
@@ -260,7 +278,8 @@ def main():
                 theirs = kvpress_kept(model, make_press(name, ratio, options), input_ids)
                 method = ",".join([f"kvpress:{name}"] + [f"{k}={v}" for k, v in options.items()] + [f"ratio={ratio}"])
                 ours = kvlab_kept(args.kvlab, model_dir, text, method, ids, work)
-                verdict = compare(theirs, ours, across_heads=name == "adakv")
+                chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
+                verdict = compare(theirs, ours, across_heads=name == "adakv", chunk_length=chunk_length)
                 failed |= verdict.startswith("DIFF")
                 kept = sum(len(p) for heads in theirs for p, _ in heads)
                 print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} ({kept} entries kept)", flush=True)

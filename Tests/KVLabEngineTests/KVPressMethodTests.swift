@@ -13,14 +13,17 @@ import Testing
                 == "kvpress:snapkv,window_size=16,kernel_size=5,ratio=0.25")
         #expect(try EvictionMethod(parsing: "kvpress:press=knorm,budget=32").description == "kvpress:knorm,budget=32")
         #expect(try EvictionMethod(parsing: "kvpress:streamingllm,bytes=65536").description == "kvpress:streamingllm,n_sink=4,bytes=65536")
-        #expect(try EvictionMethod(parsing: "kvpress:adakv").description == "kvpress:adakv,window_size=64,kernel_size=5,alpha_safeguard=0.2,ratio=0.5")
+        #expect(try EvictionMethod(parsing: "kvpress:adakv").description
+                == "kvpress:adakv,scorer=snapkv,window_size=64,kernel_size=5,alpha_safeguard=0.2,ratio=0.5")
+        #expect(try EvictionMethod(parsing: "kvpress:chunkkv,scorer=knorm,ratio=0.25").description == "kvpress:chunkkv,scorer=knorm,chunk_length=20,ratio=0.25")
         let method = try EvictionMethod(parsing: "kvpress:pyramidkv,ratio=0.75,beta=10+think")
         #expect(try EvictionMethod(parsing: method.description) == method)
     }
 
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv)"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv)"),
+        ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention"),
         ("kvpress:tova,window_size=8", "kvpress:tova: unknown parameter 'window_size' (known: ratio, budget, bytes)"),
         ("kvpress:knorm,ratio=1", "kvpress:knorm: ratio=1 is outside 0...0.999999"),
         ("kvpress:knorm,ratio=0.5,budget=8", "kvpress:knorm: give one of ratio, budget and bytes"),
@@ -66,6 +69,27 @@ import Testing
         return buffer.map { e in (0..<e.count).map { Int(e.positions[$0]) } }
     }
 
+    /// Keys given per head and entry (values unused), read as the cache's `StoredVectors` reads its pages.
+    final class GivenVectors: EntryVectors {
+        let keys: [[[Float]]]
+        init(keys: [[[Float]]]) { self.keys = keys }
+        var headDim: Int { keys[0][0].count }
+        func key(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) {
+            for (c, x) in keys[head][Int(slot)].enumerated() { out[c] = x }
+        }
+        func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) { out.update(repeating: 0, count: headDim) }
+    }
+
+    static func finish(_ policy: any EvictionPolicy, keys: [[[Float]]]) -> [[Int]] {
+        let heads = keys.indices.map { _ in HandHead(groupSize: 2) }
+        for (h, head) in heads.enumerated() { for _ in keys[h] { head.append() } }
+        let buffer = UnsafeMutableBufferPointer<HeadEntries>.allocate(capacity: heads.count)
+        defer { buffer.deallocate() }
+        for (h, head) in heads.enumerated() { (buffer.baseAddress! + h).initialize(to: head.entries) }
+        policy.finishPrefill(layer: 0, heads: buffer, promptEnd: keys[0].count, vectors: GivenVectors(keys: keys))
+        return buffer.map { e in (0..<e.count).map { Int(e.positions[$0]) } }
+    }
+
     static func policy(_ text: String) throws -> any EvictionPolicy {
         try EvictionMethod(parsing: text).makePolicy(layout: KVLayout(layerCount: 1, kvHeadCount: 2, headDim: 4, groupSize: 2, capacity: 12))
     }
@@ -107,5 +131,27 @@ import Testing
         let kept = try Self.finish(Self.policy("kvpress:adakv,window_size=2,kernel_size=1,alpha_safeguard=0.5,ratio=0.5"), scores: [a, b])
         #expect(kept == [Array(3...11), [0, 10, 11]])
         #expect(kept.map(\.count).reduce(0, +) == 12)
+    }
+
+    @Test func keydiffKeepsTheKeysFarthestFromTheMeanDirection() throws {
+        // Mostly along x; 2 points along y, 4 against x: those two differ most from the mean direction.
+        let head: [[Float]] = [[1, 0], [2, 0.1], [0, 1], [1, 0.2], [-1, 0], [3, 0], [1, -0.1], [2, 0]]
+        let kept = try Self.finish(Self.policy("kvpress:keydiff,budget=2"), keys: [head, head.reversed()])
+        #expect(kept == [[2, 4], [3, 5]])
+    }
+
+    @Test func observedAttentionDividesByTheQueriesThatSawEachEntry() throws {
+        // Entry i of 12 was seen by 12 − i queries: 11 of 12 at 0, the last one's 1 from its only query.
+        let received: [Float] = [11, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.5, 1]
+        let kept = try Self.finish(Self.policy("kvpress:observedattention,budget=3"), scores: [received, received])
+        #expect(kept == [[0, 10, 11], [0, 10, 11]])
+    }
+
+    @Test func chunkkvKeepsWholeChunksForEveryHead() throws {
+        // Chunks of 4 over 12 entries, ratio 0.5: ⌊3 · 0.5⌋ = 1 chunk, the best by summed knorm scores.
+        let norms: [[Float]] = [[9, 9, 9, 9, 1, 1, 1, 1, 5, 5, 5, 5], [9, 9, 9, 9, 2, 2, 2, 2, 1, 1, 1, 1]]
+        let zeros = [Float](repeating: 0, count: 12)
+        let kept = try Self.finish(Self.policy("kvpress:chunkkv,scorer=knorm,chunk_length=4,ratio=0.5"), scores: [zeros, zeros], norms: norms)
+        #expect(kept == [[4, 5, 6, 7], [4, 5, 6, 7]])
     }
 }

@@ -9,10 +9,17 @@
 /// over the whole cache (`bytes`), which become an entry count per (layer, KV head).
 public struct KVPressMethod: Sendable, Hashable {
     public enum Press: String, Sendable, Hashable, CaseIterable {
-        case snapkv, pyramidkv, streamingllm, tova, knorm, adakv
+        case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv
+
+        /// Presses that wrap another's scores (`scorer=`, SnapKV by default).
+        var wraps: Bool { self == .adakv || self == .chunkkv }
+        /// Presses that only score, which `adakv` and `chunkkv` wrap.
+        static let scorers: [Press] = [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
     }
 
     public let press: Press
+    /// The press whose scores `adakv` and `chunkkv` select by; nil for the others.
+    public let scorer: Press?
     public let budget: KVPressBudget
     /// `window_size`: the last prompt queries whose attention scores (snapkv, pyramidkv, adakv).
     public let windowSize: Int
@@ -24,6 +31,8 @@ public struct KVPressMethod: Sendable, Hashable {
     public let nSink: Int
     /// `alpha_safeguard`: adakv's share of each head's budget kept by the head's own ranking.
     public let alphaSafeguard: Double
+    /// `chunk_length`: chunkkv's chunk of positions kept or dropped together.
+    public let chunkLength: Int
     /// The parameters as written back in the canonical method string (press first).
     let canonical: [MethodSpec.Parameter]
 
@@ -39,7 +48,10 @@ public struct KVPressMethod: Sendable, Hashable {
             .streamingllm: [S.int("n_sink", 4, 0...1024)],
             .tova: [],
             .knorm: [],
-            .adakv: [window, kernel, S.real("alpha_safeguard", 0.2, 0...1)],
+            .adakv: [S.real("alpha_safeguard", 0.2, 0...1)],
+            .keydiff: [],
+            .observedattention: [],
+            .chunkkv: [S.int("chunk_length", 20, 1...1_048_576)],
         ]
     }()
 
@@ -53,7 +65,19 @@ public struct KVPressMethod: Sendable, Hashable {
         guard let name = spec.value(Self.pressKey) else { throw MethodSpecError("kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (\(names))") }
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
-        let p = try ParameterSchema("kvpress:\(name)", Self.schemas[press]! + Self.budgetEntries).resolve(MethodSpec(name: spec.name, parameters: given))
+        var entries = Self.schemas[press]! + Self.budgetEntries
+        if press.wraps {
+            let inner = Press.scorers.map(\.rawValue)
+            let scorerName = spec.value("scorer") ?? Press.snapkv.rawValue
+            guard let scorer = Press(rawValue: scorerName), Press.scorers.contains(scorer) else {
+                throw MethodSpecError("kvpress:\(name): scorer=\(scorerName) is not one of \(inner.joined(separator: ", "))")
+            }
+            entries = [ParameterSchema.choice("scorer", Press.snapkv.rawValue, inner)] + Self.schemas[scorer]! + entries
+            self.scorer = scorer
+        } else {
+            scorer = nil
+        }
+        let p = try ParameterSchema("kvpress:\(name)", entries).resolve(MethodSpec(name: spec.name, parameters: given))
         let sizes = ["budget", "bytes"].filter { p.int($0) > 0 }
         guard sizes.count + (spec.value("ratio") != nil ? 1 : 0) <= 1 else {
             throw MethodSpecError("kvpress:\(name): give one of ratio, budget and bytes")
@@ -66,6 +90,7 @@ public struct KVPressMethod: Sendable, Hashable {
         beta = has("beta") ? p.int("beta") : 1
         nSink = has("n_sink") ? p.int("n_sink") : 0
         alphaSafeguard = has("alpha_safeguard") ? p.real("alpha_safeguard") : 0
+        chunkLength = has("chunk_length") ? p.int("chunk_length") : 1
         if has("kernel_size"), kernelSize % 2 == 0 {
             throw MethodSpecError("kvpress:\(name): kernel_size must be odd (kvpress pools with same padding)")
         }
@@ -79,15 +104,24 @@ public struct KVPressMethod: Sendable, Hashable {
     }
 
     func makePolicy(layout: KVLayout) -> any EvictionPolicy {
-        let scorer: any KVPressScorer = switch press {
-        case .snapkv, .adakv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        let selection: KVPressPolicy.Selection = switch press {
+        case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
+        case .chunkkv: .chunks(length: chunkLength)
+        default: .perHead
+        }
+        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout)
+    }
+
+    private func makeScorer(_ press: Press) -> any KVPressScorer {
+        switch press {
+        case .snapkv, .adakv, .chunkkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
         case .streamingllm: StreamingLLMScorer(nSink: nSink)
         case .tova: TOVAScorer()
         case .knorm: KnormScorer()
+        case .keydiff: KeyDiffScorer()
+        case .observedattention: ObservedAttentionScorer()
         }
-        let selection: KVPressPolicy.Selection = press == .adakv ? .acrossHeads(alphaSafeguard: alphaSafeguard) : .perHead
-        return KVPressPolicy(scorer: scorer, budget: budget, selection: selection, layout: layout)
     }
 }
 
@@ -106,6 +140,12 @@ public enum KVPressBudget: Sendable, Hashable {
         case .entries(let n): Double(min(n, count))
         case .bytes(let b): Double(min(count, b / (layout.layerCount * layout.kvHeadCount * 2 * layout.headDim * 4)))
         }
+    }
+
+    /// kvpress's `1 − compression_ratio`: the share of `count` entries kept.
+    func keptFraction(of count: Int, layout: KVLayout) -> Double {
+        if case .ratio(let r) = self { return 1 - r }
+        return keptShare(of: count, layout: layout) / Double(max(1, count))
     }
 
     /// kvpress's `compute_n_kept`: at least one entry.

@@ -4,8 +4,9 @@ package protocol KVPressScorer {
     /// press reads; 0 for none.
     var observation: Int { get }
     /// Each head's score per entry, in entry order; higher stays. Entries the press always keeps
-    /// (kvpress pads them with the layer's maximum + 1) score `.infinity`.
-    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) -> [[Float]]
+    /// (kvpress pads them with the layer's maximum + 1) score `.infinity`. `vectors` reads the
+    /// entries' keys and values (nil where the caller has none: presses that need them keep all).
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]]
     /// Entries each head of `layer` keeps out of `count` (kvpress's `compute_n_kept` by default).
     func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int
 }
@@ -24,9 +25,12 @@ extension KVPressScorer {
 /// Selection: `perHead` is kvpress's `ScorerPress.compress` (each head keeps its `n_kept` best;
 /// among equal scores at the boundary, where torch's top-k keeps an arbitrary subset, the newer
 /// entry stays); `acrossHeads` is `AdaKVPress` (each head's `⌊n_kept · α⌋` best, at least one,
-/// are safe; then the layer drops its `n_heads · (k − n_kept)` lowest, ties: the older first).
+/// are safe; then the layer drops its `n_heads · (k − n_kept)` lowest, ties: the older first);
+/// `chunks` is `ChunkKVPress` (the scores summed over the layer's heads and averaged per chunk of
+/// `chunk_length` entries, the last one shorter; every head keeps the same `max(1, ⌊chunks · (1 − ratio)⌋)`
+/// best chunks, ties: the newer chunk).
 package final class KVPressPolicy: EvictionPolicy {
-    package enum Selection { case perHead, acrossHeads(alphaSafeguard: Double) }
+    package enum Selection { case perHead, acrossHeads(alphaSafeguard: Double), chunks(length: Int) }
 
     let scorer: any KVPressScorer
     let budgetSpec: KVPressBudget
@@ -59,9 +63,17 @@ package final class KVPressPolicy: EvictionPolicy {
     }
 
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {
+        finish(layer: layer, heads: heads, promptEnd: promptEnd, vectors: nil)
+    }
+
+    package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: any EntryVectors) {
+        finish(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors)
+    }
+
+    private func finish(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return }
-        let scores = scorer.scores(heads: heads, promptEnd: promptEnd)
+        let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
         let n = scorer.keptCount(layer: layer, of: count, budget: budgetSpec, layout: layout)
         var keep = heads.indices.map { Array(repeating: false, count: heads[$0].count) }
         switch selection {
@@ -89,6 +101,27 @@ package final class KVPressPolicy: EvictionPolicy {
                 return a.position != b.position ? a.position < b.position : a.head < b.head
             }
             for c in candidates.prefix(pruned) { keep[c.head][c.index] = false }
+        case .chunks(let length):
+            let complete = count / length, chunkCount = (count + length - 1) / length
+            var chunkScores = [Float](repeating: 0, count: chunkCount)
+            for c in 0..<chunkCount {
+                let range = c * length..<min(count, (c + 1) * length)
+                var sum: Float = 0
+                for i in range { for h in heads.indices { sum += scores[h][i] } }
+                chunkScores[c] = sum / Float(range.count)
+            }
+            // kvpress keeps whole chunks, and with no whole chunk falls back to the scorer alone.
+            let keptChunks = max(1, Int(Double(chunkCount) * budgetSpec.keptFraction(of: count, layout: layout)))
+            let order = chunkScores.indices.sorted { a, b in chunkScores[a] != chunkScores[b] ? chunkScores[a] > chunkScores[b] : a > b }
+            for c in order.prefix(keptChunks) {
+                for h in heads.indices { for i in (c * length)..<min(count, (c + 1) * length) { keep[h][i] = true } }
+            }
+            if complete == 0 {
+                for h in heads.indices {
+                    keep[h] = Array(repeating: false, count: heads[h].count)
+                    for i in Self.ranked(scores[h], positions: heads[h].positions).prefix(n) { keep[h][i] = true }
+                }
+            }
         }
         for h in heads.indices {
             for i in stride(from: heads[h].count - 1, through: 0, by: -1) where !keep[h][i] { heads[h].evict(i) }

@@ -9,7 +9,7 @@ struct SnapKVScorer: KVPressScorer {
 
     var observation: Int { windowSize }
 
-    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) -> [[Float]] {
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
         let boundary = Int32(promptEnd - windowSize)
         return heads.map { e in
             var before = 0
@@ -37,8 +37,8 @@ struct PyramidKVScorer: KVPressScorer {
 
     var observation: Int { snap.observation }
 
-    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) -> [[Float]] {
-        snap.scores(heads: heads, promptEnd: promptEnd)
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
+        snap.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
 
     func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {

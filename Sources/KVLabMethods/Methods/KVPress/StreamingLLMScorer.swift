@@ -5,7 +5,7 @@
 struct StreamingLLMScorer: KVPressScorer {
     let nSink: Int
 
-    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) -> [[Float]] {
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
         heads.map { e in (0..<e.count).map { i in i < nSink ? .infinity : Float(e.positions[i]) } }
     }
 }

@@ -4,7 +4,7 @@
 struct TOVAScorer: KVPressScorer {
     var observation: Int { 1 }
 
-    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) -> [[Float]] {
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
         let count = heads.map(\.count).max() ?? 0
         var total = Array(repeating: Float(0), count: count)
         for e in heads {
