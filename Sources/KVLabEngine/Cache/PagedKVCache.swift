@@ -278,9 +278,11 @@ public final class PagedKVCache: KVCache {
         guard let end = promptEnd else { return }
         promptEnd = nil
         for layer in 0..<layout.layerCount {
+            let vectors = StoredVectors(store: store, layer: layer)
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in
-                policy.finishPrefill(layer: layer, heads: heads, promptEnd: end)
+                policy.finishPrefill(layer: layer, heads: heads, promptEnd: end, vectors: vectors)
             }
+            ledger.add(vectors.ledger)
         }
         think.actIfReady(eviction.think, wholeWindow: false, quantize: true, ledger: &ledger)
         for index in 0..<store.headCount { store.quantizeLeaving(index: index, ledger: &ledger) }

@@ -15,6 +15,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case knorm(budget: Int)
         case random(budget: Int, seed: Int)
         case duo(sinks: Int, window: Int, ratio: Double)
+        /// A press of NVIDIA's kvpress with its exact semantics (`kvpress:snapkv,ratio=0.5`).
+        case kvpress(KVPressMethod)
     }
 
     public let kind: Kind
@@ -69,12 +71,14 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
-        guard !Self.allModifierNames.contains(spec.name), let schema = Self.schemas[spec.name] else {
+        let press = spec.name == KVPressMethod.methodName ? try KVPressMethod(spec) : nil
+        guard !Self.allModifierNames.contains(spec.name), let schema = press != nil ? ParameterSchema(spec.name, []) : Self.schemas[spec.name] else {
             throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
-        let p = try schema.resolve(spec)
-        var canonical = p.canonical
+        let p = try schema.resolve(press != nil ? MethodSpec(name: spec.name) : spec)
+        var canonical = press?.canonical ?? p.canonical
         switch spec.name {
+        case KVPressMethod.methodName: kind = .kvpress(press!)
         case "window": kind = .window(window: p.int("window"))
         case "streaming": kind = .streaming(sinks: p.int("sinks"), window: p.int("window"))
         case "h2o": kind = .h2o(heavy: p.int("heavy"), recent: p.int("recent"))
@@ -162,6 +166,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case .knorm(let b): KeyNormPolicy(budget: b)
         case .random(let b, let seed): RandomPolicy(budget: b, seed: UInt64(seed))
         case .duo(let s, let w, let ratio): DuoPolicy(sinks: s, window: w, ratio: ratio, layout: layout)
+        case .kvpress(let press): press.makePolicy(layout: layout)
         }
     }
 }
