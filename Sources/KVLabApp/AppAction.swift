@@ -44,6 +44,8 @@ public enum AppAction: Hashable, Sendable {
     case scroll(up: Bool)
     /// Switches to the next theme.
     case cycleTheme
+    /// Opens the Pareto view of the sweep given with `--sweep`, steps its x axis, closes it.
+    case cyclePareto
     /// Leaves the workbench.
     case quit
 }
@@ -84,6 +86,7 @@ public enum Keymap {
         KeyBinding([.character("d"), .character("D")], "projected device: next / previous", group: "Projection", action: .cycleDevice(forward: true)),
         KeyBinding([.character("t"), .character("T")], "projected target model: next / previous", group: "Projection", action: .cycleTarget(forward: true)),
         KeyBinding([.character("y")], "colour theme: next", group: "Screen", action: .cycleTheme),
+        KeyBinding([.character("p")], "Pareto view of --sweep: vs resident KV → vs latency → off", group: "Screen", action: .cyclePareto),
         KeyBinding([.character("?")], "this help", group: "Screen", action: .toggleHelp),
         KeyBinding([.character("q"), .control("c")], "quit", group: "Screen", action: .quit),
     ])

@@ -108,6 +108,10 @@ public struct AppState: Sendable {
     public var scrollback = 0
     /// Whether the state changed since the last frame.
     public var dirty = true
+    /// The sweep the Pareto view draws (`--sweep`), if any.
+    public var pareto: ParetoSweep?
+    /// The x axis of `pareto` the view shows; nil while it is closed.
+    public var paretoAxis: Int?
 
     // MARK: What the engine reported
 
@@ -256,6 +260,13 @@ public struct AppState: Sendable {
             guard !choices.themes.isEmpty else { return [] }
             theme = Self.cycle(choices.themes, after: theme, forward: true)
             return [.theme(theme)]
+        case .cyclePareto:
+            guard let sweep = pareto else {
+                return report("no sweep to draw: start the workbench with --sweep DIR (a kvlab sweep run --store directory)")
+            }
+            let next = (paretoAxis ?? -1) + 1
+            paretoAxis = next < sweep.axes.count ? next : nil
+            return []
         case .quit:
             return [.quit]
         }

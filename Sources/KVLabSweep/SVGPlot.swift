@@ -77,7 +77,7 @@ public enum SVGPlot {
 
     /// Round ticks covering `values` (or the metric's fixed range); with `binaryTicks`, round in
     /// the largest power of 1024 below the maximum.
-    static func ticks(_ values: [Double], metric: ReportMetric) -> [Double] {
+    public static func ticks(_ values: [Double], metric: ReportMetric) -> [Double] {
         if let range = metric.range { return ticks(min: range.lowerBound, max: range.upperBound) }
         let high = values.max()!
         let unit = metric.binaryTicks && high >= 1024 ? pow(1024, floor(log(high) / log(1024))) : 1

@@ -140,7 +140,8 @@ public enum SweepReport {
         return files
     }
 
-    static func modelName(_ model: String) -> String {
+    /// A model as plots and tables name it: the file name, or the embedded model.
+    public static func modelName(_ model: String) -> String {
         model == SweepCell.embeddedModel ? "embedded kvlab-shakespeare" : (model as NSString).lastPathComponent
     }
 

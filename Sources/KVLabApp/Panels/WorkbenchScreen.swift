@@ -35,7 +35,11 @@ public struct WorkbenchScreen {
         let top = Layout(.horizontal, [.percentage(55), .fill(1)], spacing: -1).split(rows[0])
         let center = Layout(.horizontal, [.percentage(55), .fill(1)], spacing: -1).split(rows[1])
         let lower = Layout(.horizontal, [.ratio(1, 3), .ratio(1, 3), .fill(1)], spacing: -1).split(rows[2])
-        GenerationPanel(view: GenerationView(state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        if let sweep = state.pareto, let axis = state.paretoAxis {
+            ParetoPanel(view: ParetoView(sweep: sweep, axis: axis, state: state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        } else {
+            GenerationPanel(view: GenerationView(state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        }
         KnobsPanel(view: KnobsView(state), glyphs: glyphs).render(area: top[1], buffer: &buffer)
         KVMapPanel(view: KVMapView(state), glyphs: glyphs).render(area: center[0], buffer: &buffer)
         QualityPanel(view: QualityView(state), glyphs: glyphs).render(area: center[1], buffer: &buffer)
