@@ -44,8 +44,8 @@ struct ParetoView {
     /// Indices of the frontier's points, in increasing x.
     var frontier: [Int]
     var dots: [Dot]
-    /// The top of the y range when points far worse than the frontier would flatten it: twice
-    /// the worst frontier point or dot (nil: every point fits). Points above it sit on the top row.
+    /// The top of the y range (`SweepReport.ceiling`, the dots included); points above it sit
+    /// on the top row.
     var yCeiling: Double?
 
     /// The view of `sweep` against its axis `axis`, with `state`'s live configuration(s).
@@ -72,8 +72,7 @@ struct ParetoView {
         if let b = state.compare?.settings { dots.append(Self.dot("B", settings: b, live: nil, sweep: sweep, axis: axis)) }
         self.dots = dots
         self.dots = dots.map(placed)  // on the points, now that they are set
-        let worst = (frontier.map { points[$0].y } + self.dots.compactMap { $0.position?.y }).max() ?? 0
-        if y.lowerIsBetter, y.range == nil, worst > 0, points.contains(where: { $0.y > 2 * worst }) { yCeiling = 2 * worst }
+        yCeiling = SweepReport.ceiling(coordinates.map(\.y), frontier: frontier, metric: y, extra: self.dots.compactMap { $0.position?.y })
     }
 
     /// The label a sweep gives `settings` (`SweepCell.label`).
