@@ -9,7 +9,7 @@ import KVLabTUI
 /// sweep point when the sweep ran it, else placed by this sequence's own measurements.
 struct ParetoView {
     /// A configuration of the sweep.
-    struct Point: Equatable {
+    struct Point {
         var x: Double
         var y: Double
         var label: String
@@ -19,7 +19,7 @@ struct ParetoView {
     }
 
     /// The live configuration (A, or B in compare mode).
-    struct Dot: Equatable {
+    struct Dot {
         /// `now`, or `A` and `B` in compare mode.
         var name: String
         var label: String
@@ -29,11 +29,6 @@ struct ParetoView {
         var inSweep: Bool
         /// One line saying where it stands.
         var text: String
-
-        static func == (a: Dot, b: Dot) -> Bool {
-            a.name == b.name && a.label == b.label && a.position?.x == b.position?.x && a.position?.y == b.position?.y
-                && a.inSweep == b.inSweep && a.text == b.text
-        }
     }
 
     var x: ReportMetric
@@ -70,8 +65,8 @@ struct ParetoView {
             dots.append(Self.dot(state.compare == nil ? "now" : "A", settings: settings, live: state, sweep: sweep, axis: axis))
         }
         if let b = state.compare?.settings { dots.append(Self.dot("B", settings: b, live: nil, sweep: sweep, axis: axis)) }
-        self.dots = dots
-        self.dots = dots.map(placed)  // on the points, now that they are set
+        self.dots = []
+        self.dots = dots.map(placed)  // on the points, now that every property is set
         yCeiling = SweepReport.ceiling(coordinates.map(\.y), frontier: frontier, metric: y, extra: self.dots.compactMap { $0.position?.y })
     }
 
@@ -121,12 +116,11 @@ struct ParetoView {
             dot.position = (point.x, point.y)
             dot.inSweep = true
             let values = "\(y.label) \(y.format(point.y)), \(x.label) \(xText(point.x))"
-            if point.onFrontier {
-                dot.text = "\(name)\(dot.label): \(values), on the frontier"
-            } else if let better = frontier.last(where: { points[$0].x <= point.x }).map({ points[$0] }) {
+            // A point off the frontier is beaten by the frontier's best at no more x.
+            if !point.onFrontier, let better = frontier.last(where: { points[$0].x <= point.x }).map({ points[$0] }) {
                 dot.text = "\(name)\(dot.label): \(values); beaten by \(better.label) (\(y.format(better.y)), \(xText(better.x)))"
             } else {
-                dot.text = "\(name)\(dot.label): \(values), off the frontier"
+                dot.text = "\(name)\(dot.label): \(values), on the frontier"
             }
         } else if let position = dot.position {
             dot.text = "\(name)\(dot.label): not in the sweep; live \(y.label) \(y.format(position.y)), \(x.label) \(xText(position.x)) "
