@@ -14,8 +14,8 @@ public enum SVGPlot {
         let frontier = SweepReport.frontier(zip(xs, values).map { ($0, $1) }, lowerYIsBetter: y.lowerIsBetter)
         // Points above the ceiling sit on the plot's top edge; their tooltips keep the real values.
         let ceiling = SweepReport.ceiling(values, frontier: frontier, metric: y)
-        let ys = values.map { min($0, ceiling ?? $0) }
-        let xTicks = ticks(xs, metric: x), yTicks = ticks(ys, metric: y)
+        let xTicks = ticks(xs, metric: x), yTicks = ticks(values.map { min($0, ceiling ?? $0) }, metric: y)
+        let ys = values.map { value in ceiling.map { value > $0 ? yTicks.last! : value } ?? value }
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         func px(_ v: Double) -> Double { left + (v - xTicks.first!) / (xTicks.last! - xTicks.first!) * plotWidth }
         func py(_ v: Double) -> Double { top + plotHeight - (v - yTicks.first!) / (yTicks.last! - yTicks.first!) * plotHeight }
