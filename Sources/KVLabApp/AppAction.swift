@@ -46,6 +46,8 @@ public enum AppAction: Hashable, Sendable {
     case scroll(up: Bool)
     /// Switches to the next theme.
     case cycleTheme
+    /// Opens the Pareto view of the sweep given with `--sweep`, steps its x axis, closes it.
+    case cyclePareto
     /// Leaves the workbench.
     case quit
 }
@@ -88,6 +90,7 @@ public enum Keymap {
         KeyBinding([.character("x"), .character("X")], "projected context: 4K → 32K → 128K → target's max / back", group: "Projection",
                    action: .cycleContext(forward: true)),
         KeyBinding([.character("y")], "colour theme: next", group: "Screen", action: .cycleTheme),
+        KeyBinding([.character("p")], "Pareto view of --sweep: vs resident KV → vs latency → off", group: "Screen", action: .cyclePareto),
         KeyBinding([.character("?")], "this help", group: "Screen", action: .toggleHelp),
         KeyBinding([.character("q"), .control("c")], "quit", group: "Screen", action: .quit),
     ])
