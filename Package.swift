@@ -116,10 +116,11 @@ let package = Package(
         ),
         .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
 
-        // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses)
+        // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses), and
+        // the Pareto view of a sweep store
         .target(
             name: "KVLabApp",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep"]
         ),
 
         // MARK: - Command-line interface
@@ -143,7 +144,7 @@ let package = Package(
         // MARK: - Fuzzer: seeded mutations of every format kvlab reads, each read in a child process
         .executableTarget(
             name: "kvlab-fuzz",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep"]
         ),
 
         // MARK: - Tests
@@ -159,7 +160,8 @@ let package = Package(
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(
             name: "KVLabAppTests",
-            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTestSupport"],
+            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabSweep",
+                           "KVLabTestSupport"],
             exclude: ["Snapshots"]
         ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),

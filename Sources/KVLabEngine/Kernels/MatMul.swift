@@ -15,7 +15,7 @@ enum MatMul {
     static let tokensPerPass = 256
 
     static func scratchFloats(config c: ModelConfig) -> Int {
-        tileRows * max(c.dim, c.hiddenDim)
+        tileRows * max(c.dim, c.hiddenDim, c.queryDim)
     }
 
     static func multiply(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
