@@ -76,8 +76,9 @@ final class PageStore {
     var keyStore: QuantizedKVStore?
     var fullKeyStore: QuantizedKVStore?
     var valueStore: QuantizedKVStore?
-    /// RoPE angles of every position, built when a method first stores keys before RoPE.
-    private(set) var ropeAngles: RoPEAngles?
+    /// RoPE angles of every position, one table per layer (shared by layers with the same RoPE),
+    /// built when a method first stores keys before RoPE.
+    private(set) var ropeAngles: [RoPEAngles]?
 
     /// One key and one value gathered from a page or decoded from a record; a merge's operands.
     let keyScratch: UnsafeMutablePointer<Float>
@@ -157,15 +158,25 @@ final class PageStore {
     func prepareAngles(for method: KVQuantMethod) {
         do { try method.check(headDim: layout.headDim) } catch { preconditionFailure("\(method): \(error)") }
         guard method.preRoPE, ropeAngles == nil else { return }
-        ropeAngles = RoPEAngles(headDim: layout.headDim, theta: layout.ropeTheta, style: layout.ropeStyle, positions: capacity)
+        var tables: [RoPE: RoPEAngles] = [:]
+        ropeAngles = layout.ropes.map { rope in
+            if let table = tables[rope] { return table }
+            let table = RoPEAngles(rope, headDim: layout.headDim, style: layout.ropeStyle, positions: capacity)
+            tables[rope] = table
+            return table
+        }
     }
+
+    /// The RoPE angles of head `index`'s layer (a method storing keys before RoPE is set).
+    @inline(__always)
+    func angles(index: Int) -> RoPEAngles { ropeAngles![index / layout.kvHeadCount] }
 
     /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
     var scoresRotated: Bool { quant.rotate && !quant.preRoPE }
 
     /// Moves a key in the model's frame (after RoPE) into `method`'s storage frame, in place.
-    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, position: Int, method: KVQuantMethod) {
-        if method.preRoPE { ropeAngles!.rotate(key, position: position, inverse: true) }
+    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, index: Int, position: Int, method: KVQuantMethod) {
+        if method.preRoPE { angles(index: index).rotate(key, position: position, inverse: true) }
         if method.rotate { Hadamard.transform(key, count: layout.headDim) }
     }
 
@@ -210,7 +221,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             keyScratch.update(from: scored, count: hd)
-            ropeAngles!.rotate(keyScratch, position: position)
+            angles(index: index).rotate(keyScratch, position: position)
             scored = UnsafePointer(keyScratch)
         } else {
             scored = key
@@ -358,7 +369,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             if quant.rotate { Hadamard.transform(keyScratch, count: layout.headDim) }
-            ropeAngles!.rotate(keyScratch, position: Int(slotPositions[index * capacity + slot]))
+            angles(index: index).rotate(keyScratch, position: Int(slotPositions[index * capacity + slot]))
         }
         return UnsafePointer(keyScratch)
     }
@@ -383,7 +394,7 @@ final class PageStore {
         }
         if key && quant.preRoPE {
             storedKey.update(from: vector, count: hd)
-            ropeAngles!.rotate(storedKey, position: Int(slotPositions[index * capacity + slot]), inverse: true)
+            angles(index: index).rotate(storedKey, position: Int(slotPositions[index * capacity + slot]), inverse: true)
             if quant.rotate { Hadamard.transform(storedKey, count: hd) }
             vector = UnsafePointer(storedKey)
         }

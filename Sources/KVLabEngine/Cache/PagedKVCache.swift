@@ -236,7 +236,7 @@ public final class PagedKVCache: KVCache {
                 let key = store.restoreKeys + i * hd
                 key.update(from: store.key(index: index, slot: slot), count: hd)
                 if store.scoresRotated { Hadamard.transform(key, count: hd) }
-                store.toStorageFrame(key, position: Int(store.positions[base + i]), method: method)
+                store.toStorageFrame(key, index: index, position: Int(store.positions[base + i]), method: method)
                 (store.restoreValues + i * hd).update(from: store.value(index: index, slot: slot), count: hd)
                 store.restoreValueLocations[i] = 0
                 store.countRead(key: true, index: index, slot: slot, ledger: &ledger)
