@@ -9,13 +9,16 @@
       fixed vocabulary ids for every position, each position's argmax and log-sum-exp, the mean
       NLL, and a greedy continuation. With --llama-cpp (a built llama.cpp source tree), each model
       that llama.cpp can represent is also converted by its convert_hf_to_gguf.py to
-      OUT_DIR/NAME.gguf, and llama-completion's greedy continuation of a text prompt is recorded.
+      OUT_DIR/NAME.gguf (f32, so that llama.cpp computes in f32 too), and llama-completion's greedy
+      continuation of a text prompt is recorded, with the smallest top-2 logit margin transformers
+      sees along that continuation.
   hf_families.py --config-attributes
       Prints, per family, the attributes of its transformers config class (JSON), for the test
       that each one is implemented, irrelevant or refused by kvlab.
 
 Mistral's sliding window is checked against transformers only: llama.cpp's converter writes
-Mistral as a plain llama model and drops the window.
+Mistral as a plain llama model and drops the window. Gemma 2 is too: llama.cpp's converter needs
+its SentencePiece tokenizer.model, which the models here (Qwen2's byte-level BPE) do not have.
 """
 
 import copy
@@ -25,7 +28,8 @@ import os
 import subprocess
 import sys
 
-CONFIG_CLASSES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config"}
+CONFIG_CLASSES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config",
+                  "phi3": "Phi3Config", "gemma2": "Gemma2Config", "gemma3": "Gemma3TextConfig"}
 
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6, tie_word_embeddings=True)
@@ -42,6 +46,16 @@ MODELS = {
     "qwen2": ("qwen2", {"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}, True),
     "qwen3": ("qwen3", {"head_dim": 32, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}}, True),
     "mistral-swa": ("mistral", {"sliding_window": 48, "head_dim": 16}, False),
+    # Phi-3 without its sliding window: llama.cpp runs Phi-3 without one.
+    "phi3": ("phi3", {"sliding_window": None}, True),
+    # llama.cpp scales q·k by 1/sqrt(head_dim) whatever query_pre_attn_scalar says: equal here.
+    "gemma2": ("gemma2", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
+                          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}, False),
+    # Six layers: llama.cpp's default pattern (five local, one global), which its converter relies on.
+    # No padded vocabulary: the converter cuts the embedding to the tokenizer's size but not the token list.
+    "gemma3": ("gemma3", {"vocab_size": 151646, "num_hidden_layers": 6, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
+                          "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                                              "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}, True),
 }
 
 SEQUENCE = 240      # tokens scored
@@ -94,15 +108,18 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
 
     model_type, extra, _ = MODELS[name]
     config_class = getattr(transformers, CONFIG_CLASSES[model_type])
-    config = config_class(vocab_size=vocab_size, bos_token_id=None, eos_token_id=151643, **SHAPE, **extra)
+    config = config_class(**{"vocab_size": vocab_size, "bos_token_id": None, "eos_token_id": 151643, **SHAPE, **extra})
+    vocab_size = config.vocab_size
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    gemma = model_type.startswith("gemma")
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if pname.endswith("embed_tokens.weight"):
                 p.normal_(0, 1.0)          # tied classifier: logits of std ~ sqrt(hidden) → peaky
             elif "norm" in pname:
-                p.copy_(1 + 0.2 * torch.randn_like(p))
+                # Gemma's RMSNorm multiplies by 1 + w.
+                p.copy_((0 if gemma else 1) + 0.2 * torch.randn_like(p))
             elif pname.endswith(".bias"):
                 p.normal_(0, 0.5)
             else:
@@ -112,8 +129,14 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
     path = os.path.join(out_dir, name)
     # A copy: casting the model itself would round its RoPE inv_freq buffer to bf16 as well.
     copy.deepcopy(model).to(torch.bfloat16).save_pretrained(path)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tokenizer_dir, f), os.path.join(path, f))
+    shutil.copy(os.path.join(tokenizer_dir, "tokenizer.json"), os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
+        tokenizer_config = json.load(f)
+    if model_type == "phi3":
+        # llama.cpp's Phi-3 converter reads tokenizer.json (byte-level BPE) only for this class.
+        tokenizer_config["tokenizer_class"] = "GPT2Tokenizer"
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump(tokenizer_config, f)
 
     g = torch.Generator().manual_seed(seed + 1)
     tokens = torch.randint(0, 151643, (SEQUENCE,), generator=g)
@@ -140,18 +163,39 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
     return oracle
 
 
+def text_greedy_margin(out_dir: str, name: str) -> float:
+    """The smallest top-2 logit margin along transformers' greedy continuation of TEXT_PROMPT."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer
+
+    path = os.path.join(out_dir, name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = Tokenizer.from_file(os.path.join(path, "tokenizer.json")).encode(TEXT_PROMPT).ids
+    margin = math.inf
+    with torch.no_grad():
+        for _ in range(GREEDY):
+            last = model(torch.tensor([ids])).logits[0, -1]
+            pair = last.topk(2).values
+            margin = min(margin, float(pair[0] - pair[1]))
+            ids.append(int(last.argmax()))
+    return margin
+
+
 def llama_cpp_greedy(llama_cpp: str, out_dir: str, name: str) -> dict:
     """Converts OUT_DIR/NAME with llama.cpp's converter and records llama-completion's greedy text."""
     gguf_path = os.path.join(out_dir, name + ".gguf")
     env = dict(os.environ, PYTHONPATH=os.path.join(llama_cpp, "gguf-py"), NO_LOCAL_GGUF="")
-    subprocess.run([sys.executable, os.path.join(llama_cpp, "convert_hf_to_gguf.py"), os.path.join(out_dir, name),
-                    "--outfile", gguf_path, "--outtype", "f16"], check=True, env=env, capture_output=True)
+    converted = subprocess.run([sys.executable, os.path.join(llama_cpp, "convert_hf_to_gguf.py"), os.path.join(out_dir, name),
+                                "--outfile", gguf_path, "--outtype", "f32"], env=env, capture_output=True, text=True)
+    if converted.returncode != 0:
+        sys.exit(f"convert_hf_to_gguf.py failed on {name}:\n{converted.stderr[-3000:]}")
     run = subprocess.run([os.path.join(llama_cpp, "build", "bin", "llama-completion"), "-m", gguf_path,
                           "-p", TEXT_PROMPT, "-n", str(GREEDY), "--temp", "0", "--top-k", "1", "--ignore-eos",
                           "--no-display-prompt", "-no-cnv", "--simple-io", "--no-warmup", "-t", "2", "-c", "256"],
                          check=True, capture_output=True)
     return {"gguf": os.path.basename(gguf_path), "prompt": TEXT_PROMPT,
-            "completion_hex": run.stdout.hex()}
+            "completion_hex": run.stdout.hex(), "greedy_margin": text_greedy_margin(out_dir, name)}
 
 
 def main(argv: list[str]) -> None:
@@ -177,7 +221,8 @@ def main(argv: list[str]) -> None:
             oracle["llama_cpp"] = llama_cpp_greedy(llama_cpp, out_dir, name)
         with open(os.path.join(out_dir, name, "oracle.json"), "w") as f:
             json.dump(oracle, f)
-        print(name, "greedy margin", round(oracle["greedy_margin"], 4), "nll", round(oracle["nll"], 4), flush=True)
+        print(name, "greedy margin", round(oracle["greedy_margin"], 4), "nll", round(oracle["nll"], 4),
+              "llama.cpp prompt margin", round(oracle.get("llama_cpp", {}).get("greedy_margin", math.nan), 4), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,18 @@ struct Info: ParsableCommand {
         print("architecture \(c.family.rawValue): dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
         print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
         print("RoPE scaling \(c.ropeScaling.summary)")
+        if let local = c.localRoPE { print("local RoPE   \(local.summary) (sliding-window layers)") }
         print("attention    \(Self.spans(c.attentionSpans))")
         let extras = w.layers.first.map { layer in
-            [layer.queryBias.map { _ in "q/k/v biases" }, layer.queryNorm.map { _ in "per-head q/k RMSNorm" }].compactMap { $0 }
+            [layer.queryBias.map { _ in "q/k/v biases" }, layer.queryNorm.map { _ in "per-head q/k RMSNorm" },
+             layer.postAttentionNorm.map { _ in "post-attention and post-feed-forward RMSNorm" }].compactMap { $0 }
         } ?? []
+        let scales = [c.activation == .silu ? nil : "GELU (tanh) gate",
+                      c.embeddingScale == 1 ? nil : "embeddings × \(c.embeddingScale)",
+                      c.attentionScale.map { "q·k × \(String(format: "%g", $0))" },
+                      c.attentionSoftcap.map { "attention soft-cap \(String(format: "%g", $0))" },
+                      c.finalSoftcap.map { "final logit soft-cap \(String(format: "%g", $0))" }].compactMap { $0 }
+        if !scales.isEmpty { print("scales       \(scales.joined(separator: ", "))") }
         if !extras.isEmpty { print("layers       \(extras.joined(separator: ", "))") }
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")

@@ -7,26 +7,30 @@ import Testing
 
 /// Every family kvlab runs against transformers 5.25 (tiny random-weight models that
 /// scripts/hf_families.py builds into .cache/hf-families) and, for the GGUFs llama.cpp's own
-/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's sliding
-/// window is checked against transformers only: llama.cpp's converter drops it.
-@Suite(.serialized, .disabled("not yet verified green: run once the fixtures are checked"),
-       .enabled(if: FamilyFixtures.havePython, Comment(rawValue: FamilyFixtures.pythonSkipMessage)))
+/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's and
+/// Gemma 2's are checked against transformers only: llama.cpp's converter drops Mistral's sliding
+/// window and needs a SentencePiece tokenizer.model for Gemma 2.
+@Suite(.serialized, .enabled(if: FamilyFixtures.havePython, Comment(rawValue: FamilyFixtures.pythonSkipMessage)))
 struct HFFamilyTests {
-    static let transformersModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3"]
-    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3"]
+    /// mistral-swa, gemma2 and gemma3 score 240 tokens through 48-token windows: right only when
+    /// the KV cache honours `.local` spans.
+    static let transformersModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "mistral-swa",
+                                     "phi3", "gemma2", "gemma3"]
+    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "gemma3"]
 
     @Test(arguments: transformersModels)
     func logitsNLLAndGreedyMatchTransformers(name: String) throws {
         try compareWithTransformers(name)
     }
 
-    /// 240 tokens through a 48-token window: right only when the KV cache honours `.local` spans.
-    @Test(.disabled("the paged KV cache honours sliding windows once the swa branch is merged; enable then"))
-    func mistralSlidingWindowMatchesTransformers() throws {
-        try compareWithTransformers("mistral-swa")
+    /// A cache that stores keys before RoPE rotates them as it reads them: with the model's own
+    /// scaled RoPE (and Gemma 3's local one), or the logits drift from transformers'.
+    @Test(arguments: ["llama-linear", "llama3", "llama-yarn", "gemma3"])
+    func preRoPEKeysRotateWithTheModelsRoPE(name: String) throws {
+        try compareWithTransformers(name, quant: try KVQuantMethod(parsing: "fp32+prerope"))
     }
 
-    func compareWithTransformers(_ name: String) throws {
+    func compareWithTransformers(_ name: String, quant: KVQuantMethod = .fp32) throws {
         guard let directory = try FamilyFixtures.directory() else { return }
         let folder = directory.appendingPathComponent(name)
         let oracle = try JSONValue.parse(try Data(contentsOf: folder.appendingPathComponent("oracle.json")))
@@ -38,7 +42,7 @@ struct HFFamilyTests {
         let argmax = try #require(oracle["argmax"]?.array?.compactMap { $0.integer })
         let margins = try #require(oracle["margins"]?.array?.compactMap { $0.double })
 
-        let engine = InferenceEngine(weights: model.weights)
+        let engine = InferenceEngine(weights: model.weights, cache: PagedKVCache(layout: KVLayout(config: model.config), quant: quant))
         let vocabulary = model.config.vocabSize
         var nll = 0.0, worst = 0.0
         // Chunks keep the all-positions logits small (the vocabulary has 151,936 entries).
@@ -53,11 +57,10 @@ struct HFFamilyTests {
                 for (id, value) in zip(sampled, reference) {
                     worst = max(worst, abs(Double(values[values.startIndex + id]) - value) / scale)
                 }
+                let stats = values.withUnsafeBufferPointer { LogitStatistics($0.baseAddress!, count: vocabulary) }
                 // A near-tie (random weights, 151,936 logits) is decided by rounding, not by the model.
-                let top = values.indices.max { values[$0] < values[$1] }! - values.startIndex
-                #expect(top == argmax[t] || margins[t] < 1e-3 * scale, "\(name): argmax at position \(t)")
+                #expect(stats.argmax == argmax[t] || margins[t] < 1e-3 * scale, "\(name): argmax at position \(t)")
                 if t + 1 < tokens.count {
-                    let stats = values.withUnsafeBufferPointer { LogitStatistics($0.baseAddress!, count: vocabulary) }
                     nll += Double(stats.logSumExp) - Double(values[values.startIndex + tokens[t + 1]])
                 }
             }
@@ -81,6 +84,7 @@ struct HFFamilyTests {
             return
         }
         let model = try ModelLoader.load(path: directory.appendingPathComponent(file).path)
+        #expect(model.config.family.rawValue == oracle["family"]?.string)
         let engine = InferenceEngine(weights: model.weights)
         let prompt = model.tokenizer.encode(try #require(llamaCpp["prompt"]?.string))
         let stdout = try #require(llamaCpp["completion_hex"]?.string.flatMap(Self.bytes))
@@ -92,8 +96,9 @@ struct HFFamilyTests {
             previous = id
         }
         // llama-completion ends its output with blank lines of its own.
+        let margin = llamaCpp["greedy_margin"]?.double ?? .nan
         #expect(stdout.starts(with: text) && stdout.dropFirst(text.count).allSatisfy { $0 == 0x0A },
-                "\(name): kvlab \(String(decoding: text, as: UTF8.self).debugDescription), llama.cpp \(String(decoding: stdout, as: UTF8.self).debugDescription)")
+                "\(name) (transformers' smallest top-2 margin on this prompt: \(margin)): kvlab \(String(decoding: text, as: UTF8.self).debugDescription), llama.cpp \(String(decoding: stdout, as: UTF8.self).debugDescription)")
     }
 
     @Test func everyConfigAttributeIsImplementedIrrelevantOrRefused() throws {
@@ -114,8 +119,7 @@ struct HFFamilyTests {
         try engine.prefill(prompt)
         var ids: [Int] = []
         for _ in 0..<count {
-            let logits = engine.logits
-            let next = logits.indices.max { logits[$0] < logits[$1] }!
+            let next = LogitStatistics(engine.logits.baseAddress!, count: engine.config.vocabSize).argmax
             ids.append(next)
             try engine.decode(next)
         }

@@ -69,7 +69,7 @@ import Testing
     @discardableResult
     static func runRoPE(_ cache: PagedKVCache, _ positions: Range<Int>, seed: UInt64 = 5, check: () -> Void = {}) -> [[Float]] {
         let l = cache.layout
-        let angles = RoPEAngles(headDim: l.headDim, theta: l.ropeTheta, style: l.ropeStyle, positions: l.capacity)
+        let angles = RoPEAngles(l.ropes[0], headDim: l.headDim, style: l.ropeStyle, positions: l.capacity)
         var outputs: [[Float]] = []
         for position in positions {
             var step = Q.data(l, position: position, seed: seed)
@@ -140,7 +140,7 @@ import Testing
         let cache = PagedKVCache(layout: layout, quant: try Self.method("uniform:kbits=4,vbits=4,kaxis=token,vaxis=token,residual=2+prerope"))
         Self.runRoPE(cache, 0..<12)
         let codec = try #require(KVRecordCodec(format: .uniform(bits: 4, axis: .token, group: 32), headDim: 8))
-        let angles = RoPEAngles(headDim: 8, theta: 10000, style: .interleaved, positions: 12)
+        let angles = RoPEAngles(RoPE(theta: 10000), headDim: 8, style: .interleaved, positions: 12)
         var one: Float = 1
         for position in 0..<12 {
             var expected = Q.data(layout, position: position, seed: 5).keys
@@ -406,7 +406,7 @@ import Testing
     func optionsSwitchMidStream(option: String) throws {
         let layout = Q.layout(headDim: 16, kvHeads: 2, group: 2)
         let cache = PagedKVCache(layout: layout, eviction: try EvictionMethod(parsing: "h2o:heavy=24,recent=24"))
-        let angles = RoPEAngles(headDim: 16, theta: 10000, style: .interleaved, positions: layout.capacity)
+        let angles = RoPEAngles(RoPE(theta: 10000), headDim: 16, style: .interleaved, positions: layout.capacity)
         /// Max |read − appended| over the kept keys (after RoPE) and values of head 1.
         func storageError() -> Float {
             var worst: Float = 0

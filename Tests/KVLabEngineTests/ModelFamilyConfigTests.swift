@@ -11,13 +11,16 @@ import Testing
         "num_key_value_heads": 2, "vocab_size": 300, "max_position_embeddings": 4096, "hidden_act": "silu"
         """
 
-    func config(_ extra: String) throws -> ModelConfig {
-        try HFConfig(try JSONValue.parse(Data("{\(Self.base)\(extra.isEmpty ? "" : ", " + extra)}".utf8)), defaultName: "t").config
+    /// Gemma's shape: the base without its silu.
+    static let gemmaBase = base.replacingOccurrences(of: #", "hidden_act": "silu""#, with: "")
+
+    func config(_ extra: String, base: String = Self.base) throws -> ModelConfig {
+        try HFConfig(try JSONValue.parse(Data("{\(base)\(extra.isEmpty ? "" : ", " + extra)}".utf8)), defaultName: "t").config
     }
 
-    func problem(_ extra: String) -> String? {
+    func problem(_ extra: String, base: String = Self.base) -> String? {
         do {
-            _ = try config(extra)
+            _ = try config(extra, base: base)
             return nil
         } catch let error as FormatError {
             return error.problem
@@ -86,7 +89,9 @@ import Testing
         (#""rope_scaling": {"rope_type": "linear"}"#, "rope_scaling (linear) is not supported without factor"),
         (#""partial_rotary_factor": 0.5"#, "partial_rotary_factor 0.5 is not supported"),
         (#""model_type": "qwen3", "attention_bias": true"#, "attention_bias is true"),
-        (#""model_type": "phi3""#, "model_type phi3 is not supported"),
+        (#""model_type": "gemma3""#, "model_type gemma3 is not supported"),
+        (#""model_type": "gemma2", "hidden_activation": "gelu""#, "hidden_activation gelu is not supported"),
+        (#""model_type": "gemma3_text", "use_bidirectional_attention": true"#, "use_bidirectional_attention is true"),
         (#""mlp_bias": true"#, "mlp_bias is true"),
         (#""sliding_window": 128"#, "sliding_window 128 is not supported for llama"),
         (#""model_type": "qwen2", "layer_types": ["full_attention"]"#, "layer_types must list 4 layer types"),
@@ -94,7 +99,32 @@ import Testing
          "layer_types entry chunked_attention is not supported"),
     ])
     func refusesWhatItDoesNotImplement(extra: String, expected: String) {
-        let message = problem(extra)
+        let message = problem(extra, base: extra.contains("gemma") ? Self.gemmaBase : Self.base)
         #expect(message?.contains(expected) == true, "got: \(message ?? "no error")")
+    }
+
+    @Test func gemmaScalesCapsAndLocalLayers() throws {
+        let gemma2 = try config(#""model_type": "gemma2", "head_dim": 32, "query_pre_attn_scalar": 64, "sliding_window": 16, "attn_logit_softcapping": 50, "final_logit_softcapping": 30"#,
+                                base: Self.gemmaBase)
+        #expect(gemma2.attentionSpans == [.local(window: 16), .global, .local(window: 16), .global])
+        #expect(gemma2.attentionScale == 0.125 && gemma2.attentionSoftcap == 50 && gemma2.finalSoftcap == 30)
+        #expect(gemma2.embeddingScale == 8 && gemma2.activation == .geluTanh && gemma2.localRoPE == nil)
+        // Gemma 3's RoPE per layer type (transformers 5), and the older rope_theta + rope_local_base_freq.
+        let perType = try config(#""model_type": "gemma3_text", "sliding_window": 16, "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"], "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8, "rope_theta": 1000000}, "sliding_attention": {"rope_type": "default", "rope_theta": 10000}}"#,
+                                 base: Self.gemmaBase)
+        let older = try config(#""model_type": "gemma3_text", "sliding_window": 16, "sliding_window_pattern": 4, "rope_theta": 1000000, "rope_scaling": {"rope_type": "linear", "factor": 8}, "rope_local_base_freq": 10000"#,
+                               base: Self.gemmaBase)
+        for c in [perType, older] {
+            #expect(c.rope == RoPE(theta: 1_000_000, scaling: .linear(factor: 8)) && c.localRoPE == RoPE(theta: 10000))
+            #expect(c.attentionSpans == [.local(window: 16), .local(window: 16), .local(window: 16), .global])
+            #expect(c.rope(layer: 0) == RoPE(theta: 10000) && c.rope(layer: 3) == c.rope)
+            #expect(c.finalSoftcap == nil && c.attentionSoftcap == nil)
+        }
+    }
+
+    @Test func phi3SlidesOnEveryLayerAndRefusesLongRoPE() throws {
+        #expect(try config(#""model_type": "phi3", "sliding_window": 32"#).attentionSpans == Array(repeating: .local(window: 32), count: 4))
+        #expect(problem(#""model_type": "phi3", "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}"#)?
+            .contains("rope_scaling (longrope) is not supported") == true)
     }
 }

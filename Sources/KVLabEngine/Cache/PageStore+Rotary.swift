@@ -22,7 +22,7 @@ extension PageStore {
         if Int(slotRotary[base + Int(slots[base])]) == end - count,
            Int(slotRotary[base + Int(slots[base + count - 1])]) == end - 1 { return }
         prepareAngles()
-        let angles = ropeAngles!
+        let angles = angles(index: index)
         var moved = false
         beginReads()
         for i in 0..<count {

@@ -79,9 +79,9 @@ final class PageStore {
     var keyStore: QuantizedKVStore?
     var fullKeyStore: QuantizedKVStore?
     var valueStore: QuantizedKVStore?
-    /// RoPE angles of every position, built when a method first stores keys before RoPE or the
-    /// cache first renumbers keys stored after it.
-    private(set) var ropeAngles: RoPEAngles?
+    /// RoPE angles of every position, one table per layer (shared by layers with the same RoPE),
+    /// built when a method first stores keys before RoPE or the cache first renumbers keys stored after it.
+    private(set) var ropeAngles: [RoPEAngles]?
 
     /// One key and one value gathered from a page or decoded from a record; a merge's operands.
     let keyScratch: UnsafeMutablePointer<Float>
@@ -166,18 +166,28 @@ final class PageStore {
         if method.preRoPE { prepareAngles() }
     }
 
-    /// Builds the RoPE angles of every position below the capacity once.
+    /// Builds each layer's RoPE angles of every position below the capacity once.
     func prepareAngles() {
         guard ropeAngles == nil else { return }
-        ropeAngles = RoPEAngles(headDim: layout.headDim, theta: layout.ropeTheta, style: layout.ropeStyle, positions: capacity)
+        var tables: [RoPE: RoPEAngles] = [:]
+        ropeAngles = layout.ropes.map { rope in
+            if let table = tables[rope] { return table }
+            let table = RoPEAngles(rope, headDim: layout.headDim, style: layout.ropeStyle, positions: capacity)
+            tables[rope] = table
+            return table
+        }
     }
+
+    /// The RoPE angles of head `index`'s layer (a method storing keys before RoPE is set).
+    @inline(__always)
+    func angles(index: Int) -> RoPEAngles { ropeAngles![index / layout.kvHeadCount] }
 
     /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
     var scoresRotated: Bool { quant.rotate && !quant.preRoPE }
 
     /// Moves a key in the model's frame (after RoPE at `rotary`) into `method`'s storage frame, in place.
-    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, rotary: Int, method: KVQuantMethod) {
-        if method.preRoPE { ropeAngles!.rotate(key, position: rotary, inverse: true) }
+    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, index: Int, rotary: Int, method: KVQuantMethod) {
+        if method.preRoPE { angles(index: index).rotate(key, position: rotary, inverse: true) }
         if method.rotate { Hadamard.transform(key, count: layout.headDim) }
     }
 
@@ -224,7 +234,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             keyScratch.update(from: scored, count: hd)
-            ropeAngles!.rotate(keyScratch, position: rotary)
+            angles(index: index).rotate(keyScratch, position: rotary)
             scored = UnsafePointer(keyScratch)
         } else {
             scored = key
@@ -376,7 +386,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             if quant.rotate { Hadamard.transform(keyScratch, count: layout.headDim) }
-            ropeAngles!.rotate(keyScratch, position: Int(slotRotary[index * capacity + slot]))
+            angles(index: index).rotate(keyScratch, position: Int(slotRotary[index * capacity + slot]))
         }
         return UnsafePointer(keyScratch)
     }
@@ -401,7 +411,7 @@ final class PageStore {
         }
         if key && quant.preRoPE {
             storedKey.update(from: vector, count: hd)
-            ropeAngles!.rotate(storedKey, position: Int(slotRotary[index * capacity + slot]), inverse: true)
+            angles(index: index).rotate(storedKey, position: Int(slotRotary[index * capacity + slot]), inverse: true)
             if quant.rotate { Hadamard.transform(storedKey, count: hd) }
             vector = UnsafePointer(storedKey)
         }

@@ -245,7 +245,7 @@ public final class PagedKVCache: KVCache {
                 let key = store.restoreKeys + i * hd
                 key.update(from: store.key(index: index, slot: slot), count: hd)
                 if store.scoresRotated { Hadamard.transform(key, count: hd) }
-                store.toStorageFrame(key, rotary: Int(store.slotRotary[base + slot]), method: method)
+                store.toStorageFrame(key, index: index, rotary: Int(store.slotRotary[base + slot]), method: method)
                 (store.restoreValues + i * hd).update(from: store.value(index: index, slot: slot), count: hd)
                 store.restoreValueLocations[i] = 0
                 store.countRead(key: true, index: index, slot: slot, ledger: &ledger)

@@ -30,17 +30,15 @@ enum GGUFModel {
     // MARK: - Reading
 
     /// llama.cpp's architecture names kvlab runs, with the family each is. Mistral converts to `llama`.
-    static let architectures: [String: ModelFamily] = ["llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3]
+    static let architectures: [String: ModelFamily] = [
+        "llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3, "phi3": .phi3, "gemma2": .gemma2, "gemma3": .gemma3,
+    ]
 
     /// The tensor names every model of `family` needs; `output.weight` is optional (tied
     /// classifier), and so is `rope_freqs.weight` (Llama 3.1 scaling) for llama.
     static func requiredTensorNames(layerCount: Int, family: ModelFamily = .llama) -> [String] {
         var names = ["token_embd.weight", "output_norm.weight"]
-        for i in 0..<layerCount {
-            names += ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_down", "ffn_up"]
-                .map { "blk.\(i).\($0).weight" }
-            names += SafetensorsModel.familyTensorNames(i, family).map(\.gguf)
-        }
+        for i in 0..<layerCount { names += SafetensorsModel.layerTensorNames(i, family).map(\.gguf) }
         return names
     }
 
@@ -63,6 +61,9 @@ enum GGUFModel {
             let highest = tensors.compactMap { layerNumber($0.name) }.max() ?? layer
             throw FormatError("tensor \(extra.name) is for layer \(layer), but \(family.ggufArchitecture).block_count is \(layerCount): "
                 + "the file has tensors for layers 0...\(highest), and those past the count would be ignored")
+        }
+        if family == .phi3, extra.name.hasPrefix("rope_factors_") {
+            throw FormatError("tensor \(extra.name) is Phi-3's long-context RoPE (longrope), which kvlab does not implement")
         }
         if extra.name.hasSuffix(".bias") {
             throw FormatError("tensor \(extra.name) is a bias, which kvlab's \(family.ggufArchitecture) models do not have")
@@ -130,18 +131,13 @@ enum GGUFModel {
         }
         let embedding = try matrix("token_embd.weight")
         let layers = try (0..<config.layerCount).map { i in
-            let prefix = "blk.\(i)."
-            func optional(_ name: String) throws -> [Float]? {
-                tensors[prefix + name] == nil ? nil : try vector(prefix + name)
-            }
-            return LayerWeights(
-                attentionNorm: try vector(prefix + "attn_norm.weight"), query: try matrix(prefix + "attn_q.weight"),
-                key: try matrix(prefix + "attn_k.weight"), value: try matrix(prefix + "attn_v.weight"),
-                attentionOutput: try matrix(prefix + "attn_output.weight"), ffnNorm: try vector(prefix + "ffn_norm.weight"),
-                ffnGate: try matrix(prefix + "ffn_gate.weight"), ffnDown: try matrix(prefix + "ffn_down.weight"),
-                ffnUp: try matrix(prefix + "ffn_up.weight"),
-                queryBias: try optional("attn_q.bias"), keyBias: try optional("attn_k.bias"), valueBias: try optional("attn_v.bias"),
-                queryNorm: try optional("attn_q_norm.weight"), keyNorm: try optional("attn_k_norm.weight"))
+            try FamilyTensors.layer(config, matrix: { name, rows, cols in
+                let tensor = try matrix("blk.\(i).\(name)")
+                guard tensor.rows == rows, tensor.cols == cols else {
+                    throw FormatError("tensor blk.\(i).\(name) is \(tensor.rows)×\(tensor.cols), expected \(rows)×\(cols)")
+                }
+                return tensor
+            }, vector: { name, _ in try vector("blk.\(i).\(name)") })
         }
         let output = tensors["output.weight"] == nil ? embedding : try matrix("output.weight")
         let weights = try ModelWeights(config: config, tokenEmbedding: embedding, layers: layers,
@@ -175,7 +171,7 @@ enum GGUFModel {
         if let unknown = metadata.file.metadata.map(\.0).first(where: { $0.hasPrefix(a) && !knownKeys.contains(String($0.dropFirst(a.count))) }) {
             throw FormatError("metadata key \(unknown) is not supported (kvlab does not implement what it changes)")
         }
-        for key in ["expert_count", "expert_used_count", "attention.sliding_window"] {
+        for key in ["expert_count", "expert_used_count"] + (family == .llama || family == .qwen2 || family == .qwen3 ? ["attention.sliding_window"] : []) {
             if let value = try metadata.integer(a + key), value != 0 {
                 throw FormatError("metadata \(a + key) \(value) is not supported (llama.cpp's \(architecture) graph has no such feature)")
             }
@@ -196,18 +192,56 @@ enum GGUFModel {
             contextLength: try metadata.requiredInteger(a + "context_length"),
             ropeTheta: try metadata.float(a + "rope.freq_base") ?? 10000,
             rmsEps: Float(try metadata.requiredFloat(a + "attention.layer_norm_rms_epsilon")),
-            // llama.cpp rotates llama in pairs (its converter permutes q/k) and Qwen half-wise (NEOX).
+            // llama.cpp rotates llama in pairs (its converter permutes q/k) and the others half-wise (NEOX).
             ropeStyle: family == .llama ? .interleaved : .halfRotation,
             headDim: headDim, family: family)
         if let declared = try metadata.integer(a + "vocab_size"), declared != vocabularySize {
             throw FormatError("\(a)vocab_size is \(declared) but the tokenizer has \(vocabularySize) tokens")
         }
         config.ropeScaling = try ropeScaling(metadata, prefix: a)
+        try familyConfig(&config, metadata, prefix: a)
         try config.validate()
         if let rotary = try metadata.integer(a + "rope.dimension_count"), rotary != config.headDim {
             throw FormatError("\(a)rope.dimension_count \(rotary) differs from the head size \(config.headDim); partial RoPE is not supported")
         }
         return config
+    }
+
+    /// What llama.cpp's graphs for Phi-3 and Gemma read beyond the llama keys, as they read it:
+    /// Gemma's √dim embedding scale, GELU gate, attention scale (1/√head size, or 1/√(dim/heads)
+    /// for the 27B shape), soft-caps (Gemma 2: defaults 50 and 30), local layers (Gemma 2 every
+    /// other one; Gemma 3 five in six, with base `rope.freq_base_swa` and no scaling). llama.cpp
+    /// runs Phi-3 without its sliding window, and so does kvlab with a GGUF.
+    private static func familyConfig(_ c: inout ModelConfig, _ metadata: GGUFMetadata, prefix a: String) throws {
+        guard c.family == .gemma2 || c.family == .gemma3 else { return }
+        let gemma2 = c.family == .gemma2
+        c.embeddingScale = Float(c.dim).squareRoot()
+        c.activation = .geluTanh
+        let large = c.layerCount == (gemma2 ? 46 : 62)
+        c.attentionScale = 1 / Double(large ? c.dim / c.headCount : c.headDim).squareRoot()
+        if gemma2 {
+            c.attentionSoftcap = try metadata.float(a + "attn_logit_softcapping") ?? 50
+            c.finalSoftcap = try metadata.float(a + "final_logit_softcapping") ?? 30
+        } else {
+            if let cap = try metadata.float(a + "attn_logit_softcapping") {
+                throw FormatError("metadata \(a)attn_logit_softcapping \(cap) is not supported (llama.cpp's gemma3 graph has no attention soft-cap)")
+            }
+            if let cap = try metadata.float(a + "final_logit_softcapping"), cap != 0 { c.finalSoftcap = cap }
+        }
+        let window = try metadata.integer(a + "attention.sliding_window") ?? (gemma2 ? 4096 : 0)
+        guard window > 0 else { return }
+        let local: [Bool]
+        if case .array(.bool, let flags)? = metadata.file[a + "attention.sliding_window_pattern"] {
+            guard flags.count == c.layerCount else {
+                throw FormatError("metadata \(a)attention.sliding_window_pattern has \(flags.count) entries for \(c.layerCount) layers")
+            }
+            local = flags.map { if case .bool(let flag) = $0 { flag } else { false } }
+        } else {
+            let pattern = try metadata.integer(a + "attention.sliding_window_pattern") ?? (gemma2 ? 2 : 6)
+            local = (0..<c.layerCount).map { pattern == 0 || $0 % pattern < pattern - 1 }
+        }
+        c.attentionSpans = local.map { $0 ? .local(window: window) : .global }
+        if !gemma2 { c.localRoPE = RoPE(theta: try metadata.float(a + "rope.freq_base_swa") ?? 10000) }
     }
 
     /// `<arch>.` keys kvlab reads, or that do not change the math (`rope.scaling.finetuned` is a flag for people).
@@ -219,6 +253,7 @@ enum GGUFModel {
         "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_ext_factor",
         "rope.scaling.attn_factor", "rope.scaling.yarn_log_multiplier",
         "rope.scaling.yarn_attn_factor", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
+        "attn_logit_softcapping", "final_logit_softcapping", "attention.sliding_window_pattern", "rope.freq_base_swa",
     ]
 
     /// `rope.scaling.*` as llama.cpp applies it: linear, or YaRN with extrapolation factor 1 and

@@ -2,9 +2,10 @@ import Foundation
 import KVLabFoundation
 import KVLabMethods
 
-/// A Hugging Face `config.json` of a family kvlab runs (llama, mistral, qwen2, qwen3), read as
-/// transformers 5.25 reads it: both RoPE spellings (`rope_parameters`, and the older `rope_theta`
-/// + `rope_scaling`), per-layer attention types, head sizes independent of the width.
+/// A Hugging Face `config.json` of a family kvlab runs (llama, mistral, qwen2, qwen3, phi3, gemma2,
+/// gemma3_text), read as transformers 5.25 reads it: both RoPE spellings (`rope_parameters`, and
+/// the older `rope_theta` + `rope_scaling`; Gemma 3's per layer type), per-layer attention types,
+/// head sizes independent of the width, Gemma's scales and caps.
 struct HFConfig {
     var config: ModelConfig
     var tiedEmbeddings: Bool
@@ -30,7 +31,14 @@ struct HFConfig {
         "tie_word_embeddings": .implemented, "layer_types": .implemented,
         "sliding_window": .implemented, "use_sliding_window": .implemented, "max_window_layers": .implemented,
         "bos_token_id": .implemented, "eos_token_id": .implemented,
-        "hidden_act": .refusedUnless("silu"),
+        "hidden_act": .refusedUnless("silu (gelu_pytorch_tanh for gemma)"),
+        "hidden_activation": .refusedUnless("gelu_pytorch_tanh (gemma)"),
+        "query_pre_attn_scalar": .implemented, "attn_logit_softcapping": .implemented,
+        "final_logit_softcapping": .implemented, "rope_local_base_freq": .implemented,
+        "sliding_window_pattern": .implemented, "_sliding_window_pattern": .implemented,
+        "original_max_position_embeddings": .irrelevant("read only by Phi-3's longrope scaling, which kvlab refuses"),
+        "use_bidirectional_attention": .refusedUnless("false"),
+        "resid_pdrop": .irrelevant("dropout is off at inference"), "embd_pdrop": .irrelevant("dropout is off at inference"),
         "attention_bias": .refusedUnless("false (qwen2: its q/k/v biases are always present)"),
         "mlp_bias": .refusedUnless("false"),
         "partial_rotary_factor": .refusedUnless("1"),
@@ -62,13 +70,15 @@ struct HFConfig {
         guard json.members != nil else { throw FormatError("is \(json.kind), expected a JSON object") }
         let reader = ConfigReader(json: json)
         let modelType = json["model_type"]?.string ?? "llama"
-        let family = ModelFamily(rawValue: modelType)
+        let family = Self.modelTypes[modelType]
         if runnable && family == nil {
             throw FormatError("model_type \(modelType) is not supported (kvlab runs "
-                + ModelFamily.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                + Self.modelTypes.keys.sorted().joined(separator: ", ") + ")")
         }
-        if runnable, let activation = json["hidden_act"], activation.string != "silu" {
-            throw FormatError("hidden_act \(activation.string ?? activation.kind) is not supported (these families use silu)")
+        let gemma = family == .gemma2 || family == .gemma3
+        if runnable { try Self.checkActivation(json, gemma: gemma) }
+        if runnable, json["use_bidirectional_attention"]?.bool == true {
+            throw FormatError("use_bidirectional_attention is true; kvlab runs causal decoders only")
         }
         if runnable { try Self.checkBiases(json, family: family ?? .llama) }
         if runnable, let partial = try reader.number("partial_rotary_factor"), partial != 1 {
@@ -77,7 +87,8 @@ struct HFConfig {
         let heads = try reader.required("num_attention_heads")
         let contextLength = try reader.integer("max_position_embeddings") ?? 2048
         let layerCount = try reader.required("num_hidden_layers")
-        let (theta, scaling) = try Self.rope(json, reader: reader, contextLength: contextLength, runnable: runnable)
+        let (rope, localRoPE) = try Self.ropes(json, reader: reader, family: family ?? .llama, contextLength: contextLength,
+                                               runnable: runnable)
         let spans = try Self.attentionSpans(json, reader: reader, family: family ?? .llama, layerCount: layerCount,
                                             contextLength: contextLength, runnable: runnable)
         config = ModelConfig(
@@ -85,9 +96,18 @@ struct HFConfig {
             dim: try reader.required("hidden_size"), hiddenDim: try reader.required("intermediate_size"),
             layerCount: layerCount, headCount: heads,
             kvHeadCount: try reader.integer("num_key_value_heads") ?? heads, vocabSize: try reader.required("vocab_size"),
-            contextLength: contextLength, ropeTheta: theta,
+            contextLength: contextLength, ropeTheta: rope.theta,
             rmsEps: Float(try reader.number("rms_norm_eps") ?? 1e-6), ropeStyle: .halfRotation,
-            headDim: try reader.integer("head_dim"), attentionSpans: spans, ropeScaling: scaling, family: family ?? .llama)
+            headDim: try reader.integer("head_dim"), attentionSpans: spans, ropeScaling: rope.scaling, family: family ?? .llama)
+        config.localRoPE = localRoPE
+        if gemma {
+            // Gemma scales q·k by query_pre_attn_scalar^-½, embeddings by √hidden, and gates with GELU.
+            config.attentionScale = 1 / (try reader.number("query_pre_attn_scalar") ?? 256).squareRoot()
+            config.attentionSoftcap = try reader.number("attn_logit_softcapping")
+            config.finalSoftcap = try reader.number("final_logit_softcapping")
+            config.embeddingScale = Float(Double(config.dim).squareRoot())
+            config.activation = .geluTanh
+        }
         try config.validate()
         if let tied = json["tie_word_embeddings"], !tied.isNull {
             guard let flag = tied.bool else { throw FormatError("tie_word_embeddings is \(tied.kind), expected a boolean") }
@@ -103,8 +123,26 @@ struct HFConfig {
             ("num_key_value_heads", "\(config.kvHeadCount)"), ("head_dim", "\(config.headDim)"),
             ("max_position_embeddings", "\(config.contextLength)"),
             ("rope_theta", "\(config.ropeTheta)"), ("rope scaling", config.ropeScaling.summary),
+        ] + (config.localRoPE.map { [("local layers' RoPE", $0.summary)] } ?? []) + [
             ("rms_norm_eps", "\(config.rmsEps)"), ("tie_word_embeddings", "\(tiedEmbeddings)"),
         ]
+    }
+
+    /// transformers' model_type of each family kvlab runs.
+    static let modelTypes: [String: ModelFamily] = [
+        "llama": .llama, "mistral": .mistral, "qwen2": .qwen2, "qwen3": .qwen3, "phi3": .phi3,
+        "gemma2": .gemma2, "gemma3_text": .gemma3,
+    ]
+
+    /// Gemma gates with GELU (tanh approximation), the other families with silu.
+    private static func checkActivation(_ json: JSONValue, gemma: Bool) throws {
+        let expected = gemma ? "gelu_pytorch_tanh" : "silu"
+        for key in ["hidden_act", "hidden_activation"] {
+            guard let value = json[key], !value.isNull else { continue }
+            if value.string != expected {
+                throw FormatError("\(key) \(value.string ?? value.kind) is not supported (this family runs with \(expected))")
+            }
+        }
     }
 
     /// Qwen2 always has q/k/v biases (and none elsewhere); the other families none.
@@ -115,7 +153,7 @@ struct HFConfig {
             if json["attention_bias"]?.bool == false {
                 throw FormatError("model_type qwen2 is not supported with attention_bias false (Qwen2 always has q, k and v biases)")
             }
-        case .llama, .qwen3:
+        case .llama, .qwen3, .gemma2, .gemma3, .phi3:
             if json["attention_bias"]?.bool == true {
                 throw FormatError("attention_bias is true; kvlab runs \(family.rawValue) models without biases only")
             }
@@ -124,20 +162,47 @@ struct HFConfig {
         }
     }
 
-    /// RoPE base and scaling from `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
-    private static func rope(_ json: JSONValue, reader: ConfigReader, contextLength: Int,
-                             runnable: Bool) throws -> (Double, RoPEScaling) {
+    /// The RoPE of global layers and, for Gemma 3, of local ones: from `rope_parameters`
+    /// (transformers 5; Gemma 3's holds one per layer type) or `rope_theta` + `rope_scaling`
+    /// (Gemma 3: + `rope_local_base_freq`).
+    private static func ropes(_ json: JSONValue, reader: ConfigReader, family: ModelFamily, contextLength: Int,
+                              runnable: Bool) throws -> (RoPE, RoPE?) {
         let topTheta = try reader.number("rope_theta")
+        guard family == .gemma3 else {
+            let key = (json["rope_parameters"].map { !$0.isNull } ?? false) ? "rope_parameters" : "rope_scaling"
+            return (try rope(json[key], key: key, defaultTheta: topTheta ?? 10000, contextLength: contextLength,
+                             runnable: runnable), nil)
+        }
+        if let perType = json["rope_parameters"], perType["full_attention"] != nil || perType["sliding_attention"] != nil {
+            if runnable, let other = perType.members?.first(where: { !["full_attention", "sliding_attention"].contains($0.key) }) {
+                throw FormatError("rope_parameters key \(other.key) is not supported (full_attention and sliding_attention only)")
+            }
+            return (try rope(perType["full_attention"], key: "rope_parameters.full_attention", defaultTheta: 1_000_000,
+                             contextLength: contextLength, runnable: runnable),
+                    try rope(perType["sliding_attention"], key: "rope_parameters.sliding_attention", defaultTheta: 10000,
+                             contextLength: contextLength, runnable: runnable))
+        }
         let key = (json["rope_parameters"].map { !$0.isNull } ?? false) ? "rope_parameters" : "rope_scaling"
-        guard let parameters = json[key], !parameters.isNull else { return (topTheta ?? 10000, .none) }
+        return (try rope(json[key], key: key, defaultTheta: topTheta ?? 1_000_000, contextLength: contextLength, runnable: runnable),
+                RoPE(theta: try reader.number("rope_local_base_freq") ?? 10000))
+    }
+
+    /// One RoPE parameter dictionary (`key` names it in errors); absent: plain RoPE of `defaultTheta`.
+    private static func rope(_ value: JSONValue?, key: String, defaultTheta: Double, contextLength: Int,
+                             runnable: Bool) throws -> RoPE {
+        guard let parameters = value, !parameters.isNull else { return RoPE(theta: defaultTheta) }
         guard let members = parameters.members else {
-            if !runnable { return (topTheta ?? 10000, .none) }
+            if !runnable { return RoPE(theta: defaultTheta) }
             throw FormatError("\(key) is \(parameters.kind), expected an object")
         }
         let inner = ConfigReader(json: parameters, prefix: key + ".")
-        let theta = try inner.number("rope_theta") ?? topTheta ?? 10000
+        let theta = try inner.number("rope_theta") ?? defaultTheta
         let type = parameters["rope_type"]?.string ?? parameters["type"]?.string ?? "default"
-        guard runnable else { return (theta, .none) }
+        guard runnable else { return RoPE(theta: theta) }
+        // An unknown type is named before its keys (longrope's factor lists, say).
+        guard ["default", "linear", "llama3", "yarn"].contains(type) else {
+            throw FormatError("\(key) (\(type)) is not supported; kvlab implements default, linear, llama3 and yarn RoPE")
+        }
         if let unknown = members.map(\.key).first(where: { !ropeKeys.contains($0) }) {
             throw FormatError("\(key) key \(unknown) is not supported"
                 + (members.allSatisfy({ $0.value.members != nil }) ? " (RoPE parameters per layer type)" : ""))
@@ -152,11 +217,11 @@ struct HFConfig {
         let original = try inner.integer("original_max_position_embeddings") ?? contextLength
         switch type {
         case "default":
-            return (theta, .none)
+            return RoPE(theta: theta)
         case "linear":
-            return (theta, .linear(factor: try required("factor")))
+            return RoPE(theta: theta, scaling: .linear(factor: try required("factor")))
         case "llama3":
-            return (theta, .llama3(factor: try required("factor"), lowFrequencyFactor: try required("low_freq_factor"),
+            return RoPE(theta: theta, scaling: .llama3(factor: try required("factor"), lowFrequencyFactor: try required("low_freq_factor"),
                                    highFrequencyFactor: try required("high_freq_factor"), originalContext: original))
         case "yarn":
             let factor = try inner.number("factor") ?? Double(contextLength) / Double(original)
@@ -172,16 +237,18 @@ struct HFConfig {
             guard parameters["truncate"].map({ $0.isNull || $0.bool != nil }) ?? true else {
                 throw FormatError("\(key) truncate is \(parameters["truncate"]?.kind ?? "null"), expected a boolean")
             }
-            return (theta, .yarn(factor: factor, originalContext: original, betaFast: try inner.number("beta_fast") ?? 32,
-                                 betaSlow: try inner.number("beta_slow") ?? 1, attentionFactor: attention,
-                                 truncate: parameters["truncate"]?.bool ?? true))
+            return RoPE(theta: theta, scaling: .yarn(factor: factor, originalContext: original, betaFast: try inner.number("beta_fast") ?? 32,
+                                                     betaSlow: try inner.number("beta_slow") ?? 1, attentionFactor: attention,
+                                                     truncate: parameters["truncate"]?.bool ?? true))
         default:
-            throw FormatError("\(key) (\(type)) is not supported; kvlab implements default, linear, llama3 and yarn RoPE")
+            preconditionFailure("RoPE type \(type) passed the check above")
         }
     }
 
-    /// One span per layer: Mistral's `sliding_window` applies to every layer; Qwen2/3 slide on the
-    /// layers `layer_types` (or `use_sliding_window` from `max_window_layers` on) marks; llama never.
+    /// One span per layer: Mistral's and Phi-3's `sliding_window` applies to every layer; Qwen2/3
+    /// slide on the layers `layer_types` (or `use_sliding_window` from `max_window_layers` on)
+    /// marks; Gemma on those `layer_types` marks (or every `sliding_window_pattern`-th layer is
+    /// global: 2 for Gemma 2, 6 for Gemma 3); llama never.
     private static func attentionSpans(_ json: JSONValue, reader: ConfigReader, family: ModelFamily, layerCount: Int,
                                        contextLength: Int, runnable: Bool) throws -> [AttentionSpan]? {
         guard (1...ModelConfig.maxLayers).contains(layerCount) else { return nil }
@@ -192,10 +259,11 @@ struct HFConfig {
                 throw FormatError("sliding_window \(window) is not supported for llama (use model_type mistral)")
             }
             return nil
-        case .mistral:
+        case .mistral, .phi3:
             return window.map { Array(repeating: .local(window: $0), count: layerCount) }
-        case .qwen2, .qwen3:
+        case .qwen2, .qwen3, .gemma2, .gemma3:
             var sliding: [Bool]
+            let gemma = family == .gemma2 || family == .gemma3
             if let types = json["layer_types"], !types.isNull {
                 guard let list = types.array, list.count == layerCount else {
                     throw FormatError("layer_types must list \(layerCount) layer types")
@@ -207,6 +275,11 @@ struct HFConfig {
                     default: throw FormatError("layer_types entry \(value.string ?? value.kind) is not supported")
                     }
                 }
+            } else if gemma {
+                let pattern = try reader.integer("sliding_window_pattern") ?? reader.integer("_sliding_window_pattern")
+                    ?? (family == .gemma2 ? 2 : 6)
+                guard pattern > 0 else { throw FormatError("sliding_window_pattern \(pattern) is not positive") }
+                sliding = (0..<layerCount).map { ($0 + 1) % pattern != 0 }
             } else {
                 let on = json["use_sliding_window"]?.bool ?? false
                 let first = try reader.integer("max_window_layers") ?? 28

@@ -101,7 +101,7 @@ enum SafetensorsModel {
     private static func assemble(_ hf: HFConfig, store: TensorStore) throws -> ModelWeights {
         let c = hf.config
         var required = ["model.embed_tokens.weight", "model.norm.weight"]
-        for i in 0..<c.layerCount { required += (layerTensorNames(i) + familyTensorNames(i, c.family)).map(\.hf) }
+        for i in 0..<c.layerCount { required += layerTensorNames(i, c.family).map(\.hf) }
         if !hf.tiedEmbeddings { required.append("lm_head.weight") }
         let missing = required.filter { store.tensors[$0] == nil }
         if !missing.isEmpty {
@@ -115,33 +115,25 @@ enum SafetensorsModel {
         }
         try checkExtraTensors(store, expected: Set(required), layerCount: c.layerCount)
         let embedding = try store.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.dim)
+        let normOffset: Float = FamilyTensors.storesNormOffset(c.family) ? 1 : 0
+        func norm(_ name: String, count: Int) throws -> [Float] {
+            try store.vector(name, count: count).map { $0 + normOffset }
+        }
         let layers = try (0..<c.layerCount).map { i in
-            let p = "model.layers.\(i)."
-            func optional(_ name: String, count: Int) throws -> [Float]? {
-                store.tensors[p + name] == nil ? nil : try store.vector(p + name, count: count)
-            }
-            return LayerWeights(
-                attentionNorm: try store.vector(p + "input_layernorm.weight", count: c.dim),
-                query: try store.matrix(p + "self_attn.q_proj.weight", rows: c.queryDim, cols: c.dim),
-                key: try store.matrix(p + "self_attn.k_proj.weight", rows: c.kvDim, cols: c.dim),
-                value: try store.matrix(p + "self_attn.v_proj.weight", rows: c.kvDim, cols: c.dim),
-                attentionOutput: try store.matrix(p + "self_attn.o_proj.weight", rows: c.dim, cols: c.queryDim),
-                ffnNorm: try store.vector(p + "post_attention_layernorm.weight", count: c.dim),
-                ffnGate: try store.matrix(p + "mlp.gate_proj.weight", rows: c.hiddenDim, cols: c.dim),
-                ffnDown: try store.matrix(p + "mlp.down_proj.weight", rows: c.dim, cols: c.hiddenDim),
-                ffnUp: try store.matrix(p + "mlp.up_proj.weight", rows: c.hiddenDim, cols: c.dim),
-                queryBias: try optional("self_attn.q_proj.bias", count: c.queryDim),
-                keyBias: try optional("self_attn.k_proj.bias", count: c.kvDim),
-                valueBias: try optional("self_attn.v_proj.bias", count: c.kvDim),
-                queryNorm: try optional("self_attn.q_norm.weight", count: c.headDim),
-                keyNorm: try optional("self_attn.k_norm.weight", count: c.headDim))
+            let names = Dictionary(uniqueKeysWithValues: layerTensorNames(i, c.family).map { ($0.gguf, $0.hf) })
+            return try FamilyTensors.layer(c, matrix: { name, rows, cols in
+                try store.matrix(names["blk.\(i).\(name)"]!, rows: rows, cols: cols)
+            }, vector: { name, count in
+                let hf = names["blk.\(i).\(name)"]!
+                return name.hasSuffix("norm.weight") ? try norm(hf, count: count) : try store.vector(hf, count: count)
+            })
         }
         let output = hf.tiedEmbeddings ? embedding : try store.matrix("lm_head.weight", rows: c.vocabSize, cols: c.dim)
-        let norm = try store.vector("model.norm.weight", count: c.dim)
+        let outputNorm = try norm("model.norm.weight", count: c.dim)
         do {
-            return try ModelWeights(config: c, tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output)
+            return try ModelWeights(config: c, tokenEmbedding: embedding, layers: layers, outputNorm: outputNorm, output: output)
         } catch let error as FormatError {
-            throw FileError(path: store.weightsPath, problem: hfNames(in: error.problem, layerCount: c.layerCount))
+            throw FileError(path: store.weightsPath, problem: hfNames(in: error.problem, layerCount: c.layerCount, family: c.family))
         }
     }
 
@@ -170,11 +162,12 @@ enum SafetensorsModel {
     }
 
     /// `problem` with the GGUF tensor names that `ModelWeights` reports replaced by their HF names.
-    static func hfNames(in problem: String, layerCount: Int) -> String {
+    static func hfNames(in problem: String, layerCount: Int, family: ModelFamily) -> String {
         var pairs = [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")]
         for i in 0..<layerCount {
-            pairs += layerTensorNames(i).map { (String($0.gguf.dropLast(".weight".count)), String($0.hf.dropLast(".weight".count))) }
-            pairs += familyTensorNames(i, .qwen2) + familyTensorNames(i, .qwen3)
+            pairs += layerTensorNames(i, family).map { name in
+                name.gguf.hasSuffix(".weight") ? (String(name.gguf.dropLast(".weight".count)), String(name.hf.dropLast(".weight".count))) : name
+            }
         }
         let words = problem.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard words.count > 1, words[0] == "tensor" else { return problem }
@@ -183,23 +176,9 @@ enum SafetensorsModel {
         return (["tensor", hf + ".weight"] + words.dropFirst(2)).joined(separator: " ")
     }
 
-    /// Per-layer tensor names: Hugging Face's and the GGUF name of the same weight.
-    static func layerTensorNames(_ layer: Int) -> [(hf: String, gguf: String)] {
-        [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
-         ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"),
-         ("mlp.gate_proj", "ffn_gate"), ("mlp.down_proj", "ffn_down"), ("mlp.up_proj", "ffn_up")]
-            .map { ("model.layers.\(layer).\($0.0).weight", "blk.\(layer).\($0.1).weight") }
-    }
-
-    /// Per-layer tensors only some families have: Qwen2's q/k/v biases, Qwen3's per-head q/k norms.
-    static func familyTensorNames(_ layer: Int, _ family: ModelFamily) -> [(hf: String, gguf: String)] {
-        let names: [(String, String)] = switch family {
-        case .llama, .mistral: []
-        case .qwen2: [("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
-                      ("self_attn.v_proj.bias", "attn_v.bias")]
-        case .qwen3: [("self_attn.q_norm.weight", "attn_q_norm.weight"), ("self_attn.k_norm.weight", "attn_k_norm.weight")]
-        }
-        return names.map { ("model.layers.\(layer).\($0.0)", "blk.\(layer).\($0.1)") }
+    /// Per-layer tensor names of `family`: Hugging Face's and the GGUF name of the same weight.
+    static func layerTensorNames(_ layer: Int, _ family: ModelFamily = .llama) -> [(hf: String, gguf: String)] {
+        FamilyTensors.names(family).map { ("model.layers.\(layer).\($0.hf)", "blk.\(layer).\($0.gguf)") }
     }
 
     // MARK: - Writing

@@ -31,13 +31,29 @@ enum Ops {
         }
     }
 
-    /// `a[i] = silu(a[i]) · b[i]` (SwiGLU's gate).
+    /// `a[i] = act(a[i]) · b[i]`: the gate of SwiGLU (silu) or GeGLU (GELU, tanh approximation).
     @inline(__always)
-    static func swiGLU(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = a[i]
-            a[i] = g / (1 + expf(-g)) * b[i]
+    static func gate(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int, activation: FeedForwardActivation) {
+        switch activation {
+        case .silu:
+            for i in 0..<count {
+                let g = a[i]
+                a[i] = g / (1 + expf(-g)) * b[i]
+            }
+        case .geluTanh:
+            // transformers' gelu_pytorch_tanh: ½·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))).
+            let k: Float = 0.7978845608028654
+            for i in 0..<count {
+                let g = a[i]
+                a[i] = 0.5 * g * (1 + tanhf(k * (g + 0.044715 * g * g * g))) * b[i]
+            }
         }
+    }
+
+    /// `a[i] = cap · tanh(a[i] / cap)` (Gemma 2's logit soft-capping).
+    @inline(__always)
+    static func softcap(_ a: UnsafeMutablePointer<Float>, cap: Float, count: Int) {
+        for i in 0..<count { a[i] = cap * tanhf(a[i] / cap) }
     }
 
     /// RMSNorm of each `headDim`-channel head of `v` in place, with one weight per channel
@@ -61,17 +77,12 @@ enum Ops {
 }
 
 /// Cos/sin of RoPE angles for one position, computed in Double (as the reference does) from the
-/// per-frequency inverse wavelengths (`RoPEScaling.inverseFrequencies`, scaling applied).
+/// per-frequency inverse wavelengths (`RoPE.inverseFrequencies`, scaling applied).
 struct RoPETable {
     let inverseFrequencies: [Double]
 
-    init(inverseFrequencies: [Double]) {
-        self.inverseFrequencies = inverseFrequencies
-    }
-
-    /// Plain RoPE: `theta^(-2i/d)`.
-    init(headDim: Int, theta: Double) {
-        self.init(inverseFrequencies: RoPEScaling.none.inverseFrequencies(headDim: headDim, theta: theta))
+    init(_ rope: RoPE, headDim: Int) {
+        inverseFrequencies = rope.inverseFrequencies(headDim: headDim)
     }
 
     /// Fills `cos` and `sin` (headDim/2 each) for `position`.
@@ -92,10 +103,10 @@ final class RoPEAngles {
     private let style: RoPEStyle
     private let cos, sin, negatedSin: UnsafeMutablePointer<Float>
 
-    init(headDim: Int, theta: Double, style: RoPEStyle, positions: Int) {
+    init(_ rope: RoPE, headDim: Int, style: RoPEStyle, positions: Int) {
         half = headDim / 2
         self.style = style
-        let table = RoPETable(headDim: headDim, theta: theta)
+        let table = RoPETable(rope, headDim: headDim)
         cos = .allocate(capacity: positions * half)
         sin = .allocate(capacity: positions * half)
         negatedSin = .allocate(capacity: positions * half)

@@ -17,14 +17,20 @@ public struct LayerWeights: Sendable {
     public var queryBias: [Float]?
     public var keyBias: [Float]?
     public var valueBias: [Float]?
-    /// Per-head RMSNorm weights (headDim each) applied to queries and keys before RoPE (Qwen3), or nil.
+    /// Per-head RMSNorm weights (headDim each) applied to queries and keys before RoPE (Qwen3,
+    /// Gemma 3), or nil.
     public var queryNorm: [Float]?
     public var keyNorm: [Float]?
+    /// RMSNorm weights applied to the attention output and to the feed-forward output before each
+    /// joins the residual (Gemma 2 and 3), or nil.
+    public var postAttentionNorm: [Float]?
+    public var postFFNNorm: [Float]?
 
     public init(attentionNorm: [Float], query: WeightMatrix, key: WeightMatrix, value: WeightMatrix,
                 attentionOutput: WeightMatrix, ffnNorm: [Float], ffnGate: WeightMatrix, ffnDown: WeightMatrix,
                 ffnUp: WeightMatrix, queryBias: [Float]? = nil, keyBias: [Float]? = nil, valueBias: [Float]? = nil,
-                queryNorm: [Float]? = nil, keyNorm: [Float]? = nil) {
+                queryNorm: [Float]? = nil, keyNorm: [Float]? = nil, postAttentionNorm: [Float]? = nil,
+                postFFNNorm: [Float]? = nil) {
         self.attentionNorm = attentionNorm
         self.query = query
         self.key = key
@@ -39,12 +45,15 @@ public struct LayerWeights: Sendable {
         self.valueBias = valueBias
         self.queryNorm = queryNorm
         self.keyNorm = keyNorm
+        self.postAttentionNorm = postAttentionNorm
+        self.postFFNNorm = postFFNNorm
     }
 
     /// The optional vectors with their GGUF tensor names (suffixes after `blk.N.`) and lengths.
     func optionalVectors(_ c: ModelConfig) -> [(name: String, values: [Float]?, count: Int)] {
         [("attn_q.bias", queryBias, c.queryDim), ("attn_k.bias", keyBias, c.kvDim), ("attn_v.bias", valueBias, c.kvDim),
-         ("attn_q_norm.weight", queryNorm, c.headDim), ("attn_k_norm.weight", keyNorm, c.headDim)]
+         ("attn_q_norm.weight", queryNorm, c.headDim), ("attn_k_norm.weight", keyNorm, c.headDim),
+         ("post_attention_norm.weight", postAttentionNorm, c.dim), ("post_ffw_norm.weight", postFFNNorm, c.dim)]
     }
 
     var matrices: [WeightMatrix] { [query, key, value, attentionOutput, ffnGate, ffnDown, ffnUp] }
@@ -102,6 +111,9 @@ public struct ModelWeights: Sendable {
             if (layer.queryNorm == nil) != (layer.keyNorm == nil) {
                 throw FormatError("blk.\(i) has only one of attn_q_norm and attn_k_norm")
             }
+            if (layer.postAttentionNorm == nil) != (layer.postFFNNorm == nil) {
+                throw FormatError("blk.\(i) has only one of post_attention_norm and post_ffw_norm")
+            }
             try shape(layer.ffnGate, c.hiddenDim, c.dim, "blk.\(i).ffn_gate")
             try shape(layer.ffnUp, c.hiddenDim, c.dim, "blk.\(i).ffn_up")
             try shape(layer.ffnDown, c.dim, c.hiddenDim, "blk.\(i).ffn_down")
@@ -119,8 +131,12 @@ public struct ModelWeights: Sendable {
         var features: [String] = []
         if c.family != .llama { features.append("model family \(c.family.rawValue)") }
         if c.ropeScaling != .none { features.append("RoPE scaling \(c.ropeScaling.summary)") }
+        if c.localRoPE != nil { features.append("a RoPE of its own on local layers") }
+        if c.attentionScale != nil || c.attentionSoftcap != nil || c.finalSoftcap != nil || c.embeddingScale != 1 || c.activation != .silu {
+            features.append("Gemma's scales, caps and activation")
+        }
         if c.attentionSpans.contains(where: { $0 != .global }) { features.append("sliding-window layers") }
-        if layers.contains(where: { $0.optionalVectors(c).contains { $0.values != nil } }) { features.append("attention biases or q/k norms") }
+        if layers.contains(where: { $0.optionalVectors(c).contains { $0.values != nil } }) { features.append("attention biases, q/k norms or post-norms") }
         if let first = features.first {
             throw FormatError("kvlab writes plain llama models only; this one has \(first)")
         }

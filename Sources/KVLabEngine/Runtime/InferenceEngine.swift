@@ -43,9 +43,7 @@ public final class InferenceEngine {
     /// Position of the next token.
     public private(set) var position = 0
 
-    private let rope: RoPETable
-    /// YaRN's attention factor squared, folded into the queries so that cached keys stay plain.
-    private let queryScale: Float
+    private let rope: EngineRoPE
     private let buffers: DecodeBuffers
     /// Splits the decode products' rows over `options.threads` threads.
     private let pool: WorkerPool
@@ -66,9 +64,8 @@ public final class InferenceEngine {
         self.weights = options.weightType.map { weights.converted(to: $0) } ?? weights
         self.options = options
         self.cache = cache ?? PagedKVCache(layout: KVLayout(config: weights.config))
-        rope = RoPETable(inverseFrequencies: weights.config.ropeInverseFrequencies)
-        queryScale = Float(weights.config.ropeScaling.logitScale)
-        buffers = DecodeBuffers(config: weights.config)
+        rope = EngineRoPE(config: weights.config)
+        buffers = DecodeBuffers(config: weights.config, angles: rope.anglesPerPosition)
         pool = WorkerPool(threads: options.threads)
         layerLedgers = .allocate(capacity: weights.config.layerCount)
         layerLedgers.initialize(repeating: IOLedger())
@@ -122,7 +119,7 @@ public final class InferenceEngine {
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
-        weights.tokenEmbedding.decodeRow(token, into: x)
+        embed(token, into: x)
         outside.read(.weights, weights.tokenEmbedding.rowBytes)
         rope.fill(position: cache.rotaryPosition(position), cos: b.cos, sin: b.sin)
         for (l, layer) in weights.layers.enumerated() {
@@ -131,7 +128,7 @@ public final class InferenceEngine {
             layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(layer.query, into: b.q), .init(layer.key, into: b.k), .init(layer.value, into: b.v),
                             input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
-            finishProjections(layer, q: b.q, k: b.k, v: b.v, cos: b.cos, sin: b.sin)
+            finishProjections(layer, l, q: b.q, k: b.k, v: b.v, cos: b.cos + rope.offset(layer: l), sin: b.sin + rope.offset(layer: l))
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &cacheLedger)
@@ -139,14 +136,16 @@ public final class InferenceEngine {
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatVec.multiply(.init(layer.attentionOutput, into: b.xb), input: b.attention, scratch: b.quantized, pool: pool, ledger: &ledger)
+            postNorm(layer.postAttentionNorm, b.xb, rows: 1)
             Ops.add(x, b.xb, count: c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             layer.ffnNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(layer.ffnGate, into: b.hidden), .init(layer.ffnUp, into: b.hidden2),
                             input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
-            Ops.swiGLU(b.hidden, b.hidden2, count: c.hiddenDim)
+            Ops.gate(b.hidden, b.hidden2, count: c.hiddenDim, activation: c.activation)
             MatVec.multiply(.init(layer.ffnDown, into: b.xb), input: b.hidden, scratch: b.quantized, pool: pool, ledger: &ledger)
+            postNorm(layer.postFFNNorm, b.xb, rows: 1)
             Ops.add(x, b.xb, count: c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -157,6 +156,7 @@ public final class InferenceEngine {
         let t0 = DispatchTime.now().uptimeNanoseconds
         weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
         MatVec.multiply(.init(weights.output, into: b.logits), input: b.xb, scratch: b.quantized, pool: pool, ledger: &outside)
+        capLogits(b.logits, rows: 1)
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
@@ -185,15 +185,15 @@ public final class InferenceEngine {
         try makeRoom(count: tokens.count, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, n = tokens.count
-        let batch = PrefillBuffers(config: c, tokens: n)
+        let angles = rope.anglesPerPosition
+        let batch = PrefillBuffers(config: c, tokens: n, angles: angles)
         defer { batch.deallocate() }
-        let half = c.headDim / 2
         let rotary = cache.rotaryPosition(position)
         cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
-            weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
+            embed(token, into: batch.x + t * c.dim)
             outside.read(.weights, weights.tokenEmbedding.rowBytes)
-            rope.fill(position: rotary + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
+            rope.fill(position: rotary + t, cos: batch.cos + t * angles, sin: batch.sin + t * angles)
         }
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
@@ -202,9 +202,10 @@ public final class InferenceEngine {
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            let offset = rope.offset(layer: l)
             for t in 0..<n {
-                finishProjections(layer, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
-                                  cos: batch.cos + t * half, sin: batch.sin + t * half)
+                finishProjections(layer, l, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
+                                  cos: batch.cos + t * angles + offset, sin: batch.sin + t * angles + offset)
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -215,14 +216,16 @@ public final class InferenceEngine {
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            postNorm(layer.postAttentionNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
             MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            Ops.swiGLU(batch.hidden, batch.hidden2, count: n * c.hiddenDim)
+            Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
             MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            postNorm(layer.postFFNNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -241,6 +244,7 @@ public final class InferenceEngine {
             normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
             all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
                 MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, pool: pool, ledger: &outside)
+                capLogits(buffer.baseAddress!, rows: n)
                 count = n * c.vocabSize
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
@@ -249,6 +253,7 @@ public final class InferenceEngine {
             weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(weights.output, into: buffers.logits), input: batch.xb, scratch: buffers.quantized, pool: pool,
                             ledger: &outside)
+            capLogits(buffers.logits, rows: 1)
         }
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
@@ -286,10 +291,34 @@ public final class InferenceEngine {
                            timings: timings, ledger: ledger), all)
     }
 
-    /// One token's q, k, v after their projections: biases (Qwen2), per-head q/k RMSNorm (Qwen3),
-    /// RoPE (keys only when the cache does not rotate them itself), and YaRN's logit scale on q.
+    /// The embedding row of `token`, times the model's embedding scale (Gemma's √dim).
     @inline(__always)
-    private func finishProjections(_ layer: LayerWeights, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+    private func embed(_ token: Int, into x: UnsafeMutablePointer<Float>) {
+        weights.tokenEmbedding.decodeRow(token, into: x)
+        let scale = config.embeddingScale
+        if scale != 1 { Ops.scale(x, by: scale, count: config.dim) }
+    }
+
+    /// RMSNorm in place of `rows` rows of a sublayer's output before it joins the residual (Gemma's
+    /// post-norms); nothing for models without them.
+    @inline(__always)
+    private func postNorm(_ weight: [Float]?, _ rows: UnsafeMutablePointer<Float>, rows n: Int) {
+        guard let weight else { return }
+        normRows(rows, weight, into: rows, rows: n)
+    }
+
+    /// Final logit soft-capping (Gemma 2) on `rows` rows of logits.
+    @inline(__always)
+    private func capLogits(_ logits: UnsafeMutablePointer<Float>, rows: Int) {
+        guard let cap = config.finalSoftcap else { return }
+        Ops.softcap(logits, cap: Float(cap), count: rows * config.vocabSize)
+    }
+
+    /// One token's q, k, v after their projections in layer `l`: biases (Qwen2), per-head q/k
+    /// RMSNorm (Qwen3, Gemma 3), RoPE (keys only when the cache does not rotate them itself), and
+    /// the layer's query scale (attention scale, YaRN's factor).
+    @inline(__always)
+    private func finishProjections(_ layer: LayerWeights, _ l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
                                    v: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
         let c = config
         if let bias = layer.queryBias { Ops.add(q, bias, count: c.queryDim) }
@@ -299,6 +328,7 @@ public final class InferenceEngine {
         if let norm = layer.keyNorm { Ops.rmsNormHeads(k, heads: c.kvHeadCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
         Ops.rotate(q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
         if !cache.keysBeforeRoPE { Ops.rotate(k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
+        let queryScale = rope.queryScales[l]
         if queryScale != 1 { Ops.scale(q, by: queryScale, count: c.queryDim) }
     }
 
@@ -346,69 +376,4 @@ public final class InferenceEngine {
                           entropy: summary.entropy, timings: timings, ledger: ledger, cache: cache.residency,
                           cacheEntries: entries)
     }
-}
-
-/// Argmax, its log-probability and the entropy of softmax(logits), in one pass pair.
-package struct LogitStatistics {
-    package var argmax = 0
-    package var maxLogProbability: Float = 0
-    package var entropy: Float = 0
-    /// log Σ exp(logits).
-    package var logSumExp: Float = 0
-
-    package init(_ logits: UnsafePointer<Float>, count: Int) {
-        var maximum = logits[0]
-        for i in 1..<max(count, 1) where logits[i] > maximum {
-            maximum = logits[i]
-            argmax = i
-        }
-        var sum: Float = 0, weighted: Float = 0
-        for i in 0..<count {
-            let e = expf(logits[i] - maximum)
-            sum += e
-            weighted += e * (logits[i] - maximum)
-        }
-        logSumExp = maximum + logf(sum)
-        maxLogProbability = maximum - logSumExp
-        entropy = logf(sum) - weighted / sum
-    }
-}
-
-/// Scratch of the decode loop, allocated once per engine.
-final class DecodeBuffers {
-    let x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin: UnsafeMutablePointer<Float>
-    /// The input of the products, quantized for the kernels of quantized weights.
-    let quantized: QuantizedActivation
-
-    init(config c: ModelConfig) {
-        let make = zeroedFloats
-        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.queryDim); k = make(c.kvDim); v = make(c.kvDim)
-        attention = make(c.queryDim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
-        cos = make(c.headDim / 2); sin = make(c.headDim / 2)
-        quantized = QuantizedActivation(capacity: max(c.dim, c.hiddenDim))
-    }
-
-    deinit { for p in [x, xb, q, k, v, attention, hidden, hidden2, logits, cos, sin] { p.deallocate() } }
-}
-
-/// Scratch of one prefill call (sized by its token count).
-struct PrefillBuffers {
-    let x, xb, q, k, v, attention, hidden, hidden2, weightScratch, cos, sin: UnsafeMutablePointer<Float>
-
-    init(config c: ModelConfig, tokens n: Int) {
-        let make = zeroedFloats
-        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.queryDim); k = make(n * c.kvDim)
-        v = make(n * c.kvDim); attention = make(n * c.queryDim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
-        weightScratch = make(MatMul.scratchFloats(config: c))
-        cos = make(n * c.headDim / 2); sin = make(n * c.headDim / 2)
-    }
-
-    func deallocate() { for p in [x, xb, q, k, v, attention, hidden, hidden2, weightScratch, cos, sin] { p.deallocate() } }
-}
-
-/// A zero-filled float buffer owned by the caller.
-private func zeroedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
-    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
-    p.initialize(repeating: 0, count: count)
-    return p
 }

@@ -115,6 +115,14 @@ public final class WeightMatrix: @unchecked Sendable {
         return result
     }
 
+    /// Rows `range` as a matrix of their own (a copy): how Phi-3's fused qkv and gate-up
+    /// projections become the separate matrices the engine multiplies.
+    func slicingRows(_ range: Range<Int>) -> WeightMatrix {
+        let result = WeightMatrix(uninitializedRows: range.count, cols: cols, type: type)
+        result.storage.copyMemory(from: row(range.lowerBound), byteCount: range.count * rowBytes)
+        return result
+    }
+
     /// Whether every value is finite (NaN or infinite weights are rejected at load).
     func allFinite() -> Bool {
         var scratch = [Float](repeating: 0, count: cols)

@@ -10,11 +10,14 @@ public struct KVLayout: Sendable, Equatable, Codable {
     public var groupSize: Int
     /// Most tokens any (layer, head) may hold (the model's context length).
     public var capacity: Int
-    /// The model's RoPE, for caches that store keys before it and apply it as they read them.
-    public var ropeTheta: Double
+    /// The model's RoPE, one per layer, for caches that store keys before it and apply it as they
+    /// read them.
+    public var ropes: [RoPE]
     public var ropeStyle: RoPEStyle
     /// One per layer: a local layer needs to keep only its window.
     public var attentionSpans: [AttentionSpan]
+    /// Attention logits become cap·tanh(logit/cap) before the softmax (Gemma 2); nil: none.
+    public var attentionSoftcap: Float?
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int,
                 ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved, attentionSpans: [AttentionSpan]? = nil) {
@@ -23,7 +26,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         self.headDim = headDim
         self.groupSize = groupSize
         self.capacity = capacity
-        self.ropeTheta = ropeTheta
+        ropes = Array(repeating: RoPE(theta: ropeTheta), count: layerCount)
         self.ropeStyle = ropeStyle
         self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layerCount)
     }
@@ -34,9 +37,10 @@ public struct KVLayout: Sendable, Equatable, Codable {
         headDim = config.headDim
         groupSize = config.groupSize
         self.capacity = capacity ?? config.contextLength
-        ropeTheta = config.ropeTheta
+        ropes = (0..<config.layerCount).map(config.rope(layer:))
         ropeStyle = config.ropeStyle
         attentionSpans = config.attentionSpans
+        attentionSoftcap = config.attentionSoftcap.map(Float.init)
     }
 }
 

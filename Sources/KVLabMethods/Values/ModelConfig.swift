@@ -23,13 +23,25 @@ public enum AttentionSpan: Sendable, Equatable, Hashable, Codable {
 }
 
 /// The decoder families kvlab runs. They share the llama block (RMSNorm, RoPE, GQA attention,
-/// SwiGLU); what differs is carried by the weights (Qwen2's q/k/v biases, Qwen3's per-head q/k
-/// norms) and the config (Mistral's sliding window, head sizes, RoPE scaling).
+/// gated feed-forward); what differs is carried by the weights (Qwen2's q/k/v biases, Qwen3's and
+/// Gemma 3's per-head q/k norms, Gemma's post-norms; Phi-3's fused projections are split on
+/// loading) and the config (sliding windows, head sizes, RoPE scaling, Gemma's scales and caps).
 public enum ModelFamily: String, Sendable, Equatable, Codable, CaseIterable {
     case llama
     case mistral
     case qwen2
     case qwen3
+    case phi3
+    case gemma2
+    case gemma3
+}
+
+/// The gate's activation in the gated feed-forward down(act(gate(x)) · up(x)).
+public enum FeedForwardActivation: String, Sendable, Equatable, Codable {
+    /// SwiGLU (llama, Qwen, Mistral, Phi-3).
+    case silu
+    /// GELU with the tanh approximation (Gemma's GeGLU: `gelu_pytorch_tanh`).
+    case geluTanh
 }
 
 /// The shape and constants of a llama-family decoder.
@@ -51,6 +63,18 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var attentionSpans: [AttentionSpan]
     public var ropeScaling: RoPEScaling
     public var family: ModelFamily
+    /// RoPE of the local (sliding-window) layers where it differs from the global one (Gemma 3:
+    /// base 10,000 and no scaling); nil: every layer uses `rope`.
+    public var localRoPE: RoPE?
+    /// What q·k is multiplied by before the softmax; nil: 1/√headDim (Gemma: query_pre_attn_scalar^-½).
+    public var attentionScale: Double?
+    /// Attention logits become cap·tanh(logit/cap) (Gemma 2); nil: none.
+    public var attentionSoftcap: Double?
+    /// Output logits become cap·tanh(logit/cap) (Gemma 2); nil: none.
+    public var finalSoftcap: Double?
+    /// Token embeddings are multiplied by it (Gemma: √dim); 1 otherwise.
+    public var embeddingScale: Float = 1
+    public var activation: FeedForwardActivation = .silu
 
     public init(name: String, dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 vocabSize: Int, contextLength: Int, ropeTheta: Double = 10000, rmsEps: Float = 1e-5,
@@ -76,8 +100,18 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         self.family = family
     }
 
-    /// Inverse RoPE frequencies of one head, scaling applied.
-    public var ropeInverseFrequencies: [Double] { ropeScaling.inverseFrequencies(headDim: headDim, theta: ropeTheta) }
+    /// The RoPE of global layers.
+    public var rope: RoPE { RoPE(theta: ropeTheta, scaling: ropeScaling) }
+
+    /// The RoPE layer `layer` rotates with.
+    public func rope(layer: Int) -> RoPE {
+        attentionSpans[layer].window != nil ? localRoPE ?? rope : rope
+    }
+
+    /// q·k's multiplier before the softmax, RoPE's logit scale (YaRN) included.
+    public func logitScale(layer: Int) -> Double {
+        (attentionScale ?? 1 / Double(headDim).squareRoot()) * rope(layer: layer).logitScale
+    }
 
     /// Rows of the query projection (and columns of the attention output projection).
     public var queryDim: Int { headCount * headDim }
@@ -112,6 +146,15 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try check(rmsEps.isFinite && rmsEps > 0 && rmsEps < 1, "RMSNorm epsilon \(rmsEps) is not usable")
         try check(attentionSpans.count == layerCount, "\(attentionSpans.count) attention spans for \(layerCount) layers")
         if let problem = ropeScaling.problem(headDim: headDim) { throw FormatError(problem) }
+        if let local = localRoPE {
+            try check(local.theta.isFinite && local.theta > 1, "local rope frequency base \(local.theta) is not usable")
+            if let problem = local.scaling.problem(headDim: headDim) { throw FormatError("local layers: " + problem) }
+        }
+        for (name, value) in [("attention scale", attentionScale), ("attention softcap", attentionSoftcap),
+                              ("final logit softcap", finalSoftcap)] {
+            if let value { try check(value.isFinite && value > 0, "\(name) \(value) is not usable") }
+        }
+        try check(embeddingScale.isFinite && embeddingScale > 0, "embedding scale \(embeddingScale) is not usable")
         for span in attentionSpans {
             if let window = span.window { try check(window > 0, "sliding window \(window) is not positive") }
         }

@@ -1,5 +1,28 @@
 import Foundation
 
+/// One layer's rotary position embedding: its base and scaling. The engine and the caches that
+/// rotate keys themselves (pre-RoPE key storage, re-rotation) all take their angles from here, so
+/// they rotate alike: `inverseFrequencies` for the angles (position × frequency), `logitScale`
+/// for what the scaling does to attention logits.
+public struct RoPE: Sendable, Equatable, Hashable, Codable {
+    public var theta: Double
+    public var scaling: RoPEScaling
+
+    public init(theta: Double, scaling: RoPEScaling = .none) {
+        self.theta = theta
+        self.scaling = scaling
+    }
+
+    /// One inverse frequency per channel pair of a `headDim` head, scaling applied.
+    public func inverseFrequencies(headDim: Int) -> [Double] { scaling.inverseFrequencies(headDim: headDim, theta: theta) }
+
+    /// What attention logits are multiplied by (YaRN's attention factor squared; 1 otherwise).
+    public var logitScale: Double { scaling.logitScale }
+
+    /// One line for `kvlab info`.
+    public var summary: String { "θ \(String(format: "%g", theta)), scaling \(scaling.summary)" }
+}
+
 /// How a model stretches RoPE past its training context. Each case reproduces transformers'
 /// `modeling_rope_utils` (and llama.cpp's equivalent) exactly.
 public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {

@@ -124,6 +124,11 @@ extension CacheAttention {
             TiledAttention.score(keys: kernel.keyTile, count: tile.count, queries: q + rows.lowerBound * hd, rows: rows.count, headDim: hd,
                                  scale: scale, into: s, stride: stride)
         }
+        if softcap != nil {
+            for b in 0..<rows.count {
+                for n in 0..<tile.count { s[b * stride + n] = capped(s[b * stride + n]) }
+            }
+        }
         guard masked else { return }
         for (b, r) in rows.enumerated() {
             for (n, e) in tile.enumerated() where probabilities[r * scoreStride + Int(selectedSlots[e])] == Self.masked {

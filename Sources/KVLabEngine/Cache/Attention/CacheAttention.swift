@@ -1,3 +1,4 @@
+import Foundation
 import KVLabMethods
 
 /// Decode attention over one (layer, KV head)'s stored entries for its query group: scoring keys
@@ -12,6 +13,8 @@ final class CacheAttention {
     let probabilities: UnsafeMutablePointer<Float>
     let scoreStride: Int
     let scale: Float
+    /// Scores become cap·tanh(score/cap) as they are computed (Gemma 2); nil: none.
+    let softcap: Float?
     /// What a sparse step reads: chosen slots (`selectedSlots[0..<n]`), and a selector's marks
     /// and sort keys.
     let selectedSlots: UnsafeMutablePointer<Int32>
@@ -32,6 +35,7 @@ final class CacheAttention {
         let layout = store.layout
         scoreStride = store.pagesPerHead * PageStore.pageSize
         scale = 1 / Float(layout.headDim).squareRoot()
+        softcap = layout.attentionSoftcap
         probabilities = arena.allocate(Float.self, count: layout.groupSize * scoreStride)
         selectedSlots = arena.allocate(Int32.self, count: scoreStride)
         selectedMarks = arena.allocate(count: scoreStride, repeating: false)
@@ -89,7 +93,9 @@ final class CacheAttention {
                 for c in 0..<width {
                     acc += query[c] * keys.loadUnaligned(fromByteOffset: c * pageSize * 4, as: SIMD16<Float>.self)
                 }
-                UnsafeMutableRawPointer(probabilities + g * scoreStride + page * pageSize).storeBytes(of: acc * scale, as: SIMD16<Float>.self)
+                var scores = acc * scale
+                if let cap = softcap { for lane in 0..<pageSize { scores[lane] = cap * tanhf(scores[lane] / cap) } }
+                UnsafeMutableRawPointer(probabilities + g * scoreStride + page * pageSize).storeBytes(of: scores, as: SIMD16<Float>.self)
             }
         }
     }
@@ -102,8 +108,15 @@ final class CacheAttention {
             let query = q + g * hd
             var dot: Float = 0
             for c in 0..<hd { dot += query[c] * key[c] }
-            probabilities[g * scoreStride + slot] = dot * scale
+            probabilities[g * scoreStride + slot] = capped(dot * scale)
         }
+    }
+
+    /// A score soft-capped when the model caps attention logits.
+    @inline(__always)
+    func capped(_ score: Float) -> Float {
+        guard let cap = softcap else { return score }
+        return cap * tanhf(score / cap)
     }
 
     /// Sets every visible score of the group to a value softmax turns into 0.

@@ -63,7 +63,7 @@ extension CacheAttention {
                                     b: keys + low * hd, ldb: hd, c: scores + low, ldc: rowStride)
             for r in 0..<chunkRows {
                 let row = scores + r * rowStride, visible = causal.visible(firstRow + r)
-                for i in low..<visible { row[i] *= scale }
+                for i in low..<visible { row[i] = capped(row[i] * scale) }
                 causal.maskWindow(rows: (firstRow + r)..<(firstRow + r + 1), tile: low..<visible, scores: row + low, stride: 0,
                                   masked: Self.masked)
                 Vector.softmax(row + low, count: visible - low)
