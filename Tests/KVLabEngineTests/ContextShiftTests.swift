@@ -12,7 +12,7 @@ import Testing
     @Test(arguments: [RoPEStyle.interleaved, .halfRotation])
     func reRotationEqualsRotatingAtTheNewPosition(style: RoPEStyle) {
         let headDim = 16, positions = 300
-        let angles = RoPEAngles(headDim: headDim, theta: 10_000, style: style, positions: positions)
+        let angles = RoPEAngles(RoPE(theta: 10_000), headDim: headDim, style: style, positions: positions)
         var generator = Xoshiro256(seed: 7)
         let raw = (0..<headDim).map { _ in Float.random(in: -2...2, using: &generator) }
         for (q, p) in [(5, 3), (250, 4), (17, 290), (299, 0), (0, 299)] {
