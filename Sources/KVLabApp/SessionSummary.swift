@@ -9,9 +9,9 @@ import KVLabTUI
 /// the session (a new sequence, or a projection change, starts one) with the settings that set it
 /// apart, its mean KL to the ghost, traffic per token, resident KV and projected latency. The
 /// replay's end card shows it; a re-executed replay has verified every event it is built from.
-public struct SessionSummary: Sendable, Equatable {
+public struct SessionSummary: Sendable {
     /// One part of the session.
-    public struct Part: Sendable, Equatable {
+    public struct Part: Sendable {
         /// The settings in effect (`policy=… kv=… sparse=… attention=… device=… target=…`), by name.
         public var settings: [(String, String)]
         /// Tokens generated.
@@ -30,12 +30,6 @@ public struct SessionSummary: Sendable, Equatable {
         public var projectedSeconds: Double?
 
         fileprivate var klSum = 0.0, klTokens = 0, projectedSum = 0.0, projectedTokens = 0
-
-        public static func == (a: Part, b: Part) -> Bool {
-            a.settings.elementsEqual(b.settings) { $0 == $1 } && a.tokens == b.tokens && a.meanKL == b.meanKL
-                && a.kvReadPerToken == b.kvReadPerToken && a.scoresPerToken == b.scoresPerToken
-                && a.prefillAttentionBytes == b.prefillAttentionBytes && a.residentKV == b.residentKV && a.projectedSeconds == b.projectedSeconds
-        }
     }
 
     /// The parts with at least one token, in order.
