@@ -130,6 +130,10 @@ public struct AppState: Sendable {
     public var tour: Tour?
     /// What a replay shows in the title bar instead of the live run's state (nil: a live run).
     public var replay: ReplayTitle?
+    /// The sweep the Pareto view draws (`--sweep`), if any.
+    public var pareto: ParetoSweep?
+    /// The x axis of `pareto` the view shows; nil while it is closed.
+    public var paretoAxis: Int?
 
     // MARK: What the engine reported
 
@@ -265,6 +269,12 @@ public struct AppState: Sendable {
             return [.engine(.device(Self.cycle(choices.devices, after: device, forward: forward)))]
         case .cycleTarget(let forward):
             return [.engine(.target(Self.cycle(choices.targets, after: target, forward: forward)))]
+        case .cycleContext(let forward):
+            guard let setup = snapshot?.projection?.setup else {
+                let keys = Keymap.key(for: .cycleDevice(forward: true)) + "/" + Keymap.key(for: .cycleTarget(forward: true))
+                return report("no projection to set a context for (\(keys): device, target)", error: true)
+            }
+            return [.engine(.context(Self.nextContext(after: setup.context, targetMaximum: setup.target.maxContext, forward: forward)))]
         case .toggleGhost:
             return [.engine(.ghost(!ghost))]
         case .toggleCompare:
@@ -286,6 +296,13 @@ public struct AppState: Sendable {
             guard !choices.themes.isEmpty else { return [] }
             theme = Self.cycle(choices.themes, after: theme, forward: true)
             return [.theme(theme)]
+        case .cyclePareto:
+            guard let sweep = pareto else {
+                return report("no sweep to draw: start the workbench with --sweep DIR (a kvlab sweep run --store directory)")
+            }
+            let next = (paretoAxis ?? -1) + 1
+            paretoAxis = next < sweep.axes.count ? next : nil
+            return []
         case .quit:
             return [.quit]
         }

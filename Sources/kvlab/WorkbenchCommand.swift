@@ -35,6 +35,9 @@ struct WorkbenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Start with the full-cache ghost running (quality panel).")
     var ghost = false
 
+    @Option(name: .long, help: "A kvlab sweep store (sweep run --store DIR) whose results for this model p draws as a Pareto view, the live settings as a dot.")
+    var sweep: String?
+
     @Flag(name: .long, help: "Print the keymap as Markdown (the README's) and exit.")
     var keymap = false
 
@@ -48,6 +51,10 @@ struct WorkbenchCommand: ParsableCommand {
 
     /// Opens the workbench, with the guided tour running when `tour` is true.
     func open(tour: Bool) throws {
+        // Before the terminal and the model: a wrong store is a one-line error at once.
+        let pareto = try sweep.map { directory in
+            do { return try ParetoSweep(store: directory, model: modelOptions.model) } catch { throw CLIError("--sweep: \(error)") }
+        }
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
         do { _ = try HardwareCatalog.device(device) } catch { throw CLIError("--device: \(error)") }
         if target != HardwareCatalog.live { do { _ = try HardwareCatalog.target(target) } catch { throw CLIError("--target: \(error)") } }
@@ -58,6 +65,7 @@ struct WorkbenchCommand: ParsableCommand {
         let run = try LiveRun(model: model, settings: settings, ghost: ghost)
         var state = AppState(modelName: model.config.name, choices: Choices.catalog(themes: catalog.entries().map(\.name)),
                              device: device, target: target, theme: ThemeCatalog.name(ofFile: catalog.path(named: themeArgument) ?? themeArgument))
+        state.pareto = pareto
         let worker = EngineWorker(core: EngineCore(run: run, device: device, target: target,
                                                          modelPath: modelOptions.model, tokenizerPath: modelOptions.tokenizer))
         defer { worker.stop() }

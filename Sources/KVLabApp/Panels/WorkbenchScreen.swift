@@ -47,7 +47,11 @@ public struct WorkbenchScreen {
         let lower = Layout(.horizontal, [.ratio(1, 3), .ratio(1, 3), .fill(1)], spacing: -1).split(rows[2])
         let areas: [WorkbenchPanel: Rect] = [.generation: top[0], .knobs: top[1], .kvMap: center[0], .quality: center[1],
                                              .memory: lower[0], .traffic: lower[1], .latency: lower[2]]
-        GenerationPanel(view: GenerationView(state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        if let sweep = state.pareto, let axis = state.paretoAxis {
+            ParetoPanel(view: ParetoView(sweep: sweep, axis: axis, state: state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        } else {
+            GenerationPanel(view: GenerationView(state), glyphs: glyphs).render(area: top[0], buffer: &buffer)
+        }
         KnobsPanel(view: KnobsView(state), glyphs: glyphs).render(area: top[1], buffer: &buffer)
         KVMapPanel(view: KVMapView(state), glyphs: glyphs).render(area: center[0], buffer: &buffer)
         QualityPanel(view: QualityView(state), glyphs: glyphs).render(area: center[1], buffer: &buffer)
