@@ -109,6 +109,8 @@ public struct AppState: Sendable {
     public var helpVisible = false
     /// Rows the help overlay is scrolled by.
     public var helpOffset = 0
+    /// Whether the help lists the replay's keys (the replay screen) rather than the workbench's.
+    public var replayHelp = false
     /// The open line editor, if any.
     public var editor: LineEditor?
     /// Prompts entered, oldest first.
@@ -309,7 +311,7 @@ public struct AppState: Sendable {
     /// Keys while the help overlay is open: ↑ ↓ PgUp PgDn Home End scroll it, `?` Esc `q` close it.
     private mutating func scrollHelp(_ key: Key) {
         let page = max(screen.rows - 6, 1)
-        let last = WorkbenchScreen.help(glyphs: .unicode).maxOffset(area: WorkbenchScreen.helpArea(columns: screen.columns, rows: screen.rows))
+        let last = WorkbenchScreen.help(glyphs: .unicode, replay: replayHelp).maxOffset(area: WorkbenchScreen.helpArea(columns: screen.columns, rows: screen.rows))
         switch key {
         case .escape, .character("?"), .character("q"): helpVisible = false
         case .up, .character("k"): helpOffset -= 1

@@ -125,9 +125,14 @@ public struct ReplayScreen {
     static var panelRows: Int { WorkbenchScreen.compactHeight }
 
     /// The caption bar: the caption wrapped at words to as many rows as it needs.
-    func captionParagraph() -> Paragraph {
+    static func captionParagraph(_ caption: String?) -> Paragraph {
         Paragraph([Line([Span(" ▶ ", style: .role(.key, .bold)),
                          Span(caption ?? "(no caption)", style: caption == nil ? .role(.dimText) : .role(.title, .bold))])], wrap: .word)
+    }
+
+    /// Rows the caption takes on a `width` × `height` screen (at most what leaves the panels theirs).
+    static func captionRows(_ caption: String?, width: Int, height: Int) -> Int {
+        min(captionParagraph(caption).rowCount(width: width), max(height - 1 - panelRows, 1))
     }
 
     /// Draws the screen over `buffer`: the panels, the caption (as many rows as it wraps to) and
@@ -135,8 +140,8 @@ public struct ReplayScreen {
     public func render(into buffer: inout Buffer) {
         buffer.reset()
         let area = buffer.area
-        let caption = captionParagraph()
-        let captionRows = min(caption.rowCount(width: area.width), max(area.height - 1 - Self.panelRows, 1))
+        let caption = Self.captionParagraph(caption)
+        let captionRows = Self.captionRows(self.caption, width: area.width, height: area.height)
         var panels = Buffer(width: area.width, height: max(area.height - captionRows - 1, 0))
         var state = self.state
         state.patterned = patterned
@@ -207,6 +212,7 @@ public enum ReplayCommand: Sendable, Equatable {
     case back
     case speed(faster: Bool)
     case jump
+    case help
     case quit
 }
 
@@ -219,6 +225,7 @@ public enum ReplayControls {
         KeyBinding([.character("+"), .character("-")], "speed: faster / slower", group: "Replay", action: .speed(faster: true)),
         KeyBinding([.character("=")], "faster (the unshifted +)", group: "Replay", action: .speed(faster: true)),
         KeyBinding([.character("g")], "jump to a step", group: "Replay", action: .jump),
+        KeyBinding([.character("?")], "help: these keys, what the numbers and marks mean", group: "Replay", action: .help),
         KeyBinding([.character("q"), .control("c")], "quit", group: "Replay", action: .quit),
     ])
 
@@ -295,6 +302,10 @@ public enum ReplayControls {
                 player.invalidate()
                 continue
             }
+            if player.state.helpVisible {
+                player.helpKey(key, terminal: (terminal.width, terminal.height))
+                continue
+            }
             switch command(for: key) {
             case .quit: return .quit
             case .togglePause:
@@ -309,6 +320,8 @@ public enum ReplayControls {
             case .speed(let faster):
                 pace.change(faster: faster)
                 player.setStatus("speed \(pace.speedLabel)")
+            case .help:
+                player.helpKey(key, terminal: (terminal.width, terminal.height))
             case .jump:
                 jumpText = ""
                 player.setStatus("jump: a step from 0 to \(player.totalSteps)")

@@ -3,6 +3,7 @@ import KVLabEngine
 import KVLabMethods
 import KVLabRun
 import KVLabSession
+import KVLabTUI
 
 /// Plays a recorded session into an `AppState`, so the workbench's panels draw a replay as they
 /// draw a live run. Re-executing, it runs each event on the model through a `SessionReplayer`
@@ -62,6 +63,8 @@ public final class SessionPlayer {
         self.records = records
         self.cut = cut
         self.mode = mode
+        var state = state
+        state.replayHelp = true
         self.initialState = state
         self.state = state
         totalSteps = records.reduce(0) { count, record in if case .token = record.event { count + 1 } else { count } }
@@ -230,6 +233,14 @@ public final class SessionPlayer {
     /// Sets the status line.
     public func setStatus(_ text: String, isError: Bool = false) {
         state.status = (text, isError)
+        state.dirty = true
+    }
+
+    /// A key for the help overlay on a terminal of `terminal` cells: `?` opens it; while it is
+    /// open, keys scroll or close it as in the workbench (over the panels above the caption).
+    public func helpKey(_ key: Key, terminal: (columns: Int, rows: Int)) {
+        state.screen = (terminal.columns, terminal.rows - ReplayScreen.captionRows(caption, width: terminal.columns, height: terminal.rows) - 1)
+        if state.helpVisible { _ = state.handle(key) } else { _ = state.apply(.toggleHelp) }
         state.dirty = true
     }
 

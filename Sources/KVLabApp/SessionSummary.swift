@@ -9,9 +9,9 @@ import KVLabTUI
 /// the session (a new sequence, or a projection change, starts one) with the settings that set it
 /// apart, its mean KL to the ghost, traffic per token, resident KV and projected latency. The
 /// replay's end card shows it; a re-executed replay has verified every event it is built from.
-public struct SessionSummary: Sendable, Equatable {
+public struct SessionSummary: Sendable {
     /// One part of the session.
-    public struct Part: Sendable, Equatable {
+    public struct Part: Sendable {
         /// The settings in effect (`policy=… kv=… sparse=… attention=… device=… target=…`), by name.
         public var settings: [(String, String)]
         /// Tokens generated.
@@ -30,12 +30,6 @@ public struct SessionSummary: Sendable, Equatable {
         public var projectedSeconds: Double?
 
         fileprivate var klSum = 0.0, klTokens = 0, projectedSum = 0.0, projectedTokens = 0
-
-        public static func == (a: Part, b: Part) -> Bool {
-            a.settings.elementsEqual(b.settings) { $0 == $1 } && a.tokens == b.tokens && a.meanKL == b.meanKL
-                && a.kvReadPerToken == b.kvReadPerToken && a.scoresPerToken == b.scoresPerToken
-                && a.prefillAttentionBytes == b.prefillAttentionBytes && a.residentKV == b.residentKV && a.projectedSeconds == b.projectedSeconds
-        }
     }
 
     /// The parts with at least one token, in order.
@@ -106,9 +100,10 @@ public struct SessionSummary: Sendable, Equatable {
     /// Bytes are exact, as captions quote them, unless `compact` (a narrow screen).
     public func table(compact: Bool = false) -> [String] {
         func bytes(_ value: Double) -> String {
-            if compact { return formatBytes(value, .compact) }
-            // As the captions write them: whole bytes with separators, megabytes (10⁶) past ten.
-            if value >= 1e7 { return String(format: "%.1f MB", value / 1e6) }
+            // As the captions write them: whole bytes with separators, megabytes (10⁶) past ten;
+            // compact, decimal units with one digit.
+            if value >= (compact ? 1e6 : 1e7) { return String(format: "%.1f MB", value / 1e6) }
+            if compact { return value >= 1e3 ? String(format: "%.1f kB", value / 1e3) : "\(Int(value.rounded())) B" }
             let digits = String(Int(value.rounded()))
             let groups = stride(from: digits.count, to: 0, by: -3).map { end in
                 String(digits[digits.index(digits.startIndex, offsetBy: max(end - 3, 0))..<digits.index(digits.startIndex, offsetBy: end)])
@@ -123,14 +118,14 @@ public struct SessionSummary: Sendable, Equatable {
         if parts.contains(where: { $0.meanKL != nil }) {
             columns.append(("mean KL", parts.map { $0.meanKL.map { String(format: "%.4f", $0) } ?? "–" }))
         }
-        columns.append(("K+V read/tok", parts.map { bytes($0.kvReadPerToken) }))
+        columns.append(("K+V/tok", parts.map { bytes($0.kvReadPerToken) }))
         if parts.contains(where: { $0.scoresPerToken > 0 }) {
             columns.append(("scores/tok", parts.map { bytes($0.scoresPerToken) }))
-            columns.append(("prefill K,V,scores", parts.map { $0.prefillAttentionBytes.map { bytes(Double($0)) } ?? "–" }))
+            columns.append(("prompt K,V,S", parts.map { $0.prefillAttentionBytes.map { bytes(Double($0)) } ?? "–" }))
         }
         columns.append(("KV at end", parts.map { bytes(Double($0.residentKV)) }))
         if parts.contains(where: { $0.projectedSeconds != nil }) {
-            columns.append(("proj. ms/tok", parts.map { $0.projectedSeconds.map { String(format: "%.2f", $0 * 1000) } ?? "–" }))
+            columns.append(("proj. ms", parts.map { $0.projectedSeconds.map { String(format: "%.2f", $0 * 1000) } ?? "–" }))
         }
         let widths = columns.map { column in max(CharacterWidth.of(column.title), column.cells.map { CharacterWidth.of($0) }.max() ?? 0) }
         func row(_ cells: [String]) -> String {

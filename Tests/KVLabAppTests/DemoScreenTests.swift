@@ -50,4 +50,18 @@ import Testing
         // The captions: 10.36, 7.90 and 3.36 ms per decode step on the A100 40GB, A100 80GB and H200.
         #expect(summary.table().dropFirst().map { $0.split(separator: " ").last.map(String.init) } == ["10.36", "7.90", "3.36"])
     }
+
+    /// `?` on the replay screen: the replay's keys and the panels' definitions, scrolled to the end.
+    @Test func theReplayHasAHelpWithTheDefinitions() throws {
+        let player = try ReplayTests.player(playback: true)
+        try player.jump(to: 10)
+        player.helpKey(.character("?"), terminal: (80, 24))
+        let first = ReplayTests.screen(player, width: 80, height: 24)
+        #expect(first.contains("kvlab replay keys") && first.contains("jump to a step") && first.contains("more: ↓ PgDn"), "\(first)")
+        player.helpKey(.end, terminal: (80, 24))
+        let end = ReplayTests.screen(player, width: 80, height: 24)
+        #expect(end.contains("a row joining layers") && end.contains("mean KL"), "\(end)")
+        player.helpKey(.escape, terminal: (80, 24))
+        #expect(!ReplayTests.screen(player, width: 80, height: 24).contains("kvlab replay keys"))
+    }
 }

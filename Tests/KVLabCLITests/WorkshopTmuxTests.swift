@@ -58,7 +58,7 @@ import Testing
         let end = try server.wait("d", for: "the last caption, whole, and the end card", seconds: 60) { screen in
             Self.words(screen).contains("▶ " + Self.words(captions.last!)) && screen.contains("End of session")
         }
-        #expect(end.contains("mean KL") && end.contains("K+V read/tok"), "\(end)")
+        #expect(end.contains("mean KL") && end.contains("K+V/tok"), "\(end)")
         #expect(!end.contains("terminal too small"))
         try server.run(["send-keys", "-t", "d", "q"])
     }

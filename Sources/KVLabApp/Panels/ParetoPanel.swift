@@ -77,8 +77,7 @@ struct ParetoView {
     }
 
     /// A dot not yet on the sweep's points: placed by the live measurements (this sequence's
-    /// mean KL from the ghost — the expected ΔNLL of the tokens the full cache would choose, which
-    /// the method cannot flatter by choosing its own — its mean resident KV or the workbench's projected decode step),
+    /// mean KL to the ghost as its ΔNLL, its mean resident KV or the workbench's projected decode step),
     /// or with `text` saying why it cannot be. B has no live placement (the ghost measures A).
     private static func dot(_ name: String, settings: RunSettings, live: AppState?, sweep: ParetoSweep, axis: Int) -> Dot {
         var dot = Dot(name: name, label: label(settings), position: nil, inSweep: false, text: "not in the sweep")
@@ -101,6 +100,8 @@ struct ParetoView {
         } else {
             measuredX = kv.reduce(0, +) / Double(max(kv.count, 1))
         }
+        // Mean KL(ghost ‖ run), the expected ΔNLL of tokens the full cache samples: a ΔNLL of the
+        // run's own tokens would flatter it (greedy decoding picks its own most likely token).
         dot.position = (measuredX, ghost.klSum / Double(ghost.tokens))
         return dot
     }
@@ -124,7 +125,7 @@ struct ParetoView {
                 dot.text = "\(name)\(dot.label): \(values), on the frontier"
             }
         } else if let position = dot.position {
-            dot.text = "\(name)\(dot.label): not in the sweep; live \(y.label) \(y.format(position.y)), \(x.label) \(xText(position.x)) "
+            dot.text = "\(name)\(dot.label): not in the sweep; live \(y.label) as mean KL \(y.format(position.y)), \(x.label) \(xText(position.x)) "
                 + "(this sequence; \(Keymap.key(for: .rerun)) restarts it)"
         } else {
             dot.text = "\(name)\(dot.label): \(dot.text)"

@@ -63,16 +63,18 @@ public struct WorkbenchScreen {
             TourCard(tour: tour, glyphs: glyphs).render(panel: panel, body: body, buffer: &buffer)
         }
         if state.helpVisible {
-            var help = Self.help(glyphs: glyphs)
+            var help = Self.help(glyphs: glyphs, replay: state.replayHelp)
             help.offset = state.helpOffset
             help.render(area: body, buffer: &buffer)
         }
     }
 
-    /// The `?` overlay: the key table, then what the panels' numbers and marks mean.
-    static func help(glyphs: GlyphSet) -> HelpOverlay {
-        var help = HelpOverlay(title: "kvlab keys", sections: Keymap.table.helpSections(unicode: glyphs.isUnicode)
-                                   + [QualityPanel.definitions, KVMapPanel.legend(glyphs: glyphs)], glyphs: glyphs)
+    /// The `?` overlay: the key table (the replay's on the replay screen), then what the panels'
+    /// numbers and marks mean.
+    static func help(glyphs: GlyphSet, replay: Bool = false) -> HelpOverlay {
+        let keys = replay ? ReplayControls.table.helpSections(unicode: glyphs.isUnicode) : Keymap.table.helpSections(unicode: glyphs.isUnicode)
+        var help = HelpOverlay(title: replay ? "kvlab replay keys" : "kvlab keys",
+                               sections: keys + [QualityPanel.definitions, KVMapPanel.legend(glyphs: glyphs)], glyphs: glyphs)
         help.moreLabel = "more: ↓ PgDn"
         help.aboveLabel = "above: ↑ PgUp"
         return help
