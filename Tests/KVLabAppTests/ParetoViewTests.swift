@@ -81,6 +81,18 @@ import Testing
         #expect(Self.dot(harness.screen(width: 120, height: 40)) != nil)
     }
 
+    /// In compare mode the knob keys change B: A stays on the full cache's point, B's dot moves.
+    @Test func compareModeDrawsADotForEachConfiguration() throws {
+        let harness = try Harness()
+        harness.state.pareto = Self.sweep()
+        harness.press(.character("c"))
+        harness.press(.character("e"))  // B: full → window
+        harness.press(.character("p"))
+        let screen = harness.text(width: 200, height: 50)
+        #expect(screen.contains("◉ A full: ΔNLL 0, resident KV 976.6 KiB, on the frontier"))
+        #expect(screen.contains("◉ B window:window=128: ΔNLL 0.05, resident KV 1.1 MiB; beaten by full"))
+    }
+
     @Test func withoutASweepTheKeySaysHowToGiveOne() throws {
         let harness = try Harness()
         harness.press(.character("p"))
