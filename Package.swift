@@ -34,11 +34,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        // kvlab's own C: the decode kernels (integer dot products on the build machine's vector
-        // units) and their worker pool, optimized in debug builds too.
+        // kvlab's own C: the weight kernels (integer dot products, compiled for each vector path
+        // and chosen at run time from the CPU's features) and their worker pool, optimized in
+        // debug builds too.
         .target(
             name: "CKVLabKernels",
-            cSettings: [.unsafeFlags(["-march=native", "-O3"])],
+            cSettings: [.unsafeFlags(["-O3"])],
             linkerSettings: [.linkedLibrary("pthread")]
         ),
         .systemLibrary(

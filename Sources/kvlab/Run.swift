@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import KVLabFoundation
 import KVLabRun
 import KVLabSession
 
@@ -16,7 +17,9 @@ struct Run: ParsableCommand {
         budgets in tokens, quantization, sparse mode, attention kernel) and record the projected latency; \
         --at STEP:device=NAME, STEP:target=NAME and STEP:context=N change the projection mid-session. --caption STEP:TEXT shows TEXT from token STEP on. At one \
         step, --at actions apply first, in the order given, then captions. --record FILE writes the session (*.kvlab.jsonl) as it \
-        runs, one flushed line per event; --json prints the same lines to stdout instead of the text.
+        runs, one flushed line per event; --json prints the same lines to stdout instead of the text. --kept-out FILE writes, at the end, the positions each \
+        layer and KV head keeps as JSON ({"positions": [[[p, …] per KV head] per layer]}, BOS = position 0, ascending); \
+        with -n 0 the run ends right after the prompt.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -54,6 +57,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Tokens between checkpoints (cache and logits digests) in the session, 0 (none) to 1000000.")
     var checkpointEvery: Int = 32
 
+    @Option(name: .long, help: "At the end, write the positions each layer and KV head keeps to this file (JSON).")
+    var keptOut: String?
+
     @Flag(name: .long, help: "fsync the session file after every line (survives a machine crash, not just a killed process).")
     var fsync = false
 
@@ -69,6 +75,8 @@ struct Run: ParsableCommand {
         let script = try Script(changes: changes, captions: captions, tokens: tokens)
         let projection = try projectionSettings()
         try script.check(projection: projection)
+        // Refused before anything runs: a --kept-out path that cannot be written.
+        if let keptOut { try singleLineErrors { _ = try OutputFile.target(keptOut) } }
         let model = try modelOptions.load()
         let text = try promptOptions.text(model: model)
         let live = try LiveRun(model: model, settings: try kvOptions.runSettings(model: model, modelOptions: modelOptions,
@@ -103,6 +111,10 @@ struct Run: ParsableCommand {
             if case .stopped = try recorder.step() { break generation }
         }
         try recorder.finish()
+        if let keptOut {
+            let document = try JSONDocument.encoder().encode(KeptPositions(cache: live.cache)) + Data("\n".utf8)
+            try singleLineErrors { try OutputFile.write(document, to: keptOut) }
+        }
         if !json { out.write(Data((live.finishText() + "\n").utf8)) }
     }
 

@@ -46,6 +46,11 @@ struct WorkbenchCommand: ParsableCommand {
             print(Keymap.table.markdown(), terminator: "")
             return
         }
+        try open(tour: false)
+    }
+
+    /// Opens the workbench, with the guided tour running when `tour` is true.
+    func open(tour: Bool) throws {
         // Before the terminal and the model: a wrong store is a one-line error at once.
         let pareto = try sweep.map { directory in
             do { return try ParetoSweep(store: directory, model: modelOptions.model) } catch { throw CLIError("--sweep: \(error)") }
@@ -68,6 +73,8 @@ struct WorkbenchCommand: ParsableCommand {
         let terminal: CursesTerminal
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
         let depth = screenOptions.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        state.patterned = depth == .mono || !terminal.glyphs.isUnicode
+        if tour { state.tour = Tour() }
         var stats = WorkbenchStats()
         worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
         if !prompt.isEmpty { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }

@@ -103,6 +103,8 @@ package protocol EvictionPolicy: AnyObject {
     func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>)
     func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int)
     func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int)
+    /// `finishPrefill` for policies that also read the entries' keys and values (kvpress's presses).
+    func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: any EntryVectors)
 }
 
 extension EvictionPolicy {
@@ -110,6 +112,9 @@ extension EvictionPolicy {
     package var prefillObservation: Int { 0 }
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {}
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {}
+    package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: any EntryVectors) {
+        finishPrefill(layer: layer, heads: heads, promptEnd: promptEnd)
+    }
 }
 
 package final class FullPolicy: EvictionPolicy {

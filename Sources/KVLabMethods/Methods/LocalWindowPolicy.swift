@@ -46,6 +46,13 @@ package final class LocalWindowPolicy: EvictionPolicy {
         inner.finishPrefill(layer: layer, heads: heads, promptEnd: promptEnd)
     }
 
+    package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: any EntryVectors) {
+        if let window = windows[layer] {
+            for h in heads.indices { Self.trim(&heads[h], window: window, next: promptEnd) }
+        }
+        inner.finishPrefill(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors)
+    }
+
     /// Evicts the entries position `next` does not see (positions ≤ next − window), oldest first.
     package static func trim(_ entries: inout HeadEntries, window: Int, next: Int) {
         let oldest = Int32(clamping: next - window)

@@ -36,7 +36,12 @@ public struct MethodSpec: Sendable, Hashable, CustomStringConvertible {
         if nameEnd < trimmed.endIndex {
             let list = trimmed[trimmed.index(after: nameEnd)...]
             guard !list.isEmpty else { throw MethodSpecError("\(name): nothing after ':'") }
-            for item in list.split(separator: ",", omittingEmptySubsequences: false) {
+            for (n, item) in list.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+                // `kvpress:snapkv,ratio=0.5`: kvpress's press comes first, bare (`press=snapkv` too).
+                if name == KVPressMethod.methodName, n == 0, !item.contains("="), !item.trimmingSpaces.isEmpty {
+                    parameters.append(Parameter(key: KVPressMethod.pressKey, value: String(item.trimmingSpaces).lowercased()))
+                    continue
+                }
                 let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let key = pair[0].trimmingSpaces.lowercased()
                 guard pair.count == 2, !key.isEmpty, !pair[1].trimmingSpaces.isEmpty else {
@@ -55,7 +60,11 @@ public struct MethodSpec: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var text = name
-        if !parameters.isEmpty { text += ":" + parameters.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
+        if !parameters.isEmpty {
+            text += ":" + parameters.enumerated().map { n, p in
+                name == KVPressMethod.methodName && n == 0 && p.key == KVPressMethod.pressKey ? p.value : "\(p.key)=\(p.value)"
+            }.joined(separator: ",")
+        }
         for modifier in modifiers { text += "+" + modifier.description }
         return text
     }

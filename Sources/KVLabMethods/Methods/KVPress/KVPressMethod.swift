@@ -1,0 +1,155 @@
+/// `kvpress:<press>,ratio=R,...`: a press of NVIDIA's kvpress (0.5.5) with kvpress's exact
+/// semantics and parameter names, so a result can be quoted next to a kvpress one. Each press
+/// acts once, at the end of a prompt (kvpress compresses the prefill only), and keeps exactly
+/// kvpress's entries (`scripts/kvpress_check.py` checks it against kvpress itself). Where kvlab's
+/// own method of the same paper differs, docs KV-METHODS.md lists how.
+///
+/// The budget is kvpress's `compression_ratio` (`ratio`, the share of the prompt's entries
+/// removed), or an entry count per (layer, KV head) (`budget`), or bytes of fp32 keys and values
+/// over the whole cache (`bytes`), which become an entry count per (layer, KV head).
+public struct KVPressMethod: Sendable, Hashable {
+    public enum Press: String, Sendable, Hashable, CaseIterable {
+        case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv
+
+        /// Presses that wrap another's scores (`scorer=`, SnapKV by default).
+        var wraps: Bool { self == .adakv || self == .chunkkv }
+        /// Presses that only score, which `adakv` and `chunkkv` wrap.
+        static let scorers: [Press] = [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+    }
+
+    public let press: Press
+    /// The press whose scores `adakv` and `chunkkv` select by; nil for the others.
+    public let scorer: Press?
+    public let budget: KVPressBudget
+    /// `window_size`: the last prompt queries whose attention scores (snapkv, pyramidkv, adakv).
+    public let windowSize: Int
+    /// `kernel_size`: the average-pooling kernel over scores (odd; snapkv, pyramidkv, adakv).
+    public let kernelSize: Int
+    /// `beta`: pyramidkv's ratio of its largest to its smallest layer budget, roughly.
+    public let beta: Int
+    /// `n_sink`: streamingllm's first positions always kept.
+    public let nSink: Int
+    /// `alpha_safeguard`: adakv's share of each head's budget kept by the head's own ranking.
+    public let alphaSafeguard: Double
+    /// `chunk_length`: chunkkv's chunk of positions kept or dropped together.
+    public let chunkLength: Int
+    /// The parameters as written back in the canonical method string (press first).
+    let canonical: [MethodSpec.Parameter]
+
+    static let methodName = "kvpress"
+    static let pressKey = "press"
+
+    private static let schemas: [Press: [ParameterSchema.Entry]] = {
+        typealias S = ParameterSchema
+        let window = S.int("window_size", 64, 1...1024), kernel = S.int("kernel_size", 5, 1...63)
+        return [
+            .snapkv: [window, kernel],
+            .pyramidkv: [window, kernel, S.int("beta", 20, 1...1_000_000)],
+            .streamingllm: [S.int("n_sink", 4, 0...1024)],
+            .tova: [],
+            .knorm: [],
+            .adakv: [S.real("alpha_safeguard", 0.2, 0...1)],
+            .keydiff: [],
+            .observedattention: [],
+            .chunkkv: [S.int("chunk_length", 20, 1...1_048_576)],
+        ]
+    }()
+
+    private static let budgetEntries: [ParameterSchema.Entry] = [
+        ParameterSchema.real("ratio", 0.5, 0...0.999_999), ParameterSchema.int("budget", 0, 0...1_048_576),
+        ParameterSchema.int("bytes", 0, 0...Int(Int64.max / 2)),
+    ]
+
+    init(_ spec: MethodSpec) throws(MethodSpecError) {
+        let names = Press.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let name = spec.value(Self.pressKey) else { throw MethodSpecError("kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (\(names))") }
+        guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
+        let given = spec.parameters.filter { $0.key != Self.pressKey }
+        var entries = Self.schemas[press]! + Self.budgetEntries
+        if press.wraps {
+            let inner = Press.scorers.map(\.rawValue)
+            let scorerName = spec.value("scorer") ?? Press.snapkv.rawValue
+            guard let scorer = Press(rawValue: scorerName), Press.scorers.contains(scorer) else {
+                throw MethodSpecError("kvpress:\(name): scorer=\(scorerName) is not one of \(inner.joined(separator: ", "))")
+            }
+            entries = [ParameterSchema.choice("scorer", Press.snapkv.rawValue, inner)] + Self.schemas[scorer]! + entries
+            self.scorer = scorer
+        } else {
+            scorer = nil
+        }
+        let p = try ParameterSchema("kvpress:\(name)", entries).resolve(MethodSpec(name: spec.name, parameters: given))
+        let sizes = ["budget", "bytes"].filter { p.int($0) > 0 }
+        guard sizes.count + (spec.value("ratio") != nil ? 1 : 0) <= 1 else {
+            throw MethodSpecError("kvpress:\(name): give one of ratio, budget and bytes")
+        }
+        self.press = press
+        budget = p.int("budget") > 0 ? .entries(p.int("budget")) : p.int("bytes") > 0 ? .bytes(p.int("bytes")) : .ratio(p.real("ratio"))
+        let has = { (key: String) in p.values[key] != nil }
+        windowSize = has("window_size") ? p.int("window_size") : 0
+        kernelSize = has("kernel_size") ? p.int("kernel_size") : 1
+        beta = has("beta") ? p.int("beta") : 1
+        nSink = has("n_sink") ? p.int("n_sink") : 0
+        alphaSafeguard = has("alpha_safeguard") ? p.real("alpha_safeguard") : 0
+        chunkLength = has("chunk_length") ? p.int("chunk_length") : 1
+        if has("kernel_size"), kernelSize % 2 == 0 {
+            throw MethodSpecError("kvpress:\(name): kernel_size must be odd (kvpress pools with same padding)")
+        }
+        // Only the budget given is spelled out.
+        let unused: Set<String> = switch budget {
+        case .ratio: ["budget", "bytes"]
+        case .entries: ["ratio", "bytes"]
+        case .bytes: ["ratio", "budget"]
+        }
+        canonical = [.init(key: Self.pressKey, value: name)] + p.canonical.filter { !unused.contains($0.key) }
+    }
+
+    func makePolicy(layout: KVLayout) -> any EvictionPolicy {
+        let selection: KVPressPolicy.Selection = switch press {
+        case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
+        case .chunkkv: .chunks(length: chunkLength)
+        default: .perHead
+        }
+        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout)
+    }
+
+    private func makeScorer(_ press: Press) -> any KVPressScorer {
+        switch press {
+        case .snapkv, .adakv, .chunkkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
+        case .streamingllm: StreamingLLMScorer(nSink: nSink)
+        case .tova: TOVAScorer()
+        case .knorm: KnormScorer()
+        case .keydiff: KeyDiffScorer()
+        case .observedattention: ObservedAttentionScorer()
+        }
+    }
+}
+
+/// A kvpress budget: kvpress's `compression_ratio`, an entry count per (layer, KV head), or bytes.
+public enum KVPressBudget: Sendable, Hashable {
+    case ratio(Double)
+    case entries(Int)
+    /// fp32 keys and values over the whole cache, shared equally by its (layer, KV head)s.
+    case bytes(Int)
+
+    /// kvpress's `k_len · (1 − compression_ratio)` for `count` entries, before rounding: the
+    /// number of entries a press keeps (pyramidkv spreads it over layers).
+    func keptShare(of count: Int, layout: KVLayout) -> Double {
+        switch self {
+        case .ratio(let r): Double(count) * (1 - r)
+        case .entries(let n): Double(min(n, count))
+        case .bytes(let b): Double(min(count, b / (layout.layerCount * layout.kvHeadCount * 2 * layout.headDim * 4)))
+        }
+    }
+
+    /// kvpress's `1 − compression_ratio`: the share of `count` entries kept.
+    func keptFraction(of count: Int, layout: KVLayout) -> Double {
+        if case .ratio(let r) = self { return 1 - r }
+        return keptShare(of: count, layout: layout) / Double(max(1, count))
+    }
+
+    /// kvpress's `compute_n_kept`: at least one entry.
+    func keptCount(of count: Int, layout: KVLayout) -> Int {
+        min(count, max(1, Int(keptShare(of: count, layout: layout))))
+    }
+}

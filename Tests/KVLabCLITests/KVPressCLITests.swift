@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// `kvlab run --kept-out` and `--policy kvpress:<press>` as a user runs them, and kvpress itself
+/// as the oracle of every press (scripts/kvpress_check.py in the venv scripts/kvpress-venv makes).
+@Suite struct KVPressCLITests {
+    static let prompt = "ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun.\n"
+
+    static func keptPositions(_ arguments: [String]) throws -> (result: CLITests.Result, positions: [[[Int]]]?) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kept-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try CLITests.run(["run", "--prompt", prompt] + arguments + ["--kept-out", path])
+        guard let data = FileManager.default.contents(atPath: path) else { return (result, nil) }
+        let document = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return (result, document?["positions"] as? [[[Int]]])
+    }
+
+    /// The prompt's token count, from the session's prompt event.
+    static func promptTokens() throws -> Int {
+        let result = try CLITests.run(["run", "--prompt", prompt, "-n", "0", "--json"])
+        for line in result.stdout.split(separator: "\n") {
+            let event = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            if event?["event"] as? String == "prompt", let tokens = event?["tokens"] as? [Int] { return tokens.count }
+        }
+        Issue.record("no prompt event in: \(result.stdout.prefix(300))")
+        return 0
+    }
+
+    @Test func keptOutWritesEachHeadsPositionsAfterThePrompt() throws {
+        let n = try Self.promptTokens()
+        let (result, positions) = try Self.keptPositions(["-n", "0", "--policy", "kvpress:streamingllm,ratio=0.5,n_sink=4"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let kept = n / 2
+        let expected = Array(0..<4) + Array((n - (kept - 4))..<n)
+        #expect(positions?.isEmpty == false)
+        for layer in positions ?? [] {
+            for head in layer { #expect(head == expected) }
+        }
+    }
+
+    @Test func keptOutAtTheEndOfAGenerationHoldsTheWindow() throws {
+        let n = try Self.promptTokens()
+        let (result, positions) = try Self.keptPositions(["-n", "5", "--temperature", "0", "--policy", "window:window=8"])
+        #expect(result.status == 0, "\(result.stderr)")
+        // Each generated token runs through the model as it is chosen: the cache ends at position n + 4.
+        let last = n + 5
+        for layer in positions ?? [[]] {
+            for head in layer { #expect(head == Array((last - 8)..<last)) }
+        }
+    }
+
+    @Test func kvpressBudgetsKeepExactlyTheirCount() throws {
+        let (result, positions) = try Self.keptPositions(["-n", "0", "--policy", "kvpress:snapkv,window_size=8,budget=20"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for layer in positions ?? [[]] {
+            for head in layer {
+                #expect(head.count == 20)
+                #expect(head == head.sorted())
+            }
+        }
+        // AdaKV: unequal heads, the layer's total exact.
+        let ada = try Self.keptPositions(["-n", "0", "--policy", "kvpress:adakv,window_size=8,budget=20"])
+        for layer in ada.positions ?? [[]] { #expect(layer.map(\.count).reduce(0, +) == 20 * layer.count) }
+    }
+
+    @Test func badKeptOutAndPressAreOneLineErrors() throws {
+        let directory = FileManager.default.temporaryDirectory.path
+        let result = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "0", "--kept-out", directory])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(directory): is a directory"))
+        #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+        let press = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "0", "--policy", "kvpress:snapkv,kernel_size=4"])
+        #expect(press.status != 0)
+        #expect(press.stderr.contains("kvpress:snapkv: kernel_size must be odd"))
+    }
+
+    /// The venv's python when scripts/kvpress-venv made it (scripts/test does); nil otherwise.
+    static let venvPython: String? = {
+        let python = CLITests.packageRoot.appendingPathComponent(".cache/kvpress-venv/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            print("KVPressCLITests: kvpress oracle skipped: no .cache/kvpress-venv (scripts/kvpress-venv creates it)")
+            return nil
+        }
+        return python
+    }()
+
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func keptSetsEqualKvpresss() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.venvPython!)
+        process.arguments = [CLITests.packageRoot.appendingPathComponent("scripts/kvpress_check.py").path, "--kvlab", CLITests.binary]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        print(text)
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").count >= 1 + 6 * 3)
+    }
+}

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Cross-checks kvlab's `kvpress:<press>` methods against NVIDIA's kvpress itself: the kept sets must be equal.
+
+  kvpress_check.py [--kvlab PATH] [--work DIR] [--models llama,...] [--presses snapkv,snapkv/window_size=16,...]
+                   [--ratios 0.25,...] [--json OUT]
+
+For each model family it builds a tiny random-weight model with transformers (eager attention), saves it as a
+safetensors folder with a byte-level tokenizer kvlab reads, and feeds both tools the same 200-token prompt
+(BOS first). For each press and compression ratio it runs kvpress's press over the prompt, recovers the positions
+each (layer, KV head) keeps (from the compressed cache by matching key rows against the uncompressed cache, or
+from `masked_key_indices` for AdaKV's head-wise budgets), runs `kvlab run --policy kvpress:<press>,ratio=R -n 0
+--kept-out FILE` on the saved model, and prints a table press x ratio x model:
+
+  exact   every (layer, KV head) keeps the same positions;
+  tie     the sets differ only among entries whose kvpress scores are equal (within float rounding): torch.topk
+          keeps an arbitrary subset of tied entries (kvlab keeps the newer), so kvlab's set is one of kvpress's
+          possible results;
+  DIFF    anything else (the number of differing positions is shown).
+
+Exits non-zero when any case is DIFF. Run it in the venv scripts/kvpress-venv creates (kvpress 0.5.5 needs
+transformers < 5.3): `.cache/kvpress-venv/bin/python scripts/kvpress_check.py`.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+import torch
+from safetensors.torch import save_file
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+import kvpress
+
+PROMPT_TOKENS = 200
+
+
+def byte_level_alphabet():
+    """GPT-2's bytes_to_unicode: the printable character standing for each byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+# The prompt's tokens: a consonant (either case) and a vowel, 210 of them, so that 199 distinct ones make a
+# prompt without repeats (a repeated token has a repeated first-layer key norm: a tie kvpress breaks arbitrarily).
+SYLLABLES = [c + v for c in "bcdfghjklmnpqrstvwxzyBCDFGHJKLMNPQRSTVWXZY" for v in "aeiou"]
+BOS, EOS = 256 + len(SYLLABLES), 257 + len(SYLLABLES)
+
+
+def write_tokenizer(directory):
+    """A byte-level BPE whose only merges make the syllables (ids 256...), <s> and </s> after them; kvlab adds
+    <s> before every prompt (add_bos_token)."""
+    alphabet = byte_level_alphabet()
+    vocab = {alphabet[b]: b for b in range(256)}
+    for i, syllable in enumerate(SYLLABLES):
+        vocab[syllable] = 256 + i
+    special = [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+                "special": True} for i, c in ((BOS, "<s>"), (EOS, "</s>"))]
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": special, "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": [f"{s[0]} {s[1]}" for s in SYLLABLES]},
+    }
+    with open(os.path.join(directory, "tokenizer.json"), "w") as f:
+        json.dump(tokenizer, f)
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>"}, f)
+
+
+def prompt():
+    """The prompt's text and token ids (BOS first, 200 in all): 199 distinct syllables in a fixed random order,
+    one word (no merge joins a vowel to a consonant, so the syllables are exactly the tokens)."""
+    syllables = random.Random(21).sample(range(len(SYLLABLES)), PROMPT_TOKENS - 1)
+    return "".join(SYLLABLES[i] for i in syllables), [BOS] + [256 + i for i in syllables]
+
+
+def build_model(family, directory):
+    """A tiny random-weight model of `family`, saved where kvlab loads it; weights wide enough that
+    attention is far from uniform (scores then rarely tie within float rounding)."""
+    torch.manual_seed(0)
+    common = dict(vocab_size=EOS + 1, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0,
+                  tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS, initializer_range=0.2)
+    if family == "llama":
+        config = LlamaConfig(**common)
+        model = LlamaForCausalLM(config)
+    else:
+        raise SystemExit(f"kvpress_check.py: unknown model family '{family}' (llama)")
+    model.config._attn_implementation = "eager"
+    model.eval()
+    os.makedirs(directory, exist_ok=True)
+    model.config.save_pretrained(directory)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(directory, "model.safetensors"))
+    write_tokenizer(directory)
+    return model
+
+
+PRESSES = {"snapkv": kvpress.SnapKVPress, "pyramidkv": kvpress.PyramidKVPress, "streamingllm": kvpress.StreamingLLMPress,
+           "tova": kvpress.TOVAPress, "knorm": kvpress.KnormPress, "keydiff": kvpress.KeyDiffPress,
+           "observedattention": kvpress.ObservedAttentionPress}
+WRAPPERS = {"adakv": kvpress.AdaKVPress, "chunkkv": kvpress.ChunkKVPress}
+
+
+def make_press(name, ratio, options):
+    """kvpress's press for a kvlab `kvpress:<name>` method: kvpress's defaults, then `options` (kvpress names;
+    `scorer` names the press AdaKV and ChunkKV wrap, SnapKV by default)."""
+    if name in WRAPPERS:
+        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}}[name]
+        inner = {k: v for k, v in options.items() if k not in own and k != "scorer"}
+        scorer = PRESSES[options.get("scorer", "snapkv")](compression_ratio=ratio, **inner)
+        return WRAPPERS[name](scorer, **{k: v for k, v in options.items() if k in own})
+    if name not in PRESSES:
+        raise SystemExit(f"kvpress_check.py: unknown press '{name}' ({', '.join(list(PRESSES) + list(WRAPPERS))})")
+    return PRESSES[name](compression_ratio=ratio, **options)
+
+
+def parse_case(text):
+    """`snapkv` or `snapkv/window_size=16/kernel_size=7`: a press and its options."""
+    name, *items = text.split("/")
+    options = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        options[key] = value if not value.replace(".", "").isdigit() else float(value) if "." in value else int(value)
+    return name, options
+
+
+def kvpress_kept(model, press, ids):
+    """Per layer, per KV head: (sorted kept positions, kvpress's score per position or None)."""
+    scorer = press.press if isinstance(press, tuple(WRAPPERS.values())) else press
+    scores = {}
+    if hasattr(scorer, "score"):
+        original = scorer.score
+
+        def capture(module, *args, **kwargs):
+            s = original(module, *args, **kwargs)
+            scores[module.layer_idx] = s[0].detach().clone()
+            return s
+
+        scorer.score = capture
+    # AdaKV masks keys instead of dropping them; it and ChunkKV assert a non-eager attention.
+    headwise = isinstance(press, kvpress.AdaKVPress)
+    model.config._attn_implementation = "sdpa" if isinstance(press, tuple(WRAPPERS.values())) else "eager"
+    with torch.no_grad():
+        full = DynamicCache(config=model.config)
+        model(ids, past_key_values=full)
+        cache = DynamicCache(config=model.config)
+        with press(model):
+            model(ids, past_key_values=cache)
+    model.config._attn_implementation = "eager"
+    kept = []
+    for layer, attention in enumerate(layer.self_attn for layer in model.model.layers):
+        full_keys = full.layers[layer].keys[0]
+        heads = []
+        for head in range(full_keys.shape[0]):
+            if headwise:
+                masked = set()
+                if getattr(attention, "masked_key_indices", None) is not None:
+                    _, h, s = attention.masked_key_indices
+                    masked = {int(p) for hh, p in zip(h.tolist(), s.tolist()) if hh == head}
+                positions = [p for p in range(full_keys.shape[1]) if p not in masked]
+            else:
+                rows = {full_keys[head, p].numpy().tobytes(): p for p in range(full_keys.shape[1])}
+                positions = sorted(rows[k.numpy().tobytes()] for k in cache.layers[layer].keys[0, head])
+            score = scores[layer][head].tolist() if layer in scores else None
+            heads.append((positions, score))
+        kept.append(heads)
+    return kept
+
+
+def kvlab_kept(kvlab, model_dir, text, method, ids, work):
+    out = os.path.join(work, "kept.json")
+    if os.path.exists(out):
+        os.remove(out)
+    run = subprocess.run([kvlab, "run", "--model", model_dir, "--prompt", text, "-n", "0", "--policy", method,
+                          "--kept-out", out, "--json"], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"kvpress_check.py: kvlab run --policy {method} failed: {run.stderr.strip()}")
+    for line in run.stdout.splitlines():
+        event = json.loads(line)
+        if event.get("event") == "prompt":
+            tokens = event["tokens"]
+            if tokens != ids:
+                raise SystemExit(f"kvpress_check.py: kvlab tokenized the prompt as {tokens[:8]}..., transformers got {ids[:8]}...")
+    with open(out) as f:
+        return json.load(f)["positions"]
+
+
+def tied(values):
+    """Whether the scores are equal within float rounding (kvlab and torch round differently)."""
+    values = list(values)
+    scale = max((abs(v) for v in values), default=0.0)
+    return not values or max(values) - min(values) <= 1e-5 * max(scale, 1e-30)
+
+
+def chunk_scores(heads, length):
+    """ChunkKV's chunk scores of a layer from the scorer's: summed over heads, averaged per chunk."""
+    n = len(heads[0][1])
+    total = [sum(score[i] for _, score in heads) for i in range(n)]
+    return [sum(total[c:c + length]) / len(total[c:c + length]) for c in range(0, n, length)]
+
+
+def compare(theirs, ours, across_heads, chunk_length=None):
+    """'exact', 'tie' or 'DIFF n' over every (layer, KV head). A difference is a tie when both sides keep
+    as many entries (per head, or per layer for head-wise budgets) and every entry only one side keeps
+    has the same kvpress score: torch's top-k picks among equal scores arbitrarily, so either set is one of
+    kvpress's possible results."""
+    verdict, differing = "exact", 0
+    for layer, heads in enumerate(theirs):
+        # Groups of entries kept by one side only, each of which must tie: per head, or per layer.
+        groups, same_counts = [], True
+        for head, (positions, score) in enumerate(heads):
+            mine = ours[layer][head]
+            if mine == positions:
+                continue
+            only = set(mine) ^ set(positions)
+            differing += len(only)
+            same_counts &= across_heads or len(mine) == len(positions)
+            if chunk_length:
+                chunks = chunk_scores(heads, chunk_length)
+                scores = [chunks[p // chunk_length] for p in only]
+            else:
+                scores = [score[p] for p in only] if score is not None else [float("nan")]
+            if across_heads and groups:
+                groups[0] += scores
+            else:
+                groups.append(scores)
+        if across_heads:
+            same_counts = sum(len(p) for p, _ in heads) == sum(len(p) for p in ours[layer])
+        if not groups:
+            continue
+        if same_counts and all(tied(g) for g in groups):
+            verdict = "tie" if verdict == "exact" else verdict
+        else:
+            verdict = "DIFF"
+    return verdict if verdict != "DIFF" else f"DIFF {differing}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kvlab", default=".build/debug/kvlab")
+    parser.add_argument("--work", default=None, help="where the models are saved (a temporary directory by default)")
+    parser.add_argument("--models", default="llama")
+    parser.add_argument("--presses", default="snapkv,snapkv/window_size=16/kernel_size=7,pyramidkv,pyramidkv/window_size=16,"
+                        "streamingllm,tova,knorm,keydiff,observedattention,adakv,adakv/window_size=16/alpha_safeguard=0.5,"
+                        "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16",
+                        help="presses, each with kvpress options after '/' (snapkv/window_size=16)")
+    parser.add_argument("--ratios", default="0.25,0.5,0.75")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    args = parser.parse_args()
+    if not os.access(args.kvlab, os.X_OK):
+        raise SystemExit(f"kvpress_check.py: --kvlab {args.kvlab}: not an executable (build kvlab first)")
+    work = args.work or tempfile.mkdtemp(prefix="kvpress-check-")
+    text, ids = prompt()
+    assert len(ids) == PROMPT_TOKENS
+    results, failed = [], False
+    print(f"{'press':<42}{'ratio':>6}  {'model':<8} result")
+    for family in args.models.split(","):
+        model_dir = os.path.join(work, family)
+        model = build_model(family, model_dir)
+        input_ids = torch.tensor([ids])
+        for case in args.presses.split(","):
+            name, options = parse_case(case)
+            for ratio in (float(r) for r in args.ratios.split(",")):
+                theirs = kvpress_kept(model, make_press(name, ratio, options), input_ids)
+                method = ",".join([f"kvpress:{name}"] + [f"{k}={v}" for k, v in options.items()] + [f"ratio={ratio}"])
+                ours = kvlab_kept(args.kvlab, model_dir, text, method, ids, work)
+                chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
+                verdict = compare(theirs, ours, across_heads=name == "adakv", chunk_length=chunk_length)
+                failed |= verdict.startswith("DIFF")
+                kept = sum(len(p) for heads in theirs for p, _ in heads)
+                print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} ({kept} entries kept)", flush=True)
+                results.append({"press": case, "ratio": ratio, "model": family, "result": verdict, "kept": kept})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
