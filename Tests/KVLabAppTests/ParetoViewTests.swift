@@ -76,7 +76,7 @@ import Testing
         harness.generate(24)
         let screen = harness.text(width: 260, height: 50)
         let notes = screen.split(separator: "\n").filter { $0.contains("◉ ") }
-        #expect(screen.contains("not in the sweep; live ΔNLL"), "\(notes)")
+        #expect(screen.contains("not in the sweep; live KL "), "\(notes)")
         #expect(screen.contains("(this sequence; R restarts it)"), "\(notes)")
         #expect(Self.dot(harness.screen(width: 120, height: 40)) != nil)
     }

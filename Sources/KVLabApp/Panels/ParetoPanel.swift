@@ -77,7 +77,8 @@ struct ParetoView {
     }
 
     /// A dot not yet on the sweep's points: placed by the live measurements (this sequence's
-    /// mean ΔNLL against the ghost, its mean resident KV or the workbench's projected decode step),
+    /// mean KL(ghost ‖ run), the ΔNLL expected of the tokens the full cache would choose, as the
+    /// sweep's teacher-forced ΔNLL; its mean resident KV or the workbench's projected decode step),
     /// or with `text` saying why it cannot be. B has no live placement (the ghost measures A).
     private static func dot(_ name: String, settings: RunSettings, live: AppState?, sweep: ParetoSweep, axis: Int) -> Dot {
         var dot = Dot(name: name, label: label(settings), position: nil, inSweep: false, text: "not in the sweep")
@@ -100,7 +101,7 @@ struct ParetoView {
         } else {
             measuredX = kv.reduce(0, +) / Double(max(kv.count, 1))
         }
-        dot.position = (measuredX, ghost.deltaNLLSum / Double(ghost.tokens))
+        dot.position = (measuredX, ghost.klSum / Double(ghost.tokens))
         return dot
     }
 
@@ -123,7 +124,7 @@ struct ParetoView {
                 dot.text = "\(name)\(dot.label): \(values), on the frontier"
             }
         } else if let position = dot.position {
-            dot.text = "\(name)\(dot.label): not in the sweep; live \(y.label) \(y.format(position.y)), \(x.label) \(xText(position.x)) "
+            dot.text = "\(name)\(dot.label): not in the sweep; live KL \(y.format(position.y)) for \(y.label), \(x.label) \(xText(position.x)) "
                 + "(this sequence; \(Keymap.key(for: .rerun)) restarts it)"
         } else {
             dot.text = "\(name)\(dot.label): \(dot.text)"
