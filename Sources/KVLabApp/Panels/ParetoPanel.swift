@@ -77,8 +77,8 @@ struct ParetoView {
     }
 
     /// A dot not yet on the sweep's points: placed by the live measurements (this sequence's
-    /// mean KL(ghost ‖ run), the ΔNLL expected of the tokens the full cache would choose, as the
-    /// sweep's teacher-forced ΔNLL; its mean resident KV or the workbench's projected decode step),
+    /// mean KL from the ghost — the expected ΔNLL of the tokens the full cache would choose, which
+    /// the method cannot flatter by choosing its own — its mean resident KV or the workbench's projected decode step),
     /// or with `text` saying why it cannot be. B has no live placement (the ghost measures A).
     private static func dot(_ name: String, settings: RunSettings, live: AppState?, sweep: ParetoSweep, axis: Int) -> Dot {
         var dot = Dot(name: name, label: label(settings), position: nil, inSweep: false, text: "not in the sweep")
