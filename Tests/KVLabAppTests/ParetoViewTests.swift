@@ -76,9 +76,21 @@ import Testing
         harness.generate(24)
         let screen = harness.text(width: 260, height: 50)
         let notes = screen.split(separator: "\n").filter { $0.contains("◉ ") }
-        #expect(screen.contains("not in the sweep; live ΔNLL"), "\(notes)")
+        #expect(screen.contains("not in the sweep; live KL "), "\(notes)")
         #expect(screen.contains("(this sequence; R restarts it)"), "\(notes)")
         #expect(Self.dot(harness.screen(width: 120, height: 40)) != nil)
+    }
+
+    /// In compare mode the knob keys change B: A stays on the full cache's point, B's dot moves.
+    @Test func compareModeDrawsADotForEachConfiguration() throws {
+        let harness = try Harness()
+        harness.state.pareto = Self.sweep()
+        harness.press(.character("c"))
+        harness.press(.character("e"))  // B: full → window
+        harness.press(.character("p"))
+        let screen = harness.text(width: 200, height: 50)
+        #expect(screen.contains("◉ A full: ΔNLL 0, resident KV 976.6 KiB, on the frontier"))
+        #expect(screen.contains("◉ B window:window=128: ΔNLL 0.05, resident KV 1.1 MiB; beaten by full"))
     }
 
     @Test func withoutASweepTheKeySaysHowToGiveOne() throws {

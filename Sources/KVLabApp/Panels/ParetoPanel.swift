@@ -125,7 +125,7 @@ struct ParetoView {
                 dot.text = "\(name)\(dot.label): \(values), on the frontier"
             }
         } else if let position = dot.position {
-            dot.text = "\(name)\(dot.label): not in the sweep; live \(y.label) as mean KL \(y.format(position.y)), \(x.label) \(xText(position.x)) "
+            dot.text = "\(name)\(dot.label): not in the sweep; live KL \(y.format(position.y)) for \(y.label), \(x.label) \(xText(position.x)) "
                 + "(this sequence; \(Keymap.key(for: .rerun)) restarts it)"
         } else {
             dot.text = "\(name)\(dot.label): \(dot.text)"
