@@ -8,7 +8,14 @@ public enum OutputFile {
     /// The path to write for `path`: `path` itself when nothing or a regular file is there, the
     /// resolved file of a symbolic link to a regular file; anything else is a one-line refusal.
     public static func target(_ path: String) throws -> String {
-        guard let kind = FileKind.of(path, following: false) else { return path }
+        guard let kind = FileKind.of(path, following: false) else {
+            // A new file: its directory must exist, so a pre-check refuses the path before a long run.
+            let parent = (path as NSString).deletingLastPathComponent
+            guard FileKind.of(parent.isEmpty ? "." : parent) == .directory else {
+                throw FileError(path: path, problem: "cannot be created (\(parent) is not a directory)")
+            }
+            return path
+        }
         switch kind {
         case .regular:
             return path

@@ -69,6 +69,16 @@ import Testing
         #expect(s.leftovers == ["fresh.txt"], "no temporary file is left behind")
     }
 
+    @Test func aPathInAMissingDirectoryIsRefusedBeforeWriting() throws {
+        let s = try Scratch()
+        let path = s.directory + "/missing/out.json"
+        let refusal = FileError(path: path, problem: "cannot be created (\(s.directory)/missing is not a directory)")
+        #expect(throws: refusal) { _ = try OutputFile.target(path) }
+        #expect(throws: FileError(path: s.file + "/x", problem: "cannot be created (\(s.file) is not a directory)")) {
+            _ = try OutputFile.target(s.file + "/x")
+        }
+    }
+
     @Test func aFailedWriteLeavesTheOldFile() throws {
         let s = try Scratch()
         struct Stop: Error {}
