@@ -382,7 +382,9 @@ public final class PagedKVCache: KVCache {
         think.endQuery(layer: layer, counted: eviction.think != nil, ledger: &ledger)
         probe.end(layer: layer, layout: layout)
         if promptEnd == nil {
-            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+            let vectors = StoredVectors(store: store, layer: layer)
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads, vectors: vectors) }
+            ledger.add(vectors.ledger)
             // Without a batched prompt, `think` acts once every layer has seen its window.
             think.actIfReady(eviction.think, wholeWindow: true, quantize: true, ledger: &ledger)
         }
