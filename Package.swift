@@ -34,11 +34,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        // kvlab's own C: the decode kernels (integer dot products on the build machine's vector
-        // units) and their worker pool, optimized in debug builds too.
+        // kvlab's own C: the weight kernels (integer dot products, compiled for each vector path
+        // and chosen at run time from the CPU's features) and their worker pool, optimized in
+        // debug builds too.
         .target(
             name: "CKVLabKernels",
-            cSettings: [.unsafeFlags(["-march=native", "-O3"])],
+            cSettings: [.unsafeFlags(["-O3"])],
             linkerSettings: [.linkedLibrary("pthread")]
         ),
         .systemLibrary(
@@ -115,10 +116,11 @@ let package = Package(
         ),
         .target(name: "KVLabCurses", dependencies: ["CNCursesW", "KVLabTUI"]),
 
-        // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses)
+        // MARK: - The workbench: app state, actions, panels, engine worker, run loop (no curses), and
+        // the Pareto view of a sweep store
         .target(
             name: "KVLabApp",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep"]
         ),
 
         // MARK: - Command-line interface
@@ -142,7 +144,7 @@ let package = Package(
         // MARK: - Fuzzer: seeded mutations of every format kvlab reads, each read in a child process
         .executableTarget(
             name: "kvlab-fuzz",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI"]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep"]
         ),
 
         // MARK: - Tests
@@ -158,7 +160,8 @@ let package = Package(
         .testTarget(name: "KVLabCursesTests", dependencies: ["KVLabCurses", "KVLabTUI", "CNCursesW"]),
         .testTarget(
             name: "KVLabAppTests",
-            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTestSupport"],
+            dependencies: ["KVLabApp", "KVLabTUI", "KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabSweep",
+                           "KVLabTestSupport"],
             exclude: ["Snapshots"]
         ),
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),

@@ -30,6 +30,8 @@ public enum AppAction: Hashable, Sendable {
     case cycleDevice(forward: Bool)
     /// Steps through the projected target shapes.
     case cycleTarget(forward: Bool)
+    /// Steps the projected context: 4K, 32K, 128K, the target's maximum.
+    case cycleContext(forward: Bool)
     /// Starts or stops the full-cache ghost.
     case toggleGhost
     /// Starts or stops compare mode (configuration B beside A).
@@ -44,6 +46,8 @@ public enum AppAction: Hashable, Sendable {
     case scroll(up: Bool)
     /// Switches to the next theme.
     case cycleTheme
+    /// Opens the Pareto view of the sweep given with `--sweep`, steps its x axis, closes it.
+    case cyclePareto
     /// Leaves the workbench.
     case quit
 }
@@ -83,7 +87,10 @@ public enum Keymap {
         KeyBinding([.character("c")], "compare mode: B beside A on A's tokens; knob keys change B", group: "Model", action: .toggleCompare),
         KeyBinding([.character("d"), .character("D")], "projected device: next / previous", group: "Projection", action: .cycleDevice(forward: true)),
         KeyBinding([.character("t"), .character("T")], "projected target model: next / previous", group: "Projection", action: .cycleTarget(forward: true)),
+        KeyBinding([.character("x"), .character("X")], "projected context: 4K → 32K → 128K → target's max / back", group: "Projection",
+                   action: .cycleContext(forward: true)),
         KeyBinding([.character("y")], "colour theme: next", group: "Screen", action: .cycleTheme),
+        KeyBinding([.character("p")], "Pareto view of --sweep: vs resident KV → vs latency → off", group: "Screen", action: .cyclePareto),
         KeyBinding([.character("?")], "this help", group: "Screen", action: .toggleHelp),
         KeyBinding([.character("q"), .control("c")], "quit", group: "Screen", action: .quit),
     ])
@@ -101,6 +108,7 @@ public enum Keymap {
         case .sram: return .sram(up: false)
         case .cycleDevice: return .cycleDevice(forward: false)
         case .cycleTarget: return .cycleTarget(forward: false)
+        case .cycleContext: return .cycleContext(forward: false)
         case .scroll: return .scroll(up: false)
         case .pace: return .pace(faster: false)
         default: return binding.action

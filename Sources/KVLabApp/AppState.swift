@@ -33,6 +33,17 @@ public struct Choices: Sendable, Equatable {
     }
 }
 
+/// The title bar's account of a replay: what plays, how fast, and whether it is re-executed.
+public struct ReplayTitle: Sendable, Equatable {
+    /// The speed as the progress line shows it (`2×`, `max`).
+    public var speed: String
+    /// Whether the replay is paused, and whether every event has played.
+    public var paused: Bool
+    public var finished: Bool
+    /// Whether the model re-executes the session (false: recorded metrics only).
+    public var reexecutes: Bool
+}
+
 /// One piece of the generation stream: a prompt, or a generated token at its position.
 public struct StreamPiece: Sendable, Equatable {
     /// The text.
@@ -96,6 +107,8 @@ public struct AppState: Sendable {
     public var pace: Int? = EngineCore.defaultPace
     /// Whether the help overlay is open.
     public var helpVisible = false
+    /// Rows the help overlay is scrolled by.
+    public var helpOffset = 0
     /// The open line editor, if any.
     public var editor: LineEditor?
     /// Prompts entered, oldest first.
@@ -108,6 +121,17 @@ public struct AppState: Sendable {
     public var scrollback = 0
     /// Whether the state changed since the last frame.
     public var dirty = true
+    /// Whether bars tell their segments apart by pattern as well as colour (mono colours or an
+    /// ASCII terminal, where colours alone do not).
+    public var patterned = false
+    /// The guided tour, while it runs (`kvlab tour`).
+    public var tour: Tour?
+    /// What a replay shows in the title bar instead of the live run's state (nil: a live run).
+    public var replay: ReplayTitle?
+    /// The sweep the Pareto view draws (`--sweep`), if any.
+    public var pareto: ParetoSweep?
+    /// The x axis of `pareto` the view shows; nil while it is closed.
+    public var paretoAxis: Int?
 
     // MARK: What the engine reported
 
@@ -200,11 +224,18 @@ public struct AppState: Sendable {
         if key == .resize { dirty = true; return [] }
         if editor != nil { return edit(key) }
         if helpVisible {
-            if key == .escape || key == .character("?") || key == .character("q") { helpVisible = false; dirty = true }
+            scrollHelp(key)
             return []
         }
+        if key == .escape, tour != nil {
+            tour = nil
+            dirty = true
+            return report("tour ended: every key is still there (\(Keymap.key(for: .toggleHelp)) lists them)")
+        }
         guard let action = Keymap.action(for: key) else { return [] }
-        return apply(action)
+        let effects = apply(action)
+        if var running = tour { tour = running.advance(after: action) ? running : nil }
+        return effects
     }
 
     /// Applies an action and returns what the run loop must do.
@@ -213,6 +244,7 @@ public struct AppState: Sendable {
         switch action {
         case .toggleHelp:
             helpVisible.toggle()
+            helpOffset = 0
             return []
         case .editPrompt:
             editor = LineEditor(purpose: .prompt, text: "")
@@ -235,6 +267,12 @@ public struct AppState: Sendable {
             return [.engine(.device(Self.cycle(choices.devices, after: device, forward: forward)))]
         case .cycleTarget(let forward):
             return [.engine(.target(Self.cycle(choices.targets, after: target, forward: forward)))]
+        case .cycleContext(let forward):
+            guard let setup = snapshot?.projection?.setup else {
+                let keys = Keymap.key(for: .cycleDevice(forward: true)) + "/" + Keymap.key(for: .cycleTarget(forward: true))
+                return report("no projection to set a context for (\(keys): device, target)", error: true)
+            }
+            return [.engine(.context(Self.nextContext(after: setup.context, targetMaximum: setup.target.maxContext, forward: forward)))]
         case .toggleGhost:
             return [.engine(.ghost(!ghost))]
         case .toggleCompare:
@@ -256,9 +294,34 @@ public struct AppState: Sendable {
             guard !choices.themes.isEmpty else { return [] }
             theme = Self.cycle(choices.themes, after: theme, forward: true)
             return [.theme(theme)]
+        case .cyclePareto:
+            guard let sweep = pareto else {
+                return report("no sweep to draw: start the workbench with --sweep DIR (a kvlab sweep run --store directory)")
+            }
+            let next = (paretoAxis ?? -1) + 1
+            paretoAxis = next < sweep.axes.count ? next : nil
+            return []
         case .quit:
             return [.quit]
         }
+    }
+
+    /// Keys while the help overlay is open: ↑ ↓ PgUp PgDn Home End scroll it, `?` Esc `q` close it.
+    private mutating func scrollHelp(_ key: Key) {
+        let page = max(screen.rows - 6, 1)
+        let last = WorkbenchScreen.help(glyphs: .unicode).maxOffset(area: WorkbenchScreen.helpArea(columns: screen.columns, rows: screen.rows))
+        switch key {
+        case .escape, .character("?"), .character("q"): helpVisible = false
+        case .up, .character("k"): helpOffset -= 1
+        case .down, .character("j"): helpOffset += 1
+        case .pageUp: helpOffset -= page
+        case .pageDown, .character(" "): helpOffset += page
+        case .home: helpOffset = 0
+        case .end: helpOffset = last
+        default: return
+        }
+        helpOffset = min(max(helpOffset, 0), last)
+        dirty = true
     }
 
     private mutating func edit(_ key: Key) -> [AppEffect] {

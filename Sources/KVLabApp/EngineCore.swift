@@ -20,6 +20,8 @@ public enum EngineCommand: Sendable, Equatable {
     case device(String)
     /// Projects onto another target shape (a catalog name, or `live`).
     case target(String)
+    /// Projects at another context (tokens in the target's cache).
+    case context(Int)
     /// Starts recording a session (from a rerun of the prompt, so the file replays from its
     /// start) that remembers the screen it is recorded on and the projection shown.
     case startRecording(ui: UISettings)
@@ -38,7 +40,8 @@ public enum EngineCommand: Sendable, Equatable {
 /// describes the state after each as an `EngineSnapshot`. Not thread-safe: the worker thread
 /// (or a test, synchronously) owns it.
 public final class EngineCore {
-    /// The context the projection assumes for the target (a long chat, as LLM-Viewer's examples).
+    /// The context the projection assumes for the target at start (a long chat, as LLM-Viewer's
+    /// examples); the context key steps it.
     public static let projectedContext = 4096
     /// Tokens between projections while generating (a projection costs more than a token of the
     /// embedded model; knob, device and target changes project at once).
@@ -62,10 +65,12 @@ public final class EngineCore {
     private var deviceName: String
     private var target: TargetShape?
     private var targetName: String
+    /// Tokens in the projected cache.
+    private var context = EngineCore.projectedContext
     /// The projection of the live state onto `device` × `target` (sessions' projector).
     private var projector: SessionProjector? {
         guard let device, let target else { return nil }
-        return SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: Self.projectedContext),
+        return SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: context),
                                 device: device, target: target)
     }
     private var projection: Projection?
@@ -146,6 +151,11 @@ public final class EngineCore {
                 targetName = name
                 project()
                 event = .notice("target \(name)")
+            case .context(let tokens):
+                try recordProjection(.context, String(tokens))
+                context = tokens
+                project()
+                event = .notice("projected context \(tokens) tokens")
             case .startRecording(let ui):
                 event = try startRecording(ui: ui)
             case .stopRecording:
@@ -242,7 +252,7 @@ public final class EngineCore {
         let path = (sessionDirectory as NSString).appendingPathComponent("kvlab-\(stamp).kvlab.jsonl")
         // The replay shows the device and target on screen now; a device sessions cannot name
         // (the probed this-machine) leaves the projection out, as a run without --device does.
-        let projector = try? SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: Self.projectedContext),
+        let projector = try? SessionProjector(settings: ProjectionSettings(device: deviceName, target: targetName, context: context),
                                               model: run.model)
         let header = try SessionHeader(run: run, model: ModelIdentity(model: run.model, path: modelPath, tokenizer: tokenizerPath),
                                        checkpointEvery: Self.checkpointEvery, ui: ui, projection: projector?.settings)
@@ -252,7 +262,7 @@ public final class EngineCore {
         return try start()
     }
 
-    /// Records a device or target change in the session being recorded, when it projects.
+    /// Records a device, target or context change in the session being recorded, when it projects.
     private func recordProjection(_ setting: ProjectionSetting, _ value: String) throws {
         guard let recorder, recorder.projector != nil else { return }
         try recorder.setProjection(setting, to: value)

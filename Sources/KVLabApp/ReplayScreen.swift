@@ -91,6 +91,10 @@ public struct ReplayScreen {
     public var jumpText: String?
     /// Box drawing and graph glyphs.
     public var glyphs: GlyphSet
+    /// Bars drawn in patterns too (`AppState.patterned`).
+    public var patterned = false
+    /// The session's numbers, shown on a card once every token has played.
+    public var summary: SessionSummary?
 
     /// A replay screen.
     public init(state: AppState, caption: String?, step: Int, total: Int, pace: ReplayPace, reexecutes: Bool, stopped: Bool = false,
@@ -110,27 +114,64 @@ public struct ReplayScreen {
     public init(player: SessionPlayer, pace: ReplayPace, jumpText: String? = nil, glyphs: GlyphSet = .unicode) {
         self.init(state: player.state, caption: player.caption, step: player.step, total: player.totalSteps, pace: pace,
                   reexecutes: player.reexecutes, stopped: player.failure != nil, jumpText: jumpText, glyphs: glyphs)
+        summary = player.summary
     }
 
-    /// Rows below the workbench: the caption bar and the progress line.
+    /// Rows below the panels at the least: the caption's first row and the progress line.
     public static let extraRows = 2
 
-    /// Draws the screen over `buffer`.
+    /// The fewest rows the panels keep below the caption (`WorkbenchScreen.compactHeight`): a
+    /// caption longer than the rest allows is cut to fit.
+    static var panelRows: Int { WorkbenchScreen.compactHeight }
+
+    /// The caption bar: the caption wrapped at words to as many rows as it needs.
+    func captionParagraph() -> Paragraph {
+        Paragraph([Line([Span(" ▶ ", style: .role(.key, .bold)),
+                         Span(caption ?? "(no caption)", style: caption == nil ? .role(.dimText) : .role(.title, .bold))])], wrap: .word)
+    }
+
+    /// Draws the screen over `buffer`: the panels, the caption (as many rows as it wraps to) and
+    /// the progress line; at the end of the session, the card of its numbers over the panels.
     public func render(into buffer: inout Buffer) {
         buffer.reset()
         let area = buffer.area
-        var panels = Buffer(width: area.width, height: max(area.height - Self.extraRows, 0))
-        WorkbenchScreen(state: state, glyphs: glyphs).render(into: &panels)
+        let caption = captionParagraph()
+        let captionRows = min(caption.rowCount(width: area.width), max(area.height - 1 - Self.panelRows, 1))
+        var panels = Buffer(width: area.width, height: max(area.height - captionRows - 1, 0))
+        var state = self.state
+        state.patterned = patterned
+        state.replay = ReplayTitle(speed: pace.speedLabel, paused: state.paused, finished: step >= total, reexecutes: reexecutes)
+        var workbench = WorkbenchScreen(state: state, glyphs: glyphs)
+        workbench.minimumHeight = Self.panelRows
+        workbench.render(into: &panels)
+        if let summary, step >= total, total > 0 { endCard(summary, area: panels.area.inset(horizontal: 1), buffer: &panels) }
         for y in 0..<panels.height {
             for x in 0..<panels.width { buffer[x, y] = panels[x, y] }
         }
-        guard area.height >= Self.extraRows else { return }
-        let captionRow = area.row(area.height - 2)
-        buffer.fill(captionRow, with: Cell(" ", style: Style(background: .role(.selectedBackground))))
-        buffer.put(Line([Span(" ▶ ", style: .role(.key, .bold)),
-                         Span(caption ?? "(no caption)", style: caption == nil ? .role(.dimText) : .role(.title, .bold))]),
-                   row: captionRow, glyphs: glyphs)
+        guard area.height > captionRows else { return }
+        let captionArea = Rect(x: 0, y: area.height - 1 - captionRows, width: area.width, height: captionRows)
+        for row in 0..<captionRows { buffer.fill(captionArea.row(row), with: Cell(" ", style: Style(background: .role(.selectedBackground)))) }
+        caption.render(area: captionArea, buffer: &buffer)
         progress(area.row(area.height - 1), &buffer)
+    }
+
+    /// The end-of-session card: the session's numbers per part, recomputed from its events.
+    private func endCard(_ summary: SessionSummary, area: Rect, buffer: inout Buffer) {
+        let exact = summary.table()
+        let lines = (exact.map { CharacterWidth.of($0) }.max() ?? 0) + 4 <= area.width ? exact : summary.table(compact: true)
+        guard lines.count > 1 else { return }
+        let width = min((lines.map { CharacterWidth.of($0) }.max() ?? 0) + 4, area.width)
+        let popup = area.centered(width: width, height: min(lines.count + 3, area.height))
+        Clear().render(area: popup, buffer: &buffer)
+        let block = Block(titles: [Block.Title(Line("End of session: its numbers, recomputed from the replay", style: .role(.title, .bold))),
+                                   Block.Title(Line("← steps back", style: .role(.dimText)), position: .bottom)],
+                          mergesBorders: false, horizontalPadding: 1, glyphs: glyphs)
+        block.render(area: popup, buffer: &buffer)
+        let inner = block.inner(popup)
+        for (index, line) in lines.enumerated() where index + (index > 0 ? 1 : 0) < inner.height {
+            let row = index + (index > 0 ? 1 : 0)
+            buffer.put(Line(line, style: index == 0 ? .role(.dimText) : .role(.text)), row: inner.row(row), glyphs: glyphs)
+        }
     }
 
     private func progress(_ row: Rect, _ buffer: inout Buffer) {
@@ -206,7 +247,7 @@ public enum ReplayControls {
 
     /// Plays `player` on `terminal` until the user quits or a stop signal arrives.
     public static func run(terminal: some WorkbenchTerminal, player: SessionPlayer, pace: ReplayPace, palette: Palette,
-                           glyphs: GlyphSet) -> Ending {
+                           glyphs: GlyphSet, patterned: Bool = false) -> Ending {
         var pace = pace
         var buffer = Buffer(width: terminal.width, height: terminal.height)
         var jumpText: String?
@@ -226,7 +267,9 @@ public enum ReplayControls {
             if player.state.dirty && now - lastFrame >= Workbench.frameInterval || sizeChanged {
                 if sizeChanged { buffer = Buffer(width: terminal.width, height: terminal.height) }
                 player.prepareFrame()
-                ReplayScreen(player: player, pace: pace, jumpText: jumpText, glyphs: glyphs).render(into: &buffer)
+                var screen = ReplayScreen(player: player, pace: pace, jumpText: jumpText, glyphs: glyphs)
+                screen.patterned = patterned
+                screen.render(into: &buffer)
                 terminal.draw(buffer, palette: palette)
                 player.markDrawn()
                 lastFrame = DispatchTime.now().uptimeNanoseconds

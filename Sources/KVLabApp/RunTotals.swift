@@ -36,18 +36,30 @@ public struct RunTotals: Sendable {
     /// Values kept per history.
     static let historyCapacity = 512
 
-    /// The full-cache ghost against the run, over the tokens it ran for.
+    /// The full-cache ghost against the run, over the tokens it ran for. Both see the run's
+    /// tokens, so only measures of the two distributions on the same context are kept: a ΔNLL of
+    /// tokens the run chose itself flatters it (greedy picks its own most likely token).
     public struct Ghost: Sendable, Equatable {
         /// Tokens compared with the ghost.
         public var tokens = 0
         /// Tokens whose top-1 agreed with the ghost's.
         public var top1Agreements = 0
-        /// Sum of ΔNLL over the compared tokens.
-        public var deltaNLLSum = 0.0
-        /// The first step whose top-1 disagreed with the ghost.
-        public var firstDivergence: Int?
+        /// Sum of KL(ghost ‖ run) over the compared tokens: its mean is the expected ΔNLL of
+        /// tokens the full cache would sample.
+        public var klSum = 0.0
+        /// The first token of this sequence whose top-1 disagreed with the ghost's: its position,
+        /// and how many tokens the sequence had generated before it.
+        public var firstDivergence: Divergence?
         /// The last token's comparison.
         public var last: GhostComparison?
+    }
+
+    /// Where the run first chose differently from the ghost.
+    public struct Divergence: Sendable, Equatable {
+        /// The token's position in the sequence (as the KV map numbers them).
+        public var position: Int
+        /// Tokens the sequence generated before it.
+        public var generated: Int
     }
 
     /// Configuration B against A (and the ghost) in compare mode, over the tokens B followed.
@@ -78,6 +90,8 @@ public struct RunTotals: Sendable {
     public var ttft: Double?
     /// The last token's metrics.
     public var lastToken: TokenMetrics?
+    /// Tokens generated since the sequence started (its prompts excluded).
+    public var generated = 0
     /// The ghost's totals.
     public var ghost = Ghost()
     /// B's totals (empty outside compare mode).
@@ -95,11 +109,16 @@ public struct RunTotals: Sendable {
         if let comparison = metrics.ghost {
             kl.append(comparison.kl)
             ghost.tokens += 1
-            if comparison.top1Agrees { ghost.top1Agreements += 1 } else if ghost.firstDivergence == nil { ghost.firstDivergence = metrics.step }
-            ghost.deltaNLLSum += comparison.deltaNLL
+            if comparison.top1Agrees {
+                ghost.top1Agreements += 1
+            } else if ghost.firstDivergence == nil {
+                ghost.firstDivergence = Divergence(position: metrics.report.position, generated: generated)
+            }
+            ghost.klSum += comparison.kl
         }
         ghost.last = metrics.ghost
         lastToken = metrics
+        generated += 1
         if let step = compareStep {
             compare.latency.append(Double(step.report.timings.totalNanoseconds) / 1e6)
             compare.tokens += 1

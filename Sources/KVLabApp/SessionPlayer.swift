@@ -26,6 +26,8 @@ public final class SessionPlayer {
     public let records: [SessionRecord]
     /// Tokens the session generates.
     public let totalSteps: Int
+    /// The session's numbers per part (the end card).
+    public let summary: SessionSummary
     /// How the file was cut before its recording ended (the reader's `cut`), if it was.
     public let cut: RecordingCut?
     /// What the panels draw.
@@ -63,6 +65,7 @@ public final class SessionPlayer {
         self.initialState = state
         self.state = state
         totalSteps = records.reduce(0) { count, record in if case .token = record.event { count + 1 } else { count } }
+        summary = SessionSummary(header: header, records: records)
         try restart()
     }
 

@@ -50,6 +50,20 @@ extension AppState {
         return list[(index + (forward ? 1 : list.count - 1)) % list.count]
     }
 
+    /// The projected contexts the context key steps through: 4K, 32K, 128K and the target's own
+    /// maximum, in order (the maximum once, where it falls).
+    static func contexts(targetMaximum: Int) -> [Int] {
+        Array(Set([4096, 32768, 131072, targetMaximum])).sorted()
+    }
+
+    /// The projected context after (or before) `current`, wrapping; from a context not in the list,
+    /// the next larger one (or the previous smaller one).
+    static func nextContext(after current: Int, targetMaximum: Int, forward: Bool) -> Int {
+        let list = contexts(targetMaximum: targetMaximum)
+        if forward { return list.first { $0 > current } ?? list[0] }
+        return list.last { $0 < current } ?? list[list.count - 1]
+    }
+
     /// Parameters that size an eviction method's budget.
     static let budgetParameters: Set<String> = ["budget", "window", "heavy", "recent"]
     /// Parameters that give a quantization's bits.

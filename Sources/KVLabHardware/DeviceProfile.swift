@@ -60,6 +60,9 @@ public struct DeviceProfile: Sendable, Equatable {
     public var hostDRAMBandwidth: Double
     /// Host-to-device bandwidth (one direction); nil where there is no bus (unified memory, CPU).
     public var pcieBandwidth: Double?
+    /// Device-to-device bandwidth per direction for tensor parallelism (NVLink); nil where the
+    /// devices talk over PCIe only.
+    public var interconnectBandwidth: Double?
     /// Sequential read bytes per second of local NVMe storage, where known.
     public var nvmeBandwidth: Double?
     /// Dense peak FLOP/s (OP/s for int8) per precision; absent where the device has no such unit.
@@ -73,7 +76,7 @@ public struct DeviceProfile: Sendable, Equatable {
 
     /// File keys of the figures, in file order.
     static let figureKeys = ["sram_per_sm", "sm_count", "l2", "hbm", "hbm_bandwidth", "host_dram", "host_dram_bandwidth",
-                             "pcie_bandwidth", "nvme_bandwidth", "peak_fp32", "peak_fp16", "peak_fp8", "peak_int8"]
+                             "pcie_bandwidth", "interconnect_bandwidth", "nvme_bandwidth", "peak_fp32", "peak_fp16", "peak_fp8", "peak_int8"]
     static let keys = ["name", "kind", "tiers"] + figureKeys + ["compute_efficiency", "memory_efficiency"]
 
     /// SRAM of the whole device (per SM × SMs).
@@ -86,6 +89,12 @@ public struct DeviceProfile: Sendable, Equatable {
     /// bus (read and write at the memory's bandwidth).
     public var effectiveFetchBandwidth: Double {
         (pcieBandwidth ?? hbmBandwidth / 2) * memoryEfficiency
+    }
+
+    /// Bandwidth of a tensor-parallel all-reduce: NVLink where the profile has it, else PCIe
+    /// (else the memory itself, for a device without either).
+    public var effectiveInterconnectBandwidth: Double {
+        (interconnectBandwidth ?? pcieBandwidth ?? hbmBandwidth / 2) * memoryEfficiency
     }
 
     /// The peak used for arithmetic in `precision`: fp16 work falls back to fp32 units on devices
@@ -130,6 +139,7 @@ extension DeviceProfile: ProfileFile {
         hostDRAMBandwidth = try required("host_dram_bandwidth", .bandwidth)
         pcieBandwidth = try optional("pcie_bandwidth", .bandwidth)
         if kind == .gpu, pcieBandwidth == nil { throw d.error("pcie_bandwidth", "a discrete GPU needs its host link's bandwidth") }
+        interconnectBandwidth = try optional("interconnect_bandwidth", .bandwidth)
         nvmeBandwidth = try optional("nvme_bandwidth", .bandwidth)
         var peak: [Precision: Double] = [:]
         peak[.fp32] = try required("peak_fp32", .flops)
@@ -152,7 +162,8 @@ extension DeviceProfile: ProfileFile {
             figure("l2", l2, { formatBytes($0, .profile) }), figure("hbm", hbm, { formatBytes($0, .profile) }),
             figure("hbm_bandwidth", hbmBandwidth, Self.formatBandwidth), figure("host_dram", hostDRAM, { formatBytes($0, .profile) }),
             figure("host_dram_bandwidth", hostDRAMBandwidth, Self.formatBandwidth),
-            figure("pcie_bandwidth", pcieBandwidth, Self.formatBandwidth), figure("nvme_bandwidth", nvmeBandwidth, Self.formatBandwidth),
+            figure("pcie_bandwidth", pcieBandwidth, Self.formatBandwidth),
+            figure("interconnect_bandwidth", interconnectBandwidth, Self.formatBandwidth), figure("nvme_bandwidth", nvmeBandwidth, Self.formatBandwidth),
         ] + Precision.allCases.map { figure("peak_\($0.rawValue)", peak[$0], Self.formatFLOPS) }
         members += figures.compactMap { $0.map { (key: $0.0, value: $0.1) } }
         members.append(("compute_efficiency", .number(computeEfficiency)))

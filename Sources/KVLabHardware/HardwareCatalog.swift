@@ -26,8 +26,18 @@ public enum HardwareCatalog {
     /// Bundled device names, sorted, then `this-machine`.
     public static var deviceNames: [String] { bundledNames("devices") + [thisMachine] }
 
-    /// Bundled target names, sorted, then `live`.
-    public static var targetNames: [String] { bundledNames("targets") + [live] }
+    /// Bundled target names, then `live`: the dense shapes in kvlab's own format first (the ones
+    /// cross-checked against LLM-Viewer), then the Hugging Face configs of sliding-window, MLA,
+    /// MoE and hybrid models, each group sorted.
+    public static var targetNames: [String] {
+        let names = bundledNames("targets")
+        let dense = names.filter { name in
+            guard let path = PackageResources.file("targets/\(name).json", inBundle: bundleName),
+                  let data = try? InputFile.read(path) else { return false }
+            return (try? JSONValue.parse(data))?["kv_heads"] != nil
+        }
+        return dense + names.filter { !dense.contains($0) } + [live]
+    }
 
     private static func bundledNames(_ folder: String) -> [String] {
         guard let directory = PackageResources.directory(named: bundleName)?.appendingPathComponent(folder),
@@ -48,22 +58,32 @@ public enum HardwareCatalog {
         return try DeviceProfile(path: path)
     }
 
-    /// A bundled target by name, a shape file (`.json` in kvlab's shape format), or any model file
-    /// kvlab reads (`config.json`, a safetensors directory, GGUF, llama2.c). `live` is not handled
-    /// here (it is the loaded model). Model files are read by `readModel` (the engine's loaders:
-    /// `HardwareCatalog.target(_:)` in KVLabRun), as this module reads no model format.
+    /// A bundled target by name, a shape file (`.json` in kvlab's shape format), a Hugging Face
+    /// `config.json` (or a directory holding one; any model type, see `HuggingFaceConfig`), or a
+    /// GGUF or llama2.c model file. `live` is not handled here (it is the loaded model). Model
+    /// weights files are read by `readModel` (the engine's loaders: `HardwareCatalog.target(_:)` in
+    /// KVLabRun), as this module reads no weights format.
     public static func target(_ argument: String, readModel: (String) throws -> TargetShape) throws -> TargetShape {
         if isPath(argument) || FileManager.default.fileExists(atPath: argument) {
-            // kvlab's shape files carry "kv_heads"; anything else is a model file (config.json included).
-            if argument.hasSuffix(".json"), let data = try? InputFile.read(argument),
-               (try? JSONValue.parse(data))?["kv_heads"] != nil {
-                return try TargetShape(path: argument, data: data)
+            var isDirectory: ObjCBool = false
+            let config = (argument as NSString).appendingPathComponent("config.json")
+            if FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue,
+               FileManager.default.fileExists(atPath: config) {
+                return try shapeFile(config, id: URL(fileURLWithPath: argument).lastPathComponent)
             }
+            if argument.hasSuffix(".json") { return try shapeFile(argument, id: URL(fileURLWithPath: argument).deletingPathExtension().lastPathComponent) }
             return try readModel(argument)
         }
         guard let path = PackageResources.file("targets/\(argument).json", inBundle: bundleName) else {
             throw UnknownProfileError.target(argument, known: targetNames)
         }
-        return try TargetShape(path: path)
+        return try shapeFile(path, id: argument)
+    }
+
+    /// A `.json` target: kvlab's shape format (it has "kv_heads"), or a Hugging Face config.json.
+    static func shapeFile(_ path: String, id: String) throws -> TargetShape {
+        let data = try InputFile.read(path)
+        if (try? JSONValue.parse(data))?["kv_heads"] != nil { return try TargetShape(path: path, data: data) }
+        return try TargetShape(huggingFace: HuggingFaceConfig(path: path, data: data), id: id)
     }
 }

@@ -25,9 +25,13 @@ struct KVStorageModel {
     let protectedSinks: Int
     /// `mixed`: share of records at the high precision (lane 0).
     let highShare: Double
+    /// Whether values are stored beside the keys; MLA's cache is one latent per entry, costed as
+    /// the key tensor (so quantizing it uses the key layout), with no value tensor.
+    let storesValues: Bool
 
-    init(quant: KVQuantMethod, headDim: Int, float: FloatFormat, mixedHighShare: Double?) {
+    init(quant: KVQuantMethod, headDim: Int, float: FloatFormat, mixedHighShare: Double?, storesValues: Bool = true) {
         self.headDim = headDim
+        self.storesValues = storesValues
         floatBytes = float.bytes
         (keys, values) = quant.recordLayouts(headDim: headDim)
         residual = quant.residual
@@ -39,7 +43,7 @@ struct KVStorageModel {
     var vectorBytes: Double { Double(headDim * floatBytes) }
 
     func keys(_ n: Double) -> Tensor { tensor(keys, n) }
-    func values(_ n: Double) -> Tensor { tensor(values, n) }
+    func values(_ n: Double) -> Tensor { storesValues ? tensor(values, n) : Tensor() }
 
     private func tensor(_ lanes: [KVRecordLayout], _ n: Double) -> Tensor {
         guard let first = lanes.first else { return Tensor(fullPrecision: n * vectorBytes) }
@@ -55,7 +59,7 @@ struct KVStorageModel {
 
     /// Bytes per key (value) entry at its code bits alone: the analytic tools' "KV bits".
     var idealKeyBytes: Double { idealBytes(keys) }
-    var idealValueBytes: Double { idealBytes(values) }
+    var idealValueBytes: Double { storesValues ? idealBytes(values) : 0 }
 
     private func idealBytes(_ lanes: [KVRecordLayout]) -> Double {
         guard let first = lanes.first else { return vectorBytes }
@@ -67,7 +71,10 @@ struct KVStorageModel {
     /// Bytes a quantized entry takes in its record (payload and metadata), for the entry that
     /// leaves the residual window each step.
     var keyRecordBytesPerEntry: Double? { recordBytes(keys) }
-    var valueRecordBytesPerEntry: Double? { recordBytes(values) }
+    var valueRecordBytesPerEntry: Double? { storesValues ? recordBytes(values) : nil }
+
+    /// Full-precision vectors a new entry writes: a key and a value, or MLA's one latent.
+    var appendVectors: Double { storesValues ? 2 : 1 }
 
     private func recordBytes(_ lanes: [KVRecordLayout]) -> Double? {
         guard let first = lanes.first else { return nil }
@@ -78,7 +85,7 @@ struct KVStorageModel {
 
     /// Calibration bytes (fp8 scales, nuq levels) of the whole cache.
     func calibrationBytes(layers: Int, kvHeads: Int) -> Double {
-        (keys + values).reduce(0) { total, lane in
+        (keys + (storesValues ? values : [])).reduce(0) { total, lane in
             switch lane.calibrationScope {
             case .layer: total + Double(lane.calibrationBytes * layers)
             case .head: total + Double(lane.calibrationBytes * layers * kvHeads)

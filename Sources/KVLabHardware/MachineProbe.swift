@@ -72,7 +72,7 @@ public struct MachineProbe: Sendable {
             id: HardwareCatalog.thisMachine, name: "this machine (\(Self.cpuName() ?? "CPU"), \(cores) cores)", kind: .cpu,
             tiers: "CPU: SRAM = each core's private L2, L2 = the shared last-level cache, HBM = main memory (host DRAM is the same memory)",
             sramPerSM: perCore, smCount: cores, l2: shared, hbm: memory, hbmBandwidth: bandwidth, hostDRAM: memory,
-            hostDRAMBandwidth: bandwidth, pcieBandwidth: nil, nvmeBandwidth: nil,
+            hostDRAMBandwidth: bandwidth, pcieBandwidth: nil, interconnectBandwidth: nil, nvmeBandwidth: nil,
             peak: [.fp32: flops], computeEfficiency: 1, memoryEfficiency: 1,
             sources: [
                 "sram_per_sm": "\(sysfs) (per-core L2)", "sm_count": "active processors (\(measured))",

@@ -24,6 +24,8 @@ public struct ProjectionSetup: Sendable, Equatable {
     public var context: Int
     /// Sequences decoded together (weights are read once per step for all of them).
     public var batch: Int
+    /// Devices the model is split over by tensor parallelism (figures are per device).
+    public var devices: Int
     /// Which entries each (layer, KV head) keeps.
     public var eviction: EvictionMethod
     /// How kept entries are stored.
@@ -39,7 +41,7 @@ public struct ProjectionSetup: Sendable, Equatable {
     public var live: LiveKVState?
 
     /// A setup with LLM-Viewer's defaults where not given: f16, batch 1, full fp16 cache, unfused attention.
-    public init(device: DeviceProfile, target: TargetShape, weights: WeightType = .f16, context: Int, batch: Int = 1,
+    public init(device: DeviceProfile, target: TargetShape, weights: WeightType = .f16, context: Int, batch: Int = 1, devices: Int = 1,
                 eviction: EvictionMethod = .full, quant: KVQuantMethod = .fp32, sparse: SparseMethod = .dense,
                 float: FloatFormat = .f16, kernel: AttentionKernel = .naive, live: LiveKVState? = nil) {
         self.device = device
@@ -47,6 +49,7 @@ public struct ProjectionSetup: Sendable, Equatable {
         self.weights = weights
         self.context = context
         self.batch = batch
+        self.devices = devices
         self.eviction = eviction
         self.quant = quant
         self.sparse = sparse
@@ -63,6 +66,8 @@ public enum RooflineBound: String, Sendable, Encodable {
     case memory
     /// Host-to-device fetches (PCIe, or a copy within unified memory).
     case host
+    /// The link between tensor-parallel devices (NVLink, or PCIe).
+    case interconnect
 }
 
 /// One op of a forward pass, summed over the layers it runs in.
@@ -73,9 +78,11 @@ public struct OpCost: Sendable, Equatable, Encodable {
     public var bytes: Double
     /// Bytes fetched from host DRAM.
     public var hostBytes: Double
+    /// Bytes each device sends over the interconnect (tensor parallelism's all-reduces).
+    public var linkBytes: Double = 0
     /// Floating-point operations (dequantization included).
     public var flops: Double
-    /// Roofline time: the largest of compute, memory and host-fetch time.
+    /// Roofline time: the largest of compute, memory, host-fetch and interconnect time.
     public var seconds: Double
     /// Which roof sets its time.
     public var bound: RooflineBound
@@ -95,6 +102,8 @@ public struct PhaseCost: Sendable, Equatable {
     public var bytes: Double { ops.reduce(0) { $0 + $1.bytes } }
     /// Host fetch bytes of the whole pass.
     public var hostBytes: Double { ops.reduce(0) { $0 + $1.hostBytes } }
+    /// Interconnect bytes of the whole pass (per device).
+    public var linkBytes: Double { ops.reduce(0) { $0 + $1.linkBytes } }
     /// FLOPs of the whole pass.
     public var flops: Double { ops.reduce(0) { $0 + $1.flops } }
 
@@ -129,6 +138,8 @@ public struct KVFootprint: Sendable, Equatable, Encodable {
     public var fullPrecision: Double
     /// Positions, policy scores and counters, Quest's page bounds.
     public var policyState: Double
+    /// Linear-attention and state-space layers' fixed state (not KV: no KV method applies).
+    public var recurrentState: Double = 0
     /// Of the above, what lives in host DRAM (block-retrieval's past blocks).
     public var hostResident: Double
     /// The same entries at their code bits alone, no metadata and no residual window (how analytic
@@ -136,7 +147,7 @@ public struct KVFootprint: Sendable, Equatable, Encodable {
     public var ideal: Double
 
     /// Everything the cache holds for one sequence.
-    public var total: Double { quantizedPayload + metadata + fullPrecision + policyState }
+    public var total: Double { quantizedPayload + metadata + fullPrecision + policyState + recurrentState }
     /// What device memory holds.
     public var deviceResident: Double { total - hostResident }
 }
@@ -145,7 +156,8 @@ public struct KVFootprint: Sendable, Equatable, Encodable {
 public struct CapacityReport: Sendable, Equatable, Encodable {
     /// The device's memory in bytes.
     public var deviceMemory: Double
-    /// Bytes of every weight (embedding, layers, norms, classifier when untied).
+    /// Bytes of every weight the device holds (embedding, layers, norms, classifier when untied;
+    /// its shard under tensor parallelism).
     public var weights: Double
     /// KV per sequence in device memory.
     public var kvPerSequence: Double
@@ -215,6 +227,9 @@ public struct Projection: Sendable, Equatable {
     public var meanKept: Double
     /// Assumptions the figures rest on, in words (shown under the table).
     public var notes: [String]
+    /// What the setup runs into: "does not fit" and "beyond the target's context" (shown above
+    /// the figures, in `kvlab project` and the workbench).
+    public var warnings: [String] = []
 
     /// Seconds per decode step.
     public var decodeSeconds: Double { decode.seconds }

@@ -32,10 +32,18 @@ public struct TargetShape: Sendable, Equatable {
     public var qkvBias: Bool
     /// One per layer: global, or local with its sliding window (whose KV holds at most the window).
     public var attentionSpans: [AttentionSpan]
+    /// Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2): the cache holds a latent per token
+    /// instead of per-head keys and values. `headDim` is then the query/key head size (nope + rope).
+    public var latent: LatentAttention?
+    /// Mixture-of-experts feed-forward layers (Mixtral, Qwen3-MoE, DeepSeek, gpt-oss).
+    public var experts: ExpertLayers?
+    /// Linear-attention or state-space layers holding a fixed state per sequence (Qwen3-Next, Jamba).
+    public var recurrent: RecurrentLayers?
 
     /// A shape given figure by figure; every layer global unless `attentionSpans` says.
     public init(id: String, name: String, source: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
-                ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false, attentionSpans: [AttentionSpan]? = nil) {
+                ffn: Int, vocab: Int, tiedEmbeddings: Bool, maxContext: Int, qkvBias: Bool = false, attentionSpans: [AttentionSpan]? = nil,
+                latent: LatentAttention? = nil, experts: ExpertLayers? = nil, recurrent: RecurrentLayers? = nil) {
         self.id = id
         self.name = name
         self.source = source
@@ -50,6 +58,9 @@ public struct TargetShape: Sendable, Equatable {
         self.maxContext = maxContext
         self.qkvBias = qkvBias
         self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layers)
+        self.latent = latent
+        self.experts = experts
+        self.recurrent = recurrent
     }
 
     /// A model kvlab runs, from its configuration.
@@ -65,13 +76,6 @@ public struct TargetShape: Sendable, Equatable {
     public var queryDim: Int { heads * headDim }
     /// Width of the key (and value) projection's output.
     public var kvDim: Int { kvHeads * headDim }
-
-    /// Parameters, the classifier counted once when tied.
-    public var parameterCount: Int {
-        let attention = hidden * queryDim + 2 * hidden * kvDim + queryDim * hidden + (qkvBias ? queryDim + 2 * kvDim : 0)
-        let perLayer = attention + 3 * hidden * ffn + 2 * hidden
-        return vocab * hidden * (tiedEmbeddings ? 1 : 2) + layers * perLayer + hidden
-    }
 
     static let keys = ["name", "source", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
                        "tied_embeddings", "max_context", "qkv_bias"]

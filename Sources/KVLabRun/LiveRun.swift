@@ -167,7 +167,8 @@ public enum SettingChange: Sendable, Equatable {
 public enum StopReason: String, Sendable, Codable {
     /// The model chose its end-of-sequence token.
     case endOfSequence
-    /// Every position of the context is taken.
+    /// The cache has no room for another token: every position of the context is taken by
+    /// entries the method keeps (a method that bounds the cache goes on past the context).
     case contextFull
 }
 
@@ -213,7 +214,8 @@ public struct GhostComparison: Sendable, Equatable, Codable {
     /// −log p_run(token) − (−log p_ghost(token)).
     public var deltaNLL: Double
     /// Share of the ghost's attention, at the step that processed the token, on entries the run
-    /// attended (mean over layers and query heads).
+    /// read: every kept entry under dense attention, the listed ones under a sparse mode (mean
+    /// over layers and query heads).
     public var massKept: Double?
 }
 
@@ -318,7 +320,8 @@ public final class LiveRun {
             text = TextStream()
         }
         // The ghost goes first in every step, so the run's attention mass is measured against
-        // the ghost's attention of the same position.
+        // the ghost's attention of the same position. It ends where its context does.
+        if let ghost, !ghost.engine.hasRoom(for: ids.count), engine.hasRoom(for: ids.count) { try setGhost(false) }
         try ghost?.engine.prefill(ids)
         let report = try engine.prefill(ids).report
         tokens += ids
@@ -331,7 +334,9 @@ public final class LiveRun {
         guard let previous = tokens.last else { throw .emptyInput }
         let token = sampler.sample(engine.logits)
         if token == model.tokenizer.spec.eosID { return .stopped(.endOfSequence) }
-        if engine.position >= cache.layout.capacity { return .stopped(.contextFull) }
+        if !engine.hasRoom() { return .stopped(.contextFull) }
+        // The ghost keeps every entry, so it ends at the context while a bounded cache goes on.
+        if let ghost, !ghost.engine.hasRoom() { try setGhost(false) }
         let quality = StreamingEvaluator.quality(position: engine.position - 1, next: token, logits: engine.logits.baseAddress!,
                                                  ghostLogits: ghost?.engine.logits.baseAddress, vocabulary: model.config.vocabSize,
                                                  massKept: nil, resident: 0)

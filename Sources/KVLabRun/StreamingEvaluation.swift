@@ -144,6 +144,51 @@ public final class StreamingEvaluator {
         }
     }
 
+    /// Teacher-forces one sequence (BOS first) that may run far past the context, one decode
+    /// step per token, without the ghost (a full cache ends at the context). A method that bounds
+    /// its cache renumbers its entries' rotary positions and goes on (`PagedKVCache.makeRoom`);
+    /// the run stops early where the cache has no room for the next token, or with `restart`
+    /// starts again from an empty cache with BOS (`tokens[0]`) before it: chunked perplexity, the
+    /// reference a bounded cache is read against. `bounds` cuts the predicted positions into
+    /// segments (ascending ends) whose mean NLL is reported apart, so quality far past the context
+    /// can be read against quality inside it.
+    public func evaluateSequence(_ tokens: [Int], bounds: [Int], restart: Bool = false) throws(EngineError) -> SequenceEvaluation {
+        engine.reset()
+        var result = SequenceEvaluation(method: label + (restart ? " (restarted)" : ""), tokens: 0)
+        var sums = [Double](repeating: 0, count: bounds.count), counts = [Int](repeating: 0, count: bounds.count)
+        var segment = 0, total = 0.0
+        for t in tokens.indices {
+            if !engine.hasRoom() {
+                guard restart, t > 0 else {
+                    result.stoppedAt = t
+                    break
+                }
+                engine.reset()
+                try engine.decode(tokens[0])
+            }
+            decodeStatistics.add(try engine.decode(tokens[t]))
+            result.tokens += 1
+            let resident = methodCache.residency.total
+            result.peakResidentKVBytes = max(result.peakResidentKVBytes, resident)
+            if t == engine.cache.layout.capacity - 1 { result.residentKVBytesAtContext = resident }
+            result.finalResidentKVBytes = resident
+            guard t + 1 < tokens.count else { continue }
+            let nll = Double(LogitStatistics(engine.logits.baseAddress!, count: engine.config.vocabSize).logSumExp - engine.logits[tokens[t + 1]])
+            while segment < bounds.count - 1, t >= bounds[segment] { segment += 1 }
+            sums[segment] += nll
+            counts[segment] += 1
+            total += nll
+            result.predictions += 1
+        }
+        var start = 0
+        for (i, end) in bounds.enumerated() {
+            if counts[i] > 0 { result.segments.append(.init(start: start, end: start + counts[i], meanNLL: sums[i] / Double(counts[i]))) }
+            start = end
+        }
+        result.meanNLL = total / Double(max(result.predictions, 1))
+        return result
+    }
+
     /// One position's quality from the method's logits `m` and, with a ghost, its logits `g`
     /// (also what `LiveRun` reports for each generated token).
     static func quality(position: Int, next: Int?, logits m: UnsafePointer<Float>, ghostLogits g: UnsafePointer<Float>?,
@@ -224,6 +269,31 @@ public final class StreamingEvaluator {
                 ghostFirstTokenAttention: sinkSteps > 0 ? sinkAttention.map { $0 / Double(sinkSteps) } : nil)
         }
     }
+}
+
+/// A method's streaming perplexity over one long sequence (`StreamingEvaluator.evaluateSequence`).
+public struct SequenceEvaluation: Sendable, Equatable, Codable {
+    /// Mean NLL of the predictions at positions `start..<end`.
+    public struct Segment: Sendable, Equatable, Codable {
+        public var start: Int
+        public var end: Int
+        public var meanNLL: Double
+        public var perplexity: Double { exp(meanNLL) }
+    }
+
+    public var method: String
+    /// Tokens run (BOS included).
+    public var tokens: Int
+    public var predictions = 0
+    /// The position the cache had no room for (a full cache at its context); nil when the run reached the end.
+    public var stoppedAt: Int?
+    public var meanNLL = 0.0
+    public var perplexity: Double { exp(meanNLL) }
+    public var segments: [Segment] = []
+    public var peakResidentKVBytes = 0
+    /// Resident KV bytes after the token at the last position of the context, and after the last token.
+    public var residentKVBytesAtContext: Int?
+    public var finalResidentKVBytes = 0
 }
 
 /// Time and traffic of an engine's decode steps, summed.

@@ -61,7 +61,7 @@ public final class TeacherForcedFollower {
     /// Compares the follower's prediction of `token` with the captured distributions, then
     /// processes the token. Returns nil at a full context (the follower stops with the leader).
     public func follow(_ token: Int) throws(EngineError) -> FollowerStep? {
-        guard engine.position < cache.layout.capacity else { return nil }
+        guard engine.hasRoom() else { return nil }
         let vocabulary = model.config.vocabSize
         let position = engine.position - 1
         let own = engine.logits.baseAddress!

@@ -148,10 +148,10 @@ public struct SessionProjector: Sendable {
     /// ledger) and the run's methods, weight type (stored weights: f16) and attention kernel; f16
     /// activations, batch 1. Nil when the KV quantization does not fit the target's heads.
     public func project(cache: PagedKVCache, positions: Int, lastStep: IOLedger?, settings run: RunSettings) -> Projection? {
-        guard (try? run.quant.check(headDim: target.headDim)) != nil else { return nil }
+        guard (try? run.quant.check(headDim: target.cacheKeyDim)) != nil else { return nil }
         // The tiled kernel keeps its SRAM, raised where the target's heads need more for one tile row.
         let kernel: AttentionKernel = if case .tiled(let sram) = run.attention {
-            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.headDim)))
+            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.cacheKeyDim)))
         } else {
             .naive
         }

@@ -38,17 +38,23 @@ public final class SessionRecorder {
     /// Submits a prompt (`LiveRun.submit`), then checkpoints.
     @discardableResult
     public func submit(prompt: String, continuing: Bool = false) throws -> PromptSubmission {
+        let ghost = run.ghostEnabled
         let submission = try run.submit(prompt: prompt, continuing: continuing)
+        // A ghost at the end of its context stopped before the prompt (as in `step`).
+        if ghost, !run.ghostEnabled { try sink(.ghost(GhostChange(step: submission.step, enabled: false))) }
         try sink(.prompt(submission))
         if checkpointEvery > 0 { try checkpoint() }
         return submission
     }
 
     /// One step (`LiveRun.step`): a token event, and a checkpoint every `checkpointEvery` tokens;
-    /// or a stop event.
+    /// or a stop event. A ghost that reached its context stopped before the token: a ghost event
+    /// says so ahead of it (a replay's run stops it at the same step anyway).
     @discardableResult
     public func step() throws -> StepOutcome {
+        let ghost = run.ghostEnabled
         let outcome = try run.step()
+        if ghost, !run.ghostEnabled, case .token(let metrics) = outcome { try sink(.ghost(GhostChange(step: metrics.step, enabled: false))) }
         switch outcome {
         case .token(let metrics):
             let projected = projector?.project(run: run, last: metrics)?.decodeSeconds

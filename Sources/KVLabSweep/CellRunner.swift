@@ -105,8 +105,8 @@ public final class CellRunner {
         } catch let error as UnknownProfileError {
             throw SweepError("projection '\(pair)': \(error)")
         }
-        try parse { () throws(MethodSpecError) in try quant.check(headDim: target.headDim) }
-        let kernel = try parse { () throws(MethodSpecError) in try AttentionKernel(parsing: cell.attention, headDim: target.headDim) }
+        try parse { () throws(MethodSpecError) in try quant.check(headDim: target.cacheKeyDim) }
+        let kernel = try parse { () throws(MethodSpecError) in try AttentionKernel(parsing: cell.attention, headDim: target.cacheKeyDim) }
         let projection = Projection(ProjectionSetup(device: device, target: target, context: cell.projectContext, eviction: eviction,
                                                     quant: quant, sparse: sparse, kernel: kernel, live: live))
         return CellProjection(pair: pair, device: device.id, target: target.id, context: cell.projectContext,

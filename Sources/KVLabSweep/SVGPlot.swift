@@ -10,8 +10,12 @@ public enum SVGPlot {
     static let palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
     public static func scatter(_ points: [ReportPoint], x: ReportMetric, y: ReportMetric, title: String) -> String {
-        let xs = points.map { x.value($0)! }, ys = points.map { y.value($0)! }
-        let xTicks = ticks(xs, metric: x), yTicks = ticks(ys, metric: y)
+        let xs = points.map { x.value($0)! }, values = points.map { y.value($0)! }
+        let frontier = SweepReport.frontier(zip(xs, values).map { ($0, $1) }, lowerYIsBetter: y.lowerIsBetter)
+        // Points above the ceiling sit on the plot's top edge; their tooltips keep the real values.
+        let ceiling = SweepReport.ceiling(values, frontier: frontier, metric: y)
+        let xTicks = ticks(xs, metric: x), yTicks = ticks(values.map { min($0, ceiling ?? $0) }, metric: y)
+        let ys = values.map { value in ceiling.map { value > $0 ? yTicks.last! : value } ?? value }
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         func px(_ v: Double) -> Double { left + (v - xTicks.first!) / (xTicks.last! - xTicks.first!) * plotWidth }
         func py(_ v: Double) -> Double { top + plotHeight - (v - yTicks.first!) / (yTicks.last! - yTicks.first!) * plotHeight }
@@ -36,7 +40,6 @@ public enum SVGPlot {
         svg.append("<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 24))\" text-anchor=\"middle\">\(escape(x.axisTitle))</text>")
         svg.append("<text transform=\"translate(24 \(f(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(y.axisTitle))</text>")
         // The frontier under the points.
-        let frontier = SweepReport.frontier(zip(xs, ys).map { ($0, $1) }, lowerYIsBetter: y.lowerIsBetter)
         if frontier.count > 1 {
             let path = frontier.map { "\(f(px(xs[$0]))),\(f(py(ys[$0])))" }.joined(separator: " ")
             svg.append("<polyline class=\"frontier\" points=\"\(path)\" fill=\"none\" stroke=\"#222\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>")
@@ -49,7 +52,7 @@ public enum SVGPlot {
             svg.append("<g class=\"series\" fill=\"\(colour)\" stroke=\"\(colour)\">")
             for i in points.indices where points[i].family == family {
                 svg.append(marker(index / palette.count, x: px(xs[i]), y: py(ys[i]), emphasized: onFrontier.contains(i),
-                                  label: "\(points[i].label): \(x.format(xs[i])), \(y.format(ys[i]))"))
+                                  label: "\(points[i].label): \(x.format(xs[i])), \(y.format(values[i]))"))
             }
             svg.append("</g>")
             let ly = top + 10 + Double(index) * 24
@@ -60,6 +63,11 @@ public enum SVGPlot {
         let ly = top + 10 + Double(families.count) * 24
         svg.append("<line x1=\"\(f(left + plotWidth + 14))\" y1=\"\(f(ly))\" x2=\"\(f(left + plotWidth + 34))\" y2=\"\(f(ly))\" stroke=\"#222\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>")
         svg.append("<text x=\"\(f(left + plotWidth + 38))\" y=\"\(f(ly + 5))\">Pareto frontier</text>")
+        if let ceiling {
+            let above = values.filter { $0 > ceiling }.count
+            svg.append("<text class=\"ceiling\" x=\"\(f(left + plotWidth))\" y=\"\(f(top - 8))\" text-anchor=\"end\" font-size=\"12\">"
+                       + "\(above) above \(escape(y.format(ceiling))): drawn on the top edge</text>")
+        }
         svg.append("</svg>")
         return svg.joined(separator: "\n") + "\n"
     }
@@ -77,7 +85,7 @@ public enum SVGPlot {
 
     /// Round ticks covering `values` (or the metric's fixed range); with `binaryTicks`, round in
     /// the largest power of 1024 below the maximum.
-    static func ticks(_ values: [Double], metric: ReportMetric) -> [Double] {
+    public static func ticks(_ values: [Double], metric: ReportMetric) -> [Double] {
         if let range = metric.range { return ticks(min: range.lowerBound, max: range.upperBound) }
         let high = values.max()!
         let unit = metric.binaryTicks && high >= 1024 ? pow(1024, floor(log(high) / log(1024))) : 1

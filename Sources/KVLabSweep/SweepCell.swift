@@ -42,18 +42,26 @@ public struct SweepCell: Codable, Hashable, Sendable {
     }
 
     /// The methods as `eval` labels them (`StreamingEvaluator.label`), with the attention kernel when not naive.
-    public var label: String {
+    public var label: String { Self.label(policy: policy, sparse: sparse, kv: kv, attention: attention) }
+
+    /// The label of a configuration given by its canonical method strings (the workbench finds
+    /// its live settings in a store by it).
+    public static func label(policy: String, sparse: String, kv: String, attention: String) -> String {
         ([policy] + (sparse == "dense" ? [] : [sparse]) + (kv == "fp32" ? [] : [kv]) + (attention == "naive" ? [] : [attention]))
             .joined(separator: " ")
     }
 
-    /// The method family a plot draws as one series: the names of the methods in use, e.g. `h2o`,
-    /// `kivi`, `snapkv+quest` (`full` for the full fp32 cache).
+    /// The method family a plot draws as one series: the names of the methods in use and of the
+    /// eviction method's modifiers, e.g. `h2o`, `kivi`, `snapkv+quest`, `think` (`full+think`),
+    /// `snapkv+think` (`full` for the full fp32 cache).
     public var family: String {
         func name(_ text: String) -> String { String(text.prefix { $0 != ":" && $0 != "+" }) }
-        let parts = [policy == "full" ? nil : name(policy), sparse == "dense" ? nil : name(sparse), kv == "fp32" ? nil : name(kv)]
-            .compactMap { $0 }
-        return parts.isEmpty ? "full" : parts.joined(separator: "+")
+        // Modifiers follow the method as `+name:…` (canonical strings spell every parameter).
+        let modifiers = policy.split(separator: "+").dropFirst().map { name(String($0)) }
+        let base = name(policy)
+        let parts = [base == "full" ? nil : base] + modifiers + [sparse == "dense" ? nil : name(sparse), kv == "fp32" ? nil : name(kv)]
+        let names = parts.compactMap { $0 }
+        return names.isEmpty ? "full" : names.joined(separator: "+")
     }
 
     /// The probe's kind: `perplexity`, `needle` or `two-question`.

@@ -116,6 +116,16 @@ public enum SweepReport {
         return result
     }
 
+    /// The top of a plot's y range when points far worse than the frontier (a method that broke,
+    /// at many times the others' loss) would flatten it: twice the worst of the frontier's `ys`
+    /// and of `extra` (the workbench's live dot). Nil when every point fits below it, or the
+    /// metric is not lower-is-better over an open range. Points above it are drawn at the top.
+    public static func ceiling(_ ys: [Double], frontier: [Int], metric: ReportMetric, extra: [Double] = []) -> Double? {
+        let worst = (frontier.map { ys[$0] } + extra).max() ?? 0
+        guard metric.lowerIsBetter, metric.range == nil, worst > 0, ys.contains(where: { $0 > 2 * worst }) else { return nil }
+        return 2 * worst
+    }
+
     /// The report's files: `NAME.svg` per plot and `summary.md`, as (file name, content).
     public static func files(_ results: [SweepResult]) -> [(name: String, content: String)] {
         let all = points(results)
@@ -140,7 +150,8 @@ public enum SweepReport {
         return files
     }
 
-    static func modelName(_ model: String) -> String {
+    /// A model as plots and tables name it: the file name, or the embedded model.
+    public static func modelName(_ model: String) -> String {
         model == SweepCell.embeddedModel ? "embedded kvlab-shakespeare" : (model as NSString).lastPathComponent
     }
 

@@ -55,7 +55,7 @@ enum ReplayScreenCommand {
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
         let depth = screen.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
         let ending = ReplayControls.run(terminal: terminal, player: player, pace: pace, palette: startTheme.palette(depth: depth),
-                                        glyphs: terminal.glyphs)
+                                        glyphs: terminal.glyphs, patterned: depth == .mono || !terminal.glyphs.isUnicode)
         terminal.stop()
         if case .signal(let signal) = ending { throw ExitCode(128 + signal) }
         if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }

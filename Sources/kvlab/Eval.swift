@@ -12,13 +12,16 @@ struct Eval: ParsableCommand {
         discussion: """
         Each token is one decode step with the method's cache (docs KV-METHODS.md, evaluation \
         protocol); the ghost is the same model with the full fp32 cache in lockstep. A text longer \
-        than --tokens is cut into chunks of --tokens (BOS first); --chunks says how many to run.
+        than --tokens is cut into chunks of --tokens (BOS first); --chunks says how many to run. \
+        --policy, --sparse and --kv repeat: every combination is evaluated. --sequence N instead \
+        runs one sequence of N tokens past the context, without the ghost: methods that bound the \
+        cache go on (their entries renumbered inside the context), the full cache stops at it.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64 (repeat to compare several).")
-    var policy: [String] = ["full"]
+    @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64 (default: full; repeat to compare several).")
+    var policy: [String] = []
 
     @OptionGroup var modes: CacheModeOptions
 
@@ -33,6 +36,9 @@ struct Eval: ParsableCommand {
 
     @Option(name: .long, help: "Tokens of each chunk run as one prompt first, 0 to 1000000 (methods such as snapkv act at its end).")
     var prefill: Int = 0
+
+    @Option(name: .long, help: "Evaluate one sequence of this many tokens (BOS first, 2 to 1000000), past the context, instead of chunks.")
+    var sequence: Int?
 
     @Option(name: .long, help: "Retrieval probe instead of streaming perplexity: needle or two-question.")
     var probe: Probe?
@@ -62,30 +68,60 @@ struct Eval: ParsableCommand {
             throw ValidationError("--chunks must be a number from 1 to \(OptionRange.chunks.upperBound) or 'all', got '\(chunks)'")
         }
         try checkRange(depth, 0...1, option: "--depth")
+        if let sequence {
+            try checkRange(sequence, OptionRange.evalTokens, option: "--sequence")
+            if tokens != nil || chunks != "1" || prefill != 0 || probe != nil {
+                throw ValidationError("--sequence runs one sequence from its first token: it does not combine with --tokens, --chunks, --prefill or --probe")
+            }
+        }
+    }
+
+    /// One cell of the grid: an eviction method with a sparse mode and a KV quantization.
+    struct Cell {
+        var eviction: EvictionMethod
+        var sparse: SparseMethod
+        var quant: KVQuantMethod
+    }
+
+    /// Every combination of `--policy`, `--sparse` and `--kv` in the order given (policies outermost),
+    /// each checked: a pair that does not combine is a one-line error naming both.
+    func grid(headDim: Int) throws -> [Cell] {
+        let policies = try (policy.isEmpty ? ["full"] : policy).map { try EvictionMethod.parse($0, option: "--policy") }
+        let sparseMethods = try modes.sparseMethods(), quantMethods = try modes.quantMethods(headDim: headDim)
+        var cells: [Cell] = []
+        for eviction in policies {
+            for sparse in sparseMethods {
+                for quant in quantMethods {
+                    do { try eviction.check(quant: quant) } catch { throw CLIError("--policy \(eviction) with --kv \(quant): \(error)") }
+                    cells.append(Cell(eviction: eviction, sparse: sparse, quant: quant))
+                }
+            }
+        }
+        return cells
     }
 
     func run() throws {
-        let methods = try policy.map { try EvictionMethod.parse($0, option: "--policy") }
-        let sparseMethod = try modes.sparseMethod()
         let model = try modelOptions.load()
-        let quantMethod = try modes.quantMethod(headDim: model.config.headDim)
+        let cells = try grid(headDim: model.config.headDim)
         var options = modelOptions.engineOptions
         options.attention = try modes.attentionKernel(headDim: model.config.headDim)
-        for method in methods { try modes.check(policy: method, quant: quantMethod) }
         let content = try readTextFile(text)
         let context = min(tokens ?? model.config.contextLength, model.config.contextLength)
         let evaluationText = EvaluationText(content, tokenizer: model.tokenizer)
         let ids = evaluationText.tokens, bos = evaluationText.bos
         guard ids.count >= 1 else { throw CLIError("\(text): no tokens to evaluate") }
         if let probe {
-            try runProbe(probe, methods: methods, sparse: sparseMethod, quant: quantMethod, model: model, filler: content, context: context,
-                         options: options)
+            try runProbe(probe, cells: cells, model: model, filler: content, context: context, options: options)
+            return
+        }
+        if let sequence {
+            try runSequence(sequence, cells: cells, model: model, ids: ids, bos: bos, options: options)
             return
         }
         let chunkLimit = chunks == "all" ? nil : Int(chunks)
         var summaries: [EvaluationSummary] = []
-        for method in methods {
-            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparseMethod, quant: quantMethod,
+        for cell in cells {
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
                                                withGhost: true, options: options)
             summaries.append(try evaluator.evaluateChunks(ids, bos: bos, context: context, maxChunks: chunkLimit, prefill: prefill))
         }
@@ -105,16 +141,15 @@ struct Eval: ParsableCommand {
 
     /// Builds the probe's prompt from the filler text so prompt + answer fit `context` tokens,
     /// then scores every method on it.
-    private func runProbe(_ probe: Probe, methods: [EvictionMethod], sparse: SparseMethod, quant: KVQuantMethod, model: LoadedModel,
-                          filler: String, context: Int, options: EngineOptions) throws {
+    private func runProbe(_ probe: Probe, cells: [Cell], model: LoadedModel, filler: String, context: Int, options: EngineOptions) throws {
         let probeTokens: ProbePrompt
         do {
             probeTokens = try ProbePrompt.build(probeKind(probe), filler: filler, tokenizer: model.tokenizer, context: context)
         } catch let error as ProbeError { throw CLIError(error.description) }
         var results: [ProbeResult] = []
-        for method in methods {
-            let evaluator = StreamingEvaluator(weights: model.weights, eviction: method, sparse: sparse, quant: quant, withGhost: true,
-                                               options: options)
+        for cell in cells {
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
+                                               withGhost: true, options: options)
             results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
         }
         if json {
@@ -131,6 +166,51 @@ struct Eval: ParsableCommand {
              r.ghostAnswered.map { $0 ? "yes" : "no" } ?? "-", formatBytes(r.peakResidentKVBytes)]
         }
         print(Self.render([header] + rows))
+    }
+
+    /// Streaming perplexity over one sequence of `length` tokens (BOS, then the text's first
+    /// `length − 1`): each cell runs until the end or until its cache has no room, with the mean
+    /// NLL inside the context and over the stretches after it (ends at 2, 5, 10, 20 … × the context).
+    /// The first row is the full cache restarted from BOS at each context, the usual chunked
+    /// perplexity, for the same stretches.
+    private func runSequence(_ length: Int, cells: [Cell], model: LoadedModel, ids: [Int], bos: Int, options: EngineOptions) throws {
+        guard ids.count >= length - 1 else { throw CLIError("\(text): \(ids.count) tokens, fewer than --sequence \(length) − 1") }
+        let sequenceTokens = [bos] + ids[..<(length - 1)]
+        let context = model.config.contextLength
+        var bounds: [Int] = []
+        for multiple in [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] where multiple * context < length - 1 { bounds.append(multiple * context) }
+        bounds.append(length - 1)
+        // The reference: the full cache started again at each context (chunked perplexity).
+        let reference = StreamingEvaluator(weights: model.weights, eviction: .full, withGhost: false, options: options)
+        var results = [try reference.evaluateSequence(sequenceTokens, bounds: bounds, restart: true)]
+        for cell in cells {
+            let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
+                                               withGhost: false, options: options)
+            results.append(try evaluator.evaluateSequence(sequenceTokens, bounds: bounds))
+        }
+        if json {
+            FileHandle.standardOutput.write(try JSONDocument.prettyLine(SequenceReport(model: model.config.name, text: text, tokens: length,
+                                                                                       context: context, results: results)))
+            return
+        }
+        print("\(model.config.name): one sequence of \(length) tokens from \(text), context \(context); ppl per stretch of positions"
+            + " (first row: the full cache restarted from BOS at each context)")
+        let starts = [0] + bounds.dropLast()
+        let header = ["method", "tokens run"] + zip(starts, bounds).map { "ppl \($0)–\($1)" }
+            + ["ppl all", "KV at context", "KV at end"]
+        let rows = results.map { r -> [String] in
+            let run = r.stoppedAt == nil ? String(r.tokens) : "\(r.tokens) (stops)"
+            let stretches = zip(starts, bounds).map { start, end -> String in
+                guard let s = r.segments.first(where: { $0.start == start }) else { return "-" }
+                return f(s.perplexity, 2) + (s.end < end ? "*" : "")
+            }
+            let atContext = r.residentKVBytesAtContext.map { formatBytes($0) } ?? "-"
+            return [r.method, run] + stretches + [f(r.perplexity, 2), atContext, formatBytes(r.finalResidentKVBytes)]
+        }
+        print(Self.render([header] + rows))
+        if results.contains(where: { $0.stoppedAt != nil }) {
+            print("stops: the cache had no room for the next token (a method that keeps every entry ends at the context); * partial stretch")
+        }
     }
 
     /// The probe as the options describe it.
@@ -179,6 +259,14 @@ struct Eval: ParsableCommand {
     }
 
     private func f(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+}
+
+private struct SequenceReport: Encodable {
+    var model: String
+    var text: String
+    var tokens: Int
+    var context: Int
+    var results: [SequenceEvaluation]
 }
 
 private struct EvalReport: Encodable {

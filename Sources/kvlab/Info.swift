@@ -1,6 +1,8 @@
 import Foundation
 import ArgumentParser
+import KVLabEngine
 import KVLabFoundation
+import KVLabMethods
 
 /// `kvlab info [MODEL]`: configuration, tensor table, sizes.
 struct Info: ParsableCommand {
@@ -18,8 +20,14 @@ struct Info: ParsableCommand {
         let w = loaded.weights
         print("model        \(c.name)")
         print("file         \(loaded.path) (\(loaded.format.rawValue))")
-        print("architecture llama: dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
+        print("architecture \(c.family.rawValue): dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
         print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
+        print("RoPE scaling \(c.ropeScaling.summary)")
+        print("attention    \(Self.spans(c.attentionSpans))")
+        let extras = w.layers.first.map { layer in
+            [layer.queryBias.map { _ in "q/k/v biases" }, layer.queryNorm.map { _ in "per-head q/k RMSNorm" }].compactMap { $0 }
+        } ?? []
+        if !extras.isEmpty { print("layers       \(extras.joined(separator: ", "))") }
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
         print("weights      \(formatBytes(w.residentBytes)) resident, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place")
@@ -44,6 +52,23 @@ struct Info: ParsableCommand {
                   + tensor.type.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0) + "  " + formatBytes(tensor.byteCount))
         }
         print("\(loaded.tensors.count) tensors, \(formatBytes(loaded.tensors.reduce(0) { $0 + $1.byteCount })) in the file")
+    }
+
+    /// Per-layer attention spans, runs of equal layers grouped: "layers 0-23 global" or
+    /// "layers 0-4 local (window 512), layer 5 global, ...".
+    static func spans(_ spans: [AttentionSpan]) -> String {
+        var runs: [(first: Int, last: Int, span: AttentionSpan)] = []
+        for (layer, span) in spans.enumerated() {
+            if let last = runs.last, last.span == span, last.last == layer - 1 {
+                runs[runs.count - 1].last = layer
+            } else {
+                runs.append((layer, layer, span))
+            }
+        }
+        return runs.map { run in
+            let layers = run.first == run.last ? "layer \(run.first)" : "layers \(run.first)-\(run.last)"
+            return layers + (run.span.window.map { " local (window \($0))" } ?? " global")
+        }.joined(separator: ", ")
     }
 }
 

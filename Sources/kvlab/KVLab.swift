@@ -11,7 +11,7 @@ struct KVLab: ParsableCommand {
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
         version: kvlabVersion,
-        subcommands: [WorkbenchCommand.self, Generate.self, Run.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
+        subcommands: [WorkbenchCommand.self, TourCommand.self, Generate.self, Run.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
         defaultSubcommand: WorkbenchCommand.self
     )
 }
@@ -54,14 +54,15 @@ struct ModelOptions: ParsableArguments {
 }
 
 /// Sparse attention, KV quantization and the attention kernel of a cache, shared by every command
-/// that builds one (in `eval` they apply to every `--policy`). Bad strings are one-line errors
-/// naming the option.
+/// that builds one. `--sparse` and `--kv` repeat only in `eval`, which runs the grid of every
+/// `--policy`, `--sparse` and `--kv`; elsewhere a repeat is an error rather than a silent choice.
+/// Bad strings are one-line errors naming the option.
 struct CacheModeOptions: ParsableArguments {
-    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense).")
-    var sparse: String = "dense"
+    @Option(name: .long, help: "Sparse attention mode, e.g. quest:page=16,budget=128 (default: dense; eval: repeat to compare several).")
+    var sparse: [String] = []
 
-    @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2, q8_0 or kivi:bits=2+prerope+outliers (default: fp32).")
-    var kv: String = "fp32"
+    @Option(name: .long, help: "KV quantization, e.g. kivi:bits=2, q8_0 or kivi:bits=2+prerope+outliers (default: fp32; eval: repeat to compare several).")
+    var kv: [String] = []
 
     @Option(name: .long, help: "Attention kernel: naive (scores materialized in memory) or tiled (FlashAttention tiles sized by --sram).")
     var attention: String = "naive"
@@ -70,8 +71,8 @@ struct CacheModeOptions: ParsableArguments {
     var sram: String?
 
     func validate() throws {
-        _ = try sparseMethod()
-        _ = try KVQuantMethod.parse(kv, option: "--kv")
+        _ = try sparseMethods()
+        for text in kv { _ = try KVQuantMethod.parse(text, option: "--kv") }
         guard ["naive", "tiled"].contains(attention) else { throw CLIError("--attention: '\(attention)' is not naive or tiled") }
         _ = try sramSizes()
     }
@@ -107,15 +108,35 @@ struct CacheModeOptions: ParsableArguments {
         }
     }
 
-    func sparseMethod() throws -> SparseMethod {
-        try SparseMethod.parse(sparse, option: "--sparse")
+    /// Every `--sparse` mode, in the order given (dense when there is none).
+    func sparseMethods() throws -> [SparseMethod] {
+        try (sparse.isEmpty ? ["dense"] : sparse).map { try SparseMethod.parse($0, option: "--sparse") }
     }
 
-    /// The quantization method, checked against the model's head size.
-    func quantMethod(headDim: Int) throws -> KVQuantMethod {
-        let method = try KVQuantMethod.parse(kv, option: "--kv")
-        do { try method.check(headDim: headDim) } catch { throw CLIError("--kv: \(error)") }
-        return method
+    /// The one sparse mode of a command that runs one cache.
+    func sparseMethod() throws -> SparseMethod { try Self.single(sparseMethods(), option: "--sparse") }
+
+    /// Every `--kv` method, in the order given (fp32 when there is none), checked against the model's head size.
+    func quantMethods(headDim: Int) throws -> [KVQuantMethod] {
+        try (kv.isEmpty ? ["fp32"] : kv).map { text in
+            let method = try KVQuantMethod.parse(text, option: "--kv")
+            do { try method.check(headDim: headDim) } catch { throw CLIError("--kv: \(error)") }
+            return method
+        }
+    }
+
+    /// The one quantization method of a command that runs one cache, checked against the model's head size.
+    func quantMethod(headDim: Int) throws -> KVQuantMethod { try Self.single(quantMethods(headDim: headDim), option: "--kv") }
+
+    /// Checks that an option a command takes once was given at most once.
+    static func checkSingle<T>(_ values: [T], option: String) throws {
+        guard values.count > 1 else { return }
+        throw CLIError("\(option) is given \(values.count) times; only eval compares several (it runs every combination)")
+    }
+
+    private static func single<T>(_ methods: [T], option: String) throws -> T {
+        try checkSingle(methods, option: option)
+        return methods[0]
     }
 
     /// Checks that an eviction method fits the quantization (`think` and the key frames of `--kv`).
@@ -127,14 +148,19 @@ struct CacheModeOptions: ParsableArguments {
 /// The KV methods of one engine, shared by the commands that run one.
 struct KVOptions: ParsableArguments {
     @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
-    var policy: String = "full"
+    var policy: [String] = []
 
     @OptionGroup var modes: CacheModeOptions
 
-    func validate() throws { _ = try evictionMethod() }
+    func validate() throws {
+        try CacheModeOptions.checkSingle(policy, option: "--policy")
+        _ = try evictionMethod()
+        try CacheModeOptions.checkSingle(modes.sparse, option: "--sparse")
+        try CacheModeOptions.checkSingle(modes.kv, option: "--kv")
+    }
 
     func evictionMethod() throws -> EvictionMethod {
-        try EvictionMethod.parse(policy, option: "--policy")
+        try EvictionMethod.parse(policy.first ?? "full", option: "--policy")
     }
 
     /// A cache with these methods (`capacity` entries per head, default the context) and the

@@ -15,7 +15,7 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "Device profile name (see --list) or a device FILE.json.")
     var device = ProjectionSettings.defaultDevice
 
-    @Option(name: .long, help: "Target shape name (see --list), 'live' (the loaded model), a shape FILE.json, or any model file kvlab reads (config.json, GGUF, llama2.c).")
+    @Option(name: .long, help: "Target shape name (see --list), 'live' (the loaded model), a shape FILE.json, or any model file kvlab reads (config.json, GGUF, llama2.c); with --fit, 'all' (every bundled target).")
     var target = ProjectionSettings.defaultTarget
 
     @Option(name: .long, help: "Tokens in the cache at the projected decode step (and the prompt length for TTFT), 1 to 16777216.")
@@ -23,6 +23,9 @@ struct Project: ParsableCommand {
 
     @Option(name: .long, help: "Sequences decoded together, 1 to 65536.")
     var batch = 1
+
+    @Option(name: .long, help: "Devices the target is split over by tensor parallelism, 1 to 64 (weights and KV heads sharded, two all-reduces per layer on the profile's interconnect; figures per device).")
+    var devices = 1
 
     @Option(name: .long, help: "Target weight storage (block scales counted).")
     var weights: WeightType = .f16
@@ -41,6 +44,8 @@ struct Project: ParsableCommand {
     @Option(name: .long, help: "Run the live model N tokens, 1 to 1000000 (greedy from BOS) with the KV methods and apply its cache state (kept entries per head, read shares, host fetches).")
     var live: Int?
 
+    @OptionGroup var fitOptions: FitOptions
+
     @Flag(name: .long, help: "Print JSON instead of tables.")
     var json = false
 
@@ -53,6 +58,8 @@ struct Project: ParsableCommand {
     func validate() throws {
         guard context >= 1, context <= CapacityReport.contextSearchLimit else { throw CLIError("--context must be between 1 and \(CapacityReport.contextSearchLimit)") }
         guard batch >= 1, batch <= 1 << 16 else { throw CLIError("--batch must be between 1 and 65536") }
+        guard devices >= 1, devices <= 64 else { throw CLIError("--devices must be between 1 and 64") }
+        try fitOptions.validate()
         if let live { try checkRange(live, OptionRange.live, option: "--live") }
     }
 
@@ -66,6 +73,15 @@ struct Project: ParsableCommand {
             if device != HardwareCatalog.thisMachine { return }
         }
         let deviceProfile = try loadDevice(probe)
+        if fitOptions.fit, target == FitOptions.allTargets {
+            let setup = { (shape: TargetShape) in
+                ProjectionSetup(device: deviceProfile, target: shape, weights: weights, context: context, batch: batch, devices: devices, float: float)
+            }
+            let shapes = try HardwareCatalog.targetNames.filter { $0 != HardwareCatalog.live }.map { try HardwareCatalog.target($0) }
+            let report = try CatalogFitReport(setups: shapes.map(setup), options: fitOptions)
+            if json { FileHandle.standardOutput.write(try JSONDocument.prettyLine(report)) } else { print(report.text) }
+            return
+        }
         var loaded: LoadedModel?
         func liveModel() throws -> LoadedModel {
             if let loaded { return loaded }
@@ -86,16 +102,22 @@ struct Project: ParsableCommand {
             throw CLIError("--target: \(error)")
         }
         let eviction = try kvOptions.evictionMethod()
-        let quant = try kvOptions.modes.quantMethod(headDim: shape.headDim)
+        // MLA's cache entry is its latent and RoPE key: quantization and tiles are sized on it.
+        let quant = try kvOptions.modes.quantMethod(headDim: shape.cacheKeyDim)
         let sparse = try kvOptions.modes.sparseMethod()
-        let kernel = try kvOptions.modes.attentionKernel(headDim: shape.headDim, defaultSRAM: Int(deviceProfile.sramPerSM))
+        let kernel = try kvOptions.modes.attentionKernel(headDim: shape.cacheKeyDim, defaultSRAM: Int(deviceProfile.sramPerSM))
         var state: LiveKVState?
         if let live {
             let model = try liveModel()
             state = try liveState(model: model, tokens: live, eviction: eviction, sparse: sparse)
         }
-        let setup = ProjectionSetup(device: deviceProfile, target: shape, weights: weights, context: context, batch: batch,
+        let setup = ProjectionSetup(device: deviceProfile, target: shape, weights: weights, context: context, batch: batch, devices: devices,
                                     eviction: eviction, quant: quant, sparse: sparse, float: float, kernel: kernel, live: state)
+        if fitOptions.fit {
+            let fit = try FitReport(base: setup, options: fitOptions)
+            if json { FileHandle.standardOutput.write(try JSONDocument.prettyLine(fit)) } else { print(fit.text) }
+            return
+        }
         let projection = Projection(setup)
         if json {
             FileHandle.standardOutput.write(try JSONDocument.prettyLine(ProjectReport(projection)))
@@ -131,20 +153,21 @@ struct Project: ParsableCommand {
     }
 
     private func printList() {
+        let width = (HardwareCatalog.deviceNames + HardwareCatalog.targetNames).map(\.count).max()! + 1
         print("devices (--device NAME, or a FILE.json):")
         for name in HardwareCatalog.deviceNames {
             if name == HardwareCatalog.thisMachine {
-                print("  \(name.padding(toLength: 13, withPad: " ", startingAt: 0)) measured on first use, cached in \(MachineProbe.cacheFile)")
+                print("  \(name.padding(toLength: width, withPad: " ", startingAt: 0)) measured on first use, cached in \(MachineProbe.cacheFile)")
             } else if let profile = try? HardwareCatalog.device(name) {
-                print("  \(name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(describe(profile))")
+                print("  \(name.padding(toLength: width, withPad: " ", startingAt: 0)) \(describe(profile))")
             }
         }
         print("targets (--target NAME, 'live', a shape FILE.json, or a model file):")
         for name in HardwareCatalog.targetNames {
             if name == HardwareCatalog.live {
-                print("  \(name.padding(toLength: 13, withPad: " ", startingAt: 0)) the loaded model (--model, default the embedded one)")
+                print("  \(name.padding(toLength: width, withPad: " ", startingAt: 0)) the loaded model (--model, default the embedded one)")
             } else if let shape = try? HardwareCatalog.target(name) {
-                print("  \(name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(describe(shape))")
+                print("  \(name.padding(toLength: width, withPad: " ", startingAt: 0)) \(describe(shape))")
             }
         }
     }
@@ -157,16 +180,18 @@ struct Project: ParsableCommand {
     }
 
     private func describe(_ t: TargetShape) -> String {
-        "\(t.name): \(t.layers) layers, hidden \(t.hidden), \(t.heads) heads / \(t.kvHeads) KV heads × \(t.headDim), FFN \(t.ffn), "
-            + "vocabulary \(t.vocab), context \(t.maxContext), \(String(format: "%.2f", Double(t.parameterCount) / 1e9))B parameters"
+        let active = t.experts == nil ? "" : String(format: " (%.2fB active)", Double(t.activeParameterCount) / 1e9)
+        return "\(t.name): \(t.layers) layers, hidden \(t.hidden), \(t.heads) heads / \(t.kvHeads) KV heads × \(t.headDim), FFN \(t.ffn), "
+            + "vocabulary \(t.vocab), context \(t.maxContext), \(String(format: "%.2f", Double(t.parameterCount) / 1e9))B parameters\(active); \(t.family)"
     }
 
     private func report(_ p: Projection) -> String {
         let s = p.setup
-        var lines = ["\(s.target.name) on \(s.device.name): weights \(s.weights.rawValue), context \(s.context), batch \(s.batch), "
+        var lines = p.warnings.map { "warning: \($0)" }
+        lines += ["\(s.target.name) on \(s.devices > 1 ? "\(s.devices) × " : "")\(s.device.name): weights \(s.weights.rawValue), context \(s.context), batch \(s.batch), "
             + "float \(s.float.rawValue), kernel \(s.kernel)",
                      "KV methods: --policy \(s.eviction) --kv \(s.quant) --sparse \(s.sparse)", ""]
-        lines.append("decode step" + (s.batch > 1 ? " (\(s.batch) sequences)" : ""))
+        lines.append("decode step" + (s.batch > 1 ? " (\(s.batch) sequences)" : "") + (s.devices > 1 ? ", per device" : ""))
         lines.append(table(p.decode))
         lines.append("")
         let kv = p.kv
@@ -246,6 +271,8 @@ private struct ProjectReport: Encodable {
     var tileEntries: Int
     var meanKept: Double
     var notes: [String]
+    var devices: Int
+    var warnings: [String]
 
     init(_ p: Projection) {
         let s = p.setup
@@ -272,5 +299,7 @@ private struct ProjectReport: Encodable {
         tileEntries = p.tileEntries
         meanKept = p.meanKept
         notes = p.notes
+        devices = s.devices
+        warnings = p.warnings
     }
 }

@@ -177,11 +177,11 @@ struct Export: ParsableCommand {
     @Flag(name: .long, help: "Cast: draw the recorded metrics without running the model.")
     var playback = false
 
-    @Option(name: .long, help: "Cast: milliseconds per token, 0 to 3600000 (default: each token's recorded latency).")
+    @Option(name: .long, help: "Cast: milliseconds per token, 0 to 3600000 (default: 125, the demo's pace; a token's recorded latency is a few ms).")
     var pace: Double?
 
-    @Option(name: .long, help: "Cast: milliseconds each caption is held before the next token, 0 to 3600000.")
-    var captionHold: Double = 0
+    @Option(name: .long, help: "Cast: milliseconds each caption is held before the next token, 0 to 3600000 (default: 3000, the demo's).")
+    var captionHold: Double?
 
     @Option(name: .long, help: "Cast: screen size COLUMNSxROWS (default: the recorded terminal, at least 80x26).")
     var size: String?
@@ -240,8 +240,9 @@ extension Export {
             }
             (width, height) = (parts[0], parts[1])
         }
-        let text = SessionCast.render(player, width: width, height: height, palette: palette, tokenMilliseconds: pace,
-                                      captionHoldMilliseconds: captionHold)
+        let text = SessionCast.render(player, width: width, height: height, palette: palette,
+                                      tokenMilliseconds: pace ?? ReplayPace.demo.fixedTokenMilliseconds,
+                                      captionHoldMilliseconds: captionHold ?? ReplayPace.demo.captionHoldMilliseconds)
         if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }
         do { try OutputFile.write(Data(text.utf8), to: output) } catch let error as FileError { throw CLIError(error.description) }
         print("\(output): \(player.step) tokens, \(text.split(separator: "\n").count - 1) frames, \(width)x\(height)")

@@ -56,7 +56,7 @@ extension Themes {
     /// `kvlab themes preview [THEME]`: every widget on screen in a theme, to choose one (on a
     /// projector, say) before starting the workbench.
     struct Preview: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show every widget in a theme on the terminal (t: next theme, ?: help, q: quit).")
+        static let configuration = CommandConfiguration(abstract: "Show every widget in a theme on the terminal (y: next theme, Y: previous, ?: help, q: quit).")
 
         @Argument(help: "A theme name or file (default: dark, or mono without colours).")
         var theme: String?
@@ -65,8 +65,9 @@ extension Themes {
         var color: ColorSetting = .auto
 
         static let keys = KeyTable<String>([
-            KeyBinding([.character("t")], "next theme", group: "Preview", action: "next theme"),
-            KeyBinding([.character("T")], "previous theme", group: "Preview", action: "previous theme"),
+            // The workbench's theme key (`t` there is the projected target).
+            KeyBinding([.character("y")], "next theme", group: "Preview", action: "next theme"),
+            KeyBinding([.character("Y")], "previous theme", group: "Preview", action: "previous theme"),
             KeyBinding([.character("?")], "show or hide this help", group: "Preview", action: "help"),
             KeyBinding([.character("q"), .escape], "quit", group: "Preview", action: "quit"),
         ])

@@ -35,6 +35,9 @@ struct WorkbenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Start with the full-cache ghost running (quality panel).")
     var ghost = false
 
+    @Option(name: .long, help: "A kvlab sweep store (sweep run --store DIR) whose results for this model p draws as a Pareto view, the live settings as a dot.")
+    var sweep: String?
+
     @Flag(name: .long, help: "Print the keymap as Markdown (the README's) and exit.")
     var keymap = false
 
@@ -42,6 +45,15 @@ struct WorkbenchCommand: ParsableCommand {
         if keymap {
             print(Keymap.table.markdown(), terminator: "")
             return
+        }
+        try open(tour: false)
+    }
+
+    /// Opens the workbench, with the guided tour running when `tour` is true.
+    func open(tour: Bool) throws {
+        // Before the terminal and the model: a wrong store is a one-line error at once.
+        let pareto = try sweep.map { directory in
+            do { return try ParetoSweep(store: directory, model: modelOptions.model) } catch { throw CLIError("--sweep: \(error)") }
         }
         do { try CursesTerminal.requireTerminal() } catch { throw CLIError("\(error)") }
         do { _ = try HardwareCatalog.device(device) } catch { throw CLIError("--device: \(error)") }
@@ -53,6 +65,7 @@ struct WorkbenchCommand: ParsableCommand {
         let run = try LiveRun(model: model, settings: settings, ghost: ghost)
         var state = AppState(modelName: model.config.name, choices: Choices.catalog(themes: catalog.entries().map(\.name)),
                              device: device, target: target, theme: ThemeCatalog.name(ofFile: catalog.path(named: themeArgument) ?? themeArgument))
+        state.pareto = pareto
         let worker = EngineWorker(core: EngineCore(run: run, device: device, target: target,
                                                          modelPath: modelOptions.model, tokenizerPath: modelOptions.tokenizer))
         defer { worker.stop() }
@@ -60,6 +73,8 @@ struct WorkbenchCommand: ParsableCommand {
         let terminal: CursesTerminal
         do { terminal = try CursesTerminal.openInteractive() } catch { throw CLIError("\(error)") }
         let depth = screenOptions.color.depth(environment: ProcessInfo.processInfo.environment, terminal: terminal.colorSupport)
+        state.patterned = depth == .mono || !terminal.glyphs.isUnicode
+        if tour { state.tour = Tour() }
         var stats = WorkbenchStats()
         worker.send(.pause(false))  // a first snapshot: the knobs and projection before any prompt
         if !prompt.isEmpty { worker.send(.submit(prompt)); state.promptHistory.append(prompt) }

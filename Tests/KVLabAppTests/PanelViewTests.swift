@@ -65,13 +65,13 @@ import Testing
 
     @Test func qualityMeansAreOverTheComparedTokens() {
         var state = Self.state(Self.snapshot(RunSettings(), compare: RunSettings()))
-        state.totals.ghost = RunTotals.Ghost(tokens: 4, top1Agreements: 3, deltaNLLSum: 0.2, firstDivergence: 2, last: nil)
+        state.totals.ghost = RunTotals.Ghost(tokens: 4, top1Agreements: 3, klSum: 0.2, firstDivergence: RunTotals.Divergence(position: 9, generated: 2), last: nil)
         state.totals.compare.tokens = 2
         state.totals.compare.klSum = 0.5
         state.totals.compare.ghostKL = (0.3, 3)
         let view = QualityView(state)
         #expect(view.top1Share == 0.75)
-        #expect(abs((view.meanDeltaNLL ?? 0) - 0.05) < 1e-12)
+        #expect(abs((view.meanKL ?? 0) - 0.05) < 1e-12)
         #expect(view.compare?.meanKL == 0.25)
         #expect(abs((view.compare?.meanGhostKL ?? 0) - 0.1) < 1e-12)
         #expect(QualityView(Self.state(Self.snapshot(RunSettings()))).top1Share == nil, "no share before a compared token")

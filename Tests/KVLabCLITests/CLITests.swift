@@ -179,6 +179,49 @@ import Testing
         }
     }
 
+    /// `--policy`, `--sparse` and `--kv` repeat in eval (every combination, policies outermost);
+    /// a pair that does not combine is one line naming both; a command that runs one cache refuses
+    /// a repeat instead of keeping the last.
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func evalRunsTheGridOfPoliciesSparseModesAndQuantizations() throws {
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-grid-\(UUID()).txt").path
+        #expect(FileManager.default.createFile(atPath: text, contents: Data("Once upon a time, there was a little girl named Lily.".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: text) }
+        let result = try Self.run(["eval", "--model", Self.stories, "--text", text, "--policy", "full", "--policy", "window:window=8",
+                                   "--sparse", "dense", "--sparse", "topk:k=4", "--kv", "fp32", "--kv", "q8_0", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let methods = (report["results"] as? [[String: Any]] ?? []).compactMap { $0["method"] as? String }
+        #expect(methods == ["full", "full q8_0:residual=0", "full topk:k=4", "full topk:k=4 q8_0:residual=0", "window:window=8",
+                            "window:window=8 q8_0:residual=0", "window:window=8 topk:k=4", "window:window=8 topk:k=4 q8_0:residual=0"])
+        let bad = try Self.run(["eval", "--model", Self.stories, "--text", text, "--policy", "full", "--policy", "window+think",
+                                "--kv", "fp32", "--kv", "fp32+prerope"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr == "Error: --policy window:window=128+think:lambda=0.5,observation=16 with --kv fp32+prerope: think prunes key "
+            + "channels as attention scores them; it does not combine with prerope\n")
+        let repeated = try Self.run(["generate", "--prompt", "x", "--kv", "q8_0", "--kv", "q4_0"])
+        #expect(repeated.status != 0 && repeated.stderr.contains("--kv is given 2 times; only eval compares several"), "\(repeated.stderr)")
+    }
+
+    /// `eval --sequence`: one sequence past stories260K's 512-token context; the full cache stops
+    /// at it, a streaming cache runs to the end.
+    @Test(.enabled(if: haveStories, "skipped: ../shared/models/stories260K is absent"))
+    func evalSequenceRunsPastTheContext() throws {
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-sequence-\(UUID()).txt").path
+        let story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+        #expect(FileManager.default.createFile(atPath: text, contents: Data(String(repeating: story, count: 40).utf8)))
+        defer { try? FileManager.default.removeItem(atPath: text) }
+        let result = try Self.run(["eval", "--model", Self.stories, "--text", text, "--sequence", "700", "--policy", "full",
+                                   "--policy", "streaming:sinks=4,window=60", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let results = report["results"] as? [[String: Any]] ?? []
+        #expect(results.map { $0["tokens"] as? Int } == [700, 512, 700])
+        #expect(results.map { $0["stoppedAt"] as? Int } == [nil, 512, nil])
+        let bad = try Self.run(["eval", "--text", text, "--sequence", "700", "--chunks", "2"])
+        #expect(bad.status != 0 && bad.stderr.contains("--sequence runs one sequence"))
+    }
+
     @Test func invalidUTF8ArgumentIsRefused() throws {
         // Foundation's Process takes Strings; pass the raw bytes through a shell's printf.
         let process = Process()

@@ -93,4 +93,77 @@ import Testing
         #expect(second.stdout.hasPrefix("kvlab-shakespeare on this machine ("))
         #expect(second.stdout.contains("DRAM (main memory)"))
     }
+
+    /// The limits are said before the figures: a model that does not fit, a context past the target's.
+    @Test func warnsWhenItDoesNotFitOrPassesTheContext() throws {
+        let big = try CLITests.run(["project", "--device", "h100-sxm", "--target", "llama-3.1-70b"])
+        #expect(big.status == 0, "\(big.stderr)")
+        #expect(big.stdout.hasPrefix("warning: does not fit: "), "\(big.stdout.prefix(200))")
+        let long = try CLITests.run(["project", "--target", "llama-2-7b", "--context", "100000"])
+        #expect(long.stdout.contains("warning: beyond the target's context: 100000 tokens, Llama-2-7B is trained for 4096\n"))
+        let split = try CLITests.run(["project", "--device", "h100-sxm", "--devices", "2", "--target", "llama-3.1-70b", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(split.stdout.utf8)) as? [String: Any])
+        #expect(object["fits"] as? Bool == true && (object["warnings"] as? [String])?.isEmpty == true && object["devices"] as? Int == 2)
+        let bad = try CLITests.run(["project", "--devices", "0"])
+        #expect(bad.status != 0 && bad.stderr.contains("--devices must be between 1 and 64"))
+    }
+
+    /// `--fit`: the largest context and batch, and a row per KV setting with ΔNLL from an eval
+    /// results file where it measured the setting.
+    @Test func fitTableWithDeltaNLL() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-eval-\(UUID()).json").path
+        let eval = #"{"results": [{"method": "full kivi:bits=2,group=32,residual=128", "meanNLL": 2.5, "ghostMeanNLL": 2.375}]}"#
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(eval.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try CLITests.run(["project", "--fit", "--device", "h100-sxm", "--target", "llama-3-8b", "--context", "32768",
+                                       "--batch", "8", "--latency", "20", "--results", path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("largest context at batch 8: "))
+        #expect(result.stdout.contains("largest batch at context 32768: "))
+        let kivi = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("full kivi:bits=2,group=32,residual=128 ") })
+        #expect(kivi.hasSuffix("+0.1250"), "\(kivi)")
+        #expect(result.stdout.contains("\nstreaming:sinks=4,window=4092 "))
+        // A real kvlab eval --json: its method label is the row's, its ΔNLL the mean NLL above the ghost.
+        let textPath = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-fit-\(UUID()).txt").path
+        let text = String(repeating: "First Citizen:\nBefore we proceed any further, hear me speak.\n\n", count: 40)
+        #expect(FileManager.default.createFile(atPath: textPath, contents: Data(text.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: textPath) }
+        let measured = try CLITests.run(["eval", "--text", textPath, "--tokens", "400", "--policy", "h2o:heavy=32,recent=32", "--json"])
+        #expect(measured.status == 0, "\(measured.stderr)")
+        let evalFile = textPath + ".json"
+        #expect(FileManager.default.createFile(atPath: evalFile, contents: Data(measured.stdout.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: evalFile) }
+        let summary = try #require(((try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any])?["results"] as? [[String: Any]])?.first)
+        let delta = try #require(summary["meanNLL"] as? Double) - (try #require(summary["ghostMeanNLL"] as? Double))
+        let fromEval = try CLITests.run(["project", "--fit", "--target", "llama-3-8b", "--results", evalFile, "--setting", "policy=h2o:heavy=32,recent=32"])
+        let row = try #require(fromEval.stdout.split(separator: "\n").first { $0.hasPrefix("h2o:heavy=32,recent=32 ") }, "\(fromEval.stderr)")
+        #expect(row.hasSuffix(String(format: "%+.4f", delta)), "\(row)")
+        // A sweep directory: its cells' ΔNLL, averaged per setting.
+        let sweep = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-sweep-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: sweep) }
+        try FileManager.default.createDirectory(at: sweep.appendingPathComponent("results"), withIntermediateDirectories: true)
+        for (id, delta) in [("a", 0.25), ("b", 0.75)] {
+            let cell = #"{"cell": {"policy": "h2o:heavy=2048,recent=2048", "kv": "fp32", "sparse": "dense"}, "quality": {"deltaNLL": "# + "\(delta)}}"
+            try Data(cell.utf8).write(to: sweep.appendingPathComponent("results/\(id).json"))
+        }
+        let swept = try CLITests.run(["project", "--fit", "--target", "llama-3-8b", "--results", sweep.path])
+        let h2o = try #require(swept.stdout.split(separator: "\n").first { $0.hasPrefix("h2o:heavy=2048,recent=2048 ") }, "\(swept.stderr)")
+        #expect(h2o.hasSuffix("+0.5000"), "\(h2o)")
+        let custom = try CLITests.run(["project", "--fit", "--target", "deepseek-v3", "--devices", "8", "--device", "h200",
+                                       "--weights", "q8_0", "--setting", "kv=q4_0", "--memory", "120GiB"])
+        #expect(custom.status == 0, "\(custom.stderr)")
+        #expect(custom.stdout.contains("\nfull q4_0:residual=0 "))
+        let bad = try CLITests.run(["project", "--fit", "--setting", "kv=q4_0 kv=q8_0"])
+        #expect(bad.status != 0 && bad.stderr.contains("--setting 'kv=q4_0 kv=q8_0': kv given twice"))
+        let stray = try CLITests.run(["project", "--latency", "5"])
+        #expect(stray.status != 0 && stray.stderr.contains("need --fit"))
+    }
+
+    /// `--fit --target all`: one row per bundled target (the README's table).
+    @Test func fitEveryTarget() throws {
+        let result = try CLITests.run(["project", "--fit", "--target", "all", "--device", "h200", "--devices", "8", "--weights", "q8_0"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for name in ["llama-3.1-70b", "deepseek-v3", "qwen3-next-80b-a3b", "gemma-3-27b"] { #expect(result.stdout.contains("\n\(name) ")) }
+        #expect(result.stdout.contains("  deepseek-v3: MLA latent 512+64; MoE 8 of 256 experts + shared on 58 layers"))
+    }
 }

@@ -84,10 +84,10 @@ import Testing
         let first = try screen { $0.contains("light · 256") }
         #expect(first.contains("┌ Generation"), "\(first)")
         #expect(first.split(separator: "\n").first?.count == 100)
-        try tmux("send-keys", "-t", "preview", "t")
+        try tmux("send-keys", "-t", "preview", "y")  // the workbench's theme key (issue 16)
         #expect(try screen { $0.contains("mono · 256") }.contains("mono · 256"))
         try tmux("send-keys", "-t", "preview", "?")
-        #expect(try screen { $0.contains("┌ Keys") }.contains("t      next theme"))
+        #expect(try screen { $0.contains("┌ Keys") }.contains("y      next theme"))
 
         try tmux("resize-window", "-t", "preview", "-x", "120", "-y", "35")
         let resized = try screen { $0.split(separator: "\n").first?.count == 120 }

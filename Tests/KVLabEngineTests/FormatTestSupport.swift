@@ -177,7 +177,7 @@ enum Python {
     /// Whether Hugging Face's tokenizers and safetensors (with numpy) import.
     static let hasHF = canImport("tokenizers, safetensors.numpy")
 
-    private static func canImport(_ modules: String) -> Bool {
+    static func canImport(_ modules: String) -> Bool {
         (try? execute(["-c", "import \(modules)"]).status) == 0
     }
 
@@ -192,6 +192,15 @@ enum Python {
         guard result.status == 0 else {
             throw Failure(description: "\(script) \(arguments.joined(separator: " ")) exited \(result.status): \(result.output)")
         }
+    }
+
+    /// Runs `script` with `arguments` and returns what it printed, throwing it when it exits non-zero.
+    static func output(_ script: String, _ arguments: String...) throws -> String {
+        let result = try execute([script] + arguments)
+        guard result.status == 0 else {
+            throw Failure(description: "\(script) \(arguments.joined(separator: " ")) exited \(result.status): \(result.output)")
+        }
+        return result.output
     }
 
     private static func execute(_ arguments: [String]) throws -> (status: Int32, output: String) {

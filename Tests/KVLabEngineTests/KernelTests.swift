@@ -4,8 +4,9 @@ import KVLabMethods
 import KVLabRun
 import Testing
 
-/// The C decode kernels against scalar references: each weight type's row dot product on random
-/// blocks with edge values, the activation quantizer, and the worker pool's row split.
+/// The C kernels against scalar references on every vector path this CPU runs: each weight type's
+/// row dot product and integer tile product on random blocks with edge values, the activation
+/// quantizer, and the worker pool's row split.
 @Suite struct KernelTests {
     /// Block scales at the edges of fp16: the largest finite, the smallest subnormal, a subnormal,
     /// zero, negative ones; then random ordinary scales.
@@ -39,15 +40,32 @@ import Testing
             for b in 0..<blocks {
                 let start = b * type.bytesPerBlock
                 let scale = random.next() % 2 == 0 ? edgeScales[Int(random.next() % UInt64(edgeScales.count))] : Half.fromFloat(random.normal() * 0.1)
-                // The block's fp16 scale d (last in q6_K) and, for q4_1 and q4_K, its minimum.
-                half(scale, at: start + (type == .q6_K ? 208 : 0))
-                if type == .q4_1 || type == .q4_K {
-                    half(random.next() % 3 == 0 ? edgeScales[b % edgeScales.count] : Half.fromFloat(random.normal()), at: start + 2)
+                // The block's fp16 scale d and, for the types with one, its minimum.
+                half(scale, at: start + (scaleOffset[type] ?? 0))
+                if let at = minimumOffset[type] {
+                    half(random.next() % 3 == 0 ? edgeScales[b % edgeScales.count] : Half.fromFloat(random.normal()), at: start + at)
                 }
             }
             for i in 0..<type.bytesPerBlock { bytes[i] = 0 }
         }
         return try bytes.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, type: type, encoded: $0) }
+    }
+
+    /// Where a block's fp16 scale is, where it is not first; and its fp16 minimum, in types with one.
+    static let scaleOffset: [WeightType: Int] = [.q6_K: 208, .q2_K: 80, .q3_K: 108]
+    static let minimumOffset: [WeightType: Int] = [.q4_1: 2, .q5_1: 2, .q4_K: 2, .q5_K: 2, .q2_K: 82]
+
+    /// The quantized types.
+    static let quantizedTypes = WeightType.allCases.filter { ![.f32, .f16, .bf16].contains($0) }
+
+    /// The vector paths this CPU runs.
+    static let paths = [CKV_PATH_PORTABLE, CKV_PATH_AVX2, CKV_PATH_VNNI].map(Int32.init).filter { ckv_path_supported($0) != 0 }
+
+    /// What a kernel of a quantized type multiplies: `x`'s 8-bit codes times their block scales.
+    static func quantized(_ x: [Float]) -> [Float] {
+        let a = QuantizedActivation(capacity: x.count)
+        ckv_quantize_activation(x, Int32(x.count), a.view)
+        return (0..<x.count).map { Float(a.view.qs[$0]) * a.view.d[$0 / 32] }
     }
 
     /// Inputs with an all-zero block, a block of tiny values, a block of large ones, the rest random.
@@ -77,6 +95,8 @@ import Testing
                 sum += q
             }
             #expect(a.view.s[b] == d * Float(sum))
+            let halves = [0, 16].map { h in (h..<(h + 16)).reduce(0) { $0 + Int(a.view.qs[b * 32 + $1]) } }
+            #expect(a.view.h[2 * b] == d * Float(halves[0]) && a.view.h[2 * b + 1] == d * Float(halves[1]))
         }
         #expect(a.view.d[0] == 0 && (0..<32).allSatisfy { a.view.qs[$0] == 0 })
     }
@@ -91,15 +111,55 @@ import Testing
         // The kernel's input: the floats, or the quantized codes times their block scale.
         let effective = type.readsQuantizedActivation ? (0..<cols).map { Float(a.view.qs[$0]) * a.view.d[$0 / 32] } : x
         let decoded = w.decodedValues()
-        for r in 0..<rows {
-            var exact = 0.0, magnitude = 0.0
-            for c in 0..<cols {
-                let product = Double(decoded[r * cols + c]) * Double(effective[c])
-                exact += product
-                magnitude += abs(product)
+        for path in Self.paths {
+            for r in 0..<rows {
+                var exact = 0.0, magnitude = 0.0
+                for c in 0..<cols {
+                    let product = Double(decoded[r * cols + c]) * Double(effective[c])
+                    exact += product
+                    magnitude += abs(product)
+                }
+                let got = x.withUnsafeBufferPointer { ckv_dot_row(path, Int32(type.ggmlTypeID), w.row(r), Int32(cols), $0.baseAddress!, a.view) }
+                #expect(abs(Double(got) - exact) <= 1e-5 * magnitude + 1e-30, "\(type) row \(r) on \(String(cString: ckv_path_name(path))): \(got) vs \(exact)")
             }
-            let got = x.withUnsafeBufferPointer { ckv_dot_row(Int32(type.ggmlTypeID), w.row(r), Int32(cols), $0.baseAddress!, a.view) }
-            #expect(abs(Double(got) - exact) <= 1e-5 * magnitude + 1e-30, "\(type) row \(r): \(got) vs \(exact)")
+        }
+    }
+
+    /// The integer tiles of every quantized type on every vector path: several inputs, a row count
+    /// that leaves a partial tile, edge scales; against the decoded rows times the quantized inputs.
+    @Test(arguments: quantizedTypes)
+    func tileProductMatchesDequantizedReference(type: WeightType) throws {
+        let rows = 21, cols = 512, tokens = 6
+        let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 60 + UInt64(type.ggmlTypeID))
+        let x = (0..<tokens).flatMap { Self.input(cols: cols, seed: 70 + UInt64($0)) }
+        let a = QuantizedActivation(capacity: tokens * cols)
+        let blocks = cols / 32
+        for t in 0..<tokens {
+            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
+                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
+        }
+        let effective = (0..<tokens).flatMap { Self.quantized(Array(x[($0 * cols)..<(($0 + 1) * cols)])) }
+        let decoded = w.decodedValues()
+        for path in Self.paths {
+            var out = [Float](repeating: .nan, count: tokens * rows)
+            out.withUnsafeMutableBufferPointer { o in
+                var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: rows)
+                job.path = path
+                ckv_gemm_part(&job, 0, 1)
+            }
+            for t in 0..<tokens {
+                for r in 0..<rows {
+                    var exact = 0.0, magnitude = 0.0
+                    for c in 0..<cols {
+                        let product = Double(decoded[r * cols + c]) * Double(effective[t * cols + c])
+                        exact += product
+                        magnitude += abs(product)
+                    }
+                    let got = Double(out[t * rows + r])
+                    #expect(abs(got - exact) <= 1e-5 * magnitude + 1e-30,
+                            "\(type) on \(String(cString: ckv_path_name(path))), input \(t) row \(r): \(got) vs \(exact)")
+                }
+            }
         }
     }
 
@@ -135,28 +195,36 @@ import Testing
         #expect(run(threads: 7) == one)
     }
 
-    /// Types without a kernel here are decoded exactly and take a float dot product, on the pool too.
+    /// Types without a row kernel go through the tiles with one input, on the pool too; results do
+    /// not depend on the thread count.
     @Test(arguments: [WeightType.q5_K, .q3_K, .q5_0])
-    func typesWithoutAKernelMatchTheirDecodedRows(type: WeightType) throws {
+    func typesWithoutARowKernelTakeTheTiles(type: WeightType) throws {
         let cols = 512, rows = 160
         var random = Bytes(state: 77)
         let values = (0..<(rows * cols)).map { _ in random.normal() * 0.1 }
         let w = WeightMatrix(rows: rows, cols: cols, values: values, type: type)
-        #expect(!type.hasKernel && !type.readsQuantizedActivation)
+        #expect(!type.hasKernel && type.hasTile && type.readsQuantizedActivation)
         let x = Self.input(cols: cols, seed: 13)
+        let effective = Self.quantized(x)
         let decoded = w.decodedValues()
-        var out = [Float](repeating: .nan, count: rows)
-        var ledger = IOLedger()
-        out.withUnsafeMutableBufferPointer { o in
-            MatVec.multiply(.init(w, into: o.baseAddress!), input: x, scratch: QuantizedActivation(capacity: cols),
-                            pool: WorkerPool(threads: 2), ledger: &ledger)
+        func run(threads: Int) -> [Float] {
+            var out = [Float](repeating: .nan, count: rows)
+            var ledger = IOLedger()
+            out.withUnsafeMutableBufferPointer { o in
+                MatVec.multiply(.init(w, into: o.baseAddress!), input: x, scratch: QuantizedActivation(capacity: cols),
+                                pool: WorkerPool(threads: threads), ledger: &ledger)
+            }
+            #expect(ledger.bytesRead(.weights) == UInt64(w.byteCount))
+            #expect(ledger.bytesRead(.activations) == UInt64(cols * 4 + ckv_activation_bytes(Int32(cols))))
+            return out
         }
+        let out = run(threads: 1)
         for r in 0..<rows {
-            let exact = (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(x[$1]) }
-            let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(decoded[r * cols + $1]) * Double(x[$1])) }
+            let exact = (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(effective[$1]) }
+            let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(decoded[r * cols + $1]) * Double(effective[$1])) }
             #expect(abs(Double(out[r]) - exact) <= 1e-5 * magnitude, "\(type) row \(r)")
         }
-        #expect(ledger.bytesRead(.weights) == UInt64(w.byteCount) && ledger.bytesRead(.activations) == UInt64(cols * 4))
+        #expect(run(threads: 2) == out && run(threads: 3) == out)
     }
 
     @Test func poolRunsEveryShareOnceAcrossManyDispatches() {
@@ -185,7 +253,10 @@ import Testing
         #expect(finite)
     }
 
-    @Test func vectorPathIsNamed() {
+    @Test func vectorPathIsChosenAtRunTime() {
+        #expect(ckv_path_supported(Int32(CKV_PATH_PORTABLE)) != 0)
+        #expect(Self.paths.contains(ckv_active_path()))
+        #expect(String(cString: ckv_vector_path()) == String(cString: ckv_path_name(ckv_active_path())))
         #expect(["avx512-vnni", "avx2", "portable"].contains(String(cString: ckv_vector_path())))
     }
 }

@@ -183,6 +183,11 @@ final class MaskedAttentionCache: KVCache {
         values = Array(repeating: [], count: layout.layerCount)
     }
     var keysBeforeRoPE: Bool { false }
+    func rotaryPosition(_ position: Int) -> Int { position }
+    func hasRoom(position: Int, count: Int) -> Bool { position + count <= layout.capacity }
+    func makeRoom(position: Int, count: Int, ledger: inout IOLedger) throws(EngineError) {
+        guard hasRoom(position: position, count: count) else { throw .contextFull(limit: layout.capacity) }
+    }
     var batchedPrefill: Bool { true }
     func beginPrefill(end: Int) {}
     func endPrefill(ledger: inout IOLedger) {}

@@ -8,6 +8,11 @@ import KVLabFoundation
 @Suite struct ProfileFileTests {
     static let devices = ["a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l4", "rtx-4090", "m2-ultra"]
     static let targets = ["llama-2-7b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "qwen2.5-7b"]
+    /// Hugging Face configs of sliding-window, MLA, MoE and hybrid models, listed after the dense
+    /// shapes, with their model cards' total parameter counts (Gemma-3-27B: its text decoder).
+    static let modern = ["deepseek-v2": 236e9, "deepseek-v3": 671e9, "gemma-2-9b": 9.24e9, "gemma-3-27b": 27.0e9, "gpt-oss-120b": 116.8e9,
+                         "jamba-v0.1": 51.6e9, "kimi-k2": 1.03e12, "mistral-7b-v0.1": 7.24e9, "mixtral-8x7b": 46.7e9,
+                         "qwen3-30b-a3b": 30.5e9, "qwen3-next-80b-a3b": 80e9]
 
     @Test func everyBundledDeviceParsesWithSources() throws {
         #expect(HardwareCatalog.deviceNames == Self.devices.sorted() + ["this-machine"])
@@ -32,7 +37,12 @@ import KVLabFoundation
     /// Parameter counts against the model cards (Llama-2-7B 6.74B, Llama-3-8B 8.03B,
     /// Llama-3.1-70B 70.6B, Mistral-7B-v0.3 7.25B, Qwen2.5-7B 7.61B).
     @Test func everyBundledTargetParses() throws {
-        #expect(HardwareCatalog.targetNames == Self.targets.sorted() + ["live"])
+        #expect(HardwareCatalog.targetNames == Self.targets.sorted() + Self.modern.keys.sorted() + ["live"])
+        for (name, parameters) in Self.modern {
+            let shape = try HardwareCatalog.target(name)
+            #expect(shape.source.hasPrefix("https://huggingface.co/"))
+            #expect(abs(Double(shape.parameterCount) / parameters - 1) < 0.01, "\(name): \(shape.parameterCount)")
+        }
         let published = ["llama-2-7b": 6.74e9, "llama-3-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "mistral-7b": 7.25e9, "qwen2.5-7b": 7.61e9]
         for name in Self.targets {
             let shape = try HardwareCatalog.target(name)

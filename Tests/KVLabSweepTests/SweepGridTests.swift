@@ -25,6 +25,19 @@ import Testing
         #expect(try a.cells().map(\.id) == b.cells().map(\.id))
     }
 
+    /// A series per combination of methods, ThinK's modifier named (it is not the full cache).
+    @Test func familiesNameEveryMethodAndModifier() throws {
+        var grid = SweepGrid()
+        grid.texts = ["t"]
+        grid.policies = ["full", "full+think:lambda=0.5", "snapkv:budget=64+think:lambda=0.25", "h2o:heavy=8,recent=8"]
+        grid.sparse = ["dense", "quest:page=16,budget=64"]
+        grid.kv = ["fp32", "kivi:bits=2"]
+        let families = Set(try grid.cells().map(\.family))
+        #expect(families == ["full", "kivi", "quest", "quest+kivi", "think", "think+kivi", "think+quest", "think+quest+kivi",
+                             "snapkv+think", "snapkv+think+kivi", "snapkv+think+quest", "snapkv+think+quest+kivi",
+                             "h2o", "h2o+kivi", "h2o+quest", "h2o+quest+kivi"])
+    }
+
     @Test func badGridsAreOneLineErrors() {
         var grid = SweepGrid()
         #expect(throws: SweepError.self) { try grid.cells() }

@@ -46,6 +46,23 @@ import FoundationXML
         #expect(frontier.split(separator: " ").filter { $0.contains(",") }.count == 3)
     }
 
+    /// A broken configuration (ΔNLL 3, where the frontier's worst is 0.2) does not flatten the
+    /// plot: the y axis ends at 0.4 and its marker sits on the top edge, its tooltip exact.
+    @Test func pointsFarAboveTheFrontierSitOnTheTopEdge() throws {
+        let points = [Self.point("full", family: "full", kv: 800_000, delta: 0),
+                      Self.point("h2o:heavy=4,recent=4", family: "h2o", kv: 100_000, delta: 0.2),
+                      Self.point("uniform:kbits=2", family: "uniform", kv: 150_000, delta: 3)]
+        #expect(SweepReport.ceiling(points.map(\.deltaNLL), frontier: [1, 0], metric: .deltaNLL) == 0.4)
+        #expect(SweepReport.ceiling(points.map(\.deltaNLL), frontier: [1, 0], metric: .deltaNLL, extra: [2]) == nil, "a dot at 2 widens it")
+        #expect(SweepReport.ceiling([0, 0.5], frontier: [0], metric: .needleAccuracy) == nil, "accuracy keeps its 0–100% axis")
+        let svg = SVGPlot.scatter(points, x: .residentKV, y: .deltaNLL, title: "t")
+        #expect(XMLParser(data: Data(svg.utf8)).parse())
+        #expect(svg.contains("1 above 0.4: drawn on the top edge"))
+        let broken = try #require(svg.split(separator: "\n").first { $0.contains("uniform:kbits=2: 146.5 KiB, 3<") })
+        #expect(broken.contains("cy=\"\(SVGPlot.f(SVGPlot.top))\""), "\(broken)")
+        #expect(!svg.contains(">3<") && svg.contains(">0.4<"), "the ticks end at the ceiling")
+    }
+
     @Test func ticksAreRoundAndCoverTheRange() {
         let small = SVGPlot.ticks(min: 0.013, max: 0.092)
         #expect(small.count == 6 && abs(small[0] - 0) < 1e-12 && abs(small[5] - 0.1) < 1e-12)

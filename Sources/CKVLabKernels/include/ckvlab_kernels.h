@@ -4,32 +4,49 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// kvlab's decode kernels: matrix-vector products that read each weight type in its own block
-/// layout, with integer dot products against an activation vector quantized once per input, and
-/// the persistent worker pool that splits their rows. The vector path is chosen when this file is
-/// compiled (-march=native): AVX-512 VNNI, AVX2, or portable C.
+/// kvlab's weight kernels: matrix-vector products (decode) that read each weight type in its own
+/// block layout, with integer dot products against an activation vector quantized once per input;
+/// integer matrix products of eight rows at a time with many inputs (prefill); and the persistent
+/// worker pool that splits their rows. Each is compiled for three vector paths (AVX-512 VNNI, AVX2,
+/// portable C), one chosen at run time from the CPU's features or the KVLAB_KERNELS variable.
 
 /// Weight types, as kvlab's WeightType (the numbers are ggml's type ids).
 enum {
-    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q8_0 = 8, CKV_Q4_K = 12, CKV_Q6_K = 14, CKV_BF16 = 30,
+    CKV_F32 = 0, CKV_F16 = 1, CKV_Q4_0 = 2, CKV_Q4_1 = 3, CKV_Q5_0 = 6, CKV_Q5_1 = 7, CKV_Q8_0 = 8, CKV_Q2_K = 10,
+    CKV_Q3_K = 11, CKV_Q4_K = 12, CKV_Q5_K = 13, CKV_Q6_K = 14, CKV_IQ4_NL = 20, CKV_IQ4_XS = 23, CKV_BF16 = 30,
 };
+
+/// Vector paths. CKV_PATH_ACTIVE (0, a zeroed job's) is the one chosen at run time.
+enum { CKV_PATH_ACTIVE = 0, CKV_PATH_PORTABLE = 1, CKV_PATH_AVX2 = 2, CKV_PATH_VNNI = 3 };
+
+/// Whether this CPU runs a path.
+int ckv_path_supported(int path);
+
+/// The path the kernels run on: KVLAB_KERNELS (portable, avx2, avx512-vnni or vnni) if set, else
+/// the best this CPU supports. Chosen on first use; a bad or unsupported name exits with an error.
+int ckv_active_path(void);
+
+/// "portable", "avx2" or "avx512-vnni".
+const char *ckv_path_name(int path);
 
 /// An activation vector quantized in blocks of 32 (as ggml's q8_0 / q8_1 activations, with fp32
 /// scales): `qs[i] = round(x[i] / d[b])` for i in block b, `d[b] = max |x| / 127` over the block,
-/// and `s[b] = d[b] · Σ qs` over the block (what offset weight types need).
+/// `s[b] = d[b] · Σ qs` over the block and `h[2b + k] = d[b] · Σ qs` over its half k (what offset
+/// weight types need). Several inputs lie one after the other (input t at qs + t·n, d + t·n/32, ...).
 typedef struct {
     int8_t *qs;
     float *d;
     float *s;
+    float *h;
 } ckv_activation;
 
-/// Bytes a quantized activation of `n` elements (a multiple of 32) takes: what a kernel reads.
+/// Bytes a quantized activation of `n` elements (a multiple of 32) takes: what a row kernel reads.
 size_t ckv_activation_bytes(int n);
 
 /// Quantizes `n` floats (a multiple of 32) into `a`.
 void ckv_quantize_activation(const float *x, int n, ckv_activation a);
 
-/// Whether a weight type has a kernel here (the others are decoded to floats by the caller).
+/// Whether a weight type has a row kernel here (the other quantized types go through tiles).
 int ckv_has_kernel(int type);
 
 /// Whether a weight type's kernel reads the quantized activation (else the float one).
@@ -52,6 +69,7 @@ typedef struct {
     int cols;
     const float *x;
     ckv_activation activation;
+    int path;
 } ckv_matvec;
 
 /// Computes share `index` of `count` of a matvec: a contiguous range of its rows, the same for a
@@ -59,7 +77,32 @@ typedef struct {
 void ckv_matvec_part(void *matvec, int index, int count);
 
 /// The dot product of one row of `type` with the input (float or quantized, as the type needs).
-float ckv_dot_row(int type, const void *row, int cols, const float *x, ckv_activation a);
+float ckv_dot_row(int path, int type, const void *row, int cols, const float *x, ckv_activation a);
+
+/// Whether a weight type can be unpacked into tiles for ckv_gemm (every quantized type).
+int ckv_has_tile(int type);
+
+/// Bytes of one unpacked tile of eight rows of `cols` columns.
+size_t ckv_tile_bytes(int cols);
+
+/// `out[t·out_stride + r] = Σ_c w[r, c] · a_t[c]` for `tokens` quantized inputs: rows unpacked
+/// eight at a time into integer tiles, each tile multiplied with every input.
+typedef struct {
+    const void *weights;
+    size_t row_bytes;
+    int type;
+    int rows;
+    int cols;
+    int tokens;
+    ckv_activation activation;
+    float *out;
+    size_t out_stride;
+    int path;
+} ckv_gemm;
+
+/// Computes share `index` of `count` of a gemm: a contiguous range of its 8-row tiles, each row's
+/// sums in one fixed order (so results do not depend on the count).
+void ckv_gemm_part(void *gemm, int index, int count);
 
 /// A unit of parallel work: share `index` of `count`.
 typedef void (*ckv_task)(void *context, int index, int count);
@@ -76,7 +119,7 @@ int ckv_pool_threads(const ckv_pool *pool);
 /// returns when all are done.
 void ckv_pool_run(ckv_pool *pool, ckv_task task, void *context);
 
-/// The vector path compiled in: "avx512-vnni", "avx2" or "portable".
+/// The active path's name.
 const char *ckv_vector_path(void);
 
 #endif

@@ -14,41 +14,19 @@ struct GenerationView {
         scrollback = state.scrollback
     }
 
-    /// The stream's last `rows` lines wrapped to `width`, each token in its KV state's colour.
-    func lines(width: Int, rows: Int) -> [Line] {
-        // Only the tail can be visible: wrap pieces from the end until they fill more than `rows` lines.
-        let budget = width * (rows + 1)
-        var first = stream.count, characters = 0
-        while first > 0, characters <= budget {
+    /// The stream's tail as a paragraph, each token in its KV state's colour, wrapped at word
+    /// boundaries and scrolled back `scrollback` rows. Only the tail can be visible: pieces are
+    /// taken from the end until they hold `characters`.
+    func paragraph(characters: Int) -> Paragraph {
+        var first = stream.count, count = 0
+        while first > 0, count <= characters {
             first -= 1
-            characters += stream[first].text.count
+            count += stream[first].text.count
         }
-        var lines: [Line] = [Line([])], column = 0
-        for piece in stream[first...] {
-            let pieceStyle: Style = piece.position.map { position in Self.style(map?.tokenState(position: position) ?? .kept) } ?? .role(.text, .bold)
-            var run = ""
-            func flush() {
-                if !run.isEmpty { lines[lines.count - 1].spans.append(Span(run, style: pieceStyle)); run = "" }
-            }
-            for character in piece.text {
-                if character == "\n" {
-                    flush()
-                    lines.append(Line([]))
-                    column = 0
-                    continue
-                }
-                let characterWidth = CharacterWidth.of(character)
-                if column + characterWidth > width {
-                    flush()
-                    lines.append(Line([]))
-                    column = 0
-                }
-                run.append(character)
-                column += characterWidth
-            }
-            flush()
+        let spans = stream[first...].map { piece in
+            Span(piece.text, style: piece.position.map { Self.style(map?.tokenState(position: $0) ?? .kept) } ?? .role(.text, .bold))
         }
-        return Array(lines.suffix(rows))
+        return Paragraph(spans: spans, wrap: .word, scroll: .bottom(scrollback))
     }
 
     static func style(_ kv: KVCellState) -> Style {
@@ -77,12 +55,8 @@ struct GenerationPanel {
                        row: inner.row(0), glyphs: glyphs)
             return
         }
-        let lines = view.lines(width: inner.width, rows: inner.height + view.scrollback)
-        let end = max(lines.count - view.scrollback, 0)
-        let shown = lines[max(end - inner.height, 0)..<end]
-        for (index, line) in shown.enumerated() {
-            buffer.put(line, x: inner.x, y: inner.y + index, clip: inner)
-        }
+        // Wrapping at words leaves rows short: twice the characters of the rows shown is plenty.
+        view.paragraph(characters: 2 * inner.width * (inner.height + view.scrollback + 1)).render(area: inner, buffer: &buffer)
         if view.scrollback > 0 {
             buffer.put(Line("↑ \(view.scrollback) lines back (\(Keymap.key(for: .scroll(up: false))))", style: .role(.warning), alignment: .right),
                        row: inner.row(inner.height - 1), glyphs: glyphs)

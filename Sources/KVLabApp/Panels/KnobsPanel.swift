@@ -128,8 +128,11 @@ struct KnobsPanel {
         }
         guard let now = view.kvNow, y < inner.bottom else { return }
         let share = now.keptShare.map { String(format: "%.0f%%", 100 * $0) } ?? "–"
+        // Past the context a bounded cache goes on with its entries renumbered for RoPE.
+        let position = now.position <= now.contextLength ? "position \(now.position)/\(now.contextLength)"
+            : "position \(now.position), past the \(now.contextLength) context"
         buffer.put(Line([Span("KV now  ", style: .role(.dimText)), Span(formatBytes(now.resident), style: .role(.highlight)),
-                         Span(" resident, \(share) of entries kept, position \(now.position)/\(now.contextLength)", style: .role(.text))]),
+                         Span(" resident, \(share) of entries kept, \(position)", style: .role(.text))]),
                    row: Rect(x: inner.x, y: y, width: inner.width, height: 1), glyphs: glyphs)
     }
 

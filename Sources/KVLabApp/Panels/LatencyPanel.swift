@@ -1,4 +1,5 @@
 import Foundation
+import KVLabFoundation
 import KVLabTUI
 
 /// What the Latency panel shows: measured step times (and B's in compare mode), the prompt's
@@ -17,6 +18,16 @@ struct LatencyView {
         var context: Int
         var device: String
         var target: String
+        /// Memory needed and the device's, when the batch does not fit it.
+        var overflow: Overflow?
+        /// The target's trained context, when the projected context passes it.
+        var beyond: Int?
+    }
+
+    /// Bytes a projection needs beyond the device's memory.
+    struct Overflow: Equatable {
+        var used: Double
+        var memory: Double
     }
 
     /// Measured step times (ms), oldest first.
@@ -33,8 +44,11 @@ struct LatencyView {
         ttft = state.totals.ttft
         if let projection = state.snapshot?.projection {
             let setup = projection.setup
+            let capacity = projection.capacity
             projected = Projected(decodeSeconds: projection.decodeSeconds, ttftSeconds: projection.ttft, context: setup.context,
-                                  device: setup.device.name, target: setup.target.name)
+                                  device: setup.device.name, target: setup.target.name,
+                                  overflow: capacity.fits ? nil : Overflow(used: capacity.used, memory: capacity.deviceMemory),
+                                  beyond: setup.context > setup.target.maxContext ? setup.target.maxContext : nil)
         }
     }
 }
@@ -70,6 +84,16 @@ struct LatencyPanel {
                        Span(String(format: "%.2f ms", p99)), Span("  tok/s ", style: .role(.dimText)), Span(String(format: "%.0f", 1000 / max(p50, 1e-6)))]))
         } else {
             line(Line("here: no tokens yet", style: .role(.dimText)))
+        }
+        // The projection's limits before the rest, so a short panel still shows them.
+        if let overflow = view.projected?.overflow {
+            line(Line([Span("does not fit ", style: .role(.error, .bold)),
+                       Span("\(formatBytes(overflow.used, .compact))/\(formatBytes(overflow.memory, .compact))", style: .role(.error))]))
+        }
+        if let trained = view.projected?.beyond {
+            // Short where the panel is narrow (80 columns), so the figure stays visible.
+            let words = inner.width >= 36 ? "beyond the target's context " : "beyond context "
+            line(Line([Span(words, style: .role(.warning, .bold)), Span("(\(trained))", style: .role(.warning))]))
         }
         if let ttft = view.ttft { line(Line([Span("TTFT ", style: .role(.dimText)), Span(String(format: "%.1f ms", ttft)), Span(" (prompt pass)", style: .role(.dimText))])) }
         if let projected = view.projected {

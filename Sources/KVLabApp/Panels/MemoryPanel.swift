@@ -76,6 +76,8 @@ struct MemoryView {
 struct MemoryPanel {
     var view: MemoryView?
     var glyphs: GlyphSet
+    /// Segments drawn in patterns too (`AppState.patterned`).
+    var patterned = false
 
     func render(area: Rect, buffer: inout Buffer) {
         let frame = WorkbenchScreen.block("Memory hierarchy", glyphs: glyphs)
@@ -87,7 +89,7 @@ struct MemoryPanel {
         var y = inner.y
         for bar in view.bars where y < inner.bottom {
             buffer.put(bar.label, x: inner.x, y: y, style: .role(.dimText), clip: inner)
-            CapacityBar(segments: bar.segments, capacity: bar.capacity, glyphs: glyphs)
+            CapacityBar(segments: bar.segments, capacity: bar.capacity, patterned: patterned, glyphs: glyphs)
                 .render(area: Rect(x: inner.x + labelWidth, y: y, width: barWidth, height: 1), buffer: &buffer)
             buffer.put(Line(bar.value, alignment: .right), row: Rect(x: inner.right - valueWidth, y: y, width: valueWidth, height: 1), glyphs: glyphs)
             y += 1

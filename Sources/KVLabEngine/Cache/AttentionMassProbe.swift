@@ -1,8 +1,9 @@
 import KVLabMethods
 
 /// The ghost's measurement: the share of a reference cache's attention (a full cache run on the
-/// same tokens, which records `s_t`) that fell on the entries this cache attended at the last
-/// step, summed per head as attention runs and averaged over layers and query heads.
+/// same tokens, which records `s_t`) that fell on the entries this cache *read* at the last step
+/// (every kept entry under dense attention, only the listed ones under a sparse mode), summed per
+/// head as attention runs and averaged over layers and query heads.
 final class AttentionMassProbe {
     /// The ghost cache measured against.
     weak var reference: PagedKVCache?
@@ -17,6 +18,13 @@ final class AttentionMassProbe {
     func add(layer: Int, head: Int, store: PageStore, visible: Int) {
         guard let reference else { return }
         sum += Self.mass(of: reference.store, layer: layer, head: head, on: store, visible: visible)
+    }
+
+    /// Adds the reference's attention on the `count` slots a sparse step of one head of `store`
+    /// listed. Top-k's per-query-head masks are not seen: a slot any query head read counts.
+    func add(layer: Int, head: Int, store: PageStore, slots: UnsafePointer<Int32>, count: Int) {
+        guard let reference else { return }
+        sum += Self.mass(of: reference.store, layer: layer, head: head, onSlots: slots, count: count, of: store)
     }
 
     /// After the last layer: the mean over layers and query heads.
@@ -42,6 +50,28 @@ final class AttentionMassProbe {
             let p = theirs[j]
             while i < count, mine[i] < p { i += 1 }
             if i < count, mine[i] == p { sum += scores[i] }
+        }
+        return Double(sum)
+    }
+
+    /// The reference's last `s_t` summed over the positions of `count` listed slots of `other`
+    /// (in any order; the reference's list is in position order, so each is a binary search).
+    static func mass(of reference: PageStore, layer: Int, head: Int, onSlots slots: UnsafePointer<Int32>, count listed: Int,
+                     of other: PageStore) -> Double {
+        let index = layer * reference.layout.kvHeadCount + head, otherIndex = layer * other.layout.kvHeadCount + head
+        let count = reference.counts[index]
+        let mine = reference.positions + index * reference.capacity
+        let scores = reference.stepScores + index * reference.capacity
+        let slotPositions = other.slotPositions + otherIndex * other.capacity
+        var sum: Float = 0
+        for n in 0..<listed {
+            let p = slotPositions[Int(slots[n])]
+            var low = 0, high = count
+            while low < high {
+                let middle = (low + high) / 2
+                if mine[middle] < p { low = middle + 1 } else { high = middle }
+            }
+            if low < count, mine[low] == p { sum += scores[low] }
         }
         return Double(sum)
     }

@@ -14,6 +14,15 @@ public protocol KVCache: AnyObject {
     /// Whether `append` takes keys before RoPE: the cache then applies it (at each key's position)
     /// when attention reads them. Decided by the method, so it may change between steps.
     var keysBeforeRoPE: Bool { get }
+    /// The position RoPE gives the token at `position` (queries and keys): the position itself
+    /// until the cache renumbers its entries to go past the context (`makeRoom`).
+    func rotaryPosition(_ position: Int) -> Int
+    /// Whether `count` tokens from `position` fit: every head has room for them and their rotary
+    /// positions stay inside the context, renumbering if need be.
+    func hasRoom(position: Int, count: Int) -> Bool
+    /// Makes room for `count` tokens from `position` before they run (renumbering the kept
+    /// entries when the method asks for it or the context is full), or throws `contextFull`.
+    func makeRoom(position: Int, count: Int, ledger: inout IOLedger) throws(EngineError)
     /// Appends one token's keys and values (`kvHeadCount × headDim` each, keys after RoPE unless
     /// `keysBeforeRoPE`) to every KV head of `layer`.
     func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger)

@@ -26,6 +26,7 @@ extension PageStore {
             if slot != last {
                 let from = base + last, to = base + slot
                 slotPositions[to] = slotPositions[from]
+                slotRotary[to] = slotRotary[from]
                 keyLocations[to] = keyLocations[from]
                 valueLocations[to] = valueLocations[from]
                 mergeCounts[to] = mergeCounts[from]

@@ -38,6 +38,9 @@ final class PageStore {
     let pageOwners: UnsafeMutablePointer<Int32>
     /// Per (layer, head, slot): its position, and where its key and value live.
     let slotPositions: UnsafeMutablePointer<Int32>
+    /// Per (layer, head, slot): the position RoPE gives its key, below `capacity`. It is the
+    /// position until the cache renumbers past the context (`renumber`, PageStore+Rotary.swift).
+    let slotRotary: UnsafeMutablePointer<Int32>
     let keyLocations: UnsafeMutablePointer<Int32>
     let valueLocations: UnsafeMutablePointer<Int32>
     /// Entries merged into each slot's entry, itself included (the `merge` modifier).
@@ -76,7 +79,8 @@ final class PageStore {
     var keyStore: QuantizedKVStore?
     var fullKeyStore: QuantizedKVStore?
     var valueStore: QuantizedKVStore?
-    /// RoPE angles of every position, built when a method first stores keys before RoPE.
+    /// RoPE angles of every position, built when a method first stores keys before RoPE or the
+    /// cache first renumbers keys stored after it.
     private(set) var ropeAngles: RoPEAngles?
 
     /// One key and one value gathered from a page or decoded from a record; a merge's operands.
@@ -94,6 +98,7 @@ final class PageStore {
     let restoreValueLocations: UnsafeMutablePointer<Int32>
     let restoreMerged: UnsafeMutablePointer<Float>
     let restoreReceived: UnsafeMutablePointer<Float>
+    let restoreRotary: UnsafeMutablePointer<Int32>
     /// Pages of slots whose keys were just quantized (their summaries are recomputed).
     let pageMarks: UnsafeMutablePointer<Bool>
     let touchedPages: UnsafeMutablePointer<Int32>
@@ -110,6 +115,7 @@ final class PageStore {
         pageTables = arena.allocate(Int32.self, count: headCount * pagesPerHead)
         pageOwners = arena.allocate(Int32.self, count: entries)
         slotPositions = arena.allocate(Int32.self, count: entries)
+        slotRotary = arena.allocate(Int32.self, count: entries)
         keyLocations = arena.allocate(Int32.self, count: entries)
         valueLocations = arena.allocate(Int32.self, count: entries)
         mergeCounts = arena.allocate(Float.self, count: entries)
@@ -138,6 +144,7 @@ final class PageStore {
         restoreValueLocations = arena.allocate(Int32.self, count: capacity)
         restoreMerged = arena.allocate(Float.self, count: capacity)
         restoreReceived = arena.allocate(Float.self, count: capacity)
+        restoreRotary = arena.allocate(Int32.self, count: capacity)
         pageMarks = arena.allocate(count: pagesPerHead, repeating: false)
         touchedPages = arena.allocate(Int32.self, count: pagesPerHead)
         self.quant = quant
@@ -156,16 +163,21 @@ final class PageStore {
     /// and builds the RoPE angles once a method stores keys before RoPE (they stay for later switches).
     func prepareAngles(for method: KVQuantMethod) {
         do { try method.check(headDim: layout.headDim) } catch { preconditionFailure("\(method): \(error)") }
-        guard method.preRoPE, ropeAngles == nil else { return }
+        if method.preRoPE { prepareAngles() }
+    }
+
+    /// Builds the RoPE angles of every position below the capacity once.
+    func prepareAngles() {
+        guard ropeAngles == nil else { return }
         ropeAngles = RoPEAngles(headDim: layout.headDim, theta: layout.ropeTheta, style: layout.ropeStyle, positions: capacity)
     }
 
     /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.
     var scoresRotated: Bool { quant.rotate && !quant.preRoPE }
 
-    /// Moves a key in the model's frame (after RoPE) into `method`'s storage frame, in place.
-    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, position: Int, method: KVQuantMethod) {
-        if method.preRoPE { ropeAngles!.rotate(key, position: position, inverse: true) }
+    /// Moves a key in the model's frame (after RoPE at `rotary`) into `method`'s storage frame, in place.
+    func toStorageFrame(_ key: UnsafeMutablePointer<Float>, rotary: Int, method: KVQuantMethod) {
+        if method.preRoPE { ropeAngles!.rotate(key, position: rotary, inverse: true) }
         if method.rotate { Hadamard.transform(key, count: layout.headDim) }
     }
 
@@ -191,9 +203,11 @@ final class PageStore {
     }
 
     /// Appends one entry to head `index` in a new page slot: `key` as the cache receives it (after
-    /// RoPE unless the method keeps keys before it), stored in the method's frame with the kept
-    /// channels only while pruned; its norm and page summary are of the key as scored.
-    func append(index: Int, position: Int, key received: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+    /// RoPE at `rotary` unless the method keeps keys before it), stored in the method's frame with
+    /// the kept channels only while pruned; its norm and page summary are of the key as scored.
+    /// `rotary` defaults to the position (nothing renumbered yet).
+    func append(index: Int, position: Int, rotary: Int? = nil, key received: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let rotary = rotary ?? position
         let hd = layout.headDim, pageSize = Self.pageSize
         let count = counts[index]
         precondition(count < capacity, "KV cache capacity exceeded; the engine checks the context length first")
@@ -210,7 +224,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             keyScratch.update(from: scored, count: hd)
-            ropeAngles!.rotate(keyScratch, position: position)
+            ropeAngles!.rotate(keyScratch, position: rotary)
             scored = UnsafePointer(keyScratch)
         } else {
             scored = key
@@ -239,6 +253,7 @@ final class PageStore {
         keyLocations[e] = Int32(pageSlot)
         valueLocations[e] = Int32(pageSlot)
         slotPositions[e] = Int32(position)
+        slotRotary[e] = Int32(rotary)
         mergeCounts[e] = 1
         receivedScores[e] = 0
         positions[e] = Int32(position)
@@ -287,6 +302,8 @@ final class PageStore {
         let table = pageTables + index * pagesPerHead
         for p in 0..<((pageCounts[index] + pageSize - 1) / pageSize) { pool.release(table[p]) }
         let kept = keptChannels + index * hd
+        // Each entry's rotary position moves with it to slot i (gathered first: slots are reused).
+        for i in 0..<count { restoreRotary[i] = slotRotary[base + Int(slots[base + i])] }
         var values = 0
         for i in 0..<count {
             if i % pageSize == 0 { table[i / pageSize] = newPool.acquire() }
@@ -300,6 +317,7 @@ final class PageStore {
             }
             slots[base + i] = Int32(i)
             slotPositions[base + i] = positions[base + i]
+            slotRotary[base + i] = restoreRotary[i]
             pageOwners[base + i] = Int32(i)
             keyLocations[base + i] = Int32(i)
             valueLocations[base + i] = value >= 0 ? Int32(i) : value
@@ -333,7 +351,7 @@ final class PageStore {
 
     /// A slot's key as attention scores it: gathered from its page or decoded into `keyScratch`,
     /// spread over every channel (zero in the pruned ones) while keys are pruned, then, when
-    /// stored before RoPE, brought back from the Hadamard frame and rotated to its position.
+    /// stored before RoPE, brought back from the Hadamard frame and rotated to its rotary position.
     @inline(__always)
     func key(index: Int, slot: Int) -> UnsafePointer<Float> {
         let location = Int(keyLocations[index * capacity + slot])
@@ -358,7 +376,7 @@ final class PageStore {
         }
         if quant.preRoPE {
             if quant.rotate { Hadamard.transform(keyScratch, count: layout.headDim) }
-            ropeAngles!.rotate(keyScratch, position: Int(slotPositions[index * capacity + slot]))
+            ropeAngles!.rotate(keyScratch, position: Int(slotRotary[index * capacity + slot]))
         }
         return UnsafePointer(keyScratch)
     }
@@ -383,7 +401,7 @@ final class PageStore {
         }
         if key && quant.preRoPE {
             storedKey.update(from: vector, count: hd)
-            ropeAngles!.rotate(storedKey, position: Int(slotPositions[index * capacity + slot]), inverse: true)
+            ropeAngles!.rotate(storedKey, position: Int(slotRotary[index * capacity + slot]), inverse: true)
             if quant.rotate { Hadamard.transform(storedKey, count: hd) }
             vector = UnsafePointer(storedKey)
         }

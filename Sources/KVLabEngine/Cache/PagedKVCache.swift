@@ -23,20 +23,22 @@ public final class PagedKVCache: KVCache {
     /// Token slots per page (one SIMD16 lane per slot).
     public static let pageSize = PageStore.pageSize
     let store: PageStore
-    private let attention: CacheAttention
+    let attention: CacheAttention
     private let think: ThinKStore
+    /// The last queries of each layer, for a prompt method chosen between steps (PagedKVCache+Switch.swift).
+    let recent: RecentQueries
     private let probe = AttentionMassProbe()
     private let log: StepReadLog
 
     public private(set) var eviction: EvictionMethod
     public private(set) var sparse: SparseMethod
     public var quant: KVQuantMethod { store.quant }
-    private var policy: any EvictionPolicy
+    var policy: any EvictionPolicy
     private var selector: any SparseSelector
     /// What a prompt reads, whatever the sparse mode.
     private let dense = DenseSelector()
     /// End of the prompt while a batched prefill runs.
-    private var promptEnd: Int?
+    var promptEnd: Int?
     /// The attention kernel, switchable between steps (a tiled kernel's SRAM holds at least
     /// `AttentionTileShape.minimumSRAMBytes`).
     public var attentionKernel: AttentionKernel = .naive {
@@ -53,8 +55,9 @@ public final class PagedKVCache: KVCache {
         get { probe.reference }
         set { probe.reference = newValue }
     }
-    /// Share of the reference's attention at the last step that fell on entries this cache
-    /// attended (mean over layers and query heads); nil without a reference.
+    /// Share of the reference's attention at the last step that fell on entries this cache read
+    /// (all it keeps under dense attention, what a sparse mode listed otherwise; mean over layers
+    /// and query heads); nil without a reference.
     public var massKept: Double? { probe.massKept }
 
     public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
@@ -71,13 +74,14 @@ public final class PagedKVCache: KVCache {
         self.layout = layout
         store = PageStore(layout: layout, quant: quant)
         attention = CacheAttention(store: store)
+        recent = RecentQueries(layout: layout)
         log = StepReadLog(layout: layout)
         self.eviction = eviction
         self.sparse = sparse
         policy = eviction.makePolicy(layout: layout)
         selector = sparse.makeSelector(layout: layout)
         think = ThinKStore(store: store, think: eviction.think)
-        if eviction.think != nil { check(eviction, quant) }
+        if eviction.think != nil || eviction.rebase { check(eviction, quant) }
     }
 
     /// Traps on an eviction method that does not fit the quantization (callers check first with
@@ -187,13 +191,16 @@ public final class PagedKVCache: KVCache {
         policy = eviction.makePolicy(layout: layout)
         selector.reset()
         log.reset()
+        recent.reset()
         promptEnd = nil
+        rotaryOffset = 0
         probe.reset()
     }
 
     /// Switches the eviction method between steps. The new method starts with fresh state and
-    /// evicts down to its budget at once; entries already evicted do not come back. A change of
-    /// `think` prunes or unprunes at once (`ThinKStore.switchThink`).
+    /// evicts down to its budget at once; entries already evicted do not come back. A method
+    /// that acts at a prompt's end acts at once, on the sequence so far (`actOnRecentQueries`).
+    /// A change of `think` prunes or unprunes at once (`ThinKStore.switchThink`).
     public func setEviction(_ method: EvictionMethod, ledger: inout IOLedger) {
         check(method, quant)
         let oldThink = eviction.think
@@ -203,8 +210,10 @@ public final class PagedKVCache: KVCache {
         store.policyScores.update(repeating: 0, count: entries)
         store.history.update(repeating: 0, count: entries)
         store.stepScores.update(repeating: 0, count: entries)
-        for layer in 0..<layout.layerCount {
-            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+        if !actOnRecentQueries(ledger: &ledger) {
+            for layer in 0..<layout.layerCount {
+                applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+            }
         }
         think.switchThink(from: oldThink, to: method.think, quantize: promptEnd == nil, ledger: &ledger)
     }
@@ -236,7 +245,7 @@ public final class PagedKVCache: KVCache {
                 let key = store.restoreKeys + i * hd
                 key.update(from: store.key(index: index, slot: slot), count: hd)
                 if store.scoresRotated { Hadamard.transform(key, count: hd) }
-                store.toStorageFrame(key, position: Int(store.positions[base + i]), method: method)
+                store.toStorageFrame(key, rotary: Int(store.slotRotary[base + slot]), method: method)
                 (store.restoreValues + i * hd).update(from: store.value(index: index, slot: slot), count: hd)
                 store.restoreValueLocations[i] = 0
                 store.countRead(key: true, index: index, slot: slot, ledger: &ledger)
@@ -256,6 +265,10 @@ public final class PagedKVCache: KVCache {
     }
 
     public var keysBeforeRoPE: Bool { quant.preRoPE }
+
+    /// Token position minus rotary position of the next token: 0 until the cache first renumbers
+    /// (PagedKVCache+Positions.swift).
+    public internal(set) var rotaryOffset = 0
 
     public func beginPrefill(end: Int) { promptEnd = end }
 
@@ -278,7 +291,8 @@ public final class PagedKVCache: KVCache {
     public func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger) {
         let hd = layout.headDim
         for head in 0..<layout.kvHeadCount {
-            store.append(index: layer * layout.kvHeadCount + head, position: position, key: keys + head * hd, value: values + head * hd)
+            store.append(index: layer * layout.kvHeadCount + head, position: position, rotary: rotaryPosition(position),
+                         key: keys + head * hd, value: values + head * hd)
         }
         ledger.write(.keys, layout.kvHeadCount * store.keyWidth * 4)
         ledger.write(.values, layout.kvHeadCount * hd * 4)
@@ -317,8 +331,10 @@ public final class PagedKVCache: KVCache {
             let read = selector.select(step, attention: attention, log: log, ledger: &ledger)
             if listed {
                 log.read(index: index, slots: attention.selectedSlots, count: read, slotPositions: store.slotPositions + index * capacity)
+                probe.add(layer: layer, head: head, store: store, slots: attention.selectedSlots, count: read)
             } else {
                 log.readAll(index: index)
+                probe.add(layer: layer, head: head, store: store, visible: visible)
             }
             let out = output + head * group * hd
             if let tiled {
@@ -364,7 +380,6 @@ public final class PagedKVCache: KVCache {
                     ledger.write(.policyState, visible * 4)
                 }
             }
-            probe.add(layer: layer, head: head, store: store, visible: visible)
             if observing {
                 let entries = store.headEntries(index: index, count: visible)
                 policy.observePrefill(layer: layer, head: head, entries: entries, queryPosition: position, promptEnd: promptEnd!)
@@ -380,6 +395,7 @@ public final class PagedKVCache: KVCache {
         // The query window `think` scores channels with, kept for every method so that switching
         // think on mid-stream can prune at once.
         think.endQuery(layer: layer, counted: eviction.think != nil, ledger: &ledger)
+        recent.record(layer: layer, first: position, queries: queries, count: 1)
         probe.end(layer: layer, layout: layout)
         if promptEnd == nil {
             let vectors = StoredVectors(store: store, layer: layer)
@@ -416,6 +432,7 @@ public final class PagedKVCache: KVCache {
         var most = 0
         for head in 0..<layout.kvHeadCount { most = max(most, store.counts[layer * layout.kvHeadCount + head]) }
         think.recordPromptQueries(layer: layer, queries: queries, count: n, counted: eviction.think != nil, ledger: &ledger)
+        recent.record(layer: layer, first: positions.lowerBound, queries: queries, count: n)
         let naive = CacheAttention.NaiveScratch(tokens: n, group: group, headDim: hd, entries: most)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * hd + (tiled == nil ? naive.floats : 0))
         defer { scratch.deallocate() }
@@ -478,7 +495,7 @@ public final class PagedKVCache: KVCache {
     }
 
     /// Runs a policy hook on one layer's heads, then frees what it evicted.
-    private func applyPolicy(layer: Int, ledger: inout IOLedger,
+    func applyPolicy(layer: Int, ledger: inout IOLedger,
                              _ hook: (any EvictionPolicy, Int, UnsafeMutableBufferPointer<HeadEntries>) -> Void) {
         var total = 0
         for head in 0..<layout.kvHeadCount {

@@ -29,22 +29,27 @@ enum GGUFModel {
 
     // MARK: - Reading
 
-    /// The tensor names every llama model needs; `output.weight` is optional (tied classifier).
-    static func requiredTensorNames(layerCount: Int) -> [String] {
+    /// llama.cpp's architecture names kvlab runs, with the family each is. Mistral converts to `llama`.
+    static let architectures: [String: ModelFamily] = ["llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3]
+
+    /// The tensor names every model of `family` needs; `output.weight` is optional (tied
+    /// classifier), and so is `rope_freqs.weight` (Llama 3.1 scaling) for llama.
+    static func requiredTensorNames(layerCount: Int, family: ModelFamily = .llama) -> [String] {
         var names = ["token_embd.weight", "output_norm.weight"]
         for i in 0..<layerCount {
             names += ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_down", "ffn_up"]
                 .map { "blk.\(i).\($0).weight" }
+            names += SafetensorsModel.familyTensorNames(i, family).map(\.gguf)
         }
         return names
     }
 
-    /// Holds the tensor table to exactly what the llama graph reads: every required tensor for layers
-    /// `0..<block_count`, `output.weight` optionally, nothing else. llama.cpp's loader refuses extra
+    /// Holds the tensor table to exactly what the graph reads: every required tensor for layers
+    /// `0..<block_count`, the optional ones, nothing else. llama.cpp's loader refuses extra
     /// tensors the same way ("wrong number of tensors"); without this, a lowered `llama.block_count`
     /// would silently drop the layers past it.
-    static func checkTensorNames(_ tensors: [GGUFTensorInfo], layerCount: Int) throws {
-        let required = requiredTensorNames(layerCount: layerCount)
+    static func checkTensorNames(_ tensors: [GGUFTensorInfo], layerCount: Int, family: ModelFamily = .llama) throws {
+        let required = requiredTensorNames(layerCount: layerCount, family: family)
         let present = Set(tensors.map(\.name))
         let missing = required.filter { !present.contains($0) }
         if !missing.isEmpty {
@@ -52,21 +57,17 @@ enum GGUFModel {
             throw FormatError("missing tensor\(missing.count > 1 ? "s" : "") \(listed)"
                 + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
         }
-        let known = Set(required + ["output.weight"])
+        let known = Set(required + ["output.weight"] + (family == .llama ? ["rope_freqs.weight"] : []))
         guard let extra = tensors.first(where: { !known.contains($0.name) }) else { return }
         if let layer = layerNumber(extra.name), layer >= layerCount {
             let highest = tensors.compactMap { layerNumber($0.name) }.max() ?? layer
-            throw FormatError("tensor \(extra.name) is for layer \(layer), but llama.block_count is \(layerCount): "
+            throw FormatError("tensor \(extra.name) is for layer \(layer), but \(family.ggufArchitecture).block_count is \(layerCount): "
                 + "the file has tensors for layers 0...\(highest), and those past the count would be ignored")
         }
         if extra.name.hasSuffix(".bias") {
-            throw FormatError("tensor \(extra.name) is a bias, which kvlab's llama models do not have")
+            throw FormatError("tensor \(extra.name) is a bias, which kvlab's \(family.ggufArchitecture) models do not have")
         }
-        if extra.name == "rope_freqs.weight" {
-            throw FormatError("tensor rope_freqs.weight holds RoPE frequency factors (Llama 3.1-style scaling), "
-                + "which kvlab does not implement")
-        }
-        throw FormatError("unexpected tensor \(extra.name): not part of a llama model, so it would be ignored")
+        throw FormatError("unexpected tensor \(extra.name): not part of a \(family.ggufArchitecture) model, so it would be ignored")
     }
 
     /// N for a `blk.N.` tensor name.
@@ -81,15 +82,16 @@ enum GGUFModel {
         guard let architecture = try metadata.string("general.architecture") else {
             throw FormatError("has no general.architecture")
         }
-        guard architecture == "llama" else {
-            throw FormatError("architecture \(architecture) is not supported (kvlab runs llama-family models)")
+        guard architectures[architecture] != nil else {
+            throw FormatError("architecture \(architecture) is not supported (kvlab runs "
+                + architectures.keys.sorted().joined(separator: ", ") + ")")
         }
         let spec = try GGUFTokenizer.spec(metadata)
-        let config = try modelConfig(metadata, vocabularySize: spec.tokens.count,
+        var config = try modelConfig(metadata, vocabularySize: spec.tokens.count,
                                      defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
 
         let tensors = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        try checkTensorNames(file.tensors, layerCount: config.layerCount)
+        try checkTensorNames(file.tensors, layerCount: config.layerCount, family: config.family)
         func data(_ info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: bytes[info.range])
         }
@@ -118,15 +120,28 @@ enum GGUFModel {
             }
         }
 
+        if tensors["rope_freqs.weight"] != nil {
+            // llama.cpp's converter stores Llama 3.1 scaling as one divisor per frequency.
+            guard config.ropeScaling == .none else {
+                throw FormatError("has both rope_freqs.weight and \(config.family.ggufArchitecture).rope.scaling.type")
+            }
+            config.ropeScaling = .frequencyFactors(try vector("rope_freqs.weight").map(Double.init))
+            try config.validate()
+        }
         let embedding = try matrix("token_embd.weight")
         let layers = try (0..<config.layerCount).map { i in
             let prefix = "blk.\(i)."
+            func optional(_ name: String) throws -> [Float]? {
+                tensors[prefix + name] == nil ? nil : try vector(prefix + name)
+            }
             return LayerWeights(
                 attentionNorm: try vector(prefix + "attn_norm.weight"), query: try matrix(prefix + "attn_q.weight"),
                 key: try matrix(prefix + "attn_k.weight"), value: try matrix(prefix + "attn_v.weight"),
                 attentionOutput: try matrix(prefix + "attn_output.weight"), ffnNorm: try vector(prefix + "ffn_norm.weight"),
                 ffnGate: try matrix(prefix + "ffn_gate.weight"), ffnDown: try matrix(prefix + "ffn_down.weight"),
-                ffnUp: try matrix(prefix + "ffn_up.weight"))
+                ffnUp: try matrix(prefix + "ffn_up.weight"),
+                queryBias: try optional("attn_q.bias"), keyBias: try optional("attn_k.bias"), valueBias: try optional("attn_v.bias"),
+                queryNorm: try optional("attn_q_norm.weight"), keyNorm: try optional("attn_k_norm.weight"))
         }
         let output = tensors["output.weight"] == nil ? embedding : try matrix("output.weight")
         let weights = try ModelWeights(config: config, tokenEmbedding: embedding, layers: layers,
@@ -134,7 +149,7 @@ enum GGUFModel {
         let tokenizer = try spec.makeTokenizer()
 
         var shown: [(String, String)] = [("gguf.version", "\(file.version)")]
-        for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix("llama.") || key.hasPrefix("kvlab.") {
+        for (key, value) in file.metadata where key.hasPrefix("general.") || key.hasPrefix(architecture + ".") || key.hasPrefix("kvlab.") {
             if case .array = value { continue }
             let recipe = key == "general.file_type" ? value.integer.flatMap(GGUFFileType.name).map { " (\($0))" } : nil
             shown.append((key, value.displayText + (recipe ?? "")))
@@ -148,31 +163,101 @@ enum GGUFModel {
             metadata: shown)
     }
 
+    /// The config from `<arch>.*` metadata, llama.cpp's keys. Every `<arch>.` key is either read
+    /// here or known not to change the math; any other is refused, so nothing is silently ignored.
     static func modelConfig(_ metadata: GGUFMetadata, vocabularySize: Int, defaultName: String) throws -> ModelConfig {
-        let headCount = try metadata.requiredInteger("llama.attention.head_count")
-        let config = ModelConfig(
+        let architecture = try metadata.string("general.architecture") ?? "llama"
+        guard let family = architectures[architecture] else {
+            throw FormatError("architecture \(architecture) is not supported (kvlab runs "
+                + architectures.keys.sorted().joined(separator: ", ") + ")")
+        }
+        let a = architecture + "."
+        if let unknown = metadata.file.metadata.map(\.0).first(where: { $0.hasPrefix(a) && !knownKeys.contains(String($0.dropFirst(a.count))) }) {
+            throw FormatError("metadata key \(unknown) is not supported (kvlab does not implement what it changes)")
+        }
+        for key in ["expert_count", "expert_used_count", "attention.sliding_window"] {
+            if let value = try metadata.integer(a + key), value != 0 {
+                throw FormatError("metadata \(a + key) \(value) is not supported (llama.cpp's \(architecture) graph has no such feature)")
+            }
+        }
+        let headCount = try metadata.requiredInteger(a + "attention.head_count")
+        let headDim = try metadata.integer(a + "attention.key_length")
+        if let valueLength = try metadata.integer(a + "attention.value_length"), valueLength != headDim {
+            throw FormatError("\(a)attention.value_length \(valueLength) differs from the key length; kvlab needs equal k and v heads")
+        }
+        var config = ModelConfig(
             name: try metadata.string("general.name") ?? defaultName,
-            dim: try metadata.requiredInteger("llama.embedding_length"),
-            hiddenDim: try metadata.requiredInteger("llama.feed_forward_length"),
-            layerCount: try metadata.requiredInteger("llama.block_count"),
+            dim: try metadata.requiredInteger(a + "embedding_length"),
+            hiddenDim: try metadata.requiredInteger(a + "feed_forward_length"),
+            layerCount: try metadata.requiredInteger(a + "block_count"),
             headCount: headCount,
-            kvHeadCount: try metadata.integer("llama.attention.head_count_kv") ?? headCount,
+            kvHeadCount: try metadata.integer(a + "attention.head_count_kv") ?? headCount,
             vocabSize: vocabularySize,
-            contextLength: try metadata.requiredInteger("llama.context_length"),
-            ropeTheta: try metadata.float("llama.rope.freq_base") ?? 10000,
-            rmsEps: Float(try metadata.requiredFloat("llama.attention.layer_norm_rms_epsilon")),
-            ropeStyle: .interleaved)
-        if let declared = try metadata.integer("llama.vocab_size"), declared != vocabularySize {
-            throw FormatError("llama.vocab_size is \(declared) but the tokenizer has \(vocabularySize) tokens")
+            contextLength: try metadata.requiredInteger(a + "context_length"),
+            ropeTheta: try metadata.float(a + "rope.freq_base") ?? 10000,
+            rmsEps: Float(try metadata.requiredFloat(a + "attention.layer_norm_rms_epsilon")),
+            // llama.cpp rotates llama in pairs (its converter permutes q/k) and Qwen half-wise (NEOX).
+            ropeStyle: family == .llama ? .interleaved : .halfRotation,
+            headDim: headDim, family: family)
+        if let declared = try metadata.integer(a + "vocab_size"), declared != vocabularySize {
+            throw FormatError("\(a)vocab_size is \(declared) but the tokenizer has \(vocabularySize) tokens")
         }
+        config.ropeScaling = try ropeScaling(metadata, prefix: a)
         try config.validate()
-        if let rotary = try metadata.integer("llama.rope.dimension_count"), rotary != config.headDim {
-            throw FormatError("llama.rope.dimension_count \(rotary) differs from the head size \(config.headDim); partial RoPE is not supported")
-        }
-        if let scaling = try metadata.string("llama.rope.scaling.type"), scaling != "none" {
-            throw FormatError("RoPE scaling \(scaling) is not supported")
+        if let rotary = try metadata.integer(a + "rope.dimension_count"), rotary != config.headDim {
+            throw FormatError("\(a)rope.dimension_count \(rotary) differs from the head size \(config.headDim); partial RoPE is not supported")
         }
         return config
+    }
+
+    /// `<arch>.` keys kvlab reads, or that do not change the math (`rope.scaling.finetuned` is a flag for people).
+    static let knownKeys: Set<String> = [
+        "context_length", "embedding_length", "block_count", "feed_forward_length", "vocab_size",
+        "attention.head_count", "attention.head_count_kv", "attention.key_length", "attention.value_length",
+        "attention.layer_norm_rms_epsilon", "attention.sliding_window", "expert_count", "expert_used_count",
+        "rope.freq_base", "rope.dimension_count", "rope.scaling.type", "rope.scaling.factor",
+        "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_ext_factor",
+        "rope.scaling.attn_factor", "rope.scaling.yarn_log_multiplier",
+        "rope.scaling.yarn_attn_factor", "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow",
+    ]
+
+    /// `rope.scaling.*` as llama.cpp applies it: linear, or YaRN with extrapolation factor 1 and
+    /// attention factor (0.1·ln(factor) + 1) · `rope.scaling.attn_factor`. llama.cpp recomputes
+    /// (overwrites) `yarn_attn_factor`, so that key changes nothing.
+    private static func ropeScaling(_ metadata: GGUFMetadata, prefix a: String) throws -> RoPEScaling {
+        let type = try metadata.string(a + "rope.scaling.type") ?? "none"
+        let attentionFactor = try metadata.float(a + "rope.scaling.attn_factor") ?? 1
+        if type != "yarn", attentionFactor != 1 {
+            throw FormatError("\(a)rope.scaling.attn_factor \(attentionFactor) is not supported without yarn scaling")
+        }
+        if let multiplier = try metadata.float(a + "rope.scaling.yarn_log_multiplier"), multiplier != 0 {
+            throw FormatError("\(a)rope.scaling.yarn_log_multiplier \(multiplier) is not supported")
+        }
+        func factor() throws -> Double {
+            guard let f = try metadata.float(a + "rope.scaling.factor") else {
+                throw FormatError("\(a)rope.scaling.type \(type) needs \(a)rope.scaling.factor")
+            }
+            return f
+        }
+        switch type {
+        case "none":
+            return .none
+        case "linear":
+            return .linear(factor: try factor())
+        case "yarn":
+            if let ext = try metadata.float(a + "rope.scaling.yarn_ext_factor"), ext != 1, ext >= 0 {
+                throw FormatError("\(a)rope.scaling.yarn_ext_factor \(ext) is not supported (1 only)")
+            }
+            let f = try factor()
+            guard let original = try metadata.integer(a + "rope.scaling.original_context_length") else {
+                throw FormatError("\(a)rope.scaling.type yarn needs \(a)rope.scaling.original_context_length")
+            }
+            let attention = attentionFactor * RoPEScaling.yarnAttentionFactor(f)
+            return .yarn(factor: f, originalContext: original, betaFast: try metadata.float(a + "rope.scaling.yarn_beta_fast") ?? 32,
+                         betaSlow: try metadata.float(a + "rope.scaling.yarn_beta_slow") ?? 1, attentionFactor: attention, truncate: true)
+        default:
+            throw FormatError("\(a)rope.scaling.type \(type) is not supported (none, linear or yarn)")
+        }
     }
 
     // MARK: - Writing
@@ -182,6 +267,7 @@ enum GGUFModel {
         // GGUF models use the interleaved RoPE convention.
         let weights = modelWeights.withRoPEStyle(.interleaved)
         let c = weights.config
+        try weights.checkWritable()
         try c.validate()
         try spec.validate(vocabSize: c.vocabSize)
         let alignment = GGUFFile.defaultAlignment
@@ -273,6 +359,11 @@ enum GGUFModel {
         if let template = spec.chatTemplate { entries.append(("tokenizer.chat_template", .string(template))) }
         return entries
     }
+}
+
+extension ModelFamily {
+    /// llama.cpp's architecture name for the family (its converter writes Mistral as `llama`).
+    var ggufArchitecture: String { self == .mistral ? "llama" : rawValue }
 }
 
 /// Typed access to GGUF metadata: an absent key is nil, a key of the wrong type is an error

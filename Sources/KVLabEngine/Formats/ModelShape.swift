@@ -50,17 +50,17 @@ extension ModelLoader {
         let file = try GGUFFile(bytes)
         let metadata = GGUFMetadata(file: file)
         guard let architecture = try metadata.string("general.architecture") else { throw FormatError("has no general.architecture") }
-        guard architecture == "llama" else {
+        guard let family = GGUFModel.architectures[architecture] else {
             throw FormatError("architecture \(architecture) is not supported (kvlab reads llama-family shapes)")
         }
-        guard let vocabulary = try metadata.integer("llama.vocab_size") ?? metadata.strings("tokenizer.ggml.tokens")?.count else {
-            throw FormatError("has neither llama.vocab_size nor tokenizer.ggml.tokens")
+        guard let vocabulary = try metadata.integer("\(architecture).vocab_size") ?? metadata.strings("tokenizer.ggml.tokens")?.count else {
+            throw FormatError("has neither \(architecture).vocab_size nor tokenizer.ggml.tokens")
         }
         let config = try GGUFModel.modelConfig(metadata, vocabularySize: vocabulary,
                                                defaultName: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         // A vocab-only GGUF (no tensors, like llama.cpp's ggml-vocab-*.gguf) still describes a shape;
         // a file with tensors must hold the ones its block_count implies.
-        if !file.tensors.isEmpty { try GGUFModel.checkTensorNames(file.tensors, layerCount: config.layerCount) }
+        if !file.tensors.isEmpty { try GGUFModel.checkTensorNames(file.tensors, layerCount: config.layerCount, family: family) }
         return ModelShape(config: config, tiedEmbeddings: !file.tensors.contains { $0.name == "output.weight" }, format: .gguf)
     }
 }

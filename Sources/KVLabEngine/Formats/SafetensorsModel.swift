@@ -101,30 +101,40 @@ enum SafetensorsModel {
     private static func assemble(_ hf: HFConfig, store: TensorStore) throws -> ModelWeights {
         let c = hf.config
         var required = ["model.embed_tokens.weight", "model.norm.weight"]
-        for i in 0..<c.layerCount { required += layerTensorNames(i).map(\.hf) }
+        for i in 0..<c.layerCount { required += (layerTensorNames(i) + familyTensorNames(i, c.family)).map(\.hf) }
         if !hf.tiedEmbeddings { required.append("lm_head.weight") }
         let missing = required.filter { store.tensors[$0] == nil }
         if !missing.isEmpty {
             throw FileError(path: store.weightsPath, problem: "missing tensor\(missing.count > 1 ? "s" : "") "
                 + missing.prefix(4).joined(separator: ", ") + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
         }
-        if let bias = store.tensors.keys.sorted().first(where: { $0.hasPrefix("model.layers.") && $0.hasSuffix(".bias") }) {
-            throw FileError(path: store.weightsPath, problem: "tensor \(bias) is a bias, which llama models do not have")
+        if let bias = store.tensors.keys.sorted().first(where: {
+            $0.hasPrefix("model.layers.") && $0.hasSuffix(".bias") && !required.contains($0)
+        }) {
+            throw FileError(path: store.weightsPath, problem: "tensor \(bias) is a bias, which \(c.family.rawValue) models do not have")
         }
         try checkExtraTensors(store, expected: Set(required), layerCount: c.layerCount)
         let embedding = try store.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.dim)
         let layers = try (0..<c.layerCount).map { i in
             let p = "model.layers.\(i)."
+            func optional(_ name: String, count: Int) throws -> [Float]? {
+                store.tensors[p + name] == nil ? nil : try store.vector(p + name, count: count)
+            }
             return LayerWeights(
                 attentionNorm: try store.vector(p + "input_layernorm.weight", count: c.dim),
-                query: try store.matrix(p + "self_attn.q_proj.weight", rows: c.dim, cols: c.dim),
+                query: try store.matrix(p + "self_attn.q_proj.weight", rows: c.queryDim, cols: c.dim),
                 key: try store.matrix(p + "self_attn.k_proj.weight", rows: c.kvDim, cols: c.dim),
                 value: try store.matrix(p + "self_attn.v_proj.weight", rows: c.kvDim, cols: c.dim),
-                attentionOutput: try store.matrix(p + "self_attn.o_proj.weight", rows: c.dim, cols: c.dim),
+                attentionOutput: try store.matrix(p + "self_attn.o_proj.weight", rows: c.dim, cols: c.queryDim),
                 ffnNorm: try store.vector(p + "post_attention_layernorm.weight", count: c.dim),
                 ffnGate: try store.matrix(p + "mlp.gate_proj.weight", rows: c.hiddenDim, cols: c.dim),
                 ffnDown: try store.matrix(p + "mlp.down_proj.weight", rows: c.dim, cols: c.hiddenDim),
-                ffnUp: try store.matrix(p + "mlp.up_proj.weight", rows: c.hiddenDim, cols: c.dim))
+                ffnUp: try store.matrix(p + "mlp.up_proj.weight", rows: c.hiddenDim, cols: c.dim),
+                queryBias: try optional("self_attn.q_proj.bias", count: c.queryDim),
+                keyBias: try optional("self_attn.k_proj.bias", count: c.kvDim),
+                valueBias: try optional("self_attn.v_proj.bias", count: c.kvDim),
+                queryNorm: try optional("self_attn.q_norm.weight", count: c.headDim),
+                keyNorm: try optional("self_attn.k_norm.weight", count: c.headDim))
         }
         let output = hf.tiedEmbeddings ? embedding : try store.matrix("lm_head.weight", rows: c.vocabSize, cols: c.dim)
         let norm = try store.vector("model.norm.weight", count: c.dim)
@@ -164,6 +174,7 @@ enum SafetensorsModel {
         var pairs = [("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")]
         for i in 0..<layerCount {
             pairs += layerTensorNames(i).map { (String($0.gguf.dropLast(".weight".count)), String($0.hf.dropLast(".weight".count))) }
+            pairs += familyTensorNames(i, .qwen2) + familyTensorNames(i, .qwen3)
         }
         let words = problem.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         guard words.count > 1, words[0] == "tensor" else { return problem }
@@ -178,6 +189,17 @@ enum SafetensorsModel {
          ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("post_attention_layernorm", "ffn_norm"),
          ("mlp.gate_proj", "ffn_gate"), ("mlp.down_proj", "ffn_down"), ("mlp.up_proj", "ffn_up")]
             .map { ("model.layers.\(layer).\($0.0).weight", "blk.\(layer).\($0.1).weight") }
+    }
+
+    /// Per-layer tensors only some families have: Qwen2's q/k/v biases, Qwen3's per-head q/k norms.
+    static func familyTensorNames(_ layer: Int, _ family: ModelFamily) -> [(hf: String, gguf: String)] {
+        let names: [(String, String)] = switch family {
+        case .llama, .mistral: []
+        case .qwen2: [("self_attn.q_proj.bias", "attn_q.bias"), ("self_attn.k_proj.bias", "attn_k.bias"),
+                      ("self_attn.v_proj.bias", "attn_v.bias")]
+        case .qwen3: [("self_attn.q_norm.weight", "attn_q_norm.weight"), ("self_attn.k_norm.weight", "attn_k_norm.weight")]
+        }
+        return names.map { ("model.layers.\(layer).\($0.0)", "blk.\(layer).\($0.1)") }
     }
 
     // MARK: - Writing
@@ -217,6 +239,7 @@ enum SafetensorsModel {
         let weights = modelWeights.withRoPEStyle(.halfRotation)
         let c = weights.config
         try withFileContext(directory) {
+            try weights.checkWritable()
             try c.validate()
             try spec.validate(vocabSize: c.vocabSize)
         }
@@ -392,108 +415,5 @@ struct TensorStore {
         return try withFileContext(shard.path) {
             try shard.data.withUnsafeBytes { try SafetensorsFile.floats(tensor, in: $0) }
         }
-    }
-}
-
-/// The parts of a Hugging Face `config.json` that describe a llama model.
-struct HFConfig {
-    var config: ModelConfig
-    var tiedEmbeddings: Bool
-    var shownMetadata: [(String, String)]
-
-    /// Reads the shape; `runnable` also refuses what the engine cannot run (other model types,
-    /// RoPE scaling, other activations, biases, sliding windows), which a shape-only reader
-    /// (a projection target) does not need.
-    init(_ json: JSONValue, defaultName: String, runnable: Bool = true) throws {
-        guard json.members != nil else { throw FormatError("is \(json.kind), expected a JSON object") }
-        func integer(_ key: String) throws -> Int? {
-            guard let value = json[key], !value.isNull else { return nil }
-            guard let number = value.integer else { throw FormatError("\(key) is \(value.kind), expected an integer") }
-            return number
-        }
-        func required(_ key: String) throws -> Int {
-            guard let number = try integer(key) else { throw FormatError("missing \(key)") }
-            return number
-        }
-        func number(_ key: String) throws -> Double? {
-            guard let value = json[key], !value.isNull else { return nil }
-            guard let number = value.double else { throw FormatError("\(key) is \(value.kind), expected a number") }
-            return number
-        }
-        let modelType = json["model_type"]?.string
-        if runnable, let modelType, modelType != "llama", modelType != "mistral" {
-            throw FormatError("model_type \(modelType) is not supported (kvlab runs llama-family models)")
-        }
-        if runnable, let scaling = json["rope_scaling"], !scaling.isNull {
-            let kind = scaling["rope_type"]?.string ?? scaling["type"]?.string ?? scaling.kind
-            throw FormatError("rope_scaling (\(kind)) is not supported; kvlab implements plain RoPE only")
-        }
-        if runnable, let activation = json["hidden_act"], activation.string != "silu" {
-            throw FormatError("hidden_act \(activation.string ?? activation.kind) is not supported (llama uses silu)")
-        }
-        for key in ["attention_bias", "mlp_bias"] where runnable && json[key]?.bool == true {
-            throw FormatError("\(key) is true; llama models without biases only")
-        }
-        let heads = try required("num_attention_heads")
-        let contextLength = try integer("max_position_embeddings") ?? 2048
-        config = ModelConfig(
-            name: json["_name_or_path"]?.string.flatMap { $0.isEmpty ? nil : $0 } ?? defaultName,
-            dim: try required("hidden_size"), hiddenDim: try required("intermediate_size"),
-            layerCount: try required("num_hidden_layers"), headCount: heads,
-            kvHeadCount: try integer("num_key_value_heads") ?? heads, vocabSize: try required("vocab_size"),
-            contextLength: contextLength, ropeTheta: try number("rope_theta") ?? 10000,
-            rmsEps: Float(try number("rms_norm_eps") ?? 1e-6), ropeStyle: .halfRotation)
-        try config.validate()
-        if runnable, let window = try integer("sliding_window"), window < contextLength {
-            throw FormatError("sliding_window \(window) is not supported (kvlab attends over the whole context)")
-        }
-        if let headDim = try integer("head_dim"), headDim != config.headDim {
-            throw FormatError("head_dim \(headDim) differs from hidden_size / num_attention_heads = \(config.headDim)")
-        }
-        if let tied = json["tie_word_embeddings"], !tied.isNull {
-            guard let flag = tied.bool else { throw FormatError("tie_word_embeddings is \(tied.kind), expected a boolean") }
-            tiedEmbeddings = flag
-        } else {
-            tiedEmbeddings = false
-        }
-        shownMetadata = [
-            ("architecture", json["architectures"]?.array?.first?.string ?? "LlamaForCausalLM"),
-            ("model_type", modelType ?? "llama"),
-            ("hidden_size", "\(config.dim)"), ("intermediate_size", "\(config.hiddenDim)"),
-            ("num_hidden_layers", "\(config.layerCount)"), ("num_attention_heads", "\(config.headCount)"),
-            ("num_key_value_heads", "\(config.kvHeadCount)"), ("max_position_embeddings", "\(config.contextLength)"),
-            ("rope_theta", "\(config.ropeTheta)"), ("rms_norm_eps", "\(config.rmsEps)"),
-            ("tie_word_embeddings", "\(tiedEmbeddings)"),
-        ]
-    }
-
-    /// config.json for a llama model as `transformers` writes it.
-    static func json(_ c: ModelConfig, tied: Bool, spec: TokenizerSpec, dtype: String) -> JSONValue {
-        // The shortest decimal that reads back as the same Float, so 1e-05 is written as 1e-05.
-        let shortEps = Double("\(c.rmsEps)") ?? Double(c.rmsEps)
-        let eps = Float(shortEps) == c.rmsEps ? shortEps : Double(c.rmsEps)
-        return .object([
-            ("_name_or_path", .string(c.name)),
-            ("architectures", .array([.string("LlamaForCausalLM")])),
-            ("model_type", .string("llama")),
-            ("hidden_size", .integer(c.dim)),
-            ("intermediate_size", .integer(c.hiddenDim)),
-            ("num_hidden_layers", .integer(c.layerCount)),
-            ("num_attention_heads", .integer(c.headCount)),
-            ("num_key_value_heads", .integer(c.kvHeadCount)),
-            ("head_dim", .integer(c.headDim)),
-            ("vocab_size", .integer(c.vocabSize)),
-            ("max_position_embeddings", .integer(c.contextLength)),
-            ("rope_theta", .number(c.ropeTheta)),
-            ("rope_scaling", .null),
-            ("rms_norm_eps", .number(eps)),
-            ("hidden_act", .string("silu")),
-            ("attention_bias", .bool(false)),
-            ("mlp_bias", .bool(false)),
-            ("tie_word_embeddings", .bool(tied)),
-            ("bos_token_id", spec.bosID.map { .integer($0) } ?? .null),
-            ("eos_token_id", spec.eosID.map { .integer($0) } ?? .null),
-            ("torch_dtype", .string(dtype)),
-        ])
     }
 }

@@ -1,14 +1,21 @@
+import CKVLabKernels
 import KVLabMethods
 
-/// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]` through OpenBLAS. Weights
-/// that are not f32 are decoded a tile of rows at a time, so they are read in their own type; the
-/// pool's threads decode a tile's rows between them.
+/// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]`. Quantized weights take
+/// CKVLabKernels' integer tiles: the inputs quantized to 8 bits as the decode kernels' are, the
+/// rows unpacked eight at a time and multiplied with every input, tiles split over the pool (no
+/// BLAS threads competing with it). f32 goes to OpenBLAS; f16 and bf16 are decoded a tile of rows
+/// at a time into floats for OpenBLAS, the pool's threads decoding a tile's rows between them.
 enum MatMul {
-    /// Rows of a quantized weight decoded per BLAS call.
+    /// Rows of a float-decoded weight per BLAS call.
     static let tileRows = 256
 
+    /// Inputs quantized and multiplied per pass over a quantized matrix (their codes, scales and
+    /// sums, 1.5 bytes per element, fit the scratch).
+    static let tokensPerPass = 256
+
     static func scratchFloats(config c: ModelConfig) -> Int {
-        tileRows * max(c.dim, c.hiddenDim)
+        tileRows * max(c.dim, c.hiddenDim, c.queryDim)
     }
 
     static func multiply(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
@@ -16,6 +23,9 @@ enum MatMul {
         if w.type == .f32 {
             BLAS.multiplyTransposed(m: n, n: w.rows, k: w.cols, a: x, lda: w.cols,
                                     b: w.storage.assumingMemoryBound(to: Float.self), ldb: w.cols, c: out, ldc: w.rows)
+            ledger.read(.weights, w.byteCount)
+        } else if w.type.hasTile {
+            integerProduct(x, rows: n, w, into: out, scratch: UnsafeMutableRawPointer(scratch), pool: pool, ledger: &ledger)
         } else {
             var first = 0
             while first < w.rows {
@@ -30,9 +40,42 @@ enum MatMul {
                                         c: out + first, ldc: w.rows)
                 first += count
             }
+            ledger.read(.weights, w.byteCount)
         }
-        ledger.read(.weights, w.byteCount)
         ledger.read(.activations, n * w.cols * 4)
         ledger.write(.activations, n * w.rows * 4)
+    }
+
+    /// A CKVLabKernels product of `w` with `tokens` quantized inputs, `out[t · stride + r]`.
+    static func job(_ w: WeightMatrix, tokens: Int, activation: ckv_activation, into out: UnsafeMutablePointer<Float>,
+                    stride: Int) -> ckv_gemm {
+        ckv_gemm(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes, type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows),
+                 cols: Int32(w.cols), tokens: Int32(tokens), activation: activation, out: out, out_stride: stride, path: 0)
+    }
+
+    /// Passes of up to `tokensPerPass` inputs: quantized into the scratch on the pool, then the
+    /// matrix's tiles against all of them. Each pass reads the weights once.
+    private static func integerProduct(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
+                                       scratch: UnsafeMutableRawPointer, pool: WorkerPool, ledger: inout IOLedger) {
+        let cols = w.cols, blocks = cols / 32
+        let capacity = min(n, tokensPerPass)
+        let qs = scratch.assumingMemoryBound(to: Int8.self)
+        let d = (scratch + capacity * cols).assumingMemoryBound(to: Float.self)
+        let s = d + capacity * blocks, h = s + capacity * blocks
+        var first = 0
+        while first < n {
+            let count = min(capacity, n - first), start = first
+            pool.run { share, shares in
+                for t in (count * share / shares)..<(count * (share + 1) / shares) {
+                    ckv_quantize_activation(x + (start + t) * cols, Int32(cols),
+                                            ckv_activation(qs: qs + t * cols, d: d + t * blocks, s: s + t * blocks, h: h + 2 * t * blocks))
+                }
+            }
+            var job = job(w, tokens: count, activation: ckv_activation(qs: qs, d: d, s: s, h: h), into: out + first * w.rows, stride: w.rows)
+            pool.run(ckv_gemm_part, &job)
+            ledger.read(.weights, w.byteCount)
+            ledger.write(.activations, count * Int(ckv_activation_bytes(Int32(cols))))
+            first += count
+        }
     }
 }

@@ -4,8 +4,9 @@ import KVLabMethods
 /// Matrix-vector products that read weights in their storage type (decode path), in the C
 /// kernels of CKVLabKernels: quantized weights take an integer dot product against the input
 /// quantized once to 8 bits in blocks of 32 (as llama.cpp's q8 activations), float weights the
-/// float input. Each output row is summed by one thread in a fixed order, so results do not
-/// depend on the thread count.
+/// float input. Types without a row kernel of their own go through the integer tiles of the
+/// prefill products with one input. Each output row is summed by one thread in a fixed order, so
+/// results do not depend on the thread count.
 enum MatVec {
     /// Products smaller than this many weights run on the calling thread (a dispatch costs more).
     static let parallelThreshold = 1 << 16
@@ -37,16 +38,17 @@ enum MatVec {
         job.x = x
         job.activation = scratch.view
         var elements = 0, quantized = false
+        var tiled: [(WeightMatrix, UnsafeMutablePointer<Float>)] = []
         each { w, out in
             precondition(w.cols == cols, "products sharing an input need the same column count")
-            guard w.type.hasKernel else { return decodedRows(w, x, into: out, pool: pool) }
+            quantized = quantized || w.type.readsQuantizedActivation
+            guard w.type.hasKernel else { return tiled.append((w, out)) }
             let matrix = ckv_matrix(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes,
                                     type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows), out: out)
             let index = Int(job.count)
             withUnsafeMutableBytes(of: &job.matrices) { $0.storeBytes(of: matrix, toByteOffset: index * MemoryLayout<ckv_matrix>.stride, as: ckv_matrix.self) }
             job.count += 1
             elements += w.elementCount
-            quantized = quantized || w.type.readsQuantizedActivation
         }
         let quantizedBytes = ckv_activation_bytes(Int32(cols))
         if quantized {
@@ -60,26 +62,15 @@ enum MatVec {
         } else if job.count > 0 {
             ckv_matvec_part(&job, 0, 1)
         }
+        for (w, out) in tiled {
+            var gemm = MatMul.job(w, tokens: 1, activation: scratch.view, into: out, stride: w.rows)
+            if pool.threads > 1, w.elementCount >= parallelThreshold { pool.run(ckv_gemm_part, &gemm) } else { ckv_gemm_part(&gemm, 0, 1) }
+        }
         each { w, _ in
             ledger.read(.weights, w.byteCount)
             ledger.read(.activations, w.type.readsQuantizedActivation ? quantizedBytes : cols * 4)
             ledger.write(.activations, w.rows * 4)
         }
-    }
-
-    /// A type without a kernel of its own: each row decoded exactly (as the reference decoder
-    /// does) into a scratch row, then a float dot product.
-    private static func decodedRows(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                                    pool: WorkerPool) {
-        let work = { (share: Int, shares: Int) in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: w.cols) { row in
-                for r in (w.rows * share / shares)..<(w.rows * (share + 1) / shares) {
-                    w.decodeRow(r, into: row.baseAddress!)
-                    out[r] = ckv_dot_row(Int32(WeightType.f32.ggmlTypeID), row.baseAddress!, Int32(w.cols), x, ckv_activation())
-                }
-            }
-        }
-        if pool.threads > 1, w.elementCount >= parallelThreshold { pool.run(work) } else { work(0, 1) }
     }
 }
 
@@ -93,19 +84,24 @@ final class QuantizedActivation {
     init(capacity count: Int) {
         capacity = (count + 31) / 32 * 32
         let blocks = capacity / 32
-        view = ckv_activation(qs: .allocate(capacity: capacity), d: .allocate(capacity: blocks), s: .allocate(capacity: blocks))
+        view = ckv_activation(qs: .allocate(capacity: capacity), d: .allocate(capacity: blocks), s: .allocate(capacity: blocks),
+                              h: .allocate(capacity: 2 * blocks))
     }
 
     deinit {
         view.qs.deallocate()
         view.d.deallocate()
         view.s.deallocate()
+        view.h.deallocate()
     }
 }
 
 extension WeightType {
-    /// Whether CKVLabKernels reads this type directly (else rows are decoded to floats first).
+    /// Whether CKVLabKernels has a row kernel for this type (else it goes through integer tiles).
     var hasKernel: Bool { ckv_has_kernel(Int32(ggmlTypeID)) != 0 }
+
+    /// Whether rows of this type unpack into the integer tiles of the matrix products.
+    var hasTile: Bool { ckv_has_tile(Int32(ggmlTypeID)) != 0 }
 
     /// Whether this type's kernel reads the input quantized to 8 bits (else as floats).
     var readsQuantizedActivation: Bool { ckv_uses_quantized_activation(Int32(ggmlTypeID)) != 0 }
@@ -113,6 +109,6 @@ extension WeightType {
 
 /// What the decode kernels were built for, for `kvlab bench`.
 public enum DecodeKernels {
-    /// The vector path compiled in: "avx512-vnni", "avx2" or "portable".
+    /// The vector path chosen at run time: "avx512-vnni", "avx2" or "portable".
     public static var vectorPath: String { String(cString: ckv_vector_path()) }
 }

@@ -40,6 +40,19 @@ enum Ops {
         }
     }
 
+    /// RMSNorm of each `headDim`-channel head of `v` in place, with one weight per channel
+    /// (Qwen3's q_norm and k_norm).
+    @inline(__always)
+    static func rmsNormHeads(_ v: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, weight: UnsafePointer<Float>, eps: Float) {
+        for h in 0..<heads { rmsNorm(v + h * headDim, weight, v + h * headDim, count: headDim, eps: eps) }
+    }
+
+    /// `a[i] *= s`.
+    @inline(__always)
+    static func scale(_ a: UnsafeMutablePointer<Float>, by s: Float, count: Int) {
+        for i in 0..<count { a[i] *= s }
+    }
+
     /// `a[i] += b[i]`.
     @inline(__always)
     static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
@@ -47,13 +60,18 @@ enum Ops {
     }
 }
 
-/// Cos/sin of RoPE angles for one position, computed in Double (as the reference does) from
-/// per-frequency inverse wavelengths `theta^(-2i/d)`.
+/// Cos/sin of RoPE angles for one position, computed in Double (as the reference does) from the
+/// per-frequency inverse wavelengths (`RoPEScaling.inverseFrequencies`, scaling applied).
 struct RoPETable {
     let inverseFrequencies: [Double]
 
+    init(inverseFrequencies: [Double]) {
+        self.inverseFrequencies = inverseFrequencies
+    }
+
+    /// Plain RoPE: `theta^(-2i/d)`.
     init(headDim: Int, theta: Double) {
-        inverseFrequencies = (0..<(headDim / 2)).map { 1 / pow(theta, Double(2 * $0) / Double(headDim)) }
+        self.init(inverseFrequencies: RoPEScaling.none.inverseFrequencies(headDim: headDim, theta: theta))
     }
 
     /// Fills `cos` and `sin` (headDim/2 each) for `position`.

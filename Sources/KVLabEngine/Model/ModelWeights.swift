@@ -13,10 +13,18 @@ public struct LayerWeights: Sendable {
     public var ffnGate: WeightMatrix
     public var ffnDown: WeightMatrix
     public var ffnUp: WeightMatrix
+    /// Biases added to the q, k and v projections (Qwen2), or nil.
+    public var queryBias: [Float]?
+    public var keyBias: [Float]?
+    public var valueBias: [Float]?
+    /// Per-head RMSNorm weights (headDim each) applied to queries and keys before RoPE (Qwen3), or nil.
+    public var queryNorm: [Float]?
+    public var keyNorm: [Float]?
 
     public init(attentionNorm: [Float], query: WeightMatrix, key: WeightMatrix, value: WeightMatrix,
                 attentionOutput: WeightMatrix, ffnNorm: [Float], ffnGate: WeightMatrix, ffnDown: WeightMatrix,
-                ffnUp: WeightMatrix) {
+                ffnUp: WeightMatrix, queryBias: [Float]? = nil, keyBias: [Float]? = nil, valueBias: [Float]? = nil,
+                queryNorm: [Float]? = nil, keyNorm: [Float]? = nil) {
         self.attentionNorm = attentionNorm
         self.query = query
         self.key = key
@@ -26,6 +34,17 @@ public struct LayerWeights: Sendable {
         self.ffnGate = ffnGate
         self.ffnDown = ffnDown
         self.ffnUp = ffnUp
+        self.queryBias = queryBias
+        self.keyBias = keyBias
+        self.valueBias = valueBias
+        self.queryNorm = queryNorm
+        self.keyNorm = keyNorm
+    }
+
+    /// The optional vectors with their GGUF tensor names (suffixes after `blk.N.`) and lengths.
+    func optionalVectors(_ c: ModelConfig) -> [(name: String, values: [Float]?, count: Int)] {
+        [("attn_q.bias", queryBias, c.queryDim), ("attn_k.bias", keyBias, c.kvDim), ("attn_v.bias", valueBias, c.kvDim),
+         ("attn_q_norm.weight", queryNorm, c.headDim), ("attn_k_norm.weight", keyNorm, c.headDim)]
     }
 
     var matrices: [WeightMatrix] { [query, key, value, attentionOutput, ffnGate, ffnDown, ffnUp] }
@@ -59,8 +78,9 @@ public struct ModelWeights: Sendable {
                 throw FormatError("tensor \(name) is \(m.rows)×\(m.cols), expected \(rows)×\(cols)")
             }
         }
-        func vector(_ v: [Float], _ name: String) throws {
-            guard v.count == c.dim else { throw FormatError("tensor \(name) has \(v.count) values, expected \(c.dim)") }
+        func vector(_ v: [Float], _ name: String, count: Int? = nil) throws {
+            let expected = count ?? c.dim
+            guard v.count == expected else { throw FormatError("tensor \(name) has \(v.count) values, expected \(expected)") }
             guard v.allSatisfy(\.isFinite) else { throw FormatError("tensor \(name) contains NaN or infinite values") }
         }
         guard layers.count == c.layerCount else {
@@ -72,16 +92,37 @@ public struct ModelWeights: Sendable {
         for (i, layer) in layers.enumerated() {
             try vector(layer.attentionNorm, "blk.\(i).attn_norm")
             try vector(layer.ffnNorm, "blk.\(i).ffn_norm")
-            try shape(layer.query, c.dim, c.dim, "blk.\(i).attn_q")
+            try shape(layer.query, c.queryDim, c.dim, "blk.\(i).attn_q")
             try shape(layer.key, c.kvDim, c.dim, "blk.\(i).attn_k")
             try shape(layer.value, c.kvDim, c.dim, "blk.\(i).attn_v")
-            try shape(layer.attentionOutput, c.dim, c.dim, "blk.\(i).attn_output")
+            try shape(layer.attentionOutput, c.dim, c.queryDim, "blk.\(i).attn_output")
+            for (name, values, count) in layer.optionalVectors(c) {
+                if let values { try vector(values, "blk.\(i).\(name)", count: count) }
+            }
+            if (layer.queryNorm == nil) != (layer.keyNorm == nil) {
+                throw FormatError("blk.\(i) has only one of attn_q_norm and attn_k_norm")
+            }
             try shape(layer.ffnGate, c.hiddenDim, c.dim, "blk.\(i).ffn_gate")
             try shape(layer.ffnUp, c.hiddenDim, c.dim, "blk.\(i).ffn_up")
             try shape(layer.ffnDown, c.dim, c.hiddenDim, "blk.\(i).ffn_down")
         }
         for (name, matrix) in namedMatrices where !matrix.allFinite() {
             throw FormatError("tensor \(name) contains NaN or infinite values")
+        }
+    }
+
+    /// Refuses what kvlab's writers cannot represent: they write plain llama models (GGUF `llama`,
+    /// config.json LlamaForCausalLM), so a converted file never silently loses a bias, a norm, a
+    /// sliding window or a RoPE scaling.
+    func checkWritable() throws {
+        let c = config
+        var features: [String] = []
+        if c.family != .llama { features.append("model family \(c.family.rawValue)") }
+        if c.ropeScaling != .none { features.append("RoPE scaling \(c.ropeScaling.summary)") }
+        if c.attentionSpans.contains(where: { $0 != .global }) { features.append("sliding-window layers") }
+        if layers.contains(where: { $0.optionalVectors(c).contains { $0.values != nil } }) { features.append("attention biases or q/k norms") }
+        if let first = features.first {
+            throw FormatError("kvlab writes plain llama models only; this one has \(first)")
         }
     }
 
@@ -100,11 +141,14 @@ public struct ModelWeights: Sendable {
         return list
     }
 
-    /// Every norm vector with its GGUF tensor name.
+    /// Every norm (and bias) vector with its GGUF tensor name.
     public var namedNorms: [(String, [Float])] {
         var list: [(String, [Float])] = []
         for (i, layer) in layers.enumerated() {
             list += [("blk.\(i).attn_norm.weight", layer.attentionNorm), ("blk.\(i).ffn_norm.weight", layer.ffnNorm)]
+            for (name, values, _) in layer.optionalVectors(config) {
+                if let values { list.append(("blk.\(i).\(name)", values)) }
+            }
         }
         list.append(("output_norm.weight", outputNorm))
         return list
@@ -162,11 +206,17 @@ public struct ModelWeights: Sendable {
                 }
             }
         }
-        let qOrder = order(heads: config.headCount), kOrder = order(heads: config.kvHeadCount)
+        let qOrder = order(heads: config.headCount), kOrder = order(heads: config.kvHeadCount), headOrder = order(heads: 1)
+        // Biases follow their rows; per-head norm weights follow the channels within a head.
+        func permuted(_ values: [Float]?, _ order: [Int]) -> [Float]? { values.map { v in order.map { v[$0] } } }
         copy.layers = layers.map { layer in
             var l = layer
             l.query = layer.query.permutingRows(qOrder)
             l.key = layer.key.permutingRows(kOrder)
+            l.queryBias = permuted(layer.queryBias, qOrder)
+            l.keyBias = permuted(layer.keyBias, kOrder)
+            l.queryNorm = permuted(layer.queryNorm, headOrder)
+            l.keyNorm = permuted(layer.keyNorm, headOrder)
             return l
         }
         return copy

@@ -44,6 +44,8 @@ public final class InferenceEngine {
     public private(set) var position = 0
 
     private let rope: RoPETable
+    /// YaRN's attention factor squared, folded into the queries so that cached keys stay plain.
+    private let queryScale: Float
     private let buffers: DecodeBuffers
     /// Splits the decode products' rows over `options.threads` threads.
     private let pool: WorkerPool
@@ -64,7 +66,8 @@ public final class InferenceEngine {
         self.weights = options.weightType.map { weights.converted(to: $0) } ?? weights
         self.options = options
         self.cache = cache ?? PagedKVCache(layout: KVLayout(config: weights.config))
-        rope = RoPETable(headDim: weights.config.headDim, theta: weights.config.ropeTheta)
+        rope = RoPETable(inverseFrequencies: weights.config.ropeInverseFrequencies)
+        queryScale = Float(weights.config.ropeScaling.logitScale)
         buffers = DecodeBuffers(config: weights.config)
         pool = WorkerPool(threads: options.threads)
         layerLedgers = .allocate(capacity: weights.config.layerCount)
@@ -115,20 +118,20 @@ public final class InferenceEngine {
         try check(tokens: CollectionOfOne(token), adding: 1)
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
+        try makeRoom(count: 1, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
         weights.tokenEmbedding.decodeRow(token, into: x)
         outside.read(.weights, weights.tokenEmbedding.rowBytes)
-        rope.fill(position: position, cos: b.cos, sin: b.sin)
+        rope.fill(position: cache.rotaryPosition(position), cos: b.cos, sin: b.sin)
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(layer.query, into: b.q), .init(layer.key, into: b.k), .init(layer.value, into: b.v),
                             input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
-            Ops.rotate(b.q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin)
-            if !cache.keysBeforeRoPE { Ops.rotate(b.k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: b.cos, sin: b.sin) }
+            finishProjections(layer, q: b.q, k: b.k, v: b.v, cos: b.cos, sin: b.sin)
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &cacheLedger)
@@ -174,19 +177,23 @@ public final class InferenceEngine {
     @discardableResult
     public func prefill(_ tokens: [Int], allLogits: Bool = false) throws(EngineError) -> (report: StepReport, logits: [Float]) {
         try check(tokens: tokens, adding: tokens.count)
+        // The whole prompt must fit, even when it then runs one step at a time.
+        guard cache.hasRoom(position: position, count: tokens.count) else { throw .contextFull(limit: cache.layout.capacity) }
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
+        try makeRoom(count: tokens.count, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, n = tokens.count
         let batch = PrefillBuffers(config: c, tokens: n)
         defer { batch.deallocate() }
         let half = c.headDim / 2
+        let rotary = cache.rotaryPosition(position)
         cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
             weights.tokenEmbedding.decodeRow(token, into: batch.x + t * c.dim)
             outside.read(.weights, weights.tokenEmbedding.rowBytes)
-            rope.fill(position: position + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
+            rope.fill(position: rotary + t, cos: batch.cos + t * half, sin: batch.sin + t * half)
         }
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
@@ -195,11 +202,9 @@ public final class InferenceEngine {
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            let rotateKeys = !cache.keysBeforeRoPE
             for t in 0..<n {
-                let cos = batch.cos + t * half, sin = batch.sin + t * half
-                Ops.rotate(batch.q + t * c.dim, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
-                if rotateKeys { Ops.rotate(batch.k + t * c.kvDim, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
+                finishProjections(layer, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
+                                  cos: batch.cos + t * half, sin: batch.sin + t * half)
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -281,6 +286,22 @@ public final class InferenceEngine {
                            timings: timings, ledger: ledger), all)
     }
 
+    /// One token's q, k, v after their projections: biases (Qwen2), per-head q/k RMSNorm (Qwen3),
+    /// RoPE (keys only when the cache does not rotate them itself), and YaRN's logit scale on q.
+    @inline(__always)
+    private func finishProjections(_ layer: LayerWeights, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                                   v: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let c = config
+        if let bias = layer.queryBias { Ops.add(q, bias, count: c.queryDim) }
+        if let bias = layer.keyBias { Ops.add(k, bias, count: c.kvDim) }
+        if let bias = layer.valueBias { Ops.add(v, bias, count: c.kvDim) }
+        if let norm = layer.queryNorm { Ops.rmsNormHeads(q, heads: c.headCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
+        if let norm = layer.keyNorm { Ops.rmsNormHeads(k, heads: c.kvHeadCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
+        Ops.rotate(q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
+        if !cache.keysBeforeRoPE { Ops.rotate(k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
+        if queryScale != 1 { Ops.scale(q, by: queryScale, count: c.queryDim) }
+    }
+
     private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, rows: Int) {
         let c = config
         weight.withUnsafeBufferPointer { w in
@@ -290,11 +311,23 @@ public final class InferenceEngine {
 
     private func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {
         guard count > 0 else { throw .emptyInput }
-        guard position + count <= cache.layout.capacity else { throw .contextFull(limit: cache.layout.capacity) }
         for token in tokens where token < 0 || token >= config.vocabSize {
             throw .invalidToken(token, vocabularySize: config.vocabSize)
         }
     }
+
+    /// The cache's room for `count` tokens at the current position; renumbering its entries is
+    /// cache work outside the layers.
+    private func makeRoom(count: Int, outside: inout IOLedger, attention: inout IOLedger) throws(EngineError) {
+        var ledger = IOLedger()
+        try cache.makeRoom(position: position, count: count, ledger: &ledger)
+        outside.add(ledger)
+        attention.add(ledger)
+    }
+
+    /// Whether `count` more tokens fit the cache now (renumbering it past the context if its
+    /// method bounds it).
+    public func hasRoom(for count: Int = 1) -> Bool { cache.hasRoom(position: position, count: count) }
 
     /// Entries kept over every (layer, KV head).
     public var cacheEntries: Int {
@@ -349,8 +382,8 @@ final class DecodeBuffers {
 
     init(config c: ModelConfig) {
         let make = zeroedFloats
-        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.dim); k = make(c.kvDim); v = make(c.kvDim)
-        attention = make(c.dim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
+        x = make(c.dim); xb = make(max(c.dim, c.hiddenDim)); q = make(c.queryDim); k = make(c.kvDim); v = make(c.kvDim)
+        attention = make(c.queryDim); hidden = make(c.hiddenDim); hidden2 = make(c.hiddenDim); logits = make(c.vocabSize)
         cos = make(c.headDim / 2); sin = make(c.headDim / 2)
         quantized = QuantizedActivation(capacity: max(c.dim, c.hiddenDim))
     }
@@ -364,8 +397,8 @@ struct PrefillBuffers {
 
     init(config c: ModelConfig, tokens n: Int) {
         let make = zeroedFloats
-        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.dim); k = make(n * c.kvDim)
-        v = make(n * c.kvDim); attention = make(n * c.dim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
+        x = make(n * c.dim); xb = make(n * max(c.dim, c.hiddenDim)); q = make(n * c.queryDim); k = make(n * c.kvDim)
+        v = make(n * c.kvDim); attention = make(n * c.queryDim); hidden = make(n * c.hiddenDim); hidden2 = make(n * c.hiddenDim)
         weightScratch = make(MatMul.scratchFloats(config: c))
         cos = make(n * c.headDim / 2); sin = make(n * c.headDim / 2)
     }

@@ -24,15 +24,22 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     public let merge: Bool
     /// `think`: key channels pruned by query-weighted magnitude (ThinK); nil without.
     public let think: ThinK?
+    /// `rebase`: the kept entries take contiguous RoPE positions at every step, the query the
+    /// next one (StreamingLLM's positions inside the cache), instead of their token positions
+    /// until the context is full.
+    public let rebase: Bool
     /// The canonical method string, every parameter spelled out.
     public let spec: MethodSpec
 
     public static let full = try! EvictionMethod(parsing: "full")
 
     /// Method names in the order the UI cycles through them.
-    public static let names = schemas.names.filter { !modifierNames.contains($0) }
-    /// Modifier names in canonical order.
+    public static let names = schemas.names.filter { !allModifierNames.contains($0) }
+    /// Modifier names in canonical order: what is kept and how it is stored.
     public static let modifierNames = ["merge", "think"]
+    /// Modifiers of how kept entries are numbered for RoPE, written after the others.
+    public static let positionModifierNames = ["rebase"]
+    private static let allModifierNames = modifierNames + positionModifierNames
 
     private static let context = 1...1_048_576
     private static let schemas: SchemaTable = {
@@ -54,6 +61,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1)]),
             S("merge", []),
             S("think", [S.real("lambda", 0.5, 0...1), S.int("observation", 16, 1...ThinK.maxObservation)]),
+            S("rebase", []),
         ]
         return SchemaTable(list)
     }()
@@ -64,7 +72,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
         let press = spec.name == KVPressMethod.methodName ? try KVPressMethod(spec) : nil
-        guard !Self.modifierNames.contains(spec.name), let schema = press != nil ? ParameterSchema(spec.name, []) : Self.schemas[spec.name] else {
+        guard !Self.allModifierNames.contains(spec.name), let schema = press != nil ? ParameterSchema(spec.name, []) : Self.schemas[spec.name] else {
             throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
         let p = try schema.resolve(press != nil ? MethodSpec(name: spec.name) : spec)
@@ -104,7 +112,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         // The modifiers, each at most once, in canonical order.
         var options: [String: ResolvedParameters] = [:]
         for modifier in spec.modifiers {
-            guard Self.modifierNames.contains(modifier.name) else {
+            guard Self.allModifierNames.contains(modifier.name) else {
                 throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.modifierNames.joined(separator: ", ")))")
             }
             guard options[modifier.name] == nil else { throw MethodSpecError("\(modifier.name) is given twice") }
@@ -120,14 +128,21 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         } else {
             think = nil
         }
-        let modifiers = Self.modifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
+        rebase = options["rebase"] != nil
+        if rebase, think != nil { throw MethodSpecError("rebase re-rotates keys, which think's pruned channels cannot be; use one of them") }
+        let modifiers = Self.allModifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
         self.spec = MethodSpec(name: spec.name, parameters: canonical, modifiers: modifiers)
     }
 
     /// Checks that the method fits a KV quantization: `think` prunes channels of keys as attention
     /// scores them, which `prerope` (keys stored before RoPE mixes their channel pairs) and
     /// `rotate` (keys stored Hadamard-transformed) do not store.
+    /// `rebase` with keys stored after RoPE re-rotates them at every step, which would re-quantize
+    /// quantized keys each time: those need `prerope`.
     public func check(quant: KVQuantMethod) throws(MethodSpecError) {
+        if rebase, !quant.preRoPE, quant.key != .fp32 {
+            throw MethodSpecError("rebase re-rotates keys stored after RoPE at every step; quantized keys need \(quant.spec.name)+prerope")
+        }
         guard think != nil, quant.preRoPE || quant.rotate else { return }
         throw MethodSpecError("think prunes key channels as attention scores them; it does not combine with \(quant.preRoPE ? "prerope" : "rotate")")
     }

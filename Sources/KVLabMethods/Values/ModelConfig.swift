@@ -22,6 +22,16 @@ public enum AttentionSpan: Sendable, Equatable, Hashable, Codable {
     }
 }
 
+/// The decoder families kvlab runs. They share the llama block (RMSNorm, RoPE, GQA attention,
+/// SwiGLU); what differs is carried by the weights (Qwen2's q/k/v biases, Qwen3's per-head q/k
+/// norms) and the config (Mistral's sliding window, head sizes, RoPE scaling).
+public enum ModelFamily: String, Sendable, Equatable, Codable, CaseIterable {
+    case llama
+    case mistral
+    case qwen2
+    case qwen3
+}
+
 /// The shape and constants of a llama-family decoder.
 public struct ModelConfig: Sendable, Equatable, Codable {
     public var name: String
@@ -39,10 +49,13 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var headDim: Int
     /// One per layer: global, or local with its sliding window.
     public var attentionSpans: [AttentionSpan]
+    public var ropeScaling: RoPEScaling
+    public var family: ModelFamily
 
     public init(name: String, dim: Int, hiddenDim: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 vocabSize: Int, contextLength: Int, ropeTheta: Double = 10000, rmsEps: Float = 1e-5,
-                ropeStyle: RoPEStyle = .interleaved, headDim: Int? = nil, attentionSpans: [AttentionSpan]? = nil) {
+                ropeStyle: RoPEStyle = .interleaved, headDim: Int? = nil, attentionSpans: [AttentionSpan]? = nil,
+                ropeScaling: RoPEScaling = .none, family: ModelFamily = .llama) {
         self.name = name
         self.dim = dim
         self.hiddenDim = hiddenDim
@@ -59,7 +72,12 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         // default is only built for counts that could pass.
         let defaultCount = (1...Self.maxLayers).contains(layerCount) ? layerCount : 0
         self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: defaultCount)
+        self.ropeScaling = ropeScaling
+        self.family = family
     }
+
+    /// Inverse RoPE frequencies of one head, scaling applied.
+    public var ropeInverseFrequencies: [Double] { ropeScaling.inverseFrequencies(headDim: headDim, theta: ropeTheta) }
 
     /// Rows of the query projection (and columns of the attention output projection).
     public var queryDim: Int { headCount * headDim }
@@ -82,7 +100,8 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try check(hiddenDim > 0 && hiddenDim <= Self.maxDimension * 4, "feed-forward length \(hiddenDim) is out of range")
         try check(layerCount > 0 && layerCount <= Self.maxLayers, "block count \(layerCount) is out of range (1...\(Self.maxLayers))")
         try check(headCount > 0 && headCount <= dim, "head count \(headCount) is out of range for embedding length \(dim)")
-        try check(dim % headCount == 0, "embedding length \(dim) is not a multiple of the head count \(headCount)")
+        try check(dim % headCount == 0 || headDim != dim / headCount,
+                  "embedding length \(dim) is not a multiple of the head count \(headCount)")
         try check(headDim > 0 && headDim <= Self.maxDimension, "head size \(headDim) is out of range")
         try check(headDim % 2 == 0, "head size \(headDim) is odd; RoPE needs pairs of channels")
         try check(kvHeadCount > 0 && kvHeadCount <= headCount && headCount % kvHeadCount == 0,
@@ -92,6 +111,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         try check(ropeTheta.isFinite && ropeTheta > 1, "rope frequency base \(ropeTheta) is not usable")
         try check(rmsEps.isFinite && rmsEps > 0 && rmsEps < 1, "RMSNorm epsilon \(rmsEps) is not usable")
         try check(attentionSpans.count == layerCount, "\(attentionSpans.count) attention spans for \(layerCount) layers")
+        if let problem = ropeScaling.problem(headDim: headDim) { throw FormatError(problem) }
         for span in attentionSpans {
             if let window = span.window { try check(window > 0, "sliding window \(window) is not positive") }
         }

@@ -1,0 +1,36 @@
+#ifndef CKVLAB_INTERNAL_H
+#define CKVLAB_INTERNAL_H
+
+#include "ckvlab_kernels.h"
+
+/// Rows per unpacked tile (the lanes of a 256-bit float vector).
+#define CKV_TILE_ROWS 8
+
+/// IEEE binary16 → binary32, subnormals included.
+float ckv_half_to_float(uint16_t h);
+
+/// ggml's get_scale_min_k4: the 6-bit scales and mins of a q4_K/q5_K super-block's 8 sub-blocks.
+void ckv_scales_mins_k4(const uint8_t *q, uint8_t *scales, uint8_t *mins);
+
+/// Unpacks rows [first, first + count) (count ≤ CKV_TILE_ROWS) of `g` into a tile of
+/// ckv_tile_bytes(g->cols) bytes (layout in tiles.h); missing rows are zero.
+void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile);
+
+/// Whether a type's tile codes reach 255 (q8_0, iq4: the signed value offset by 128).
+int ckv_tile_wide(int type);
+
+/// Whether a type's scales and offsets differ between the halves of a 32-element block.
+int ckv_tile_per_half(int type);
+
+/// One vector path's kernels (level_*.c compile the same sources for each).
+typedef struct {
+    const char *name;
+    void (*quantize_activation)(const float *x, int n, ckv_activation a);
+    float (*dot_row)(int type, const void *row, int cols, const float *x, ckv_activation a);
+    ckv_task matvec_part;
+    ckv_task gemm_part;
+} ckv_path;
+
+extern const ckv_path ckv_path_vnni, ckv_path_avx2, ckv_path_portable;
+
+#endif

@@ -1,0 +1,277 @@
+// The decode kernels, compiled once per vector path (see vector.h): each weight type's row dot
+// product against the input (float, or quantized once per product to 8 bits in blocks of 32).
+
+// MARK: - Activation quantization
+
+static void quantize_activation(const float *x, int n, ckv_activation a) {
+    for (int b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        const float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        int sum[2] = {0, 0};
+        for (int j = 0; j < 32; j++) {
+            const int q = (int)roundf(v[j] * id);
+            a.qs[b * 32 + j] = (int8_t)q;
+            sum[j / 16] += q;
+        }
+        a.d[b] = d;
+        a.s[b] = d * (float)(sum[0] + sum[1]);
+        a.h[2 * b] = d * (float)sum[0];
+        a.h[2 * b + 1] = d * (float)sum[1];
+    }
+}
+
+// MARK: - Row kernels
+
+static float dot_f32(const float *w, const float *x, int n) {
+    int i = 0;
+    float sum = 0;
+#if defined(CKV_X86)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    sum = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+    for (; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+static float dot_f16(const uint8_t *w, const float *x, int n) {
+    int i = 0;
+    float sum = 0;
+#if defined(CKV_X86)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16))), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    sum = hsum8(_mm256_add_ps(a0, a1));
+#endif
+    for (; i < n; i++) sum += half_to_float(w + 2 * i) * x[i];
+    return sum;
+}
+
+/// bfloat16: the high half of an f32.
+static float dot_bf16(const uint8_t *w, const float *x, int n) {
+    int i = 0;
+    float sum = 0;
+#if defined(CKV_X86)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i h0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        const __m256i h1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h0, 16)), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h1, 16)), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    sum = hsum8(_mm256_add_ps(a0, a1));
+#endif
+    for (; i < n; i++) {
+        const uint32_t bits = (uint32_t)load16(w + 2 * i) << 16;
+        float v;
+        memcpy(&v, &bits, 4);
+        sum += v * x[i];
+    }
+    return sum;
+}
+
+/// block_q8_0: fp16 d, 32 int8. Σ_b d_w·d_a·Σ w·a.
+static float dot_q8_0(const uint8_t *w, int nb, ckv_activation a) {
+#if defined(CKV_X86)
+    return dot_blocks(w, nb, 34, block_q8_0, -1, 0, a);
+#else
+    float sum = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 34;
+        const int8_t *q = (const int8_t *)(p + 2), *y = a.qs + b * 32;
+        int dot = 0;
+        for (int j = 0; j < 32; j++) dot += q[j] * y[j];
+        sum += half_to_float(p) * a.d[b] * (float)dot;
+    }
+    return sum;
+#endif
+}
+
+/// block_q4_0: fp16 d, 16 bytes of nibbles u, values d·(u − 8). Σ_b d_w·(d_a·Σ u·a − 8·s_a).
+static float dot_q4_0(const uint8_t *w, int nb, ckv_activation a) {
+#if defined(CKV_X86)
+    return dot_blocks(w, nb, 18, block_q4_0, 0, -8, a);
+#else
+    float sum = 0, offset = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 18;
+        const int8_t *y = a.qs + b * 32;
+        int dot = 0;
+        for (int j = 0; j < 16; j++) dot += (p[2 + j] & 0x0f) * y[j] + (p[2 + j] >> 4) * y[j + 16];
+        const float d = half_to_float(p);
+        sum += d * a.d[b] * (float)dot;
+        offset += d * a.s[b];
+    }
+    return sum - 8 * offset;
+#endif
+}
+
+/// block_q4_1: fp16 d, fp16 m, 16 bytes of nibbles u, values d·u + m. Σ_b d_w·d_a·Σ u·a + m·s_a.
+static float dot_q4_1(const uint8_t *w, int nb, ckv_activation a) {
+#if defined(CKV_X86)
+    return dot_blocks(w, nb, 20, block_q4_1, 2, 1, a);
+#else
+    float sum = 0, offset = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 20;
+        const int8_t *y = a.qs + b * 32;
+        int dot = 0;
+        for (int j = 0; j < 16; j++) dot += (p[4 + j] & 0x0f) * y[j] + (p[4 + j] >> 4) * y[j + 16];
+        sum += half_to_float(p) * a.d[b] * (float)dot;
+        offset += half_to_float(p + 2) * a.s[b];
+    }
+    return sum + offset;
+#endif
+}
+
+/// block_q4_K (256 elements): fp16 d, fp16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
+/// nibbles; sub-block j (32 elements, one activation block) is d·scale_j·u − dmin·min_j.
+/// Σ_j d·scale_j·d_a·Σ u·a − dmin·min_j·s_a.
+static float dot_q4_K(const uint8_t *w, int nb, ckv_activation a) {
+#if defined(CKV_X86)
+    // Eight sub-block sums in eight lanes, scaled and accumulated across super-blocks: one
+    // horizontal sum per row.
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 144;
+        const int8_t *y = a.qs + b * 256;
+        __m256i dots[8];
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+            dots[2 * k] = dot_u8s8(_mm256_and_si256(q, m4), codes(y + 64 * k));
+            dots[2 * k + 1] = dot_u8s8(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), codes(y + 64 * k + 32));
+        }
+        const __m256 sums = fold8(dots);
+        const __m128i packed = scales_mins_k4_packed(p + 4);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(packed));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(packed, packed)));
+        const __m256 da = _mm256_mul_ps(_mm256_set1_ps(half_to_float(p)), _mm256_loadu_ps(a.d + b * 8));
+        acc = _mm256_fmadd_ps(sums, _mm256_mul_ps(sc, da), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(half_to_float(p + 2))), _mm256_loadu_ps(a.s + b * 8), acc);
+    }
+    return hsum8(acc);
+#else
+    float sum = 0, offset = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 144;
+        const float d = half_to_float(p), dmin = half_to_float(p + 2);
+        uint8_t scales[8], mins[8];
+        ckv_scales_mins_k4(p + 4, scales, mins);
+        const int8_t *y = a.qs + b * 256;
+        const float *ad = a.d + b * 8, *as = a.s + b * 8;
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = p + 16 + 32 * (j / 2);
+            const int shift = 4 * (j % 2);
+            int dot = 0;
+            for (int l = 0; l < 32; l++) dot += ((q[l] >> shift) & 0xf) * y[32 * j + l];
+            sum += d * scales[j] * ad[j] * (float)dot;
+            offset += dmin * mins[j] * as[j];
+        }
+    }
+    return sum - offset;
+#endif
+}
+
+/// block_q6_K (256 elements): 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales
+/// (one per 16 elements), fp16 d; element 128h + 32p + l is d·scale·(u − 32), scale 8h + 2p + l/16.
+/// Codes u − 32 are signed bytes, so each half of an activation block is a signed dot product;
+/// the four groups of a half super-block fold into eight half-block sums that take their scales
+/// as floats, accumulated across super-blocks.
+static float dot_q6_K(const uint8_t *w, int nb, ckv_activation a) {
+#if defined(CKV_X86)
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), bias = _mm256_set1_epi8(32);
+    // Lane order of a fold: [g0 g1 g2 g3 | g0 g1 g2 g3] for the first and second halves of the groups.
+    const __m256i scale_order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 210;
+        const __m256 d = _mm256_set1_ps(half_to_float(p + 208));
+        const int8_t *y = a.qs + b * 256;
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(p + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+            __m256i dots[4];
+            for (int g = 0; g < 4; g++) dots[g] = dot_s8s8(_mm256_sub_epi8(q[g], bias), codes(y + 128 * h + 32 * g));
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_hadd_epi32(_mm256_hadd_epi32(dots[0], dots[1]), _mm256_hadd_epi32(dots[2], dots[3])));
+            const __m256i sc = _mm256_permutevar8x32_epi32(
+                _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 192 + 8 * h))), scale_order);
+            const __m128 ad = _mm_loadu_ps(a.d + b * 8 + 4 * h);
+            acc = _mm256_fmadd_ps(sums, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sc), d), _mm256_set_m128(ad, ad)), acc);
+        }
+    }
+    return hsum8(acc);
+#else
+    float sum = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * 210;
+        const float d = half_to_float(p + 208);
+        const int8_t *scales = (const int8_t *)(p + 192);
+        const int8_t *y = a.qs + b * 256;
+        const float *ad = a.d + b * 8;
+        for (int h = 0; h < 2; h++) {
+            for (int g = 0; g < 4; g++) {
+                int dot[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    const uint8_t low = p[64 * h + l + 32 * (g % 2)];
+                    const int nibble = g < 2 ? low & 0xf : low >> 4;
+                    const int high = (p[128 + 32 * h + l] >> (2 * g)) & 3;
+                    dot[l / 16] += ((nibble | high << 4) - 32) * y[128 * h + 32 * g + l];
+                }
+                const int8_t *sc = scales + 8 * h + 2 * g;
+                sum += d * ad[4 * h + g] * (float)(sc[0] * dot[0] + sc[1] * dot[1]);
+            }
+        }
+    }
+    return sum;
+#endif
+}
+
+static float dot_row(int type, const void *row, int cols, const float *x, ckv_activation a) {
+    switch (type) {
+    case CKV_F32: return dot_f32((const float *)row, x, cols);
+    case CKV_F16: return dot_f16((const uint8_t *)row, x, cols);
+    case CKV_BF16: return dot_bf16((const uint8_t *)row, x, cols);
+    case CKV_Q8_0: return dot_q8_0((const uint8_t *)row, cols / 32, a);
+    case CKV_Q4_0: return dot_q4_0((const uint8_t *)row, cols / 32, a);
+    case CKV_Q4_1: return dot_q4_1((const uint8_t *)row, cols / 32, a);
+    case CKV_Q4_K: return dot_q4_K((const uint8_t *)row, cols / 256, a);
+    case CKV_Q6_K: return dot_q6_K((const uint8_t *)row, cols / 256, a);
+    default: return NAN;
+    }
+}
+
+static void matvec_part(void *context, int index, int count) {
+    const ckv_matvec *mv = context;
+    long total = 0;
+    for (int m = 0; m < mv->count; m++) total += mv->matrices[m].rows;
+    // Share boundaries are a fixed function of (total, count): contiguous ranges of the rows of
+    // all matrices taken in order.
+    const long begin = total * index / count, end = total * (index + 1) / count;
+    long first = 0;
+    for (int m = 0; m < mv->count; m++) {
+        const ckv_matrix *w = &mv->matrices[m];
+        const long lo = begin > first ? begin - first : 0;
+        const long hi = end - first < w->rows ? end - first : w->rows;
+        for (long r = lo; r < hi; r++) {
+            w->out[r] = dot_row(w->type, (const uint8_t *)w->weights + r * w->row_bytes, mv->cols, mv->x, mv->activation);
+        }
+        first += w->rows;
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+@testable import KVLabEngine
+@testable import KVLabFoundation
+import KVLabMethods
+import Testing
+
+/// config.json parsing of the families and RoPE scalings, without Python (HFFamilyTests runs them).
+@Suite struct ModelFamilyConfigTests {
+    static let base = """
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 300, "max_position_embeddings": 4096, "hidden_act": "silu"
+        """
+
+    func config(_ extra: String) throws -> ModelConfig {
+        try HFConfig(try JSONValue.parse(Data("{\(Self.base)\(extra.isEmpty ? "" : ", " + extra)}".utf8)), defaultName: "t").config
+    }
+
+    func problem(_ extra: String) -> String? {
+        do {
+            _ = try config(extra)
+            return nil
+        } catch let error as FormatError {
+            return error.problem
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func bothRoPESpellingsGiveTheSameScaling() throws {
+        let old = try config(#""rope_theta": 500000, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}"#)
+        let new = try config(#""rope_parameters": {"rope_type": "llama3", "rope_theta": 500000, "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}"#)
+        #expect(old == new)
+        #expect(new.ropeTheta == 500000)
+        #expect(new.ropeScaling == .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContext: 8192))
+        #expect(try config(#""rope_scaling": {"type": "linear", "factor": 2}"#).ropeScaling == .linear(factor: 2))
+    }
+
+    /// llama.cpp's converter stores llama3 scaling as per-frequency divisors (its own formula);
+    /// both give the same frequencies.
+    @Test func llama3MatchesLlamaCppFrequencyFactors() {
+        let headDim = 128, theta = 500000.0
+        let scaling = RoPEScaling.llama3(factor: 32, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContext: 8192)
+        let base = RoPEScaling.none.inverseFrequencies(headDim: headDim, theta: theta)
+        let factors = base.map { frequency -> Double in
+            let wavelength = 2 * Double.pi / frequency
+            if wavelength < 8192.0 / 4 { return 1 }
+            if wavelength > 8192.0 / 1 { return 32 }
+            let smooth = (8192 / wavelength - 1) / (4 - 1)
+            return 1 / ((1 - smooth) / 32 + smooth)
+        }
+        let direct = scaling.inverseFrequencies(headDim: headDim, theta: theta)
+        let viaFactors = RoPEScaling.frequencyFactors(factors).inverseFrequencies(headDim: headDim, theta: theta)
+        for (a, b) in zip(direct, viaFactors) { #expect(abs(a - b) <= 1e-12 * a) }
+        #expect(direct.first == base.first && direct.last == base.last! / 32)
+    }
+
+    @Test func yarnDefaultsFollowTransformers() throws {
+        let c = try config(#""rope_parameters": {"rope_type": "yarn", "rope_theta": 10000, "factor": 4, "original_max_position_embeddings": 1024}"#)
+        #expect(c.ropeScaling == .yarn(factor: 4, originalContext: 1024, betaFast: 32, betaSlow: 1,
+                                       attentionFactor: 0.1 * log(4.0) + 1, truncate: true))
+        // Without a factor, transformers uses max_position_embeddings / original.
+        let implicit = try config(#""rope_scaling": {"type": "yarn", "original_max_position_embeddings": 1024}"#)
+        if case .yarn(let factor, _, _, _, _, _) = implicit.ropeScaling { #expect(factor == 4) } else { Issue.record("not yarn") }
+    }
+
+    @Test func slidingWindowsReachTheSpans() throws {
+        let mistral = try config(#""model_type": "mistral", "sliding_window": 512"#)
+        #expect(mistral.attentionSpans == Array(repeating: .local(window: 512), count: 4))
+        #expect(try config(#""model_type": "mistral", "sliding_window": null"#).attentionSpans == Array(repeating: .global, count: 4))
+        let qwen = try config(#""model_type": "qwen2", "sliding_window": 64, "layer_types": ["full_attention", "sliding_attention", "full_attention", "sliding_attention"]"#)
+        #expect(qwen.attentionSpans == [.global, .local(window: 64), .global, .local(window: 64)])
+        let older = try config(#""model_type": "qwen2", "sliding_window": 64, "use_sliding_window": true, "max_window_layers": 2"#)
+        #expect(older.attentionSpans == [.global, .global, .local(window: 64), .local(window: 64)])
+        #expect(try config(#""model_type": "qwen3", "sliding_window": 64, "use_sliding_window": false"#).attentionSpans.allSatisfy { $0 == .global })
+    }
+
+    @Test func qwen3HeadSizeIsItsOwn() throws {
+        let c = try config(#""model_type": "qwen3", "head_dim": 32"#)
+        #expect(c.headDim == 32 && c.queryDim == 128 && c.kvDim == 64 && c.family == .qwen3)
+    }
+
+    @Test(arguments: [
+        (#""rope_parameters": {"rope_type": "dynamic", "factor": 2}"#, "rope_parameters (dynamic) is not supported"),
+        (#""rope_scaling": {"rope_type": "longrope", "factor": 2}"#, "rope_scaling (longrope) is not supported"),
+        (#""rope_parameters": {"rope_type": "linear", "factor": 2, "alpha": 1}"#, "rope_parameters key alpha is not supported"),
+        (#""rope_scaling": {"rope_type": "linear"}"#, "rope_scaling (linear) is not supported without factor"),
+        (#""partial_rotary_factor": 0.5"#, "partial_rotary_factor 0.5 is not supported"),
+        (#""model_type": "qwen3", "attention_bias": true"#, "attention_bias is true"),
+        (#""model_type": "phi3""#, "model_type phi3 is not supported"),
+        (#""mlp_bias": true"#, "mlp_bias is true"),
+        (#""sliding_window": 128"#, "sliding_window 128 is not supported for llama"),
+        (#""model_type": "qwen2", "layer_types": ["full_attention"]"#, "layer_types must list 4 layer types"),
+        (#""model_type": "qwen2", "layer_types": ["full_attention", "chunked_attention", "full_attention", "full_attention"]"#,
+         "layer_types entry chunked_attention is not supported"),
+    ])
+    func refusesWhatItDoesNotImplement(extra: String, expected: String) {
+        let message = problem(extra)
+        #expect(message?.contains(expected) == true, "got: \(message ?? "no error")")
+    }
+}
