@@ -77,7 +77,8 @@ struct ParetoView {
     }
 
     /// A dot not yet on the sweep's points: placed by the live measurements (this sequence's
-    /// mean ΔNLL against the ghost, its mean resident KV or the workbench's projected decode step),
+    /// mean KL from the ghost — the expected ΔNLL of the tokens the full cache would choose, which
+    /// the method cannot flatter by choosing its own — its mean resident KV or the workbench's projected decode step),
     /// or with `text` saying why it cannot be. B has no live placement (the ghost measures A).
     private static func dot(_ name: String, settings: RunSettings, live: AppState?, sweep: ParetoSweep, axis: Int) -> Dot {
         var dot = Dot(name: name, label: label(settings), position: nil, inSweep: false, text: "not in the sweep")
@@ -100,7 +101,7 @@ struct ParetoView {
         } else {
             measuredX = kv.reduce(0, +) / Double(max(kv.count, 1))
         }
-        dot.position = (measuredX, ghost.deltaNLLSum / Double(ghost.tokens))
+        dot.position = (measuredX, ghost.klSum / Double(ghost.tokens))
         return dot
     }
 
