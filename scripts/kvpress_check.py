@@ -31,7 +31,8 @@ import tempfile
 
 import torch
 from safetensors.torch import save_file
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import (DynamicCache, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 import kvpress
 
@@ -97,11 +98,14 @@ def build_model(family, directory):
     common = dict(vocab_size=EOS + 1, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0,
                   tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS, initializer_range=0.2)
-    if family == "llama":
-        config = LlamaConfig(**common)
-        model = LlamaForCausalLM(config)
-    else:
-        raise SystemExit(f"kvpress_check.py: unknown model family '{family}' (llama)")
+    families = {"llama": (LlamaConfig, LlamaForCausalLM, {}),
+                "mistral": (MistralConfig, MistralForCausalLM, {"sliding_window": None, "head_dim": 16}),
+                "qwen2": (Qwen2Config, Qwen2ForCausalLM, {"use_sliding_window": False}),
+                "qwen3": (Qwen3Config, Qwen3ForCausalLM, {"head_dim": 16, "use_sliding_window": False})}
+    if family not in families:
+        raise SystemExit(f"kvpress_check.py: unknown model family '{family}' ({', '.join(families)})")
+    config_class, model_class, extra = families[family]
+    model = model_class(config_class(**common, **extra))
     model.config._attn_implementation = "eager"
     model.eval()
     os.makedirs(directory, exist_ok=True)
