@@ -31,11 +31,14 @@ import tempfile
 
 import torch
 from safetensors.torch import save_file
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import (DynamicCache, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 import kvpress
 
 PROMPT_TOKENS = 200
+# DecodingPress: greedy steps after the prompt (kvlab chooses the tokens, kvpress is fed them).
+DECODE_STEPS = 24
 
 
 def byte_level_alphabet():
@@ -95,11 +98,14 @@ def build_model(family, directory):
     common = dict(vocab_size=EOS + 1, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0,
                   tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS, initializer_range=0.2)
-    if family == "llama":
-        config = LlamaConfig(**common)
-        model = LlamaForCausalLM(config)
-    else:
-        raise SystemExit(f"kvpress_check.py: unknown model family '{family}' (llama)")
+    families = {"llama": (LlamaConfig, LlamaForCausalLM, {}),
+                "mistral": (MistralConfig, MistralForCausalLM, {"sliding_window": None, "head_dim": 16}),
+                "qwen2": (Qwen2Config, Qwen2ForCausalLM, {"use_sliding_window": False}),
+                "qwen3": (Qwen3Config, Qwen3ForCausalLM, {"head_dim": 16, "use_sliding_window": False})}
+    if family not in families:
+        raise SystemExit(f"kvpress_check.py: unknown model family '{family}' ({', '.join(families)})")
+    config_class, model_class, extra = families[family]
+    model = model_class(config_class(**common, **extra))
     model.config._attn_implementation = "eager"
     model.eval()
     os.makedirs(directory, exist_ok=True)
@@ -112,16 +118,18 @@ def build_model(family, directory):
 PRESSES = {"snapkv": kvpress.SnapKVPress, "pyramidkv": kvpress.PyramidKVPress, "streamingllm": kvpress.StreamingLLMPress,
            "tova": kvpress.TOVAPress, "knorm": kvpress.KnormPress, "keydiff": kvpress.KeyDiffPress,
            "observedattention": kvpress.ObservedAttentionPress}
-WRAPPERS = {"adakv": kvpress.AdaKVPress, "chunkkv": kvpress.ChunkKVPress}
+WRAPPERS = {"adakv": kvpress.AdaKVPress, "chunkkv": kvpress.ChunkKVPress, "decoding": kvpress.DecodingPress}
 
 
 def make_press(name, ratio, options):
     """kvpress's press for a kvlab `kvpress:<name>` method: kvpress's defaults, then `options` (kvpress names;
     `scorer` names the press AdaKV and ChunkKV wrap, SnapKV by default)."""
     if name in WRAPPERS:
-        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}}[name]
+        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}, "decoding": {"compression_interval", "target_size"}}[name]
         inner = {k: v for k, v in options.items() if k not in own and k != "scorer"}
-        scorer = PRESSES[options.get("scorer", "snapkv")](compression_ratio=ratio, **inner)
+        default = "knorm" if name == "decoding" else "snapkv"
+        # DecodingPress sets its scorer's ratio at each compression.
+        scorer = PRESSES[options.get("scorer", default)](compression_ratio=0.0 if name == "decoding" else ratio, **inner)
         return WRAPPERS[name](scorer, **{k: v for k, v in options.items() if k in own})
     if name not in PRESSES:
         raise SystemExit(f"kvpress_check.py: unknown press '{name}' ({', '.join(list(PRESSES) + list(WRAPPERS))})")
@@ -181,22 +189,53 @@ def kvpress_kept(model, press, ids):
     return kept
 
 
-def kvlab_kept(kvlab, model_dir, text, method, ids, work):
+def kvpress_decoding_kept(model, press, ids, generated):
+    """DecodingPress: the prompt, then `generated` one token at a time as kvpress's pipeline feeds them
+    (position ids given, the cache compressed every compression_interval steps). Positions are tracked
+    through each compression by matching the kept key rows against the cache's rows before it."""
+    tracked = [[list(range(len(ids))) for _ in range(model.config.num_key_value_heads)]
+               for _ in range(model.config.num_hidden_layers)]
+    original = press.compress
+
+    def compress(module, hidden_states, keys, values, attentions, kwargs):
+        kept_keys, kept_values = original(module, hidden_states, keys, values, attentions, kwargs)
+        layer = module.layer_idx
+        for head in range(keys.shape[1]):
+            rows = {keys[0, head, p].numpy().tobytes(): p for p in range(keys.shape[2])}
+            tracked[layer][head] = [tracked[layer][head][rows[k.numpy().tobytes()]] for k in kept_keys[0, head]]
+        return kept_keys, kept_values
+
+    press.compress = compress
+    model.config._attn_implementation = "eager"
+    with torch.no_grad(), press(model):
+        cache = DynamicCache(config=model.config)
+        model(torch.tensor([ids]), past_key_values=cache)
+        for i, token in enumerate(generated):
+            for layer in tracked:
+                for head in layer:
+                    head.append(len(ids) + i)
+            model(input_ids=torch.tensor([[token]]), past_key_values=cache, position_ids=torch.tensor([[len(ids) + i]]))
+    return [[(sorted(head), None) for head in layer] for layer in tracked]
+
+
+def kvlab_kept(kvlab, model_dir, text, method, ids, work, tokens=0):
+    """kvlab's kept positions after the prompt and `tokens` greedy steps, and the tokens it generated."""
     out = os.path.join(work, "kept.json")
     if os.path.exists(out):
         os.remove(out)
-    run = subprocess.run([kvlab, "run", "--model", model_dir, "--prompt", text, "-n", "0", "--policy", method,
-                          "--kept-out", out, "--json"], capture_output=True, text=True)
+    run = subprocess.run([kvlab, "run", "--model", model_dir, "--prompt", text, "-n", str(tokens), "--temperature", "0",
+                          "--policy", method, "--kept-out", out, "--json"], capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"kvpress_check.py: kvlab run --policy {method} failed: {run.stderr.strip()}")
+    generated = []
     for line in run.stdout.splitlines():
         event = json.loads(line)
-        if event.get("event") == "prompt":
-            tokens = event["tokens"]
-            if tokens != ids:
-                raise SystemExit(f"kvpress_check.py: kvlab tokenized the prompt as {tokens[:8]}..., transformers got {ids[:8]}...")
+        if event.get("event") == "prompt" and event["tokens"] != ids:
+            raise SystemExit(f"kvpress_check.py: kvlab tokenized the prompt as {event['tokens'][:8]}..., transformers got {ids[:8]}...")
+        if event.get("event") == "token":
+            generated.append(event["token"])
     with open(out) as f:
-        return json.load(f)["positions"]
+        return json.load(f)["positions"], generated
 
 
 def tied(values):
@@ -256,7 +295,8 @@ def main():
     parser.add_argument("--models", default="llama")
     parser.add_argument("--presses", default="snapkv,snapkv/window_size=16/kernel_size=7,pyramidkv,pyramidkv/window_size=16,"
                         "streamingllm,tova,knorm,keydiff,observedattention,adakv,adakv/window_size=16/alpha_safeguard=0.5,"
-                        "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16",
+                        "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16,"
+                        "decoding/scorer=knorm/compression_interval=8,decoding/scorer=keydiff/compression_interval=10",
                         help="presses, each with kvpress options after '/' (snapkv/window_size=16)")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
@@ -275,9 +315,18 @@ def main():
         for case in args.presses.split(","):
             name, options = parse_case(case)
             for ratio in (float(r) for r in args.ratios.split(",")):
-                theirs = kvpress_kept(model, make_press(name, ratio, options), input_ids)
-                method = ",".join([f"kvpress:{name}"] + [f"{k}={v}" for k, v in options.items()] + [f"ratio={ratio}"])
-                ours = kvlab_kept(args.kvlab, model_dir, text, method, ids, work)
+                press = make_press(name, ratio, options)
+                if name == "decoding":
+                    # The budget is target_size; `ratio` then sets it to that share of the prompt.
+                    target = int(len(ids) * (1 - ratio))
+                    press.target_size = target
+                    method = ",".join([f"kvpress:{name}"] + [f"{k}={v}" for k, v in options.items()] + [f"target_size={target}"])
+                    ours, generated = kvlab_kept(args.kvlab, model_dir, text, method, ids, work, tokens=DECODE_STEPS)
+                    theirs = kvpress_decoding_kept(model, press, ids, generated)
+                else:
+                    method = ",".join([f"kvpress:{name}"] + [f"{k}={v}" for k, v in options.items()] + [f"ratio={ratio}"])
+                    theirs = kvpress_kept(model, press, input_ids)
+                    ours, _ = kvlab_kept(args.kvlab, model_dir, text, method, ids, work)
                 chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
                 verdict = compare(theirs, ours, across_heads=name == "adakv", chunk_length=chunk_length)
                 failed |= verdict.startswith("DIFF")

@@ -16,13 +16,17 @@ import Testing
         #expect(try EvictionMethod(parsing: "kvpress:adakv").description
                 == "kvpress:adakv,scorer=snapkv,window_size=64,kernel_size=5,alpha_safeguard=0.2,ratio=0.5")
         #expect(try EvictionMethod(parsing: "kvpress:chunkkv,scorer=knorm,ratio=0.25").description == "kvpress:chunkkv,scorer=knorm,chunk_length=20,ratio=0.25")
+        #expect(try EvictionMethod(parsing: "kvpress:decoding,target_size=64").description
+                == "kvpress:decoding,scorer=knorm,compression_interval=512,target_size=64")
         let method = try EvictionMethod(parsing: "kvpress:pyramidkv,ratio=0.75,beta=10+think")
         #expect(try EvictionMethod(parsing: method.description) == method)
     }
 
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv)"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding)"),
+        ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff"),
+        ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
         ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention"),
         ("kvpress:tova,window_size=8", "kvpress:tova: unknown parameter 'window_size' (known: ratio, budget, bytes)"),
         ("kvpress:knorm,ratio=1", "kvpress:knorm: ratio=1 is outside 0...0.999999"),
@@ -153,5 +157,35 @@ import Testing
         let zeros = [Float](repeating: 0, count: 12)
         let kept = try Self.finish(Self.policy("kvpress:chunkkv,scorer=knorm,chunk_length=4,ratio=0.5"), scores: [zeros, zeros], norms: norms)
         #expect(kept == [[4, 5, 6, 7], [4, 5, 6, 7]])
+    }
+
+    @Test func decodingBisectsTheRatioAsKvpressDoes() {
+        #expect(KVPressDecoding.ratio(keeping: 2048, of: 2000) == 0)
+        for (target, count) in [(150, 208), (100, 109), (64, 576), (7, 1000)] {
+            let ratio = KVPressDecoding.ratio(keeping: target, of: count)
+            #expect(Int(Double(count) * (1 - ratio)) == target)
+        }
+    }
+
+    @Test func decodingCompressesEveryIntervalToTheTarget() throws {
+        let policy = try EvictionMethod(parsing: "kvpress:decoding,scorer=knorm,compression_interval=3,target_size=4")
+            .makePolicy(layout: KVLayout(layerCount: 1, kvHeadCount: 1, headDim: 2, groupSize: 1, capacity: 64))
+        let head = HandHead()
+        let vectors = GivenVectors(keys: [Array(repeating: [0, 0], count: 64)])
+        // Norms fall with position, so knorm keeps the newest four at each compression.
+        var counts: [Int] = []
+        for step in 0..<9 {
+            head.append(norm: Float(100 - step))
+            head.run { policy.afterAttention(layer: 0, heads: $0, vectors: vectors) }
+            counts.append(head.count)
+        }
+        #expect(counts == [1, 2, 3, 4, 5, 4, 5, 6, 4])
+        #expect(head.kept == [5, 6, 7, 8])
+    }
+
+    /// Entries each head of `layer` keeps after a prompt of `count` under `press`.
+    static func keptCount(_ press: KVPressMethod, layer: Int, of count: Int, layout: KVLayout) -> Int {
+        guard let policy = press.makePolicy(layout: layout) as? KVPressPolicy else { return -1 }
+        return policy.scorer.keptCount(layer: layer, of: count, budget: policy.budgetSpec, layout: layout)
     }
 }

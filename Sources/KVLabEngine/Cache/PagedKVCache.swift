@@ -29,6 +29,8 @@ public final class PagedKVCache: KVCache {
     let recent: RecentQueries
     private let probe = AttentionMassProbe()
     private let log: StepReadLog
+    /// Each layer's keys and values as a policy reads them (made once: decode steps do not allocate).
+    private let vectors: [StoredVectors]
 
     public private(set) var eviction: EvictionMethod
     public private(set) var sparse: SparseMethod
@@ -76,6 +78,7 @@ public final class PagedKVCache: KVCache {
         attention = CacheAttention(store: store)
         recent = RecentQueries(layout: layout)
         log = StepReadLog(layout: layout)
+        vectors = (0..<layout.layerCount).map { [store] in StoredVectors(store: store, layer: $0) }
         self.eviction = eviction
         self.sparse = sparse
         policy = eviction.makePolicy(layout: layout)
@@ -278,11 +281,11 @@ public final class PagedKVCache: KVCache {
         guard let end = promptEnd else { return }
         promptEnd = nil
         for layer in 0..<layout.layerCount {
-            let vectors = StoredVectors(store: store, layer: layer)
+            let vectors = self.vectors[layer]
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in
                 policy.finishPrefill(layer: layer, heads: heads, promptEnd: end, vectors: vectors)
             }
-            ledger.add(vectors.ledger)
+            vectors.moveReads(to: &ledger)
         }
         think.actIfReady(eviction.think, wholeWindow: false, quantize: true, ledger: &ledger)
         for index in 0..<store.headCount { store.quantizeLeaving(index: index, ledger: &ledger) }
@@ -398,7 +401,9 @@ public final class PagedKVCache: KVCache {
         recent.record(layer: layer, first: position, queries: queries, count: 1)
         probe.end(layer: layer, layout: layout)
         if promptEnd == nil {
-            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
+            let vectors = self.vectors[layer]
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads, vectors: vectors) }
+            vectors.moveReads(to: &ledger)
             // Without a batched prompt, `think` acts once every layer has seen its window.
             think.actIfReady(eviction.think, wholeWindow: true, quantize: true, ledger: &ledger)
         }

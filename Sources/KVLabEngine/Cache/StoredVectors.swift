@@ -5,7 +5,8 @@ import KVLabMethods
 final class StoredVectors: EntryVectors {
     private let store: PageStore
     private let layer: Int
-    private(set) var ledger = IOLedger()
+    /// Reads since the last `moveReads`.
+    private var ledger = IOLedger()
 
     init(store: PageStore, layer: Int) {
         self.store = store
@@ -13,6 +14,12 @@ final class StoredVectors: EntryVectors {
     }
 
     var headDim: Int { store.layout.headDim }
+
+    /// Adds the reads counted so far to `total` and starts counting anew.
+    func moveReads(to total: inout IOLedger) {
+        total.add(ledger)
+        ledger = IOLedger()
+    }
 
     func key(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) {
         let index = layer * store.layout.kvHeadCount + head

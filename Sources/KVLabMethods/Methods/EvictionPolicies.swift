@@ -101,6 +101,8 @@ package protocol EvictionPolicy: AnyObject {
     /// Token budget of one (layer, KV head), nil when unbounded (for display and tests).
     func budget(layer: Int, head: Int) -> Int?
     func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>)
+    /// `afterAttention` for policies that also read the entries' keys and values (kvpress's DecodingPress).
+    func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors)
     func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int)
     func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int)
     /// `finishPrefill` for policies that also read the entries' keys and values (kvpress's presses).
@@ -112,6 +114,9 @@ extension EvictionPolicy {
     package var prefillObservation: Int { 0 }
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {}
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {}
+    package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {
+        afterAttention(layer: layer, heads: heads)
+    }
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: any EntryVectors) {
         finishPrefill(layer: layer, heads: heads, promptEnd: promptEnd)
     }

@@ -27,12 +27,20 @@ package final class LocalWindowPolicy: EvictionPolicy {
     /// After a decode step the newest entry is the step's own (nothing evicted it yet), so the
     /// next position is one past it.
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {
-        if let window = windows[layer] {
-            for h in heads.indices where heads[h].count > 0 {
-                Self.trim(&heads[h], window: window, next: Int(heads[h].positions[heads[h].count - 1]) + 1)
-            }
-        }
+        trimAfterStep(layer: layer, heads: heads)
         inner.afterAttention(layer: layer, heads: heads)
+    }
+
+    package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {
+        trimAfterStep(layer: layer, heads: heads)
+        inner.afterAttention(layer: layer, heads: heads, vectors: vectors)
+    }
+
+    private func trimAfterStep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {
+        guard let window = windows[layer] else { return }
+        for h in heads.indices where heads[h].count > 0 {
+            Self.trim(&heads[h], window: window, next: Int(heads[h].positions[heads[h].count - 1]) + 1)
+        }
     }
 
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {

@@ -9,12 +9,17 @@
 /// over the whole cache (`bytes`), which become an entry count per (layer, KV head).
 public struct KVPressMethod: Sendable, Hashable {
     public enum Press: String, Sendable, Hashable, CaseIterable {
-        case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv
+        case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding
 
-        /// Presses that wrap another's scores (`scorer=`, SnapKV by default).
-        var wraps: Bool { self == .adakv || self == .chunkkv }
-        /// Presses that only score, which `adakv` and `chunkkv` wrap.
-        static let scorers: [Press] = [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+        /// Presses that wrap another's scores (`scorer=`).
+        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding }
+        /// The presses this one may wrap, the first by default. During decode only those that
+        /// score entries by their keys alone: kvpress's window scorers would read the attention of
+        /// the step's single query, and its StreamingLLM ranks by cache index, which after a first
+        /// compression is top-k order, not position order.
+        var scorers: [Press] {
+            self == .decoding ? [.knorm, .keydiff] : [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+        }
     }
 
     public let press: Press
@@ -33,6 +38,8 @@ public struct KVPressMethod: Sendable, Hashable {
     public let alphaSafeguard: Double
     /// `chunk_length`: chunkkv's chunk of positions kept or dropped together.
     public let chunkLength: Int
+    /// DecodingPress's `compression_interval` and `target_size`; nil for the other presses.
+    public let decoding: KVPressDecoding?
     /// The parameters as written back in the canonical method string (press first).
     let canonical: [MethodSpec.Parameter]
 
@@ -52,6 +59,7 @@ public struct KVPressMethod: Sendable, Hashable {
             .keydiff: [],
             .observedattention: [],
             .chunkkv: [S.int("chunk_length", 20, 1...1_048_576)],
+            .decoding: [S.int("compression_interval", 512, 1...1_048_576), S.int("target_size", 2048, 1...1_048_576)],
         ]
     }()
 
@@ -65,26 +73,33 @@ public struct KVPressMethod: Sendable, Hashable {
         guard let name = spec.value(Self.pressKey) else { throw MethodSpecError("kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (\(names))") }
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
-        var entries = Self.schemas[press]! + Self.budgetEntries
+        // DecodingPress's budget is its target_size.
+        var entries = Self.schemas[press]! + (press == .decoding ? [] : Self.budgetEntries)
         if press.wraps {
-            let inner = Press.scorers.map(\.rawValue)
-            let scorerName = spec.value("scorer") ?? Press.snapkv.rawValue
-            guard let scorer = Press(rawValue: scorerName), Press.scorers.contains(scorer) else {
+            let inner = press.scorers.map(\.rawValue)
+            let scorerName = spec.value("scorer") ?? inner[0]
+            guard let scorer = Press(rawValue: scorerName), press.scorers.contains(scorer) else {
                 throw MethodSpecError("kvpress:\(name): scorer=\(scorerName) is not one of \(inner.joined(separator: ", "))")
             }
-            entries = [ParameterSchema.choice("scorer", Press.snapkv.rawValue, inner)] + Self.schemas[scorer]! + entries
+            entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schemas[scorer]! + entries
             self.scorer = scorer
         } else {
             scorer = nil
         }
         let p = try ParameterSchema("kvpress:\(name)", entries).resolve(MethodSpec(name: spec.name, parameters: given))
-        let sizes = ["budget", "bytes"].filter { p.int($0) > 0 }
+        let has = { (key: String) in p.values[key] != nil }
+        let sizes = ["budget", "bytes"].filter { has($0) && p.int($0) > 0 }
         guard sizes.count + (spec.value("ratio") != nil ? 1 : 0) <= 1 else {
             throw MethodSpecError("kvpress:\(name): give one of ratio, budget and bytes")
         }
         self.press = press
-        budget = p.int("budget") > 0 ? .entries(p.int("budget")) : p.int("bytes") > 0 ? .bytes(p.int("bytes")) : .ratio(p.real("ratio"))
-        let has = { (key: String) in p.values[key] != nil }
+        if press == .decoding {
+            budget = .entries(p.int("target_size"))
+            decoding = KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size"))
+        } else {
+            budget = p.int("budget") > 0 ? .entries(p.int("budget")) : p.int("bytes") > 0 ? .bytes(p.int("bytes")) : .ratio(p.real("ratio"))
+            decoding = nil
+        }
         windowSize = has("window_size") ? p.int("window_size") : 0
         kernelSize = has("kernel_size") ? p.int("kernel_size") : 1
         beta = has("beta") ? p.int("beta") : 1
@@ -96,6 +111,7 @@ public struct KVPressMethod: Sendable, Hashable {
         }
         // Only the budget given is spelled out.
         let unused: Set<String> = switch budget {
+        case _ where press == .decoding: []
         case .ratio: ["budget", "bytes"]
         case .entries: ["ratio", "bytes"]
         case .bytes: ["ratio", "budget"]
@@ -109,12 +125,12 @@ public struct KVPressMethod: Sendable, Hashable {
         case .chunkkv: .chunks(length: chunkLength)
         default: .perHead
         }
-        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout)
+        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout, decoding: decoding)
     }
 
     private func makeScorer(_ press: Press) -> any KVPressScorer {
         switch press {
-        case .snapkv, .adakv, .chunkkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        case .snapkv, .adakv, .chunkkv, .decoding: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
         case .streamingllm: StreamingLLMScorer(nSink: nSink)
         case .tova: TOVAScorer()
@@ -122,6 +138,33 @@ public struct KVPressMethod: Sendable, Hashable {
         case .keydiff: KeyDiffScorer()
         case .observedattention: ObservedAttentionScorer()
         }
+    }
+}
+
+/// kvpress's `DecodingPress`: every `compression_interval` decode steps of a layer, its whole cache
+/// is compressed to `target_size` entries per head by the wrapped press (the compression ratio
+/// that keeps exactly `target_size`, found by kvpress's bisection); the prompt is not compressed.
+public struct KVPressDecoding: Sendable, Hashable {
+    public let interval: Int
+    public let targetSize: Int
+
+    /// kvpress's `_find_target_compression_ratio`: a ratio keeping `target` of `count`, bisected
+    /// as kvpress does (20 rounds at most), so a ratio it misses is missed alike.
+    static func ratio(keeping target: Int, of count: Int) -> Double {
+        guard count > target else { return 0 }
+        var ratio = 1.0 - Double(target) / Double(count), low = 0.0, high = 1.0
+        for _ in 0..<20 {
+            let kept = Int(Double(count) * (1 - ratio))
+            if kept == target { break }
+            if kept > target {
+                low = ratio
+                ratio = (ratio + high) / 2
+            } else {
+                high = ratio
+                ratio = (low + ratio) / 2
+            }
+        }
+        return ratio
     }
 }
 

@@ -36,15 +36,20 @@ package final class KVPressPolicy: EvictionPolicy {
     let budgetSpec: KVPressBudget
     let selection: Selection
     let layout: KVLayout
+    let decoding: KVPressDecoding?
+    /// Decode steps of each layer since its last compression (`decoding`).
+    private var steps: [Int]
     /// Entries each (layer, KV head) kept at the last prompt's end; before one, the count a
     /// prompt filling the context would keep.
     private var kept: [Int]
 
-    init(scorer: any KVPressScorer, budget: KVPressBudget, selection: Selection, layout: KVLayout) {
+    init(scorer: any KVPressScorer, budget: KVPressBudget, selection: Selection, layout: KVLayout, decoding: KVPressDecoding? = nil) {
         self.scorer = scorer
         budgetSpec = budget
         self.selection = selection
         self.layout = layout
+        self.decoding = decoding
+        steps = Array(repeating: 0, count: layout.layerCount)
         kept = (0..<layout.layerCount).flatMap { layer in
             Array(repeating: scorer.keptCount(layer: layer, of: layout.capacity, budget: budget, layout: layout), count: layout.kvHeadCount)
         }
@@ -56,6 +61,17 @@ package final class KVPressPolicy: EvictionPolicy {
     package var stateBytesPerEntry: Int { 4 }
     package func budget(layer: Int, head: Int) -> Int? { kept[layer * layout.kvHeadCount + head] }
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {}
+
+    package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {
+        guard let decoding else { return }
+        steps[layer] += 1
+        guard steps[layer] >= decoding.interval else { return }
+        steps[layer] = 0
+        let count = heads.map(\.count).max() ?? 0
+        guard count > decoding.targetSize, let newest = heads.first.map({ Int($0.positions[$0.count - 1]) }) else { return }
+        select(layer: layer, heads: heads, promptEnd: newest + 1, vectors: vectors,
+               budget: .ratio(KVPressDecoding.ratio(keeping: decoding.targetSize, of: count)))
+    }
 
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {
         guard queryPosition >= promptEnd - scorer.observation else { return }
@@ -70,7 +86,14 @@ package final class KVPressPolicy: EvictionPolicy {
         finish(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
 
+    /// At a prompt's end: every press but DecodingPress, which leaves the prompt whole.
     private func finish(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) {
+        guard decoding == nil else { return }
+        select(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors, budget: budgetSpec)
+    }
+
+    private func select(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?,
+                        budget budgetSpec: KVPressBudget) {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return }
         let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
