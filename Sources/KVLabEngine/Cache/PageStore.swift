@@ -169,7 +169,7 @@ final class PageStore {
     /// Builds the RoPE angles of every position below the capacity once.
     func prepareAngles() {
         guard ropeAngles == nil else { return }
-        ropeAngles = RoPEAngles(headDim: layout.headDim, theta: layout.ropeTheta, style: layout.ropeStyle, positions: capacity)
+        ropeAngles = RoPEAngles(inverseFrequencies: layout.ropeInverseFrequencies, style: layout.ropeStyle, positions: capacity)
     }
 
     /// Whether the method scores in the Hadamard frame (queries transformed): `rotate` without `prerope`.

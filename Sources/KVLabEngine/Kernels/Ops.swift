@@ -92,15 +92,21 @@ final class RoPEAngles {
     private let style: RoPEStyle
     private let cos, sin, negatedSin: UnsafeMutablePointer<Float>
 
-    init(headDim: Int, theta: Double, style: RoPEStyle, positions: Int) {
-        half = headDim / 2
+    /// The angles of the model's frequencies (`KVLayout.ropeInverseFrequencies`, scaling applied).
+    init(inverseFrequencies: [Double], style: RoPEStyle, positions: Int) {
+        half = inverseFrequencies.count
         self.style = style
-        let table = RoPETable(headDim: headDim, theta: theta)
+        let table = RoPETable(inverseFrequencies: inverseFrequencies)
         cos = .allocate(capacity: positions * half)
         sin = .allocate(capacity: positions * half)
         negatedSin = .allocate(capacity: positions * half)
         for p in 0..<positions { table.fill(position: p, cos: cos + p * half, sin: sin + p * half) }
         for i in 0..<(positions * half) { negatedSin[i] = -sin[i] }
+    }
+
+    /// Plain RoPE: `theta^(-2i/d)`.
+    convenience init(headDim: Int, theta: Double, style: RoPEStyle, positions: Int) {
+        self.init(inverseFrequencies: RoPEScaling.none.inverseFrequencies(headDim: headDim, theta: theta), style: style, positions: positions)
     }
 
     deinit {

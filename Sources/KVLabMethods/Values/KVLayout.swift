@@ -10,14 +10,17 @@ public struct KVLayout: Sendable, Equatable, Codable {
     public var groupSize: Int
     /// Most tokens any (layer, head) may hold (the model's context length).
     public var capacity: Int
-    /// The model's RoPE, for caches that store keys before it and apply it as they read them.
+    /// The model's RoPE, for caches that store keys before it and apply it as they read them, or
+    /// re-rotate kept keys past the context: the same frequencies the queries get.
     public var ropeTheta: Double
     public var ropeStyle: RoPEStyle
+    public var ropeScaling: RoPEScaling
     /// One per layer: a local layer needs to keep only its window.
     public var attentionSpans: [AttentionSpan]
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int,
-                ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved, attentionSpans: [AttentionSpan]? = nil) {
+                ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved, ropeScaling: RoPEScaling = .none,
+                attentionSpans: [AttentionSpan]? = nil) {
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
         self.headDim = headDim
@@ -25,6 +28,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         self.capacity = capacity
         self.ropeTheta = ropeTheta
         self.ropeStyle = ropeStyle
+        self.ropeScaling = ropeScaling
         self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layerCount)
     }
 
@@ -36,8 +40,12 @@ public struct KVLayout: Sendable, Equatable, Codable {
         self.capacity = capacity ?? config.contextLength
         ropeTheta = config.ropeTheta
         ropeStyle = config.ropeStyle
+        ropeScaling = config.ropeScaling
         attentionSpans = config.attentionSpans
     }
+
+    /// RoPE's inverse frequencies, scaling applied (`RoPEScaling.inverseFrequencies`).
+    public var ropeInverseFrequencies: [Double] { ropeScaling.inverseFrequencies(headDim: headDim, theta: ropeTheta) }
 }
 
 /// Resident bytes of a KV cache by what they hold: physical bytes, never logically masked ones.
