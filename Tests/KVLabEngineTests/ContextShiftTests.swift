@@ -8,11 +8,14 @@ import Testing
 /// StreamingLLM's `+rebase`), keys re-rotated in place or relabelled when stored before RoPE.
 @Suite struct ContextShiftTests {
     /// R(a)·R(b) = R(a + b) and R(−b) = R(b)ᵀ, per frequency pair: rotating a key cached before
-    /// RoPE at position p gives what shifting a key rotated at q by p − q gives (both styles).
-    @Test(arguments: [RoPEStyle.interleaved, .halfRotation])
-    func reRotationEqualsRotatingAtTheNewPosition(style: RoPEStyle) {
+    /// RoPE at position p gives what shifting a key rotated at q by p − q gives (both styles, plain
+    /// and scaled frequencies).
+    @Test(arguments: [(RoPEStyle.interleaved, RoPEScaling.none), (.halfRotation, .none),
+                      (.halfRotation, .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContext: 64)),
+                      (.interleaved, .yarn(factor: 4, originalContext: 64, betaFast: 32, betaSlow: 1, attentionFactor: 1.1, truncate: true))])
+    func reRotationEqualsRotatingAtTheNewPosition(style: RoPEStyle, scaling: RoPEScaling) {
         let headDim = 16, positions = 300
-        let angles = RoPEAngles(RoPE(theta: 10_000), headDim: headDim, style: style, positions: positions)
+        let angles = RoPEAngles(RoPE(theta: 10_000, scaling: scaling), headDim: headDim, style: style, positions: positions)
         var generator = Xoshiro256(seed: 7)
         let raw = (0..<headDim).map { _ in Float.random(in: -2...2, using: &generator) }
         for (q, p) in [(5, 3), (250, 4), (17, 290), (299, 0), (0, 299)] {
@@ -72,6 +75,22 @@ import Testing
         let full = try Self.engine(weights, capacity: context, policy: "full")
         #expect(throws: EngineError.contextFull(limit: context)) { try Self.decodeAll(full, tokens) }
         #expect(full.position == context)
+    }
+
+    /// With scaled RoPE (llama3 here) the cache's angles are the queries' scaled ones: keys stored
+    /// before RoPE and rotated as read, and keys re-rotated in place past the context, both match
+    /// the plain path (keys rotated with the queries' frequencies) at every step.
+    @Test(.enabled(if: Fixtures.haveStories, Comment(rawValue: Fixtures.skipMessage)))
+    func renumberingUsesTheModelsScaledFrequencies() throws {
+        var weights = Fixtures.stories!.weights
+        weights.config.ropeScaling = .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalContext: 64)
+        let tokens = Self.tokens(150, vocabulary: weights.config.vocabSize)
+        let after = try Self.engine(weights, capacity: 48, policy: "window:window=20")
+        let before = try Self.engine(weights, capacity: 48, policy: "window:window=20", kv: "fp32+prerope")
+        try Self.decodeAll(after, tokens) { t in
+            try before.decode(tokens[t])
+            #expect(Self.maxDifference(after.logits, before.logits) < 1e-3, "step \(t)")
+        }
     }
 
     /// Before the context fills, nothing is renumbered: a bounded cache matches the same method
