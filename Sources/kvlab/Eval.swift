@@ -103,6 +103,12 @@ struct Eval: ParsableCommand {
     func run() throws {
         let model = try modelOptions.load()
         let cells = try grid(headDim: model.config.headDim)
+        // Without a prompt such a method never compresses: its row would read as a free full cache.
+        if probe == nil, prefill == 0, let idle = cells.first(where: { $0.eviction.actsOnlyAtPromptEnd }) {
+            throw CLIError("--policy \(idle.eviction) compresses at the end of a prompt, which "
+                + (sequence == nil ? "this run has none of: give --prefill N (each chunk's first N tokens as its prompt) or --probe"
+                                   : "--sequence has none of: evaluate it with --prefill N or --probe"))
+        }
         var options = modelOptions.engineOptions
         options.attention = try modes.attentionKernel(headDim: model.config.headDim)
         let content = try readTextFile(text)

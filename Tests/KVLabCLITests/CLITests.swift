@@ -95,6 +95,13 @@ import Testing
         #expect(badPolicy.stderr == "Error: --policy: h2o: unknown parameter 'heavyy' (known: heavy, recent)\n")
         let badChunks = try Self.run(["eval", "--text", "x", "--chunks", "zero"])
         #expect(badChunks.status != 0)
+        // A prompt-end method without a prompt would keep everything and read as free.
+        for policy in ["snapkv:budget=32", "kvpress:snapkv,ratio=0.5"] {
+            let idle = try Self.run(["eval", "--text", "/nonexistent/text.txt", "--policy", "full", "--policy", policy])
+            #expect(idle.status != 0)
+            #expect(idle.stderr.hasPrefix("Error: --policy \(policy.hasPrefix("snapkv") ? "snapkv" : "kvpress:snapkv")"), "\(idle.stderr)")
+            #expect(idle.stderr.contains("give --prefill N"))
+        }
     }
 
     @Test func attentionFlagsAreOneLineErrors() throws {

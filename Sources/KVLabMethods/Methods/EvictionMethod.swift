@@ -149,6 +149,16 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { spec.description }
 
+    /// Whether the method compresses only at the end of a prompt (or once, when chosen between
+    /// decode steps): a sequence run without a prompt keeps every entry under it.
+    public var actsOnlyAtPromptEnd: Bool {
+        switch kind {
+        case .snapkv, .pyramidkv, .adakv, .duo: true
+        case .kvpress(let press): press.decoding == nil
+        default: false
+        }
+    }
+
     /// Builds the method's own stateful policy for a cache of `layout` (`makePolicy` adds local layers' windows).
     func makeMethodPolicy(layout: KVLayout) -> any EvictionPolicy {
         switch kind {
