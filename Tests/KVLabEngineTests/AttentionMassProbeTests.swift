@@ -7,7 +7,8 @@ import Testing
 @Suite struct AttentionMassProbeTests {
     static let layout = KVLayout(layerCount: 1, kvHeadCount: 1, headDim: 8, groupSize: 1, capacity: 32)
 
-    @Test func massSumsTheReferencesScoresOnTheAttendedPositions() {
+    /// A reference holding positions 0–9 with step scores p/45, and a cache holding 1, 3, 5, 7 and 12.
+    static func referenceAndOther() -> (PageStore, PageStore) {
         let reference = PageStore(layout: Self.layout, quant: .fp32), other = PageStore(layout: Self.layout, quant: .fp32)
         let zero = [Float](repeating: 0, count: 8)
         for p in 0..<10 {
@@ -15,6 +16,11 @@ import Testing
             reference.stepScores[p] = Float(p) / 45
         }
         for p in [1, 3, 5, 7, 12] { other.append(index: 0, position: p, key: zero, value: zero) }
+        return (reference, other)
+    }
+
+    @Test func massSumsTheReferencesScoresOnTheAttendedPositions() {
+        let (reference, other) = Self.referenceAndOther()
         #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, on: other, visible: 5) - 16.0 / 45) < 1e-6)
         #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, on: other, visible: 2) - 4.0 / 45) < 1e-6)
     }
@@ -61,13 +67,7 @@ import Testing
 
     /// The listed-slot sum finds each slot's position in the reference's list, in any order.
     @Test func listedSlotsSumTheReferencesScoresAtTheirPositions() {
-        let reference = PageStore(layout: Self.layout, quant: .fp32), other = PageStore(layout: Self.layout, quant: .fp32)
-        let zero = [Float](repeating: 0, count: 8)
-        for p in 0..<10 {
-            reference.append(index: 0, position: p, key: zero, value: zero)
-            reference.stepScores[p] = Float(p) / 45
-        }
-        for p in [1, 3, 5, 7, 12] { other.append(index: 0, position: p, key: zero, value: zero) }
+        let (reference, other) = Self.referenceAndOther()
         let slots: [Int32] = [3, 0, 4]  // positions 7, 1 and 12 (absent from the reference)
         #expect(abs(AttentionMassProbe.mass(of: reference, layer: 0, head: 0, onSlots: slots, count: 3, of: other) - 8.0 / 45) < 1e-6)
     }

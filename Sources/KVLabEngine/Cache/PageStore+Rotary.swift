@@ -44,10 +44,4 @@ extension PageStore {
         // Quest's page bounds are of keys as scored, which moved with their positions.
         if moved { summarizeAll(index: index) }
     }
-
-    /// The largest rotary position any entry of head `index` holds, or −1 when it is empty.
-    func lastRotary(index: Int) -> Int {
-        let base = index * capacity, count = counts[index]
-        return count == 0 ? -1 : Int(slotRotary[base + Int(slots[base + count - 1])])
-    }
 }
