@@ -1,0 +1,94 @@
+/// Tokens one sequence takes in a step: a prompt chunk (or a recomputed prefix), or the one token
+/// it generated last. With `samples`, the step ends with this sequence's next token chosen.
+public struct ServeWork: Sendable, Equatable {
+    /// The sequence (its request's id).
+    public var id: Int
+    /// Its tokens from position `start` on.
+    public var tokens: [Int]
+    /// Position of the first of them.
+    public var start: Int
+    /// Whether the step chooses its next token (its prompt, or the token it decodes, is done).
+    public var samples: Bool
+
+    public init(id: Int, tokens: [Int], start: Int, samples: Bool) {
+        self.id = id
+        self.tokens = tokens
+        self.start = start
+        self.samples = samples
+    }
+}
+
+/// What a step did, as the scheduler needs it.
+public struct ServeStepResult: Sendable, Equatable {
+    /// The next token of each sequence whose work sampled, by id.
+    public var tokens: [Int: Int]
+    /// Wall time of the step as measured on this machine.
+    public var nanoseconds: UInt64
+    /// Copy-on-write copies of shared pages the step made (a private change to a shared page).
+    public var copies: Int
+
+    public init(tokens: [Int: Int], nanoseconds: UInt64, copies: Int = 0) {
+        self.tokens = tokens
+        self.nanoseconds = nanoseconds
+        self.copies = copies
+    }
+}
+
+/// Pool bytes by holder.
+public struct PoolOccupancy: Sendable, Equatable, Codable {
+    /// Bytes each resident sequence holds alone, by id (ascending).
+    public var sequences: [SequenceBytes]
+    /// Bytes of shared prefix pages, counted once.
+    public var shared: Int
+    /// The pool's budget.
+    public var capacity: Int
+
+    public struct SequenceBytes: Sendable, Equatable, Codable {
+        public var id: Int
+        public var bytes: Int
+
+        public init(id: Int, bytes: Int) {
+            self.id = id
+            self.bytes = bytes
+        }
+    }
+
+    public init(sequences: [SequenceBytes], shared: Int, capacity: Int) {
+        self.sequences = sequences
+        self.shared = shared
+        self.capacity = capacity
+    }
+
+    /// Bytes in use.
+    public var used: Int { sequences.reduce(shared) { $0 + $1.bytes } }
+}
+
+/// What the scheduler needs of a batched engine whose sequences keep their KV in one page pool
+/// of a fixed byte budget. The scheduler decides who runs and how much; the backend runs the
+/// model, owns the pages (shared prefixes copy-on-write) and moves them to host DRAM and back.
+public protocol ServeBackend: AnyObject {
+    /// The pool's budget in bytes.
+    var poolCapacity: Int { get }
+    /// Bytes the pool holds now, shared pages once.
+    var poolUsed: Int { get }
+    /// The pool's bytes by holder.
+    var occupancy: PoolOccupancy { get }
+    /// An upper bound on the pool bytes that `adding` tokens of `request`'s sequence take once it
+    /// holds `held` tokens (its method's bound applied: a full window adds nothing), counting
+    /// pages of its shared prefix already in the pool as free.
+    func bytesToAdd(_ request: ServeRequest, held: Int, adding: Int) -> Int
+    /// Registers a sequence (no pages yet; its tokens come in `step`s).
+    func start(_ request: ServeRequest)
+    /// One batched forward pass over every work item.
+    func step(_ work: [ServeWork]) throws -> ServeStepResult
+    /// Moves a sequence's private pages to host DRAM; returns their bytes.
+    func swapOut(_ id: Int) -> Int
+    /// Brings a swapped sequence's pages back; returns their bytes.
+    func swapIn(_ id: Int) -> Int
+    /// Bytes a swapped sequence needs to come back.
+    func swappedBytes(_ id: Int) -> Int
+    /// Frees a sequence's pages (it starts again from its first token later).
+    func drop(_ id: Int)
+    /// Frees a finished sequence.
+    func finish(_ id: Int)
+}
