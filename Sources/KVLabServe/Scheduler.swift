@@ -38,7 +38,9 @@ public final class Scheduler {
         var arrivedMeasured = 0.0
         var firstToken: (time: Double, measured: Double)?
 
-        var pending: Int { tokens.count - processed }
+        /// Tokens it runs as a prompt: all of them before its first token, every one but the
+        /// last generated after (that one it decodes).
+        var prefillEnd: Int { tokens.count - (generated > 0 ? 1 : 0) }
     }
 
     public init(requests: [ServeRequest], backend: any ServeBackend, clock: any StepClock, options: SchedulerOptions) {
@@ -82,51 +84,50 @@ public final class Scheduler {
         // The running sequences' work, newest given up first while it does not fit.
         while true {
             (work, budget) = plan(running, budget: options.tokenBudget)
-            need = work.reduce(0) { $0 + bytes(for: $1) }
+            need = backend.bytesNeeded(work)
             guard need > free(), options.preemption != .wait, let victim = running.last else { break }
             record.preempted.append(preempt(victim))
         }
         // Swapped sequences come back first, then new requests, while the pool has room.
         if record.preempted.isEmpty, options.preemption == .swap {
             while let id = swapped.first, running.count < options.maxBatch, budget > 0 {
-                let sequence = sequences[id]!
-                let bytes = backend.swappedBytes(id) + backend.bytesToAdd(sequence.request, held: sequence.processed, adding: 1)
+                let (more, left) = plan([id], budget: budget)
+                let bytes = backend.swappedBytes(id) + backend.bytesNeeded(more)
                 guard need + bytes <= free() else { break }
                 counters.swapIns += 1
                 counters.swappedBytes += backend.swapIn(id)
                 swapped.removeFirst()
                 running.append(id)
                 record.swappedIn.append(id)
-                let (more, left) = plan([id], budget: budget)
                 work += more
                 budget = left
-                need += more.reduce(0) { $0 + self.bytes(for: $1) }
+                need += bytes
             }
         }
         if record.preempted.isEmpty, swapped.isEmpty {
             while let id = waiting.first, running.count < options.maxBatch, budget > 0 {
-                let sequence = sequences[id]!
-                let whole = backend.bytesToAdd(sequence.request, held: 0, adding: lifetime(sequence))
-                if whole > backend.poolCapacity {
+                let request = sequences[id]!.request
+                let life = backend.lifeBytes(request)
+                if life > backend.poolCapacity {
                     waiting.removeFirst()
                     rejected.append(id)
                     record.rejected.append(id)
                     continue
                 }
                 if options.preemption == .wait {
-                    guard reservedBytes + whole <= backend.poolCapacity else { break }
-                    sequences[id]!.reserved = whole
+                    guard reservedBytes + life <= backend.poolCapacity - backend.occupancy.shared else { break }
+                    sequences[id]!.reserved = life
                 } else {
-                    guard need + backend.bytesToAdd(sequence.request, held: 0, adding: sequence.pending) <= free() else { break }
+                    guard need + backend.bytesToAdmit(request) <= free() else { break }
                 }
                 waiting.removeFirst()
-                backend.start(sequence.request)
+                sequences[id]!.processed = backend.start(request)
                 running.append(id)
                 record.admitted.append(id)
                 let (more, left) = plan([id], budget: budget)
                 work += more
                 budget = left
-                need += more.reduce(0) { $0 + self.bytes(for: $1) }
+                need += backend.bytesNeeded(more)
             }
         }
         guard !work.isEmpty else {
@@ -145,7 +146,7 @@ public final class Scheduler {
         }
         let result = try backend.step(work)
         measuredTime += Double(result.nanoseconds) / 1e9
-        let decodes = work.filter { $0.tokens.count == 1 && $0.samples && sequences[$0.id]!.generated > 0 }.count
+        let decodes = work.filter(\.decode).count
         var context = 0
         for item in work {
             sequences[item.id]!.processed += item.tokens.count
@@ -193,32 +194,28 @@ public final class Scheduler {
     }
 
     /// The work of `ids` within `budget` tokens: one token for each sequence that decodes, then
-    /// prompt chunks in order; the budget left.
+    /// prompt chunks in order; the budget left. A sequence that recomputes runs what it held as a
+    /// prompt and then decodes its last token again, as one that was never preempted would.
     private func plan(_ ids: [Int], budget: Int) -> ([ServeWork], Int) {
         var budget = budget
         var work: [ServeWork] = []
-        for id in ids where sequences[id]!.pending == 1 && budget > 0 {
+        for id in ids where budget > 0 {
             let s = sequences[id]!
-            work.append(ServeWork(id: id, tokens: [s.tokens[s.processed]], start: s.processed, samples: true))
+            guard s.processed == s.prefillEnd else { continue }
+            work.append(ServeWork(id: id, tokens: [s.tokens[s.processed]], start: s.processed, decode: true, samples: true))
             budget -= 1
         }
-        for id in ids where sequences[id]!.pending > 1 && budget > 0 {
+        for id in ids where budget > 0 {
             let s = sequences[id]!
-            let count = min(s.pending, budget)
-            work.append(ServeWork(id: id, tokens: Array(s.tokens[s.processed..<(s.processed + count)]), start: s.processed,
-                                  samples: count == s.pending))
+            guard s.processed < s.prefillEnd else { continue }
+            let count = min(s.prefillEnd - s.processed, budget)
+            work.append(ServeWork(id: id, tokens: Array(s.tokens[s.processed..<(s.processed + count)]), start: s.processed, decode: false,
+                                  samples: s.generated == 0 && s.processed + count == s.prefillEnd))
             budget -= count
         }
         return (work, budget)
     }
 
-    private func bytes(for work: ServeWork) -> Int {
-        let s = sequences[work.id]!
-        return backend.bytesToAdd(s.request, held: s.processed, adding: work.tokens.count)
-    }
-
-    /// Tokens a sequence holds over its life: its prompt and every output token but the last.
-    private func lifetime(_ sequence: Sequence) -> Int { sequence.request.prompt.count + sequence.request.outputTokens - 1 }
 
     private var reservedBytes: Int { running.reduce(0) { $0 + sequences[$1]!.reserved } }
 

@@ -1,5 +1,5 @@
-/// Tokens one sequence takes in a step: a prompt chunk (or a recomputed prefix), or the one token
-/// it generated last. With `samples`, the step ends with this sequence's next token chosen.
+/// Tokens one sequence takes in a step: a prompt chunk (or a chunk of what it recomputes), or
+/// the one token it generated last.
 public struct ServeWork: Sendable, Equatable {
     /// The sequence (its request's id).
     public var id: Int
@@ -7,13 +7,16 @@ public struct ServeWork: Sendable, Equatable {
     public var tokens: [Int]
     /// Position of the first of them.
     public var start: Int
-    /// Whether the step chooses its next token (its prompt, or the token it decodes, is done).
+    /// Whether it decodes its last generated token (else it prefills).
+    public var decode: Bool
+    /// Whether the step chooses its next token (a decode, or the chunk that ends a new prompt).
     public var samples: Bool
 
-    public init(id: Int, tokens: [Int], start: Int, samples: Bool) {
+    public init(id: Int, tokens: [Int], start: Int, decode: Bool, samples: Bool) {
         self.id = id
         self.tokens = tokens
         self.start = start
+        self.decode = decode
         self.samples = samples
     }
 }
@@ -73,12 +76,18 @@ public protocol ServeBackend: AnyObject {
     var poolUsed: Int { get }
     /// The pool's bytes by holder.
     var occupancy: PoolOccupancy { get }
-    /// An upper bound on the pool bytes that `adding` tokens of `request`'s sequence take once it
-    /// holds `held` tokens (its method's bound applied: a full window adds nothing), counting
-    /// pages of its shared prefix already in the pool as free.
-    func bytesToAdd(_ request: ServeRequest, held: Int, adding: Int) -> Int
-    /// Registers a sequence (no pages yet; its tokens come in `step`s).
-    func start(_ request: ServeRequest)
+    /// At most the pool bytes `request`'s prompt takes to run (its pages at their peak), pages of
+    /// a shared prefix already in the pool counted as free.
+    func bytesToAdmit(_ request: ServeRequest) -> Int
+    /// At most the pool bytes `request`'s sequence holds at its largest, prompt and every output
+    /// token under the KV methods in effect (what the wait policy reserves).
+    func lifeBytes(_ request: ServeRequest) -> Int
+    /// At most the bytes of new pages `work` takes (started sequences only).
+    func bytesNeeded(_ work: [ServeWork]) -> Int
+    /// Registers a sequence (its prompt's tokens come in `step`s); returns how many of its first
+    /// tokens the backend already holds (a shared prefix), or 0. A sequence dropped earlier
+    /// starts again from its first token.
+    func start(_ request: ServeRequest) -> Int
     /// One batched forward pass over every work item.
     func step(_ work: [ServeWork]) throws -> ServeStepResult
     /// Moves a sequence's private pages to host DRAM; returns their bytes.

@@ -61,8 +61,12 @@ public final class ServeSession {
     public var fittingSequences: Int {
         let requests = scheduler.requests
         guard let sample = requests.first else { return 0 }
-        let life = requests.reduce(0) { $0 + $1.prompt.count + $1.outputTokens - 1 } / requests.count
-        let bytes = engine.bytesToAdd(sample, held: 0, adding: max(life, 1))
+        let prompt = requests.reduce(0) { $0 + $1.prompt.count } / requests.count
+        let output = requests.reduce(0) { $0 + $1.outputTokens } / requests.count
+        let head = Array(sample.prompt.prefix(min(sample.sharedPrefix, prompt)))
+        let mean = ServeRequest(id: -1, arrival: 0, prompt: head + Array(repeating: sample.prompt[sample.prompt.count - 1], count: prompt - head.count),
+                                outputTokens: max(output, 1), sharedPrefix: head.count)
+        let bytes = engine.lifeBytes(mean)
         return bytes > 0 ? (engine.poolCapacity - engine.occupancy.shared) / bytes : scheduler.options.maxBatch
     }
 

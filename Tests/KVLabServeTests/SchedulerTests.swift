@@ -29,8 +29,20 @@ final class PagedPool: ServeBackend {
         PoolOccupancy(sequences: held.keys.sorted().map { .init(id: $0, bytes: bytes(tokens: held[$0]!)) }, shared: 0, capacity: poolCapacity)
     }
 
-    func bytesToAdd(_ request: ServeRequest, held: Int, adding: Int) -> Int { bytes(tokens: held + adding) - bytes(tokens: held) }
-    func start(_ request: ServeRequest) { held[request.id] = 0 }
+    func bytesToAdmit(_ request: ServeRequest) -> Int { bytes(tokens: request.prompt.count) }
+    func lifeBytes(_ request: ServeRequest) -> Int { bytes(tokens: request.prompt.count + request.outputTokens - 1) }
+
+    func bytesNeeded(_ work: [ServeWork]) -> Int {
+        work.reduce(0) { total, item in
+            let now = held[item.id] ?? outside[item.id]!
+            return total + bytes(tokens: now + item.tokens.count) - bytes(tokens: now)
+        }
+    }
+
+    func start(_ request: ServeRequest) -> Int {
+        held[request.id] = 0
+        return 0
+    }
 
     func step(_ work: [ServeWork]) throws -> ServeStepResult {
         steps.append(work)
