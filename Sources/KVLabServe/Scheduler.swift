@@ -86,7 +86,7 @@ public final class Scheduler {
             (work, budget) = plan(running, budget: options.tokenBudget)
             need = backend.bytesNeeded(work)
             guard need > free(), options.preemption != .wait, let victim = running.last else { break }
-            record.preempted.append(preempt(victim))
+            record.preempted.append(try preempt(victim))
         }
         // Swapped sequences come back first, then new requests, while the pool has room.
         if record.preempted.isEmpty, options.preemption == .swap {
@@ -95,7 +95,7 @@ public final class Scheduler {
                 let bytes = backend.swappedBytes(id) + backend.bytesNeeded(more)
                 guard need + bytes <= free() else { break }
                 counters.swapIns += 1
-                counters.swappedBytes += backend.swapIn(id)
+                counters.swappedBytes += try backend.swapIn(id)
                 swapped.removeFirst()
                 running.append(id)
                 record.swappedIn.append(id)
@@ -121,7 +121,7 @@ public final class Scheduler {
                     guard need + backend.bytesToAdmit(request) <= free() else { break }
                 }
                 waiting.removeFirst()
-                sequences[id]!.processed = backend.start(request)
+                sequences[id]!.processed = try backend.start(request)
                 running.append(id)
                 record.admitted.append(id)
                 let (more, left) = plan([id], budget: budget)
@@ -169,7 +169,7 @@ public final class Scheduler {
             if sequence.firstToken == nil { sequence.firstToken = (time, measuredTime) }
             sequences[item.id] = sequence
             if sequence.generated >= sequence.request.outputTokens {
-                backend.finish(item.id)
+                try backend.finish(item.id)
                 running.removeAll { $0 == item.id }
                 record.finished.append(item.id)
                 finished.append(latencies(sequence))
@@ -219,20 +219,20 @@ public final class Scheduler {
 
     private var reservedBytes: Int { running.reduce(0) { $0 + sequences[$1]!.reserved } }
 
-    private func preempt(_ id: Int) -> Preemption {
+    private func preempt(_ id: Int) throws -> Preemption {
         running.removeLast()
         counters.preemptions += 1
         var sequence = sequences[id]!
         switch options.preemption {
         case .swap:
-            let bytes = backend.swapOut(id)
+            let bytes = try backend.swapOut(id)
             counters.swapOuts += 1
             counters.swappedBytes += bytes
             swapped.append(id)
             return Preemption(id: id, policy: .swap, bytes: bytes, tokens: 0)
         case .recompute, .wait:
             let bytes = backend.occupancy.sequences.first { $0.id == id }?.bytes ?? 0
-            backend.drop(id)
+            try backend.drop(id)
             let tokens = sequence.processed
             counters.recomputedTokens += tokens
             sequence.processed = 0

@@ -87,17 +87,17 @@ public protocol ServeBackend: AnyObject {
     /// Registers a sequence (its prompt's tokens come in `step`s); returns how many of its first
     /// tokens the backend already holds (a shared prefix), or 0. A sequence dropped earlier
     /// starts again from its first token.
-    func start(_ request: ServeRequest) -> Int
+    func start(_ request: ServeRequest) throws -> Int
     /// One batched forward pass over every work item.
     func step(_ work: [ServeWork]) throws -> ServeStepResult
     /// Moves a sequence's private pages to host DRAM; returns their bytes.
-    func swapOut(_ id: Int) -> Int
+    func swapOut(_ id: Int) throws -> Int
     /// Brings a swapped sequence's pages back; returns their bytes.
-    func swapIn(_ id: Int) -> Int
+    func swapIn(_ id: Int) throws -> Int
     /// Bytes a swapped sequence needs to come back.
     func swappedBytes(_ id: Int) -> Int
     /// Frees a sequence's pages (it starts again from its first token later).
-    func drop(_ id: Int)
+    func drop(_ id: Int) throws
     /// Frees a finished sequence.
-    func finish(_ id: Int)
+    func finish(_ id: Int) throws
 }
