@@ -63,7 +63,7 @@ public struct SyntheticArrivals: Sendable, Equatable, Codable {
     public var count: Int
     public var promptLength: LengthRange
     public var outputLength: LengthRange
-    /// Tokens of shared system prompt ahead of every prompt (0: none).
+    /// Tokens of shared system prompt ahead of every prompt, BOS included (0: none).
     public var systemPrompt: Int
     public var seed: UInt64
 
@@ -97,13 +97,14 @@ public struct SyntheticArrivals: Sendable, Equatable, Codable {
         """
 
     /// The requests, their prompts cut from `source` (a text's tokens, reused from its start when a
-    /// prompt runs past its end); `first` is put ahead of every prompt (BOS), not counted in its length.
+    /// prompt runs past its end); `first` (BOS) starts every prompt, and is the first of the system
+    /// prompt's tokens when there is one (else not counted in the prompt's length).
     public func requests(source: [Int], first: Int?) -> [ServeRequest] {
         precondition(!source.isEmpty, "prompts are cut from a non-empty text")
         var generator = Xoshiro256(seed: seed)
         var clock = 0.0
-        let head = (first.map { [$0] } ?? []) + tokens(source, from: 0, count: systemPrompt)
-        let shared = systemPrompt > 0 ? head.count : 0
+        let head = Self.systemPrompt(systemPrompt, source: source, first: first)
+        let shared = head.count
         return (0..<count).map { id in
             // Inversion of the exponential distribution; 1 − u keeps the logarithm finite.
             let u = Double(generator.next() >> 11) / Double(1 << 53)
@@ -111,12 +112,20 @@ public struct SyntheticArrivals: Sendable, Equatable, Codable {
             let length = promptLength.draw(using: &generator)
             let output = outputLength.draw(using: &generator)
             let start = Int(generator.next() % UInt64(source.count))
-            return ServeRequest(id: id, arrival: clock, prompt: head + tokens(source, from: start, count: length), outputTokens: output,
+            return ServeRequest(id: id, arrival: clock, prompt: (head.isEmpty ? first.map { [$0] } ?? [] : head) + Self.tokens(source, from: start, count: length), outputTokens: output,
                                 sharedPrefix: shared)
         }
     }
 
-    private func tokens(_ source: [Int], from start: Int, count: Int) -> [Int] {
+    /// A system prompt of `count` tokens in all, `first` (BOS) among them: `source`'s first
+    /// tokens after it. Empty for 0.
+    public static func systemPrompt(_ count: Int, source: [Int], first: Int?) -> [Int] {
+        guard count > 0 else { return [] }
+        let head = first.map { [$0] } ?? []
+        return head + tokens(source, from: 0, count: count - head.count)
+    }
+
+    private static func tokens(_ source: [Int], from start: Int, count: Int) -> [Int] {
         (0..<count).map { source[(start + $0) % source.count] }
     }
 }

@@ -71,8 +71,11 @@ public struct ServeSummary: Sendable, Equatable, Codable {
     public var peakQueue: Int
     public var poolCapacity: Int
     public var peakPoolUsed: Int
+    /// Pool bytes after the last step, and of them the shared prefix's (counted once).
+    public var poolUsed: Int
+    public var sharedBytes: Int
 
-    public init(scheduler: Scheduler, tally: ServeTally) {
+    public init(scheduler: Scheduler, tally: ServeTally, last: ServeStepRecord?) {
         let finished = scheduler.finished
         steps = scheduler.steps
         requests = scheduler.requests.count
@@ -94,5 +97,7 @@ public struct ServeSummary: Sendable, Equatable, Codable {
         peakQueue = tally.peakQueue
         poolCapacity = scheduler.backend.poolCapacity
         peakPoolUsed = tally.peakPoolUsed
+        poolUsed = last?.poolUsed ?? 0
+        sharedBytes = last?.shared ?? 0
     }
 }

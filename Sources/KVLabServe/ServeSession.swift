@@ -70,7 +70,7 @@ public final class ServeSession {
         return bytes > 0 ? (engine.poolCapacity - engine.occupancy.shared) / bytes : scheduler.options.maxBatch
     }
 
-    public var summary: ServeSummary { ServeSummary(scheduler: scheduler, tally: tally) }
+    public var summary: ServeSummary { ServeSummary(scheduler: scheduler, tally: tally, last: last) }
 
     /// Re-executes `recording` on this session (built from its header) and checks that every
     /// line comes out byte for byte as recorded; the first difference is an error naming its line.

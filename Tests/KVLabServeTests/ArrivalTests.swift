@@ -30,11 +30,11 @@ import KVLabFoundation
         let stream = SyntheticArrivals(rate: 1, count: 200, promptLength: LengthRange(5, 9), outputLength: LengthRange(2, 3),
                                        systemPrompt: 16, seed: 5)
         let requests = stream.requests(source: source, first: 1)
-        let head = [1] + Array(source.prefix(16))
+        let head = [1] + Array(source.prefix(15))
         for request in requests {
-            #expect(request.sharedPrefix == 17)
-            #expect(Array(request.prompt.prefix(17)) == head)
-            #expect((5...9).contains(request.prompt.count - 17))
+            #expect(request.sharedPrefix == 16)
+            #expect(Array(request.prompt.prefix(16)) == head)
+            #expect((5...9).contains(request.prompt.count - 16))
             #expect((2...3).contains(request.outputTokens))
         }
         #expect(Set(requests.map { $0.prompt.count }).count == 5, "every prompt length is drawn")

@@ -10,25 +10,22 @@ import KVLabTUI
 public enum ServeLoop {
     static let frameInterval: UInt64 = 33_000_000
 
-    /// Runs until `q` or a stop signal; `stepLimit` stops stepping after that many steps (the view
-    /// stays until `q`). Returns how it ended.
+    /// Runs until `q` or a stop signal; stepping ends when every request is done or `stop` says so
+    /// (the view stays until `q`). Returns how it ended.
     public static func run(terminal: some WorkbenchTerminal, session: ServeSession, modelName: String, clock: String, palette: Palette,
-                           glyphs: GlyphSet, patterned: Bool, stepLimit: Int?, sramSizes: [Int]) throws -> Workbench.Ending {
+                           glyphs: GlyphSet, patterned: Bool, stop: (ServeSession) -> Bool, sramSizes: [Int]) throws -> Workbench.Ending {
         var buffer = Buffer(width: terminal.width, height: terminal.height)
         var paused = false, dirty = true, lastFrame: UInt64 = 0
         var status: (String, Bool)?
         var running = true
         while true {
             if let signal = terminal.stopSignal { return .signal(signal) }
-            if running, !paused, stepLimit.map({ session.scheduler.steps < $0 }) ?? true {
-                if try session.step() == nil {
+            if running, !paused {
+                if try stop(session) || session.step() == nil {
                     running = false
                     try session.finish()
                 }
                 dirty = true
-            } else if running, stepLimit.map({ session.scheduler.steps >= $0 }) ?? false {
-                running = false
-                try session.finish()
             }
             let now = DispatchTime.now().uptimeNanoseconds
             if dirty, now - lastFrame >= frameInterval || !running || paused {
