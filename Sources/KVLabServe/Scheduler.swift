@@ -16,7 +16,8 @@ public final class Scheduler {
     public private(set) var measuredTime = 0.0
     /// Steps run.
     public private(set) var steps = 0
-    /// Running sequences in admission order; waiting and swapped ones in the order they return.
+    /// Running, waiting and swapped sequences, each in arrival order: the oldest runs first and is
+    /// preempted last.
     public private(set) var running: [Int] = []
     public private(set) var waiting: [Int] = []
     public private(set) var swapped: [Int] = []
@@ -88,17 +89,21 @@ public final class Scheduler {
             guard need > free(), options.preemption != .wait, let victim = running.last else { break }
             record.preempted.append(try preempt(victim))
         }
-        // Swapped sequences come back first, then new requests, while the pool has room.
+        // Swapped sequences come back first, oldest first, then new requests, while the pool has
+        // room: a sequence comes back when its pages and a decode's growth fit; its work runs this
+        // step when the engine's bound for it fits too (else the next step makes room by
+        // preempting newer sequences).
         if record.preempted.isEmpty, options.preemption == .swap {
             while let id = swapped.first, running.count < options.maxBatch, budget > 0 {
-                let (more, left) = plan([id], budget: budget)
-                let bytes = backend.swappedBytes(id) + backend.bytesNeeded(more)
-                guard need + bytes <= free() else { break }
+                guard need + backend.swappedBytes(id) + backend.decodeGrowth <= free() else { break }
                 counters.swapIns += 1
                 counters.swappedBytes += try backend.swapIn(id)
                 swapped.removeFirst()
-                running.append(id)
+                insert(id, into: &running)
                 record.swappedIn.append(id)
+                let (more, left) = plan([id], budget: budget)
+                let bytes = backend.bytesNeeded(more)
+                guard need + bytes <= free() else { continue }
                 work += more
                 budget = left
                 need += bytes
@@ -122,7 +127,7 @@ public final class Scheduler {
                 }
                 waiting.removeFirst()
                 sequences[id]!.processed = try backend.start(request)
-                running.append(id)
+                insert(id, into: &running)
                 record.admitted.append(id)
                 let (more, left) = plan([id], budget: budget)
                 work += more
@@ -208,7 +213,7 @@ public final class Scheduler {
         for id in ids where budget > 0 {
             let s = sequences[id]!
             guard s.processed < s.prefillEnd else { continue }
-            let count = min(s.prefillEnd - s.processed, budget)
+            let count = min(s.prefillEnd - s.processed, budget, backend.prefillLimit(id))
             work.append(ServeWork(id: id, tokens: Array(s.tokens[s.processed..<(s.processed + count)]), start: s.processed, decode: false,
                                   samples: s.generated == 0 && s.processed + count == s.prefillEnd))
             budget -= count
@@ -216,6 +221,12 @@ public final class Scheduler {
         return (work, budget)
     }
 
+
+    /// Adds `id` to a list kept in arrival order (ids are arrival order): the older a sequence,
+    /// the sooner it runs and the later it is preempted.
+    private func insert(_ id: Int, into list: inout [Int]) {
+        list.insert(id, at: list.firstIndex { $0 > id } ?? list.count)
+    }
 
     private var reservedBytes: Int { running.reduce(0) { $0 + sequences[$1]!.reserved } }
 
@@ -228,7 +239,7 @@ public final class Scheduler {
             let bytes = try backend.swapOut(id)
             counters.swapOuts += 1
             counters.swappedBytes += bytes
-            swapped.append(id)
+            insert(id, into: &swapped)
             return Preemption(id: id, policy: .swap, bytes: bytes, tokens: 0)
         case .recompute, .wait:
             let bytes = backend.occupancy.sequences.first { $0.id == id }?.bytes ?? 0
@@ -237,7 +248,7 @@ public final class Scheduler {
             counters.recomputedTokens += tokens
             sequence.processed = 0
             sequences[id] = sequence
-            waiting.insert(id, at: 0)
+            insert(id, into: &waiting)
             return Preemption(id: id, policy: .recompute, bytes: bytes, tokens: tokens)
         }
     }

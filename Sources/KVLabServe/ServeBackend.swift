@@ -82,7 +82,13 @@ public protocol ServeBackend: AnyObject {
     /// At most the pool bytes `request`'s sequence holds at its largest, prompt and every output
     /// token under the KV methods in effect (what the wait policy reserves).
     func lifeBytes(_ request: ServeRequest) -> Int
-    /// At most the bytes of new pages `work` takes (started sequences only).
+    /// The most prompt tokens a started sequence takes in one step: 1 under a method that acts
+    /// after every token (its prompt runs a token a step), else no limit.
+    func prefillLimit(_ id: Int) -> Int
+    /// At most the bytes of new pages one decode token takes in a sequence (a page for every
+    /// layer and KV head, and the records its quantization may start).
+    var decodeGrowth: Int { get }
+    /// At most the bytes of new pages `work` takes (started, resident sequences only).
     func bytesNeeded(_ work: [ServeWork]) -> Int
     /// Registers a sequence (its prompt's tokens come in `step`s); returns how many of its first
     /// tokens the backend already holds (a shared prefix), or 0. A sequence dropped earlier

@@ -82,7 +82,7 @@ public struct ServeStepRecord: Sendable, Equatable, Codable {
     public var tokens: [[Int]] = []
     public var decodeTokens = 0
     public var prefillTokens = 0
-    /// Running sequences after the step, in admission order.
+    /// Running sequences after the step, in arrival order.
     public var running: [Int] = []
     /// Requests arrived and waiting for admission after the step.
     public var queue = 0

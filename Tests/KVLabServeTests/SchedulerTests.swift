@@ -29,12 +29,14 @@ final class PagedPool: ServeBackend {
         PoolOccupancy(sequences: held.keys.sorted().map { .init(id: $0, bytes: bytes(tokens: held[$0]!)) }, shared: 0, capacity: poolCapacity)
     }
 
+    var decodeGrowth: Int { Self.pageBytes }
+    func prefillLimit(_ id: Int) -> Int { .max }
     func bytesToAdmit(_ request: ServeRequest) -> Int { bytes(tokens: request.prompt.count) }
     func lifeBytes(_ request: ServeRequest) -> Int { bytes(tokens: request.prompt.count + request.outputTokens - 1) }
 
     func bytesNeeded(_ work: [ServeWork]) -> Int {
         work.reduce(0) { total, item in
-            let now = held[item.id] ?? outside[item.id]!
+            let now = held[item.id]!
             return total + bytes(tokens: now + item.tokens.count) - bytes(tokens: now)
         }
     }

@@ -163,7 +163,7 @@ public struct ServeScreen {
         CapacityBar(segments: segments, capacity: Double(o.capacity), patterned: patterned, glyphs: glyphs).render(area: inner.row(0), buffer: &buffer)
         let perSequence = o.sequences.isEmpty ? 0 : o.sequences.reduce(0) { $0 + $1.bytes } / o.sequences.count
         buffer.put(Line([Span("shared prefix \(formatBytes(o.shared))", style: .role(.tierKVMetadata)),
-                         Span(" · \(o.sequences.count) sequences, \(formatBytes(perSequence)) each · fit at mean length: "),
+                         Span(" · \(o.sequences.count) sequences, \(formatBytes(perSequence)) each · fit for a whole life: "),
                          Span("\(view.fits)", style: .role(.highlight, .bold)),
                          Span(" · queued \(view.queue) · swapped \(view.swapped)")]), row: inner.row(1), glyphs: glyphs)
     }
