@@ -255,6 +255,8 @@ enum OptionRange {
     static let benchTokens = 1...1_000_000
     /// `bench --runs`.
     static let runs = 1...1000
+    /// `bench --batch`: sequences decoded together.
+    static let batch = 2...256
     /// `bench --frames`.
     static let frames = 1...1_000_000
     /// `bench --attention-io` prompt lengths: the cache holds them all, and naive attention of one
