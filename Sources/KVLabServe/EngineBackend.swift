@@ -21,6 +21,9 @@ public final class EngineBackend: ServeEngine {
     private var copiedPages = 0
     /// The live model's shape, for the life bound of a sequence under the methods.
     private let shape: TargetShape
+    /// Whether a prompt runs as batched chunks under the methods (else a token a step, the method
+    /// acting after each).
+    private var batchedPrefill: Bool
 
     /// The KV footprint of a life is projected on `device` (any profile: the footprint is the
     /// live model's, whatever the device).
@@ -35,6 +38,7 @@ public final class EngineBackend: ServeEngine {
                                    options: EngineOptions(threads: settings.threads, weightType: settings.weights, attention: settings.attention),
                                    methods: CacheMethods(eviction: settings.eviction, sparse: settings.sparse, quant: settings.quant),
                                    poolBudget: pool)
+        batchedPrefill = Self.prefillsBatched(model.config, settings)
         shape = TargetShape(config: model.config, tiedEmbeddings: model.weights.tiedClassifier, id: HardwareCatalog.live, source: "the served model")
     }
 
@@ -58,14 +62,16 @@ public final class EngineBackend: ServeEngine {
     }
 
     public func lifeBytes(_ request: ServeRequest) -> Int {
-        // The prompt at its peak, or the whole life under the methods, whichever is more, with a
-        // partly filled page per head and tensor.
+        // The whole life under the methods with a partly filled page per head and tensor, or, when
+        // the prompt runs as one batched prefill (its method acts at its end), the prompt at its
+        // peak if that is more.
         let life = request.prompt.count + request.outputTokens - 1
         let setup = ProjectionSetup(device: device, target: shape, weights: .f32, context: life,
                                     eviction: settings.eviction, quant: settings.quant, sparse: settings.sparse, float: .f32)
         let layout = KVLayout(config: model.config)
         let slack = 2 * layout.layerCount * layout.kvHeadCount * PagedKVCache.pageBytes(headDim: layout.headDim)
-        return max(bytesToAdmit(request), Int(Projection(setup).kv.total.rounded(.up)) + slack)
+        let held = Int(Projection(setup).kv.total.rounded(.up)) + slack
+        return batchedPrefill ? max(bytesToAdmit(request), held) : held
     }
 
     public func prefillLimit(_ id: Int) -> Int {
@@ -141,10 +147,16 @@ public final class EngineBackend: ServeEngine {
         switch change {
         case .eviction, .sparse, .quant:
             try engine.setMethods(CacheMethods(eviction: next.eviction, sparse: next.sparse, quant: next.quant))
+            batchedPrefill = Self.prefillsBatched(model.config, next)
         case .weights, .attention:
             throw MethodSpecError("serve changes the KV methods (policy, kv, sparse) live; \(change.knob.rawValue) is set when it starts")
         }
         settings = next
+    }
+
+    /// Whether a cache with `settings`' methods takes a prompt as one batched prefill.
+    private static func prefillsBatched(_ config: ModelConfig, _ settings: RunSettings) -> Bool {
+        PagedKVCache(layout: KVLayout(config: config), eviction: settings.eviction, sparse: settings.sparse, quant: settings.quant).batchedPrefill
     }
 
     private func sharedPrefix(of request: ServeRequest) -> [Int]? {

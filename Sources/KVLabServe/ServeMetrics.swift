@@ -1,3 +1,5 @@
+import KVLabSession
+
 /// The 50th and 99th percentiles of a set of latencies, by the nearest-rank method (the smallest
 /// value with at least p % of the values at or below it); nil when there are none.
 public struct Percentiles: Sendable, Equatable, Codable {
@@ -47,6 +49,9 @@ public struct ServeTally: Sendable, Equatable {
 /// A serve run's figures: throughput, latency percentiles on the run's clock (the projection's
 /// step times) and as measured on this machine, admission and preemption counts, pool use.
 public struct ServeSummary: Sendable, Equatable, Codable {
+    /// The KV methods (and sampler) at the end of the run, and the preemption policy.
+    public var settings: SessionSettings
+    public var preemption: PreemptionPolicy
     public var steps: Int
     public var requests: Int
     public var finished: Int
@@ -75,7 +80,9 @@ public struct ServeSummary: Sendable, Equatable, Codable {
     public var poolUsed: Int
     public var sharedBytes: Int
 
-    public init(scheduler: Scheduler, tally: ServeTally, last: ServeStepRecord?) {
+    public init(scheduler: Scheduler, tally: ServeTally, last: ServeStepRecord?, settings: SessionSettings) {
+        self.settings = settings
+        preemption = scheduler.options.preemption
         let finished = scheduler.finished
         steps = scheduler.steps
         requests = scheduler.requests.count

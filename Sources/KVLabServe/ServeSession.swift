@@ -2,6 +2,7 @@ import Foundation
 import KVLabFoundation
 import KVLabMethods
 import KVLabRun
+import KVLabSession
 
 /// A backend whose KV methods change for every sequence from the next step on.
 public protocol ServeEngine: ServeBackend {
@@ -70,7 +71,7 @@ public final class ServeSession {
         return bytes > 0 ? (engine.poolCapacity - engine.occupancy.shared) / bytes : scheduler.options.maxBatch
     }
 
-    public var summary: ServeSummary { ServeSummary(scheduler: scheduler, tally: tally, last: last) }
+    public var summary: ServeSummary { ServeSummary(scheduler: scheduler, tally: tally, last: last, settings: SessionSettings(engine.settings)) }
 
     /// Re-executes `recording` on this session (built from its header) and checks that every
     /// line comes out byte for byte as recorded; the first difference is an error naming its line.

@@ -216,6 +216,7 @@ struct Serve: ParsableCommand {
         func ms(_ p: Percentiles?) -> String { p.map { String(format: "p50 %.2f ms, p99 %.2f ms", $0.p50 * 1e3, $0.p99 * 1e3) } ?? "–" }
         let c = s.counters
         return """
+            policy \(s.settings.policy), kv \(s.settings.kv), sparse \(s.settings.sparse); preempt \(s.preemption.rawValue)
             steps \(s.steps), \(s.finished)/\(s.requests) requests finished, \(s.rejected) rejected, \(s.generatedTokens) tokens generated
             sequences: peak \(c.peakRunning) running, mean \(String(format: "%.2f", s.meanRunning)); peak queue \(s.peakQueue); pool peak \(formatBytes(s.peakPoolUsed)) of \(formatBytes(s.poolCapacity)), at the end \(s.poolUsed) B (shared prefix \(s.sharedBytes) B)
             preemptions \(c.preemptions) (swap out \(c.swapOuts), in \(c.swapIns), \(formatBytes(c.swappedBytes)) moved; \(c.recomputedTokens) tokens recomputed); copy-on-write copies \(c.copies)
