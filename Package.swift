@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "KVLabTUI", targets: ["KVLabTUI"]),
         .library(name: "KVLabApp", targets: ["KVLabApp"]),
         .library(name: "KVLabSweep", targets: ["KVLabSweep"]),
+        .library(name: "KVLabServe", targets: ["KVLabServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -95,6 +96,13 @@ let package = Package(
             ]
         ),
 
+        // MARK: - Serving: arrivals (seeded stream, trace files), the continuous-batching scheduler
+        // over one page pool, its metrics, and serve recordings
+        .target(
+            name: "KVLabServe",
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession"]
+        ),
+
         // MARK: - Sessions: the *.kvlab.jsonl format, recording, replay, export (tokens projected with KVLabHardware)
         .target(
             name: "KVLabSession",
@@ -120,7 +128,7 @@ let package = Package(
         // the Pareto view of a sweep store
         .target(
             name: "KVLabApp",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep"]
+            dependencies: ["KVLabFoundation", "KVLabMethods", "KVLabEngine", "KVLabRun", "KVLabHardware", "KVLabSession", "KVLabTUI", "KVLabSweep", "KVLabServe"]
         ),
 
         // MARK: - Command-line interface
@@ -137,6 +145,7 @@ let package = Package(
                 "KVLabCurses",
                 "KVLabApp",
                 "KVLabSweep",
+                "KVLabServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -167,6 +176,7 @@ let package = Package(
         .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
         .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
+        .testTarget(name: "KVLabServeTests", dependencies: ["KVLabServe", "KVLabRun", "KVLabMethods", "KVLabEngine", "KVLabFoundation"]),
         .testTarget(name: "KVLabSweepTests", dependencies: ["KVLabSweep", "KVLabRun", "KVLabMethods"]),
     ]
 )

@@ -149,15 +149,17 @@ public struct SessionProjector: Sendable {
     /// activations, batch 1. Nil when the KV quantization does not fit the target's heads.
     public func project(cache: PagedKVCache, positions: Int, lastStep: IOLedger?, settings run: RunSettings) -> Projection? {
         guard (try? run.quant.check(headDim: target.cacheKeyDim)) != nil else { return nil }
-        // The tiled kernel keeps its SRAM, raised where the target's heads need more for one tile row.
-        let kernel: AttentionKernel = if case .tiled(let sram) = run.attention {
-            .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.cacheKeyDim)))
-        } else {
-            .naive
-        }
         let live = positions > 0 ? LiveKVState(cache: cache, positions: positions, lastStep: lastStep) : nil
         return Projection(ProjectionSetup(device: device, target: target, weights: run.weights ?? .f16, context: settings.context,
-                                          eviction: run.eviction, quant: run.quant, sparse: run.sparse, kernel: kernel, live: live))
+                                          eviction: run.eviction, quant: run.quant, sparse: run.sparse, kernel: kernel(for: run.attention),
+                                          live: live))
+    }
+
+    /// The run's attention kernel on the target: a tiled kernel keeps its SRAM, raised where the
+    /// target's heads need more for one tile row.
+    public func kernel(for attention: AttentionKernel) -> AttentionKernel {
+        guard case .tiled(let sram) = attention else { return .naive }
+        return .tiled(sramBytes: max(sram, AttentionTileShape.minimumSRAMBytes(headDim: target.cacheKeyDim)))
     }
 
     /// The projection of `run` after the step that produced `last`.

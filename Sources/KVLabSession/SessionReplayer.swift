@@ -207,7 +207,12 @@ public enum SessionModel {
     /// model when it is the one recorded.
     public static func load(for header: SessionHeader, sessionPath: String, override: String? = nil,
                             tokenizer: String? = nil) throws -> LoadedModel {
-        let recorded = header.model
+        try load(model: header.model, sessionPath: sessionPath, override: override, tokenizer: tokenizer)
+    }
+
+    /// Loads the model `recorded` names, as `load(for:)` does (serve recordings name it too).
+    public static func load(model recorded: ModelIdentity, sessionPath: String, override: String? = nil,
+                            tokenizer: String? = nil) throws -> LoadedModel {
         func verified(_ path: String) throws -> Bool { try ModelIdentity.digest(of: path).sha256 == recorded.sha256 }
         if let override {
             guard try verified(override) else {

@@ -25,6 +25,9 @@ struct Bench: ParsableCommand {
             help: "Instead of speed: the KV cache and attention traffic of one prefill at these prompt lengths (1 to 65536, e.g. 512,1024,2048,4096) with the naive kernel and the tiled one for each --sram size.")
     var attentionIO: String?
 
+    @Option(name: .long, help: "Instead of speed: one decode step of this many sequences together (each weight read once) against as many single-sequence steps (2 to 256; --tokens steps, --prompt-tokens each).")
+    var batch: Int?
+
     @Flag(name: .long, help: "Measure the screen renderer instead of the engine: full frames of every widget, no model.")
     var render = false
 
@@ -43,6 +46,7 @@ struct Bench: ParsableCommand {
         try checkRange(promptTokens, OptionRange.benchTokens, option: "--prompt-tokens")
         _ = try promptLengths()
         try checkRange(frames, OptionRange.frames, option: "--frames")
+        if let batch { try checkRange(batch, OptionRange.batch, option: "--batch") }
         _ = try frameSize()
     }
 
@@ -77,6 +81,15 @@ struct Bench: ParsableCommand {
         }
         let model = try modelOptions.load()
         if let lengths = try promptLengths() { return try measureAttentionTraffic(model: model, lengths: lengths) }
+        if let batch {
+            // The methods as the options give them, read back from a cache made with them.
+            let cache = try kvOptions.makeCache(config: model.config)
+            var options = modelOptions.engineOptions
+            options.attention = cache.attentionKernel
+            let methods = CacheMethods(eviction: cache.eviction, sparse: cache.sparse, quant: cache.quant)
+            return try BatchBench(model: model, options: options, methods: methods, batch: batch, steps: tokens,
+                                  promptTokens: min(promptTokens, model.config.contextLength - 1), runs: runs).run()
+        }
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,
                                      cache: try kvOptions.makeCache(config: model.config))
         let c = engine.config

@@ -11,7 +11,7 @@ struct KVLab: ParsableCommand {
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
         version: kvlabVersion,
-        subcommands: [WorkbenchCommand.self, TourCommand.self, Generate.self, Run.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
+        subcommands: [WorkbenchCommand.self, TourCommand.self, Generate.self, Run.self, Serve.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
         defaultSubcommand: WorkbenchCommand.self
     )
 }
@@ -255,6 +255,8 @@ enum OptionRange {
     static let benchTokens = 1...1_000_000
     /// `bench --runs`.
     static let runs = 1...1000
+    /// `bench --batch`: sequences decoded together.
+    static let batch = 2...256
     /// `bench --frames`.
     static let frames = 1...1_000_000
     /// `bench --attention-io` prompt lengths: the cache holds them all, and naive attention of one

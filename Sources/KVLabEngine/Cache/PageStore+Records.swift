@@ -14,14 +14,15 @@ import KVLabMethods
 extension PageStore {
     /// The store of a method's quantized tensor (`format`) for vectors of `width` channels: one
     /// lane, or `mixed`'s high and low lanes; nil at fp32.
-    static func makeStore(_ format: KVTensorFormat, _ buffer: IOBuffer, width: Int, quant: KVQuantMethod, layout: KVLayout) -> QuantizedKVStore? {
+    static func makeStore(_ format: KVTensorFormat, _ buffer: IOBuffer, width: Int, quant: KVQuantMethod, layout: KVLayout,
+                          pools: PagePools?) -> QuantizedKVStore? {
         let outliers = OutlierSplit.outlierCount(elements: width, percent: quant.outlierPercent)
         var formats = [format]
         if let mixed = quant.mixed, case .uniform(_, let axis, let group) = format {
             formats.append(.uniform(bits: mixed.lowBits, axis: axis, group: group))
         }
         let codecs = formats.compactMap { KVRecordCodec(format: $0, headDim: width, outliers: outliers, nuq: quant.nuq) }
-        return codecs.isEmpty ? nil : QuantizedKVStore(lanes: codecs, buffer: buffer, layout: layout)
+        return codecs.isEmpty ? nil : QuantizedKVStore(lanes: codecs, buffer: buffer, layout: layout, pools: pools)
     }
 
     /// Whether a slot's key (or value) is a record member rather than fp32 in a page.

@@ -103,8 +103,12 @@ final class PageStore {
     let pageMarks: UnsafeMutablePointer<Bool>
     let touchedPages: UnsafeMutablePointer<Int32>
 
-    init(layout: KVLayout, quant: KVQuantMethod) {
+    /// The pools shared with other caches (a `BatchedEngine`'s), or nil for pools of its own.
+    let pools: PagePools?
+
+    init(layout: KVLayout, quant: KVQuantMethod, pools: PagePools? = nil) {
         self.layout = layout
+        self.pools = pools
         let pageSize = Self.pageSize, hd = layout.headDim
         headCount = layout.layerCount * layout.kvHeadCount
         capacity = layout.capacity
@@ -131,7 +135,7 @@ final class PageStore {
         heads = UnsafeMutableBufferPointer(start: arena.allocate(HeadEntries.self, count: layout.kvHeadCount), count: layout.kvHeadCount)
         keptChannels = arena.allocate(Int32.self, count: headCount * hd)
         summaries = PageSummaries(layout: layout)
-        fullPool = Self.makePool(layout: layout, keyWidth: hd)
+        fullPool = Self.makePool(layout: layout, keyWidth: hd, pools: pools)
         pool = fullPool
         keyWidth = hd
         keyScratch = arena.allocate(Float.self, count: hd)
@@ -149,14 +153,16 @@ final class PageStore {
         touchedPages = arena.allocate(Int32.self, count: pagesPerHead)
         self.quant = quant
         prepareAngles(for: quant)
-        fullKeyStore = Self.makeStore(quant.key, .keys, width: hd, quant: quant, layout: layout)
-        valueStore = Self.makeStore(quant.value, .values, width: hd, quant: quant, layout: layout)
+        fullKeyStore = Self.makeStore(quant.key, .keys, width: hd, quant: quant, layout: layout, pools: pools)
+        valueStore = Self.makeStore(quant.value, .values, width: hd, quant: quant, layout: layout, pools: pools)
         keyStore = fullKeyStore
     }
 
-    /// A pool of fp32 pages holding keys of `keyWidth` channels beside full values.
-    static func makePool(layout: KVLayout, keyWidth: Int) -> PagePool<Float> {
-        PagePool(elementsPerPage: pageSize * (keyWidth + layout.headDim), pagesPerSlab: max(16, layout.layerCount * layout.kvHeadCount), zero: 0)
+    /// A pool of fp32 pages holding keys of `keyWidth` channels beside full values: from `pools`
+    /// when shared, else a new one.
+    static func makePool(layout: KVLayout, keyWidth: Int, pools: PagePools?) -> PagePool<Float> {
+        let elements = pageSize * (keyWidth + layout.headDim), slab = max(16, layout.layerCount * layout.kvHeadCount)
+        return pools?.floats(elementsPerPage: elements, pagesPerSlab: slab) ?? PagePool(elementsPerPage: elements, pagesPerSlab: slab, zero: 0)
     }
 
     /// Checks that a method fits the heads (callers check first: `KVQuantMethod.check(headDim:)`)
@@ -281,6 +287,7 @@ final class PageStore {
         let table = pageTables + index * pagesPerHead
         let last = pageCounts[index] - 1
         if pageSlot != last {
+            makePrivate(index: index, page: pageSlot / pageSize, ledger: &ledger)
             let from = pool.pointer(table[last / pageSize]), to = pool.pointer(table[pageSlot / pageSize])
             let a = last % pageSize, b = pageSlot % pageSize
             for c in 0..<keyWidth { to[c * pageSize + b] = from[c * pageSize + a] }
@@ -420,6 +427,7 @@ final class PageStore {
             (key ? keyStore : valueStore)!.rewrite(index: index, code: -1 - location, with: vector, ledger: &ledger)
             return
         }
+        makePrivate(index: index, page: location / pageSize, ledger: &ledger)
         let page = pool.pointer(pageTables[index * pagesPerHead + location / pageSize]), lane = location % pageSize
         if key {
             for c in 0..<keyWidth { page[c * pageSize + lane] = vector[c] }

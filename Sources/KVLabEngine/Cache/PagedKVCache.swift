@@ -24,7 +24,7 @@ public final class PagedKVCache: KVCache {
     public static let pageSize = PageStore.pageSize
     let store: PageStore
     let attention: CacheAttention
-    private let think: ThinKStore
+    let think: ThinKStore
     /// The last queries of each layer, for a prompt method chosen between steps (PagedKVCache+Switch.swift).
     let recent: RecentQueries
     private let probe = AttentionMassProbe()
@@ -62,7 +62,13 @@ public final class PagedKVCache: KVCache {
     /// and query heads); nil without a reference.
     public var massKept: Double? { probe.massKept }
 
-    public init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
+    public convenience init(layout: KVLayout, eviction: EvictionMethod = .full, sparse: SparseMethod = .dense, quant: KVQuantMethod = .fp32) {
+        self.init(layout: layout, eviction: eviction, sparse: sparse, quant: quant, pools: nil)
+    }
+
+    /// A cache whose pages come from `pools` when given (shared with the other caches made with
+    /// them), else from pools of its own.
+    init(layout: KVLayout, eviction: EvictionMethod, sparse: SparseMethod, quant: KVQuantMethod, pools: PagePools?) {
         // A last resort: callers range-check sizes first, so an overflowing layout is a bug, stopped
         // here with its numbers rather than as an arithmetic trap deep in the page store.
         // (`&+`: a capacity so large that rounding it up to a page wraps fails the check as negative.)
@@ -74,7 +80,7 @@ public final class PagedKVCache: KVCache {
         }
         precondition(bytes != nil, "KV cache of \(layout.layerCount) layers × \(layout.kvHeadCount) heads × \(layout.capacity) tokens × \(layout.headDim) overflows Int")
         self.layout = layout
-        store = PageStore(layout: layout, quant: quant)
+        store = PageStore(layout: layout, quant: quant, pools: pools)
         attention = CacheAttention(store: store)
         recent = RecentQueries(layout: layout)
         log = StepReadLog(layout: layout)
@@ -237,9 +243,9 @@ public final class PagedKVCache: KVCache {
         check(eviction, method)
         store.prepareAngles(for: method)
         let hd = layout.headDim, capacity = store.capacity
-        let newFullKeyStore = PageStore.makeStore(method.key, .keys, width: hd, quant: method, layout: layout)
+        let newFullKeyStore = PageStore.makeStore(method.key, .keys, width: hd, quant: method, layout: layout, pools: store.pools)
         let newThinKeyStore = think.thinKeyStore(for: method)
-        let newValueStore = PageStore.makeStore(method.value, .values, width: hd, quant: method, layout: layout)
+        let newValueStore = PageStore.makeStore(method.value, .values, width: hd, quant: method, layout: layout, pools: store.pools)
         for index in 0..<store.headCount {
             let base = index * capacity
             store.beginReads()
@@ -259,6 +265,8 @@ public final class PagedKVCache: KVCache {
             store.rebuildPages(index: index, pool: store.pool, width: store.keyWidth, pruned: store.keysPruned, ledger: &ledger)
         }
         store.quant = method
+        // Every entry is now in a page: the old stores' records go back to the pools (shared pools outlive them).
+        for old in [store.fullKeyStore, think.thinKeyStore, store.valueStore] { old?.reset() }
         (store.fullKeyStore, think.thinKeyStore, store.valueStore) = (newFullKeyStore, newThinKeyStore, newValueStore)
         store.keyStore = store.keysPruned ? think.thinKeyStore : store.fullKeyStore
         for index in 0..<store.headCount {
@@ -294,6 +302,7 @@ public final class PagedKVCache: KVCache {
     public func append(layer: Int, position: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ledger: inout IOLedger) {
         let hd = layout.headDim
         for head in 0..<layout.kvHeadCount {
+            store.makeTailPrivate(index: layer * layout.kvHeadCount + head, ledger: &ledger)
             store.append(index: layer * layout.kvHeadCount + head, position: position, rotary: rotaryPosition(position),
                          key: keys + head * hd, value: values + head * hd)
         }

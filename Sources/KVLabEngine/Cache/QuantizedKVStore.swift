@@ -31,11 +31,12 @@ final class QuantizedKVStore {
         /// The read pass the calibration was last counted in.
         var calibrationEpoch: UInt32 = 0
 
-        init(codec: KVRecordCodec, headCount: Int, capacity: Int, scopeCount: Int) {
+        init(codec: KVRecordCodec, headCount: Int, capacity: Int, scopeCount: Int, pools: PagePools?) {
             self.codec = codec
             recordsPerPage = max(1, PagedKVCache.pageSize / codec.tokens)
             pagesPerHead = (capacity + recordsPerPage - 1) / recordsPerPage
-            pool = PagePool(elementsPerPage: recordsPerPage * codec.recordBytes, pagesPerSlab: max(16, headCount), zero: 0)
+            let bytes = recordsPerPage * codec.recordBytes, slab = max(16, headCount)
+            pool = pools?.bytes(elementsPerPage: bytes, pagesPerSlab: slab) ?? PagePool(elementsPerPage: bytes, pagesPerSlab: slab, zero: 0)
             pageTables = arena.allocate(Int32.self, count: headCount * pagesPerHead)
             recordCounts = arena.allocate(count: headCount, repeating: 0)
             live = arena.allocate(Int32.self, count: headCount * capacity)
@@ -83,7 +84,7 @@ final class QuantizedKVStore {
     private let normalized: UnsafeMutablePointer<Float>
 
     /// A store with one lane per codec (the same entries per record and vector length in each).
-    init(lanes codecs: [KVRecordCodec], buffer: IOBuffer, layout: KVLayout) {
+    init(lanes codecs: [KVRecordCodec], buffer: IOBuffer, layout: KVLayout, pools: PagePools? = nil) {
         precondition((1...2).contains(codecs.count) && codecs.allSatisfy { $0.tokens == codecs[0].tokens && $0.headDim == codecs[0].headDim },
                      "one or two lanes grouping entries alike")
         tokens = codecs[0].tokens
@@ -102,7 +103,7 @@ final class QuantizedKVStore {
             scopes = layout.layerCount
         }
         scopeCount = scopes
-        lanes = codecs.map { Lane(codec: $0, headCount: heads, capacity: layout.capacity, scopeCount: scopes) }
+        lanes = codecs.map { Lane(codec: $0, headCount: heads, capacity: layout.capacity, scopeCount: scopes, pools: pools) }
         first = lanes[0]
         second = lanes.count > 1 ? lanes[1] : nil
         quantizedCounts = arena.allocate(count: headCount, repeating: 0)

@@ -26,6 +26,13 @@ final class RecentQueries {
 
     func reset() { recorded.update(repeating: 0, count: layerCount) }
 
+    /// Takes another ring's queries (a cache forked from a prefix: `PagedKVCache.share`).
+    func copy(from other: RecentQueries) {
+        queries.update(from: other.queries, count: layerCount * Self.capacity * width)
+        positions.update(from: other.positions, count: layerCount * Self.capacity)
+        recorded.update(from: other.recorded, count: layerCount)
+    }
+
     /// Records `count` consecutive tokens' queries of `layer` from `first` (only the last
     /// `capacity` stay).
     func record(layer: Int, first: Int, queries source: UnsafePointer<Float>, count: Int) {

@@ -42,6 +42,14 @@ final class ThinKStore {
         }
     }
 
+    /// Takes another store's query ring and whether `think` waits (a cache forked from a prefix).
+    func copyQueries(from other: ThinKStore) {
+        let layout = store.layout
+        querySquares.update(from: other.querySquares, count: layout.layerCount * ThinK.maxObservation * layout.kvHeadCount * layout.headDim)
+        recordedQueries.update(from: other.recordedQueries, count: layout.layerCount)
+        pending = other.pending
+    }
+
     /// Thin pages hold pruned keys: fp32 pages taken from the thin pool, and their bytes.
     var pagesInUse: Int { thinPool?.pagesInUse ?? 0 }
     var pageBytes: Int { (thinPool?.pagesInUse ?? 0) * PagedKVCache.pageBytes(headDim: store.layout.headDim, keyChannels: thinWidth) }
@@ -61,13 +69,13 @@ final class ThinKStore {
     private func thinStorage(for think: ThinK) -> (Int, PagePool<Float>, QuantizedKVStore?) {
         let width = think.keptChannelCount(headDim: store.layout.headDim)
         if let thinPool, thinWidth == width { return (width, thinPool, thinKeyStore) }
-        return (width, PageStore.makePool(layout: store.layout, keyWidth: width),
-                PageStore.makeStore(store.quant.key, .keys, width: width, quant: store.quant, layout: store.layout))
+        return (width, PageStore.makePool(layout: store.layout, keyWidth: width, pools: store.pools),
+                PageStore.makeStore(store.quant.key, .keys, width: width, quant: store.quant, layout: store.layout, pools: store.pools))
     }
 
     /// The thin key store `method` would use, for a quantization switch; nil without thin pages.
     func thinKeyStore(for method: KVQuantMethod) -> QuantizedKVStore? {
-        thinPool == nil ? nil : PageStore.makeStore(method.key, .keys, width: thinWidth, quant: method, layout: store.layout)
+        thinPool == nil ? nil : PageStore.makeStore(method.key, .keys, width: thinWidth, quant: method, layout: store.layout, pools: store.pools)
     }
 
     /// The eviction method's `think` changed from `old` to `new`. Switching it on (or changing its

@@ -119,7 +119,7 @@ public final class InferenceEngine {
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
-        embed(token, into: x)
+        weights.embed(token, into: x)
         outside.read(.weights, weights.tokenEmbedding.rowBytes)
         rope.fill(position: cache.rotaryPosition(position), cos: b.cos, sin: b.sin)
         for (l, layer) in weights.layers.enumerated() {
@@ -128,7 +128,7 @@ public final class InferenceEngine {
             layer.attentionNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(layer.query, into: b.q), .init(layer.key, into: b.k), .init(layer.value, into: b.v),
                             input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
-            finishProjections(layer, l, q: b.q, k: b.k, v: b.v, cos: b.cos + rope.offset(layer: l), sin: b.sin + rope.offset(layer: l))
+            weights.finishProjections(layer, queryScale: rope.queryScales[l], keysBeforeRoPE: cache.keysBeforeRoPE, q: b.q, k: b.k, v: b.v, cos: b.cos + rope.offset(layer: l), sin: b.sin + rope.offset(layer: l))
             var t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             cache.append(layer: l, position: position, keys: b.k, values: b.v, ledger: &cacheLedger)
@@ -136,7 +136,7 @@ public final class InferenceEngine {
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatVec.multiply(.init(layer.attentionOutput, into: b.xb), input: b.attention, scratch: b.quantized, pool: pool, ledger: &ledger)
-            postNorm(layer.postAttentionNorm, b.xb, rows: 1)
+            weights.postNorm(layer.postAttentionNorm, b.xb, rows: 1)
             Ops.add(x, b.xb, count: c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
@@ -145,7 +145,7 @@ public final class InferenceEngine {
                             input: b.xb, scratch: b.quantized, pool: pool, ledger: &ledger)
             Ops.gate(b.hidden, b.hidden2, count: c.hiddenDim, activation: c.activation)
             MatVec.multiply(.init(layer.ffnDown, into: b.xb), input: b.hidden, scratch: b.quantized, pool: pool, ledger: &ledger)
-            postNorm(layer.postFFNNorm, b.xb, rows: 1)
+            weights.postNorm(layer.postFFNNorm, b.xb, rows: 1)
             Ops.add(x, b.xb, count: c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -156,7 +156,7 @@ public final class InferenceEngine {
         let t0 = DispatchTime.now().uptimeNanoseconds
         weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
         MatVec.multiply(.init(weights.output, into: b.logits), input: b.xb, scratch: b.quantized, pool: pool, ledger: &outside)
-        capLogits(b.logits, rows: 1)
+        weights.capLogits(b.logits, rows: 1)
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
@@ -191,20 +191,20 @@ public final class InferenceEngine {
         let rotary = cache.rotaryPosition(position)
         cache.beginPrefill(end: position + n)
         for (t, token) in tokens.enumerated() {
-            embed(token, into: batch.x + t * c.dim)
+            weights.embed(token, into: batch.x + t * c.dim)
             outside.read(.weights, weights.tokenEmbedding.rowBytes)
             rope.fill(position: rotary + t, cos: batch.cos + t * angles, sin: batch.sin + t * angles)
         }
         for (l, layer) in weights.layers.enumerated() {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
-            normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
+            weights.normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
             MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             let offset = rope.offset(layer: l)
             for t in 0..<n {
-                finishProjections(layer, l, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
+                weights.finishProjections(layer, queryScale: rope.queryScales[l], keysBeforeRoPE: cache.keysBeforeRoPE, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
                                   cos: batch.cos + t * angles + offset, sin: batch.sin + t * angles + offset)
             }
             var t1 = DispatchTime.now().uptimeNanoseconds
@@ -216,16 +216,16 @@ public final class InferenceEngine {
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
             MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            postNorm(layer.postAttentionNorm, batch.xb, rows: n)
+            weights.postNorm(layer.postAttentionNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
-            normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
+            weights.normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
             MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
             MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            postNorm(layer.postFFNNorm, batch.xb, rows: n)
+            weights.postNorm(layer.postFFNNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
             ledger.add(cacheLedger)
@@ -241,10 +241,10 @@ public final class InferenceEngine {
         let t0 = DispatchTime.now().uptimeNanoseconds
         var all: [Float] = []
         if allLogits {
-            normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
+            weights.normRows(batch.x, weights.outputNorm, into: batch.xb, rows: n)
             all = [Float](unsafeUninitializedCapacity: n * c.vocabSize) { buffer, count in
                 MatMul.multiply(batch.xb, rows: n, weights.output, into: buffer.baseAddress!, scratch: batch.weightScratch, pool: pool, ledger: &outside)
-                capLogits(buffer.baseAddress!, rows: n)
+                weights.capLogits(buffer.baseAddress!, rows: n)
                 count = n * c.vocabSize
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
@@ -253,7 +253,7 @@ public final class InferenceEngine {
             weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
             MatVec.multiply(.init(weights.output, into: buffers.logits), input: batch.xb, scratch: buffers.quantized, pool: pool,
                             ledger: &outside)
-            capLogits(buffers.logits, rows: 1)
+            weights.capLogits(buffers.logits, rows: 1)
         }
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
@@ -289,54 +289,6 @@ public final class InferenceEngine {
         timings.totalNanoseconds = DispatchTime.now().uptimeNanoseconds - start
         return (makeReport(phase: .prefill, first: first, count: tokens.count, token: tokens[tokens.count - 1],
                            timings: timings, ledger: ledger), all)
-    }
-
-    /// The embedding row of `token`, times the model's embedding scale (Gemma's √dim).
-    @inline(__always)
-    private func embed(_ token: Int, into x: UnsafeMutablePointer<Float>) {
-        weights.tokenEmbedding.decodeRow(token, into: x)
-        let scale = config.embeddingScale
-        if scale != 1 { Ops.scale(x, by: scale, count: config.dim) }
-    }
-
-    /// RMSNorm in place of `rows` rows of a sublayer's output before it joins the residual (Gemma's
-    /// post-norms); nothing for models without them.
-    @inline(__always)
-    private func postNorm(_ weight: [Float]?, _ rows: UnsafeMutablePointer<Float>, rows n: Int) {
-        guard let weight else { return }
-        normRows(rows, weight, into: rows, rows: n)
-    }
-
-    /// Final logit soft-capping (Gemma 2) on `rows` rows of logits.
-    @inline(__always)
-    private func capLogits(_ logits: UnsafeMutablePointer<Float>, rows: Int) {
-        guard let cap = config.finalSoftcap else { return }
-        Ops.softcap(logits, cap: Float(cap), count: rows * config.vocabSize)
-    }
-
-    /// One token's q, k, v after their projections in layer `l`: biases (Qwen2), per-head q/k
-    /// RMSNorm (Qwen3, Gemma 3), RoPE (keys only when the cache does not rotate them itself), and
-    /// the layer's query scale (attention scale, YaRN's factor).
-    @inline(__always)
-    private func finishProjections(_ layer: LayerWeights, _ l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
-                                   v: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
-        let c = config
-        if let bias = layer.queryBias { Ops.add(q, bias, count: c.queryDim) }
-        if let bias = layer.keyBias { Ops.add(k, bias, count: c.kvDim) }
-        if let bias = layer.valueBias { Ops.add(v, bias, count: c.kvDim) }
-        if let norm = layer.queryNorm { Ops.rmsNormHeads(q, heads: c.headCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
-        if let norm = layer.keyNorm { Ops.rmsNormHeads(k, heads: c.kvHeadCount, headDim: c.headDim, weight: norm, eps: c.rmsEps) }
-        Ops.rotate(q, heads: c.headCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin)
-        if !cache.keysBeforeRoPE { Ops.rotate(k, heads: c.kvHeadCount, headDim: c.headDim, style: c.ropeStyle, cos: cos, sin: sin) }
-        let queryScale = rope.queryScales[l]
-        if queryScale != 1 { Ops.scale(q, by: queryScale, count: c.queryDim) }
-    }
-
-    private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: [Float], into out: UnsafeMutablePointer<Float>, rows: Int) {
-        let c = config
-        weight.withUnsafeBufferPointer { w in
-            for t in 0..<rows { Ops.rmsNorm(x + t * c.dim, w.baseAddress!, out + t * c.dim, count: c.dim, eps: c.rmsEps) }
-        }
     }
 
     private func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {

@@ -1,0 +1,206 @@
+import Foundation
+import KVLabFoundation
+import KVLabServe
+import KVLabTUI
+
+/// What the serve view draws, taken from a session after each step: the sequences over time,
+/// the pool by sequence and shared prefix, the scheduler's counts and the latencies.
+public struct ServeView: Sendable {
+    /// One running, waiting or swapped sequence's row.
+    public struct Row: Sendable, Equatable {
+        public var id: Int
+        /// `prefill 40/96`, `decode 12/32`, `queued`, `swapped`.
+        public var phase: String
+        /// Bytes it holds alone in the pool.
+        public var bytes: Int
+    }
+
+    public var modelName: String
+    /// The KV methods in effect, `knob value` pairs in order.
+    public var methods: [(knob: String, value: String)]
+    public var preemption: PreemptionPolicy
+    public var clock: String
+    public var step: Int
+    /// The run's clock and the measured engine time, seconds.
+    public var time: Double
+    public var measuredTime: Double
+    public var history: [(running: Int, queue: Int)]
+    public var occupancy: PoolOccupancy
+    public var rows: [Row]
+    public var queue: Int
+    public var swapped: Int
+    public var summary: ServeSummary
+    /// Sequences of the requests' mean length that fit the pool under the methods in effect.
+    public var fits: Int
+    public var paused: Bool
+    public var done: Bool
+    /// A message for the bottom row (an error when true).
+    public var status: (text: String, isError: Bool)?
+
+    /// The view of `session` now.
+    public init(session: ServeSession, modelName: String, clock: String, paused: Bool, status: (String, Bool)?) {
+        let scheduler = session.scheduler, settings = session.engine.settings
+        self.modelName = modelName
+        methods = [("policy", settings.value(of: .policy)), ("kv", settings.value(of: .kv)), ("sparse", settings.value(of: .sparse))]
+        preemption = scheduler.options.preemption
+        self.clock = clock
+        step = scheduler.steps
+        time = scheduler.time
+        measuredTime = scheduler.measuredTime
+        history = session.history
+        occupancy = session.engine.occupancy
+        let bytes = Dictionary(uniqueKeysWithValues: occupancy.sequences.map { ($0.id, $0.bytes) })
+        rows = scheduler.running.compactMap { id in
+            scheduler.progress(id).map { p in
+                Row(id: id, phase: p.prefilling ? "prefill \(p.processed)/\(p.prompt + max(p.generated - 1, 0))" : "decode \(p.generated)/\(p.outputTokens)",
+                    bytes: bytes[id] ?? 0)
+            }
+        } + scheduler.swapped.map { Row(id: $0, phase: "swapped", bytes: 0) }
+        queue = scheduler.waiting.count
+        swapped = scheduler.swapped.count
+        summary = session.summary
+        fits = session.fittingSequences
+        self.paused = paused
+        done = scheduler.done
+        self.status = status
+    }
+}
+
+/// The serve view: a title row, the sequences over time beside the figures, the pool bar, the
+/// sequences, and the key hints.
+public struct ServeScreen {
+    public static let minimumSize = (width: 80, height: 24)
+    /// Segment colours of successive sequences in the pool bar.
+    static let sequenceRoles: [ThemeRole] = [.seriesA, .seriesB, .kvKept, .kvQuantized, .kvRetrieved, .tierKVPayload]
+
+    public var view: ServeView
+    public var glyphs: GlyphSet
+    public var patterned: Bool
+
+    public init(view: ServeView, glyphs: GlyphSet = .unicode, patterned: Bool = false) {
+        self.view = view
+        self.glyphs = glyphs
+        self.patterned = patterned
+    }
+
+    /// The keys the view answers, with their hint words.
+    static let hints: [(action: AppAction, label: String)] = [
+        (.cycleEviction(forward: true), "evict"), (.budget(up: false), "budget"), (.cycleBits, "bits"), (.cycleQuant, "quant"),
+        (.cycleSparse(forward: true), "sparse"), (.togglePause, "pause"), (.quit, "quit"),
+    ]
+
+    public func render(into buffer: inout Buffer) {
+        buffer.reset()
+        let area = buffer.area
+        guard area.width >= Self.minimumSize.width, area.height >= Self.minimumSize.height else {
+            buffer.put(Line("terminal too small: \(area.width)×\(area.height); serve needs \(Self.minimumSize.width)×\(Self.minimumSize.height)",
+                            style: .role(.warning), alignment: .center), row: area.row(area.height / 2), glyphs: glyphs)
+            return
+        }
+        title(area.row(0), &buffer)
+        let body = Rect(x: 0, y: 1, width: area.width, height: area.height - 2)
+        let bands = Layout(.vertical, [.percentage(45), .length(5), .fill(1)], spacing: -1).split(body)
+        let top = Layout(.horizontal, [.percentage(50), .fill(1)], spacing: -1).split(bands[0])
+        timeline(top[0], &buffer)
+        figures(top[1], &buffer)
+        pool(bands[1], &buffer)
+        sequences(bands[2], &buffer)
+        bottom(area.row(area.height - 1), &buffer)
+    }
+
+    private func title(_ row: Rect, _ buffer: inout Buffer) {
+        let state = view.done ? "done" : view.paused ? "paused" : "serving"
+        let methods = view.methods.map { "\($0.knob) \($0.value)" }.joined(separator: " · ")
+        buffer.put(Line([Span(" kvlab serve ", style: .role(.title, .bold)), Span("\(view.modelName) · \(methods) · preempt \(view.preemption.rawValue) · "),
+                         Span(state, style: .role(view.paused ? .warning : .ok))]), row: row, glyphs: glyphs)
+    }
+
+    private func timeline(_ area: Rect, _ buffer: inout Buffer) {
+        let last = view.history.last
+        let frame = WorkbenchScreen.block("Sequences over time",
+                                          right: Line([Span("running \(last?.running ?? 0)", style: .role(.seriesA)),
+                                                       Span(" · "), Span("queued \(last?.queue ?? 0)", style: .role(.seriesB))]),
+                                          glyphs: glyphs)
+        frame.render(area: area, buffer: &buffer)
+        let inner = frame.inner(area).inset(horizontal: 1)
+        guard inner.height > 1 else { return }
+        let high = Double(max(view.history.map { max($0.running, $0.queue) }.max() ?? 1, 1))
+        buffer.put("step \(view.step) · \(format(seconds: view.time)) on the clock · peak \(view.summary.counters.peakRunning) running",
+                   x: inner.x, y: inner.y, style: .role(.dimText), clip: inner)
+        LineGraph(series: [.init(view.history.map { Double($0.queue) }, style: .role(.seriesB)),
+                           .init(view.history.map { Double($0.running) }, style: .role(.seriesA))],
+                  range: 0...high, glyphs: glyphs)
+            .render(area: Rect(x: inner.x, y: inner.y + 1, width: inner.width, height: inner.height - 1), buffer: &buffer)
+    }
+
+    private func figures(_ area: Rect, _ buffer: inout Buffer) {
+        let frame = WorkbenchScreen.block("Throughput and latency", right: Line(view.clock, style: .role(.dimText)), glyphs: glyphs)
+        frame.render(area: area, buffer: &buffer)
+        let s = view.summary, c = s.counters
+        func pair(_ p: Percentiles?) -> String { p.map { "\(format(seconds: $0.p50)) / \(format(seconds: $0.p99))" } ?? "–" }
+        let rows: [KeyValueTable.Row] = [
+            .init("tokens/s", "\(format(s.tokensPerSecond)) projected · \(format(s.measuredTokensPerSecond)) here"),
+            .init("TTFT p50/p99", "\(pair(s.ttft)) · here \(pair(s.measuredTTFT))"),
+            .init("TPOT p50/p99", "\(pair(s.tpot)) · here \(pair(s.measuredTPOT))"),
+            .init("finished", "\(s.finished)/\(s.requests) · \(s.generatedTokens) tokens · rejected \(s.rejected)"),
+            .init("preemptions", "\(c.preemptions) · swapped \(formatBytes(c.swappedBytes)) · recomputed \(c.recomputedTokens) tok"),
+            .init("CoW copies", "\(c.copies)"),
+        ]
+        KeyValueTable(rows, glyphs: glyphs).render(area: frame.inner(area).inset(horizontal: 1), buffer: &buffer)
+    }
+
+    private func pool(_ area: Rect, _ buffer: inout Buffer) {
+        let o = view.occupancy
+        let frame = WorkbenchScreen.block("Pool", right: Line("\(formatBytes(o.used)) of \(formatBytes(o.capacity))", style: .role(.dimText)),
+                                          glyphs: glyphs)
+        frame.render(area: area, buffer: &buffer)
+        let inner = frame.inner(area).inset(horizontal: 1)
+        guard inner.height >= 2 else { return }
+        var segments = [CapacityBar.Segment(Double(o.shared), .role(.tierKVMetadata))]
+        for (index, sequence) in o.sequences.enumerated() {
+            segments.append(.init(Double(sequence.bytes), .role(Self.sequenceRoles[index % Self.sequenceRoles.count])))
+        }
+        CapacityBar(segments: segments, capacity: Double(o.capacity), patterned: patterned, glyphs: glyphs).render(area: inner.row(0), buffer: &buffer)
+        let perSequence = o.sequences.isEmpty ? 0 : o.sequences.reduce(0) { $0 + $1.bytes } / o.sequences.count
+        buffer.put(Line([Span("shared prefix \(formatBytes(o.shared))", style: .role(.tierKVMetadata)),
+                         Span(" · \(o.sequences.count) sequences, \(formatBytes(perSequence)) each · fit for a whole life: "),
+                         Span("\(view.fits)", style: .role(.highlight, .bold)),
+                         Span(" · queued \(view.queue) · swapped \(view.swapped)")]), row: inner.row(1), glyphs: glyphs)
+    }
+
+    private func sequences(_ area: Rect, _ buffer: inout Buffer) {
+        let frame = WorkbenchScreen.block("Sequences", glyphs: glyphs)
+        frame.render(area: area, buffer: &buffer)
+        let inner = frame.inner(area).inset(horizontal: 1)
+        guard !inner.isEmpty else { return }
+        let width = 28, columns = max(inner.width / width, 1)
+        for (index, row) in view.rows.prefix(columns * inner.height).enumerated() {
+            let x = inner.x + index / inner.height * width, y = inner.y + index % inner.height
+            let role = row.phase == "swapped" ? ThemeRole.warning : Self.sequenceRoles[(view.occupancy.sequences.firstIndex { $0.id == row.id } ?? 0)
+                % Self.sequenceRoles.count]
+            buffer.put(Line([Span(glyphs.isUnicode ? "■ " : "# ", style: .role(role)), Span("#\(row.id) \(row.phase)"),
+                             Span(" \(formatBytes(row.bytes, .compact))", style: .role(.dimText))]),
+                       row: Rect(x: x, y: y, width: width - 1, height: 1), glyphs: glyphs)
+        }
+    }
+
+    private func bottom(_ row: Rect, _ buffer: inout Buffer) {
+        if let status = view.status {
+            buffer.put(Line(" " + status.text, style: .role(status.isError ? .error : .highlight)), row: row, glyphs: glyphs)
+            return
+        }
+        var spans: [Span] = []
+        for hint in Self.hints {
+            let key = hint.action == .budget(up: false) ? Keymap.keys(of: hint.action, separator: " ") : Keymap.key(for: hint.action)
+            spans.append(Span(" " + (key == " " ? "space" : key), style: .role(.key, .bold)))
+            spans.append(Span(" " + hint.label, style: .role(.dimText)))
+        }
+        buffer.put(Line(spans), row: row, glyphs: glyphs)
+    }
+
+    private func format(_ value: Double) -> String { value >= 100 ? String(Int(value.rounded())) : String(format: "%.1f", value) }
+
+    private func format(seconds: Double) -> String {
+        seconds >= 1 ? String(format: "%.2f s", seconds) : seconds >= 1e-3 ? String(format: "%.1f ms", seconds * 1e3) : String(format: "%.0f µs", seconds * 1e6)
+    }
+}
