@@ -132,16 +132,20 @@ SCORER_CASES = ("expectedattention,expectedattention/use_covariance=false/use_vn
                 "expectedattention/n_future_positions=64/epsilon=0.01,lagkv,lagkv/lag_size=32,lagkv/lag_size=40/cross_scoring=true,"
                 "leveragescore,cur,cur/leverage_type=kv_avg/local_window_size=8,cur/use_local_approximation=false/leverage_type=key,"
                 "noncausalattn,noncausalattn/chunk_size=64,compactor,compactor/chunk_size=48/blending=0.5,"
-                "adakv/scorer=expectedattention,decoding/scorer=expectedattention/n_sink=0/compression_interval=8")
+                "adakv/scorer=expectedattention,decoding/scorer=expectedattention/n_sink=0/compression_interval=8,"
+                "criticalkv,criticalkv/use_vnorm=false/epsilon=0.001,criticalkv/scorer=cur,"
+                "criticalkv/scorer=knorm/first_stage_ratio=0.25")
+WRAPPERS["criticalkv"] = kvpress.CriticalKVPress
 
 
 def make_press(name, ratio, options):
     """kvpress's press for a kvlab `kvpress:<name>` method: kvpress's defaults, then `options` (kvpress names;
     `scorer` names the press AdaKV and ChunkKV wrap, SnapKV by default)."""
     if name in WRAPPERS:
-        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}, "decoding": {"compression_interval", "target_size"}}[name]
+        own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}, "decoding": {"compression_interval", "target_size"},
+               "criticalkv": {"epsilon", "first_stage_ratio"}}[name]
         inner = {k: v for k, v in options.items() if k not in own and k != "scorer"}
-        default = "knorm" if name == "decoding" else "snapkv"
+        default = "knorm" if name == "decoding" else "expectedattention" if name == "criticalkv" else "snapkv"
         # DecodingPress sets its scorer's ratio at each compression.
         scorer = PRESSES[options.get("scorer", default)](compression_ratio=0.0 if name == "decoding" else ratio, **inner)
         return WRAPPERS[name](scorer, **{k: v for k, v in options.items() if k in own})

@@ -24,8 +24,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor)"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv)"),
         ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff, expectedattention"),
         ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
         ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor"),
@@ -83,10 +83,12 @@ import Testing
         let values: [[[Float]]]?
         let angle: Double
         let queries: RecordedQueries
-        init(keys: [[[Float]]], values: [[[Float]]]? = nil, angle: Double = 0, groupSize: Int = 2) {
+        let projection: [Float]?
+        init(keys: [[[Float]]], values: [[[Float]]]? = nil, angle: Double = 0, groupSize: Int = 2, projection: [Float]? = nil) {
             self.keys = keys
             self.values = values
             self.angle = angle
+            self.projection = projection
             queries = RecordedQueries(width: keys.count * groupSize * keys[0][0].count)
         }
         var headDim: Int { keys[0][0].count }
@@ -98,6 +100,7 @@ import Testing
             for (c, x) in values[head][Int(slot)].enumerated() { out[c] = x }
         }
         func rotary(head: Int, slot: Int32) -> Int { Int(slot) }
+        func outputProjection() -> [Float]? { projection }
         func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool) {
             let half = headDim / 2, turn = (inverse ? -1 : 1) * angle * Double(position)
             let (cos, sin) = (Float(Foundation.cos(turn)), Float(Foundation.sin(turn)))

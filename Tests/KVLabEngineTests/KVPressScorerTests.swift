@@ -132,7 +132,7 @@ import Testing
     /// queries dropped once read, bit-identical replays, ExpectedAttention during decode.
     @Test(arguments: ["kvpress:expectedattention,ratio=0.5", "kvpress:lagkv,lag_size=8,budget=20", "kvpress:leveragescore,ratio=0.75",
                       "kvpress:cur,bytes=200000", "kvpress:noncausalattn,chunk_size=16,ratio=0.25", "kvpress:compactor,chunk_size=16,ratio=0.5",
-                      "kvpress:adakv,scorer=expectedattention,ratio=0.5"])
+                      "kvpress:adakv,scorer=expectedattention,ratio=0.5", "kvpress:criticalkv,use_vnorm=false,ratio=0.5"])
     func pressesKeepTheirBudgetInTheCache(policy: String) throws {
         let run = try KVPressCacheTests.run(policy)
         let n = try run.submit(prompt: KVPressCacheTests.prompt).tokens.count
@@ -171,5 +171,22 @@ import Testing
         }
         #expect(checkpoints[0].cacheDigest == checkpoints[1].cacheDigest)
         #expect(checkpoints[0].logitsDigest == checkpoints[1].logitsDigest)
+    }
+}
+
+extension KVPressScorerTests {
+    @Test func criticalkvKeepsTheScorersBestThenWeighsValuesThroughTheOutputProjection() throws {
+        // CUR on keys alone scores k² / Σk²: entry 4 is the best by its own score. The output
+        // projection reads only value channel 0 of each query head, so ‖v·W_o‖₁ is |v₀|: by
+        // k²·|v₀| (1, 36, 0, 128, −, 0) entries 3 and 1 take the rest.
+        let keys: [[Float]] = [[1, 0], [2, 0], [3, 0], [4, 0], [5, 0], [0.5, 0]]
+        let values: [[Float]] = [[1, 0], [9, 0], [0, 9], [8, 0], [2, 0], [0, 0]]
+        // Model dim 1 × (2 KV heads · 2 query heads · 2 channels).
+        let projection: [Float] = [1, 0, 1, 0, 1, 0, 1, 0]
+        let method = "kvpress:criticalkv,scorer=cur,num_sinks=0,leverage_type=key,use_local_approximation=false,budget=3"
+        // n_kept 3; the first stage keeps max(1, ⌊3 · 0.5⌋) = 1 by CUR alone.
+        #expect(try Self.kept(method, Given(keys: [keys, keys], values: [values, values], projection: projection)) == [1, 3, 4])
+        // Without the projection (a cache not given the weights) the scorer alone decides.
+        #expect(try Self.kept(method, Given(keys: [keys, keys], values: [values, values])) == [2, 3, 4])
     }
 }

@@ -50,6 +50,16 @@ public final class PagedKVCache: KVCache {
         }
     }
 
+    /// Each layer's attention output projection, decoded (model dim × query heads·headDim), for
+    /// a method that weighs values by it (kvpress's CriticalKV); the engine sets it.
+    public var outputProjection: ((Int) -> [Float])? {
+        didSet {
+            for (layer, layerVectors) in vectors.enumerated() {
+                layerVectors.projection = outputProjection.map { project in { project(layer) } }
+            }
+        }
+    }
+
     /// Keep each step's `s_t` per entry (the ghost run does, so others can compare with it).
     public var recordsAttention = false
     /// The ghost cache whose attention `massKept` is measured against.

@@ -12,6 +12,8 @@ final class StoredVectors: EntryVectors {
     private let rope: RoPETable
     private let angles: UnsafeMutablePointer<Float>
     let queries: RecordedQueries
+    /// Decodes the layer's output projection (`PagedKVCache.outputProjection`).
+    var projection: (() -> [Float])?
 
     init(store: PageStore, layer: Int) {
         self.store = store
@@ -55,4 +57,6 @@ final class StoredVectors: EntryVectors {
         if inverse { for i in 0..<half { angles[half + i] = -angles[half + i] } }
         Ops.rotate(vectors, heads: count, headDim: hd, style: store.layout.ropeStyle, cos: angles, sin: angles + half)
     }
+
+    func outputProjection() -> [Float]? { projection?() }
 }

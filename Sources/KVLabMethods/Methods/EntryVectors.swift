@@ -12,6 +12,9 @@ package protocol EntryVectors: AnyObject {
     func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool)
     /// The layer's queries recorded for the policy (empty unless it asks: `EvictionPolicy.recordedQueries`).
     var queries: RecordedQueries { get }
+    /// The layer's attention output projection, decoded (model dim × query heads·headDim,
+    /// row-major), or nil where the cache was not given the model's weights.
+    func outputProjection() -> [Float]?
 }
 
 extension EntryVectors {

@@ -1,5 +1,6 @@
 /// The scorer presses of kvpress beyond the first ten (ExpectedAttention, LagKV, LeverageScore,
-/// CUR, NonCausalAttn, Compactor): their parameters by kvpress name and defaults.
+/// CUR, NonCausalAttn, Compactor, and CriticalKV around a scorer): their parameters by kvpress
+/// name and defaults.
 extension KVPressMethod {
     static func scorerSchema(_ press: Press, given spec: MethodSpec) -> [ParameterSchema.Entry]? {
         typealias S = ParameterSchema
@@ -19,6 +20,7 @@ extension KVPressMethod {
             // kvpress's blending defaults to None, the compression ratio: named only when given.
             return [S.int("sink_size_start", 8, 0...1024), S.int("sink_size_end", 4, 0...1024), chunk]
                 + (spec.value("blending") != nil ? [S.real("blending", 0, 0...1_000_000)] : [])
+        case .criticalkv: return [S.real("epsilon", 1e-4, 0...1_000_000), S.real("first_stage_ratio", 0.5, 0...1)]
         default: return nil
         }
     }
@@ -31,14 +33,19 @@ struct KVPressScorerOptions: Sendable, Hashable {
     var numSinks = 4, leverageType = CURScorer.Leverage.kv_product, useLocalApproximation = true, localWindowSize = 16
     var chunkSize = 256, sinkSizeStart = 8, sinkSizeEnd = 4
     var blending: Double?
+    var criticalEpsilon = 1e-4, firstStageRatio = 0.5
 
-    init(_ p: ResolvedParameters) {
+    init(_ p: ResolvedParameters, press: KVPressMethod.Press) {
         let int = { (key: String, value: inout Int) in if p.values[key] != nil { value = p.int(key) } }
         let flag = { (key: String, value: inout Bool) in if let v = p.values[key] { value = v == "true" } }
         int("n_future_positions", &nFuturePositions)
         flag("use_covariance", &useCovariance)
         flag("use_vnorm", &useVnorm)
-        if p.values["epsilon"] != nil { epsilon = p.real("epsilon") }
+        // CriticalKV's epsilon is its own; the scorer it wraps keeps its default.
+        if p.values["epsilon"] != nil {
+            if press == .criticalkv { criticalEpsilon = p.real("epsilon") } else { epsilon = p.real("epsilon") }
+        }
+        if p.values["first_stage_ratio"] != nil { firstStageRatio = p.real("first_stage_ratio") }
         int("lag_size", &lagSize)
         flag("cross_scoring", &crossScoring)
         int("num_sinks", &numSinks)

@@ -11,19 +11,25 @@ public struct KVPressMethod: Sendable, Hashable {
     public enum Press: String, Sendable, Hashable, CaseIterable {
         case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding
         // Scorer presses: KVPressMethod+Scorers.swift.
-        case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor
+        case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv
 
         /// Presses that wrap another's scores (`scorer=`).
-        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding }
+        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding || self == .criticalkv }
         /// The presses this one may wrap, the first by default. During decode only those that
         /// score entries by their keys alone: kvpress's window scorers would read the attention of
         /// the step's single query, and its StreamingLLM ranks by cache index, which after a first
         /// compression is top-k order, not position order. ExpectedAttention reads the decode
         /// steps' queries and each entry alone (its sinks are cache rows in kvpress: see README).
+        /// CriticalKV adds epsilon to the scores, so it wraps only scorers whose scores are kvpress's
+        /// own (kvlab's snapkv, tova and observedattention sum what kvpress averages) and whose
+        /// always-kept entries kvpress pads with the layer's maximum + 1, if any.
         var scorers: [Press] {
-            self == .decoding ? [.knorm, .keydiff] + [.expectedattention]
-                : [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
-                    + [.expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
+            switch self {
+            case .decoding: [.knorm, .keydiff] + [.expectedattention]
+            case .criticalkv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
+            default: [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+                + [.expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
+            }
         }
     }
 
@@ -88,7 +94,9 @@ public struct KVPressMethod: Sendable, Hashable {
             guard let scorer = Press(rawValue: scorerName), press.scorers.contains(scorer) else {
                 throw MethodSpecError("kvpress:\(name): scorer=\(scorerName) is not one of \(inner.joined(separator: ", "))")
             }
-            entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schema(scorer, given: spec) + entries
+            // A wrapper's own parameter (CriticalKV's epsilon) hides the scorer's of the same name.
+            let own = Set(entries.map(\.key))
+            entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schema(scorer, given: spec).filter { !own.contains($0.key) } + entries
             self.scorer = scorer
         } else {
             scorer = nil
@@ -113,7 +121,7 @@ public struct KVPressMethod: Sendable, Hashable {
         nSink = has("n_sink") ? p.int("n_sink") : 0
         alphaSafeguard = has("alpha_safeguard") ? p.real("alpha_safeguard") : 0
         chunkLength = has("chunk_length") ? p.int("chunk_length") : 1
-        scorerOptions = KVPressScorerOptions(p)
+        scorerOptions = KVPressScorerOptions(p, press: press)
         if has("kernel_size"), kernelSize % 2 == 0 {
             throw MethodSpecError("kvpress:\(name): kernel_size must be odd (kvpress pools with same padding)")
         }
@@ -137,12 +145,16 @@ public struct KVPressMethod: Sendable, Hashable {
         case .chunkkv: .chunks(length: chunkLength)
         default: .perHead
         }
-        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout, decoding: decoding)
+        var scored = makeScorer(scorer ?? press)
+        if press == .criticalkv {
+            scored = CriticalKVScorer(base: scored, epsilon: scorerOptions.criticalEpsilon, firstStageRatio: scorerOptions.firstStageRatio)
+        }
+        return KVPressPolicy(scorer: scored, budget: budget, selection: selection, layout: layout, decoding: decoding)
     }
 
     private func makeScorer(_ press: Press) -> any KVPressScorer {
         switch press {
-        case .snapkv, .adakv, .chunkkv, .decoding: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        case .snapkv, .adakv, .chunkkv, .decoding, .criticalkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
         case .streamingllm: StreamingLLMScorer(nSink: nSink)
         case .tova: TOVAScorer()
