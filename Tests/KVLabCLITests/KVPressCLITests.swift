@@ -118,3 +118,28 @@ import Testing
         #expect(text.split(separator: "\n").count == 1 + 3 * 3)
     }
 }
+
+/// The scorer presses (kvpress_check.py --presses scorers) against kvpress itself.
+extension KVPressCLITests {
+    /// Every scorer case on the tiny Llama at ratios 0.25, 0.5 and 0.75.
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func scorerPressesKeepKvpresssSets() throws {
+        let (status, text) = try Self.check(["--presses", "scorers"])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").filter { $0.contains(" llama ") && $0.contains("exact") }.count == 20 * 3)
+    }
+
+    /// Gemma 3 (query and key norms, local layers with their own RoPE, query_pre_attn_scalar) and
+    /// Phi-3 (fused qkv) on a few presses; kvpress's ExpectedAttention fails on Gemma 3 itself.
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func pressesKeepKvpresssSetsOnGemma3AndPhi3() throws {
+        let (status, text) = try Self.check(["--models", "gemma3,phi3", "--presses", "snapkv/window_size=16,expectedattention,compactor/chunk_size=48",
+                                             "--ratios", "0.5"])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        let rows = text.split(separator: "\n").filter { $0.contains(" gemma3 ") || $0.contains(" phi3 ") }
+        #expect(rows.count == 6)
+        #expect(rows.filter { $0.contains("exact") || $0.contains("tie") }.count == 5)
+    }
+}

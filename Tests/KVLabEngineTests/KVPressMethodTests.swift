@@ -1,3 +1,4 @@
+import Foundation
 @testable import KVLabEngine
 @testable import KVLabMethods
 import Testing
@@ -23,11 +24,11 @@ import Testing
     }
 
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding)"),
-        ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv)"),
+        ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff, expectedattention"),
         ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
-        ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention"),
+        ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor"),
         ("kvpress:tova,window_size=8", "kvpress:tova: unknown parameter 'window_size' (known: ratio, budget, bytes)"),
         ("kvpress:knorm,ratio=1", "kvpress:knorm: ratio=1 is outside 0...0.999999"),
         ("kvpress:knorm,ratio=0.5,budget=8", "kvpress:knorm: give one of ratio, budget and bytes"),
@@ -73,24 +74,58 @@ import Testing
         return buffer.map { e in (0..<e.count).map { Int(e.positions[$0]) } }
     }
 
-    /// Keys given per head and entry (values unused), read as the cache's `StoredVectors` reads its pages.
+    /// Keys (and values, zero unless given) per head and entry, read as the cache's `StoredVectors`
+    /// reads its pages; entry i sits at rotary position i, and RoPE turns each channel pair
+    /// (c, c + d/2) by `angle` radians per position (0: no RoPE). `queries` are what the cache
+    /// records for a press that reads them.
     final class GivenVectors: EntryVectors {
         let keys: [[[Float]]]
-        init(keys: [[[Float]]]) { self.keys = keys }
+        let values: [[[Float]]]?
+        let angle: Double
+        let queries: RecordedQueries
+        let projection: [Float]?
+        init(keys: [[[Float]]], values: [[[Float]]]? = nil, angle: Double = 0, groupSize: Int = 2, projection: [Float]? = nil) {
+            self.keys = keys
+            self.values = values
+            self.angle = angle
+            self.projection = projection
+            queries = RecordedQueries(width: keys.count * groupSize * keys[0][0].count)
+        }
         var headDim: Int { keys[0][0].count }
         func key(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) {
             for (c, x) in keys[head][Int(slot)].enumerated() { out[c] = x }
         }
-        func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) { out.update(repeating: 0, count: headDim) }
+        func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) {
+            guard let values else { return out.update(repeating: 0, count: headDim) }
+            for (c, x) in values[head][Int(slot)].enumerated() { out[c] = x }
+        }
+        func rotary(head: Int, slot: Int32) -> Int { Int(slot) }
+        func outputProjection() -> [Float]? { projection }
+        func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool) {
+            let half = headDim / 2, turn = (inverse ? -1 : 1) * angle * Double(position)
+            let (cos, sin) = (Float(Foundation.cos(turn)), Float(Foundation.sin(turn)))
+            for v in 0..<count {
+                for c in 0..<half {
+                    let x = vectors[v * headDim + c], y = vectors[v * headDim + c + half]
+                    vectors[v * headDim + c] = x * cos - y * sin
+                    vectors[v * headDim + c + half] = x * sin + y * cos
+                }
+            }
+        }
     }
 
     static func finish(_ policy: any EvictionPolicy, keys: [[[Float]]]) -> [[Int]] {
+        finish(policy, vectors: GivenVectors(keys: keys))
+    }
+
+    static func finish(_ policy: any EvictionPolicy, vectors: GivenVectors) -> [[Int]] {
+        let keys = vectors.keys
         let heads = keys.indices.map { _ in HandHead(groupSize: 2) }
         for (h, head) in heads.enumerated() { for _ in keys[h] { head.append() } }
         let buffer = UnsafeMutableBufferPointer<HeadEntries>.allocate(capacity: heads.count)
         defer { buffer.deallocate() }
         for (h, head) in heads.enumerated() { (buffer.baseAddress! + h).initialize(to: head.entries) }
-        policy.finishPrefill(layer: 0, heads: buffer, promptEnd: keys[0].count, vectors: GivenVectors(keys: keys))
+        policy.finishPrefill(layer: 0, heads: buffer, promptEnd: keys[0].count, vectors: vectors)
         return buffer.map { e in (0..<e.count).map { Int(e.positions[$0]) } }
     }
 

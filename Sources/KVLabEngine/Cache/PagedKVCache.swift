@@ -50,6 +50,16 @@ public final class PagedKVCache: KVCache {
         }
     }
 
+    /// Each layer's attention output projection, decoded (model dim × query heads·headDim), for
+    /// a method that weighs values by it (kvpress's CriticalKV); the engine sets it.
+    public var outputProjection: ((Int) -> [Float])? {
+        didSet {
+            for (layer, layerVectors) in vectors.enumerated() {
+                layerVectors.projection = outputProjection.map { project in { project(layer) } }
+            }
+        }
+    }
+
     /// Keep each step's `s_t` per entry (the ghost run does, so others can compare with it).
     public var recordsAttention = false
     /// The ghost cache whose attention `massKept` is measured against.
@@ -201,6 +211,7 @@ public final class PagedKVCache: KVCache {
         selector.reset()
         log.reset()
         recent.reset()
+        for layerVectors in vectors { layerVectors.queries.removeAll() }
         promptEnd = nil
         rotaryOffset = 0
         probe.reset()
@@ -219,6 +230,7 @@ public final class PagedKVCache: KVCache {
         store.policyScores.update(repeating: 0, count: entries)
         store.history.update(repeating: 0, count: entries)
         store.stepScores.update(repeating: 0, count: entries)
+        for layerVectors in vectors { layerVectors.queries.removeAll() }
         if !actOnRecentQueries(ledger: &ledger) {
             for layer in 0..<layout.layerCount {
                 applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
@@ -408,6 +420,7 @@ public final class PagedKVCache: KVCache {
         // think on mid-stream can prune at once.
         think.endQuery(layer: layer, counted: eviction.think != nil, ledger: &ledger)
         recent.record(layer: layer, first: position, queries: queries, count: 1)
+        recordQueries(layer: layer, first: position, queries: queries, count: 1)
         probe.end(layer: layer, layout: layout)
         if promptEnd == nil {
             let vectors = self.vectors[layer]
@@ -445,6 +458,7 @@ public final class PagedKVCache: KVCache {
         for head in 0..<layout.kvHeadCount { most = max(most, store.counts[layer * layout.kvHeadCount + head]) }
         think.recordPromptQueries(layer: layer, queries: queries, count: n, counted: eviction.think != nil, ledger: &ledger)
         recent.record(layer: layer, first: positions.lowerBound, queries: queries, count: n)
+        recordQueries(layer: layer, first: positions.lowerBound, queries: queries, count: n)
         let naive = CacheAttention.NaiveScratch(tokens: n, group: group, headDim: hd, entries: most)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * hd + (tiled == nil ? naive.floats : 0))
         defer { scratch.deallocate() }
@@ -504,6 +518,16 @@ public final class PagedKVCache: KVCache {
             if store.counts[layer * layout.kvHeadCount + head] > 0, store.positions[base] == 0 { sum += store.stepScores[base] }
         }
         return Double(sum) / Double(layout.kvHeadCount * layout.groupSize)
+    }
+
+    /// Queries kept for the policy over every layer (`EvictionPolicy.recordedQueries`).
+    var recordedQueryCount: Int { vectors.reduce(0) { $0 + $1.queries.count } }
+
+    /// Keeps the queries the policy reads (`EvictionPolicy.recordedQueries`), without the query scale.
+    private func recordQueries(layer: Int, first: Int, queries: UnsafePointer<Float>, count: Int) {
+        let limit = policy.recordedQueries
+        guard limit > 0 else { return }
+        vectors[layer].queries.append(queries, count: count, firstRotary: rotaryPosition(first), scale: layout.queryScales[layer], limit: limit)
     }
 
     /// Runs a policy hook on one layer's heads, then frees what it evicted.

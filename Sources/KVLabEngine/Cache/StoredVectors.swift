@@ -8,10 +8,23 @@ final class StoredVectors: EntryVectors {
     /// Reads since the last `moveReads`.
     private var ledger = IOLedger()
 
+    /// The layer's RoPE at any position (queries' averaged rotations reach past the context).
+    private let rope: RoPETable
+    private let angles: UnsafeMutablePointer<Float>
+    let queries: RecordedQueries
+    /// Decodes the layer's output projection (`PagedKVCache.outputProjection`).
+    var projection: (() -> [Float])?
+
     init(store: PageStore, layer: Int) {
         self.store = store
         self.layer = layer
+        let layout = store.layout
+        rope = RoPETable(layout.ropes[layer], headDim: layout.headDim)
+        angles = .allocate(capacity: 2 * layout.headDim)
+        queries = RecordedQueries(width: layout.kvHeadCount * layout.groupSize * layout.headDim)
     }
+
+    deinit { angles.deallocate() }
 
     var headDim: Int { store.layout.headDim }
 
@@ -33,4 +46,17 @@ final class StoredVectors: EntryVectors {
         out.update(from: store.value(index: index, slot: Int(slot)), count: headDim)
         store.countRead(key: false, index: index, slot: Int(slot), ledger: &ledger)
     }
+
+    func rotary(head: Int, slot: Int32) -> Int {
+        Int(store.slotRotary[(layer * store.layout.kvHeadCount + head) * store.capacity + Int(slot)])
+    }
+
+    func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool) {
+        let hd = headDim, half = hd / 2
+        rope.fill(position: position, cos: angles, sin: angles + half)
+        if inverse { for i in 0..<half { angles[half + i] = -angles[half + i] } }
+        Ops.rotate(vectors, heads: count, headDim: hd, style: store.layout.ropeStyle, cos: angles, sin: angles + half)
+    }
+
+    func outputProjection() -> [Float]? { projection?() }
 }

@@ -34,7 +34,7 @@ struct EngineRoPE {
     private let tableOfLayer: [Int]
     private let half: Int
     /// Per layer: the logit scale (attention scale, YaRN's factor) times √headDim, folded into
-    /// the queries, since the cache scores with 1/√headDim and keys stay as RoPE left them.
+    /// the queries (`ModelConfig.queryScale`).
     let queryScales: [Float]
 
     init(config c: ModelConfig) {
@@ -44,7 +44,7 @@ struct EngineRoPE {
         tables = distinct.map { RoPETable($0, headDim: c.headDim) }
         tableOfLayer = ropes.map { distinct.firstIndex(of: $0)! }
         half = c.headDim / 2
-        queryScales = (0..<c.layerCount).map { Float(c.logitScale(layer: $0) * Double(c.headDim).squareRoot()) }
+        queryScales = (0..<c.layerCount).map(c.queryScale(layer:))
     }
 
     /// Floats of cos (and of sin) per position: one half-head per table.

@@ -5,6 +5,16 @@ package protocol EntryVectors: AnyObject {
     var headDim: Int { get }
     func key(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>)
     func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>)
+    /// The rotary position RoPE gave a slot's key.
+    func rotary(head: Int, slot: Int32) -> Int
+    /// Rotates `count` consecutive head vectors by the layer's RoPE to `position` (any position,
+    /// in the cache's channel order), or back from it (`inverse`).
+    func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool)
+    /// The layer's queries recorded for the policy (empty unless it asks: `EvictionPolicy.recordedQueries`).
+    var queries: RecordedQueries { get }
+    /// The layer's attention output projection, decoded (model dim × query heads·headDim,
+    /// row-major), or nil where the cache was not given the model's weights.
+    func outputProjection() -> [Float]?
 }
 
 extension EntryVectors {
@@ -22,5 +32,16 @@ extension EntryVectors {
             }
         }
         return out
+    }
+
+    /// Every entry's key of one head before RoPE (rotated back from its rotary position), entry-major.
+    package func gatherPreRoPE(head: Int, _ entries: HeadEntries) -> [Float] {
+        var keys = gather(head: head, entries, keys: true)
+        keys.withUnsafeMutableBufferPointer { buffer in
+            for i in 0..<entries.count {
+                rotate(buffer.baseAddress! + i * headDim, count: 1, position: rotary(head: head, slot: entries.slots[i]), inverse: true)
+            }
+        }
+        return keys
     }
 }

@@ -98,6 +98,9 @@ package protocol EvictionPolicy: AnyObject {
     var prefillObservation: Int { get }
     /// Policy state bytes per kept entry, besides its position.
     var stateBytesPerEntry: Int { get }
+    /// The latest queries of each layer the cache keeps for the policy in `EntryVectors.queries`
+    /// (0: none; `Int.max`: all until the policy empties them).
+    var recordedQueries: Int { get }
     /// Token budget of one (layer, KV head), nil when unbounded (for display and tests).
     func budget(layer: Int, head: Int) -> Int?
     func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>)
@@ -112,6 +115,7 @@ package protocol EvictionPolicy: AnyObject {
 extension EvictionPolicy {
     package var batchedPrefill: Bool { false }
     package var prefillObservation: Int { 0 }
+    package var recordedQueries: Int { 0 }
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {}
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {}
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {

@@ -18,6 +18,7 @@ package final class LocalWindowPolicy: EvictionPolicy {
     package var batchedPrefill: Bool { inner.batchedPrefill }
     package var prefillObservation: Int { inner.prefillObservation }
     package var stateBytesPerEntry: Int { inner.stateBytesPerEntry }
+    package var recordedQueries: Int { inner.recordedQueries }
 
     package func budget(layer: Int, head: Int) -> Int? {
         guard let window = windows[layer] else { return inner.budget(layer: layer, head: head) }

@@ -18,6 +18,9 @@ public struct KVLayout: Sendable, Equatable, Codable {
     public var attentionSpans: [AttentionSpan]
     /// Attention logits become cap·tanh(logit/cap) before the softmax (Gemma 2); nil: none.
     public var attentionSoftcap: Float?
+    /// Per layer: what the queries the cache sees were multiplied by (`ModelConfig.queryScale`), so
+    /// that a method reading queries (kvpress's ExpectedAttention) gets the model's own back.
+    public var queryScales: [Float]
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, groupSize: Int, capacity: Int,
                 ropeTheta: Double = 10000, ropeStyle: RoPEStyle = .interleaved, attentionSpans: [AttentionSpan]? = nil) {
@@ -29,6 +32,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         ropes = Array(repeating: RoPE(theta: ropeTheta), count: layerCount)
         self.ropeStyle = ropeStyle
         self.attentionSpans = attentionSpans ?? Array(repeating: .global, count: layerCount)
+        queryScales = Array(repeating: 1, count: layerCount)
     }
 
     public init(config: ModelConfig, capacity: Int? = nil) {
@@ -41,6 +45,7 @@ public struct KVLayout: Sendable, Equatable, Codable {
         ropeStyle = config.ropeStyle
         attentionSpans = config.attentionSpans
         attentionSoftcap = config.attentionSoftcap.map(Float.init)
+        queryScales = (0..<config.layerCount).map(config.queryScale(layer:))
     }
 }
 

@@ -113,6 +113,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         (attentionScale ?? 1 / Double(headDim).squareRoot()) * rope(layer: layer).logitScale
     }
 
+    /// What queries are multiplied by before the cache sees them: the logit scale times √headDim,
+    /// since the cache scores with 1/√headDim and keys stay as RoPE left them.
+    public func queryScale(layer: Int) -> Float { Float(logitScale(layer: layer) * Double(headDim).squareRoot()) }
+
     /// Rows of the query projection (and columns of the attention output projection).
     public var queryDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }

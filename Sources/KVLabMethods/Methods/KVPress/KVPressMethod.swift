@@ -10,15 +10,26 @@
 public struct KVPressMethod: Sendable, Hashable {
     public enum Press: String, Sendable, Hashable, CaseIterable {
         case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding
+        // Scorer presses: KVPressMethod+Scorers.swift.
+        case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv
 
         /// Presses that wrap another's scores (`scorer=`).
-        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding }
+        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding || self == .criticalkv }
         /// The presses this one may wrap, the first by default. During decode only those that
         /// score entries by their keys alone: kvpress's window scorers would read the attention of
         /// the step's single query, and its StreamingLLM ranks by cache index, which after a first
-        /// compression is top-k order, not position order.
+        /// compression is top-k order, not position order. ExpectedAttention reads the decode
+        /// steps' queries and each entry alone (its sinks are cache rows in kvpress: see README).
+        /// CriticalKV adds epsilon to the scores, so it wraps only scorers whose scores are kvpress's
+        /// own (kvlab's snapkv, tova and observedattention sum what kvpress averages) and whose
+        /// always-kept entries kvpress pads with the layer's maximum + 1, if any.
         var scorers: [Press] {
-            self == .decoding ? [.knorm, .keydiff] : [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+            switch self {
+            case .decoding: [.knorm, .keydiff] + [.expectedattention]
+            case .criticalkv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
+            default: [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
+                + [.expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
+            }
         }
     }
 
@@ -40,6 +51,8 @@ public struct KVPressMethod: Sendable, Hashable {
     public let chunkLength: Int
     /// DecodingPress's `compression_interval` and `target_size`; nil for the other presses.
     public let decoding: KVPressDecoding?
+    /// The scorer presses' parameters (KVPressMethod+Scorers.swift).
+    let scorerOptions: KVPressScorerOptions
     /// The parameters as written back in the canonical method string (press first).
     let canonical: [MethodSpec.Parameter]
 
@@ -74,14 +87,16 @@ public struct KVPressMethod: Sendable, Hashable {
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
         // DecodingPress's budget is its target_size.
-        var entries = Self.schemas[press]! + (press == .decoding ? [] : Self.budgetEntries)
+        var entries = Self.schema(press, given: spec) + (press == .decoding ? [] : Self.budgetEntries)
         if press.wraps {
             let inner = press.scorers.map(\.rawValue)
             let scorerName = spec.value("scorer") ?? inner[0]
             guard let scorer = Press(rawValue: scorerName), press.scorers.contains(scorer) else {
                 throw MethodSpecError("kvpress:\(name): scorer=\(scorerName) is not one of \(inner.joined(separator: ", "))")
             }
-            entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schemas[scorer]! + entries
+            // A wrapper's own parameter (CriticalKV's epsilon) hides the scorer's of the same name.
+            let own = Set(entries.map(\.key))
+            entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schema(scorer, given: spec).filter { !own.contains($0.key) } + entries
             self.scorer = scorer
         } else {
             scorer = nil
@@ -106,6 +121,7 @@ public struct KVPressMethod: Sendable, Hashable {
         nSink = has("n_sink") ? p.int("n_sink") : 0
         alphaSafeguard = has("alpha_safeguard") ? p.real("alpha_safeguard") : 0
         chunkLength = has("chunk_length") ? p.int("chunk_length") : 1
+        scorerOptions = KVPressScorerOptions(p, press: press)
         if has("kernel_size"), kernelSize % 2 == 0 {
             throw MethodSpecError("kvpress:\(name): kernel_size must be odd (kvpress pools with same padding)")
         }
@@ -119,24 +135,33 @@ public struct KVPressMethod: Sendable, Hashable {
         canonical = [.init(key: Self.pressKey, value: name)] + p.canonical.filter { !unused.contains($0.key) }
     }
 
+    private static func schema(_ press: Press, given spec: MethodSpec) -> [ParameterSchema.Entry] {
+        schemas[press] ?? scorerSchema(press, given: spec)!
+    }
+
     func makePolicy(layout: KVLayout) -> any EvictionPolicy {
         let selection: KVPressPolicy.Selection = switch press {
         case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
         case .chunkkv: .chunks(length: chunkLength)
         default: .perHead
         }
-        return KVPressPolicy(scorer: makeScorer(scorer ?? press), budget: budget, selection: selection, layout: layout, decoding: decoding)
+        var scored = makeScorer(scorer ?? press)
+        if press == .criticalkv {
+            scored = CriticalKVScorer(base: scored, epsilon: scorerOptions.criticalEpsilon, firstStageRatio: scorerOptions.firstStageRatio)
+        }
+        return KVPressPolicy(scorer: scored, budget: budget, selection: selection, layout: layout, decoding: decoding)
     }
 
     private func makeScorer(_ press: Press) -> any KVPressScorer {
         switch press {
-        case .snapkv, .adakv, .chunkkv, .decoding: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        case .snapkv, .adakv, .chunkkv, .decoding, .criticalkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
         case .streamingllm: StreamingLLMScorer(nSink: nSink)
         case .tova: TOVAScorer()
         case .knorm: KnormScorer()
         case .keydiff: KeyDiffScorer()
         case .observedattention: ObservedAttentionScorer()
+        case .expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor: scorerOptions.makeScorer(press, nSink: nSink)!
         }
     }
 }
@@ -189,6 +214,12 @@ public enum KVPressBudget: Sendable, Hashable {
     func keptFraction(of count: Int, layout: KVLayout) -> Double {
         if case .ratio(let r) = self { return 1 - r }
         return keptShare(of: count, layout: layout) / Double(max(1, count))
+    }
+
+    /// kvpress's `compression_ratio`: the share of `count` entries removed.
+    func compressionRatio(of count: Int, layout: KVLayout) -> Double {
+        if case .ratio(let r) = self { return r }
+        return 1 - keptFraction(of: count, layout: layout)
     }
 
     /// kvpress's `compute_n_kept`: at least one entry.

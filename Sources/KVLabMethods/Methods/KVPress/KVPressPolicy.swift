@@ -7,12 +7,21 @@ package protocol KVPressScorer {
     /// (kvpress pads them with the layer's maximum + 1) score `.infinity`. `vectors` reads the
     /// entries' keys and values (nil where the caller has none: presses that need them keep all).
     func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]]
+    /// `scores` for a press that also reads its compression ratio (kvpress's `compression_ratio`,
+    /// or the share an entry count or byte budget removes).
+    func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?, compressionRatio: Double) -> [[Float]]
+    /// Latest queries of each layer the press reads (`EvictionPolicy.recordedQueries`; 0: none).
+    var queries: Int { get }
     /// Entries each head of `layer` keeps out of `count` (kvpress's `compute_n_kept` by default).
     func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int
 }
 
 extension KVPressScorer {
     package var observation: Int { 0 }
+    package var queries: Int { 0 }
+    package func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?, compressionRatio: Double) -> [[Float]] {
+        scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
+    }
     package func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {
         budget.keptCount(of: count, layout: layout)
     }
@@ -59,16 +68,26 @@ package final class KVPressPolicy: EvictionPolicy {
     package var batchedPrefill: Bool { true }
     package var prefillObservation: Int { scorer.observation }
     package var stateBytesPerEntry: Int { 4 }
+    /// kvpress's DecodingPress buffers the hidden states of at most 256 steps since its last compression.
+    package var recordedQueries: Int { decoding == nil ? scorer.queries : min(scorer.queries, 256) }
     package func budget(layer: Int, head: Int) -> Int? { kept[layer * layout.kvHeadCount + head] }
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {}
 
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {
-        guard let decoding else { return }
+        guard let decoding else {
+            // A prompt press reads only its prompt's queries.
+            vectors.queries.removeAll()
+            return
+        }
         steps[layer] += 1
         guard steps[layer] >= decoding.interval else { return }
         steps[layer] = 0
         let count = heads.map(\.count).max() ?? 0
-        guard count > decoding.targetSize, let newest = heads.first.map({ Int($0.positions[$0.count - 1]) }) else { return }
+        guard count > decoding.targetSize, let newest = heads.first.map({ Int($0.positions[$0.count - 1]) }) else {
+            // kvpress empties its buffer at every compression step, even one that keeps everything.
+            vectors.queries.removeAll()
+            return
+        }
         select(layer: layer, heads: heads, promptEnd: newest + 1, vectors: vectors,
                budget: .ratio(KVPressDecoding.ratio(keeping: decoding.targetSize, of: count)))
     }
@@ -88,7 +107,10 @@ package final class KVPressPolicy: EvictionPolicy {
 
     /// At a prompt's end: every press but DecodingPress, which leaves the prompt whole.
     private func finish(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) {
-        guard decoding == nil else { return }
+        guard decoding == nil else {
+            vectors?.queries.removeAll()
+            return
+        }
         select(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors, budget: budgetSpec)
     }
 
@@ -96,7 +118,8 @@ package final class KVPressPolicy: EvictionPolicy {
                         budget budgetSpec: KVPressBudget) {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return }
-        let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
+        let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors, compressionRatio: budgetSpec.compressionRatio(of: count, layout: layout))
+        vectors?.queries.removeAll()
         let n = scorer.keptCount(layer: layer, of: count, budget: budgetSpec, layout: layout)
         var keep = heads.indices.map { Array(repeating: false, count: heads[$0].count) }
         switch selection {
