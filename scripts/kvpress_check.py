@@ -17,6 +17,12 @@ from `masked_key_indices` for AdaKV's head-wise budgets), runs `kvlab run --poli
           possible results;
   DIFF    anything else (the number of differing positions is shown).
 
+`--presses wrappers` runs the wrapper, composition and budget presses' cases (chunk, block, perlayer, keyrerotation,
+composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms): re-rotated
+keys are matched by their value rows, LU-KV's and DMS's masks read like AdaKV's, the decode-time ones followed through
+24 greedy steps like DecodingPress; where a press has no compression_ratio the ratio sets its budget knob
+(WRAPPER_NOTES).
+
 Exits non-zero when any case is DIFF. Run it in the venv scripts/kvpress-venv creates (kvpress 0.5.5 needs
 transformers < 5.3): `.cache/kvpress-venv/bin/python scripts/kvpress_check.py`.
 """

@@ -68,6 +68,20 @@ import Testing
         C.expectFreed(run.cache)
     }
 
+    @Test func everyCompressesBackToTheBudgetEveryNSteps() throws {
+        let run = try C.run("kvpress:knorm,budget=20+every:steps=4")
+        _ = try run.submit(prompt: C.prompt)
+        #expect(run.cache.entryCount(layer: 0, head: 0) == 20)
+        _ = try LiveRunTests.generate(run, 3)
+        #expect(run.cache.entryCount(layer: 0, head: 0) == 23)
+        _ = try LiveRunTests.generate(run, 1)
+        let layout = run.cache.layout
+        for layer in 0..<layout.layerCount {
+            for head in 0..<layout.kvHeadCount { #expect(run.cache.entryCount(layer: layer, head: head) == 20) }
+        }
+        C.expectFreed(run.cache)
+    }
+
     @Test func perLayerListMustFitTheModel() throws {
         #expect(throws: MethodSpecError.self) { try C.run("kvpress:perlayer,scorer=knorm,compression_ratios=0.5") }
     }

@@ -51,6 +51,17 @@ import Testing
         #expect(try EvictionMethod(parsing: "kvpress:chunk").actsOnlyAtPromptEnd)
     }
 
+    @Test func everyReRunsAPromptEndMethod() throws {
+        let method = try EvictionMethod(parsing: "snapkv:budget=32,observation=8+every:steps=16")
+        #expect(method.description == "snapkv:budget=32,observation=8,pool=7+every:steps=16")
+        #expect(method.every == 16)
+        #expect(!method.actsOnlyAtPromptEnd)
+        #expect(try EvictionMethod(parsing: "kvpress:knorm+every").description == "kvpress:knorm,ratio=0.5+every:steps=64")
+        #expect(throws: MethodSpecError("every re-runs a method that acts at a prompt's end; h2o already acts during decode")) {
+            try EvictionMethod(parsing: "h2o+every:steps=8")
+        }
+    }
+
     @Test(arguments: [
         ("kvpress:chunk,scorer=snapkv", "kvpress:chunk: scorer=snapkv is not one of knorm, keydiff"),
         ("kvpress:perlayer", "kvpress:perlayer: give compression_ratios=…"),
