@@ -82,6 +82,21 @@ import Testing
         C.expectFreed(run.cache)
     }
 
+    @Test func wrappersReplayBitIdentically() throws {
+        for policy in ["kvpress:block,scorer=keydiff,block_size=8,ratio=0.5", "kvpress:dms,threshold=-4,sliding_window_size=8,decoding=true",
+                       "kvpress:keyrerotation,scorer=snapkv,window_size=8,ratio=0.5+every:steps=4"] {
+            var checkpoints: [Checkpoint] = []
+            for _ in 0..<2 {
+                let run = try C.run(policy)
+                try run.submit(prompt: C.prompt)
+                _ = try LiveRunTests.generate(run, 10)
+                checkpoints.append(run.checkpoint())
+            }
+            #expect(checkpoints[0].cacheDigest == checkpoints[1].cacheDigest, "\(policy)")
+            #expect(checkpoints[0].logitsDigest == checkpoints[1].logitsDigest, "\(policy)")
+        }
+    }
+
     @Test func perLayerListMustFitTheModel() throws {
         #expect(throws: MethodSpecError.self) { try C.run("kvpress:perlayer,scorer=knorm,compression_ratios=0.5") }
     }
