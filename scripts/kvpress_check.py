@@ -17,12 +17,19 @@ from `masked_key_indices` for AdaKV's head-wise budgets), runs `kvlab run --poli
           possible results;
   DIFF    anything else (the number of differing positions is shown).
 
+`--presses wrappers` runs the wrapper, composition and budget presses' cases (chunk, block, perlayer, keyrerotation,
+composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms): re-rotated
+keys are matched by their value rows, LU-KV's and DMS's masks read like AdaKV's, the decode-time ones followed through
+24 greedy steps like DecodingPress; where a press has no compression_ratio the ratio sets its budget knob
+(WRAPPER_NOTES).
+
 Exits non-zero when any case is DIFF. Run it in the venv scripts/kvpress-venv creates (kvpress 0.5.5 needs
 transformers < 5.3): `.cache/kvpress-venv/bin/python scripts/kvpress_check.py`.
 """
 
 import argparse
 import json
+import logging
 import os
 import random
 import subprocess
@@ -37,7 +44,20 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Phi3Config, Phi3Fo
 
 import kvpress
 
+# PerLayerCompressionPress warns at every construction that it wants flash attention (it needs it only for decoding).
+logging.getLogger("kvpress").setLevel(logging.ERROR)
+
 PROMPT_TOKENS = 200
+# The wrapper presses' default cases (scripts/kvpress_check.py --presses takes any others).
+WRAPPER_CASES = ("chunk/chunk_length=64,chunk/scorer=keydiff/chunk_length=48,block/block_size=32,block/scorer=keydiff/block_size=50,"
+                 "perlayer/window_size=16,perlayer/scorer=keydiff,keyrerotation/window_size=16,keyrerotation/scorer=knorm,"
+                 "composed/window_size=16/then=knorm,composed/scorer=tova/then=keydiff,"
+                 "prefilldecoding/window_size=16/compression_interval=8,compressionratiodecoding/compression_interval=8,"
+                 "compressionratiodecoding/scorer=keydiff/compression_interval=10,finch/window_size=16,"
+                 "finch/window_size=16/rerotate_keys=False/normalize_scores=False,finch/window_size=12/chunk_length=100,"
+                 "simlayerkv/n_recent=32,simlayerkv/n_recent=48/n_last=4/n_initial=2,lukv/window_size=16,lukv/scorer=knorm,"
+                 "entropygatedchunkkv,entropygatedchunkkv/scorer=keydiff/chunk_length=16/low_entropy_chunk_length=6,"
+                 "dms/sliding_window_size=32,dms/scorer=keydiff/sliding_window_size=16,dms/sliding_window_size=16/decoding=True")
 # DecodingPress: greedy steps after the prompt (kvlab chooses the tokens, kvpress is fed them).
 DECODE_STEPS = 24
 
@@ -154,6 +174,183 @@ def make_press(name, ratio, options):
     return PRESSES[name](compression_ratio=ratio, **options)
 
 
+# kvpress's wrapper, composition and budget presses: how each is built from a kvlab case and a ratio, and the
+# kvlab method string that matches it. The ratio sets each one's budget knob (see WRAPPER_NOTES).
+KEY_SCORERS = {"knorm": kvpress.KnormPress, "keydiff": kvpress.KeyDiffPress}
+WRAPPER_NOTES = {
+    "perlayer": "compression_ratios = ratio − 0.2, ratio, ratio + 0.2, ratio over the 4 layers",
+    "composed": "the scorer at the ratio, then `then` at then_ratio",
+    "prefilldecoding": "the prompt at the ratio, then target_size = that share of the prompt every compression_interval steps",
+    "compressionratiodecoding": "target_compression_ratio = the ratio",
+    "simlayerkv": "lazy_threshold = the ratio",
+    "lukv": "a random budget curve (seed 0) whose row for the ratio prunes about the ratio",
+    "dms": "threshold = the ratio-quantile of the scorer's scores of the prompt",
+}
+NEW_WRAPPERS = {"chunk", "block", "perlayer", "keyrerotation", "composed", "prefilldecoding", "compressionratiodecoding", "finch",
+                "simlayerkv", "lukv", "entropygatedchunkkv", "dms"}
+
+
+def scorer_press(options, ratio, default="snapkv", pool=PRESSES):
+    """The wrapped ScorerPress at `ratio`, with its own options (those it takes)."""
+    name = options.get("scorer", default)
+    cls = pool[name]
+    fields = set(cls.__dataclass_fields__)
+    return cls(compression_ratio=ratio, **{k: v for k, v in options.items() if k in fields and k != "compression_ratio"})
+
+
+def lukv_curve(work, layers, heads):
+    """A budget curve [99, layers, heads]: row t prunes (t + 1)% on average, spread over the heads (seed 0)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    target = (np.arange(99) + 1) / 100.0
+    spread = rng.uniform(-0.2, 0.2, size=(99, layers, heads))
+    curve = np.clip(target[:, None, None] + spread * target[:, None, None], 0.0, 0.98).astype(np.float32)
+    path = os.path.join(work, "lukv-curve.npy")
+    np.save(path, curve)
+    return path, curve
+
+
+def make_wrapper(name, ratio, options, model, work, ids):
+    """(kvpress press, kvlab method, how kvpress's kept set is read: 'rows', 'values', 'masked' or 'decoding')."""
+    options = {k: v == "True" if v in ("True", "False") else v for k, v in options.items()}
+    own = {k: v for k, v in options.items() if k != "scorer"}
+    method = [f"kvpress:{name}"]
+
+    def fields(cls):
+        """The options `cls` itself takes."""
+        return {k: v for k, v in own.items() if k in cls.__dataclass_fields__}
+
+    if "scorer" in options:
+        method.append(f"scorer={options['scorer']}")
+    if name in ("chunk", "block", "entropygatedchunkkv"):
+        cls = {"chunk": kvpress.ChunkPress, "block": kvpress.BlockPress, "entropygatedchunkkv": kvpress.EntropyGatedChunkKVPress}[name]
+        press = cls(scorer_press(options, ratio, "knorm", KEY_SCORERS), **fields(cls))
+        return press, method + [f"{k}={v}" for k, v in own.items()] + [f"ratio={ratio}"], "rows"
+    if name == "perlayer":
+        ratios = [round(min(0.95, max(0.0, ratio + d)), 6) for d in (-0.2, 0.0, 0.2, 0.0)][:model.config.num_hidden_layers]
+        inner = {k: v for k, v in own.items()}
+        press = kvpress.PerLayerCompressionPress(scorer_press(options, 0.0), compression_ratios=ratios)
+        return press, method + [f"{k}={v}" for k, v in inner.items()] + ["compression_ratios=" + "/".join(map(str, ratios))], "rows"
+    if name == "keyrerotation":
+        press = kvpress.KeyRerotationPress(scorer_press(options, ratio))
+        return press, method + [f"{k}={v}" for k, v in own.items()] + [f"ratio={ratio}"], "values"
+    if name == "composed":
+        then = options.get("then", "knorm")
+        then_ratio = options.get("then_ratio", 0.5)
+        first = {k: v for k, v in own.items() if k not in ("then", "then_ratio")}
+        press = kvpress.ComposedPress([scorer_press(options, ratio), KEY_SCORERS[then](compression_ratio=then_ratio)])
+        return press, method + [f"{k}={v}" for k, v in first.items()] + [f"ratio={ratio}", f"then={then}", f"then_ratio={then_ratio}"], "rows"
+    if name == "prefilldecoding":
+        interval = options.get("compression_interval", 8)
+        target = int(len(ids) * (1 - ratio))
+        decoding_scorer = options.get("decoding_scorer", "knorm")
+        first = {k: v for k, v in own.items() if k not in ("compression_interval", "decoding_scorer")}
+        press = kvpress.PrefillDecodingPress(
+            prefilling_press=scorer_press(options, ratio),
+            decoding_press=kvpress.DecodingPress(KEY_SCORERS[decoding_scorer](), compression_interval=interval, target_size=target))
+        return press, method + [f"{k}={v}" for k, v in first.items()] + [
+            f"ratio={ratio}", f"decoding_scorer={decoding_scorer}", f"compression_interval={interval}", f"target_size={target}"], "decoding"
+    if name == "compressionratiodecoding":
+        interval = options.get("compression_interval", 8)
+        press = kvpress.CompressionRatioDecodingPress(scorer_press(options, 0.0, "knorm", KEY_SCORERS), compression_interval=interval,
+                                                      target_compression_ratio=ratio)
+        return press, method + [f"compression_interval={interval}", f"target_compression_ratio={ratio}"], "decoding"
+    if name == "finch":
+        window = options.get("window_size", 16)
+        press = kvpress.FinchPress(compression_ratio=ratio, **{k: v for k, v in own.items() if k != "window_size"})
+        press.delimiter_token_id = EOS
+        press.kvlab_question = window
+        method += [f"window_size={window}"] + [f"{k}={v}" for k, v in own.items() if k != "window_size"] + [f"ratio={ratio}"]
+        return press, method, "values" if getattr(press, "rerotate_keys", True) else "rows"
+    if name == "simlayerkv":
+        press = kvpress.SimLayerKVPress(lazy_threshold=ratio, **own)
+        return press, method + [f"{k}={v}" for k, v in own.items()] + [f"lazy_threshold={ratio}"], "rows"
+    if name == "lukv":
+        path, curve = lukv_curve(work, model.config.num_hidden_layers, model.config.num_key_value_heads)
+        press = kvpress.LUKVPress(scorer_press(options, 0.0), compression_ratio=ratio, **fields(kvpress.LUKVPress))
+        press._budget_curves = curve
+        return press, method + [f"{k}={v}" for k, v in own.items()] + [f"curve={path}", f"ratio={ratio}"], "masked"
+    if name == "dms":
+        scorer = scorer_press(options, 0.0, "knorm", KEY_SCORERS)
+        threshold = dms_threshold(model, scorer, ids, ratio)
+        press = kvpress.DMSPress(scorer, threshold=threshold, **fields(kvpress.DMSPress))
+        kind = "masked-decoding" if own.get("decoding") else "masked"
+        return press, method + [f"threshold={threshold!r}"] + [f"{k}={str(v).lower()}" for k, v in own.items()], kind
+    raise SystemExit(f"kvpress_check.py: unknown press '{name}'")
+
+
+def dms_threshold(model, scorer, ids, ratio):
+    """The `ratio`-quantile of the scorer's scores of the prompt's keys over every layer and head."""
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        model(torch.tensor([ids]), past_key_values=cache)
+    scores = [scorer.score(attention, None, cache.layers[i].keys, cache.layers[i].values, None, {}).flatten()
+              for i, attention in enumerate(layer.self_attn for layer in model.model.layers)]
+    return float(torch.quantile(torch.cat(scores).double(), ratio))
+
+
+def kvpress_wrapper_kept(model, press, ids, how, generated):
+    """Per layer, per KV head: (sorted kept positions, None) after the prompt (and `generated`, fed as kvpress's
+    pipeline feeds them, for the decode-time presses). 'rows' and 'values' match the compressed cache's key or
+    value rows (re-rotated keys match by their values) against the uncompressed cache's; 'masked' reads the keys
+    the press masks."""
+    if how == "decoding":
+        stages = [press.prefilling_press, press.decoding_press] if isinstance(press, kvpress.PrefillDecodingPress) else [press]
+        return kvpress_decoding_kept(model, press, ids, generated, stages)
+    model.config._attn_implementation = "sdpa"
+    tokens = list(ids)
+    if isinstance(press, kvpress.FinchPress):
+        # The question (the last window_size tokens) follows the delimiter, which Finch drops from the embeddings.
+        window = press.kvlab_question
+        tokens = tokens[:len(ids) - window] + [EOS] + tokens[len(ids) - window:]
+    attentions = [layer.self_attn for layer in model.model.layers]
+    for attention in attentions:
+        attention.masked_key_indices = None
+    # The scorer's scores of the whole prompt, where the press scores it at once (to tell ties from differences).
+    scores = {}
+    scorer = press if isinstance(press, kvpress.FinchPress) else getattr(press, "press", None)
+    if how in ("rows", "values", "masked") and not isinstance(press, (kvpress.ChunkPress, kvpress.BlockPress)) and hasattr(scorer, "score"):
+        original = scorer.score
+
+        def capture(module, *args, **kwargs):
+            s = original(module, *args, **kwargs)
+            if s.shape[-1] == len(ids):
+                scores[module.layer_idx] = s[0].detach().clone()
+            return s
+
+        scorer.score = capture
+    with torch.no_grad():
+        full = DynamicCache(config=model.config)
+        model(torch.tensor([ids]), past_key_values=full)
+        cache = DynamicCache(config=model.config)
+        with press(model):
+            model(torch.tensor([tokens]), past_key_values=cache)
+            for i, token in enumerate(generated if how == "masked-decoding" else []):
+                model(input_ids=torch.tensor([[token]]), past_key_values=cache, position_ids=torch.tensor([[len(ids) + i]]))
+    model.config._attn_implementation = "eager"
+    kept = []
+    for layer, attention in enumerate(attentions):
+        heads = []
+        for head in range(model.config.num_key_value_heads):
+            if how.startswith("masked"):
+                masked = set()
+                if getattr(attention, "masked_key_indices", None) is not None:
+                    _, h, p = attention.masked_key_indices
+                    masked = {int(q) for hh, q in zip(h.tolist(), p.tolist()) if hh == head}
+                total = cache.layers[layer].keys.shape[2]
+                positions = [q for q in range(total) if q not in masked]
+            else:
+                which = "values" if how == "values" else "keys"
+                reference = getattr(full.layers[layer], which)[0, head]
+                rows = {reference[q].numpy().tobytes(): q for q in range(reference.shape[0])}
+                positions = sorted(rows[r.numpy().tobytes()] for r in getattr(cache.layers[layer], which)[0, head])
+            heads.append((positions, scores[layer][head].tolist() if layer in scores else None))
+        kept.append(heads)
+    for attention in attentions:
+        attention.masked_key_indices = None
+    return kept
+
+
 def parse_case(text):
     """`snapkv` or `snapkv/window_size=16/kernel_size=7`: a press and its options."""
     name, *items = text.split("/")
@@ -209,23 +406,26 @@ def kvpress_kept(model, press, ids):
     return kept
 
 
-def kvpress_decoding_kept(model, press, ids, generated):
+def kvpress_decoding_kept(model, press, ids, generated, stages=None):
     """DecodingPress: the prompt, then `generated` one token at a time as kvpress's pipeline feeds them
     (position ids given, the cache compressed every compression_interval steps). Positions are tracked
-    through each compression by matching the kept key rows against the cache's rows before it."""
+    through each compression (of `press`, or of each of `stages`) by matching the kept key rows against the
+    cache's rows before it."""
     tracked = [[list(range(len(ids))) for _ in range(model.config.num_key_value_heads)]
                for _ in range(model.config.num_hidden_layers)]
-    original = press.compress
 
-    def compress(module, hidden_states, keys, values, attentions, kwargs):
-        kept_keys, kept_values = original(module, hidden_states, keys, values, attentions, kwargs)
-        layer = module.layer_idx
-        for head in range(keys.shape[1]):
-            rows = {keys[0, head, p].numpy().tobytes(): p for p in range(keys.shape[2])}
-            tracked[layer][head] = [tracked[layer][head][rows[k.numpy().tobytes()]] for k in kept_keys[0, head]]
-        return kept_keys, kept_values
+    def tracking(original):
+        def compress(module, hidden_states, keys, values, attentions, kwargs):
+            kept_keys, kept_values = original(module, hidden_states, keys, values, attentions, kwargs)
+            layer = module.layer_idx
+            for head in range(keys.shape[1]):
+                rows = {keys[0, head, p].numpy().tobytes(): p for p in range(keys.shape[2])}
+                tracked[layer][head] = [tracked[layer][head][rows[k.numpy().tobytes()]] for k in kept_keys[0, head]]
+            return kept_keys, kept_values
+        return compress
 
-    press.compress = compress
+    for stage in stages or [press]:
+        stage.compress = tracking(stage.compress)
     model.config._attn_implementation = "eager"
     with torch.no_grad(), press(model):
         cache = DynamicCache(config=model.config)
@@ -325,7 +525,8 @@ def main():
                         "streamingllm,tova,knorm,keydiff,observedattention,adakv,adakv/window_size=16/alpha_safeguard=0.5,"
                         "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16,"
                         "decoding/scorer=knorm/compression_interval=8,decoding/scorer=keydiff/compression_interval=10",
-                        help="presses, each with kvpress options after '/' (snapkv/window_size=16)")
+                        help="presses, each with kvpress options after '/' (snapkv/window_size=16); 'wrappers': the wrapper "
+                        "presses' cases")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed before each kvpress run (LeverageScore's random sketch)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
@@ -341,11 +542,16 @@ def main():
         model_dir = os.path.join(work, family)
         model = build_model(family, model_dir)
         input_ids = torch.tensor([ids])
-        for case in (SCORER_CASES if args.presses == "scorers" else args.presses).split(","):
+        for case in (SCORER_CASES if args.presses == "scorers" else WRAPPER_CASES if args.presses == "wrappers" else args.presses).split(","):
             name, options = parse_case(case)
             for ratio in (float(r) for r in args.ratios.split(",")):
-                press = make_press(name, ratio, options)
-                if name == "decoding":
+                press = make_press(name, ratio, options) if name not in NEW_WRAPPERS else None
+                if name in NEW_WRAPPERS:
+                    press, method, how = make_wrapper(name, ratio, options, model, work, ids)
+                    steps = DECODE_STEPS if how in ("decoding", "masked-decoding") else 0
+                    ours, generated = kvlab_kept(args.kvlab, model_dir, text, ",".join(method), ids, work, tokens=steps)
+                    theirs = kvpress_wrapper_kept(model, press, ids, how, generated)
+                elif name == "decoding":
                     # The budget is target_size; `ratio` then sets it to that share of the prompt.
                     target = int(len(ids) * (1 - ratio))
                     press.target_size = target

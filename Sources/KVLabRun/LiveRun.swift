@@ -99,6 +99,7 @@ public struct RunSettings: Sendable, Equatable {
                         engine: InferenceEngine) throws(MethodSpecError) -> KnobChange {
         var next = self
         try next.set(change, headDim: model.config.headDim)
+        try next.eviction.check(layout: KVLayout(config: model.config))
         var ledger = IOLedger()
         switch change {
         case .eviction: cache.setEviction(next.eviction, ledger: &ledger)
@@ -270,6 +271,7 @@ public final class LiveRun {
     public init(model: LoadedModel, settings: RunSettings, ghost: Bool = false) throws {
         try settings.sampler.validate()
         try settings.check(headDim: model.config.headDim)
+        try settings.eviction.check(layout: KVLayout(config: model.config))
         self.model = model
         self.settings = settings
         (cache, engine) = settings.makeEngine(for: model)

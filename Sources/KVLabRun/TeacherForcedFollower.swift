@@ -37,6 +37,7 @@ public final class TeacherForcedFollower {
     /// far) as one prompt.
     public init(model: LoadedModel, settings: RunSettings, tokens: [Int]) throws {
         try settings.check(headDim: model.config.headDim)
+        try settings.eviction.check(layout: KVLayout(config: model.config))
         self.model = model
         self.settings = settings
         (cache, engine) = settings.makeEngine(for: model)

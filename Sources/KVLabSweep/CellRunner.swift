@@ -33,6 +33,7 @@ public final class CellRunner {
         let kernel = try parse { () throws(MethodSpecError) in try AttentionKernel(parsing: cell.attention, headDim: config.headDim) }
         try parse { () throws(MethodSpecError) in try quant.check(headDim: config.headDim) }
         try parse { () throws(MethodSpecError) in try eviction.check(quant: quant) }
+        try parse { () throws(MethodSpecError) in try eviction.check(layout: KVLayout(config: config)) }
         let probe = try parse { () throws(MethodSpecError) in try SweepProbe(parsing: cell.probe) }
         var options = EngineOptions(threads: cell.threads, weightType: try cell.weights.map(Self.weightType))
         options.attention = kernel

@@ -108,6 +108,30 @@ import Testing
         #expect(text.split(separator: "\n").count == 1 + 16 * 3)
     }
 
+    /// One case of each wrapper, composition and budget press on the tiny Llama, at ratios 0.25, 0.5, 0.75
+    /// (`--presses wrappers` runs more).
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func wrapperKeptSetsEqualKvpresss() throws {
+        let cases = ["chunk/scorer=keydiff/chunk_length=48", "block/block_size=32", "perlayer/scorer=keydiff", "keyrerotation/window_size=16",
+                     "composed/window_size=16/then=knorm", "prefilldecoding/window_size=16/compression_interval=8",
+                     "compressionratiodecoding/scorer=keydiff/compression_interval=10", "finch/window_size=12/chunk_length=100",
+                     "simlayerkv/n_recent=32", "lukv/window_size=16", "entropygatedchunkkv", "dms/sliding_window_size=16/decoding=True"]
+        let (status, text) = try Self.check(["--presses", cases.joined(separator: ",")])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").count == 1 + cases.count * 3)
+    }
+
+    @Test func wrapperParametersThatDoNotFitTheModelAreOneLineErrors() throws {
+        for (policy, message) in [("kvpress:perlayer,scorer=knorm,compression_ratios=0.5", "kvpress:perlayer: compression_ratios has 1 values, the model has"),
+                                  ("kvpress:lukv,curve=/nonexistent.npy", "kvpress:lukv: curve /nonexistent.npy: cannot be read")] {
+            let result = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "0", "--policy", policy])
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(message), "\(result.stderr)")
+            #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1)
+        }
+    }
+
     /// The other families kvlab loads (Qwen3's query and key norms, Qwen2's biases, Mistral) on a few presses.
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func keptSetsEqualKvpresssOnOtherFamilies() throws {

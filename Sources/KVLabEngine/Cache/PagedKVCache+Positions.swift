@@ -28,4 +28,13 @@ extension PagedKVCache {
         for index in 0..<store.headCount { store.renumber(index: index, end: most, ledger: &ledger) }
         rotaryOffset = position - most
     }
+
+    /// kvpress's KeyRerotationPress (and Finch's `rerotate_keys`): after the prompt's compression
+    /// each head's kept entries take the rotary positions 0…n−1 (keys after RoPE re-rotated in
+    /// place), while the next token keeps its own position (kvpress feeds decode steps their token
+    /// positions), so the kept context sits at a distance from the query that grows with what was
+    /// dropped.
+    func rerotateKept(ledger: inout IOLedger) {
+        for index in 0..<store.headCount { store.renumber(index: index, end: store.counts[index], ledger: &ledger) }
+    }
 }

@@ -4,16 +4,22 @@ import KVLabMethods
 /// decode steps: it acts at once, treating the sequence so far as its prompt. Its observation
 /// window is each layer's most recent queries (its `observation`, at most
 /// `RecentQueries.capacity`; duo calibrates on all of those), whose attention is recomputed over
-/// the entries kept now, each query seeing the positions up to its own.
+/// the entries kept now, each query seeing the positions up to its own. A press that scores the
+/// entries by their keys alone (kvpress's knorm, keydiff) acts on them as they are.
 extension PagedKVCache {
-    /// Runs the policy's prompt hooks on the recent queries; false when it has none, a prompt is
-    /// running, or nothing was recorded since the reset.
+    /// Runs the policy's prompt hooks on the recent queries; false when it observes none (its
+    /// prompt-end hook then ran on the entries alone), a prompt is running, or nothing was
+    /// recorded since the reset.
     func actOnRecentQueries(ledger: inout IOLedger) -> Bool {
-        guard policy.prefillObservation > 0, promptEnd == nil else { return false }
-        let counts = (0..<layout.layerCount).map { recent.available(layer: $0, limit: policy.prefillObservation) }
-        guard counts.allSatisfy({ $0 > 0 }) else { return false }
+        guard promptEnd == nil, recent.available(layer: 0, limit: 1) > 0 else { return false }
         // The sequence so far is the prompt: it ends after the last query.
         let end = recent.query(layer: 0, last: 1, 0).position + 1
+        guard policy.prefillObservation > 0 else {
+            finishOnEntries(end: end, ledger: &ledger)
+            return false
+        }
+        let counts = (0..<layout.layerCount).map { recent.available(layer: $0, limit: policy.prefillObservation) }
+        guard counts.allSatisfy({ $0 > 0 }) else { return false }
         let hd = layout.headDim, group = layout.groupSize, capacity = store.capacity
         for layer in 0..<layout.layerCount {
             for head in 0..<layout.kvHeadCount {
@@ -38,9 +44,19 @@ extension PagedKVCache {
                 ledger.read(.activations, counts[layer] * group * hd * 4)
             }
         }
-        for layer in 0..<layout.layerCount {
-            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.finishPrefill(layer: layer, heads: heads, promptEnd: end) }
-        }
+        finishOnEntries(end: end, ledger: &ledger)
         return true
+    }
+
+    /// The policy's prompt-end hook on every layer, with the entries' keys and values.
+    private func finishOnEntries(end: Int, ledger: inout IOLedger) {
+        for layer in 0..<layout.layerCount {
+            let vectors = self.vectors[layer]
+            applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in
+                policy.finishPrefill(layer: layer, heads: heads, promptEnd: end, vectors: vectors)
+            }
+            vectors.moveReads(to: &ledger)
+        }
+        if eviction.rerotatesAtPromptEnd { rerotateKept(ledger: &ledger) }
     }
 }

@@ -30,7 +30,7 @@ public final class PagedKVCache: KVCache {
     private let probe = AttentionMassProbe()
     private let log: StepReadLog
     /// Each layer's keys and values as a policy reads them (made once: decode steps do not allocate).
-    private let vectors: [StoredVectors]
+    let vectors: [StoredVectors]
 
     public private(set) var eviction: EvictionMethod
     public private(set) var sparse: SparseMethod
@@ -214,6 +214,7 @@ public final class PagedKVCache: KVCache {
         for layerVectors in vectors { layerVectors.queries.removeAll() }
         promptEnd = nil
         rotaryOffset = 0
+        stepsSinceAct = 0
         probe.reset()
     }
 
@@ -231,6 +232,7 @@ public final class PagedKVCache: KVCache {
         store.history.update(repeating: 0, count: entries)
         store.stepScores.update(repeating: 0, count: entries)
         for layerVectors in vectors { layerVectors.queries.removeAll() }
+        stepsSinceAct = 0
         if !actOnRecentQueries(ledger: &ledger) {
             for layer in 0..<layout.layerCount {
                 applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
@@ -293,6 +295,9 @@ public final class PagedKVCache: KVCache {
     /// (PagedKVCache+Positions.swift).
     public internal(set) var rotaryOffset = 0
 
+    /// Decode steps since the method last acted (`every`).
+    var stepsSinceAct = 0
+
     public func beginPrefill(end: Int) { promptEnd = end }
 
     /// The prompt attended at full precision; its policy acts now, then `think` on the keys it
@@ -300,6 +305,7 @@ public final class PagedKVCache: KVCache {
     public func endPrefill(ledger: inout IOLedger) {
         guard let end = promptEnd else { return }
         promptEnd = nil
+        stepsSinceAct = 0
         for layer in 0..<layout.layerCount {
             let vectors = self.vectors[layer]
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in
@@ -307,6 +313,7 @@ public final class PagedKVCache: KVCache {
             }
             vectors.moveReads(to: &ledger)
         }
+        if eviction.rerotatesAtPromptEnd { rerotateKept(ledger: &ledger) }
         think.actIfReady(eviction.think, wholeWindow: false, quantize: true, ledger: &ledger)
         for index in 0..<store.headCount { store.quantizeLeaving(index: index, ledger: &ledger) }
     }
@@ -428,6 +435,13 @@ public final class PagedKVCache: KVCache {
             vectors.moveReads(to: &ledger)
             // Without a batched prompt, `think` acts once every layer has seen its window.
             think.actIfReady(eviction.think, wholeWindow: true, quantize: true, ledger: &ledger)
+            if layer == layout.layerCount - 1, let every = eviction.every {
+                stepsSinceAct += 1
+                if stepsSinceAct >= every {
+                    stepsSinceAct = 0
+                    _ = actOnRecentQueries(ledger: &ledger)
+                }
+            }
         }
     }
 

@@ -28,6 +28,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     /// next one (StreamingLLM's positions inside the cache), instead of their token positions
     /// until the context is full.
     public let rebase: Bool
+    /// `every:steps=N`: a method that acts at a prompt's end acts again every N decode steps, on
+    /// the sequence so far (as when chosen between steps); nil: once.
+    public let every: Int?
     /// The canonical method string, every parameter spelled out.
     public let spec: MethodSpec
 
@@ -39,7 +42,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     public static let modifierNames = ["merge", "think"]
     /// Modifiers of how kept entries are numbered for RoPE, written after the others.
     public static let positionModifierNames = ["rebase"]
-    private static let allModifierNames = modifierNames + positionModifierNames
+    /// Modifiers of when a method acts, written last.
+    public static let timingModifierNames = ["every"]
+    private static let allModifierNames = modifierNames + positionModifierNames + timingModifierNames
 
     private static let context = 1...1_048_576
     private static let schemas: SchemaTable = {
@@ -62,6 +67,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("merge", []),
             S("think", [S.real("lambda", 0.5, 0...1), S.int("observation", 16, 1...ThinK.maxObservation)]),
             S("rebase", []),
+            S("every", [S.int("steps", 64, 1...1_048_576)]),
         ]
         return SchemaTable(list)
     }()
@@ -129,9 +135,16 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             think = nil
         }
         rebase = options["rebase"] != nil
+        every = options["every"].map { $0.int("steps") }
         if rebase, think != nil { throw MethodSpecError("rebase re-rotates keys, which think's pruned channels cannot be; use one of them") }
+        if think != nil, case .kvpress(let press) = kind, press.rerotatesKeys {
+            throw MethodSpecError("kvpress:\(press.press.rawValue) re-rotates keys, which think's pruned channels cannot be; use one of them")
+        }
         let modifiers = Self.allModifierNames.compactMap { name in options[name].map { MethodSpec(name: name, parameters: $0.canonical) } }
         self.spec = MethodSpec(name: spec.name, parameters: canonical, modifiers: modifiers)
+        if every != nil, !kindActsAtPromptEnd {
+            throw MethodSpecError("every re-runs a method that acts at a prompt's end; \(spec.name) already acts during decode")
+        }
     }
 
     /// Checks that the method fits a KV quantization: `think` prunes channels of keys as attention
@@ -151,10 +164,12 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether the method compresses only at the end of a prompt (or once, when chosen between
     /// decode steps): a sequence run without a prompt keeps every entry under it.
-    public var actsOnlyAtPromptEnd: Bool {
+    public var actsOnlyAtPromptEnd: Bool { every == nil && kindActsAtPromptEnd }
+
+    private var kindActsAtPromptEnd: Bool {
         switch kind {
         case .snapkv, .pyramidkv, .adakv, .duo: true
-        case .kvpress(let press): press.decoding == nil
+        case .kvpress(let press): press.actsOnlyAtPromptEnd
         default: false
         }
     }

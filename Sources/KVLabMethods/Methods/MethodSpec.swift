@@ -83,6 +83,8 @@ package struct ParameterSchema {
         case integer(ClosedRange<Int>)
         case real(ClosedRange<Double>)
         case choice([String])
+        /// Any text the method checks itself (a file, a list); required.
+        case text
     }
 
     package struct Entry {
@@ -110,6 +112,8 @@ package struct ParameterSchema {
     package static func choice(_ key: String, _ defaultValue: String, _ values: [String]) -> Entry {
         Entry(key: key, defaultValue: defaultValue, kind: .choice(values))
     }
+
+    package static func text(_ key: String) -> Entry { Entry(key: key, defaultValue: "", kind: .text) }
 
     package static func format(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
@@ -148,6 +152,9 @@ package struct ParameterSchema {
                     throw MethodSpecError("\(method): \(entry.key)=\(raw) is not one of \(options.joined(separator: ", "))")
                 }
                 value = lowered
+            case .text:
+                guard !raw.isEmpty else { throw MethodSpecError("\(method): give \(entry.key)=…") }
+                value = raw
             }
             values[entry.key] = value
             canonical.append(.init(key: entry.key, value: value))

@@ -13,8 +13,12 @@ public struct KVPressMethod: Sendable, Hashable {
         // Scorer presses: KVPressMethod+Scorers.swift.
         case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv
 
+        // kvpress's wrapper, composition and budget presses (KVPressWrappers.swift).
+        case chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv,
+             entropygatedchunkkv, dms
+
         /// Presses that wrap another's scores (`scorer=`).
-        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding || self == .criticalkv }
+        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding || self == .criticalkv || wrapperScorers != nil }
         /// The presses this one may wrap, the first by default. During decode only those that
         /// score entries by their keys alone: kvpress's window scorers would read the attention of
         /// the step's single query, and its StreamingLLM ranks by cache index, which after a first
@@ -24,6 +28,7 @@ public struct KVPressMethod: Sendable, Hashable {
         /// own (kvlab's snapkv, tova and observedattention sum what kvpress averages) and whose
         /// always-kept entries kvpress pads with the layer's maximum + 1, if any.
         var scorers: [Press] {
+            if let wrapperScorers { return wrapperScorers }
             switch self {
             case .decoding: [.knorm, .keydiff] + [.expectedattention]
             case .criticalkv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
@@ -53,6 +58,8 @@ public struct KVPressMethod: Sendable, Hashable {
     public let decoding: KVPressDecoding?
     /// The scorer presses' parameters (KVPressMethod+Scorers.swift).
     let scorerOptions: KVPressScorerOptions
+    /// The wrapper presses' own parameters (KVPressWrappers.swift); nil for the others.
+    let wrapper: KVPressWrapper?
     /// The parameters as written back in the canonical method string (press first).
     let canonical: [MethodSpec.Parameter]
 
@@ -73,7 +80,7 @@ public struct KVPressMethod: Sendable, Hashable {
             .observedattention: [],
             .chunkkv: [S.int("chunk_length", 20, 1...1_048_576)],
             .decoding: [S.int("compression_interval", 512, 1...1_048_576), S.int("target_size", 2048, 1...1_048_576)],
-        ]
+        ].merging(wrapperSchemas) { a, _ in a }
     }()
 
     private static let budgetEntries: [ParameterSchema.Entry] = [
@@ -87,7 +94,7 @@ public struct KVPressMethod: Sendable, Hashable {
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
         // DecodingPress's budget is its target_size.
-        var entries = Self.schema(press, given: spec) + (press == .decoding ? [] : Self.budgetEntries)
+        var entries = Self.schema(press, given: spec) + (press == .decoding || !press.takesBudget ? [] : Self.budgetEntries)
         if press.wraps {
             let inner = press.scorers.map(\.rawValue)
             let scorerName = spec.value("scorer") ?? inner[0]
@@ -98,6 +105,10 @@ public struct KVPressMethod: Sendable, Hashable {
             let own = Set(entries.map(\.key))
             entries = [ParameterSchema.choice("scorer", inner[0], inner)] + Self.schema(scorer, given: spec).filter { !own.contains($0.key) } + entries
             self.scorer = scorer
+            if let second = press.secondScorerKey {
+                let choices = Press.keyScorers.map(\.rawValue)
+                entries.append(ParameterSchema.choice(second, choices[0], choices))
+            }
         } else {
             scorer = nil
         }
@@ -111,8 +122,10 @@ public struct KVPressMethod: Sendable, Hashable {
         if press == .decoding {
             budget = .entries(p.int("target_size"))
             decoding = KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size"))
+        } else if press.isWrapper {
+            (budget, decoding) = Self.wrapperBudget(press, p)
         } else {
-            budget = p.int("budget") > 0 ? .entries(p.int("budget")) : p.int("bytes") > 0 ? .bytes(p.int("bytes")) : .ratio(p.real("ratio"))
+            budget = Self.givenBudget(p)
             decoding = nil
         }
         windowSize = has("window_size") ? p.int("window_size") : 0
@@ -122,12 +135,13 @@ public struct KVPressMethod: Sendable, Hashable {
         alphaSafeguard = has("alpha_safeguard") ? p.real("alpha_safeguard") : 0
         chunkLength = has("chunk_length") ? p.int("chunk_length") : 1
         scorerOptions = KVPressScorerOptions(p, press: press)
+        wrapper = try press.isWrapper ? KVPressWrapper(press, p) : nil
         if has("kernel_size"), kernelSize % 2 == 0 {
             throw MethodSpecError("kvpress:\(name): kernel_size must be odd (kvpress pools with same padding)")
         }
         // Only the budget given is spelled out.
         let unused: Set<String> = switch budget {
-        case _ where press == .decoding: []
+        case _ where press == .decoding || !press.takesBudget: []
         case .ratio: ["budget", "bytes"]
         case .entries: ["ratio", "bytes"]
         case .bytes: ["ratio", "budget"]
@@ -140,6 +154,7 @@ public struct KVPressMethod: Sendable, Hashable {
     }
 
     func makePolicy(layout: KVLayout) -> any EvictionPolicy {
+        if let wrapper { return wrapper.makePolicy(self, layout: layout) }
         let selection: KVPressPolicy.Selection = switch press {
         case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
         case .chunkkv: .chunks(length: chunkLength)
@@ -152,7 +167,7 @@ public struct KVPressMethod: Sendable, Hashable {
         return KVPressPolicy(scorer: scored, budget: budget, selection: selection, layout: layout, decoding: decoding)
     }
 
-    private func makeScorer(_ press: Press) -> any KVPressScorer {
+    func makeScorer(_ press: Press) -> any KVPressScorer {
         switch press {
         case .snapkv, .adakv, .chunkkv, .decoding, .criticalkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
@@ -162,6 +177,9 @@ public struct KVPressMethod: Sendable, Hashable {
         case .keydiff: KeyDiffScorer()
         case .observedattention: ObservedAttentionScorer()
         case .expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor: scorerOptions.makeScorer(press, nSink: nSink)!
+        case .chunk, .block, .perlayer, .keyrerotation, .composed, .prefilldecoding, .compressionratiodecoding, .finch, .simlayerkv, .lukv,
+             .entropygatedchunkkv, .dms:
+            preconditionFailure("kvpress:\(press.rawValue) wraps a scorer and is none")
         }
     }
 }
@@ -172,6 +190,15 @@ public struct KVPressMethod: Sendable, Hashable {
 public struct KVPressDecoding: Sendable, Hashable {
     public let interval: Int
     public let targetSize: Int
+    /// CompressionRatioDecodingPress's `target_compression_ratio`: the target is that share of
+    /// the tokens seen so far removed, instead of `targetSize`.
+    public var targetRatio: Double? = nil
+
+    /// Entries to keep per head once `seen` tokens went through the model.
+    func target(seen: Int) -> Int {
+        guard let targetRatio else { return targetSize }
+        return max(1, Int(Double(seen) * (1 - targetRatio)))
+    }
 
     /// kvpress's `_find_target_compression_ratio`: a ratio keeping `target` of `count`, bisected
     /// as kvpress does (20 rounds at most), so a ratio it misses is missed alike.

@@ -14,6 +14,8 @@ package protocol KVPressScorer {
     var queries: Int { get }
     /// Entries each head of `layer` keeps out of `count` (kvpress's `compute_n_kept` by default).
     func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int
+    /// The weight of the attention of the query at `position` in the running score (1 by default; Finch's normalization).
+    func queryWeight(position: Int) -> Float
 }
 
 extension KVPressScorer {
@@ -25,6 +27,7 @@ extension KVPressScorer {
     package func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {
         budget.keptCount(of: count, layout: layout)
     }
+    package func queryWeight(position: Int) -> Float { 1 }
 }
 
 /// A kvpress press in kvlab's cache: batched prompt, scores at its end, then kvpress's selection,
@@ -39,21 +42,29 @@ extension KVPressScorer {
 /// `chunk_length` entries, the last one shorter; every head keeps the same `max(1, ⌊chunks · (1 − ratio)⌋)`
 /// best chunks, ties: the newer chunk).
 package final class KVPressPolicy: EvictionPolicy {
-    package enum Selection { case perHead, acrossHeads(alphaSafeguard: Double), chunks(length: Int) }
+    package enum Selection {
+        case perHead, acrossHeads(alphaSafeguard: Double), chunks(length: Int)
+        /// A wrapper press's own (KVPressSelections.swift).
+        case wrapper(any KVPressSelecting)
+    }
 
     let scorer: any KVPressScorer
     let budgetSpec: KVPressBudget
     let selection: Selection
     let layout: KVLayout
     let decoding: KVPressDecoding?
+    /// PrefillDecodingPress: the scorer of decode-time compressions, the prompt's being `scorer`.
+    let decodingScorer: (any KVPressScorer)?
     /// Decode steps of each layer since its last compression (`decoding`).
     private var steps: [Int]
     /// Entries each (layer, KV head) kept at the last prompt's end; before one, the count a
     /// prompt filling the context would keep.
     private var kept: [Int]
 
-    init(scorer: any KVPressScorer, budget: KVPressBudget, selection: Selection, layout: KVLayout, decoding: KVPressDecoding? = nil) {
+    init(scorer: any KVPressScorer, budget: KVPressBudget, selection: Selection, layout: KVLayout, decoding: KVPressDecoding? = nil,
+         decodingScorer: (any KVPressScorer)? = nil) {
         self.scorer = scorer
+        self.decodingScorer = decodingScorer
         budgetSpec = budget
         self.selection = selection
         self.layout = layout
@@ -83,18 +94,24 @@ package final class KVPressPolicy: EvictionPolicy {
         guard steps[layer] >= decoding.interval else { return }
         steps[layer] = 0
         let count = heads.map(\.count).max() ?? 0
-        guard count > decoding.targetSize, let newest = heads.first.map({ Int($0.positions[$0.count - 1]) }) else {
+        guard let newest = heads.first.map({ Int($0.positions[$0.count - 1]) }) else {
+            vectors.queries.removeAll()
+            return
+        }
+        let target = decoding.target(seen: newest + 1)
+        guard count > target else {
             // kvpress empties its buffer at every compression step, even one that keeps everything.
             vectors.queries.removeAll()
             return
         }
-        select(layer: layer, heads: heads, promptEnd: newest + 1, vectors: vectors,
-               budget: .ratio(KVPressDecoding.ratio(keeping: decoding.targetSize, of: count)))
+        select(layer: layer, heads: heads, promptEnd: newest + 1, vectors: vectors, scorer: decodingScorer ?? scorer, selection: .perHead,
+               budget: .ratio(KVPressDecoding.ratio(keeping: target, of: count)))
     }
 
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {
         guard queryPosition >= promptEnd - scorer.observation else { return }
-        for i in 0..<entries.count { entries.scores[i] += entries.stepScores[i] }
+        let weight = scorer.queryWeight(position: queryPosition)
+        for i in 0..<entries.count { entries.scores[i] += entries.stepScores[i] * weight }
     }
 
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {
@@ -105,17 +122,18 @@ package final class KVPressPolicy: EvictionPolicy {
         finish(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
 
-    /// At a prompt's end: every press but DecodingPress, which leaves the prompt whole.
+    /// At a prompt's end: every press but DecodingPress, which leaves the prompt whole
+    /// (PrefillDecodingPress compresses both).
     private func finish(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) {
-        guard decoding == nil else {
+        guard decoding == nil || decodingScorer != nil else {
             vectors?.queries.removeAll()
             return
         }
-        select(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors, budget: budgetSpec)
+        select(layer: layer, heads: heads, promptEnd: promptEnd, vectors: vectors, scorer: scorer, selection: selection, budget: budgetSpec)
     }
 
     private func select(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?,
-                        budget budgetSpec: KVPressBudget) {
+                        scorer: any KVPressScorer, selection: Selection, budget budgetSpec: KVPressBudget) {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return }
         let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors, compressionRatio: budgetSpec.compressionRatio(of: count, layout: layout))
@@ -168,6 +186,8 @@ package final class KVPressPolicy: EvictionPolicy {
                     for i in Self.ranked(scores[h], positions: heads[h].positions).prefix(n) { keep[h][i] = true }
                 }
             }
+        case .wrapper(let wrapper):
+            keep = wrapper.keep(layer: layer, heads: heads, scores: scores, kept: n, budget: budgetSpec, layout: layout, vectors: vectors)
         }
         for h in heads.indices {
             for i in stride(from: heads[h].count - 1, through: 0, by: -1) where !keep[h][i] { heads[h].evict(i) }
