@@ -45,15 +45,15 @@ public struct EvaluationSummary: Sendable, Equatable, Codable {
 public final class StreamingEvaluator {
     public let engine: InferenceEngine
     public let ghost: InferenceEngine?
-    private let methodCache: PagedKVCache
-    private let ghostCache: PagedKVCache?
+    let methodCache: PagedKVCache
+    let ghostCache: PagedKVCache?
     public let eviction: EvictionMethod
     public let sparse: SparseMethod
     public let quant: KVQuantMethod
     /// The method's cache (its state after the last evaluation).
     public var cache: PagedKVCache { methodCache }
     /// The method engine's decode steps over every evaluation so far.
-    public private(set) var decodeStatistics = DecodeStatistics()
+    public internal(set) var decodeStatistics = DecodeStatistics()
     /// The methods as one label, e.g. `h2o:heavy=64,recent=64 quest:page=16,budget=128 kivi:bits=2,group=32,residual=128`
     /// (the sparse mode and the quantization only when not dense and fp32).
     public var label: String {
@@ -211,7 +211,7 @@ public final class StreamingEvaluator {
         return q
     }
 
-    private struct Accumulator {
+    struct Accumulator {
         var method: String
         var withGhost: Bool
         var tokens = 0

@@ -56,6 +56,8 @@ public final class CellRunner {
             }
             let (result, summary) = try evaluator.probeWithSummary(prompt: prompt.prompt, followUp: prompt.followUp, answer: prompt.answer)
             quality = Self.quality(summary: summary, probe: result, statistics: evaluator.decodeStatistics)
+        case .suite(let name):
+            quality = try runSuite(name, evaluator: evaluator, model: model, essay: content, context: context)
         }
         let live = LiveKVState(cache: evaluator.cache, positions: evaluator.engine.position,
                                lastStep: evaluator.decodeStatistics.lastLedger)
@@ -88,6 +90,30 @@ public final class CellRunner {
                            meanResidentKVBytes: summary.meanResidentKVBytes,
                            peakResidentKVBytes: probe?.peakResidentKVBytes ?? summary.peakResidentKVBytes,
                            trafficPerToken: traffic, kvReadPerToken: kvRead, decodeSteps: statistics.steps)
+    }
+
+    /// Generates the suite for the model's tokenizer, answers every sample greedily with the
+    /// cell's methods and scores the answers as RULER does.
+    private func runSuite(_ name: String, evaluator: StreamingEvaluator, model: LoadedModel, essay: String, context: Int) throws -> CellQuality {
+        let spec = try SuiteSpec.load(name)
+        let tokenizer = model.tokenizer
+        let samples = try SuiteGenerator.samples(spec, tokenizer: tokenizer, context: context, essay: essay)
+        let prompts = samples.map { (tokens: SuiteGenerator.promptTokens($0.prompt, tokenizer: tokenizer), maxTokens: $0.tokensToGenerate) }
+        let (answers, summary) = try evaluator.answer(prompts, stop: Set([tokenizer.spec.eosID].compactMap { $0 }))
+        let predictions = zip(prompts, answers).map { prompt, answer in
+            // Each token's text after the one before it (SentencePiece's leading space depends on it).
+            var bytes: [UInt8] = [], previous = prompt.tokens.last
+            for token in answer.tokens {
+                bytes += tokenizer.decode(token, after: previous)
+                previous = token
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let ratios = answers.compactMap { a in a.ghostPromptKVBytes.map { 1 - Double(a.promptKVBytes) / Double(max($0, 1)) } }
+        var quality = Self.quality(summary: summary, probe: nil, statistics: evaluator.decodeStatistics)
+        quality.suite = SuiteScoring.score(suite: spec.name, samples: samples, predictions: predictions,
+                                           compressionRatio: SuiteScoring.mean(ratios))
+        return quality
     }
 
     private func project(_ pair: String, cell: SweepCell, model: LoadedModel, eviction: EvictionMethod, sparse: SparseMethod,

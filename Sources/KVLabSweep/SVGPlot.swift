@@ -9,9 +9,10 @@ public enum SVGPlot {
     /// Colour-blind-safe (Okabe–Ito) colours, then repeated with other markers.
     static let palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
-    public static func scatter(_ points: [ReportPoint], x: ReportMetric, y: ReportMetric, title: String) -> String {
+    /// With `lines`, each family's points are joined in x order (kvpress's leaderboard: a curve per method).
+    public static func scatter(_ points: [ReportPoint], x: ReportMetric, y: ReportMetric, title: String, lines: Bool = false) -> String {
         let xs = points.map { x.value($0)! }, values = points.map { y.value($0)! }
-        let frontier = SweepReport.frontier(zip(xs, values).map { ($0, $1) }, lowerYIsBetter: y.lowerIsBetter)
+        let frontier = SweepReport.frontier(zip(xs, values).map { ($0, $1) }, lowerYIsBetter: y.lowerIsBetter, lowerXIsBetter: x.lowerIsBetter)
         // Points above the ceiling sit on the plot's top edge; their tooltips keep the real values.
         let ceiling = SweepReport.ceiling(values, frontier: frontier, metric: y)
         let xTicks = ticks(xs, metric: x), yTicks = ticks(values.map { min($0, ceiling ?? $0) }, metric: y)
@@ -49,6 +50,11 @@ public enum SVGPlot {
         let onFrontier = Set(frontier)
         for (index, family) in families.enumerated() {
             let colour = palette[index % palette.count]
+            let members = points.indices.filter { points[$0].family == family }.sorted { xs[$0] < xs[$1] }
+            if lines, members.count > 1 {
+                let path = members.map { "\(f(px(xs[$0]))),\(f(py(ys[$0])))" }.joined(separator: " ")
+                svg.append("<polyline class=\"method\" points=\"\(path)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>")
+            }
             svg.append("<g class=\"series\" fill=\"\(colour)\" stroke=\"\(colour)\">")
             for i in points.indices where points[i].family == family {
                 svg.append(marker(index / palette.count, x: px(xs[i]), y: py(ys[i]), emphasized: onFrontier.contains(i),

@@ -14,7 +14,7 @@ public struct SweepCell: Codable, Hashable, Sendable {
     public var threads: Int
     /// The text file evaluated (perplexity) or used as filler (probes).
     public var text: String
-    /// `perplexity`, `needle:depth=D,seed=S` or `two-question`.
+    /// `perplexity`, `needle:depth=D,seed=S`, `two-question` or `suite:NAME` (a built-in suite or a suite file's absolute path).
     public var probe: String
     /// Tokens per chunk, BOS included (nil: the model's context).
     public var tokens: Int?
@@ -32,6 +32,24 @@ public struct SweepCell: Codable, Hashable, Sendable {
     public var projectContext: Int
 
     public static let embeddedModel = "embedded"
+
+    public init(model: String, weights: String?, threads: Int, text: String, probe: String, tokens: Int?, chunks: Int, prefill: Int,
+                policy: String, sparse: String, kv: String, attention: String, projections: [String], projectContext: Int) {
+        self.model = model
+        self.weights = weights
+        self.threads = threads
+        self.text = text
+        self.probe = probe
+        self.tokens = tokens
+        self.chunks = chunks
+        self.prefill = prefill
+        self.policy = policy
+        self.sparse = sparse
+        self.kv = kv
+        self.attention = attention
+        self.projections = projections
+        self.projectContext = projectContext
+    }
 
     /// The first 16 hex digits of the SHA-256 of the cell's JSON (keys sorted): its name in the store.
     public var id: String {
@@ -64,17 +82,27 @@ public struct SweepCell: Codable, Hashable, Sendable {
         return names.isEmpty ? "full" : names.joined(separator: "+")
     }
 
-    /// The probe's kind: `perplexity`, `needle` or `two-question`.
-    public var probeKind: String { String(probe.prefix { $0 != ":" }) }
+    /// The probe's kind: `perplexity`, `needle`, `two-question`, or the whole `suite:NAME` (different suites are not averaged together).
+    public var probeKind: String { probe.hasPrefix(SweepProbe.suitePrefix) ? probe : String(probe.prefix { $0 != ":" }) }
 }
 
 /// A probe as a grid names it.
 public enum SweepProbe: Sendable, Equatable {
     case perplexity
     case probe(ProbeKind)
+    /// A long-context suite (`SuiteSpec.load`): a built-in name or a suite file.
+    case suite(String)
 
-    /// Parses `perplexity`, `needle[:depth=D][,seed=S]` or `two-question`.
+    public static let suitePrefix = "suite:"
+
+    /// Parses `perplexity`, `needle[:depth=D][,seed=S]`, `two-question` or `suite:NAME|FILE`.
     public init(parsing text: String) throws(MethodSpecError) {
+        if text.hasPrefix(Self.suitePrefix) {
+            let name = String(text.dropFirst(Self.suitePrefix.count))
+            guard !name.isEmpty else { throw MethodSpecError("probe suite: give a suite, e.g. suite:ruler or suite:FILE.yaml") }
+            self = .suite(name)
+            return
+        }
         let spec = try MethodSpec(parsing: text)
         guard spec.modifiers.isEmpty else { throw MethodSpecError("probe: '\(text)' has a '+'") }
         func only(_ keys: [String]) throws(MethodSpecError) {
@@ -97,7 +125,7 @@ public enum SweepProbe: Sendable, Equatable {
             try only([])
             self = .probe(.twoQuestion(questionA: ProbeKind.defaultQuestionA, questionB: ProbeKind.defaultQuestionB, answerB: nil))
         default:
-            throw MethodSpecError("probe: '\(spec.name)' is not perplexity, needle or two-question")
+            throw MethodSpecError("probe: '\(spec.name)' is not perplexity, needle, two-question or suite:NAME")
         }
     }
 
@@ -107,6 +135,7 @@ public enum SweepProbe: Sendable, Equatable {
         case .perplexity: "perplexity"
         case .probe(.needle(let depth, let seed)): "needle:depth=\(depth),seed=\(seed)"
         case .probe(.twoQuestion): "two-question"
+        case .suite(let name): Self.suitePrefix + name
         }
     }
 }

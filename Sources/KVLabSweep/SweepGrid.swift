@@ -45,8 +45,13 @@ public struct SweepGrid: Sendable, Equatable {
         for case let value? in tokens where !(2...1_000_000).contains(value) {
             throw SweepError("tokens must be between 2 and 1000000, got \(value)")
         }
+        // Absolute paths: the same files are the same cells from any directory, and Slurm tasks find them.
+        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
         let probeNames = try probes.map { text throws(SweepError) in
-            do { return try SweepProbe(parsing: text).description } catch { throw SweepError("\(error)") }
+            let probe: SweepProbe
+            do { probe = try SweepProbe(parsing: text) } catch { throw SweepError("\(error)") }
+            if case .suite(let name) = probe, SuiteSpec.builtIn[name] == nil { return SweepProbe.suite(absolute(name)).description }
+            return probe.description
         }
         let kernels = try attention.map { text throws(SweepError) in
             do { return try AttentionKernel(parsing: text).description } catch { throw SweepError("\(error)") }
@@ -71,8 +76,6 @@ public struct SweepGrid: Sendable, Equatable {
                 }
             }
         }
-        // Absolute paths: the same files are the same cells from any directory, and Slurm tasks find them.
-        func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
         var seen = Set<SweepCell>(), result: [SweepCell] = []
         for model in models.map({ $0 == SweepCell.embeddedModel ? $0 : absolute($0) }) {
             for text in texts.map(absolute) {
@@ -192,7 +195,11 @@ extension SweepGrid {
             case "budget": budgets = try integers(key)
             case "bits": bits = try integers(key)
             case "text": texts = try strings(key).map(resolve)
-            case "probe": probes = try strings(key)
+            case "probe":
+                probes = try strings(key).map { probe in
+                    let prefix = SweepProbe.suitePrefix, name = String(probe.dropFirst(prefix.count))
+                    return probe.hasPrefix(prefix) && SuiteSpec.builtIn[name] == nil ? prefix + resolve(name) : probe
+                }
             case "tokens": tokens = try integers(key)
             case "chunks": chunks = try integers(key)
             case "prefill": prefill = try integers(key)

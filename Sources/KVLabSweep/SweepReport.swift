@@ -20,6 +20,10 @@ public struct ReportPoint: Sendable, Equatable {
     public var stepMilliseconds: Double
     /// Projected decode step per `DEVICE@TARGET`.
     public var projected: [String: Double]
+    /// Suite points: the mean task score (0–100), the compression ratio and each task's score.
+    public var suiteScore: Double? = nil
+    public var compressionRatio: Double? = nil
+    public var taskScores: [SuiteScore.Group] = []
 }
 
 /// A quantity a plot draws, and which way is better.
@@ -45,6 +49,13 @@ public struct ReportMetric: Sendable {
                                         probe: "perplexity", value: { $0.kl }, format: { tick($0) })
     public static let needleAccuracy = ReportMetric(name: "needle-accuracy", label: "needle accuracy", axisTitle: "needle accuracy (% answered)",
                                                     lowerIsBetter: false, range: 0...100, probe: "needle", value: { $0.accuracy.map { $0 * 100 } }, format: { tick($0) + "%" })
+    public static let suiteScore = ReportMetric(name: "score", label: "score", axisTitle: "score (RULER string match, mean over tasks, %)",
+                                                lowerIsBetter: false, range: 0...100, probe: SweepProbe.suitePrefix, value: { $0.suiteScore },
+                                                format: { tick($0) + "%" })
+    /// kvpress's x axis: the share of the prompt's KV the method removes (bytes, so quantization counts).
+    public static let compressionRatio = ReportMetric(name: "compression", label: "compression ratio",
+                                                      axisTitle: "compression ratio (share of the prompt's KV bytes removed)", lowerIsBetter: false,
+                                                      probe: "", value: { $0.compressionRatio }, format: { tick($0) })
     public static let residentKV = ReportMetric(name: "kv", label: "resident KV", axisTitle: "resident KV, mean over steps (bytes)", lowerIsBetter: true,
                                                 binaryTicks: true, probe: "", value: { $0.meanKVBytes }, format: { formatBytes(Int($0.rounded())) })
 
@@ -86,22 +97,32 @@ public enum SweepReport {
                 let values = members.compactMap { $0.projections.first { $0.pair == pair }?.decodeMilliseconds }
                 if !values.isEmpty { projected[pair] = values.reduce(0, +) / Double(values.count) }
             }
+            let suites = members.compactMap(\.quality.suite)
+            var taskScores: [SuiteScore.Group] = []
+            for task in suites.first?.tasks ?? [] {
+                let scores = suites.compactMap { $0.tasks.first { $0.name == task.name } }
+                taskScores.append(SuiteScore.Group(name: task.name, samples: scores.map(\.samples).reduce(0, +),
+                                                   score: scores.map(\.score).reduce(0, +) / Double(scores.count)))
+            }
             return ReportPoint(model: key.model, probe: key.probe, label: key.label, family: members[0].cell.family, cells: members.count,
                                deltaNLL: mean(\.quality.deltaNLL), kl: mean(\.quality.kl),
                                top1: top1.isEmpty ? nil : top1.reduce(0, +) / Double(top1.count),
                                accuracy: answered.isEmpty ? nil : Double(answered.filter { $0 }.count) / Double(answered.count),
                                meanKVBytes: mean(\.quality.meanResidentKVBytes), peakKVBytes: mean { Double($0.quality.peakResidentKVBytes) },
-                               stepMilliseconds: mean(\.measured.stepMilliseconds), projected: projected)
+                               stepMilliseconds: mean(\.measured.stepMilliseconds), projected: projected,
+                               suiteScore: suites.isEmpty ? nil : suites.map(\.score).reduce(0, +) / Double(suites.count),
+                               compressionRatio: suites.isEmpty ? nil : suites.map(\.compressionRatio).reduce(0, +) / Double(suites.count),
+                               taskScores: taskScores)
         }
     }
 
     /// Indices of the Pareto-optimal points of `(x, y)`: none other is at least as good in both
-    /// (x lower; y lower, or higher when `lowerYIsBetter` is false) and better in one. Equal
-    /// points are all kept. In increasing x.
-    public static func frontier(_ points: [(x: Double, y: Double)], lowerYIsBetter: Bool) -> [Int] {
-        let sign = lowerYIsBetter ? 1.0 : -1.0
+    /// (x lower, or higher when `lowerXIsBetter` is false; y likewise) and better in one. Equal
+    /// points are all kept. From the best x.
+    public static func frontier(_ points: [(x: Double, y: Double)], lowerYIsBetter: Bool, lowerXIsBetter: Bool = true) -> [Int] {
+        let sign = lowerYIsBetter ? 1.0 : -1.0, xSign = lowerXIsBetter ? 1.0 : -1.0
         let order = points.indices.sorted { a, b in
-            points[a].x != points[b].x ? points[a].x < points[b].x : sign * points[a].y < sign * points[b].y
+            points[a].x != points[b].x ? xSign * points[a].x < xSign * points[b].x : sign * points[a].y < sign * points[b].y
         }
         var result: [Int] = []
         var best = Double.infinity, bestX = -Double.infinity
@@ -145,6 +166,16 @@ public enum SweepReport {
                     files.append(("\(prefix)\(y.name)-vs-\(x.name).svg", SVGPlot.scatter(drawn, x: x, y: y, title: title)))
                 }
             }
+            // kvpress's leaderboard: score against compression ratio, a line per method.
+            let suites = Array(Set(modelPoints.compactMap { $0.suiteScore == nil ? nil : $0.probe })).sorted()
+            for suite in suites {
+                let drawn = modelPoints.filter { $0.probe == suite && $0.suiteScore != nil }
+                let suiteName = suiteDisplayName(suite)
+                let title = "\(suiteName) score vs compression ratio — \(modelName(model)), \(drawn.count) configurations"
+                let fileSuffix = suites.count > 1 ? "-" + suiteName.replacingOccurrences(of: ".", with: "_") : ""
+                files.append(("\(prefix)score-vs-compression\(fileSuffix).svg",
+                              SVGPlot.scatter(drawn, x: .compressionRatio, y: .suiteScore, title: title, lines: true)))
+            }
         }
         files.append(("summary.md", markdown(all, pairs: pairs)))
         return files
@@ -153,6 +184,31 @@ public enum SweepReport {
     /// A model as plots and tables name it: the file name, or the embedded model.
     public static func modelName(_ model: String) -> String {
         model == SweepCell.embeddedModel ? "embedded kvlab-shakespeare" : (model as NSString).lastPathComponent
+    }
+
+    /// A suite as plots and tables name it: its built-in name or file name.
+    public static func suiteDisplayName(_ probe: String) -> String {
+        let name = String(probe.dropFirst(probe.hasPrefix(SweepProbe.suitePrefix) ? SweepProbe.suitePrefix.count : 0))
+        return SuiteSpec.builtIn[name] == nil ? (name as NSString).lastPathComponent : name
+    }
+
+    /// A suite's table (header first): per configuration the compression ratio, the score (the
+    /// mean over tasks, RULER's average) and each task's score; rows by family then compression;
+    /// ★ marks the frontier of score against compression ratio.
+    public static func suiteRows(_ points: [ReportPoint]) -> [[String]] {
+        let tasks = points.first?.taskScores.map(\.name) ?? []
+        let onFrontier = Set(frontier(points.map { ($0.compressionRatio ?? 0, $0.suiteScore ?? 0) }, lowerYIsBetter: false, lowerXIsBetter: false))
+        let order = points.indices.sorted { a, b in
+            (points[a].family, points[a].compressionRatio ?? 0, points[a].label) < (points[b].family, points[b].compressionRatio ?? 0, points[b].label)
+        }
+        let header = ["", "method", "family", "compression", "score"] + tasks + ["KV peak", "step"]
+        return [header] + order.map { i in
+            let p = points[i]
+            return [onFrontier.contains(i) ? "★" : "", "`\(p.label)`", p.family, String(format: "%.2f", p.compressionRatio ?? 0),
+                    String(format: "%.1f", p.suiteScore ?? 0)]
+                + tasks.map { task in p.taskScores.first { $0.name == task }.map { String(format: "%.1f", $0.score) } ?? "-" }
+                + [formatBytes(Int(p.peakKVBytes.rounded())), String(format: "%.3f ms", p.stepMilliseconds)]
+        }
     }
 
     /// One table per model and probe kind, rows by family then resident KV; `*` marks points on
@@ -166,6 +222,16 @@ public enum SweepReport {
         for key in groups.keys.sorted() {
             let group = groups[key]!
             let probe = group[0].probe
+            if probe.hasPrefix(SweepProbe.suitePrefix) {
+                let rows = suiteRows(group)
+                lines.append("## \(modelName(group[0].model)): suite \(suiteDisplayName(probe))")
+                lines.append("")
+                lines.append("| " + rows[0].joined(separator: " | ") + " |")
+                lines.append("|" + rows[0].map { _ in " --- " }.joined(separator: "|") + "|")
+                lines += rows.dropFirst().map { "| " + $0.joined(separator: " | ") + " |" }
+                lines.append("")
+                continue
+            }
             // Probes (needle, two-question) by their share answered.
             let metric = probe == "perplexity" ? ReportMetric.deltaNLL : .needleAccuracy
             let onFrontier = Set(frontier(group.map { ($0.meanKVBytes, metric.value($0) ?? .nan) }, lowerYIsBetter: metric.lowerIsBetter))

@@ -43,6 +43,8 @@ public struct CellQuality: Codable, Sendable, Equatable {
     /// Of `hbmToSRAM`: keys, values and their quantization metadata read per decode step.
     public var kvReadPerToken: Double
     public var decodeSteps: Int
+    /// The suite's scores (suite cells; `summary` then covers the positions that predict answer tokens).
+    public var suite: SuiteScore? = nil
 }
 
 /// A cell projected onto a device and a target model shape (`kvlab project` with the cell's

@@ -15,7 +15,9 @@ struct Eval: ParsableCommand {
         than --tokens is cut into chunks of --tokens (BOS first); --chunks says how many to run. \
         --policy, --sparse and --kv repeat: every combination is evaluated. --sequence N instead \
         runs one sequence of N tokens past the context, without the ghost: methods that bound the \
-        cache go on (their entries renumbered inside the context), the full cache stops at it.
+        cache go on (their entries renumbered inside the context), the full cache stops at it. \
+        --suite runs a RULER-style long-context suite instead (docs: README, long-context suite): \
+        each combination answers every sample greedily and is scored by RULER's string match.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -58,6 +60,15 @@ struct Eval: ParsableCommand {
     @Option(name: .long, help: "two-question: the expected answer to question B (default: the first line of the text).")
     var answerB: String?
 
+    @Option(name: .long, help: "Long-context suite instead of perplexity: a built-in (ruler, ruler-tiny) or a suite file (YAML); --text is the essay haystack.")
+    var suite: String?
+
+    @Option(name: .long, help: "suite: write the generated samples (JSON lines) to this file and stop.")
+    var samplesOut: String?
+
+    @Option(name: .long, help: "suite: draw score against compression ratio per method to this SVG file.")
+    var plot: String?
+
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
@@ -68,6 +79,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("--chunks must be a number from 1 to \(OptionRange.chunks.upperBound) or 'all', got '\(chunks)'")
         }
         try checkRange(depth, 0...1, option: "--depth")
+        try validateSuite()
         if let sequence {
             try checkRange(sequence, OptionRange.evalTokens, option: "--sequence")
             if tokens != nil || chunks != "1" || prefill != 0 || probe != nil {
@@ -103,6 +115,10 @@ struct Eval: ParsableCommand {
     func run() throws {
         let model = try modelOptions.load()
         let cells = try grid(headDim: model.config.headDim)
+        if let suite {
+            try runSuite(suite, cells: cells, model: model)
+            return
+        }
         // Without a prompt such a method never compresses: its row would read as a free full cache.
         if probe == nil, prefill == 0, let idle = cells.first(where: { $0.eviction.actsOnlyAtPromptEnd }) {
             throw CLIError("--policy \(idle.eviction) compresses at the end of a prompt, which "
