@@ -313,15 +313,16 @@ static void dot8_q4_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
         __m256 sum = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             const uint8_t *codes = p + 128 + 256 * k;
-            __m256i low = _mm256_setzero_si256(), high = low;
+            __m256i lows[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, highs[2] = {lows[0], lows[0]};
             for (int v = 0; v < 8; v++) {
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
                 int32_t y0, y1;
                 memcpy(&y0, y + 64 * k + 4 * v, 4);
                 memcpy(&y1, y + 64 * k + 32 + 4 * v, 4);
-                low = dot_u8s8_acc(low, _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
-                high = dot_u8s8_acc(high, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
+                lows[v & 1] = dot_u8s8_acc(lows[v & 1], _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
+                highs[v & 1] = dot_u8s8_acc(highs[v & 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
             }
+            const __m256i low = _mm256_add_epi32(lows[0], lows[1]), high = _mm256_add_epi32(highs[0], highs[1]);
             for (int p2 = 0; p2 < 2; p2++) {
                 const int j = 2 * k + p2, shift = 8 * (j % 4);
                 const __m256 scale = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words[j / 4], shift), byte));
