@@ -1,10 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Kernels are compiled for the build machine's vector units (as llama.cpp's native builds are) and
-// optimized in debug builds too, so tests run at a useful speed.
-let nativeOptimized: [SwiftSetting] = [
-    .unsafeFlags(["-Xcc", "-march=native"]),
+// The Swift targets are compiled for any x86-64 (or arm64) CPU, so a binary runs, and computes the
+// same results, wherever it is copied: the vector paths that need newer instructions live in
+// CKVLabKernels, chosen at run time. Optimized in debug builds too, so tests run at a useful speed.
+let optimized: [SwiftSetting] = [
     .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
 
@@ -58,14 +58,14 @@ let package = Package(
             name: "KVLabMethods",
             dependencies: ["KVLabFoundation"],
             // Quantization codecs run in every decode step: built as the engine's kernels are.
-            swiftSettings: nativeOptimized
+            swiftSettings: optimized
         ),
 
         // MARK: - Engine: tensors, kernels (the only BLAS user), model formats, tokenizers, KV cache, forward pass
         .target(
             name: "KVLabEngine",
             dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS", "CKVLabKernels"],
-            swiftSettings: nativeOptimized
+            swiftSettings: optimized
         ),
 
         // MARK: - Run: the live-run loop, the teacher-forced follower, streaming evaluation,

@@ -16,6 +16,9 @@ void ckv_scales_mins_k4(const uint8_t *q, uint8_t *scales, uint8_t *mins);
 /// ckv_tile_bytes(g->cols) bytes (layout in tiles.h); missing rows are zero.
 void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile);
 
+/// Unpacks 8-row group `group` of a packed (ckv_pack) q4_0 or q4_K matrix into a tile.
+void ckv_unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile);
+
 /// Whether a type's tile codes reach 255 (q8_0, iq4: the signed value offset by 128).
 int ckv_tile_wide(int type);
 

@@ -243,6 +243,201 @@ static float dot_q6_K(const uint8_t *w, int nb, ckv_activation a) {
 #endif
 }
 
+// MARK: - Kernels of eight interleaved rows (ckv_pack's layout)
+
+/// q4_0x8: the eight rows of a packed group, each in its own lane. Σ_b d_w·(d_a·Σ u·a − 8·s_a).
+static void dot8_q4_0(const uint8_t *g, int nb, ckv_activation a, float out[CKV_TILE_ROWS]) {
+#if defined(CKV_X86)
+    __m256 acc = _mm256_setzero_ps(), offset = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = g + 144 * b;
+        const int8_t *y = a.qs + 32 * b;
+        __m256i low = _mm256_setzero_si256(), high = low;
+        for (int v = 0; v < 4; v++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * v));
+            int32_t y0, y1;
+            memcpy(&y0, y + 4 * v, 4);
+            memcpy(&y1, y + 16 + 4 * v, 4);
+            low = dot_u8s8_acc(low, _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
+            high = dot_u8s8_acc(high, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(low, high)), _mm256_mul_ps(d, _mm256_set1_ps(a.d[b])), acc);
+        offset = _mm256_fmadd_ps(d, _mm256_set1_ps(a.s[b]), offset);
+    }
+    _mm256_storeu_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(8), offset, acc));
+#else
+    for (int r = 0; r < CKV_TILE_ROWS; r++) {
+        float sum = 0, offset = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *p = g + 144 * b;
+            const int8_t *y = a.qs + 32 * b;
+            int dot = 0;
+            for (int v = 0; v < 4; v++) {
+                for (int i = 0; i < 4; i++) {
+                    const uint8_t q = p[16 + 32 * v + 4 * r + i];
+                    dot += (q & 0xf) * y[4 * v + i] + (q >> 4) * y[16 + 4 * v + i];
+                }
+            }
+            const float d = half_to_float(p + 2 * r);
+            sum += d * a.d[b] * (float)dot;
+            offset += d * a.s[b];
+        }
+        out[r] = sum - 8 * offset;
+    }
+#endif
+}
+
+/// q4_Kx8: the eight rows of a packed group, each in its own lane. Per super-block,
+/// d·Σ_j scale_j·d_a·Σ u·a − dmin·Σ_j min_j·s_a, the sub-block sums scaled in float lanes.
+static void dot8_q4_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_TILE_ROWS]) {
+#if defined(CKV_X86)
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), byte = _mm256_set1_epi32(0xff);
+    const __m256i low6 = _mm256_set1_epi32(0x3f3f3f3f), low4 = _mm256_set1_epi32(0x0f0f0f0f), top2 = _mm256_set1_epi32(0x03030303);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = g + 1152 * b;
+        const int8_t *y = a.qs + 256 * b;
+        const float *ad = a.d + 8 * b, *as = a.s + 8 * b;
+        // get_scale_min_k4 for eight rows at once, on their 32-bit words: each lane's four bytes
+        // are scales 0–3, scales 4–7, mins 0–3, mins 4–7 of its row.
+        const __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64));
+        const __m256i u2 = _mm256_loadu_si256((const __m256i *)(p + 96));
+        const __m256i words[4] = {
+            _mm256_and_si256(u0, low6),
+            _mm256_or_si256(_mm256_and_si256(u2, low4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), top2), 4)),
+            _mm256_and_si256(u1, low6),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), top2), 4)),
+        };
+        __m256 sum = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *codes = p + 128 + 256 * k;
+            __m256i lows[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, highs[2] = {lows[0], lows[0]};
+            for (int v = 0; v < 8; v++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
+                int32_t y0, y1;
+                memcpy(&y0, y + 64 * k + 4 * v, 4);
+                memcpy(&y1, y + 64 * k + 32 + 4 * v, 4);
+                lows[v & 1] = dot_u8s8_acc(lows[v & 1], _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
+                highs[v & 1] = dot_u8s8_acc(highs[v & 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
+            }
+            const __m256i low = _mm256_add_epi32(lows[0], lows[1]), high = _mm256_add_epi32(highs[0], highs[1]);
+            for (int p2 = 0; p2 < 2; p2++) {
+                const int j = 2 * k + p2, shift = 8 * (j % 4);
+                const __m256 scale = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words[j / 4], shift), byte));
+                const __m256 min = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words[2 + j / 4], shift), byte));
+                sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p2 ? high : low), _mm256_mul_ps(scale, _mm256_set1_ps(ad[j])), sum);
+                mins = _mm256_fmadd_ps(min, _mm256_set1_ps(as[j]), mins);
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
+        acc = _mm256_fmadd_ps(d, sum, acc);
+        acc = _mm256_fnmadd_ps(dmin, mins, acc);
+    }
+    _mm256_storeu_ps(out, acc);
+#else
+    for (int r = 0; r < CKV_TILE_ROWS; r++) {
+        float total = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *p = g + 1152 * b;
+            const int8_t *y = a.qs + 256 * b;
+            uint8_t q[12], scales[8], mins[8];
+            for (int w = 0; w < 3; w++) memcpy(q + 4 * w, p + 32 + 32 * w + 4 * r, 4);
+            ckv_scales_mins_k4(q, scales, mins);
+            float sum = 0, offset = 0;
+            for (int j = 0; j < 8; j++) {
+                int dot = 0;
+                for (int v = 0; v < 8; v++) {
+                    for (int i = 0; i < 4; i++) {
+                        const uint8_t c = p[128 + 256 * (j / 2) + 32 * v + 4 * r + i];
+                        dot += ((c >> (4 * (j % 2))) & 0xf) * y[32 * j + 4 * v + i];
+                    }
+                }
+                sum += (float)scales[j] * a.d[8 * b + j] * (float)dot;
+                offset += (float)mins[j] * a.s[8 * b + j];
+            }
+            total += half_to_float(p + 2 * r) * sum - half_to_float(p + 16 + 2 * r) * offset;
+        }
+        out[r] = total;
+    }
+#endif
+}
+
+/// q6_Kx8: the eight rows of a packed group, each in its own lane. Per 16-element half,
+/// d·scale·(d_a·Σ u·a − 32·h_a) with 6-bit codes u.
+static void dot8_q6_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_TILE_ROWS]) {
+#if defined(CKV_X86)
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *p = g + 1680 * b;
+        const int8_t *y = a.qs + 256 * b;
+        __m256 sum = _mm256_setzero_ps(), offset = _mm256_setzero_ps();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *c = p + 144 + 192 * j;
+            const __m256i h0 = _mm256_loadu_si256((const __m256i *)(c + 128)), h1 = _mm256_loadu_si256((const __m256i *)(c + 160));
+            // The high bits of group v moved to bits 4–5.
+            const __m256i high0[4] = {_mm256_and_si256(_mm256_slli_epi16(h0, 4), m2), _mm256_and_si256(_mm256_slli_epi16(h0, 2), m2),
+                                      _mm256_and_si256(h0, m2), _mm256_and_si256(_mm256_srli_epi16(h0, 2), m2)};
+            const __m256i high1[4] = {_mm256_and_si256(_mm256_slli_epi16(h1, 4), m2), _mm256_and_si256(_mm256_slli_epi16(h1, 2), m2),
+                                      _mm256_and_si256(h1, m2), _mm256_and_si256(_mm256_srli_epi16(h1, 2), m2)};
+            __m256i low = _mm256_setzero_si256(), high = low;
+            for (int v = 0; v < 4; v++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(c + 32 * v));
+                int32_t y0, y1;
+                memcpy(&y0, y + 32 * j + 4 * v, 4);
+                memcpy(&y1, y + 32 * j + 16 + 4 * v, 4);
+                low = dot_u8s8_acc(low, _mm256_or_si256(_mm256_and_si256(q, m4), high0[v]), _mm256_set1_epi32(y0));
+                high = dot_u8s8_acc(high, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), high1[v]), _mm256_set1_epi32(y1));
+            }
+            const __m256 s0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 16 * j))));
+            const __m256 s1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 24 + 16 * j))));
+            const __m256 da = _mm256_set1_ps(a.d[8 * b + j]);
+            sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(low), _mm256_mul_ps(s0, da), sum);
+            sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high), _mm256_mul_ps(s1, da), sum);
+            offset = _mm256_fmadd_ps(s0, _mm256_set1_ps(a.h[16 * b + 2 * j]), offset);
+            offset = _mm256_fmadd_ps(s1, _mm256_set1_ps(a.h[16 * b + 2 * j + 1]), offset);
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        acc = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(_mm256_set1_ps(32), offset, sum), acc);
+    }
+    _mm256_storeu_ps(out, acc);
+#else
+    for (int r = 0; r < CKV_TILE_ROWS; r++) {
+        float total = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *p = g + 1680 * b;
+            const int8_t *y = a.qs + 256 * b;
+            float sum = 0;
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *c = p + 144 + 192 * j;
+                for (int w = 0; w < 2; w++) {
+                    int dot = 0;
+                    for (int v = 0; v < 4; v++) {
+                        for (int i = 0; i < 4; i++) {
+                            const int u = ((c[32 * v + 4 * r + i] >> (4 * w)) & 0xf) | ((c[128 + 32 * w + 4 * r + i] >> (2 * v)) & 3) << 4;
+                            dot += u * y[32 * j + 16 * w + 4 * v + i];
+                        }
+                    }
+                    const float scale = (float)(int8_t)p[16 + 8 * (2 * j + w) + r];
+                    sum += scale * (a.d[8 * b + j] * (float)dot - 32 * a.h[16 * b + 2 * j + w]);
+                }
+            }
+            total += half_to_float(p + 2 * r) * sum;
+        }
+        out[r] = total;
+    }
+#endif
+}
+
+static void dot8_row(int type, const uint8_t *group, int cols, ckv_activation a, float out[CKV_TILE_ROWS]) {
+    if (type == CKV_Q4_0) dot8_q4_0(group, cols / 32, a, out);
+    else if (type == CKV_Q4_K) dot8_q4_K(group, cols / 256, a, out);
+    else dot8_q6_K(group, cols / 256, a, out);
+}
+
 static float dot_row(int type, const void *row, int cols, const float *x, ckv_activation a) {
     switch (type) {
     case CKV_F32: return dot_f32((const float *)row, x, cols);
@@ -260,18 +455,27 @@ static float dot_row(int type, const void *row, int cols, const float *x, ckv_ac
 static void matvec_part(void *context, int index, int count) {
     const ckv_matvec *mv = context;
     long total = 0;
-    for (int m = 0; m < mv->count; m++) total += mv->matrices[m].rows;
-    // Share boundaries are a fixed function of (total, count): contiguous ranges of the rows of
-    // all matrices taken in order.
+    for (int m = 0; m < mv->count; m++) total += (mv->matrices[m].rows + CKV_TILE_ROWS - 1) / CKV_TILE_ROWS;
+    // Share boundaries are a fixed function of (total, count): contiguous ranges of the 8-row
+    // groups of all matrices taken in order (a packed group is one kernel call).
     const long begin = total * index / count, end = total * (index + 1) / count;
     long first = 0;
     for (int m = 0; m < mv->count; m++) {
         const ckv_matrix *w = &mv->matrices[m];
+        const long groups = (w->rows + CKV_TILE_ROWS - 1) / CKV_TILE_ROWS;
         const long lo = begin > first ? begin - first : 0;
-        const long hi = end - first < w->rows ? end - first : w->rows;
-        for (long r = lo; r < hi; r++) {
-            w->out[r] = dot_row(w->type, (const uint8_t *)w->weights + r * w->row_bytes, mv->cols, mv->x, mv->activation);
+        const long hi = end - first < groups ? end - first : groups;
+        for (long g = lo; g < hi; g++) {
+            if (w->packed) {
+                dot8_row(w->type, (const uint8_t *)w->weights + g * CKV_TILE_ROWS * w->row_bytes, mv->cols, mv->activation,
+                         w->out + g * CKV_TILE_ROWS);
+                continue;
+            }
+            const long last = (g + 1) * CKV_TILE_ROWS < w->rows ? (g + 1) * CKV_TILE_ROWS : w->rows;
+            for (long r = g * CKV_TILE_ROWS; r < last; r++) {
+                w->out[r] = dot_row(w->type, (const uint8_t *)w->weights + r * w->row_bytes, mv->cols, mv->x, mv->activation);
+            }
         }
-        first += w->rows;
+        first += groups;
     }
 }

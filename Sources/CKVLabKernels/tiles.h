@@ -103,7 +103,7 @@ static void gemm_part(void *context, int index, int count) {
     const int per_half = ckv_tile_per_half(g->type), wide = ckv_tile_wide(g->type);
     for (int i = tiles * index / count; i < tiles * (index + 1) / count; i++) {
         const int first = i * CKV_TILE_ROWS, rows = g->rows - first < CKV_TILE_ROWS ? g->rows - first : CKV_TILE_ROWS;
-        ckv_unpack_tile(g, first, rows, tile);
+        if (g->packed) ckv_unpack_packed_tile(g, i, tile); else ckv_unpack_tile(g, first, rows, tile);
         tile_products(g, tile, g->out + first, rows, per_half, wide);
     }
     free(tile);

@@ -1,5 +1,7 @@
 import CKVLabKernels
+import Foundation
 @testable import KVLabEngine
+import KVLabFoundation
 import KVLabMethods
 import KVLabRun
 import Testing
@@ -225,6 +227,91 @@ import Testing
             #expect(abs(Double(out[r]) - exact) <= 1e-5 * magnitude, "\(type) row \(r)")
         }
         #expect(run(threads: 2) == out && run(threads: 3) == out)
+    }
+
+    /// The interleaved copies the decode kernels read (q4_0, q4_K and q6_K in whole 8-row groups)
+    /// on every vector path: eight rows at a time against the decoded reference, and the prefill
+    /// tiles unpacked from them equal to those unpacked from the stored rows.
+    @Test(arguments: [WeightType.q4_0, .q4_K, .q6_K])
+    func packedRowsMatchDequantizedReference(type: WeightType) throws {
+        let rows = 24, cols = 512, tokens = 5
+        let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 90 + UInt64(type.ggmlTypeID))
+        #expect(w.isPackable)
+        let x = (0..<tokens).flatMap { Self.input(cols: cols, seed: 95 + UInt64($0)) }
+        let a = QuantizedActivation(capacity: tokens * cols)
+        let blocks = cols / 32
+        for t in 0..<tokens {
+            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
+                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
+        }
+        let effective = Self.quantized(Array(x[0..<cols]))
+        let decoded = w.decodedValues()
+        for path in Self.paths {
+            var out = [Float](repeating: .nan, count: rows)
+            out.withUnsafeMutableBufferPointer { o in
+                var job = ckv_matvec()
+                job.cols = Int32(cols)
+                job.activation = a.view
+                job.path = path
+                job.count = 1
+                job.matrices.0 = ckv_matrix(weights: w.packedBytes(), row_bytes: w.rowBytes, type: Int32(type.ggmlTypeID), rows: Int32(rows),
+                                            out: o.baseAddress!, packed: 1)
+                ckv_matvec_part(&job, 0, 1)
+            }
+            for r in 0..<rows {
+                var exact = 0.0, magnitude = 0.0
+                for c in 0..<cols {
+                    let product = Double(decoded[r * cols + c]) * Double(effective[c])
+                    exact += product
+                    magnitude += abs(product)
+                }
+                #expect(abs(Double(out[r]) - exact) <= 1e-5 * magnitude + 1e-30,
+                        "packed \(type) row \(r) on \(String(cString: ckv_path_name(path))): \(out[r]) vs \(exact)")
+            }
+            func tiles(packed: Bool) -> [Float] {
+                var target = [Float](repeating: .nan, count: tokens * rows)
+                target.withUnsafeMutableBufferPointer { o in
+                    var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: rows)
+                    if !packed {
+                        job.weights = UnsafeRawPointer(w.storage)
+                        job.packed = 0
+                    }
+                    job.path = path
+                    ckv_gemm_part(&job, 0, 1)
+                }
+                return target
+            }
+            let stored = tiles(packed: false)
+            #expect(stored.allSatisfy(\.isFinite) && tiles(packed: true) == stored, "\(type) tiles on \(String(cString: ckv_path_name(path)))")
+        }
+    }
+
+    /// A mapped matrix gives its pages back once its interleaved copy is made; what it stores still
+    /// reads back the same, and products through the copy do not depend on the thread count.
+    @Test func mappedMatrixReadsTheSameAfterPacking() throws {
+        let rows = 64, cols = 1024
+        let source = try Self.randomRows(.q4_K, rows: rows, cols: cols, seed: 123)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-packed-\(UUID().uuidString).bin").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(source.encodedBytes).write(to: URL(fileURLWithPath: path))
+        final class Mapping { let data: Data; init(_ data: Data) { self.data = data } }
+        let mapping = Mapping(try InputFile.read(path))
+        let w = try mapping.data.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, type: .q4_K, encoded: $0, mapping: mapping) }
+        #expect(w.isMapped && w.isPackable)
+        let before = w.decodedValues()
+        let x = Self.input(cols: cols, seed: 17)
+        func run(threads: Int) -> [Float] {
+            var out = [Float](repeating: .nan, count: rows)
+            var ledger = IOLedger()
+            out.withUnsafeMutableBufferPointer { o in
+                MatVec.multiply(.init(w, into: o.baseAddress!), input: x, scratch: QuantizedActivation(capacity: cols),
+                                pool: WorkerPool(threads: threads), ledger: &ledger)
+            }
+            return out
+        }
+        let one = run(threads: 1)
+        #expect(w.decodedValues() == before)
+        #expect(one.allSatisfy(\.isFinite) && run(threads: 2) == one && run(threads: 3) == one)
     }
 
     @Test func poolRunsEveryShareOnceAcrossManyDispatches() {

@@ -52,13 +52,24 @@ int ckv_has_kernel(int type);
 /// Whether a weight type's kernel reads the quantized activation (else the float one).
 int ckv_uses_quantized_activation(int type);
 
-/// One matrix of a product: `rows × cols` in `type`, rows `row_bytes` apart, results to `out`.
+/// Whether a matrix of `type` with `rows` rows has the decode kernels' interleaved layout: q4_0, q4_K
+/// and q6_K with a multiple of 8 rows (as llama.cpp's q4_0x8 / q4_Kx8 repacking, and q6_K too).
+int ckv_can_pack(int type, int rows);
+
+/// Writes `rows × cols` of `type` (rows `row_bytes` apart) into `dst` in the interleaved layout:
+/// the same number of bytes, in groups of eight rows (8·row_bytes each) whose blocks lie side by
+/// side, so one vector load holds four codes of each of eight rows and the vector lanes are rows.
+void ckv_pack(int type, const void *src, int rows, int cols, size_t row_bytes, void *dst);
+
+/// One matrix of a product: `rows × cols` in `type`, rows `row_bytes` apart (or, if `packed`, in
+/// ckv_pack's layout), results to `out`.
 typedef struct {
     const void *weights;
     size_t row_bytes;
     int type;
     int rows;
     float *out;
+    int packed;
 } ckv_matrix;
 
 /// Up to three matrices applied to the same input (q/k/v, gate/up): their rows are split over the
@@ -72,8 +83,9 @@ typedef struct {
     int path;
 } ckv_matvec;
 
-/// Computes share `index` of `count` of a matvec: a contiguous range of its rows, the same for a
-/// given count, each row summed in one fixed order (so results do not depend on the count).
+/// Computes share `index` of `count` of a matvec: a contiguous range of its rows in groups of eight,
+/// the same for a given count, each row summed in one fixed order (so results do not depend on the
+/// count).
 void ckv_matvec_part(void *matvec, int index, int count);
 
 /// The dot product of one row of `type` with the input (float or quantized, as the type needs).
@@ -86,7 +98,8 @@ int ckv_has_tile(int type);
 size_t ckv_tile_bytes(int cols);
 
 /// `out[t·out_stride + r] = Σ_c w[r, c] · a_t[c]` for `tokens` quantized inputs: rows unpacked
-/// eight at a time into integer tiles, each tile multiplied with every input.
+/// eight at a time into integer tiles, each tile multiplied with every input; `weights` in
+/// ckv_pack's layout if `packed`.
 typedef struct {
     const void *weights;
     size_t row_bytes;
@@ -98,6 +111,7 @@ typedef struct {
     float *out;
     size_t out_stride;
     int path;
+    int packed;
 } ckv_gemm;
 
 /// Computes share `index` of `count` of a gemm: a contiguous range of its 8-row tiles, each row's

@@ -49,8 +49,11 @@ enum MatMul {
     /// A CKVLabKernels product of `w` with `tokens` quantized inputs, `out[t · stride + r]`.
     static func job(_ w: WeightMatrix, tokens: Int, activation: ckv_activation, into out: UnsafeMutablePointer<Float>,
                     stride: Int) -> ckv_gemm {
-        ckv_gemm(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes, type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows),
-                 cols: Int32(w.cols), tokens: Int32(tokens), activation: activation, out: out, out_stride: stride, path: 0)
+        // A packed matrix's tiles come from its interleaved copy, so its mapped pages stay released.
+        let packed = w.isPackable
+        return ckv_gemm(weights: packed ? w.packedBytes() : UnsafeRawPointer(w.storage), row_bytes: w.rowBytes, type: Int32(w.type.ggmlTypeID),
+                        rows: Int32(w.rows), cols: Int32(w.cols), tokens: Int32(tokens), activation: activation, out: out, out_stride: stride,
+                        path: 0, packed: packed ? 1 : 0)
     }
 
     /// Passes of up to `tokensPerPass` inputs: quantized into the scratch on the pool, then the

@@ -4,7 +4,8 @@ import KVLabMethods
 /// Matrix-vector products that read weights in their storage type (decode path), in the C
 /// kernels of CKVLabKernels: quantized weights take an integer dot product against the input
 /// quantized once to 8 bits in blocks of 32 (as llama.cpp's q8 activations), float weights the
-/// float input. Types without a row kernel of their own go through the integer tiles of the
+/// float input; q4_0 and q4_K read an interleaved copy eight rows at a time (`WeightMatrix.packedBytes`).
+/// Types without a row kernel of their own go through the integer tiles of the
 /// prefill products with one input. Each output row is summed by one thread in a fixed order, so
 /// results do not depend on the thread count.
 enum MatVec {
@@ -43,8 +44,9 @@ enum MatVec {
             precondition(w.cols == cols, "products sharing an input need the same column count")
             quantized = quantized || w.type.readsQuantizedActivation
             guard w.type.hasKernel else { return tiled.append((w, out)) }
-            let matrix = ckv_matrix(weights: UnsafeRawPointer(w.storage), row_bytes: w.rowBytes,
-                                    type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows), out: out)
+            let packed = w.isPackable
+            let matrix = ckv_matrix(weights: packed ? w.packedBytes() : UnsafeRawPointer(w.storage), row_bytes: w.rowBytes,
+                                    type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows), out: out, packed: packed ? 1 : 0)
             let index = Int(job.count)
             withUnsafeMutableBytes(of: &job.matrices) { $0.storeBytes(of: matrix, toByteOffset: index * MemoryLayout<ckv_matrix>.stride, as: ckv_matrix.self) }
             job.count += 1

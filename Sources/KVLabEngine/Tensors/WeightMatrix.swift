@@ -1,5 +1,8 @@
+import CKVLabKernels
+import Glibc
 import KVLabFoundation
 import KVLabMethods
+import Synchronization
 
 /// A row-major `rows × cols` weight matrix held in memory in its storage type (f32, f16, bf16 or a
 /// ggml block type), so resident bytes and the bytes a kernel reads are those of that type.
@@ -13,6 +16,10 @@ public final class WeightMatrix: @unchecked Sendable {
     public let byteCount: Int
     /// What keeps mapped bytes alive; nil when `storage` is this matrix's own allocation.
     private let mapping: AnyObject?
+    /// The decode kernels' interleaved copy (`ckv_pack`: q4_0 and q4_K with whole 8-row groups),
+    /// made on first use by a product, so that the load's checks and matrices used only for row
+    /// lookups (token embeddings) never make one.
+    private let packing = Mutex(PackedCopy())
 
     /// Whether the bytes are a mapped file's, used in place (resident only as the file's pages).
     public var isMapped: Bool { mapping != nil }
@@ -76,7 +83,35 @@ public final class WeightMatrix: @unchecked Sendable {
         self.mapping = nil
     }
 
-    deinit { if mapping == nil { storage.deallocate() } }
+    deinit {
+        if mapping == nil { storage.deallocate() }
+        packing.withLock { $0.bytes?.deallocate() }
+    }
+
+    /// Whether products read this matrix through an interleaved copy (`packedBytes`).
+    var isPackable: Bool { ckv_can_pack(Int32(type.ggmlTypeID), Int32(rows)) != 0 }
+
+    /// The interleaved copy the products read, made on the first call. A mapped matrix's own pages
+    /// are then released (`MADV_DONTNEED`: the file's bytes stay in the page cache and come back
+    /// on a later read, e.g. a row lookup or a writer), so the copy takes their place in memory
+    /// instead of doubling it; an allocated matrix keeps both.
+    func packedBytes() -> UnsafeRawPointer {
+        packing.withLock { copy in
+            if let bytes = copy.bytes { return UnsafeRawPointer(bytes) }
+            let bytes = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
+            ckv_pack(Int32(type.ggmlTypeID), storage, Int32(rows), Int32(cols), rowBytes, bytes)
+            copy.bytes = bytes
+            if mapping != nil { releasePages() }
+            return UnsafeRawPointer(bytes)
+        }
+    }
+
+    /// Drops this matrix's mapped pages from the process (the whole pages inside its bytes).
+    private func releasePages() {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: storage) + page - 1) / page * page, end = (Int(bitPattern: storage) + byteCount) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
 
     /// The encoded bytes, as they would be written to a file.
     public var encodedBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: byteCount) }
@@ -134,4 +169,9 @@ public final class WeightMatrix: @unchecked Sendable {
             return true
         }
     }
+}
+
+/// A matrix's interleaved copy, once made (owned by the matrix, freed with it).
+private struct PackedCopy: @unchecked Sendable {
+    var bytes: UnsafeMutableRawPointer?
 }
