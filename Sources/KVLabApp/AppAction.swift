@@ -144,4 +144,7 @@ public enum Keymap {
         let shown = hint.separator.map { keys(of: hint.action, separator: $0) } ?? key(for: hint.action)
         return (shown.count > 1 && hint.separator == nil ? shown.lowercased() : shown, hint.label)
     }
+
+    /// The hint line of a workbench with a sweep loaded (`--sweep`): its Pareto key before quit.
+    public static let paretoHints: [(key: String, label: String)] = hints.dropLast() + [(key(for: .cyclePareto), "pareto")] + hints.suffix(1)
 }

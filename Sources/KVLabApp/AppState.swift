@@ -74,12 +74,16 @@ public struct LineEditor: Sendable, Equatable {
     public var text: [Character]
     /// Cursor position in `text`.
     public var cursor: Int
+    /// The whole text is selected (a prefilled value): typing replaces it, Backspace or Delete
+    /// clears it, a cursor key keeps it for editing.
+    public var selected: Bool
 
-    /// An editor holding `text`, cursor at its end.
-    public init(purpose: Purpose, text: String) {
+    /// An editor holding `text`, cursor at its end, the text `selected` or not.
+    public init(purpose: Purpose, text: String, selected: Bool = false) {
         self.purpose = purpose
         self.text = Array(text)
         self.cursor = self.text.count
+        self.selected = selected && !text.isEmpty
     }
 
     /// The text as a string.
@@ -253,7 +257,7 @@ public struct AppState: Sendable {
             historyIndex = nil
             return []
         case .editMethod:
-            editor = LineEditor(purpose: .method, text: "\(Knob.policy.rawValue)=\(value(.policy))")
+            editor = LineEditor(purpose: .method, text: "\(Knob.policy.rawValue)=\(value(.policy))", selected: true)
             return []
         case .togglePause:
             return [.engine(.pause(!paused))]
@@ -278,6 +282,11 @@ public struct AppState: Sendable {
         case .toggleGhost:
             return [.engine(.ghost(!ghost))]
         case .toggleCompare:
+            // Starting B teacher-forces it over every token so far, seconds on a long sequence,
+            // during which the engine generates nothing: say so until its notice replaces this.
+            if compare == nil, let tokens = snapshot?.sequenceTokens, tokens > 0 {
+                status = ("compare: building B from A's \(tokens) tokens (teacher-forced; generation waits)…", false)
+            }
             return [.engine(.compare(compare == nil))]
         case .rerun:
             return [.engine(.rerun)]
@@ -336,6 +345,10 @@ public struct AppState: Sendable {
         case .enter:
             editor = nil
             return submit(line)
+        case .character(let character) where line.selected:
+            line = LineEditor(purpose: line.purpose, text: String(character))
+        case .backspace where line.selected, .delete where line.selected:
+            line = LineEditor(purpose: line.purpose, text: "")
         case .character(let character):
             line.text.insert(character, at: line.cursor)
             line.cursor += 1
@@ -362,6 +375,8 @@ public struct AppState: Sendable {
             return [.quit]
         default: break
         }
+        // Any other key keeps the prefilled text for editing.
+        line.selected = false
         editor = line
         return []
     }

@@ -40,9 +40,9 @@ public enum EngineCommand: Sendable, Equatable {
 /// describes the state after each as an `EngineSnapshot`. Not thread-safe: the worker thread
 /// (or a test, synchronously) owns it.
 public final class EngineCore {
-    /// The context the projection assumes for the target at start (a long chat, as LLM-Viewer's
-    /// examples); the context key steps it.
-    public static let projectedContext = 4096
+    /// The context the projection assumes for the target at start, as every projection that is
+    /// given none (`ProjectionSettings.defaultContext`); the context key steps it.
+    public static let projectedContext = ProjectionSettings.defaultContext
     /// Tokens between projections while generating (a projection costs more than a token of the
     /// embedded model; knob, device and target changes project at once).
     static let projectionInterval = 16

@@ -148,6 +148,7 @@ public struct ReplayScreen {
         state.replay = ReplayTitle(speed: pace.speedLabel, paused: state.paused, finished: step >= total, reexecutes: reexecutes)
         var workbench = WorkbenchScreen(state: state, glyphs: glyphs)
         workbench.minimumHeight = Self.panelRows
+        workbench.rowsBelow = area.height - panels.height
         workbench.render(into: &panels)
         if let summary, step >= total, total > 0 { endCard(summary, area: panels.area.inset(horizontal: 1), buffer: &panels) }
         for y in 0..<panels.height {

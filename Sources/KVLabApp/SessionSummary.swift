@@ -24,6 +24,9 @@ public struct SessionSummary: Sendable {
         public var scoresPerToken: Double = 0
         /// HBM traffic of the part's prompt pass in keys, values, scores and softmax statistics.
         public var prefillAttentionBytes: UInt64?
+        /// HBM traffic of the part's prompt pass in activations: where the tiled kernel's reloads
+        /// of queries and partial outputs are counted (once per tile they meet).
+        public var prefillActivationBytes: UInt64?
         /// Resident KV bytes after the part's last token.
         public var residentKV = 0
         /// Mean projected decode latency (seconds), when the session projects.
@@ -63,6 +66,7 @@ public struct SessionSummary: Sendable {
                 if !prompt.continuing {
                     let ledger = prompt.report.ledger
                     current?.prefillAttentionBytes = [IOBuffer.keys, .values, .scores, .softmaxStatistics].reduce(0) { $0 + ledger.hbmTraffic($1) }
+                    current?.prefillActivationBytes = ledger.hbmTraffic(.activations)
                 }
             case .knob(let change):
                 if let index = knobs.firstIndex(where: { $0.0 == change.knob.rawValue }) { knobs[index].1 = change.new }
@@ -122,6 +126,8 @@ public struct SessionSummary: Sendable {
         if parts.contains(where: { $0.scoresPerToken > 0 }) {
             columns.append(("scores/tok", parts.map { bytes($0.scoresPerToken) }))
             columns.append(("prompt K,V,S", parts.map { $0.prefillAttentionBytes.map { bytes(Double($0)) } ?? "–" }))
+            // Tiling trades scores for reloads of queries and partial outputs, counted as activations.
+            columns.append(("prompt act.", parts.map { $0.prefillActivationBytes.map { bytes(Double($0)) } ?? "–" }))
         }
         columns.append(("KV at end", parts.map { bytes(Double($0.residentKV)) }))
         if parts.contains(where: { $0.projectedSeconds != nil }) {

@@ -23,6 +23,15 @@ public enum HardwareCatalog {
     /// The target that is the loaded model itself.
     public static let live = "live"
 
+    /// The device a projection uses when none is given.
+    public static let defaultDevice = "h100-sxm"
+    /// The target a projection uses when none is given: a current dense model whose own context
+    /// (128K) holds `defaultContext`.
+    public static let defaultTarget = "llama-3.1-8b"
+    /// The projected context when none is given (`kvlab run`, `project`, `sweep`, the workbench):
+    /// long enough that the KV cache matters, within `defaultTarget`'s context.
+    public static let defaultContext = 32768
+
     /// Bundled device names, sorted, then `this-machine`.
     public static var deviceNames: [String] { bundledNames("devices") + [thisMachine] }
 

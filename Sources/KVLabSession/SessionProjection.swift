@@ -30,12 +30,12 @@ public struct ProjectionSettings: Sendable, Equatable, Codable {
     /// Tokens in the projected cache.
     public var context: Int
 
-    /// The device `kvlab run --target` projects onto when `--device` is not given (as `kvlab project`).
-    public static let defaultDevice = "h100-sxm"
-    /// The target `kvlab run --device` projects when `--target` is not given (as `kvlab project`).
-    public static let defaultTarget = "llama-3-8b"
-    /// The projected context when none is given: long enough that the KV cache matters.
-    public static let defaultContext = 32768
+    /// The device projected onto when none is given (`kvlab run --target`, `kvlab project`, the workbench).
+    public static let defaultDevice = HardwareCatalog.defaultDevice
+    /// The target projected when none is given (`kvlab run --device`, `kvlab project`, the workbench).
+    public static let defaultTarget = HardwareCatalog.defaultTarget
+    /// The projected context when none is given, everywhere a projection starts.
+    public static let defaultContext = HardwareCatalog.defaultContext
 
     public init(device: String = Self.defaultDevice, target: String = Self.defaultTarget, context: Int = Self.defaultContext) {
         self.device = device

@@ -1,5 +1,6 @@
 import Foundation
 import KVLabFoundation
+import KVLabHardware
 import KVLabMethods
 import Yams
 
@@ -24,7 +25,7 @@ public struct SweepGrid: Sendable, Equatable {
     public var weights: String?
     /// `DEVICE@TARGET` pairs each cell is projected onto.
     public var projections: [String] = []
-    public var projectContext = 4096
+    public var projectContext = HardwareCatalog.defaultContext
 
     public init() {}
 

@@ -19,7 +19,7 @@ struct Project: ParsableCommand {
     var target = ProjectionSettings.defaultTarget
 
     @Option(name: .long, help: "Tokens in the cache at the projected decode step (and the prompt length for TTFT), 1 to 16777216.")
-    var context = 4096
+    var context = ProjectionSettings.defaultContext
 
     @Option(name: .long, help: "Sequences decoded together, 1 to 65536.")
     var batch = 1

@@ -9,7 +9,7 @@ struct FitOptions: ParsableArguments {
     @Flag(name: .long, help: "What fits: the largest context at --batch, the largest batch at --context, and a table of KV settings against --memory and --latency.")
     var fit = false
 
-    @Option(name: .long, help: "--fit: memory budget per device, e.g. 60GiB (default: the device's memory).")
+    @Option(name: .long, help: "--fit: memory budget per device with its unit (B, KiB, MiB or GiB), e.g. 60GiB (default: the device's memory).")
     var memory: String?
 
     @Option(name: .long, help: "--fit: latency target per decode step in milliseconds (default: none).")
@@ -35,7 +35,10 @@ struct FitOptions: ParsableArguments {
         guard fit || (memory == nil && latency == nil && results == nil && setting.isEmpty) else {
             throw CLIError("--memory, --latency, --results and --setting need --fit")
         }
-        if let memory, parseByteSize(memory) == nil { throw CLIError("--memory: '\(memory)' is not a size (e.g. 60GiB)") }
+        // A bare number is refused rather than read as bytes: '--memory 12' means 12 GiB to a reader, 12 B to parseByteSize.
+        if let memory, parseByteSize(memory) == nil || Int(Substring(memory).trimmingSpaces) != nil {
+            throw CLIError("--memory: '\(memory.prefix(40))' is not a size with a unit (B, KiB, MiB or GiB, e.g. 60GiB)")
+        }
         if let latency, !(latency > 0 && latency.isFinite) { throw CLIError("--latency must be a positive number of milliseconds") }
     }
 

@@ -246,5 +246,9 @@ extension Export {
         if let failure = player.failure { throw CLIError("replay stopped: \(failure)") }
         do { try OutputFile.write(Data(text.utf8), to: output) } catch let error as FileError { throw CLIError(error.description) }
         print("\(output): \(player.step) tokens, \(text.split(separator: "\n").count - 1) frames, \(width)x\(height)")
+        if !player.reexecutes {
+            FileHandle.standardError.write(Data(("note: a --playback cast has no KV map or projection (sessions record neither); "
+                + "without --playback the cast re-executes the session on its model and shows both\n").utf8))
+        }
     }
 }

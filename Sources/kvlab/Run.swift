@@ -45,7 +45,7 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Project every token onto this device profile (bundled name; default h100-sxm when only --target is given).")
     var device: String?
 
-    @Option(name: .long, help: "Project onto this target shape (bundled name or 'live'; default llama-3-8b when only --device is given).")
+    @Option(name: .long, help: "Project onto this target shape (bundled name or 'live'; default \(ProjectionSettings.defaultTarget) when only --device is given).")
     var target: String?
 
     @Option(name: .long, help: "Tokens in the projected cache (with --device or --target).")

@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import KVLabFoundation
+import KVLabSession
 import KVLabSweep
 
 /// `kvlab sweep`: `eval` over a grid of models, methods, budgets, bits, texts and probes.
@@ -57,10 +58,10 @@ struct GridOptions: ParsableArguments {
     @Option(name: .long, help: "Store weights as f32, f16, q8_0, q4_0 or q4_1 (default: as in the file).")
     var weights: String?
 
-    @Option(name: .long, help: "Project each cell onto DEVICE@TARGET (repeat), e.g. h100-sxm@llama-3-8b (see kvlab project --list).")
+    @Option(name: .long, help: "Project each cell onto DEVICE@TARGET (repeat), e.g. h100-sxm@llama-3.1-8b (see kvlab project --list).")
     var project: [String] = []
 
-    @Option(name: .long, help: "Context of the projected decode step (default 4096).")
+    @Option(name: .long, help: "Context of the projected decode step (default \(ProjectionSettings.defaultContext)).")
     var projectContext: Int?
 
     /// The grid: the file's, with every axis given as an option replaced.

@@ -148,6 +148,10 @@ func loadTheme(_ argument: String, catalog: ThemeCatalog) throws -> (theme: Them
     if let path = catalog.path(named: ThemeCatalog.defaultName) {
         fallback = ThemeParser.parse(try readTextFile(path), path: path, name: ThemeCatalog.defaultName, fallback: .plain).theme
     }
+    // A bare word is a theme name: one the catalog lacks is named with the ones it has.
+    if catalog.path(named: argument) == nil, !argument.contains("/"), !argument.hasSuffix(".theme"), !FileManager.default.fileExists(atPath: argument) {
+        throw CLIError("unknown theme '\(argument.prefix(40))' (\(catalog.entries().map(\.name).joined(separator: ", ")), or a theme file)")
+    }
     let path = catalog.path(named: argument) ?? argument
     return ThemeParser.parse(try readTextFile(path), path: path, name: ThemeCatalog.name(ofFile: path), fallback: fallback)
 }

@@ -42,7 +42,7 @@ import Testing
     }
 
     @Test func theProjectionDemoCutsPartsAtEachDevice() throws {
-        let path = ReplayTests.demos.appendingPathComponent("a100-vs-h200-llama3-8b-32k" + DemoCatalog.fileSuffix).path
+        let path = ReplayTests.demos.appendingPathComponent("a100-vs-h200-llama3.1-8b-32k" + DemoCatalog.fileSuffix).path
         let reader = try SessionReader(path: path)
         let summary = SessionSummary(header: reader.header, records: try reader.readAll())
         #expect(summary.varying == ["device"])

@@ -1,5 +1,6 @@
 import Foundation
 @testable import KVLabApp
+import KVLabSession
 import Testing
 
 /// The projection's limits on screen: the context key steps 4K → 32K → 128K → the target's
@@ -19,18 +20,18 @@ import Testing
         harness.press(.character("i"))
         harness.type("ROMEO:")
         harness.generate(3)
-        #expect(harness.state.snapshot?.projection?.setup.context == 4096)
+        // The default context is within the default target's own (Llama-3.1-8B, 128K).
+        #expect(harness.state.snapshot?.projection?.setup.context == ProjectionSettings.defaultContext)
         var text = harness.text()
         #expect(!text.contains("does not fit") && !text.contains("beyond the target"))
         harness.press(.character("d"))  // h100-sxm → a100-80gb
         harness.press(.character("d"))  // → l4 (24 GiB)
-        harness.press(.character("t"))  // llama-3-8b → mistral-7b (32K)
-        harness.press(.character("x"))
+        harness.press(.character("t"))  // llama-3.1-8b → mistral-7b (32K)
         #expect(harness.state.snapshot?.projection?.setup.context == 32768)
-        #expect(harness.state.status?.text == "projected context 32768 tokens")
         text = harness.text()
         #expect(!text.contains("beyond the target") && text.contains("at 32768 tokens"), "\(text)")
         harness.press(.character("x"))
+        #expect(harness.state.status?.text == "projected context 131072 tokens")
         text = harness.text()
         #expect(harness.state.snapshot?.projection?.setup.context == 131072)
         #expect(text.contains("does not fit") && text.contains("beyond the target's context"), "\(text)")

@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func playbackFollowsTheRecordedDeviceChanges() throws {
-        let player = try Self.player(Self.demos.appendingPathComponent("a100-vs-h200-llama3-8b-32k.kvlab.jsonl").path, playback: true)
+        let player = try Self.player(Self.demos.appendingPathComponent("a100-vs-h200-llama3.1-8b-32k.kvlab.jsonl").path, playback: true)
         #expect(player.state.device == "a100-40gb")
         try player.jump(to: player.totalSteps)
         #expect(player.state.device == "h200")

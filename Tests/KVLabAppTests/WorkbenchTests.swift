@@ -1,5 +1,6 @@
 import Foundation
 @testable import KVLabApp
+import KVLabSession
 import KVLabMethods
 import KVLabRun
 import KVLabTestSupport
@@ -14,7 +15,7 @@ final class Harness {
     var state: AppState
 
     /// Fixed choices, so cycling keys and snapshots do not depend on the catalog.
-    static let choices = Choices(devices: ["h100-sxm", "a100-80gb", "l4"], targets: ["llama-3-8b", "mistral-7b", "live"],
+    static let choices = Choices(devices: ["h100-sxm", "a100-80gb", "l4"], targets: ["llama-3.1-8b", "mistral-7b", "live"],
                                  sramSizes: [100 * 1024, 164 * 1024, 228 * 1024], themes: ["dark", "light"])
 
     init(policy: String = "full", ghost: Bool = false, sessionDirectory: String = ".") throws {
@@ -22,8 +23,8 @@ final class Harness {
         var settings = RunSettings()
         try settings.set(.policy, to: policy, headDim: model.config.headDim)
         let run = try LiveRun(model: model, settings: settings, ghost: ghost)
-        core = EngineCore(run: run, device: "h100-sxm", target: "llama-3-8b", sessionDirectory: sessionDirectory)
-        state = AppState(modelName: model.config.name, choices: Self.choices, device: "h100-sxm", target: "llama-3-8b", theme: "dark")
+        core = EngineCore(run: run, device: "h100-sxm", target: ProjectionSettings.defaultTarget, sessionDirectory: sessionDirectory)
+        state = AppState(modelName: model.config.name, choices: Self.choices, device: "h100-sxm", target: ProjectionSettings.defaultTarget, theme: "dark")
         state.absorb(core.handle(.pause(false)))
     }
 

@@ -31,6 +31,15 @@ import Testing
         }
     }
 
+    @Test func aMemoryBudgetNeedsItsUnit() throws {
+        let bare = try CLITests.run(["project", "--fit", "--memory", "12"])
+        #expect(bare.status != 0 && bare.stderr == "Error: --memory: '12' is not a size with a unit (B, KiB, MiB or GiB, e.g. 60GiB)\n", "\(bare.stderr)")
+        let decimal = try CLITests.run(["project", "--fit", "--memory", "12GB"])
+        #expect(decimal.status != 0 && decimal.stderr.hasPrefix("Error: --memory: '12GB' is not a size with a unit"), "\(decimal.stderr)")
+        let given = try CLITests.run(["project", "--fit", "--memory", "12GiB"])
+        #expect(given.status == 0 && given.stdout.contains("12.0 GiB per device"), "\(given.stdout)\(given.stderr)")
+    }
+
     @Test func printsTheBreakdownAndJSON() throws {
         let arguments = ["project", "--device", "a100-40gb", "--target", "llama-2-7b", "--context", "1024"]
         let table = try CLITests.run(arguments)

@@ -46,6 +46,12 @@ import Testing
         }
     }
 
+    @Test func anUnknownThemeNameListsTheThemes() throws {
+        let result = try CLITests.run(["export", "sessions/demos/quest-vs-full.kvlab.jsonl", "--asciicast", "/tmp/kvlab-unused.cast", "--theme", "nope"])
+        #expect(result.status != 0)
+        #expect(result.stderr == "Error: --theme: unknown theme 'nope' (dark, high-contrast, light, mono, or a theme file)\n", "\(result.stderr)")
+    }
+
     @Test func checkOfAMissingFileIsOneLine() throws {
         let result = try CLITests.run(["themes", "check", "/nonexistent/x.theme"])
         #expect(result.status != 0)

@@ -12,7 +12,7 @@ enum BottomLineView {
         } else if let status = state.status {
             self = .status(text: status.text, isError: status.isError)
         } else {
-            self = .hints(Keymap.hints)
+            self = .hints(state.pareto == nil ? Keymap.hints : Keymap.paretoHints)
         }
     }
 }
@@ -26,8 +26,10 @@ struct BottomLine {
         switch view {
         case .editor(let editor):
             let label = editor.purpose == .prompt ? "prompt> " : "method> "
-            let hint = editor.purpose == .prompt ? "  Enter runs · Esc cancels · ↑↓ history" : "  Enter applies · Esc cancels"
-            let end = buffer.put(Line([Span(label, style: .role(.key, .bold)), Span(editor.string)]), x: row.x, y: row.y, clip: row)
+            let hint = editor.purpose == .prompt ? "  Enter runs · Esc cancels · ↑↓ history"
+                : editor.selected ? "  type to replace · ← → edit · Enter applies · Esc cancels" : "  Enter applies · Esc cancels"
+            let text = Span(editor.string, style: editor.selected ? Style(attributes: .reverse) : .plain)
+            let end = buffer.put(Line([Span(label, style: .role(.key, .bold)), text]), x: row.x, y: row.y, clip: row)
             let cursorX = row.x + CharacterWidth.of(label) + CharacterWidth.of(String(editor.text.prefix(editor.cursor)))
             if cursorX < row.right {
                 buffer.setStyle(Rect(x: cursorX, y: row.y, width: 1, height: 1), Style(attributes: .reverse))

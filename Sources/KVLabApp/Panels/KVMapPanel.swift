@@ -113,7 +113,7 @@ struct KVMapPanel {
         // The longest right line that fits (which layers first, then positions), beside the
         // full title when there is room, else beside "KV map".
         var rights: [String] = []
-        if let map {
+        if let map, map.positions > 0 {
             let layers = view.layerSummary(rows: rowsAvailable)
             let positions = "positions 0–\(map.positions)" + (perColumn > 1 ? ", \(perColumn) per column" : "")
             rights = [layers.map { $0 + " · " + positions } ?? positions, layers.map { $0 + " · pos. 0–\(map.positions)" }, layers].compactMap { $0 }

@@ -106,8 +106,8 @@ struct ParetoView {
         return dot
     }
 
-    /// An x value with its unit (latency ticks are bare milliseconds).
-    private func xText(_ value: Double) -> String { x.format(value) + (x.binaryTicks ? "" : " ms") }
+    /// An x value with its unit (the latency metric formats bare milliseconds).
+    func xText(_ value: Double) -> String { x.format(value) + (x.binaryTicks ? "" : " ms") }
 
     /// `dot` on its sweep point when there is one, with the line saying where it stands.
     private func placed(_ dot: Dot) -> Dot {
@@ -197,7 +197,7 @@ struct ParetoPanel {
         for tick in xTicks {
             let c = Int(column(tick).rounded())
             buffer.put(glyphs.line([.left, .right, .down]), x: plot.x + c, y: axisY, style: .role(.border))
-            let text = view.x.format(tick)
+            let text = view.xText(tick)
             let start = min(max(plot.x + c - text.count / 2, plot.x), plot.right - text.count)
             guard start >= free else { continue }
             buffer.put(text, x: start, y: axisY + 1, style: .role(.dimText))

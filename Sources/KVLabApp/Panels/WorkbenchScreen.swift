@@ -13,6 +13,9 @@ public struct WorkbenchScreen {
     public static let compactHeight = 16
     /// The fewest rows this screen draws on (`minimumSize`, or `compactHeight` under a caption).
     public var minimumHeight = WorkbenchScreen.minimumSize.height
+    /// Rows of the terminal its caller draws below this screen (a replay's caption and progress
+    /// line), so that "too small" names the terminal's size and the terminal size it needs.
+    public var rowsBelow = 0
 
     /// The state drawn.
     public var state: AppState
@@ -84,8 +87,8 @@ public struct WorkbenchScreen {
     static func helpArea(columns: Int, rows: Int) -> Rect { Rect(x: 0, y: 1, width: columns, height: max(rows - 2, 0)) }
 
     private func tooSmall(_ area: Rect, _ buffer: inout Buffer) {
-        let lines = ["terminal too small: \(area.width)×\(area.height)",
-                     "kvlab needs at least \(Self.minimumSize.width)×\(minimumHeight); \(Keymap.key(for: .quit)) quits"]
+        let lines = ["terminal too small: \(area.width)×\(area.height + rowsBelow)",
+                     "kvlab needs at least \(Self.minimumSize.width)×\(minimumHeight + rowsBelow); \(Keymap.key(for: .quit)) quits"]
         let top = max((area.height - lines.count) / 2, 0)
         for (index, text) in lines.enumerated() {
             buffer.put(Line(text, style: .role(index == 0 ? .warning : .dimText), alignment: .center), row: area.row(top + index), glyphs: glyphs)

@@ -119,7 +119,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         var options: [String: ResolvedParameters] = [:]
         for modifier in spec.modifiers {
             guard Self.allModifierNames.contains(modifier.name) else {
-                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.modifierNames.joined(separator: ", ")))")
+                throw MethodSpecError("unknown modifier '\(modifier.name)' for \(spec.name) (\(Self.allModifierNames.joined(separator: ", ")))")
             }
             guard options[modifier.name] == nil else { throw MethodSpecError("\(modifier.name) is given twice") }
             options[modifier.name] = try Self.schemas[modifier.name]!.resolve(modifier)
