@@ -29,12 +29,13 @@ public struct KVPressMethod: Sendable, Hashable {
         /// always-kept entries kvpress pads with the layer's maximum + 1, if any.
         var scorers: [Press] {
             if let wrapperScorers { return wrapperScorers }
-            switch self {
-            case .decoding: [.knorm, .keydiff] + [.expectedattention]
+            let scorers: [Press] = switch self {
+            case .decoding: [.knorm, .keydiff, .expectedattention]
             case .criticalkv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
-            default: [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention]
-                + [.expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
+            default: [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention,
+                      .expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
             }
+            return scorers
         }
     }
 
