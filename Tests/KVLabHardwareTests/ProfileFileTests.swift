@@ -7,7 +7,7 @@ import KVLabFoundation
 /// figures; bad files are one line naming the file, the line and the key.
 @Suite struct ProfileFileTests {
     static let devices = ["a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "l4", "rtx-4090", "m2-ultra"]
-    static let targets = ["llama-2-7b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "qwen2.5-7b"]
+    static let targets = ["llama-2-7b", "llama-3-8b", "llama-3.1-70b", "llama-3.1-8b", "mistral-7b", "qwen2.5-7b"]
     /// Hugging Face configs of sliding-window, MLA, MoE and hybrid models, listed after the dense
     /// shapes, with their model cards' total parameter counts (Gemma-3-27B: its text decoder).
     static let modern = ["deepseek-v2": 236e9, "deepseek-v3": 671e9, "gemma-2-9b": 9.24e9, "gemma-3-27b": 27.0e9, "gpt-oss-120b": 116.8e9,
@@ -43,7 +43,7 @@ import KVLabFoundation
             #expect(shape.source.hasPrefix("https://huggingface.co/"))
             #expect(abs(Double(shape.parameterCount) / parameters - 1) < 0.01, "\(name): \(shape.parameterCount)")
         }
-        let published = ["llama-2-7b": 6.74e9, "llama-3-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "mistral-7b": 7.25e9, "qwen2.5-7b": 7.61e9]
+        let published = ["llama-2-7b": 6.74e9, "llama-3-8b": 8.03e9, "llama-3.1-70b": 70.6e9, "llama-3.1-8b": 8.03e9, "mistral-7b": 7.25e9, "qwen2.5-7b": 7.61e9]
         for name in Self.targets {
             let shape = try HardwareCatalog.target(name)
             #expect(shape.source.hasPrefix("https://huggingface.co/"))
