@@ -99,7 +99,7 @@ final class HandHead {
         ("h2o:", "h2o: nothing after ':'"),
         ("h2o:heavy", "h2o: 'heavy' is not key=value"),
         ("full+merge", "merge needs an eviction method (full evicts nothing)"),
-        ("window+sink", "unknown modifier 'sink' for window (merge, think, rebase)"),
+        ("window+sink", "unknown modifier 'sink' for window (merge, think, rebase, every)"),
         ("snapkv:budget=8,observation=8", "snapkv: observation must be below budget"),
         ("snapkv:pool=4", "snapkv: pool must be odd (same padding)"),
         ("", "'' is not a method (expected name:key=value,...)"),
