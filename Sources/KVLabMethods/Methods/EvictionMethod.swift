@@ -192,7 +192,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     /// layers' windows), its token parameters sized by `sizing` for a prompt of `promptLength`.
     func makeMethodPolicy(layout: KVLayout, promptLength: Int?) -> any EvictionPolicy {
         let kind = sizing.map { self.kind.sized($0.tokens(length: promptLength ?? layout.capacity, layout: layout)) } ?? self.kind
-        switch kind {
+        return switch kind {
         case .full: FullPolicy()
         case .window(let w): StreamingPolicy(sinks: 0, window: w)
         case .streaming(let s, let w): StreamingPolicy(sinks: s, window: w)

@@ -111,15 +111,15 @@ public struct KVPressMethod: Sendable, Hashable {
         let p = try ParameterSchema("kvpress:\(name)", entries).resolve(MethodSpec(name: spec.name, parameters: given))
         let has = { (key: String) in p.values[key] != nil }
         // The budget written, else kvpress's default ratio, where the press takes one.
-        let given: KVBudget? = has("budget") ? try KVBudget.given(spec, p, method: "kvpress:\(name)") ?? .ratio(p.real("ratio")) : nil
+        let written: KVBudget? = has("budget") ? try KVBudget.given(spec, p, method: "kvpress:\(name)") ?? .ratio(p.real("ratio")) : nil
         self.press = press
         if press == .decoding {
             budget = .entries(p.int("target_size"))
             decoding = KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size"))
         } else if press.isWrapper {
-            (budget, decoding) = Self.wrapperBudget(press, p, given: given)
+            (budget, decoding) = Self.wrapperBudget(press, p, given: written)
         } else {
-            budget = given!
+            budget = written!
             decoding = nil
         }
         windowSize = has("window_size") ? p.int("window_size") : 0
