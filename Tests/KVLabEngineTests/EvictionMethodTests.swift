@@ -88,7 +88,7 @@ final class HandHead {
 
     @Test(arguments: [
         ("h2o:heavy=4,heavy=5", "h2o: heavy is given twice"),
-        ("h2o:heavyy=4", "h2o: unknown parameter 'heavyy' (known: heavy, recent)"),
+        ("h2o:heavyy=4", "h2o: unknown parameter 'heavyy' (known: heavy, recent, ratio, budget, bytes)"),
         ("h2o:heavy=x", "h2o: heavy=x is not a whole number"),
         ("window:window=0", "window: window=0 is outside 1...1048576"),
         ("random:seed=18446744073709551615", "random: seed=18446744073709551615 is outside 0...2147483647"),

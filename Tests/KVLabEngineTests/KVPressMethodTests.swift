@@ -13,7 +13,7 @@ import Testing
         #expect(try EvictionMethod(parsing: "kvpress:SnapKV,ratio=0.25,window_size=16").description
                 == "kvpress:snapkv,window_size=16,kernel_size=5,ratio=0.25")
         #expect(try EvictionMethod(parsing: "kvpress:press=knorm,budget=32").description == "kvpress:knorm,budget=32")
-        #expect(try EvictionMethod(parsing: "kvpress:streamingllm,bytes=65536").description == "kvpress:streamingllm,n_sink=4,bytes=65536")
+        #expect(try EvictionMethod(parsing: "kvpress:streamingllm,bytes=65536").description == "kvpress:streamingllm,n_sink=4,bytes=64KiB")
         #expect(try EvictionMethod(parsing: "kvpress:adakv").description
                 == "kvpress:adakv,scorer=snapkv,window_size=64,kernel_size=5,alpha_safeguard=0.2,ratio=0.5")
         #expect(try EvictionMethod(parsing: "kvpress:chunkkv,scorer=knorm,ratio=0.25").description == "kvpress:chunkkv,scorer=knorm,chunk_length=20,ratio=0.25")
@@ -39,12 +39,12 @@ import Testing
     }
 
     @Test func budgetsFollowComputeNKept() {
-        #expect(KVPressBudget.ratio(0.75).keptCount(of: 200, layout: Self.layout) == 50)
-        #expect(KVPressBudget.ratio(0.7).keptCount(of: 200, layout: Self.layout) == 60)
-        #expect(KVPressBudget.ratio(0.999).keptCount(of: 200, layout: Self.layout) == 1)
-        #expect(KVPressBudget.entries(500).keptCount(of: 200, layout: Self.layout) == 200)
+        #expect(KVBudget.ratio(0.75).keptCount(of: 200, layout: Self.layout) == 50)
+        #expect(KVBudget.ratio(0.7).keptCount(of: 200, layout: Self.layout) == 60)
+        #expect(KVBudget.ratio(0.999).keptCount(of: 200, layout: Self.layout) == 1)
+        #expect(KVBudget.entries(500).keptCount(of: 200, layout: Self.layout) == 200)
         // 4 layers × 2 heads × (16 + 16) channels × 4 B = 1 KiB per entry of every head.
-        #expect(KVPressBudget.bytes(10 * 1024 + 5).keptCount(of: 200, layout: Self.layout) == 10)
+        #expect(KVBudget.bytes(10 * 1024 + 5).keptCount(of: 200, layout: Self.layout) == 10)
     }
 
     /// kvpress 0.5.5's `get_layer_budget` on a 200-token prompt, 4 layers, window 64, β 20.

@@ -189,6 +189,7 @@ final class MaskedAttentionCache: KVCache {
         guard hasRoom(position: position, count: count) else { throw .contextFull(limit: layout.capacity) }
     }
     var batchedPrefill: Bool { true }
+    func beginPrompt(end: Int) {}
     func beginPrefill(end: Int) {}
     func endPrefill(ledger: inout IOLedger) {}
 

@@ -29,6 +29,9 @@ public protocol KVCache: AnyObject {
     /// Whether a prompt may run as one batched prefill; when false the engine feeds it one
     /// decode step at a time, so the method acts after every token as the protocol defines.
     var batchedPrefill: Bool { get }
+    /// A prompt of the positions before `end` starts, batched or one step at a time: a method
+    /// whose budget is a `ratio=` takes its share of `end` tokens, on a sequence's first prompt.
+    func beginPrompt(end: Int)
     /// A batched prefill of the positions before `end` starts (appends, then attends per query).
     func beginPrefill(end: Int)
     /// The batched prefill finished: methods that act once per prompt act now.

@@ -16,6 +16,7 @@ extension PagedKVCache {
         recent.copy(from: prefix.recent)
         think.copyQueries(from: prefix.think)
         rotaryOffset = prefix.rotaryOffset
+        tokensSeen = prefix.tokensSeen
     }
 
     /// Bytes of the pages the cache holds alone, and of those it shares.

@@ -208,6 +208,8 @@ public final class PagedKVCache: KVCache {
         // A new sequence starts with every key channel; `think` waits for its queries again.
         think.reset(think: eviction.think)
         policy = eviction.makePolicy(layout: layout)
+        budgetSized = false
+        tokensSeen = 0
         selector.reset()
         log.reset()
         recent.reset()
@@ -226,7 +228,9 @@ public final class PagedKVCache: KVCache {
         check(method, quant)
         let oldThink = eviction.think
         eviction = method
-        policy = method.makePolicy(layout: layout)
+        // A `ratio=` budget chosen mid-sequence takes its share of the tokens so far.
+        policy = method.makePolicy(layout: layout, promptLength: tokensSeen > 0 ? tokensSeen : nil)
+        budgetSized = tokensSeen > 0
         let entries = store.headCount * store.capacity
         store.policyScores.update(repeating: 0, count: entries)
         store.history.update(repeating: 0, count: entries)
@@ -300,6 +304,17 @@ public final class PagedKVCache: KVCache {
 
     public func beginPrefill(end: Int) { promptEnd = end }
 
+    /// Whether the policy's `ratio=` budget was sized on this sequence's first prompt (or at a switch).
+    var budgetSized = false
+    /// Tokens the sequence has run through the cache (the newest position + 1).
+    var tokensSeen = 0
+
+    public func beginPrompt(end: Int) {
+        guard case .ratio = eviction.sizing, !budgetSized else { return }
+        budgetSized = true
+        policy = eviction.makePolicy(layout: layout, promptLength: end)
+    }
+
     /// The prompt attended at full precision; its policy acts now, then `think` on the keys it
     /// kept, then what left the residual window is quantized.
     public func endPrefill(ledger: inout IOLedger) {
@@ -328,6 +343,7 @@ public final class PagedKVCache: KVCache {
         ledger.write(.keys, layout.kvHeadCount * store.keyWidth * 4)
         ledger.write(.values, layout.kvHeadCount * hd * 4)
         ledger.write(.policyState, layout.kvHeadCount * (4 + policy.stateBytesPerEntry))
+        if layer == 0, position >= tokensSeen { tokensSeen = position + 1 }
         // After every head of the layer has its entry, so a per-tensor fp8 scale sees them all.
         if promptEnd == nil {
             for head in 0..<layout.kvHeadCount { store.quantizeLeaving(index: layer * layout.kvHeadCount + head, ledger: &ledger) }

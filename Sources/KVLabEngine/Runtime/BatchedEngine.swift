@@ -257,6 +257,7 @@ public final class BatchedEngine {
         }
         state.pending = tokens
         state.promptEnd = state.position + tokens.count
+        state.cache.beginPrompt(end: state.position + tokens.count)
     }
 
     /// Prompt tokens of a sequence still to prefill.

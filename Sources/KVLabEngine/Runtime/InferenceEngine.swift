@@ -183,6 +183,7 @@ public final class InferenceEngine {
         try check(tokens: tokens, adding: tokens.count)
         // The whole prompt must fit, even when it then runs one step at a time.
         guard cache.hasRoom(position: position, count: tokens.count) else { throw .contextFull(limit: cache.layout.capacity) }
+        cache.beginPrompt(end: position + tokens.count)
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()

@@ -31,6 +31,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     /// `every:steps=N`: a method that acts at a prompt's end acts again every N decode steps, on
     /// the sequence so far (as when chosen between steps); nil: once.
     public let every: Int?
+    /// A budget written as `ratio=` or `bytes=`: it sizes the method's token parameters when the
+    /// policy is made (EvictionMethod+Budgets.swift); nil: they are as written.
+    public let sizing: KVBudget?
     /// The canonical method string, every parameter spelled out.
     public let spec: MethodSpec
 
@@ -50,20 +53,24 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     private static let schemas: SchemaTable = {
         typealias S = ParameterSchema
         let budget = S.int("budget", 128, context)
+        // The budget keys a method adds to its own (KVBudget): `ratio` and `bytes`, and `budget`
+        // where the method has none of its own.
+        let ratio = KVBudget.entries[0], count = KVBudget.entries[1], bytes = KVBudget.entries[2]
         let list = [
             S("full", []),
-            S("window", [S.int("window", 128, context)]),
-            S("streaming", [S.int("sinks", 4, 0...1024), S.int("window", 124, context)]),
-            S("h2o", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context)]),
-            S("a2sf", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context), S.real("alpha", 0.9, 0...1)]),
-            S("tova", [budget]),
-            S("scissorhands", [budget, S.int("history", 32, 1...64), S.int("recent", 16, 0...1_048_576), S.int("drop", 32, 1...1_048_576)]),
-            S("snapkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63)]),
-            S("pyramidkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), S.int("min", 0, 0...1_048_576)]),
-            S("adakv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63)]),
-            S("knorm", [budget]),
-            S("random", [budget, S.int("seed", 0, 0...Int(Int32.max))]),
-            S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1)]),
+            S("window", [S.int("window", 128, context), ratio, count, bytes]),
+            S("streaming", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), ratio, count, bytes]),
+            S("h2o", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context), ratio, count, bytes]),
+            S("a2sf", [S.int("heavy", 64, 0...1_048_576), S.int("recent", 64, context), S.real("alpha", 0.9, 0...1), ratio, count, bytes]),
+            S("tova", [budget, ratio, bytes]),
+            S("scissorhands", [budget, S.int("history", 32, 1...64), S.int("recent", 16, 0...1_048_576), S.int("drop", 32, 1...1_048_576), ratio, bytes]),
+            S("snapkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), ratio, bytes]),
+            S("pyramidkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), S.int("min", 0, 0...1_048_576), ratio, bytes]),
+            S("adakv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), ratio, bytes]),
+            S("knorm", [budget, ratio, bytes]),
+            S("random", [budget, S.int("seed", 0, 0...Int(Int32.max)), ratio, bytes]),
+            // duo's own `ratio` is its share of retrieval heads.
+            S("duo", [S.int("sinks", 4, 0...1024), S.int("window", 124, context), S.real("ratio", 0.25, 0...1), count, bytes]),
             S("merge", []),
             S("think", [S.real("lambda", 0.5, 0...1), S.int("observation", 16, 1...ThinK.maxObservation)]),
             S("rebase", []),
@@ -82,6 +89,12 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")
         }
         let p = try schema.resolve(press != nil ? MethodSpec(name: spec.name) : spec)
+        let written = try Self.writtenBudget(spec, p)
+        if case .entries(let n)? = written, !(Self.sizedKeys[spec.name] ?? []).contains("budget") {
+            self = try EvictionMethod(Self.sized(spec, p, entries: n))
+            return
+        }
+        if case .entries? = written { sizing = nil } else { sizing = written }
         var canonical = press?.canonical ?? p.canonical
         switch spec.name {
         case KVPressMethod.methodName: kind = .kvpress(press!)
@@ -92,12 +105,12 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case "tova": kind = .tova(budget: p.int("budget"))
         case "scissorhands":
             kind = .scissorhands(budget: p.int("budget"), history: p.int("history"), recent: p.int("recent"), drop: p.int("drop"))
-            guard p.int("drop") + p.int("recent") < p.int("budget") else {
+            guard sizing != nil || p.int("drop") + p.int("recent") < p.int("budget") else {
                 throw MethodSpecError("scissorhands: drop + recent must be below budget")
             }
         case "snapkv", "pyramidkv", "adakv":
             let budget = p.int("budget"), observation = p.int("observation")
-            guard observation < budget else { throw MethodSpecError("\(spec.name): observation must be below budget") }
+            guard sizing != nil || observation < budget else { throw MethodSpecError("\(spec.name): observation must be below budget") }
             guard p.int("pool") % 2 == 1 else { throw MethodSpecError("\(spec.name): pool must be odd (same padding)") }
             if spec.name == "snapkv" {
                 kind = .snapkv(budget: budget, observation: observation, pool: p.int("pool"))
@@ -106,7 +119,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             } else {
                 // m = b/4 by default; budgets run from 2b − m down to m, so m ≤ b.
                 let minimum = p.int("min") == 0 ? max(1, budget / 4) : p.int("min")
-                guard minimum <= budget else { throw MethodSpecError("pyramidkv: min must not exceed budget") }
+                guard sizing != nil || minimum <= budget else { throw MethodSpecError("pyramidkv: min must not exceed budget") }
                 canonical[canonical.firstIndex { $0.key == "min" }!].value = String(minimum)
                 kind = .pyramidkv(budget: budget, observation: observation, pool: p.int("pool"), minimum: minimum)
             }
@@ -115,6 +128,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case "duo": kind = .duo(sinks: p.int("sinks"), window: p.int("window"), ratio: p.real("ratio"))
         default: kind = .full
         }
+        canonical = Self.canonicalBudget(canonical, method: spec.name, written: spec)
         // The modifiers, each at most once, in canonical order.
         var options: [String: ResolvedParameters] = [:]
         for modifier in spec.modifiers {
@@ -174,9 +188,11 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Builds the method's own stateful policy for a cache of `layout` (`makePolicy` adds local layers' windows).
-    func makeMethodPolicy(layout: KVLayout) -> any EvictionPolicy {
-        switch kind {
+    /// Builds the method's own stateful policy for a cache of `layout` (`makePolicy` adds local
+    /// layers' windows), its token parameters sized by `sizing` for a prompt of `promptLength`.
+    func makeMethodPolicy(layout: KVLayout, promptLength: Int?) -> any EvictionPolicy {
+        let kind = sizing.map { self.kind.sized($0.tokens(length: promptLength ?? layout.capacity, layout: layout)) } ?? self.kind
+        return switch kind {
         case .full: FullPolicy()
         case .window(let w): StreamingPolicy(sinks: 0, window: w)
         case .streaming(let s, let w): StreamingPolicy(sinks: s, window: w)

@@ -72,9 +72,10 @@ package final class LocalWindowPolicy: EvictionPolicy {
 }
 
 extension EvictionMethod {
-    /// The method's policy for a cache of `layout`, inside the sliding window of its local layers.
-    package func makePolicy(layout: KVLayout) -> any EvictionPolicy {
-        let policy = makeMethodPolicy(layout: layout)
+    /// The method's policy for a cache of `layout`, inside the sliding window of its local layers;
+    /// a `ratio=` budget takes its share of `promptLength` tokens (the context when nil).
+    package func makePolicy(layout: KVLayout, promptLength: Int? = nil) -> any EvictionPolicy {
+        let policy = makeMethodPolicy(layout: layout, promptLength: promptLength)
         guard layout.attentionSpans.contains(where: { $0.window != nil }) else { return policy }
         return LocalWindowPolicy(inner: policy, spans: layout.attentionSpans)
     }

@@ -1,3 +1,5 @@
+import KVLabFoundation
+
 /// A KV method as users write it everywhere (CLI, sessions, UI):
 /// `name[:key=value,...][+modifier[:key=value,...]]...`, e.g. `h2o:heavy=64,recent=64+merge`.
 public struct MethodSpec: Sendable, Hashable, CustomStringConvertible {
@@ -85,6 +87,8 @@ package struct ParameterSchema {
         case choice([String])
         /// Any text the method checks itself (a file, a list); required.
         case text
+        /// A byte count, digits or with `KiB`/`MiB`/`GiB` (`parseByteSize`), written back exactly.
+        case byteSize(ClosedRange<Int>)
     }
 
     package struct Entry {
@@ -114,6 +118,9 @@ package struct ParameterSchema {
     }
 
     package static func text(_ key: String) -> Entry { Entry(key: key, defaultValue: "", kind: .text) }
+
+    /// A byte count whose default is 0 (not given).
+    package static func byteSize(_ key: String, _ range: ClosedRange<Int>) -> Entry { Entry(key: key, defaultValue: "0", kind: .byteSize(range)) }
 
     package static func format(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
@@ -152,6 +159,14 @@ package struct ParameterSchema {
                     throw MethodSpecError("\(method): \(entry.key)=\(raw) is not one of \(options.joined(separator: ", "))")
                 }
                 value = lowered
+            case .byteSize(let range):
+                guard let number = raw == "0" ? 0 : parseByteSize(raw) else {
+                    throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a byte count (e.g. 65536, 64KiB, 2MiB)")
+                }
+                guard range.contains(number) else {
+                    throw MethodSpecError("\(method): \(entry.key)=\(raw) is outside \(formatBytes(range.lowerBound, .exact))...\(formatBytes(range.upperBound, .exact))")
+                }
+                value = formatBytes(number, .exact)
             case .text:
                 guard !raw.isEmpty else { throw MethodSpecError("\(method): give \(entry.key)=…") }
                 value = raw
@@ -183,7 +198,7 @@ package struct ResolvedParameters {
     package var values: [String: String]
     package var canonical: [MethodSpec.Parameter]
 
-    package func int(_ key: String) -> Int { Int(values[key]!)! }
+    package func int(_ key: String) -> Int { Int(values[key]!) ?? parseByteSize(values[key]!)! }
     package func real(_ key: String) -> Double { Double(values[key]!)! }
     package func string(_ key: String) -> String { values[key]! }
 }

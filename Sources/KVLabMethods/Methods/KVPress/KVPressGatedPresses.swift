@@ -24,7 +24,7 @@ struct EntropyGatedSelection: KVPressSelecting {
         return min(1, max(0, h / Float(Foundation.log(Double(x.count)))))
     }
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return heads.map { _ in [] } }

@@ -42,7 +42,7 @@ public struct KVPressMethod: Sendable, Hashable {
     public let press: Press
     /// The press whose scores `adakv` and `chunkkv` select by; nil for the others.
     public let scorer: Press?
-    public let budget: KVPressBudget
+    public let budget: KVBudget
     /// `window_size`: the last prompt queries whose attention scores (snapkv, pyramidkv, adakv).
     public let windowSize: Int
     /// `kernel_size`: the average-pooling kernel over scores (odd; snapkv, pyramidkv, adakv).
@@ -84,18 +84,13 @@ public struct KVPressMethod: Sendable, Hashable {
         ].merging(wrapperSchemas) { a, _ in a }
     }()
 
-    private static let budgetEntries: [ParameterSchema.Entry] = [
-        ParameterSchema.real("ratio", 0.5, 0...0.999_999), ParameterSchema.int("budget", 0, 0...1_048_576),
-        ParameterSchema.int("bytes", 0, 0...Int(Int64.max / 2)),
-    ]
-
     init(_ spec: MethodSpec) throws(MethodSpecError) {
         let names = Press.allCases.map(\.rawValue).joined(separator: ", ")
         guard let name = spec.value(Self.pressKey) else { throw MethodSpecError("kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (\(names))") }
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
         // DecodingPress's budget is its target_size.
-        var entries = Self.schema(press, given: spec) + (press == .decoding || !press.takesBudget ? [] : Self.budgetEntries)
+        var entries = Self.schema(press, given: spec) + (press == .decoding || !press.takesBudget ? [] : KVBudget.entries)
         if press.wraps {
             let inner = press.scorers.map(\.rawValue)
             let scorerName = spec.value("scorer") ?? inner[0]
@@ -115,18 +110,16 @@ public struct KVPressMethod: Sendable, Hashable {
         }
         let p = try ParameterSchema("kvpress:\(name)", entries).resolve(MethodSpec(name: spec.name, parameters: given))
         let has = { (key: String) in p.values[key] != nil }
-        let sizes = ["budget", "bytes"].filter { has($0) && p.int($0) > 0 }
-        guard sizes.count + (spec.value("ratio") != nil ? 1 : 0) <= 1 else {
-            throw MethodSpecError("kvpress:\(name): give one of ratio, budget and bytes")
-        }
+        // The budget written, else kvpress's default ratio, where the press takes one.
+        let written: KVBudget? = has("budget") ? try KVBudget.given(spec, p, method: "kvpress:\(name)") ?? .ratio(p.real("ratio")) : nil
         self.press = press
         if press == .decoding {
             budget = .entries(p.int("target_size"))
             decoding = KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size"))
         } else if press.isWrapper {
-            (budget, decoding) = Self.wrapperBudget(press, p)
+            (budget, decoding) = Self.wrapperBudget(press, p, given: written)
         } else {
-            budget = Self.givenBudget(p)
+            budget = written!
             decoding = nil
         }
         windowSize = has("window_size") ? p.int("window_size") : 0
@@ -218,40 +211,5 @@ public struct KVPressDecoding: Sendable, Hashable {
             }
         }
         return ratio
-    }
-}
-
-/// A kvpress budget: kvpress's `compression_ratio`, an entry count per (layer, KV head), or bytes.
-public enum KVPressBudget: Sendable, Hashable {
-    case ratio(Double)
-    case entries(Int)
-    /// fp32 keys and values over the whole cache, shared equally by its (layer, KV head)s.
-    case bytes(Int)
-
-    /// kvpress's `k_len · (1 − compression_ratio)` for `count` entries, before rounding: the
-    /// number of entries a press keeps (pyramidkv spreads it over layers).
-    func keptShare(of count: Int, layout: KVLayout) -> Double {
-        switch self {
-        case .ratio(let r): Double(count) * (1 - r)
-        case .entries(let n): Double(min(n, count))
-        case .bytes(let b): Double(min(count, b / (layout.layerCount * layout.kvHeadCount * 2 * layout.headDim * 4)))
-        }
-    }
-
-    /// kvpress's `1 − compression_ratio`: the share of `count` entries kept.
-    func keptFraction(of count: Int, layout: KVLayout) -> Double {
-        if case .ratio(let r) = self { return 1 - r }
-        return keptShare(of: count, layout: layout) / Double(max(1, count))
-    }
-
-    /// kvpress's `compression_ratio`: the share of `count` entries removed.
-    func compressionRatio(of count: Int, layout: KVLayout) -> Double {
-        if case .ratio(let r) = self { return r }
-        return 1 - keptFraction(of: count, layout: layout)
-    }
-
-    /// kvpress's `compute_n_kept`: at least one entry.
-    func keptCount(of count: Int, layout: KVLayout) -> Int {
-        min(count, max(1, Int(keptShare(of: count, layout: layout))))
     }
 }

@@ -13,7 +13,7 @@ package protocol KVPressScorer {
     /// Latest queries of each layer the press reads (`EvictionPolicy.recordedQueries`; 0: none).
     var queries: Int { get }
     /// Entries each head of `layer` keeps out of `count` (kvpress's `compute_n_kept` by default).
-    func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int
+    func keptCount(layer: Int, of count: Int, budget: KVBudget, layout: KVLayout) -> Int
     /// The weight of the attention of the query at `position` in the running score (1 by default; Finch's normalization).
     func queryWeight(position: Int) -> Float
 }
@@ -24,7 +24,7 @@ extension KVPressScorer {
     package func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?, compressionRatio: Double) -> [[Float]] {
         scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
-    package func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {
+    package func keptCount(layer: Int, of count: Int, budget: KVBudget, layout: KVLayout) -> Int {
         budget.keptCount(of: count, layout: layout)
     }
     package func queryWeight(position: Int) -> Float { 1 }
@@ -49,7 +49,7 @@ package final class KVPressPolicy: EvictionPolicy {
     }
 
     let scorer: any KVPressScorer
-    let budgetSpec: KVPressBudget
+    let budgetSpec: KVBudget
     let selection: Selection
     let layout: KVLayout
     let decoding: KVPressDecoding?
@@ -61,7 +61,7 @@ package final class KVPressPolicy: EvictionPolicy {
     /// prompt filling the context would keep.
     private var kept: [Int]
 
-    init(scorer: any KVPressScorer, budget: KVPressBudget, selection: Selection, layout: KVLayout, decoding: KVPressDecoding? = nil,
+    init(scorer: any KVPressScorer, budget: KVBudget, selection: Selection, layout: KVLayout, decoding: KVPressDecoding? = nil,
          decodingScorer: (any KVPressScorer)? = nil) {
         self.scorer = scorer
         self.decodingScorer = decodingScorer
@@ -133,7 +133,7 @@ package final class KVPressPolicy: EvictionPolicy {
     }
 
     private func select(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?,
-                        scorer: any KVPressScorer, selection: Selection, budget budgetSpec: KVPressBudget) {
+                        scorer: any KVPressScorer, selection: Selection, budget budgetSpec: KVBudget) {
         let count = heads.map(\.count).max() ?? 0
         guard count > 0 else { return }
         let scores = scorer.scores(heads: heads, promptEnd: promptEnd, vectors: vectors, compressionRatio: budgetSpec.compressionRatio(of: count, layout: layout))

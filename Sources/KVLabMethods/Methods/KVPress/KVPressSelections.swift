@@ -2,7 +2,7 @@
 /// entries of each head of a layer stay, index-aligned with `heads`.
 package protocol KVPressSelecting {
     /// `scores` are the wrapped scorer's, `n` its `keptCount` for the layer.
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]]
 }
 
@@ -19,7 +19,7 @@ struct ChunkSelection: KVPressSelecting {
     let scorer: any KVPressKeyScorer
     let length: Int
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         heads.indices.map { h in
             let e = heads[h], fraction = budget.keptFraction(of: e.count, layout: layout)
@@ -40,7 +40,7 @@ struct BlockSelection: KVPressSelecting {
     let scorer: any KVPressKeyScorer
     let size: Int
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         heads.indices.map { h in
             let e = heads[h], block = min(size, e.count)
@@ -60,11 +60,11 @@ struct ComposedSelection: KVPressSelecting {
     let then: any KVPressKeyScorer
     let ratio: Double
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         heads.indices.map { h in
             let e = heads[h], first = Array(KVPressPolicy.ranked(scores[h], positions: e.positions).prefix(n))
-            let second = KVPressBudget.ratio(ratio).keptCount(of: first.count, layout: layout)
+            let second = KVBudget.ratio(ratio).keptCount(of: first.count, layout: layout)
             return mask(rankedSubset(first, then.scores(head: h, entries: e, subset: first, vectors: vectors), positions: e.positions).prefix(second),
                         count: e.count)
         }
@@ -76,10 +76,10 @@ struct ComposedSelection: KVPressSelecting {
 struct FinchChunkSelection: KVPressSelecting {
     let length: Int
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         heads.indices.map { h in
-            let e = heads[h], ratio = KVPressBudget.ratio(1 - budget.keptFraction(of: e.count, layout: layout))
+            let e = heads[h], ratio = KVBudget.ratio(1 - budget.keptFraction(of: e.count, layout: layout))
             var chosen: [Int] = []
             for start in stride(from: 0, to: e.count, by: length) {
                 let chunk = Array(start..<min(e.count, start + length))
@@ -99,7 +99,7 @@ struct SimLayerSelection: KVPressSelecting {
     let threshold: Double
     let nLast: Int, nRecent: Int, nInitial: Int
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         let count = heads.map(\.count).max() ?? 0
         let all = heads.map { Array(repeating: true, count: $0.count) }
@@ -123,7 +123,7 @@ struct LUKVSelection: KVPressSelecting {
     let curve: LUKVCurve
     let sink: Int, window: Int
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         let count = heads.map(\.count).max() ?? 0, headCount = heads.count
         guard case .ratio(let ratio) = budget, ratio > 0, count > 0 else { return heads.map { Array(repeating: true, count: $0.count) } }

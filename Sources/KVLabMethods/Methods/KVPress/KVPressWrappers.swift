@@ -57,21 +57,17 @@ extension KVPressMethod {
         ]
     }()
 
-    /// `ratio`, `budget` or `bytes`, whichever was given (a ratio by default).
-    static func givenBudget(_ p: ResolvedParameters) -> KVPressBudget {
-        p.int("budget") > 0 ? .entries(p.int("budget")) : p.int("bytes") > 0 ? .bytes(p.int("bytes")) : .ratio(p.real("ratio"))
-    }
-
-    /// A wrapper's budget and its decode-time compression.
-    static func wrapperBudget(_ press: Press, _ p: ResolvedParameters) -> (KVPressBudget, KVPressDecoding?) {
+    /// A wrapper's budget (`given`: the budget written or the default ratio, where the press takes
+    /// one) and its decode-time compression.
+    static func wrapperBudget(_ press: Press, _ p: ResolvedParameters, given: KVBudget?) -> (KVBudget, KVPressDecoding?) {
         switch press {
         case .prefilldecoding:
-            (givenBudget(p), KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size")))
+            (given!, KVPressDecoding(interval: p.int("compression_interval"), targetSize: p.int("target_size")))
         case .compressionratiodecoding:
             (.ratio(p.real("target_compression_ratio")),
              KVPressDecoding(interval: p.int("compression_interval"), targetSize: 1, targetRatio: p.real("target_compression_ratio")))
         case .lukv: (.ratio(p.real("ratio")), nil)
-        case _ where press.takesBudget: (givenBudget(p), nil)
+        case _ where press.takesBudget: (given!, nil)
         default: (.ratio(0), nil)
         }
     }
@@ -236,7 +232,7 @@ struct PerLayerScorer: KVPressScorer {
     func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
         inner.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
-    func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {
+    func keptCount(layer: Int, of count: Int, budget: KVBudget, layout: KVLayout) -> Int {
         inner.keptCount(layer: layer, of: count, budget: .ratio(ratios[min(layer, ratios.count - 1)]), layout: layout)
     }
 }

@@ -41,7 +41,7 @@ struct PyramidKVScorer: KVPressScorer {
         snap.scores(heads: heads, promptEnd: promptEnd, vectors: vectors)
     }
 
-    func keptCount(layer: Int, of count: Int, budget: KVPressBudget, layout: KVLayout) -> Int {
+    func keptCount(layer: Int, of count: Int, budget: KVBudget, layout: KVLayout) -> Int {
         let q = Double(count), w = Double(snap.windowSize), share = budget.keptShare(of: count, layout: layout)
         // In kvpress's order of operations, so that the float results agree.
         let maxCapacity = w + share
