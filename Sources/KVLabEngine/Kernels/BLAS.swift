@@ -39,6 +39,13 @@ public enum BLAS {
         openblas_set_num_threads(Int32(count))
     }
 
+    /// OpenBLAS on one thread, for the engines: the pool splits their products in fixed tiles, so
+    /// results do not depend on the thread count (OpenBLAS picks its kernels, and so its summation
+    /// order, by its own thread count and the call's shape).
+    static func useOneThread() {
+        openblas_set_num_threads(1)
+    }
+
     /// The number of threads OpenBLAS uses.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 

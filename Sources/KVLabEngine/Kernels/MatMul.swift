@@ -4,7 +4,8 @@ import KVLabMethods
 /// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]`. Quantized weights take
 /// CKVLabKernels' integer tiles: the inputs quantized to 8 bits as the decode kernels' are, the
 /// rows unpacked eight at a time and multiplied with every input, tiles split over the pool (no
-/// BLAS threads competing with it). f32 goes to OpenBLAS; f16 and bf16 are decoded a tile of rows
+/// BLAS threads competing with it). f32 goes to OpenBLAS (one thread) in tiles of rows split over
+/// the pool; f16 and bf16 are decoded a tile of rows
 /// at a time into floats for OpenBLAS, the pool's threads decoding a tile's rows between them.
 enum MatMul {
     /// Rows of a float-decoded weight per BLAS call.
@@ -21,8 +22,17 @@ enum MatMul {
     static func multiply(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
                          scratch: UnsafeMutablePointer<Float>, pool: WorkerPool, ledger: inout IOLedger) {
         if w.type == .f32 {
-            BLAS.multiplyTransposed(m: n, n: w.rows, k: w.cols, a: x, lda: w.cols,
-                                    b: w.storage.assumingMemoryBound(to: Float.self), ldb: w.cols, c: out, ldc: w.rows)
+            // Tiles of `tileRows` weight rows split over the pool: every call has the same shape
+            // whatever the thread count, so neither do the results.
+            let tiles = (w.rows + tileRows - 1) / tileRows
+            let weights = w.storage.assumingMemoryBound(to: Float.self)
+            pool.run { share, shares in
+                for tile in (tiles * share / shares)..<(tiles * (share + 1) / shares) {
+                    let first = tile * tileRows, count = min(tileRows, w.rows - first)
+                    BLAS.multiplyTransposed(m: n, n: count, k: w.cols, a: x, lda: w.cols, b: weights + first * w.cols, ldb: w.cols,
+                                            c: out + first, ldc: w.rows)
+                }
+            }
             ledger.read(.weights, w.byteCount)
         } else if w.type.hasTile {
             integerProduct(x, rows: n, w, into: out, scratch: UnsafeMutableRawPointer(scratch), pool: pool, ledger: &ledger)

@@ -172,7 +172,7 @@ public final class BatchedEngine {
         rope = EngineRoPE(config: weights.config)
         workers = WorkerPool(threads: options.threads)
         quantized = QuantizedActivation(capacity: max(weights.config.dim, weights.config.hiddenDim))
-        BLAS.setThreadCount(options.threads)
+        BLAS.useOneThread()
     }
 
     deinit { rowBuffers?.deallocate() }

@@ -70,7 +70,7 @@ public final class InferenceEngine {
         layerLedgers = .allocate(capacity: weights.config.layerCount)
         layerLedgers.initialize(repeating: IOLedger())
         if let attention = options.attention { self.cache.attentionKernel = attention }
-        BLAS.setThreadCount(options.threads)
+        BLAS.useOneThread()
         // Decoded when a method asks (at most once per layer and compression), from the weights of the moment.
         (self.cache as? PagedKVCache)?.outputProjection = { [weak self] layer in
             self?.weights.layers[layer].attentionOutput.decodedValues() ?? []
