@@ -43,6 +43,7 @@ public final class EngineBackend: ServeEngine {
     }
 
     public var poolUsed: Int { engine.pool.usedBytes }
+    public private(set) var lastTraffic: StepTraffic?
 
     public var occupancy: PoolOccupancy {
         let sequences = ids.keys.sorted().compactMap { id -> PoolOccupancy.SequenceBytes? in
@@ -110,6 +111,7 @@ public final class EngineBackend: ServeEngine {
 
     public func step(_ work: [ServeWork]) throws -> ServeStepResult {
         let report = try engine.step(work.map(batchWork))
+        lastTraffic = StepTraffic(report)
         var tokens: [Int: Int] = [:]
         for item in work where item.samples {
             let logits = try engine.logits(ids[item.id]!)

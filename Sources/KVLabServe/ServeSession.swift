@@ -10,6 +10,8 @@ public protocol ServeEngine: ServeBackend {
     var settings: RunSettings { get }
     /// Applies a knob change to every sequence (each evicts or re-stores what it holds).
     func apply(_ change: SettingChange) throws
+    /// What the engine counted in the last step; nil before the first.
+    var lastTraffic: StepTraffic? { get }
 }
 
 /// One serve run: the scheduler over an engine, the projected clock, what was tallied, and the

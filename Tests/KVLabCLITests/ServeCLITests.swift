@@ -106,6 +106,9 @@ import Testing
             $0.contains("Sequences over time") && $0.contains("Pool") && Self.fits($0) != nil && $0.contains("decode")
         }
         #expect(first.contains("policy full"))
+        // The engine's counted traffic of the live batch, against the projected device's ridge.
+        #expect(first.range(of: #"per token +W [0-9.]+[KMGB]? · KV [0-9.]+[KMGB]?"#, options: .regularExpression) != nil, "\(first)")
+        #expect(first.range(of: #"AI @ batch [0-9]+ +[0-9.]+ F/B · ridge [0-9]+"#, options: .regularExpression) != nil, "\(first)")
         let full = try #require(Self.fits(first))
 
         try server.run(["send-keys", "-t", "main", "e"])  // full → window

@@ -44,6 +44,27 @@ import Testing
         #expect(rows.last?.suffix(7) == ["q8_0", "tiled:sram=16KiB", "off", "", "", "", "streaming, 16 entries per head"], "no projection: empty projection cells")
     }
 
+    /// StreamingLLM past the context (README, Past the context): 2,500 tokens on the embedded
+    /// model (context 1,024), with the resident KV the same at every step once its window is full.
+    @Test func streamingRunsPastTheContextWithFlatResidentKV() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "2500", "--policy", "streaming", "--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(!run.stderr.contains("context full"), "\(run.stderr)")
+        let csv = try CLITests.run(["export", path, "--csv"])
+        #expect(csv.status == 0, "\(csv.stderr)")
+        let rows = Self.csvRecords(csv.stdout)
+        let position = try #require(rows.first?.firstIndex(of: "position")), kv = try #require(rows.first?.firstIndex(of: "kv_bytes"))
+        let tokens = rows.dropFirst().compactMap { row in Int(row[position]).flatMap { p in Int(row[kv]).map { (position: p, kv: $0) } } }
+        #expect(tokens.count == 2500)
+        #expect((tokens.last?.position ?? 0) >= 2500, "past the 1,024-token context")
+        // The default window fills within the first few hundred positions; from then on nothing grows.
+        let resident = Set(tokens.filter { $0.position >= 512 }.map(\.kv))
+        #expect(resident.count == 1, "resident KV past position 512: \(resident.sorted())")
+        #expect((tokens.map(\.kv).max() ?? .max) == resident.first, "never more than when flat")
+    }
+
     /// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
     static func csvRecords(_ text: String) -> [[String]] {
         var records: [[String]] = [], record: [String] = [], field = "", quoted = false, afterQuote = false

@@ -63,14 +63,17 @@ import Testing
         try server.run(["send-keys", "-t", "d", "q"])
     }
 
-    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"))
-    func tourWalksThePanels() throws {
+    /// At the workshop's projector size and a roomier one: each stop's card whole, its key prompt included.
+    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"), arguments: [(100, 30), (80, 24)])
+    func tourWalksThePanels(width: Int, height: Int) throws {
         let server = TmuxServer()
-        try server.run(["new-session", "-d", "-s", "t", "-x", "100", "-y", "30",
+        try server.run(["new-session", "-d", "-s", "t", "-x", "\(width)", "-y", "\(height)",
                         "env TERM=xterm-256color LANG=C.UTF-8 \(CLITests.binary) tour; sleep 30"])
         let keys = ["+", "e", "[", "g", "d", "s", "t"]
         for (index, key) in keys.enumerated() {
-            _ = try server.wait("t", for: "tour stop \(index + 1)") { $0.contains("Tour \(index + 1)/8") && $0.contains("press \(key)") }
+            _ = try server.wait("t", for: "tour stop \(index + 1) at \(width)×\(height)") {
+                $0.contains("Tour \(index + 1)/8") && $0.contains("press \(key) · Esc ends the tour") && !$0.contains("terminal too small")
+            }
             try server.run(["send-keys", "-t", "t", key])
         }
         _ = try server.wait("t", for: "the last stop") { $0.contains("Tour 8/8") }

@@ -46,6 +46,38 @@ import KVLabSession
         #expect(saved == prefix, "each extra sequence saves the prefix's \(prefix) B, saved \(saved) B")
     }
 
+    /// The traffic a step shows is the engine's count: at batch 1 and 4, a decode-only step reads
+    /// every weight matrix once (plus each row's embedding row), so its weight bytes per token fall
+    /// by the batch, and its FLOPs are two per weight and row plus dense attention over the
+    /// entries each query sees; the arithmetic intensity then rises with the batch.
+    @Test func aDecodeStepsTrafficPerTokenFallsWithTheBatch() throws {
+        let model = try Self.model.get(), c = model.config, weights = model.weights
+        let matrices = weights.layers.flatMap { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.ffnGate, $0.ffnUp, $0.ffnDown] } + [weights.output]
+        let weightBytes = matrices.reduce(0) { $0 + $1.byteCount }, elements = matrices.reduce(0) { $0 + $1.elementCount }
+        func decodeStep(_ count: Int) throws -> StepTraffic {
+            let requests = Self.requests(count, systemPrompt: 16, sharing: false)
+            let session = try Self.session(requests, pool: 64 << 20, options: SchedulerOptions(preemption: .wait, tokenBudget: 1024))
+            var decoded: StepTraffic?
+            while decoded == nil, let record = try session.step() {
+                if record.prefillTokens == 0 { decoded = session.engine.lastTraffic }
+            }
+            let traffic = try #require(decoded, "a decode-only step")
+            // The first decode is at the prompt's end: every (layer, KV head) then holds prompt + 1 entries.
+            let attention = 4 * c.groupSize * c.headDim * c.layerCount * c.kvHeadCount * (requests[0].prompt.count + 1) * count
+            #expect(traffic.flops == UInt64(2 * count * elements + attention))
+            return traffic
+        }
+        let one = try decodeStep(1), four = try decodeStep(4)
+        let embedding = weights.tokenEmbedding.rowBytes
+        #expect(one.ledger.bytesRead(.weights) == UInt64(weightBytes + embedding))
+        #expect(four.ledger.bytesRead(.weights) == UInt64(weightBytes + 4 * embedding))
+        #expect(four.rows == 4 && four.sequences == 4)
+        #expect(four.weightBytesPerToken == Double(weightBytes + 4 * embedding) / 4)
+        #expect(four.weightBytesPerToken < one.weightBytesPerToken / 3)
+        #expect(four.kvBytesPerToken == one.kvBytesPerToken, "each sequence reads its own KV")
+        #expect(four.intensity > 2 * one.intensity)
+    }
+
     /// A stream that overfills a 2 MiB pool (a 48-token sequence takes 3 pages per head: 576 KiB).
     static let crowd = SyntheticArrivals(rate: 500, count: 10, promptLength: LengthRange(20, 40), outputLength: LengthRange(8, 24), seed: 5)
         .requests(source: Array(100..<1100), first: 1)

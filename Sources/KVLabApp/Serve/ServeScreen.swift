@@ -1,5 +1,6 @@
 import Foundation
 import KVLabFoundation
+import KVLabHardware
 import KVLabServe
 import KVLabTUI
 
@@ -32,6 +33,10 @@ public struct ServeView: Sendable {
     public var summary: ServeSummary
     /// Sequences of the requests' mean length that fit the pool under the methods in effect.
     public var fits: Int
+    /// What the engine counted in the last step (nil before the first).
+    public var traffic: StepTraffic?
+    /// The projected device's ridge point, FLOP per byte: below it a step is memory-bound.
+    public var ridge: Double
     public var paused: Bool
     public var done: Bool
     /// A message for the bottom row (an error when true).
@@ -60,6 +65,9 @@ public struct ServeView: Sendable {
         swapped = scheduler.swapped.count
         summary = session.summary
         fits = session.fittingSequences
+        traffic = session.engine.lastTraffic
+        let device = session.clock.projector.device
+        ridge = device.effectivePeak(.fp16) / max(device.effectiveHBMBandwidth, 1)
         self.paused = paused
         done = scheduler.done
         self.status = status
@@ -140,6 +148,7 @@ public struct ServeScreen {
         func pair(_ p: Percentiles?) -> String { p.map { "\(format(seconds: $0.p50)) / \(format(seconds: $0.p99))" } ?? "–" }
         let rows: [KeyValueTable.Row] = [
             .init("tokens/s", "\(format(s.tokensPerSecond)) projected · \(format(s.measuredTokensPerSecond)) here"),
+        ] + traffic + [
             .init("TTFT p50/p99", "\(pair(s.ttft)) · here \(pair(s.measuredTTFT))"),
             .init("TPOT p50/p99", "\(pair(s.tpot)) · here \(pair(s.measuredTPOT))"),
             .init("finished", "\(s.finished)/\(s.requests) · \(s.generatedTokens) tokens · rejected \(s.rejected)"),
@@ -147,6 +156,15 @@ public struct ServeScreen {
             .init("CoW copies", "\(c.copies)"),
         ]
         KeyValueTable(rows, glyphs: glyphs).render(area: frame.inner(area).inset(horizontal: 1), buffer: &buffer)
+    }
+
+    /// The last step's counted traffic per token and its arithmetic intensity at its batch, against the ridge.
+    private var traffic: [KeyValueTable.Row] {
+        let ridge = String(format: "ridge %.0f", view.ridge)
+        guard let t = view.traffic else { return [.init("per token", "–"), .init("AI", "– · \(ridge)")] }
+        let bound = t.intensity < view.ridge ? "memory-bound" : "compute-bound"
+        return [.init("per token", "W \(formatBytes(t.weightBytesPerToken, .compact)) · KV \(formatBytes(t.kvBytesPerToken, .compact))"),
+                .init("AI @ batch \(t.sequences)", String(format: "%.2f F/B · ", t.intensity) + "\(ridge) · \(bound)")]
     }
 
     private func pool(_ area: Rect, _ buffer: inout Buffer) {

@@ -45,7 +45,7 @@ extension BatchedEngine {
             }
         }
         // Renumbering for room is cache work outside the layers.
-        var outside = IOLedger(), total = IOLedger(), timings = StepTimings()
+        var outside = IOLedger(), total = IOLedger(), timings = StepTimings(), flops: UInt64 = 0
         for ledger in sequenceLedgers { outside.add(ledger) }
         let batch = buffers(rows: n)
         for slice in slices {
@@ -62,7 +62,7 @@ extension BatchedEngine {
             var t0 = DispatchTime.now().uptimeNanoseconds
             weights.normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
             multiply(batch.xb, rows: n, [(layer.query, batch.q), (layer.key, batch.k), (layer.value, batch.v)], scratch: batch.weightScratch,
-                     ledger: &ledger)
+                     ledger: &ledger, flops: &flops)
             let offset = rope.offset(layer: l)
             for slice in slices {
                 let keysBeforeRoPE = slice.state.cache.keysBeforeRoPE
@@ -76,22 +76,23 @@ extension BatchedEngine {
             timings.projectionNanoseconds += t1 - t0
             for (i, slice) in slices.enumerated() {
                 var cacheLedger = IOLedger()
-                attend(slice, layer: l, batch: batch, ledger: &cacheLedger)
+                attend(slice, layer: l, batch: batch, ledger: &cacheLedger, flops: &flops)
                 sequenceLedgers[i].add(cacheLedger)
                 ledger.add(cacheLedger)
             }
             t0 = DispatchTime.now().uptimeNanoseconds
             timings.attentionNanoseconds += t0 - t1
-            multiply(batch.attention, rows: n, [(layer.attentionOutput, batch.xb)], scratch: batch.weightScratch, ledger: &ledger)
+            multiply(batch.attention, rows: n, [(layer.attentionOutput, batch.xb)], scratch: batch.weightScratch, ledger: &ledger,
+                     flops: &flops)
             weights.postNorm(layer.postAttentionNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             weights.normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
             multiply(batch.xb, rows: n, [(layer.ffnGate, batch.hidden), (layer.ffnUp, batch.hidden2)], scratch: batch.weightScratch,
-                     ledger: &ledger)
+                     ledger: &ledger, flops: &flops)
             Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
-            multiply(batch.hidden, rows: n, [(layer.ffnDown, batch.xb)], scratch: batch.weightScratch, ledger: &ledger)
+            multiply(batch.hidden, rows: n, [(layer.ffnDown, batch.xb)], scratch: batch.weightScratch, ledger: &ledger, flops: &flops)
             weights.postNorm(layer.postFFNNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)
             timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
@@ -106,7 +107,7 @@ extension BatchedEngine {
             outside.add(promptEnd)
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let logits = classify(slices, batch: batch, ledger: &outside)
+        let logits = classify(slices, batch: batch, ledger: &outside, flops: &flops)
         let end = DispatchTime.now().uptimeNanoseconds
         timings.classifierNanoseconds = end - t0
         timings.totalNanoseconds = end - start
@@ -127,7 +128,7 @@ extension BatchedEngine {
             state.lastReport = report
             reports.append(SequenceStepReport(sequence: state.id, report: report))
         }
-        return BatchReport(sequences: reports, ledger: total, rows: n, timings: timings)
+        return BatchReport(sequences: reports, ledger: total, rows: n, flops: flops, timings: timings)
     }
 
     /// Checks the work and lays out its rows.
@@ -163,18 +164,25 @@ extension BatchedEngine {
     func endsPrompt(_ slice: Slice) -> Bool { slice.batchedChunk && slice.first + slice.count == slice.state.promptEnd }
 
     /// One sequence's rows of one layer on its cache: appends, then attention (per decode row, or
-    /// the prompt chunk at once).
-    private func attend(_ slice: Slice, layer l: Int, batch: PrefillBuffers, ledger: inout IOLedger) {
-        let c = config, cache = slice.state.cache
+    /// the prompt chunk at once). Its FLOPs are counted as dense attention over the entries each
+    /// query sees (q·k and p·v, two each per element): a sparse mode's reads of fewer are not.
+    private func attend(_ slice: Slice, layer l: Int, batch: PrefillBuffers, ledger: inout IOLedger, flops: inout UInt64) {
+        let c = config, cache = slice.state.cache, kvHeads = cache.layout.kvHeadCount
+        let perEntry = UInt64(4 * cache.layout.groupSize * cache.layout.headDim)
+        func entries() -> Int { (0..<kvHeads).reduce(0) { $0 + cache.entryCount(layer: l, head: $1) } }
         for t in 0..<slice.count {
             let r = slice.row + t
             cache.append(layer: l, position: slice.first + t, keys: batch.k + r * c.kvDim, values: batch.v + r * c.kvDim, ledger: &ledger)
             if !slice.batchedChunk {
+                flops += perEntry * UInt64(entries())
                 cache.attend(layer: l, position: slice.first + t, queries: batch.q + r * c.queryDim, output: batch.attention + r * c.queryDim,
                              ledger: &ledger)
             }
         }
         if slice.batchedChunk {
+            // Nothing is evicted inside a prompt: its t-th token sees the entries before the chunk and t + 1 of its own.
+            let n = slice.count
+            flops += perEntry * UInt64(n * entries() - kvHeads * n * (n - 1) / 2)
             cache.attend(layer: l, positions: slice.first..<(slice.first + slice.count), queries: batch.q + slice.row * c.queryDim,
                          output: batch.attention + slice.row * c.queryDim, ledger: &ledger)
         }
@@ -184,7 +192,8 @@ extension BatchedEngine {
     /// dispatch, the input quantized once) for a single row, as `InferenceEngine.decode` runs
     /// them; batched products, each matrix read once, otherwise.
     private func multiply(_ x: UnsafeMutablePointer<Float>, rows: Int, _ products: [(WeightMatrix, UnsafeMutablePointer<Float>)],
-                          scratch: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
+                          scratch: UnsafeMutablePointer<Float>, ledger: inout IOLedger, flops: inout UInt64) {
+        for (w, _) in products { flops += UInt64(2 * rows * w.elementCount) }
         if rows == 1 {
             let p = products.map { MatVec.Product($0.0, into: $0.1) }
             MatVec.multiply(p[0], p.count > 1 ? p[1] : nil, p.count > 2 ? p[2] : nil, input: x, scratch: quantized, pool: workers, ledger: &ledger)
@@ -195,7 +204,7 @@ extension BatchedEngine {
 
     /// Logits after each slice's last row (slices × vocabulary): the final norm and classifier over
     /// those rows, the classifier read once.
-    private func classify(_ slices: [Slice], batch: PrefillBuffers, ledger: inout IOLedger) -> [Float] {
+    private func classify(_ slices: [Slice], batch: PrefillBuffers, ledger: inout IOLedger, flops: inout UInt64) -> [Float] {
         let c = config, m = slices.count
         let last = UnsafeMutablePointer<Float>.allocate(capacity: m * c.dim)
         let normed = UnsafeMutablePointer<Float>.allocate(capacity: m * c.dim)
@@ -206,7 +215,7 @@ extension BatchedEngine {
         for (i, slice) in slices.enumerated() { (last + i * c.dim).update(from: batch.x + (slice.row + slice.count - 1) * c.dim, count: c.dim) }
         weights.normRows(last, weights.outputNorm, into: normed, rows: m)
         return [Float](unsafeUninitializedCapacity: m * c.vocabSize) { buffer, count in
-            multiply(normed, rows: m, [(weights.output, buffer.baseAddress!)], scratch: batch.weightScratch, ledger: &ledger)
+            multiply(normed, rows: m, [(weights.output, buffer.baseAddress!)], scratch: batch.weightScratch, ledger: &ledger, flops: &flops)
             weights.capLogits(buffer.baseAddress!, rows: m)
             count = m * c.vocabSize
         }

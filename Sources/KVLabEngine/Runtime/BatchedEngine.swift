@@ -112,6 +112,9 @@ public struct BatchReport: Sendable, Equatable {
     public var ledger: IOLedger
     /// Rows that went through the weight products (decode tokens plus prefill chunk tokens).
     public var rows: Int
+    /// Floating-point operations of the weight products (two per weight and row) and of attention
+    /// (dense over the entries each query sees); norms and activations are left out.
+    public var flops: UInt64
     public var timings: StepTimings
 
     /// Weight bytes the step read (once for all rows).
