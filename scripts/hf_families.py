@@ -34,6 +34,10 @@ CONFIG_CLASSES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6, tie_word_embeddings=True)
 
+# Phi-3's LongRoPE divisors, one per frequency of a 16-channel head (Phi-3.5's run 1 to ~3 and 1 to ~60).
+SHORT_FACTORS = [1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 2.5]
+LONG_FACTORS = [1.0, 1.3, 2.0, 3.5, 6.0, 12.0, 24.0, 48.0]
+
 # name: (model_type, extra config, converted by llama.cpp?)
 MODELS = {
     "llama": ("llama", {}, True),
@@ -48,6 +52,17 @@ MODELS = {
     "mistral-swa": ("mistral", {"sliding_window": 48, "head_dim": 16}, False),
     # Phi-3 without its sliding window: llama.cpp runs Phi-3 without one.
     "phi3": ("phi3", {"sliding_window": None}, True),
+    # LongRoPE (Phi-3.5-mini, Phi-3-mini-128k). An original context of 16 makes every pass here
+    # (240 tokens; greedy from 24) long, so transformers takes the long factors throughout, as kvlab
+    # and llama.cpp do for a context past the original; its config.json is rewritten in the older
+    # spelling Phi-3.5's has (rope_scaling, top-level rope_theta).
+    "phi3-longrope": ("phi3", {"sliding_window": None, "original_max_position_embeddings": 16,
+                               "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                                   "short_factor": SHORT_FACTORS, "long_factor": LONG_FACTORS}}, True),
+    # The same with the context equal to the original: the short factors everywhere (attention factor 1).
+    "phi3-longrope-short": ("phi3", {"sliding_window": None, "original_max_position_embeddings": 4096,
+                                     "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                                         "short_factor": SHORT_FACTORS, "long_factor": LONG_FACTORS}}, True),
     # llama.cpp scales q·k by 1/sqrt(head_dim) whatever query_pre_attn_scalar says: equal here.
     "gemma2": ("gemma2", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
                           "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}, False),
@@ -129,6 +144,8 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
     path = os.path.join(out_dir, name)
     # A copy: casting the model itself would round its RoPE inv_freq buffer to bf16 as well.
     copy.deepcopy(model).to(torch.bfloat16).save_pretrained(path)
+    if name == "phi3-longrope":
+        older_rope_spelling(path, config)
     shutil.copy(os.path.join(tokenizer_dir, "tokenizer.json"), os.path.join(path, "tokenizer.json"))
     with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
         tokenizer_config = json.load(f)
@@ -161,6 +178,24 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
         "margins": margins, "greedy_margin": greedy_margin,
     }
     return oracle
+
+
+def older_rope_spelling(path: str, config) -> None:
+    """Rewrites config.json's rope_parameters as rope_scaling + rope_theta (Phi-3.5-mini's layout),
+    checking that transformers reads back the same RoPE."""
+    import transformers
+
+    file = os.path.join(path, "config.json")
+    with open(file) as f:
+        saved = json.load(f)
+    rope = saved.pop("rope_parameters")
+    saved["rope_theta"] = rope["rope_theta"]
+    saved["rope_scaling"] = {"type": "longrope", "short_factor": rope["short_factor"], "long_factor": rope["long_factor"]}
+    with open(file, "w") as f:
+        json.dump(saved, f, indent=2)
+    reread = transformers.AutoConfig.from_pretrained(path).rope_parameters
+    for key in ["rope_type", "rope_theta", "short_factor", "long_factor", "original_max_position_embeddings"]:
+        assert reread[key] == config.rope_parameters[key], (key, reread[key], config.rope_parameters[key])
 
 
 def text_greedy_margin(out_dir: str, name: str) -> float:

@@ -15,8 +15,9 @@ struct HFFamilyTests {
     /// mistral-swa, gemma2 and gemma3 score 240 tokens through 48-token windows: right only when
     /// the KV cache honours `.local` spans.
     static let transformersModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "mistral-swa",
-                                     "phi3", "gemma2", "gemma3"]
-    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "gemma3"]
+                                     "phi3", "phi3-longrope", "phi3-longrope-short", "gemma2", "gemma3"]
+    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "phi3-longrope",
+                                 "phi3-longrope-short", "gemma3"]
 
     @Test(arguments: transformersModels)
     func logitsNLLAndGreedyMatchTransformers(name: String) throws {
@@ -25,7 +26,7 @@ struct HFFamilyTests {
 
     /// A cache that stores keys before RoPE rotates them as it reads them: with the model's own
     /// scaled RoPE (and Gemma 3's local one), or the logits drift from transformers'.
-    @Test(arguments: ["llama-linear", "llama3", "llama-yarn", "gemma3"])
+    @Test(arguments: ["llama-linear", "llama3", "llama-yarn", "phi3-longrope", "gemma3"])
     func preRoPEKeysRotateWithTheModelsRoPE(name: String) throws {
         try compareWithTransformers(name, quant: try KVQuantMethod(parsing: "fp32+prerope"))
     }
