@@ -17,8 +17,8 @@
       that each one is implemented, irrelevant or refused by kvlab.
 
 Mistral's sliding window is checked against transformers only: llama.cpp's converter writes
-Mistral as a plain llama model and drops the window. Gemma 2 is too: llama.cpp's converter needs
-its SentencePiece tokenizer.model, which the models here (Qwen2's byte-level BPE) do not have.
+Mistral as a plain llama model and drops the window. Gemma 2 gets a Gemma-style SentencePiece
+tokenizer (tokenizer.model, which llama.cpp's converter needs, trained by spm_tokenizer_check.py).
 """
 
 import copy
@@ -64,8 +64,10 @@ MODELS = {
                                      "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
                                                          "short_factor": SHORT_FACTORS, "long_factor": LONG_FACTORS}}, True),
     # llama.cpp scales q·k by 1/sqrt(head_dim) whatever query_pre_attn_scalar says: equal here.
+    # Gemma's SentencePiece tokenizer (trained by spm_tokenizer_check.py), which llama.cpp's converter needs.
     "gemma2": ("gemma2", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
-                          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}, False),
+                          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+                          "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}, True),
     # Six layers: llama.cpp's default pattern (five local, one global), which its converter relies on.
     # No padded vocabulary: the converter cuts the embedding to the tokenizer's size but not the token list.
     "gemma3": ("gemma3", {"vocab_size": 151646, "num_hidden_layers": 6, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
@@ -116,6 +118,10 @@ def qwen2_tokenizer(llama_cpp: str, out_dir: str) -> None:
                    "pad_token": "<|endoftext|>", "add_bos_token": False, "model_max_length": 4096}, f)
 
 
+# Models with Gemma's SentencePiece tokenizer instead of Qwen2's byte-level BPE one.
+SENTENCEPIECE = {"gemma2"}
+
+
 def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: int) -> dict:
     import shutil
     import torch
@@ -146,7 +152,9 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
     copy.deepcopy(model).to(torch.bfloat16).save_pretrained(path)
     if name == "phi3-longrope":
         older_rope_spelling(path, config)
-    shutil.copy(os.path.join(tokenizer_dir, "tokenizer.json"), os.path.join(path, "tokenizer.json"))
+    for file in ["tokenizer.json", "tokenizer.model"]:
+        if os.path.exists(os.path.join(tokenizer_dir, file)):
+            shutil.copy(os.path.join(tokenizer_dir, file), os.path.join(path, file))
     with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
         tokenizer_config = json.load(f)
     if model_type == "phi3":
@@ -156,7 +164,7 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
         json.dump(tokenizer_config, f)
 
     g = torch.Generator().manual_seed(seed + 1)
-    tokens = torch.randint(0, 151643, (SEQUENCE,), generator=g)
+    tokens = torch.randint(0, min(151643, vocab_size), (SEQUENCE,), generator=g)
     sampled = torch.randint(0, vocab_size, (SAMPLED_IDS,), generator=g)
     with torch.no_grad():
         logits = model(tokens[None]).logits[0].double()
@@ -250,8 +258,13 @@ def main(argv: list[str]) -> None:
     if vocab_source is None:
         sys.exit("hf_families.py needs llama.cpp's source tree (--llama-cpp DIR) for ggml-vocab-qwen2.gguf")
     qwen2_tokenizer(vocab_source, vocab_dir)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import spm_tokenizer_check
+    spm_dir = os.path.join(out_dir, "tokenizer-spm")
+    spm_vocab = spm_tokenizer_check.train(spm_dir)
     for seed, name in enumerate(MODELS):
-        oracle = build(name, out_dir, vocab_dir, vocab_size=151936, seed=100 + seed)
+        spm = name in SENTENCEPIECE
+        oracle = build(name, out_dir, spm_dir if spm else vocab_dir, vocab_size=spm_vocab if spm else 151936, seed=100 + seed)
         if llama_cpp and MODELS[name][2]:
             oracle["llama_cpp"] = llama_cpp_greedy(llama_cpp, out_dir, name)
         with open(os.path.join(out_dir, name, "oracle.json"), "w") as f:

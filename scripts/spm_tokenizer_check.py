@@ -4,7 +4,7 @@
   spm_tokenizer_check.py OUT TEXTS.json [LLAMA_CPP]
 
 Trains a small SentencePiece BPE model with Gemma's settings (byte fallback, no dummy prefix,
-whitespace kept as is, digits split, ids pad 0 / eos 1 / bos 2 / unk 3, chat tokens as
+whitespace kept as is, digits split, ids pad 0 / eos 1 / bos 2 / unk 3 / mask 4, chat tokens as
 user-defined symbols) on a fixed corpus, saves it as OUT/tokenizer.model, lets transformers convert
 it (GemmaTokenizer) into OUT/tokenizer.json + tokenizer_config.json, and, given a llama.cpp source
 tree, converts the folder's vocabulary with llama.cpp's convert_hf_to_gguf.py (--vocab-only, as
@@ -32,23 +32,32 @@ def corpus() -> str:
     return "\n".join(lines)
 
 
-def main(out: str, texts_path: str, llama_cpp: str | None) -> None:
+def train(out: str) -> int:
+    """Trains the model into OUT/tokenizer.model and has transformers convert it (tokenizer.json,
+    tokenizer_config.json); returns the vocabulary size."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "corpus.txt"), "w", encoding="utf-8") as f:
+    corpus_path = os.path.join(out, "corpus.txt")
+    with open(corpus_path, "w", encoding="utf-8") as f:
         f.write(corpus())
     sentencepiece.SentencePieceTrainer.train(
-        input=os.path.join(out, "corpus.txt"), model_prefix=os.path.join(out, "tokenizer"), vocab_size=600,
+        input=corpus_path, model_prefix=os.path.join(out, "tokenizer"), vocab_size=600,
         model_type="bpe", byte_fallback=True, add_dummy_prefix=False, remove_extra_whitespaces=False,
         split_digits=True, allow_whitespace_only_pieces=True, normalization_rule_name="identity",
         character_coverage=1.0, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
-        bos_piece="<bos>", unk_piece="<unk>", user_defined_symbols=["<start_of_turn>", "<end_of_turn>"],
+        bos_piece="<bos>", unk_piece="<unk>", user_defined_symbols=["<mask>", "<start_of_turn>", "<end_of_turn>"],
         hard_vocab_limit=False, minloglevel=2)
-    os.remove(os.path.join(out, "tokenizer.vocab"))
+    for leftover in ["tokenizer.vocab", "corpus.txt"]:
+        os.remove(os.path.join(out, leftover))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump({"tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False,
                    "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, f)
     # transformers converts tokenizer.model into tokenizer.json (and rewrites tokenizer_config.json).
     transformers.AutoTokenizer.from_pretrained(out).save_pretrained(out)
+    return sentencepiece.SentencePieceProcessor(model_file=os.path.join(out, "tokenizer.model")).vocab_size()
+
+
+def main(out: str, texts_path: str, llama_cpp: str | None) -> None:
+    train(out)
     processor = sentencepiece.SentencePieceProcessor(model_file=os.path.join(out, "tokenizer.model"))
     if llama_cpp:
         # The converter reads the model's config; a Gemma 2 shape sized to the vocabulary.

@@ -7,9 +7,8 @@ import Testing
 
 /// Every family kvlab runs against transformers 5.25 (tiny random-weight models that
 /// scripts/hf_families.py builds into .cache/hf-families) and, for the GGUFs llama.cpp's own
-/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's and
-/// Gemma 2's are checked against transformers only: llama.cpp's converter drops Mistral's sliding
-/// window and needs a SentencePiece tokenizer.model for Gemma 2.
+/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's is
+/// checked against transformers only: llama.cpp's converter drops its sliding window.
 @Suite(.serialized, .enabled(if: FamilyFixtures.havePython, Comment(rawValue: FamilyFixtures.pythonSkipMessage)))
 struct HFFamilyTests {
     /// mistral-swa, gemma2 and gemma3 score 240 tokens through 48-token windows: right only when
@@ -17,7 +16,7 @@ struct HFFamilyTests {
     static let transformersModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "mistral-swa",
                                      "phi3", "phi3-longrope", "phi3-longrope-short", "gemma2", "gemma3"]
     static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "phi3-longrope",
-                                 "phi3-longrope-short", "gemma3"]
+                                 "phi3-longrope-short", "gemma2", "gemma3"]
 
     @Test(arguments: transformersModels)
     func logitsNLLAndGreedyMatchTransformers(name: String) throws {
@@ -137,8 +136,8 @@ struct HFFamilyTests {
 /// The fixtures of HFFamilyTests, built once per script version into .cache/hf-families/<digest>.
 enum FamilyFixtures {
     static let script = Fixtures.packageRoot.appendingPathComponent("scripts/hf_families.py").path
-    static let havePython = Python.canImport("torch, transformers, gguf, tokenizers, safetensors")
-    static let pythonSkipMessage = "skipped: python3 with torch, transformers, gguf and tokenizers is not available "
+    static let havePython = Python.canImport("torch, transformers, gguf, tokenizers, safetensors, sentencepiece, google.protobuf")
+    static let pythonSkipMessage = "skipped: python3 with torch, transformers, gguf, tokenizers, sentencepiece and protobuf is not available "
         + "(pip install -r scripts/requirements.txt)"
 
     /// The fixture directory, or nil (with the reason printed) when llama.cpp's source, which holds
