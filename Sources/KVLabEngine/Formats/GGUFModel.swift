@@ -255,6 +255,9 @@ enum GGUFModel {
         let present = longropeTensors.filter(has)
         guard !present.isEmpty else {
             if attention != 1 { throw FormatError("\(a)rope.scaling.attn_factor \(attention) is not supported without longrope factors") }
+            if try metadata.string(a + "rope.scaling.type") == "longrope" {
+                throw FormatError("\(a)rope.scaling.type is longrope but the file has no \(longropeTensors.joined(separator: " or "))")
+            }
             return
         }
         guard present.count == 2 else {
