@@ -53,6 +53,17 @@ def train(out: str) -> int:
                    "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}, f)
     # transformers converts tokenizer.model into tokenizer.json (and rewrites tokenizer_config.json).
     transformers.AutoTokenizer.from_pretrained(out).save_pretrained(out)
+    # Gemma's own tokenizer_config.json lists its added tokens, the chat ones special, which is how
+    # llama.cpp's converter types them (control); transformers 5 no longer writes the list.
+    config_path = os.path.join(out, "tokenizer_config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    with open(os.path.join(out, "tokenizer.json")) as f:
+        added = json.load(f)["added_tokens"]
+    config["added_tokens_decoder"] = {str(token["id"]): {**{k: v for k, v in token.items() if k != "id"}, "special": True}
+                                      for token in added}
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
     return sentencepiece.SentencePieceProcessor(model_file=os.path.join(out, "tokenizer.model")).vocab_size()
 
 
