@@ -9,7 +9,8 @@
       fixed vocabulary ids for every position, each position's argmax and log-sum-exp, the mean
       NLL, and a greedy continuation. With --llama-cpp (a built llama.cpp source tree), each model
       that llama.cpp can represent is also converted by its convert_hf_to_gguf.py to
-      OUT_DIR/NAME.gguf (f32, so that llama.cpp computes in f32 too), and llama-completion's greedy
+      OUT_DIR/NAME.gguf (f32, so that llama.cpp computes in f32 too; f32 KV cache, no flash
+      attention), and llama-completion's greedy
       continuation of a text prompt is recorded, with the smallest top-2 logit margin transformers
       sees along that continuation.
   hf_families.py --config-attributes
@@ -235,7 +236,10 @@ def llama_cpp_greedy(llama_cpp: str, out_dir: str, name: str) -> dict:
         sys.exit(f"convert_hf_to_gguf.py failed on {name}:\n{converted.stderr[-3000:]}")
     run = subprocess.run([os.path.join(llama_cpp, "build", "bin", "llama-completion"), "-m", gguf_path,
                           "-p", TEXT_PROMPT, "-n", str(GREEDY), "--temp", "0", "--top-k", "1", "--ignore-eos",
-                          "--no-display-prompt", "-no-cnv", "--simple-io", "--no-warmup", "-t", "2", "-c", "256"],
+                          "--no-display-prompt", "-no-cnv", "--simple-io", "--no-warmup", "-t", "2", "-c", "256",
+                          # f32 keys and values, no flash attention (f16 inside): llama.cpp's attention in f32,
+                          # which LongRoPE's scaled logits need to stay on transformers' (and kvlab's) path.
+                          "-ctk", "f32", "-ctv", "f32", "-fa", "off"],
                          check=True, capture_output=True)
     return {"gguf": os.path.basename(gguf_path), "prompt": TEXT_PROMPT,
             "completion_hex": run.stdout.hex(), "greedy_margin": text_greedy_margin(out_dir, name)}

@@ -133,7 +133,7 @@ struct HFFamilyTests {
     }
 }
 
-/// The fixtures of HFFamilyTests, built once per script version into .cache/hf-families/<digest>.
+/// The fixtures of HFFamilyTests, built once per version of the scripts into .cache/hf-families/<digest>.
 enum FamilyFixtures {
     static let script = Fixtures.packageRoot.appendingPathComponent("scripts/hf_families.py").path
     static let havePython = Python.canImport("torch, transformers, gguf, tokenizers, safetensors, sentencepiece, google.protobuf")
@@ -170,7 +170,10 @@ enum FamilyFixtures {
         }
         let llamaCpp = last.hasPrefix("/") ? String(last) : Fixtures.packageRoot.appendingPathComponent(String(last)).path
         var digest = SHA256()
-        digest.update(data: try Data(contentsOf: URL(fileURLWithPath: script)))
+        // hf_families.py imports spm_tokenizer_check.py for Gemma 2's tokenizer.
+        for file in [script, Fixtures.packageRoot.appendingPathComponent("scripts/spm_tokenizer_check.py").path] {
+            digest.update(data: try Data(contentsOf: URL(fileURLWithPath: file)))
+        }
         let root = Fixtures.packageRoot.appendingPathComponent(".cache/hf-families")
         let directory = root.appendingPathComponent(String(digest.finalizeHex().prefix(16)))
         let complete = directory.appendingPathComponent("complete")
