@@ -9,7 +9,8 @@
       fixed vocabulary ids for every position, each position's argmax and log-sum-exp, the mean
       NLL, and a greedy continuation. With --llama-cpp (a built llama.cpp source tree), each model
       that llama.cpp can represent is also converted by its convert_hf_to_gguf.py to
-      OUT_DIR/NAME.gguf (f32, so that llama.cpp computes in f32 too), and llama-completion's greedy
+      OUT_DIR/NAME.gguf (f32, so that llama.cpp computes in f32 too; f32 KV cache, no flash
+      attention), and llama-completion's greedy
       continuation of a text prompt is recorded, with the smallest top-2 logit margin transformers
       sees along that continuation.
   hf_families.py --config-attributes
@@ -17,8 +18,8 @@
       that each one is implemented, irrelevant or refused by kvlab.
 
 Mistral's sliding window is checked against transformers only: llama.cpp's converter writes
-Mistral as a plain llama model and drops the window. Gemma 2 is too: llama.cpp's converter needs
-its SentencePiece tokenizer.model, which the models here (Qwen2's byte-level BPE) do not have.
+Mistral as a plain llama model and drops the window. Gemma 2 gets a Gemma-style SentencePiece
+tokenizer (tokenizer.model, which llama.cpp's converter needs, trained by spm_tokenizer_check.py).
 """
 
 import copy
@@ -34,6 +35,10 @@ CONFIG_CLASSES = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "
 SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6, tie_word_embeddings=True)
 
+# Phi-3's LongRoPE divisors, one per frequency of a 16-channel head (Phi-3.5's run 1 to ~3 and 1 to ~60).
+SHORT_FACTORS = [1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 2.5]
+LONG_FACTORS = [1.0, 1.3, 2.0, 3.5, 6.0, 12.0, 24.0, 48.0]
+
 # name: (model_type, extra config, converted by llama.cpp?)
 MODELS = {
     "llama": ("llama", {}, True),
@@ -48,9 +53,22 @@ MODELS = {
     "mistral-swa": ("mistral", {"sliding_window": 48, "head_dim": 16}, False),
     # Phi-3 without its sliding window: llama.cpp runs Phi-3 without one.
     "phi3": ("phi3", {"sliding_window": None}, True),
+    # LongRoPE (Phi-3.5-mini, Phi-3-mini-128k). An original context of 16 makes every pass here
+    # (240 tokens; greedy from 24) long, so transformers takes the long factors throughout, as kvlab
+    # and llama.cpp do for a context past the original; its config.json is rewritten in the older
+    # spelling Phi-3.5's has (rope_scaling, top-level rope_theta).
+    "phi3-longrope": ("phi3", {"sliding_window": None, "original_max_position_embeddings": 16,
+                               "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                                   "short_factor": SHORT_FACTORS, "long_factor": LONG_FACTORS}}, True),
+    # The same with the context equal to the original: the short factors everywhere (attention factor 1).
+    "phi3-longrope-short": ("phi3", {"sliding_window": None, "original_max_position_embeddings": 4096,
+                                     "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                                         "short_factor": SHORT_FACTORS, "long_factor": LONG_FACTORS}}, True),
     # llama.cpp scales q·k by 1/sqrt(head_dim) whatever query_pre_attn_scalar says: equal here.
+    # Gemma's SentencePiece tokenizer (trained by spm_tokenizer_check.py), which llama.cpp's converter needs.
     "gemma2": ("gemma2", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
-                          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}, False),
+                          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+                          "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}, True),
     # Six layers: llama.cpp's default pattern (five local, one global), which its converter relies on.
     # No padded vocabulary: the converter cuts the embedding to the tokenizer's size but not the token list.
     "gemma3": ("gemma3", {"vocab_size": 151646, "num_hidden_layers": 6, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 48,
@@ -101,6 +119,10 @@ def qwen2_tokenizer(llama_cpp: str, out_dir: str) -> None:
                    "pad_token": "<|endoftext|>", "add_bos_token": False, "model_max_length": 4096}, f)
 
 
+# Models with Gemma's SentencePiece tokenizer instead of Qwen2's byte-level BPE one.
+SENTENCEPIECE = {"gemma2"}
+
+
 def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: int) -> dict:
     import shutil
     import torch
@@ -129,7 +151,11 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
     path = os.path.join(out_dir, name)
     # A copy: casting the model itself would round its RoPE inv_freq buffer to bf16 as well.
     copy.deepcopy(model).to(torch.bfloat16).save_pretrained(path)
-    shutil.copy(os.path.join(tokenizer_dir, "tokenizer.json"), os.path.join(path, "tokenizer.json"))
+    if name == "phi3-longrope":
+        older_rope_spelling(path, config)
+    for file in ["tokenizer.json", "tokenizer.model"]:
+        if os.path.exists(os.path.join(tokenizer_dir, file)):
+            shutil.copy(os.path.join(tokenizer_dir, file), os.path.join(path, file))
     with open(os.path.join(tokenizer_dir, "tokenizer_config.json")) as f:
         tokenizer_config = json.load(f)
     if model_type == "phi3":
@@ -139,7 +165,7 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
         json.dump(tokenizer_config, f)
 
     g = torch.Generator().manual_seed(seed + 1)
-    tokens = torch.randint(0, 151643, (SEQUENCE,), generator=g)
+    tokens = torch.randint(0, min(151643, vocab_size), (SEQUENCE,), generator=g)
     sampled = torch.randint(0, vocab_size, (SAMPLED_IDS,), generator=g)
     with torch.no_grad():
         logits = model(tokens[None]).logits[0].double()
@@ -161,6 +187,24 @@ def build(name: str, out_dir: str, tokenizer_dir: str, vocab_size: int, seed: in
         "margins": margins, "greedy_margin": greedy_margin,
     }
     return oracle
+
+
+def older_rope_spelling(path: str, config) -> None:
+    """Rewrites config.json's rope_parameters as rope_scaling + rope_theta (Phi-3.5-mini's layout),
+    checking that transformers reads back the same RoPE."""
+    import transformers
+
+    file = os.path.join(path, "config.json")
+    with open(file) as f:
+        saved = json.load(f)
+    rope = saved.pop("rope_parameters")
+    saved["rope_theta"] = rope["rope_theta"]
+    saved["rope_scaling"] = {"type": "longrope", "short_factor": rope["short_factor"], "long_factor": rope["long_factor"]}
+    with open(file, "w") as f:
+        json.dump(saved, f, indent=2)
+    reread = transformers.AutoConfig.from_pretrained(path).rope_parameters
+    for key in ["rope_type", "rope_theta", "short_factor", "long_factor", "original_max_position_embeddings"]:
+        assert reread[key] == config.rope_parameters[key], (key, reread[key], config.rope_parameters[key])
 
 
 def text_greedy_margin(out_dir: str, name: str) -> float:
@@ -192,7 +236,10 @@ def llama_cpp_greedy(llama_cpp: str, out_dir: str, name: str) -> dict:
         sys.exit(f"convert_hf_to_gguf.py failed on {name}:\n{converted.stderr[-3000:]}")
     run = subprocess.run([os.path.join(llama_cpp, "build", "bin", "llama-completion"), "-m", gguf_path,
                           "-p", TEXT_PROMPT, "-n", str(GREEDY), "--temp", "0", "--top-k", "1", "--ignore-eos",
-                          "--no-display-prompt", "-no-cnv", "--simple-io", "--no-warmup", "-t", "2", "-c", "256"],
+                          "--no-display-prompt", "-no-cnv", "--simple-io", "--no-warmup", "-t", "2", "-c", "256",
+                          # f32 keys and values, no flash attention (f16 inside): llama.cpp's attention in f32,
+                          # which LongRoPE's scaled logits need to stay on transformers' (and kvlab's) path.
+                          "-ctk", "f32", "-ctv", "f32", "-fa", "off"],
                          check=True, capture_output=True)
     return {"gguf": os.path.basename(gguf_path), "prompt": TEXT_PROMPT,
             "completion_hex": run.stdout.hex(), "greedy_margin": text_greedy_margin(out_dir, name)}
@@ -215,8 +262,13 @@ def main(argv: list[str]) -> None:
     if vocab_source is None:
         sys.exit("hf_families.py needs llama.cpp's source tree (--llama-cpp DIR) for ggml-vocab-qwen2.gguf")
     qwen2_tokenizer(vocab_source, vocab_dir)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import spm_tokenizer_check
+    spm_dir = os.path.join(out_dir, "tokenizer-spm")
+    spm_vocab = spm_tokenizer_check.train(spm_dir)
     for seed, name in enumerate(MODELS):
-        oracle = build(name, out_dir, vocab_dir, vocab_size=151936, seed=100 + seed)
+        spm = name in SENTENCEPIECE
+        oracle = build(name, out_dir, spm_dir if spm else vocab_dir, vocab_size=spm_vocab if spm else 151936, seed=100 + seed)
         if llama_cpp and MODELS[name][2]:
             oracle["llama_cpp"] = llama_cpp_greedy(llama_cpp, out_dir, name)
         with open(os.path.join(out_dir, name, "oracle.json"), "w") as f:

@@ -7,16 +7,16 @@ import Testing
 
 /// Every family kvlab runs against transformers 5.25 (tiny random-weight models that
 /// scripts/hf_families.py builds into .cache/hf-families) and, for the GGUFs llama.cpp's own
-/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's and
-/// Gemma 2's are checked against transformers only: llama.cpp's converter drops Mistral's sliding
-/// window and needs a SentencePiece tokenizer.model for Gemma 2.
+/// converter makes of the same folders, against llama.cpp's greedy continuation. Mistral's is
+/// checked against transformers only: llama.cpp's converter drops its sliding window.
 @Suite(.serialized, .enabled(if: FamilyFixtures.havePython, Comment(rawValue: FamilyFixtures.pythonSkipMessage)))
 struct HFFamilyTests {
     /// mistral-swa, gemma2 and gemma3 score 240 tokens through 48-token windows: right only when
     /// the KV cache honours `.local` spans.
     static let transformersModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "mistral-swa",
-                                     "phi3", "gemma2", "gemma3"]
-    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "gemma3"]
+                                     "phi3", "phi3-longrope", "phi3-longrope-short", "gemma2", "gemma3"]
+    static let llamaCppModels = ["llama", "llama-linear", "llama3", "llama-yarn", "qwen2", "qwen3", "phi3", "phi3-longrope",
+                                 "phi3-longrope-short", "gemma2", "gemma3"]
 
     @Test(arguments: transformersModels)
     func logitsNLLAndGreedyMatchTransformers(name: String) throws {
@@ -25,7 +25,7 @@ struct HFFamilyTests {
 
     /// A cache that stores keys before RoPE rotates them as it reads them: with the model's own
     /// scaled RoPE (and Gemma 3's local one), or the logits drift from transformers'.
-    @Test(arguments: ["llama-linear", "llama3", "llama-yarn", "gemma3"])
+    @Test(arguments: ["llama-linear", "llama3", "llama-yarn", "phi3-longrope", "gemma3"])
     func preRoPEKeysRotateWithTheModelsRoPE(name: String) throws {
         try compareWithTransformers(name, quant: try KVQuantMethod(parsing: "fp32+prerope"))
     }
@@ -133,11 +133,11 @@ struct HFFamilyTests {
     }
 }
 
-/// The fixtures of HFFamilyTests, built once per script version into .cache/hf-families/<digest>.
+/// The fixtures of HFFamilyTests, built once per version of the scripts into .cache/hf-families/<digest>.
 enum FamilyFixtures {
     static let script = Fixtures.packageRoot.appendingPathComponent("scripts/hf_families.py").path
-    static let havePython = Python.canImport("torch, transformers, gguf, tokenizers, safetensors")
-    static let pythonSkipMessage = "skipped: python3 with torch, transformers, gguf and tokenizers is not available "
+    static let havePython = Python.canImport("torch, transformers, gguf, tokenizers, safetensors, sentencepiece, google.protobuf")
+    static let pythonSkipMessage = "skipped: python3 with torch, transformers, gguf, tokenizers, sentencepiece and protobuf is not available "
         + "(pip install -r scripts/requirements.txt)"
 
     /// The fixture directory, or nil (with the reason printed) when llama.cpp's source, which holds
@@ -170,7 +170,10 @@ enum FamilyFixtures {
         }
         let llamaCpp = last.hasPrefix("/") ? String(last) : Fixtures.packageRoot.appendingPathComponent(String(last)).path
         var digest = SHA256()
-        digest.update(data: try Data(contentsOf: URL(fileURLWithPath: script)))
+        // hf_families.py imports spm_tokenizer_check.py for Gemma 2's tokenizer.
+        for file in [script, Fixtures.packageRoot.appendingPathComponent("scripts/spm_tokenizer_check.py").path] {
+            digest.update(data: try Data(contentsOf: URL(fileURLWithPath: file)))
+        }
         let root = Fixtures.packageRoot.appendingPathComponent(".cache/hf-families")
         let directory = root.appendingPathComponent(String(digest.finalizeHex().prefix(16)))
         let complete = directory.appendingPathComponent("complete")

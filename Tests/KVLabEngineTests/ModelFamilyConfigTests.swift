@@ -84,7 +84,9 @@ import Testing
 
     @Test(arguments: [
         (#""rope_parameters": {"rope_type": "dynamic", "factor": 2}"#, "rope_parameters (dynamic) is not supported"),
-        (#""rope_scaling": {"rope_type": "longrope", "factor": 2}"#, "rope_scaling (longrope) is not supported"),
+        (#""rope_scaling": {"rope_type": "longrope", "factor": 2}"#, "rope_scaling (longrope) is not supported without short_factor"),
+        (#""rope_scaling": {"rope_type": "longrope", "short_factor": [1, 1, 1, 1, 1, 1, 1, 1], "long_factor": [1, 1]}"#,
+         "longrope has 2 long factors for 8 frequencies"),
         (#""rope_parameters": {"rope_type": "linear", "factor": 2, "alpha": 1}"#, "rope_parameters key alpha is not supported"),
         (#""rope_scaling": {"rope_type": "linear"}"#, "rope_scaling (linear) is not supported without factor"),
         (#""partial_rotary_factor": 0.5"#, "partial_rotary_factor 0.5 is not supported"),
@@ -122,9 +124,30 @@ import Testing
         }
     }
 
-    @Test func phi3SlidesOnEveryLayerAndRefusesLongRoPE() throws {
+    @Test func phi3SlidesOnEveryLayer() throws {
         #expect(try config(#""model_type": "phi3", "sliding_window": 32"#).attentionSpans == Array(repeating: .local(window: 32), count: 4))
-        #expect(problem(#""model_type": "phi3", "rope_scaling": {"type": "longrope", "long_factor": [1], "short_factor": [1]}"#)?
-            .contains("rope_scaling (longrope) is not supported") == true)
+    }
+
+    /// Phi-3.5-mini's layout (rope_scaling, top-level original context) and transformers 5's
+    /// (rope_parameters) give the same LongRoPE; the set follows the context, the attention factor
+    /// transformers' √(1 + ln(context / original) / ln(original)).
+    @Test func phi3LongRoPEInBothSpellings() throws {
+        let short = "[1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7]", long = "[1, 2, 4, 8, 16, 32, 64, 128]"
+        let old = try config(#""model_type": "phi3", "rope_theta": 10000, "original_max_position_embeddings": 1024, "rope_scaling": {"type": "longrope", "short_factor": \#(short), "long_factor": \#(long)}"#)
+        let new = try config(#""model_type": "phi3", "original_max_position_embeddings": 1024, "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000, "original_max_position_embeddings": 1024, "short_factor": \#(short), "long_factor": \#(long)}"#)
+        #expect(old == new)
+        let attention = (1 + log(4.0) / log(1024.0)).squareRoot()
+        let shortFactors = [1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7], longFactors: [Double] = [1, 2, 4, 8, 16, 32, 64, 128]
+        #expect(new.ropeScaling == .longrope(shortFactors: shortFactors, longFactors: longFactors, originalContext: 1024,
+                                             context: 4096, attentionFactor: attention))
+        #expect(abs(new.rope.logitScale - attention * attention) < 1e-15)
+        // Context 4096 past the original 1024: the long factors divide the frequencies.
+        let base = RoPEScaling.none.inverseFrequencies(headDim: 16, theta: 10000)
+        #expect(new.rope.inverseFrequencies(headDim: 16) == zip(base, longFactors).map { $0 / $1 })
+        // Phi3Config's original context (default 4096) wins over the dictionary's; at the context, short factors.
+        let atOriginal = try config(#""model_type": "phi3", "rope_scaling": {"type": "su", "original_max_position_embeddings": 64, "short_factor": \#(short), "long_factor": \#(long)}"#)
+        #expect(atOriginal.ropeScaling == .longrope(shortFactors: shortFactors, longFactors: longFactors, originalContext: 4096,
+                                                    context: 4096, attentionFactor: 1))
+        #expect(atOriginal.rope.inverseFrequencies(headDim: 16) == zip(base, shortFactors).map { $0 / $1 })
     }
 }

@@ -90,6 +90,49 @@ extension Python {
         }
     }
 
+    /// A Gemma-style SentencePiece model (BPE, byte fallback, no dummy prefix, chat tokens as
+    /// user-defined symbols) that scripts/spm_tokenizer_check.py trains: kvlab on the tokenizer.json
+    /// transformers converts it to, and on the GGUF llama.cpp's converter makes of it, against
+    /// SentencePiece itself, Hugging Face `tokenizers` and `llama-tokenize`.
+    @Test func gemmaStyleSentencePieceMatchesItsReferences() throws {
+        guard Python.hasTransformers, Python.canImport("sentencepiece, google.protobuf") else {
+            print("skipped: python3 with transformers, tokenizers, sentencepiece and protobuf is not available (pip install -r scripts/requirements.txt)")
+            return
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-spm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let texts = Self.texts + ["<start_of_turn>user\nHi 🦙<end_of_turn>\n<start_of_turn>model\n", "a\n\n\n  b   c\t\td 🤖"]
+        let textsFile = directory.appendingPathComponent("texts.json")
+        try Data(JSONValue.array(texts.map { .string($0) }).compactText().utf8).write(to: textsFile)
+        let folder = directory.appendingPathComponent("model")
+        let output = try Python.output(Fixtures.packageRoot.appendingPathComponent("scripts/spm_tokenizer_check.py").path,
+                                       [folder.path, textsFile.path] + (LlamaCpp.home.map { [$0] } ?? []))
+        let expected = try JSONValue.parse(Data(output.utf8))
+        func ids(_ key: String) throws -> [[Int]] {
+            try #require(expected[key]?.array).map { $0.array?.compactMap(\.integer) ?? [] }
+        }
+        let sentencePiece = try ids("sentencepiece"), huggingFace = try ids("tokenizers")
+        #expect(sentencePiece == huggingFace, "transformers' conversion differs from SentencePiece")
+        let json = try JSONValue.parse(Data(contentsOf: folder.appendingPathComponent("tokenizer.json")))
+        let config = try JSONValue.parse(Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")))
+        var spec = try HFTokenizer.spec(tokenizer: json, tokenizerConfig: config, modelConfig: nil)
+        spec.addBOS = false
+        let fromJSON = try spec.makeTokenizer()
+        for (text, want) in zip(texts, sentencePiece) {
+            #expect(fromJSON.encode(text) == want, "tokenizer.json \(text.debugDescription)")
+        }
+        guard LlamaCpp.binaries != nil else { print(LlamaCpp.skipMessage); return }
+        let gguf = folder.appendingPathComponent("vocab.gguf").path
+        var ggufSpec = try GGUFTokenizer.load(path: gguf)
+        ggufSpec.addBOS = false
+        let fromGGUF = try ggufSpec.makeTokenizer()
+        for (text, want) in zip(texts, sentencePiece) {
+            #expect(try LlamaCpp.tokenize(gguf, text) == want, "llama-tokenize \(text.debugDescription)")
+            #expect(fromGGUF.encode(text) == want, "GGUF \(text.debugDescription)")
+        }
+    }
+
     /// Hugging Face's own tokenizer.json for each vocabulary (converted by transformers), read by
     /// kvlab's tokenizer.json reader and run by `tokenizers`.
     @Test func matchesHuggingFaceTokenizers() throws {

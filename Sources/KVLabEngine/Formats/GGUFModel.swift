@@ -55,15 +55,13 @@ enum GGUFModel {
             throw FormatError("missing tensor\(missing.count > 1 ? "s" : "") \(listed)"
                 + (missing.count > 4 ? " and \(missing.count - 4) more" : ""))
         }
-        let known = Set(required + ["output.weight"] + (family == .llama ? ["rope_freqs.weight"] : []))
+        let known = Set(required + ["output.weight"] + (family == .llama ? ["rope_freqs.weight"] : [])
+            + (family == .phi3 ? longropeTensors : []))
         guard let extra = tensors.first(where: { !known.contains($0.name) }) else { return }
         if let layer = layerNumber(extra.name), layer >= layerCount {
             let highest = tensors.compactMap { layerNumber($0.name) }.max() ?? layer
             throw FormatError("tensor \(extra.name) is for layer \(layer), but \(family.ggufArchitecture).block_count is \(layerCount): "
                 + "the file has tensors for layers 0...\(highest), and those past the count would be ignored")
-        }
-        if family == .phi3, extra.name.hasPrefix("rope_factors_") {
-            throw FormatError("tensor \(extra.name) is Phi-3's long-context RoPE (longrope), which kvlab does not implement")
         }
         if extra.name.hasSuffix(".bias") {
             throw FormatError("tensor \(extra.name) is a bias, which kvlab's \(family.ggufArchitecture) models do not have")
@@ -129,6 +127,7 @@ enum GGUFModel {
             config.ropeScaling = .frequencyFactors(try vector("rope_freqs.weight").map(Double.init))
             try config.validate()
         }
+        if config.family == .phi3 { try applyLongRoPE(&config, metadata, present: { tensors[$0] != nil }, vector: vector) }
         let embedding = try matrix("token_embd.weight")
         let layers = try (0..<config.layerCount).map { i in
             try FamilyTensors.layer(config, matrix: { name, rows, cols in
@@ -198,7 +197,7 @@ enum GGUFModel {
         if let declared = try metadata.integer(a + "vocab_size"), declared != vocabularySize {
             throw FormatError("\(a)vocab_size is \(declared) but the tokenizer has \(vocabularySize) tokens")
         }
-        config.ropeScaling = try ropeScaling(metadata, prefix: a)
+        config.ropeScaling = try ropeScaling(metadata, prefix: a, family: family)
         try familyConfig(&config, metadata, prefix: a)
         try config.validate()
         if let rotary = try metadata.integer(a + "rope.dimension_count"), rotary != config.headDim {
@@ -244,6 +243,33 @@ enum GGUFModel {
         if !gemma2 { c.localRoPE = RoPE(theta: try metadata.float(a + "rope.freq_base_swa") ?? 10000) }
     }
 
+    /// Phi-3's LongRoPE as llama.cpp's converter stores it: the two factor sets as tensors, the
+    /// attention factor as `rope.scaling.attn_factor`. llama.cpp's phi3 graph takes the long set when
+    /// its context exceeds `rope.scaling.original_context_length`; kvlab's context is the model's.
+    static let longropeTensors = ["rope_factors_short.weight", "rope_factors_long.weight"]
+
+    private static func applyLongRoPE(_ c: inout ModelConfig, _ metadata: GGUFMetadata, present has: (String) -> Bool,
+                                      vector: (String) throws -> [Float]) throws {
+        let a = c.family.ggufArchitecture + "."
+        let attention = try metadata.float(a + "rope.scaling.attn_factor") ?? 1
+        let present = longropeTensors.filter(has)
+        guard !present.isEmpty else {
+            if attention != 1 { throw FormatError("\(a)rope.scaling.attn_factor \(attention) is not supported without longrope factors") }
+            if try metadata.string(a + "rope.scaling.type") == "longrope" {
+                throw FormatError("\(a)rope.scaling.type is longrope but the file has no \(longropeTensors.joined(separator: " or "))")
+            }
+            return
+        }
+        guard present.count == 2 else {
+            throw FormatError("has \(present[0]) without \(longropeTensors.first { $0 != present[0] }!)")
+        }
+        c.ropeScaling = .longrope(shortFactors: try vector(longropeTensors[0]).map(Double.init),
+                                  longFactors: try vector(longropeTensors[1]).map(Double.init),
+                                  originalContext: try metadata.integer(a + "rope.scaling.original_context_length") ?? c.contextLength,
+                                  context: c.contextLength, attentionFactor: attention)
+        try c.validate()
+    }
+
     /// `<arch>.` keys kvlab reads, or that do not change the math (`rope.scaling.finetuned` is a flag for people).
     static let knownKeys: Set<String> = [
         "context_length", "embedding_length", "block_count", "feed_forward_length", "vocab_size",
@@ -259,8 +285,10 @@ enum GGUFModel {
     /// `rope.scaling.*` as llama.cpp applies it: linear, or YaRN with extrapolation factor 1 and
     /// attention factor (0.1·ln(factor) + 1) · `rope.scaling.attn_factor`. llama.cpp recomputes
     /// (overwrites) `yarn_attn_factor`, so that key changes nothing.
-    private static func ropeScaling(_ metadata: GGUFMetadata, prefix a: String) throws -> RoPEScaling {
+    private static func ropeScaling(_ metadata: GGUFMetadata, prefix a: String, family: ModelFamily) throws -> RoPEScaling {
         let type = try metadata.string(a + "rope.scaling.type") ?? "none"
+        // Phi-3's LongRoPE (its factor tensors and attention factor) is read with the tensors.
+        if family == .phi3, type == "longrope" || type == "none" { return .none }
         let attentionFactor = try metadata.float(a + "rope.scaling.attn_factor") ?? 1
         if type != "yarn", attentionFactor != 1 {
             throw FormatError("\(a)rope.scaling.attn_factor \(attentionFactor) is not supported without yarn scaling")

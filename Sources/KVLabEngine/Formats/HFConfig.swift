@@ -36,7 +36,7 @@ struct HFConfig {
         "query_pre_attn_scalar": .implemented, "attn_logit_softcapping": .implemented,
         "final_logit_softcapping": .implemented, "rope_local_base_freq": .implemented,
         "sliding_window_pattern": .implemented, "_sliding_window_pattern": .implemented,
-        "original_max_position_embeddings": .irrelevant("read only by Phi-3's longrope scaling, which kvlab refuses"),
+        "original_max_position_embeddings": .implemented,
         "use_bidirectional_attention": .refusedUnless("false"),
         "resid_pdrop": .irrelevant("dropout is off at inference"), "embd_pdrop": .irrelevant("dropout is off at inference"),
         "attention_bias": .refusedUnless("false (qwen2: its q/k/v biases are always present)"),
@@ -60,7 +60,7 @@ struct HFConfig {
     private static let ropeKeys: Set<String> = [
         "rope_type", "type", "rope_theta", "factor", "low_freq_factor", "high_freq_factor",
         "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim",
-        "truncate", "partial_rotary_factor",
+        "truncate", "partial_rotary_factor", "short_factor", "long_factor",
     ]
 
     /// Reads the shape; `runnable` also refuses what the engine cannot run (other model types,
@@ -170,8 +170,10 @@ struct HFConfig {
         let topTheta = try reader.number("rope_theta")
         guard family == .gemma3 else {
             let key = (json["rope_parameters"].map { !$0.isNull } ?? false) ? "rope_parameters" : "rope_scaling"
+            // Phi3Config's own original_max_position_embeddings (default 4096) overrides its RoPE's.
+            let phi3Original = family == .phi3 ? try reader.integer("original_max_position_embeddings") ?? 4096 : nil
             return (try rope(json[key], key: key, defaultTheta: topTheta ?? 10000, contextLength: contextLength,
-                             runnable: runnable), nil)
+                             runnable: runnable, phi3Original: phi3Original), nil)
         }
         if let perType = json["rope_parameters"], perType["full_attention"] != nil || perType["sliding_attention"] != nil {
             if runnable, let other = perType.members?.first(where: { !["full_attention", "sliding_attention"].contains($0.key) }) {
@@ -188,8 +190,10 @@ struct HFConfig {
     }
 
     /// One RoPE parameter dictionary (`key` names it in errors); absent: plain RoPE of `defaultTheta`.
+    /// `phi3Original`: a Phi-3 model's original context, which Phi3Config reads outside the
+    /// dictionary, and whose config class runs `su` and `yarn` as `longrope`.
     private static func rope(_ value: JSONValue?, key: String, defaultTheta: Double, contextLength: Int,
-                             runnable: Bool) throws -> RoPE {
+                             runnable: Bool, phi3Original: Int? = nil) throws -> RoPE {
         guard let parameters = value, !parameters.isNull else { return RoPE(theta: defaultTheta) }
         guard let members = parameters.members else {
             if !runnable { return RoPE(theta: defaultTheta) }
@@ -197,11 +201,12 @@ struct HFConfig {
         }
         let inner = ConfigReader(json: parameters, prefix: key + ".")
         let theta = try inner.number("rope_theta") ?? defaultTheta
-        let type = parameters["rope_type"]?.string ?? parameters["type"]?.string ?? "default"
+        var type = parameters["rope_type"]?.string ?? parameters["type"]?.string ?? "default"
+        if phi3Original != nil, type == "su" || type == "yarn" { type = "longrope" }
         guard runnable else { return RoPE(theta: theta) }
-        // An unknown type is named before its keys (longrope's factor lists, say).
-        guard ["default", "linear", "llama3", "yarn"].contains(type) else {
-            throw FormatError("\(key) (\(type)) is not supported; kvlab implements default, linear, llama3 and yarn RoPE")
+        // An unknown type is named before its keys.
+        guard ["default", "linear", "llama3", "yarn", "longrope"].contains(type) else {
+            throw FormatError("\(key) (\(type)) is not supported; kvlab implements default, linear, llama3, yarn and longrope RoPE")
         }
         if let unknown = members.map(\.key).first(where: { !ropeKeys.contains($0) }) {
             throw FormatError("\(key) key \(unknown) is not supported"
@@ -214,7 +219,14 @@ struct HFConfig {
             guard let value = try inner.number(name) else { throw FormatError("\(key) (\(type)) is not supported without \(name)") }
             return value
         }
-        let original = try inner.integer("original_max_position_embeddings") ?? contextLength
+        let original = try phi3Original ?? inner.integer("original_max_position_embeddings") ?? contextLength
+        func factors(_ name: String) throws -> [Double] {
+            guard let list = parameters[name], !list.isNull else { throw FormatError("\(key) (\(type)) is not supported without \(name)") }
+            guard let values = list.array?.compactMap(\.double), values.count == list.array?.count else {
+                throw FormatError("\(key) \(name) is \(list.kind), expected a list of numbers")
+            }
+            return values
+        }
         switch type {
         case "default":
             return RoPE(theta: theta)
@@ -240,6 +252,14 @@ struct HFConfig {
             return RoPE(theta: theta, scaling: .yarn(factor: factor, originalContext: original, betaFast: try inner.number("beta_fast") ?? 32,
                                                      betaSlow: try inner.number("beta_slow") ?? 1, attentionFactor: attention,
                                                      truncate: parameters["truncate"]?.bool ?? true))
+        case "longrope":
+            // transformers: the factor defaults to max_position_embeddings / original, and the
+            // attention factor to √(1 + ln(factor) / ln(original)).
+            let factor = try inner.number("factor") ?? Double(contextLength) / Double(original)
+            let attention = try inner.number("attention_factor")
+                ?? RoPEScaling.longropeAttentionFactor(factor, originalContext: original)
+            return RoPE(theta: theta, scaling: .longrope(shortFactors: try factors("short_factor"), longFactors: try factors("long_factor"),
+                                                         originalContext: original, context: contextLength, attentionFactor: attention))
         default:
             preconditionFailure("RoPE type \(type) passed the check above")
         }

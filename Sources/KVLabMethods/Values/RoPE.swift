@@ -16,7 +16,7 @@ public struct RoPE: Sendable, Equatable, Hashable, Codable {
     /// One inverse frequency per channel pair of a `headDim` head, scaling applied.
     public func inverseFrequencies(headDim: Int) -> [Double] { scaling.inverseFrequencies(headDim: headDim, theta: theta) }
 
-    /// What attention logits are multiplied by (YaRN's attention factor squared; 1 otherwise).
+    /// What attention logits are multiplied by (YaRN's or LongRoPE's attention factor squared; 1 otherwise).
     public var logitScale: Double { scaling.logitScale }
 
     /// One line for `kvlab info`.
@@ -37,6 +37,12 @@ public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {
     /// llama.cpp's `rope_freqs.weight`: each inverse frequency divided by its own factor (how its
     /// converter stores Llama 3.1 scaling).
     case frequencyFactors([Double])
+    /// Phi-3's LongRoPE: each inverse frequency divided by its own factor, the short set when the
+    /// context the model runs with (`context`) is at most `originalContext`, else the long set;
+    /// attention logits multiplied by `attentionFactor`² (cos and sin both scaled by it).
+    /// transformers picks the set by each forward pass's length; kvlab rotates a key once, as it
+    /// is written, so like llama.cpp (by `n_ctx`) it picks once, by the context.
+    case longrope(shortFactors: [Double], longFactors: [Double], originalContext: Int, context: Int, attentionFactor: Double)
 
     /// One line for `kvlab info`.
     public var summary: String {
@@ -50,12 +56,20 @@ public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {
             return "yarn, factor \(g(f)), original context \(original), β fast/slow \(g(fast))/\(g(slow)), attention factor \(g(attention))"
         case .frequencyFactors(let factors):
             return "per-frequency factors (rope_freqs, \(factors.count) values, \(g(factors.min() ?? 1))...\(g(factors.max() ?? 1)))"
+        case .longrope(_, _, let original, let context, let attention):
+            return "longrope, \(context > original ? "long" : "short") factors (context \(context), original \(original)), attention factor \(g(attention))"
         }
     }
 
     /// The YaRN attention factor transformers infers when the config gives none: 0.1·ln(factor) + 1.
     public static func yarnAttentionFactor(_ factor: Double) -> Double {
         factor <= 1 ? 1 : 0.1 * log(factor) + 1
+    }
+
+    /// The LongRoPE attention factor transformers infers when the config gives none:
+    /// √(1 + ln(factor) / ln(original context)).
+    public static func longropeAttentionFactor(_ factor: Double, originalContext: Int) -> Double {
+        factor <= 1 ? 1 : (1 + log(factor) / log(Double(originalContext))).squareRoot()
     }
 
     /// Why these parameters cannot be used (factors and lengths must be positive and finite, a
@@ -73,6 +87,12 @@ public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {
         case .frequencyFactors(let factors):
             if factors.count != headDim / 2 { return "rope_freqs has \(factors.count) factors for \(headDim / 2) frequencies" }
             return factors.contains(where: bad) ? "rope_freqs holds a factor that is not positive and finite" : nil
+        case .longrope(let short, let long, let original, let context, let attention):
+            for (name, factors) in [("short", short), ("long", long)] {
+                if factors.count != headDim / 2 { return "longrope has \(factors.count) \(name) factors for \(headDim / 2) frequencies" }
+                if factors.contains(where: bad) { return "longrope holds a \(name) factor that is not positive and finite" }
+            }
+            return bad(attention) || original <= 1 || context <= 0 ? "longrope RoPE scaling parameters are not usable" : nil
         }
     }
 
@@ -88,6 +108,8 @@ public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {
             return base.map { $0 / factor }
         case .frequencyFactors(let factors):
             return zip(base, factors).map { $0 / $1 }
+        case .longrope(let short, let long, let original, let context, _):
+            return zip(base, context > original ? long : short).map { $0 / $1 }
         case .llama3(let factor, let low, let high, let original):
             let context = Double(original)
             let lowWavelength = context / low, highWavelength = context / high
@@ -115,10 +137,12 @@ public enum RoPEScaling: Sendable, Equatable, Hashable, Codable {
         }
     }
 
-    /// What attention logits are multiplied by (YaRN's attention factor, squared: it scales both
-    /// the query's and the key's rotation); 1 otherwise.
+    /// What attention logits are multiplied by (YaRN's or LongRoPE's attention factor, squared: it
+    /// scales both the query's and the key's rotation); 1 otherwise.
     public var logitScale: Double {
-        if case .yarn(_, _, _, _, let attention, _) = self { return attention * attention }
-        return 1
+        switch self {
+        case .yarn(_, _, _, _, let attention, _), .longrope(_, _, _, _, let attention): return attention * attention
+        default: return 1
+        }
     }
 }
