@@ -22,6 +22,10 @@ void ckv_unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile);
 /// Whether a type's tile codes reach 255 (q8_0, iq4: the signed value offset by 128).
 int ckv_tile_wide(int type);
 
+/// How many of a block's eight 32-byte code vectors the byte multiply-add's 16-bit sums can hold
+/// before they overflow: 32,767 / (2 · largest code · 127), at most 8 (1 for the wide types).
+int ckv_tile_steps(int type);
+
 /// Whether a type's scales and offsets differ between the halves of a 32-element block.
 int ckv_tile_per_half(int type);
 

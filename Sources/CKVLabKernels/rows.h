@@ -253,17 +253,18 @@ static void dot8_q4_0(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
     for (int b = 0; b < nb; b++) {
         const uint8_t *p = g + 144 * b;
         const int8_t *y = a.qs + 32 * b;
+        // Eight steps of 4-bit codes: one widening per block.
         __m256i low = _mm256_setzero_si256(), high = low;
         for (int v = 0; v < 4; v++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * v));
             int32_t y0, y1;
             memcpy(&y0, y + 4 * v, 4);
             memcpy(&y1, y + 16 + 4 * v, 4);
-            low = dot_u8s8_acc(low, _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
-            high = dot_u8s8_acc(high, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
+            low = dot_short_acc(low, _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
+            high = dot_short_acc(high, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
         }
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(low, high)), _mm256_mul_ps(d, _mm256_set1_ps(a.d[b])), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_short_widen(dot_short_add(low, high))), _mm256_mul_ps(d, _mm256_set1_ps(a.d[b])), acc);
         offset = _mm256_fmadd_ps(d, _mm256_set1_ps(a.s[b]), offset);
     }
     _mm256_storeu_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(8), offset, acc));
@@ -319,10 +320,11 @@ static void dot8_q4_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
                 int32_t y0, y1;
                 memcpy(&y0, y + 64 * k + 4 * v, 4);
                 memcpy(&y1, y + 64 * k + 32 + 4 * v, 4);
-                lows[v & 1] = dot_u8s8_acc(lows[v & 1], _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
-                highs[v & 1] = dot_u8s8_acc(highs[v & 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
+                lows[v & 1] = dot_short_acc(lows[v & 1], _mm256_and_si256(q, m4), _mm256_set1_epi32(y0));
+                highs[v & 1] = dot_short_acc(highs[v & 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_set1_epi32(y1));
             }
-            const __m256i low = _mm256_add_epi32(lows[0], lows[1]), high = _mm256_add_epi32(highs[0], highs[1]);
+            // Each sub-block's eight steps of 4-bit codes widened once.
+            const __m256i low = dot_short_widen(dot_short_add(lows[0], lows[1])), high = dot_short_widen(dot_short_add(highs[0], highs[1]));
             for (int p2 = 0; p2 < 2; p2++) {
                 const int j = 2 * k + p2, shift = 8 * (j % 4);
                 const __m256 scale = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(words[j / 4], shift), byte));
@@ -383,14 +385,20 @@ static void dot8_q6_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
                                       _mm256_and_si256(h0, m2), _mm256_and_si256(_mm256_srli_epi16(h0, 2), m2)};
             const __m256i high1[4] = {_mm256_and_si256(_mm256_slli_epi16(h1, 4), m2), _mm256_and_si256(_mm256_slli_epi16(h1, 2), m2),
                                       _mm256_and_si256(h1, m2), _mm256_and_si256(_mm256_srli_epi16(h1, 2), m2)};
+            // 6-bit codes: a byte multiply-add pair is at most 2·63·127, so two steps are widened at once.
             __m256i low = _mm256_setzero_si256(), high = low;
-            for (int v = 0; v < 4; v++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(c + 32 * v));
-                int32_t y0, y1;
-                memcpy(&y0, y + 32 * j + 4 * v, 4);
-                memcpy(&y1, y + 32 * j + 16 + 4 * v, 4);
-                low = dot_u8s8_acc(low, _mm256_or_si256(_mm256_and_si256(q, m4), high0[v]), _mm256_set1_epi32(y0));
-                high = dot_u8s8_acc(high, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), high1[v]), _mm256_set1_epi32(y1));
+            for (int v = 0; v < 4; v += 2) {
+                __m256i low2 = _mm256_setzero_si256(), high2 = low2;
+                for (int u = v; u < v + 2; u++) {
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(c + 32 * u));
+                    int32_t y0, y1;
+                    memcpy(&y0, y + 32 * j + 4 * u, 4);
+                    memcpy(&y1, y + 32 * j + 16 + 4 * u, 4);
+                    low2 = dot_short_acc(low2, _mm256_or_si256(_mm256_and_si256(q, m4), high0[u]), _mm256_set1_epi32(y0));
+                    high2 = dot_short_acc(high2, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), high1[u]), _mm256_set1_epi32(y1));
+                }
+                low = _mm256_add_epi32(low, dot_short_widen(low2));
+                high = _mm256_add_epi32(high, dot_short_widen(high2));
             }
             const __m256 s0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 16 * j))));
             const __m256 s1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 24 + 16 * j))));

@@ -6,8 +6,10 @@
 
 /// out[t·stride + r] for the tile's rows r < count and the T inputs from `first`:
 /// Σ_half scale · d_a · Σ code·a + offset · h_a, where h_a = d_a · Σ a over the half.
+/// Without VNNI, the byte multiply-add's 16-bit sums of `steps` of the 8 code vectors of a block
+/// are added before they are widened (ckv_tile_steps: as many as the codes' range lets 16 bits hold).
 static inline __attribute__((always_inline)) void tile_product(const uint8_t *tile, int cols, ckv_activation a, int first,
-                                                              const int T, const int per_half, const int wide,
+                                                              const int T, const int per_half, const int wide, const int steps,
                                                               float *out, size_t stride, int count) {
     const int nb = cols / 32;
     const uint8_t *codes = tile;
@@ -17,16 +19,23 @@ static inline __attribute__((always_inline)) void tile_product(const uint8_t *ti
     __m256 acc[4];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i lo[4], hi[4];
-        for (int t = 0; t < T; t++) lo[t] = hi[t] = _mm256_setzero_si256();
+        __m256i lo[4], hi[4], part[4];
+        for (int t = 0; t < T; t++) lo[t] = hi[t] = part[t] = _mm256_setzero_si256();
         for (int k = 0; k < 8; k++) {
             const __m256i w = _mm256_loadu_si256((const __m256i *)(codes + (8 * b + k) * 32));
             for (int t = 0; t < T; t++) {
                 int32_t four;
                 memcpy(&four, a.qs + (size_t)(first + t) * cols + 32 * b + 4 * k, 4);
                 const __m256i y = _mm256_set1_epi32(four);
-                if (per_half && k >= 4) hi[t] = wide ? dot_u8s8_wide_acc(hi[t], w, y) : dot_u8s8_acc(hi[t], w, y);
-                else lo[t] = wide ? dot_u8s8_wide_acc(lo[t], w, y) : dot_u8s8_acc(lo[t], w, y);
+                if (wide) {
+                    lo[t] = dot_u8s8_wide_acc(lo[t], w, y);
+                    continue;
+                }
+                part[t] = dot_short_acc(part[t], w, y);
+                if ((k + 1) % steps) continue;
+                if (per_half && k >= 4) hi[t] = _mm256_add_epi32(hi[t], dot_short_widen(part[t]));
+                else lo[t] = _mm256_add_epi32(lo[t], dot_short_widen(part[t]));
+                part[t] = _mm256_setzero_si256();
             }
         }
         const __m256 s0 = _mm256_loadu_ps(scales + 16 * b), o0 = _mm256_loadu_ps(offsets + 16 * b);
@@ -51,6 +60,7 @@ static inline __attribute__((always_inline)) void tile_product(const uint8_t *ti
     for (int t = 0; t < T; t++) _mm256_storeu_ps(result[t], acc[t]);
 #else
     (void)wide;
+    (void)steps;
     for (int t = 0; t < T; t++) {
         const int8_t *y = a.qs + (size_t)(first + t) * cols;
         for (int r = 0; r < CKV_TILE_ROWS; r++) {
@@ -81,13 +91,15 @@ static inline __attribute__((always_inline)) void tile_product(const uint8_t *ti
 }
 
 /// All inputs of a gemm against one unpacked tile, four at a time.
-static void tile_products(const ckv_gemm *g, const uint8_t *tile, float *out, int count, int per_half, int wide) {
+static void tile_products(const ckv_gemm *g, const uint8_t *tile, float *out, int count, int per_half, int wide, int steps) {
     int t = 0;
-#define CKV_TILE_CASE(T, HALF, WIDE) tile_product(tile, g->cols, g->activation, t, T, HALF, WIDE, out, g->out_stride, count)
+#define CKV_TILE_CASE(T, HALF, WIDE, STEPS) tile_product(tile, g->cols, g->activation, t, T, HALF, WIDE, STEPS, out, g->out_stride, count)
 #define CKV_TILE_TOKENS(T)                                                                                              \
-    if (per_half) CKV_TILE_CASE(T, 1, 0);                                                                               \
-    else if (wide) CKV_TILE_CASE(T, 0, 1);                                                                              \
-    else CKV_TILE_CASE(T, 0, 0)
+    if (wide) CKV_TILE_CASE(T, 0, 1, 1);                                                                                \
+    else if (per_half && steps >= 4) CKV_TILE_CASE(T, 1, 0, 4);                                                         \
+    else if (per_half) CKV_TILE_CASE(T, 1, 0, 2);                                                                       \
+    else if (steps >= 8) CKV_TILE_CASE(T, 0, 0, 8);                                                                     \
+    else CKV_TILE_CASE(T, 0, 0, 4)
     for (; t + 4 <= g->tokens; t += 4) { CKV_TILE_TOKENS(4); }
     for (; t < g->tokens; t++) { CKV_TILE_TOKENS(1); }
 #undef CKV_TILE_TOKENS
@@ -100,11 +112,11 @@ static void gemm_part(void *context, int index, int count) {
     // Smaller than a megabyte for any real row length: a heap allocation per share and call.
     uint8_t *tile = malloc(ckv_tile_bytes(g->cols));
     if (!tile) abort();
-    const int per_half = ckv_tile_per_half(g->type), wide = ckv_tile_wide(g->type);
+    const int per_half = ckv_tile_per_half(g->type), wide = ckv_tile_wide(g->type), steps = ckv_tile_steps(g->type);
     for (int i = tiles * index / count; i < tiles * (index + 1) / count; i++) {
         const int first = i * CKV_TILE_ROWS, rows = g->rows - first < CKV_TILE_ROWS ? g->rows - first : CKV_TILE_ROWS;
         if (g->packed) ckv_unpack_packed_tile(g, i, tile); else ckv_unpack_tile(g, first, rows, tile);
-        tile_products(g, tile, g->out + first, rows, per_half, wide);
+        tile_products(g, tile, g->out + first, rows, per_half, wide, steps);
     }
     free(tile);
 }

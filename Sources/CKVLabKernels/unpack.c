@@ -53,6 +53,16 @@ int ckv_has_tile(int type) {
 
 int ckv_tile_wide(int type) { return type == CKV_Q8_0 || type == CKV_IQ4_NL || type == CKV_IQ4_XS; }
 
+int ckv_tile_steps(int type) {
+    // Largest code: q2_K 3, q3_K 7, the 4-bit types 15, the 5-bit ones 31, q6_K 63 (wide types 255).
+    switch (type) {
+    case CKV_Q5_0: case CKV_Q5_1: case CKV_Q5_K: return 4;
+    case CKV_Q6_K: return 2;
+    case CKV_Q8_0: case CKV_IQ4_NL: case CKV_IQ4_XS: return 1;
+    default: return 8;
+    }
+}
+
 int ckv_tile_per_half(int type) { return type == CKV_Q6_K || type == CKV_Q2_K || type == CKV_Q3_K; }
 
 size_t ckv_tile_bytes(int cols) { return (size_t)CKV_TILE_ROWS * (size_t)cols + (size_t)(cols / 16) * CKV_TILE_ROWS * 2 * sizeof(float); }

@@ -41,6 +41,37 @@ static inline __m256i dot_u8s8_acc(__m256i acc, __m256i u, __m256i s) {
 
 static inline __m256i dot_u8s8(__m256i u, __m256i s) { return dot_u8s8_acc(_mm256_setzero_si256(), u, s); }
 
+/// Partial sums for dot_u8s8_acc that are widened once after several steps: without VNNI the
+/// byte multiply-add's 16-bit pairs are added as they are (a 4-bit code by an activation code is
+/// at most 15·127, a pair 3,810, so eight steps fit in 16 bits) and dot_short_widen turns them
+/// into int32 lanes once, which halves the multiplies (vpmaddwd shares vpmaddubsw's ports).
+/// With VNNI the sums are int32 lanes all along.
+static inline __m256i dot_short_acc(__m256i acc, __m256i u, __m256i s) {
+#if defined(CKV_VNNI)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
+#endif
+}
+
+/// Two dot_short_acc sums added (together at most eight 4-bit steps without VNNI).
+static inline __m256i dot_short_add(__m256i x, __m256i y) {
+#if defined(CKV_VNNI)
+    return _mm256_add_epi32(x, y);
+#else
+    return _mm256_add_epi16(x, y);
+#endif
+}
+
+/// A dot_short_acc sum as int32 lanes.
+static inline __m256i dot_short_widen(__m256i acc) {
+#if defined(CKV_VNNI)
+    return acc;
+#else
+    return _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
+#endif
+}
+
 /// dot_u8s8_acc for unsigned bytes up to 255: without VNNI the byte multiply-add saturates on two
 /// such products, so the top bit's products (128·(a + a'), at most 32,512) are taken apart.
 static inline __m256i dot_u8s8_wide_acc(__m256i acc, __m256i u, __m256i s) {

@@ -165,6 +165,66 @@ import Testing
         }
     }
 
+    /// Every code at its largest against activations all at +127, so that no partial sum the vector
+    /// paths keep in 16 bits (tiles, interleaved rows, row kernels) overflows: against the decoded rows.
+    @Test(arguments: quantizedTypes)
+    func largestCodesDoNotOverflowPartialSums(type: WeightType) throws {
+        let rows = 16, cols = 512, tokens = 5
+        // q8_0's largest tile code is +127 (0x7f); the other types' codes are largest at all ones.
+        var bytes = [UInt8](repeating: type == .q8_0 ? 0x7f : 0xff, count: type.byteCount(elements: rows * cols))
+        for b in 0..<(rows * cols / type.blockSize) {
+            for at in [Self.scaleOffset[type] ?? 0] + (Self.minimumOffset[type].map { [$0] } ?? []) {
+                let one = Half.fromFloat(0.01)
+                bytes[b * type.bytesPerBlock + at] = UInt8(one & 0xff)
+                bytes[b * type.bytesPerBlock + at + 1] = UInt8(one >> 8)
+            }
+        }
+        let w = try bytes.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, type: type, encoded: $0) }
+        let x = [Float](repeating: 1, count: tokens * cols)
+        let a = QuantizedActivation(capacity: tokens * cols)
+        let blocks = cols / 32
+        for t in 0..<tokens {
+            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
+                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
+        }
+        #expect((0..<(tokens * cols)).allSatisfy { a.view.qs[$0] == 127 })
+        let decoded = w.decodedValues()
+        let exact = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(a.view.d[$1 / 32]) * 127 } }
+        let magnitude = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + abs(Double(decoded[r * cols + $1]) * Double(a.view.d[$1 / 32]) * 127) } }
+        func check(_ got: Float, row r: Int, _ what: String, _ path: Int32) {
+            #expect(abs(Double(got) - exact[r]) <= 1e-5 * magnitude[r], "\(type) \(what) row \(r) on \(String(cString: ckv_path_name(path))): \(got) vs \(exact[r])")
+        }
+        for path in Self.paths {
+            var out = [Float](repeating: .nan, count: tokens * rows)
+            out.withUnsafeMutableBufferPointer { o in
+                var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: rows)
+                job.path = path
+                ckv_gemm_part(&job, 0, 1)
+            }
+            for t in 0..<tokens { for r in 0..<rows { check(out[t * rows + r], row: r, "tile, input \(t)", path) } }
+            if type.hasKernel {
+                for r in 0..<rows {
+                    let got = x.withUnsafeBufferPointer { ckv_dot_row(path, Int32(type.ggmlTypeID), w.row(r), Int32(cols), $0.baseAddress!, a.view) }
+                    check(got, row: r, "row kernel", path)
+                }
+            }
+            if w.isPackable {
+                var packed = [Float](repeating: .nan, count: rows)
+                packed.withUnsafeMutableBufferPointer { o in
+                    var job = ckv_matvec()
+                    job.cols = Int32(cols)
+                    job.activation = a.view
+                    job.path = path
+                    job.count = 1
+                    job.matrices.0 = ckv_matrix(weights: w.packedBytes(), row_bytes: w.rowBytes, type: Int32(type.ggmlTypeID), rows: Int32(rows),
+                                                out: o.baseAddress!, packed: 1)
+                    ckv_matvec_part(&job, 0, 1)
+                }
+                for r in 0..<rows { check(packed[r], row: r, "interleaved", path) }
+            }
+        }
+    }
+
     @Test(arguments: [WeightType.f32, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
     func rowSplitDoesNotChangeResults(type: WeightType) throws {
         let cols = 512
