@@ -167,3 +167,26 @@ extension KVPressCLITests {
         #expect(rows.filter { $0.contains("exact") || $0.contains("tie") }.count == 5)
     }
 }
+
+/// CriticalAdaKV, and every deterministic scorer press on the other families, against kvpress itself.
+extension KVPressCLITests {
+    /// CriticalAdaKV's head-wise budgets (physical here, masks in kvpress) on the tiny Llama and Qwen3.
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func criticalAdaKVKeepsKvpresssSets() throws {
+        let cases = ["criticaladakv", "criticaladakv/scorer=knorm/alpha_safeguard=0.5", "criticaladakv/scorer=lagkv/lag_size=32/first_stage_ratio=0.25"]
+        let (status, text) = try Self.check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
+    }
+
+    /// `--presses deterministic` (each deterministic scorer press, and AdaKV, ChunkKV, CriticalKV and
+    /// CriticalAdaKV over their default scorers) on Qwen3 and Gemma 3 at ratios 0.25, 0.5 and 0.75.
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func deterministicPressesKeepKvpresssSetsOnQwen3AndGemma3() throws {
+        let (status, text) = try Self.check(["--models", "qwen3,gemma3", "--presses", "deterministic"])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").count == 1 + 17 * 3 * 2)
+    }
+}
