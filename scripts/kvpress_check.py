@@ -155,7 +155,7 @@ SCORER_CASES = ("expectedattention,expectedattention/use_covariance=false/use_vn
                 "adakv/scorer=expectedattention,decoding/scorer=expectedattention/n_sink=0/compression_interval=8,"
                 "criticalkv,criticalkv/use_vnorm=false/epsilon=0.001,criticalkv/scorer=cur,"
                 "criticalkv/scorer=knorm/first_stage_ratio=0.25,criticaladakv,criticaladakv/scorer=knorm/alpha_safeguard=0.5,"
-                "criticaladakv/scorer=lagkv/lag_size=32/first_stage_ratio=0.25")
+                "criticaladakv/scorer=lagkv/lag_size=32/cross_scoring=true/first_stage_ratio=0.25")
 WRAPPERS["criticalkv"] = kvpress.CriticalKVPress
 WRAPPERS["criticaladakv"] = kvpress.CriticalAdaKVPress
 # Presses that mask keys head-wise (kvpress's `masked_key_indices`): budgets per layer, not per head.

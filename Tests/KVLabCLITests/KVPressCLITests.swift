@@ -151,7 +151,7 @@ extension KVPressCLITests {
         let (status, text) = try Self.check(["--presses", "scorers"])
         #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").filter { $0.contains(" llama ") && $0.contains("exact") }.count == 20 * 3)
+        #expect(text.split(separator: "\n").filter { $0.contains(" llama ") && $0.contains("exact") }.count == 23 * 3)
     }
 
     /// Gemma 3 (query and key norms, local layers with their own RoPE, query_pre_attn_scalar) and
@@ -173,7 +173,7 @@ extension KVPressCLITests {
     /// CriticalAdaKV's head-wise budgets (physical here, masks in kvpress) on the tiny Llama and Qwen3.
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func criticalAdaKVKeepsKvpresssSets() throws {
-        let cases = ["criticaladakv", "criticaladakv/scorer=knorm/alpha_safeguard=0.5", "criticaladakv/scorer=lagkv/lag_size=32/first_stage_ratio=0.25"]
+        let cases = ["criticaladakv", "criticaladakv/scorer=knorm/alpha_safeguard=0.5", "criticaladakv/scorer=lagkv/lag_size=32/cross_scoring=true/first_stage_ratio=0.25"]
         let (status, text) = try Self.check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
         #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
