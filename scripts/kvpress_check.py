@@ -164,7 +164,7 @@ HEADWISE = (kvpress.AdaKVPress, kvpress.CriticalAdaKVPress)
 # that the 200-token prompt is scored beyond the window), and the presses that select by a scorer's scores with theirs.
 DETERMINISTIC_CASES = ("snapkv/window_size=16,pyramidkv/window_size=16,streamingllm,tova,knorm,keydiff,observedattention,"
                        "expectedattention,lagkv/lag_size=32,leveragescore,cur,noncausalattn,compactor/chunk_size=48,"
-                       "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv")
+                       "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv,criticalkv/scorer=cur,criticaladakv/scorer=cur")
 
 
 def make_press(name, ratio, options):

@@ -181,12 +181,13 @@ extension KVPressCLITests {
     }
 
     /// `--presses deterministic` (each deterministic scorer press, and AdaKV, ChunkKV, CriticalKV and
-    /// CriticalAdaKV over their default scorers) on Qwen3 and Gemma 3 at ratios 0.25, 0.5 and 0.75.
+    /// CriticalAdaKV over their default scorers and CUR) on Qwen3 and Gemma 3 at ratios 0.25, 0.5 and
+    /// 0.75; kvpress's ExpectedAttention fails on Gemma 3 itself (those rows say so, no oracle).
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func deterministicPressesKeepKvpresssSetsOnQwen3AndGemma3() throws {
         let (status, text) = try Self.check(["--models", "qwen3,gemma3", "--presses", "deterministic"])
         #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").count == 1 + 17 * 3 * 2)
+        #expect(text.split(separator: "\n").count == 1 + 19 * 3 * 2)
     }
 }
