@@ -151,7 +151,8 @@ extension KVPressCLITests {
         let (status, text) = try Self.check(["--presses", "scorers"])
         #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").filter { $0.contains(" llama ") && $0.contains("exact") }.count == 23 * 3)
+        // LagKV with cross_scoring at 0.75 ties (kvpress's scores equal within rounding at the boundary).
+        #expect(text.split(separator: "\n").filter { $0.contains(" llama ") && ($0.contains("exact") || $0.contains("tie")) }.count == 23 * 3)
     }
 
     /// Gemma 3 (query and key norms, local layers with their own RoPE, query_pre_attn_scalar) and
