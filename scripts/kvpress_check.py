@@ -154,8 +154,17 @@ SCORER_CASES = ("expectedattention,expectedattention/use_covariance=false/use_vn
                 "noncausalattn,noncausalattn/chunk_size=64,compactor,compactor/chunk_size=48/blending=0.5,"
                 "adakv/scorer=expectedattention,decoding/scorer=expectedattention/n_sink=0/compression_interval=8,"
                 "criticalkv,criticalkv/use_vnorm=false/epsilon=0.001,criticalkv/scorer=cur,"
-                "criticalkv/scorer=knorm/first_stage_ratio=0.25")
+                "criticalkv/scorer=knorm/first_stage_ratio=0.25,criticaladakv,criticaladakv/scorer=knorm/alpha_safeguard=0.5,"
+                "criticaladakv/scorer=lagkv/lag_size=32/cross_scoring=true/first_stage_ratio=0.25")
 WRAPPERS["criticalkv"] = kvpress.CriticalKVPress
+WRAPPERS["criticaladakv"] = kvpress.CriticalAdaKVPress
+# Presses that mask keys head-wise (kvpress's `masked_key_indices`): budgets per layer, not per head.
+HEADWISE = (kvpress.AdaKVPress, kvpress.CriticalAdaKVPress)
+# `--presses deterministic`: each deterministic scorer press with its defaults (window 16 for the window scorers, so
+# that the 200-token prompt is scored beyond the window), and the presses that select by a scorer's scores with theirs.
+DETERMINISTIC_CASES = ("snapkv/window_size=16,pyramidkv/window_size=16,streamingllm,tova,knorm,keydiff,observedattention,"
+                       "expectedattention,lagkv/lag_size=32,leveragescore,cur,noncausalattn,compactor/chunk_size=48,"
+                       "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv,criticalkv/scorer=cur,criticaladakv/scorer=cur")
 
 
 def make_press(name, ratio, options):
@@ -163,9 +172,10 @@ def make_press(name, ratio, options):
     `scorer` names the press AdaKV and ChunkKV wrap, SnapKV by default)."""
     if name in WRAPPERS:
         own = {"adakv": {"alpha_safeguard"}, "chunkkv": {"chunk_length"}, "decoding": {"compression_interval", "target_size"},
-               "criticalkv": {"epsilon", "first_stage_ratio"}}[name]
+               "criticalkv": {"epsilon", "first_stage_ratio"},
+               "criticaladakv": {"alpha_safeguard", "epsilon", "first_stage_ratio"}}[name]
         inner = {k: v for k, v in options.items() if k not in own and k != "scorer"}
-        default = "knorm" if name == "decoding" else "expectedattention" if name == "criticalkv" else "snapkv"
+        default = "knorm" if name == "decoding" else "expectedattention" if name.startswith("critical") else "snapkv"
         # DecodingPress sets its scorer's ratio at each compression.
         scorer = PRESSES[options.get("scorer", default)](compression_ratio=0.0 if name == "decoding" else ratio, **inner)
         return WRAPPERS[name](scorer, **{k: v for k, v in options.items() if k in own})
@@ -376,8 +386,8 @@ def kvpress_kept(model, press, ids):
             return s
 
         scorer.score = capture
-    # AdaKV masks keys instead of dropping them; it and ChunkKV assert a non-eager attention.
-    headwise = isinstance(press, kvpress.AdaKVPress)
+    # AdaKV and CriticalAdaKV mask keys instead of dropping them; they and ChunkKV assert a non-eager attention.
+    headwise = isinstance(press, HEADWISE)
     model.config._attn_implementation = "sdpa" if isinstance(press, tuple(WRAPPERS.values())) else "eager"
     with torch.no_grad():
         full = DynamicCache(config=model.config)
@@ -526,7 +536,7 @@ def main():
                         "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16,"
                         "decoding/scorer=knorm/compression_interval=8,decoding/scorer=keydiff/compression_interval=10",
                         help="presses, each with kvpress options after '/' (snapkv/window_size=16); 'wrappers': the wrapper "
-                        "presses' cases")
+                        "presses' cases; 'scorers': the scorer presses' cases; 'deterministic': every deterministic scorer press")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed before each kvpress run (LeverageScore's random sketch)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
@@ -542,7 +552,8 @@ def main():
         model_dir = os.path.join(work, family)
         model = build_model(family, model_dir)
         input_ids = torch.tensor([ids])
-        for case in (SCORER_CASES if args.presses == "scorers" else WRAPPER_CASES if args.presses == "wrappers" else args.presses).split(","):
+        named = {"scorers": SCORER_CASES, "wrappers": WRAPPER_CASES, "deterministic": DETERMINISTIC_CASES}
+        for case in named.get(args.presses, args.presses).split(","):
             name, options = parse_case(case)
             for ratio in (float(r) for r in args.ratios.split(",")):
                 press = make_press(name, ratio, options) if name not in NEW_WRAPPERS else None
@@ -569,7 +580,7 @@ def main():
                     results.append({"press": case, "ratio": ratio, "model": family, "result": theirs, "kept": None})
                     continue
                 chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
-                verdict = compare(theirs, ours, across_heads=name == "adakv", chunk_length=chunk_length)
+                verdict = compare(theirs, ours, across_heads=name in ("adakv", "criticaladakv"), chunk_length=chunk_length)
                 failed |= verdict.startswith("DIFF")
                 kept = sum(len(p) for heads in theirs for p, _ in heads)
                 print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} ({kept} entries kept)", flush=True)

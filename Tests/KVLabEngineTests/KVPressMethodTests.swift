@@ -24,8 +24,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms)"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms)"),
         ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff, expectedattention"),
         ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
         ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor"),

@@ -132,7 +132,8 @@ import Testing
     /// queries dropped once read, bit-identical replays, ExpectedAttention during decode.
     @Test(arguments: ["kvpress:expectedattention,ratio=0.5", "kvpress:lagkv,lag_size=8,budget=20", "kvpress:leveragescore,ratio=0.75",
                       "kvpress:cur,bytes=200000", "kvpress:noncausalattn,chunk_size=16,ratio=0.25", "kvpress:compactor,chunk_size=16,ratio=0.5",
-                      "kvpress:adakv,scorer=expectedattention,ratio=0.5", "kvpress:criticalkv,use_vnorm=false,ratio=0.5"])
+                      "kvpress:adakv,scorer=expectedattention,ratio=0.5", "kvpress:criticalkv,use_vnorm=false,ratio=0.5",
+                      "kvpress:criticaladakv,scorer=knorm,ratio=0.5"])
     func pressesKeepTheirBudgetInTheCache(policy: String) throws {
         let run = try KVPressCacheTests.run(policy)
         let n = try run.submit(prompt: KVPressCacheTests.prompt).tokens.count
@@ -141,7 +142,7 @@ import Testing
         for layer in 0..<layout.layerCount {
             let expected = KVPressMethodTests.keptCount(press, layer: layer, of: n, layout: layout)
             let counts = (0..<layout.kvHeadCount).map { run.cache.entryCount(layer: layer, head: $0) }
-            if press.press == .adakv {
+            if press.press == .adakv || press.press == .criticaladakv {
                 #expect(counts.reduce(0, +) == expected * layout.kvHeadCount)
             } else {
                 #expect(counts == Array(repeating: expected, count: layout.kvHeadCount))
@@ -188,5 +189,25 @@ extension KVPressScorerTests {
         #expect(try Self.kept(method, Given(keys: [keys, keys], values: [values, values], projection: projection)) == [1, 3, 4])
         // Without the projection (a cache not given the weights) the scorer alone decides.
         #expect(try Self.kept(method, Given(keys: [keys, keys], values: [values, values])) == [2, 3, 4])
+    }
+}
+
+extension KVPressScorerTests {
+    @Test func criticaladakvSharesTheBudgetAcrossHeadsThenWeighsValues() throws {
+        // CUR on keys alone: head 0 scores k² / 55.25, head 1 ties at 1/6 everywhere. budget=3:
+        // one safe entry per head (4; the newest tie, 5); the layer's 6 best then give head 0
+        // entries 4 and 3 (budget 2), head 1 the newest four (budget 4), as AdaKV would.
+        let keys: [[[Float]]] = [[[1, 0], [2, 0], [3, 0], [4, 0], [5, 0], [0.5, 0]], Array(repeating: [1, 0], count: 6)]
+        let values: [[[Float]]] = [[[1, 0], [9, 0], [0, 9], [0.1, 0], [2, 0], [0, 0]], [[5, 0], [0, 1], [3, 0], [1, 0], [0, 0], [0, 0]]]
+        let projection: [Float] = [1, 0, 1, 0, 1, 0, 1, 0]
+        let method = "kvpress:criticaladakv,scorer=cur,num_sinks=0,leverage_type=key,use_local_approximation=false,budget=3"
+        // Stage 1 keeps ⌊budget / 2⌋ (at least the safe one) by CUR: 4; 5 and 4. The rest by
+        // score · |v₀|: head 0's entry 1 (0.65) over 3 (0.03); head 1's 0 (0.83) and 2 (0.5).
+        let given = Given(keys: keys, values: values, projection: projection)
+        #expect(KVPressMethodTests.finish(try KVPressMethodTests.policy(method), vectors: given) == [[1, 4], [0, 2, 4, 5]])
+        // Without the projection the scorer alone fills the budgets.
+        #expect(KVPressMethodTests.finish(try KVPressMethodTests.policy(method), vectors: Given(keys: keys, values: values)) == [[3, 4], [2, 3, 4, 5]])
+        #expect(try EvictionMethod(parsing: "kvpress:criticaladakv,scorer=knorm,alpha_safeguard=0.5").description
+                == "kvpress:criticaladakv,scorer=knorm,alpha_safeguard=0.5,epsilon=0.0001,first_stage_ratio=0.5,ratio=0.5")
     }
 }

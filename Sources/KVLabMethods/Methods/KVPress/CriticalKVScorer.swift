@@ -56,3 +56,49 @@ struct CriticalKVScorer: KVPressScorer {
         }
     }
 }
+
+/// kvpress's `CriticalAdaKVPress`: AdaKV's head-wise budgets with CriticalKV's two stages. Each
+/// head's `⌊n_kept · α⌋` best (at least one) are safe; the layer's `n_heads · n_kept` best
+/// (safe first, then by score; ties: the newer, then the later head) set each head's budget;
+/// each head then also keeps its `⌊budget · first_stage_ratio⌋` best by the scorer, and fills
+/// the rest of its budget by `(score + epsilon) · ‖v·W_o‖₁` (CriticalKVScorer's product, ties:
+/// the newer). kvpress masks the others; kvlab frees them.
+struct CriticalAdaKVSelection: KVPressSelecting {
+    let alphaSafeguard: Double
+    let epsilon: Double
+    let firstStageRatio: Double
+
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+              layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
+        var safe = Int(Double(n) * alphaSafeguard)
+        if alphaSafeguard > 0 { safe = n > 0 ? max(1, safe) : 0 }
+        let orders = heads.indices.map { KVPressPolicy.ranked(scores[$0], positions: heads[$0].positions) }
+        // Budgets: the layer's n · heads best, the safe entries above every other.
+        var candidates: [(safe: Bool, score: Float, position: Int32, head: Int)] = []
+        for h in heads.indices {
+            for (rank, i) in orders[h].enumerated() { candidates.append((rank < safe, scores[h][i], heads[h].positions[i], h)) }
+        }
+        candidates.sort { a, b in
+            if a.safe != b.safe { return a.safe }
+            if a.score != b.score { return a.score > b.score }
+            return a.position != b.position ? a.position > b.position : a.head > b.head
+        }
+        var budgets = Array(repeating: 0, count: heads.count)
+        for c in candidates.prefix(n * heads.count) { budgets[c.head] += 1 }
+        let padded = CriticalKVScorer.padded(scores)
+        let projection = vectors?.outputProjection()
+        return heads.indices.map { h in
+            let e = heads[h]
+            // kvpress multiplies the int64 budgets by the ratio in float32 and truncates.
+            let first = max(safe, Int(Float(budgets[h]) * Float(firstStageRatio)))
+            let norms = vectors.flatMap { v in
+                projection.map { CriticalKVScorer.projectedNorms(vectors: v, head: h, e, projection: $0, heads: heads.count) }
+            } ?? Array(repeating: 1, count: e.count)
+            var second = (0..<e.count).map { Float((Double(padded[h][$0]) + epsilon) * norms[$0]) }
+            for i in orders[h].prefix(first) { second[i] = .infinity }
+            var keep = Array(repeating: false, count: e.count)
+            for i in KVPressPolicy.ranked(second, positions: e.positions).prefix(budgets[h]) { keep[i] = true }
+            return keep
+        }
+    }
+}

@@ -1,5 +1,5 @@
 /// The scorer presses of kvpress beyond the first ten (ExpectedAttention, LagKV, LeverageScore,
-/// CUR, NonCausalAttn, Compactor, and CriticalKV around a scorer): their parameters by kvpress
+/// CUR, NonCausalAttn, Compactor, and CriticalKV and CriticalAdaKV around a scorer): their parameters by kvpress
 /// name and defaults.
 extension KVPressMethod {
     static func scorerSchema(_ press: Press, given spec: MethodSpec) -> [ParameterSchema.Entry]? {
@@ -21,6 +21,8 @@ extension KVPressMethod {
             return [S.int("sink_size_start", 8, 0...1024), S.int("sink_size_end", 4, 0...1024), chunk]
                 + (spec.value("blending") != nil ? [S.real("blending", 0, 0...1_000_000)] : [])
         case .criticalkv: return [S.real("epsilon", 1e-4, 0...1_000_000), S.real("first_stage_ratio", 0.5, 0...1)]
+        case .criticaladakv:
+            return [S.real("alpha_safeguard", 0.2, 0...1), S.real("epsilon", 1e-4, 0...1_000_000), S.real("first_stage_ratio", 0.5, 0...1)]
         default: return nil
         }
     }
@@ -43,7 +45,7 @@ struct KVPressScorerOptions: Sendable, Hashable {
         flag("use_vnorm", &useVnorm)
         // CriticalKV's epsilon is its own; the scorer it wraps keeps its default.
         if p.values["epsilon"] != nil {
-            if press == .criticalkv { criticalEpsilon = p.real("epsilon") } else { epsilon = p.real("epsilon") }
+            if press == .criticalkv || press == .criticaladakv { criticalEpsilon = p.real("epsilon") } else { epsilon = p.real("epsilon") }
         }
         if p.values["first_stage_ratio"] != nil { firstStageRatio = p.real("first_stage_ratio") }
         int("lag_size", &lagSize)

@@ -11,27 +11,29 @@ public struct KVPressMethod: Sendable, Hashable {
     public enum Press: String, Sendable, Hashable, CaseIterable {
         case snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding
         // Scorer presses: KVPressMethod+Scorers.swift.
-        case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv
+        case expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv
 
         // kvpress's wrapper, composition and budget presses (KVPressWrappers.swift).
         case chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv,
              entropygatedchunkkv, dms
 
         /// Presses that wrap another's scores (`scorer=`).
-        var wraps: Bool { self == .adakv || self == .chunkkv || self == .decoding || self == .criticalkv || wrapperScorers != nil }
+        var wraps: Bool {
+            [.adakv, .chunkkv, .decoding, .criticalkv, .criticaladakv].contains(self) || wrapperScorers != nil
+        }
         /// The presses this one may wrap, the first by default. During decode only those that
         /// score entries by their keys alone: kvpress's window scorers would read the attention of
         /// the step's single query, and its StreamingLLM ranks by cache index, which after a first
         /// compression is top-k order, not position order. ExpectedAttention reads the decode
         /// steps' queries and each entry alone (its sinks are cache rows in kvpress: see README).
-        /// CriticalKV adds epsilon to the scores, so it wraps only scorers whose scores are kvpress's
+        /// CriticalKV (and CriticalAdaKV) adds epsilon to the scores, so it wraps only scorers whose scores are kvpress's
         /// own (kvlab's snapkv, tova and observedattention sum what kvpress averages) and whose
         /// always-kept entries kvpress pads with the layer's maximum + 1, if any.
         var scorers: [Press] {
             if let wrapperScorers { return wrapperScorers }
             let scorers: [Press] = switch self {
             case .decoding: [.knorm, .keydiff, .expectedattention]
-            case .criticalkv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
+            case .criticalkv, .criticaladakv: [.expectedattention, .streamingllm, .knorm, .keydiff, .lagkv, .leveragescore, .cur, .noncausalattn]
             default: [.snapkv, .streamingllm, .tova, .knorm, .keydiff, .observedattention,
                       .expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor]
             }
@@ -51,7 +53,7 @@ public struct KVPressMethod: Sendable, Hashable {
     public let beta: Int
     /// `n_sink`: streamingllm's first positions always kept.
     public let nSink: Int
-    /// `alpha_safeguard`: adakv's share of each head's budget kept by the head's own ranking.
+    /// `alpha_safeguard`: adakv's (and criticaladakv's) share of each head's budget kept by the head's own ranking.
     public let alphaSafeguard: Double
     /// `chunk_length`: chunkkv's chunk of positions kept or dropped together.
     public let chunkLength: Int
@@ -152,6 +154,9 @@ public struct KVPressMethod: Sendable, Hashable {
         let selection: KVPressPolicy.Selection = switch press {
         case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
         case .chunkkv: .chunks(length: chunkLength)
+        case .criticaladakv:
+            .wrapper(CriticalAdaKVSelection(alphaSafeguard: alphaSafeguard, epsilon: scorerOptions.criticalEpsilon,
+                                            firstStageRatio: scorerOptions.firstStageRatio))
         default: .perHead
         }
         var scored = makeScorer(scorer ?? press)
@@ -163,7 +168,7 @@ public struct KVPressMethod: Sendable, Hashable {
 
     func makeScorer(_ press: Press) -> any KVPressScorer {
         switch press {
-        case .snapkv, .adakv, .chunkkv, .decoding, .criticalkv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
+        case .snapkv, .adakv, .chunkkv, .decoding, .criticalkv, .criticaladakv: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize)
         case .pyramidkv: PyramidKVScorer(snap: SnapKVScorer(windowSize: windowSize, kernelSize: kernelSize), beta: beta)
         case .streamingllm: StreamingLLMScorer(nSink: nSink)
         case .tova: TOVAScorer()
