@@ -68,7 +68,7 @@ struct CriticalAdaKVSelection: KVPressSelecting {
     let epsilon: Double
     let firstStageRatio: Double
 
-    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVPressBudget,
+    func keep(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, scores: [[Float]], kept n: Int, budget: KVBudget,
               layout: KVLayout, vectors: (any EntryVectors)?) -> [[Bool]] {
         var safe = Int(Double(n) * alphaSafeguard)
         if alphaSafeguard > 0 { safe = n > 0 ? max(1, safe) : 0 }
