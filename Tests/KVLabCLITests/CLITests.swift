@@ -92,7 +92,7 @@ import Testing
         #expect(missing.stderr == "Error: /nonexistent/text.txt: no such file\n")
         let badPolicy = try Self.run(["eval", "--text", "/nonexistent/text.txt", "--policy", "h2o:heavyy=1"])
         #expect(badPolicy.status != 0)
-        #expect(badPolicy.stderr == "Error: --policy: h2o: unknown parameter 'heavyy' (known: heavy, recent)\n")
+        #expect(badPolicy.stderr == "Error: --policy: h2o: unknown parameter 'heavyy' (known: heavy, recent, ratio, budget, bytes)\n")
         let badChunks = try Self.run(["eval", "--text", "x", "--chunks", "zero"])
         #expect(badChunks.status != 0)
         // A prompt-end method without a prompt would keep everything and read as free.

@@ -46,7 +46,7 @@ import Testing
     }
 
     /// Format 2 files had no end event: whole unless the header stands alone or the last line is
-    /// incomplete. The demos are such files (formats 1 and 2).
+    /// incomplete.
     @Test func olderFormatsAreWholeUnlessVisiblyCut() throws {
         var lines = try String(decoding: SessionSupport.recorded.get(), as: UTF8.self).split(separator: "\n").map(String.init)
         lines[0] = lines[0].replacingOccurrences(of: #""version":3"#, with: #""version":2"#)
@@ -63,15 +63,12 @@ import Testing
             let reader = try Self.read(path).reader
             #expect(reader.cut == expected.map { RecordingCut(path: path, step: $0.step, events: $0.events, reason: $0.reason) })
         }
-        // The shipped demos are whole: the older formats without an end event, a re-recorded one
-        // (format 3, issue 16's quest-vs-full) with it.
-        var older = 0
+        // The shipped demos are whole, each re-recorded in the format with the end event.
         for demo in try FileManager.default.contentsOfDirectory(atPath: ReplayDemo.directory.path) where demo.hasSuffix(".kvlab.jsonl") {
             let reader = try Self.read(ReplayDemo.directory.appendingPathComponent(demo).path).reader
-            if reader.header.version < SessionHeader.endEventVersion { older += 1 }
+            #expect(reader.header.version >= SessionHeader.endEventVersion, "\(demo)")
             #expect(reader.cut == nil, "\(demo)")
         }
-        #expect(older > 0, "older-format recordings among the demos")
     }
 
     @Test func linesLostBeforeOrAddedAfterTheEndAreErrors() throws {

@@ -98,7 +98,7 @@ import Testing
             (header + "{\"event\":\"caption\",\"text\":\"x\"}\n", 2, "'step' is missing"),
             (header + "{\"event\":\"caption\",\"step\":-4,\"text\":\"x\"}\n", 2, "caption: step must be ≥ 0, got -4"),
             (header + #"{"event":"knob","knob":"policy","ledger":{},"new":"h2o:heavyy=1","old":"full","step":0}"# + "\n", 2,
-             "knob: policy: h2o: unknown parameter 'heavyy' (known: heavy, recent)"),
+             "knob: policy: h2o: unknown parameter 'heavyy' (known: heavy, recent, ratio, budget, bytes)"),
             (header.replacingOccurrences(of: "\"threads\":1", with: "\"threads\":0"), 1, "header: threads must be between 1 and 256, got 0"),
             (header.replacingOccurrences(of: "\"checkpointEvery\":16", with: "\"checkpointEvery\":-1"), 1, "header: checkpointEvery must be ≥ 0, got -1"),
         ]
