@@ -70,6 +70,33 @@ import Testing
         return (0..<x.count).map { Float(a.view.qs[$0]) * a.view.d[$0 / 32] }
     }
 
+    /// `tokens` inputs of `cols` each (`x` row-major), quantized one after another as prefill does.
+    static func quantizedInputs(_ x: [Float], tokens: Int, cols: Int) -> QuantizedActivation {
+        let a = QuantizedActivation(capacity: tokens * cols)
+        let blocks = cols / 32
+        for t in 0..<tokens {
+            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
+                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
+        }
+        return a
+    }
+
+    /// The decode kernel's products of `w`'s interleaved copy with the first quantized input.
+    static func packedProducts(_ w: WeightMatrix, activation a: QuantizedActivation, path: Int32) -> [Float] {
+        var out = [Float](repeating: .nan, count: w.rows)
+        out.withUnsafeMutableBufferPointer { o in
+            var job = ckv_matvec()
+            job.cols = Int32(w.cols)
+            job.activation = a.view
+            job.path = path
+            job.count = 1
+            job.matrices.0 = ckv_matrix(weights: w.packedBytes(), row_bytes: w.rowBytes, type: Int32(w.type.ggmlTypeID), rows: Int32(w.rows),
+                                        out: o.baseAddress!, packed: 1)
+            ckv_matvec_part(&job, 0, 1)
+        }
+        return out
+    }
+
     /// Inputs with an all-zero block, a block of tiny values, a block of large ones, the rest random.
     static func input(cols: Int, seed: UInt64) -> [Float] {
         var random = Bytes(state: seed)
@@ -134,12 +161,7 @@ import Testing
         let rows = 21, cols = 512, tokens = 6
         let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 60 + UInt64(type.ggmlTypeID))
         let x = (0..<tokens).flatMap { Self.input(cols: cols, seed: 70 + UInt64($0)) }
-        let a = QuantizedActivation(capacity: tokens * cols)
-        let blocks = cols / 32
-        for t in 0..<tokens {
-            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
-                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
-        }
+        let a = Self.quantizedInputs(x, tokens: tokens, cols: cols)
         let effective = (0..<tokens).flatMap { Self.quantized(Array(x[($0 * cols)..<(($0 + 1) * cols)])) }
         let decoded = w.decodedValues()
         for path in Self.paths {
@@ -181,12 +203,7 @@ import Testing
         }
         let w = try bytes.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, type: type, encoded: $0) }
         let x = [Float](repeating: 1, count: tokens * cols)
-        let a = QuantizedActivation(capacity: tokens * cols)
-        let blocks = cols / 32
-        for t in 0..<tokens {
-            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
-                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
-        }
+        let a = Self.quantizedInputs(x, tokens: tokens, cols: cols)
         #expect((0..<(tokens * cols)).allSatisfy { a.view.qs[$0] == 127 })
         let decoded = w.decodedValues()
         let exact = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(decoded[r * cols + $1]) * Double(a.view.d[$1 / 32]) * 127 } }
@@ -209,17 +226,7 @@ import Testing
                 }
             }
             if w.isPackable {
-                var packed = [Float](repeating: .nan, count: rows)
-                packed.withUnsafeMutableBufferPointer { o in
-                    var job = ckv_matvec()
-                    job.cols = Int32(cols)
-                    job.activation = a.view
-                    job.path = path
-                    job.count = 1
-                    job.matrices.0 = ckv_matrix(weights: w.packedBytes(), row_bytes: w.rowBytes, type: Int32(type.ggmlTypeID), rows: Int32(rows),
-                                                out: o.baseAddress!, packed: 1)
-                    ckv_matvec_part(&job, 0, 1)
-                }
+                let packed = Self.packedProducts(w, activation: a, path: path)
                 for r in 0..<rows { check(packed[r], row: r, "interleaved", path) }
             }
         }
@@ -298,26 +305,11 @@ import Testing
         let w = try Self.randomRows(type, rows: rows, cols: cols, seed: 90 + UInt64(type.ggmlTypeID))
         #expect(w.isPackable)
         let x = (0..<tokens).flatMap { Self.input(cols: cols, seed: 95 + UInt64($0)) }
-        let a = QuantizedActivation(capacity: tokens * cols)
-        let blocks = cols / 32
-        for t in 0..<tokens {
-            ckv_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), Int32(cols),
-                                    ckv_activation(qs: a.view.qs + t * cols, d: a.view.d + t * blocks, s: a.view.s + t * blocks, h: a.view.h + 2 * t * blocks))
-        }
+        let a = Self.quantizedInputs(x, tokens: tokens, cols: cols)
         let effective = Self.quantized(Array(x[0..<cols]))
         let decoded = w.decodedValues()
         for path in Self.paths {
-            var out = [Float](repeating: .nan, count: rows)
-            out.withUnsafeMutableBufferPointer { o in
-                var job = ckv_matvec()
-                job.cols = Int32(cols)
-                job.activation = a.view
-                job.path = path
-                job.count = 1
-                job.matrices.0 = ckv_matrix(weights: w.packedBytes(), row_bytes: w.rowBytes, type: Int32(type.ggmlTypeID), rows: Int32(rows),
-                                            out: o.baseAddress!, packed: 1)
-                ckv_matvec_part(&job, 0, 1)
-            }
+            let out = Self.packedProducts(w, activation: a, path: path)
             for r in 0..<rows {
                 var exact = 0.0, magnitude = 0.0
                 for c in 0..<cols {
