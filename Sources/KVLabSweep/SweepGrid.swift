@@ -5,8 +5,8 @@ import KVLabMethods
 import Yams
 
 /// The axes of a sweep. Every list is an axis; the cells are their product, with `{budget}`
-/// (or `{budget/N}`, `{budget*N}`) in a method string taking each of `budgets` and `{bits}` each of
-/// `bits`. A product that yields the same configuration twice keeps one cell.
+/// (or `{budget/N}`, `{budget*N}`) in a method string taking each of `budgets`, `{bits}` each of
+/// `bits` and `{ratio}` each of `ratios` (`snapkv:ratio={ratio}`). A product that yields the same configuration twice keeps one cell.
 public struct SweepGrid: Sendable, Equatable {
     public var models: [String] = [SweepCell.embeddedModel]
     public var policies: [String] = ["full"]
@@ -15,6 +15,8 @@ public struct SweepGrid: Sendable, Equatable {
     public var attention: [String] = ["naive"]
     public var budgets: [Int] = []
     public var bits: [Int] = []
+    /// Compression ratios for `{ratio}` (the share of a prompt's entries removed).
+    public var ratios: [Double] = []
     public var texts: [String] = []
     public var probes: [String] = ["perplexity"]
     /// Tokens per chunk (nil: the model's context).
@@ -64,14 +66,18 @@ public struct SweepGrid: Sendable, Equatable {
                     let templates = [policy, sparseText, kvText]
                     let budgetValues: [Int?] = templates.contains { $0.contains("{budget") } ? budgets.map { $0 } : [nil]
                     let bitValues: [Int?] = templates.contains { $0.contains("{bits") } ? bits.map { $0 } : [nil]
+                    let ratioValues: [Double?] = templates.contains { $0.contains("{ratio") } ? ratios.map { $0 } : [nil]
                     if budgetValues.isEmpty { throw SweepError("'\(templates.first { $0.contains("{budget") }!)' uses {budget}: give --budget") }
                     if bitValues.isEmpty { throw SweepError("'\(templates.first { $0.contains("{bits") }!)' uses {bits}: give --bits") }
+                    if ratioValues.isEmpty { throw SweepError("'\(templates.first { $0.contains("{ratio") }!)' uses {ratio}: give --ratio") }
                     for budget in budgetValues {
                         for bit in bitValues {
-                            let values = ["budget": budget, "bits": bit]
-                            methods.append(try Self.canonical(policy: Self.substitute(policy, values),
-                                                              sparse: Self.substitute(sparseText, values),
-                                                              kv: Self.substitute(kvText, values)))
+                            for ratio in ratioValues {
+                                let values: [String: Double?] = ["budget": budget.map(Double.init), "bits": bit.map(Double.init), "ratio": ratio]
+                                methods.append(try Self.canonical(policy: Self.substitute(policy, values),
+                                                                  sparse: Self.substitute(sparseText, values),
+                                                                  kv: Self.substitute(kvText, values)))
+                            }
                         }
                     }
                 }
@@ -119,8 +125,9 @@ public struct SweepGrid: Sendable, Equatable {
     }
 
     /// `text` with each `{name}`, `{name/N}` or `{name*N}` replaced from `values` (a nil value
-    /// leaves the text as it is: that axis is not swept for it).
-    static func substitute(_ text: String, _ values: [String: Int?]) throws(SweepError) -> String {
+    /// leaves the text as it is: that axis is not swept for it). Whole-number axes divide as whole
+    /// numbers (`{budget/3}` of 100 is 33); `ratio` divides exactly.
+    static func substitute(_ text: String, _ values: [String: Double?]) throws(SweepError) -> String {
         var result = "", rest = Substring(text)
         while let open = rest.firstIndex(of: "{") {
             result += rest[..<open]
@@ -128,15 +135,16 @@ public struct SweepGrid: Sendable, Equatable {
             let expression = rest[rest.index(after: open)..<close]
             let operatorIndex = expression.firstIndex { $0 == "/" || $0 == "*" }
             let name = String(expression[..<(operatorIndex ?? expression.endIndex)])
-            guard let entry = values[name] else { throw SweepError("'\(text)': {\(expression)} names no axis (budget or bits)") }
+            guard let entry = values[name] else { throw SweepError("'\(text)': {\(expression)} names no axis (budget, bits or ratio)") }
             guard var value = entry else { throw SweepError("'\(text)': no value for {\(name)}") }
             if let operatorIndex {
                 guard let operand = Int(expression[expression.index(after: operatorIndex)...]), operand > 0 else {
                     throw SweepError("'\(text)': {\(expression)} needs a positive whole number after '\(expression[operatorIndex])'")
                 }
-                value = expression[operatorIndex] == "/" ? value / operand : value * operand
+                let quotient = value / Double(operand)
+                value = expression[operatorIndex] == "*" ? value * Double(operand) : name == "ratio" ? quotient : quotient.rounded(.towardZero)
             }
-            result += String(value)
+            result += ParameterSchema.format(value)
             rest = rest[rest.index(after: close)...]
         }
         return result + rest
@@ -195,6 +203,11 @@ extension SweepGrid {
             case "attention": attention = try strings(key)
             case "budget": budgets = try integers(key)
             case "bits": bits = try integers(key)
+            case "ratio":
+                ratios = try strings(key).map { text in
+                    guard let value = Double(text), value.isFinite else { throw FileError(path: path, problem: "'ratio': '\(text)' is not a number") }
+                    return value
+                }
             case "text": texts = try strings(key).map(resolve)
             case "probe":
                 probes = try strings(key).map { probe in
@@ -217,6 +230,6 @@ extension SweepGrid {
         }
     }
 
-    static let fileKeys = ["model", "policy", "kv", "sparse", "attention", "budget", "bits", "text", "probe", "tokens", "chunks",
+    static let fileKeys = ["model", "policy", "kv", "sparse", "attention", "budget", "bits", "ratio", "text", "probe", "tokens", "chunks",
                            "prefill", "threads", "weights", "project", "project-context"]
 }

@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64 (default: full; repeat to compare several).")
+    @Option(name: .long, help: "Eviction method, e.g. h2o:heavy=64,recent=64; any method takes a budget as ratio=R (share removed), budget=N (entries per KV head) or bytes=B, e.g. snapkv:ratio=0.5 (default: full; repeat to compare several).")
     var policy: [String] = []
 
     @OptionGroup var modes: CacheModeOptions

@@ -147,7 +147,7 @@ struct CacheModeOptions: ParsableArguments {
 
 /// The KV methods of one engine, shared by the commands that run one.
 struct KVOptions: ParsableArguments {
-    @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124 (default: full).")
+    @Option(name: .long, help: "KV eviction method, e.g. streaming:sinks=4,window=124; any method takes a budget as ratio=R (share removed), budget=N (entries per KV head) or bytes=B (whole cache), e.g. snapkv:ratio=0.5 (default: full).")
     var policy: [String] = []
 
     @OptionGroup var modes: CacheModeOptions

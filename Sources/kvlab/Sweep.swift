@@ -19,7 +19,7 @@ struct GridOptions: ParsableArguments {
     @Option(name: .long, help: "Model file, or 'embedded' (repeat for several; default: the embedded model).")
     var model: [String] = []
 
-    @Option(name: .long, help: "Eviction method (repeat); {budget}, {budget/N}, {budget*N} take each --budget, e.g. h2o:heavy={budget/2},recent={budget/2}.")
+    @Option(name: .long, help: "Eviction method (repeat); {budget}, {budget/N}, {budget*N} take each --budget, {ratio} each --ratio, e.g. h2o:heavy={budget/2},recent={budget/2} or snapkv:ratio={ratio}.")
     var policy: [String] = []
 
     @Option(name: .long, help: "KV quantization (repeat); {bits} takes each --bits, e.g. kivi:bits={bits}.")
@@ -36,6 +36,9 @@ struct GridOptions: ParsableArguments {
 
     @Option(name: .long, help: "Bit widths for {bits}: a comma-separated list (repeatable).")
     var bits: [String] = []
+
+    @Option(name: .long, help: "Compression ratios for {ratio} (share of the prompt removed): a comma-separated list (repeatable), e.g. 0.25,0.5,0.75.")
+    var ratio: [String] = []
 
     @Option(name: .long, help: "Text file (repeat): evaluated for perplexity, filler for probes.")
     var text: [String] = []
@@ -74,6 +77,7 @@ struct GridOptions: ParsableArguments {
         if !attention.isEmpty { g.attention = attention }
         if !budget.isEmpty { g.budgets = try Self.integers(budget, option: "--budget") }
         if !bits.isEmpty { g.bits = try Self.integers(bits, option: "--bits") }
+        if !ratio.isEmpty { g.ratios = try Self.numbers(ratio, option: "--ratio") }
         if !text.isEmpty { g.texts = text }
         if !probe.isEmpty { g.probes = probe }
         if !tokens.isEmpty { g.tokens = try Self.integers(tokens, option: "--tokens") }
@@ -88,13 +92,20 @@ struct GridOptions: ParsableArguments {
 
     /// Whether no axis is given (as `--retry` requires: it takes its cells from the store).
     var isEmpty: Bool {
-        grid == nil && [model, policy, kv, sparse, attention, budget, bits, text, probe, tokens, chunks, prefill, project].allSatisfy(\.isEmpty)
+        grid == nil && [model, policy, kv, sparse, attention, budget, bits, ratio, text, probe, tokens, chunks, prefill, project].allSatisfy(\.isEmpty)
             && threads == nil && weights == nil && projectContext == nil
     }
 
     /// The cells of the grid, or a one-line error.
     func cells() throws -> [SweepCell] {
         do { return try sweepGrid().cells() } catch let error as SweepError { throw CLIError(error.description) }
+    }
+
+    static func numbers(_ lists: [String], option: String) throws -> [Double] {
+        try lists.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map {
+            guard let value = Double($0.trimmingCharacters(in: .whitespaces)), value.isFinite else { throw CLIError("\(option): '\($0)' is not a number") }
+            return value
+        }
     }
 
     static func integers(_ lists: [String], option: String) throws -> [Int] {

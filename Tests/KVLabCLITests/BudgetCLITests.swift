@@ -19,9 +19,10 @@ import Testing
     }
 
     @Test func impossibleBudgetsAreOneLineErrors() throws {
-        for (policy, message) in [("snapkv:ratio=1.5", "snapkv: ratio=1.5 is outside 0...0.999999"),
+        for (policy, message) in [("snapkv:ratio=1.5", "snapkv: ratio=1.5 must be at least 0 and below 1"),
                                   ("h2o:ratio=0.5,recent=8", "h2o: give ratio= or recent=, not both"),
-                                  ("tova:bytes=lots", "tova: bytes=lots is not a byte count")] {
+                                  ("tova:bytes=lots", "tova: bytes=lots is not a byte count"),
+                                  ("tova:bytes=100", "tova: bytes=100 holds no entry: one entry in every (layer, KV head) takes")] {
             let result = try CLITests.run(["run", "--prompt", "Hi", "-n", "1", "--policy", policy])
             #expect(result.status != 0)
             #expect(result.stderr.contains(message), "\(result.stderr)")

@@ -29,8 +29,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("h2o:ratio=1", "h2o: ratio=1 is outside 0...0.999999"),
-        ("snapkv:ratio=-0.5", "snapkv: ratio=-0.5 is outside 0...0.999999"),
+        ("h2o:ratio=1", "h2o: ratio=1 must be at least 0 and below 1"),
+        ("snapkv:ratio=-0.5", "snapkv: ratio=-0.5 must be at least 0 and below 1"),
         ("h2o:ratio=0.5,heavy=8", "h2o: give ratio= or heavy=, not both (ratio sizes heavy/recent)"),
         ("pyramidkv:ratio=0.5,min=4", "pyramidkv: give ratio= or min=, not both (ratio sizes budget/min)"),
         ("tova:ratio=0.5,budget=8", "tova: give one of ratio, budget and bytes"),
@@ -56,6 +56,21 @@ import Testing
         #expect(KVBudget.bytes(256 * 10 + 255).tokens(length: 200, layout: Self.layout) == 10)
         #expect(KVBudget.bytes(100).tokens(length: 200, layout: Self.layout) == 1)
         #expect(KVBudget.entries(33).tokens(length: 200, layout: Self.layout) == 33)
+    }
+
+    /// Bytes that hold no entry per (layer, KV head) are refused once the model's layout is known,
+    /// naming the value and one entry's bytes; 256 bytes (one entry) pass.
+    @Test func bytesBelowOneEntryAreRefused() throws {
+        for method in ["h2o:bytes=255", "kvpress:knorm,bytes=100"] {
+            let name = method.hasPrefix("kvpress") ? "kvpress:knorm" : "h2o"
+            let bytes = method.hasPrefix("kvpress") ? "100" : "255"
+            #expect(throws: MethodSpecError("\(name): bytes=\(bytes) holds no entry: one entry in every (layer, KV head) takes 256 on this model "
+                                            + "(2 layers × 2 KV heads × fp32 key and value of 8)")) {
+                try EvictionMethod(parsing: method).check(layout: Self.layout)
+            }
+        }
+        try EvictionMethod(parsing: "h2o:bytes=256").check(layout: Self.layout)
+        try EvictionMethod(parsing: "kvpress:knorm,bytes=256").check(layout: Self.layout)
     }
 
     /// Each method's per-head budget once sized for a prompt of `length` tokens.
@@ -97,7 +112,7 @@ import Testing
     static let prompt = KVPressCacheTests.prompt
 
     @Test(arguments: ["h2o:ratio=0.5", "tova:ratio=0.75", "snapkv:ratio=0.5,observation=4", "window:ratio=0.25",
-                      "streaming:sinks=2,ratio=0.5", "h2o:bytes=4KiB"])
+                      "streaming:sinks=2,ratio=0.5", "h2o:bytes=120KiB"])
     func theCacheKeepsTheSizedBudgetOfThePrompt(policy: String) throws {
         let run = try KVPressCacheTests.run(policy)
         let n = try run.submit(prompt: Self.prompt).tokens.count

@@ -30,7 +30,7 @@ import Testing
         ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
         ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor"),
         ("kvpress:tova,window_size=8", "kvpress:tova: unknown parameter 'window_size' (known: ratio, budget, bytes)"),
-        ("kvpress:knorm,ratio=1", "kvpress:knorm: ratio=1 is outside 0...0.999999"),
+        ("kvpress:knorm,ratio=1", "kvpress:knorm: ratio=1 must be at least 0 and below 1"),
         ("kvpress:knorm,ratio=0.5,budget=8", "kvpress:knorm: give one of ratio, budget and bytes"),
         ("kvpress:snapkv,kernel_size=4", "kvpress:snapkv: kernel_size must be odd (kvpress pools with same padding)"),
     ])

@@ -65,7 +65,7 @@ import Testing
     @Test(arguments: [
         ("kvpress:chunk,scorer=snapkv", "kvpress:chunk: scorer=snapkv is not one of knorm, keydiff"),
         ("kvpress:perlayer", "kvpress:perlayer: give compression_ratios=…"),
-        ("kvpress:perlayer,compression_ratios=0.5/1", "kvpress:perlayer: compression_ratios=0.5/1 is not ratios in 0...0.999999 separated by '/'"),
+        ("kvpress:perlayer,compression_ratios=0.5/1", "kvpress:perlayer: compression_ratios=0.5/1 is not ratios (each at least 0 and below 1) separated by '/'"),
         ("kvpress:perlayer,compression_ratios=0.5,ratio=0.5", "kvpress:perlayer: unknown parameter 'ratio' (known: scorer, window_size, kernel_size, compression_ratios)"),
         ("kvpress:entropygatedchunkkv,chunk_length=4,low_entropy_chunk_length=4",
          "kvpress:entropygatedchunkkv: low_entropy_chunk_length must be below chunk_length"),

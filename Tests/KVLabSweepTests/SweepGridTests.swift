@@ -17,6 +17,20 @@ import Testing
         #expect(Set(cells.map(\.id)).count == cells.count)
     }
 
+    @Test func ratiosExpandTheMethodsThatNameThem() throws {
+        var grid = SweepGrid()
+        grid.texts = ["a.txt"]
+        grid.policies = ["full", "snapkv:ratio={ratio}", "kvpress:knorm,ratio={ratio/2}"]
+        grid.ratios = [0.25, 0.5]
+        let policies = try grid.cells().map(\.policy)
+        #expect(policies == ["full", "snapkv:observation=16,pool=7,ratio=0.25", "snapkv:observation=16,pool=7,ratio=0.5",
+                             "kvpress:knorm,ratio=0.125", "kvpress:knorm,ratio=0.25"])
+        grid.ratios = []
+        #expect(throws: SweepError("'snapkv:ratio={ratio}' uses {ratio}: give --ratio")) { try grid.cells() }
+        grid.ratios = [1.5]
+        #expect(throws: SweepError("'snapkv:ratio=1.5' / 'dense' / 'fp32': snapkv: ratio=1.5 must be at least 0 and below 1")) { try grid.cells() }
+    }
+
     @Test func equalConfigurationsHashEquallyWhateverTheSpelling() throws {
         var a = SweepGrid(), b = SweepGrid()
         a.texts = ["t"]; b.texts = ["t"]

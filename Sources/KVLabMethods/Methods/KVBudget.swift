@@ -1,3 +1,5 @@
+import KVLabFoundation
+
 /// A KV budget as a method string gives it (`ratio=`, `budget=` or `bytes=`), for the `kvpress:`
 /// presses and kvlab's own methods alike: kvpress's `compression_ratio` (the share of the prompt's
 /// entries removed), an entry count per (layer, KV head), or bytes of fp32 keys and values over the
@@ -12,7 +14,7 @@ public enum KVBudget: Sendable, Hashable {
 
     /// Schema entries for the keys; 0 stands for "not written" (`given` reads what was).
     static let entries: [ParameterSchema.Entry] = [
-        ParameterSchema.real("ratio", 0.5, 0...0.999_999), ParameterSchema.int("budget", 0, 0...1_048_576),
+        ParameterSchema.share("ratio", 0.5), ParameterSchema.int("budget", 0, 0...1_048_576),
         ParameterSchema.byteSize("bytes", 0...Int(Int64.max / 2)),
     ]
 
@@ -34,6 +36,16 @@ public enum KVBudget: Sendable, Hashable {
     /// Entries per (layer, KV head) that `bytes` of fp32 keys and values hold over `layout`'s cache.
     static func entriesPerHead(bytes: Int, layout: KVLayout) -> Int {
         bytes / (layout.layerCount * layout.kvHeadCount * 2 * layout.headDim * 4)
+    }
+
+    /// Refuses `bytes` that hold no entry per (layer, KV head) of `layout`'s cache, rather than
+    /// keeping one entry silently.
+    static func checkBytes(_ bytes: Int, layout: KVLayout, method: String) throws(MethodSpecError) {
+        let entry = layout.layerCount * layout.kvHeadCount * 2 * layout.headDim * 4
+        guard bytes < entry else { return }
+        throw MethodSpecError("\(method): bytes=\(formatBytes(bytes, .exact)) holds no entry: one entry in every (layer, KV head) "
+                              + "takes \(formatBytes(entry, .exact)) on this model (\(layout.layerCount) layers × \(layout.kvHeadCount) KV heads × "
+                              + "fp32 key and value of \(layout.headDim))")
     }
 
     /// The token budget per (layer, KV head) of kvlab's own methods, for a prompt of `length`

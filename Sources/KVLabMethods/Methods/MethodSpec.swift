@@ -84,6 +84,8 @@ package struct ParameterSchema {
     package enum Kind {
         case integer(ClosedRange<Int>)
         case real(ClosedRange<Double>)
+        /// A share: at least 0 and below 1 (a compression ratio).
+        case share
         case choice([String])
         /// Any text the method checks itself (a file, a list); required.
         case text
@@ -111,6 +113,11 @@ package struct ParameterSchema {
 
     package static func real(_ key: String, _ defaultValue: Double, _ range: ClosedRange<Double>) -> Entry {
         Entry(key: key, defaultValue: Self.format(defaultValue), kind: .real(range))
+    }
+
+    /// A share at least 0 and below 1, as kvpress's compression ratios are.
+    package static func share(_ key: String, _ defaultValue: Double) -> Entry {
+        Entry(key: key, defaultValue: Self.format(defaultValue), kind: .share)
     }
 
     package static func choice(_ key: String, _ defaultValue: String, _ values: [String]) -> Entry {
@@ -152,6 +159,10 @@ package struct ParameterSchema {
                 guard number.isFinite, range.contains(number) else {
                     throw MethodSpecError("\(method): \(entry.key)=\(raw) is outside \(Self.format(range.lowerBound))...\(Self.format(range.upperBound))")
                 }
+                value = Self.format(number)
+            case .share:
+                guard let number = Double(raw), !number.isNaN else { throw MethodSpecError("\(method): \(entry.key)=\(raw) is not a number") }
+                guard number >= 0, number < 1 else { throw MethodSpecError("\(method): \(entry.key)=\(raw) must be at least 0 and below 1") }
                 value = Self.format(number)
             case .choice(let options):
                 let lowered = raw.lowercased()

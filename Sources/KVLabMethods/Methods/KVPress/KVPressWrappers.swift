@@ -44,14 +44,14 @@ extension KVPressMethod {
             .block: [S.int("block_size", 128, 1...1_048_576)],
             .perlayer: [S.text("compression_ratios")],
             .keyrerotation: [],
-            .composed: [S.real("then_ratio", 0.5, 0...0.999_999)],
+            .composed: [S.share("then_ratio", 0.5)],
             .prefilldecoding: [interval, S.int("target_size", 2048, 1...1_048_576)],
-            .compressionratiodecoding: [S.real("target_compression_ratio", 0.5, 0...0.999_999), interval],
+            .compressionratiodecoding: [S.share("target_compression_ratio", 0.5), interval],
             .finch: [S.int("window_size", 64, 1...1_048_576), S.int("chunk_length", 0, 0...1_048_576), S.choice("normalize_scores", "true", flag),
                      S.choice("rerotate_keys", "true", flag)],
             .simlayerkv: [S.real("lazy_threshold", 1, 0...1), S.int("n_last", 1, 1...1024), S.int("n_recent", 1024, 1...1_048_576),
                           S.int("n_initial", 4, 0...1_048_576)],
-            .lukv: [S.text("curve"), S.real("ratio", 0.5, 0...0.999_999), S.int("sink", 4, 0...1_048_576), S.int("window", 1, 0...1_048_576)],
+            .lukv: [S.text("curve"), S.share("ratio", 0.5), S.int("sink", 4, 0...1_048_576), S.int("window", 1, 0...1_048_576)],
             .entropygatedchunkkv: [S.int("chunk_length", 10, 2...1_048_576), S.int("low_entropy_chunk_length", 4, 1...1_048_576)],
             .dms: [S.real("threshold", 0, -1e30...1e30), S.int("sliding_window_size", 128, 0...1_048_576), S.choice("decoding", "false", flag)],
         ]
@@ -104,7 +104,7 @@ struct KVPressWrapper: Sendable, Hashable {
         if press == .perlayer {
             for item in p.string("compression_ratios").split(separator: "/", omittingEmptySubsequences: false) {
                 guard let r = Double(item), r >= 0, r < 1 else {
-                    throw MethodSpecError("\(name): compression_ratios=\(p.string("compression_ratios")) is not ratios in 0...0.999999 separated by '/'")
+                    throw MethodSpecError("\(name): compression_ratios=\(p.string("compression_ratios")) is not ratios (each at least 0 and below 1) separated by '/'")
                 }
                 ratios.append(r)
             }
@@ -179,9 +179,16 @@ struct KVPressWrapper: Sendable, Hashable {
 }
 
 extension EvictionMethod {
-    /// Refuses a kvpress press whose per-layer parameters do not fit the model (`--policy` errors).
+    /// Refuses a kvpress press whose per-layer parameters do not fit the model, and a `bytes=`
+    /// budget below one entry per (layer, KV head) of it (`--policy` errors).
     public func check(layout: KVLayout) throws(MethodSpecError) {
-        if case .kvpress(let press) = kind { try press.wrapper?.check(layout: layout) }
+        var budget = sizing, name = spec.name
+        if case .kvpress(let press) = kind {
+            try press.wrapper?.check(layout: layout)
+            budget = press.budget
+            name = "kvpress:\(press.press.rawValue)"
+        }
+        if case .bytes(let b)? = budget { try KVBudget.checkBytes(b, layout: layout, method: name) }
     }
 
     /// Whether the kept keys take the rotary positions 0…n−1 at the prompt's end (KeyRerotationPress).
