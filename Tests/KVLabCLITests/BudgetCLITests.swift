@@ -5,7 +5,7 @@ import Testing
 @Suite struct BudgetCLITests {
     @Test func aRatioKeepsItsShareOfThePrompt() throws {
         let n = try KVPressCLITests.promptTokens()
-        for policy in ["h2o:ratio=0.5", "snapkv:ratio=0.5,observation=4", "window:ratio=0.5"] {
+        for policy in ["h2o:ratio=0.5", "snapkv:ratio=0.5,observation=4", "window:ratio=0.5", "cam:ratio=0.5,observation=4"] {
             let (result, positions) = try KVPressCLITests.keptPositions(["-n", "0", "--policy", policy])
             #expect(result.status == 0, "\(policy): \(result.stderr)")
             #expect(positions?.isEmpty == false)

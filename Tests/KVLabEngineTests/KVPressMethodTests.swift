@@ -80,7 +80,7 @@ import Testing
     /// records for a press that reads them.
     final class GivenVectors: EntryVectors {
         let keys: [[[Float]]]
-        let values: [[[Float]]]?
+        private(set) var values: [[[Float]]]?
         let angle: Double
         let queries: RecordedQueries
         let projection: [Float]?
@@ -98,6 +98,9 @@ import Testing
         func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>) {
             guard let values else { return out.update(repeating: 0, count: headDim) }
             for (c, x) in values[head][Int(slot)].enumerated() { out[c] = x }
+        }
+        func setValue(head: Int, slot: Int32, from vector: UnsafePointer<Float>) {
+            values![head][Int(slot)] = Array(UnsafeBufferPointer(start: vector, count: headDim))
         }
         func rotary(head: Int, slot: Int32) -> Int { Int(slot) }
         func outputProjection() -> [Float]? { projection }

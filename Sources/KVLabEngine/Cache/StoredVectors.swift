@@ -47,6 +47,10 @@ final class StoredVectors: EntryVectors {
         store.countRead(key: false, index: index, slot: Int(slot), ledger: &ledger)
     }
 
+    func setValue(head: Int, slot: Int32, from vector: UnsafePointer<Float>) {
+        store.write(vector, key: false, index: layer * store.layout.kvHeadCount + head, slot: Int(slot), ledger: &ledger)
+    }
+
     func rotary(head: Int, slot: Int32) -> Int {
         Int(store.slotRotary[(layer * store.layout.kvHeadCount + head) * store.capacity + Int(slot)])
     }

@@ -5,6 +5,8 @@ package protocol EntryVectors: AnyObject {
     var headDim: Int { get }
     func key(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>)
     func value(head: Int, slot: Int32, into out: UnsafeMutablePointer<Float>)
+    /// Overwrites a slot's value (CaM's merge writes the kept entries' merged values).
+    func setValue(head: Int, slot: Int32, from vector: UnsafePointer<Float>)
     /// The rotary position RoPE gave a slot's key.
     func rotary(head: Int, slot: Int32) -> Int
     /// Rotates `count` consecutive head vectors by the layer's RoPE to `position` (any position,

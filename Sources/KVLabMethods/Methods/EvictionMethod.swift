@@ -12,6 +12,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case snapkv(budget: Int, observation: Int, pool: Int)
         case pyramidkv(budget: Int, observation: Int, pool: Int, minimum: Int)
         case adakv(budget: Int, observation: Int, pool: Int)
+        /// CaM as KVCache-Factory applies it (CAMPolicy): `start` is its `start_budget_ratio`.
+        case cam(budget: Int, observation: Int, start: Double, seed: Int)
         case knorm(budget: Int)
         case random(budget: Int, seed: Int)
         case duo(sinks: Int, window: Int, ratio: Double)
@@ -67,6 +69,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("snapkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), ratio, bytes]),
             S("pyramidkv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), S.int("min", 0, 0...1_048_576), ratio, bytes]),
             S("adakv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), ratio, bytes]),
+            // KVCache-Factory's CAM defaults: window_size 32, start_budget_ratio 0.1.
+            S("cam", [budget, S.int("observation", 32, 1...1024), S.real("start", 0.1, 0...1), S.int("seed", 0, 0...Int(Int32.max)), ratio, bytes]),
             S("knorm", [budget, ratio, bytes]),
             S("random", [budget, S.int("seed", 0, 0...Int(Int32.max)), ratio, bytes]),
             // duo's own `ratio` is its share of retrieval heads.
@@ -108,6 +112,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             guard sizing != nil || p.int("drop") + p.int("recent") < p.int("budget") else {
                 throw MethodSpecError("scissorhands: drop + recent must be below budget")
             }
+        case "cam":
+            guard sizing != nil || p.int("observation") < p.int("budget") else { throw MethodSpecError("cam: observation must be below budget") }
+            kind = .cam(budget: p.int("budget"), observation: p.int("observation"), start: p.real("start"), seed: p.int("seed"))
         case "snapkv", "pyramidkv", "adakv":
             let budget = p.int("budget"), observation = p.int("observation")
             guard sizing != nil || observation < budget else { throw MethodSpecError("\(spec.name): observation must be below budget") }
@@ -182,7 +189,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     private var kindActsAtPromptEnd: Bool {
         switch kind {
-        case .snapkv, .pyramidkv, .adakv, .duo: true
+        case .snapkv, .pyramidkv, .adakv, .cam, .duo: true
         case .kvpress(let press): press.actsOnlyAtPromptEnd
         default: false
         }
@@ -204,6 +211,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case .pyramidkv(let b, let o, let p, let m):
             SnapKVPolicy(budgets: SnapKVPolicy.pyramid(mean: b, minimum: m, layers: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: false)
         case .adakv(let b, let o, let p): SnapKVPolicy(budgets: Array(repeating: b, count: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: true)
+        case .cam(let b, let o, let start, let seed): CAMPolicy(budget: b, observation: o, start: start, seed: UInt64(seed), layout: layout)
         case .knorm(let b): KeyNormPolicy(budget: b)
         case .random(let b, let seed): RandomPolicy(budget: b, seed: UInt64(seed))
         case .duo(let s, let w, let ratio): DuoPolicy(sinks: s, window: w, ratio: ratio, layout: layout)
