@@ -9,7 +9,7 @@ extension AppState {
     static func change(for action: AppAction, from settings: RunSettings, sramSizes: [Int]) throws(MethodSpecError) -> SettingChange? {
         switch action {
         case .cycleEviction(let forward):
-            let name = cycle(EvictionMethod.names, after: settings.eviction.spec.name, forward: forward)
+            let name = cycle(EvictionMethod.cycleNames, after: settings.eviction.spec.name, forward: forward)
             return .eviction(try EvictionMethod(MethodSpec(name: name)))
         case .budget(let up):
             guard let spec = scaleBudget(settings.eviction.spec, up: up) else { return nil }

@@ -11,7 +11,7 @@ struct KVLab: ParsableCommand {
         commandName: "kvlab",
         abstract: "A terminal workbench for LLM inference memory: KV-cache eviction, quantization and sparse attention on a live model.",
         version: kvlabVersion,
-        subcommands: [WorkbenchCommand.self, TourCommand.self, Generate.self, Run.self, Serve.self, Replay.self, Demo.self, Export.self, Eval.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
+        subcommands: [WorkbenchCommand.self, TourCommand.self, Generate.self, Run.self, Serve.self, Replay.self, Demo.self, Export.self, Eval.self, Heads.self, Sweep.self, Bench.self, Project.self, Info.self, Convert.self, Themes.self],
         defaultSubcommand: WorkbenchCommand.self
     )
 }

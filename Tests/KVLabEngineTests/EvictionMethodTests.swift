@@ -95,7 +95,7 @@ final class HandHead {
         ("window:window=-99999999999999999999", "window: window=-99999999999999999999 is outside 1...1048576"),
         ("a2sf:alpha=1e999", "a2sf: alpha=1e999 is outside 0...1"),
         ("a2sf:alpha=2", "a2sf: alpha=2 is outside 0...1"),
-        ("lru", "unknown eviction method 'lru' (full, window, streaming, h2o, a2sf, tova, scissorhands, snapkv, pyramidkv, adakv, cam, knorm, random, duo)"),
+        ("lru", "unknown eviction method 'lru' (full, window, streaming, h2o, a2sf, tova, scissorhands, snapkv, pyramidkv, adakv, cam, headkv, knorm, random, duo)"),
         ("h2o:", "h2o: nothing after ':'"),
         ("h2o:heavy", "h2o: 'heavy' is not key=value"),
         ("full+merge", "merge needs an eviction method (full evicts nothing)"),

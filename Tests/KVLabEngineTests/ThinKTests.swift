@@ -55,7 +55,7 @@ import Testing
         ("full+think:observation=65", "think: observation=65 is outside 1...64"),
         ("full+think:ratio=0.5", "think: unknown parameter 'ratio' (known: lambda, observation)"),
         ("full+think+think", "think is given twice"),
-        ("think", "unknown eviction method 'think' (full, window, streaming, h2o, a2sf, tova, scissorhands, snapkv, pyramidkv, adakv, cam, knorm, random, duo)"),
+        ("think", "unknown eviction method 'think' (full, window, streaming, h2o, a2sf, tova, scissorhands, snapkv, pyramidkv, adakv, cam, headkv, knorm, random, duo)"),
     ])
     func badThinkStringsSayWhat(text: String, message: String) {
         #expect(throws: MethodSpecError(message)) { try EvictionMethod(parsing: text) }

@@ -62,6 +62,13 @@ public final class PagedKVCache: KVCache {
 
     /// Keep each step's `s_t` per entry (the ghost run does, so others can compare with it).
     public var recordsAttention = false
+    /// Records `topAttention` at every step (`kvlab heads`' retrieval-head detection).
+    public var recordsTopAttention = false {
+        didSet { topAttention = Array(repeating: -1, count: layout.layerCount * layout.kvHeadCount * layout.groupSize) }
+    }
+    /// The position each query head (layer-major, query heads in KV-head order) attended most at
+    /// the last step, ties to the older; -1 before any.
+    public private(set) var topAttention: [Int32] = []
     /// The ghost cache whose attention `massKept` is measured against.
     public var attentionReference: PagedKVCache? {
         get { probe.reference }
@@ -356,7 +363,7 @@ public final class PagedKVCache: KVCache {
         let observing = promptEnd.map { position >= $0 - policy.prefillObservation } ?? false
         let accumulates = quant.mixed != nil
         // threshold decides from last step's scores, so it collects them like a scoring policy.
-        let wantsScores = recordsAttention || probe.reference != nil || observing || accumulates
+        let wantsScores = recordsAttention || recordsTopAttention || probe.reference != nil || observing || accumulates
             || (promptEnd == nil && (policy.needsScores || sparse.collectsScores))
         // A prompt runs dense; sparse modes choose what each decode step reads.
         let selector = promptEnd == nil ? self.selector : dense
@@ -418,6 +425,18 @@ public final class PagedKVCache: KVCache {
                 ledger.read(.scores, 2 * group * visible * 4)
             }
             selector.afterAttention(step, read: read, attention: attention)
+            if recordsTopAttention {
+                let slots = store.slots + index * capacity
+                for g in 0..<group {
+                    let row = attention.probabilities + g * attention.scoreStride
+                    var best = -1, top = -Float.infinity
+                    for i in 0..<visible where row[Int(slots[i])] > top {
+                        top = row[Int(slots[i])]
+                        best = i
+                    }
+                    topAttention[index * group + g] = best < 0 ? -1 : store.positions[index * capacity + best]
+                }
+            }
             if wantsScores {
                 attention.gatherStepScores(index: index, visible: visible, accumulate: accumulates)
                 // The tiled kernel's second pass already wrote s_t; naive reads the probabilities back.

@@ -31,7 +31,7 @@ extension EvictionMethod {
     static let sizedKeys: [String: [String]] = [
         "window": ["window"], "streaming": ["window"], "h2o": ["heavy", "recent"], "a2sf": ["heavy", "recent"],
         "tova": ["budget"], "scissorhands": ["budget"], "snapkv": ["budget"], "pyramidkv": ["budget", "min"],
-        "adakv": ["budget"], "cam": ["budget"], "knorm": ["budget"], "random": ["budget"], "duo": ["window"],
+        "adakv": ["budget"], "cam": ["budget"], "headkv": ["budget"], "knorm": ["budget"], "random": ["budget"], "duo": ["window"],
     ]
 
     /// The budget keys `method` adds to its own parameters.
@@ -105,6 +105,7 @@ extension EvictionMethod.Kind {
             .pyramidkv(budget: max(t, o + 1), observation: o, pool: p, minimum: max(1, max(t, o + 1) / 4))
         case .adakv(_, let o, let p): .adakv(budget: max(t, o + 1), observation: o, pool: p)
         case .cam(_, let o, let start, let seed): .cam(budget: max(t, o + 1), observation: o, start: start, seed: seed)
+        case .headkv(let s, _, let o, let p, let beta): .headkv(scores: s, budget: max(t, o + 1), observation: o, pool: p, beta: beta)
         case .knorm: .knorm(budget: t)
         case .random(_, let seed): .random(budget: t, seed: seed)
         case .duo(let s, _, let ratio): .duo(sinks: s, window: max(1, t - s), ratio: ratio)

@@ -14,6 +14,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case adakv(budget: Int, observation: Int, pool: Int)
         /// CaM as KVCache-Factory applies it (CAMPolicy): `start` is its `start_budget_ratio`.
         case cam(budget: Int, observation: Int, start: Double, seed: Int)
+        /// HeadKV as KVCache-Factory runs it: SnapKV's selection with a budget per KV head from
+        /// per-query-head scores (HeadKVScores); `budget` is the mean over heads, window included.
+        case headkv(scores: HeadKVScores, budget: Int, observation: Int, pool: Int, beta: Double)
         case knorm(budget: Int)
         case random(budget: Int, seed: Int)
         case duo(sinks: Int, window: Int, ratio: Double)
@@ -43,6 +46,8 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     /// Method names in the order the UI cycles through them.
     public static let names = schemas.names.filter { !allModifierNames.contains($0) }
+    /// The methods a key cycles through: those that run without a file (not headkv's scores).
+    public static let cycleNames = names.filter { $0 != "headkv" }
     /// Modifier names in canonical order: what is kept and how it is stored.
     public static let modifierNames = ["merge", "think"]
     /// Modifiers of how kept entries are numbered for RoPE, written after the others.
@@ -71,6 +76,9 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             S("adakv", [budget, S.int("observation", 16, 1...1024), S.int("pool", 7, 1...63), ratio, bytes]),
             // KVCache-Factory's CAM defaults: window_size 32, start_budget_ratio 0.1.
             S("cam", [budget, S.int("observation", 32, 1...1024), S.real("start", 0.1, 0...1), S.int("seed", 0, 0...Int(Int32.max)), ratio, bytes]),
+            // KVCache-Factory's run_longbench.py: window 8, max-pooling kernel 7, head_beta 1.01.
+            S("headkv", [S.text("scores"), budget, S.int("observation", 8, 1...1024), S.int("pool", 7, 1...63),
+                         S.real("beta", 1.01, 1...1000), ratio, bytes]),
             S("knorm", [budget, ratio, bytes]),
             S("random", [budget, S.int("seed", 0, 0...Int(Int32.max)), ratio, bytes]),
             // duo's own `ratio` is its share of retrieval heads.
@@ -115,6 +123,11 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
         case "cam":
             guard sizing != nil || p.int("observation") < p.int("budget") else { throw MethodSpecError("cam: observation must be below budget") }
             kind = .cam(budget: p.int("budget"), observation: p.int("observation"), start: p.real("start"), seed: p.int("seed"))
+        case "headkv":
+            guard sizing != nil || p.int("observation") < p.int("budget") else { throw MethodSpecError("headkv: observation must be below budget") }
+            guard p.int("pool") % 2 == 1 else { throw MethodSpecError("headkv: pool must be odd (same padding)") }
+            kind = .headkv(scores: try HeadKVScores(path: p.string("scores")), budget: p.int("budget"), observation: p.int("observation"),
+                           pool: p.int("pool"), beta: p.real("beta"))
         case "snapkv", "pyramidkv", "adakv":
             let budget = p.int("budget"), observation = p.int("observation")
             guard sizing != nil || observation < budget else { throw MethodSpecError("\(spec.name): observation must be below budget") }
@@ -189,10 +202,22 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
 
     private var kindActsAtPromptEnd: Bool {
         switch kind {
-        case .snapkv, .pyramidkv, .adakv, .cam, .duo: true
+        case .snapkv, .pyramidkv, .adakv, .cam, .headkv, .duo: true
         case .kvpress(let press): press.actsOnlyAtPromptEnd
         default: false
         }
+    }
+
+    /// HeadKV's policy: SnapKV's selection with a budget per KV head (HeadKVScores.capacities of
+    /// B = budget − observation, plus the window), nothing evicted from a prompt below B entries.
+    /// A layout the file does not fit (`check(layout:)` refuses it for a run; a probe of the
+    /// policy's kind may ask) gets the mean budget everywhere.
+    private static func headKVPolicy(_ scores: HeadKVScores, budget b: Int, observation o: Int, pool: Int, beta: Double, layout: KVLayout) -> SnapKVPolicy {
+        let fits = scores.layers == layout.layerCount && scores.heads == layout.kvHeadCount * layout.groupSize
+        let past = fits ? scores.capacities(capacity: b - o, beta: beta, groupSize: layout.groupSize)
+            : Array(repeating: b - o, count: layout.layerCount * layout.kvHeadCount)
+        return SnapKVPolicy(budgets: Array(repeating: b, count: layout.layerCount), observation: o, pool: pool, pooledAcrossHeads: false,
+                            headBudgets: past.map { $0 + o }, minimumPrompt: b - o)
     }
 
     /// Builds the method's own stateful policy for a cache of `layout` (`makePolicy` adds local
@@ -212,6 +237,7 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
             SnapKVPolicy(budgets: SnapKVPolicy.pyramid(mean: b, minimum: m, layers: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: false)
         case .adakv(let b, let o, let p): SnapKVPolicy(budgets: Array(repeating: b, count: layout.layerCount), observation: o, pool: p, pooledAcrossHeads: true)
         case .cam(let b, let o, let start, let seed): CAMPolicy(budget: b, observation: o, start: start, seed: UInt64(seed), layout: layout)
+        case .headkv(let scores, let b, let o, let p, let beta): Self.headKVPolicy(scores, budget: b, observation: o, pool: p, beta: beta, layout: layout)
         case .knorm(let b): KeyNormPolicy(budget: b)
         case .random(let b, let seed): RandomPolicy(budget: b, seed: UInt64(seed))
         case .duo(let s, let w, let ratio): DuoPolicy(sinks: s, window: w, ratio: ratio, layout: layout)

@@ -244,20 +244,27 @@ package final class ScissorhandsPolicy: EvictionPolicy {
     }
 }
 
-/// SnapKV (one budget), PyramidKV (budgets falling with depth) and AdaKV (one budget pooled
-/// over a layer's KV heads): at the end of a prompt, score its entries by the attention of the
-/// last `observation` queries, max-pool, keep the best plus the observation window.
+/// SnapKV (one budget), PyramidKV (budgets falling with depth), AdaKV (one budget pooled
+/// over a layer's KV heads) and HeadKV (a budget per KV head): at the end of a prompt, score its
+/// entries by the attention of the last `observation` queries, max-pool, keep the best plus the
+/// observation window.
 package final class SnapKVPolicy: EvictionPolicy {
     package let budgets: [Int]
     package let observation: Int
     package let pool: Int
     package let pooledAcrossHeads: Bool
+    /// HeadKV's budget per (layer, KV head), layer-major, replacing `budgets`; nil for the others.
+    package let headBudgets: [Int]?
+    /// Sequences of fewer tokens are left whole (HeadKV's `q_len < max_capacity_prompt`).
+    package let minimumPrompt: Int
 
-    package init(budgets: [Int], observation: Int, pool: Int, pooledAcrossHeads: Bool) {
+    package init(budgets: [Int], observation: Int, pool: Int, pooledAcrossHeads: Bool, headBudgets: [Int]? = nil, minimumPrompt: Int = 0) {
         self.budgets = budgets
         self.observation = observation
         self.pool = pool
         self.pooledAcrossHeads = pooledAcrossHeads
+        self.headBudgets = headBudgets
+        self.minimumPrompt = minimumPrompt
     }
 
     /// Linear from `2·mean − minimum` at the first layer to `minimum` at the last (mean `mean`).
@@ -273,7 +280,10 @@ package final class SnapKVPolicy: EvictionPolicy {
     package var batchedPrefill: Bool { true }
     package var prefillObservation: Int { observation }
     package var stateBytesPerEntry: Int { 4 }
-    package func budget(layer: Int, head: Int) -> Int? { budgets[layer] }
+    package func budget(layer: Int, head: Int) -> Int? {
+        guard let headBudgets else { return budgets[layer] }
+        return headBudgets[layer * (headBudgets.count / budgets.count) + head]
+    }
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {}
 
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {
@@ -284,6 +294,10 @@ package final class SnapKVPolicy: EvictionPolicy {
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {
         let boundary = Int32(promptEnd - observation)
         let keep = budgets[layer] - observation
+        guard promptEnd >= minimumPrompt else {
+            for h in heads.indices { for j in 0..<heads[h].count { heads[h].scores[j] = 0 } }
+            return
+        }
         // Candidates: (pooled score, head, position) of entries before the observation window.
         var candidates: [(score: Float, head: Int, position: Int32)] = []
         var perHead = [[(score: Float, head: Int, position: Int32)]](repeating: [], count: heads.count)
@@ -307,7 +321,7 @@ package final class SnapKVPolicy: EvictionPolicy {
             for c in candidates.sorted(by: order).prefix(keep * heads.count) { kept.insert(Int64(c.head) << 32 | Int64(c.position)) }
         } else {
             for h in heads.indices {
-                for c in perHead[h].sorted(by: order).prefix(keep) { kept.insert(Int64(h) << 32 | Int64(c.position)) }
+                for c in perHead[h].sorted(by: order).prefix(budget(layer: layer, head: h)! - observation) { kept.insert(Int64(h) << 32 | Int64(c.position)) }
             }
         }
         for h in heads.indices {

@@ -179,8 +179,8 @@ struct KVPressWrapper: Sendable, Hashable {
 }
 
 extension EvictionMethod {
-    /// Refuses a kvpress press whose per-layer parameters do not fit the model, and a `bytes=`
-    /// budget below one entry per (layer, KV head) of it (`--policy` errors).
+    /// Refuses a kvpress press whose per-layer parameters do not fit the model, a `bytes=` budget
+    /// below one entry per (layer, KV head) of it, and HeadKV scores of another shape (`--policy` errors).
     public func check(layout: KVLayout) throws(MethodSpecError) {
         var budget = sizing, name = spec.name
         if case .kvpress(let press) = kind {
@@ -189,6 +189,10 @@ extension EvictionMethod {
             name = "kvpress:\(press.press.rawValue)"
         }
         if case .bytes(let b)? = budget { try KVBudget.checkBytes(b, layout: layout, method: name) }
+        if case .headkv(let scores, _, _, _, _) = kind, scores.layers != layout.layerCount || scores.heads != layout.kvHeadCount * layout.groupSize {
+            throw MethodSpecError("headkv: scores \(scores.path) is for \(scores.layers) layers × \(scores.heads) query heads, the model has "
+                                  + "\(layout.layerCount) × \(layout.kvHeadCount * layout.groupSize)")
+        }
     }
 
     /// Whether the kept keys take the rotary positions 0…n−1 at the prompt's end (KeyRerotationPress).
