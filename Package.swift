@@ -29,12 +29,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // MARK: - C: system libraries and the kernels
-        .systemLibrary(
-            name: "COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
+        // MARK: - C: the kernels and curses (OpenBLAS is opened at run time: Kernels/BLAS.swift says why)
         // kvlab's own C: the weight kernels (integer dot products, compiled for each vector path
         // and chosen at run time from the CPU's features) and their worker pool, optimized in
         // debug builds too.
@@ -64,7 +59,7 @@ let package = Package(
         // MARK: - Engine: tensors, kernels (the only BLAS user), model formats, tokenizers, KV cache, forward pass
         .target(
             name: "KVLabEngine",
-            dependencies: ["KVLabFoundation", "KVLabMethods", "COpenBLAS", "CKVLabKernels"],
+            dependencies: ["KVLabFoundation", "KVLabMethods", "CKVLabKernels"],
             swiftSettings: optimized
         ),
 
@@ -173,7 +168,7 @@ let package = Package(
                            "KVLabTestSupport"],
             exclude: ["Snapshots"]
         ),
-        .testTarget(name: "CShimTests", dependencies: ["CNCursesW", "COpenBLAS"]),
+        .testTarget(name: "CShimTests", dependencies: ["CNCursesW"]),
         .testTarget(name: "KVLabCLITests", dependencies: ["kvlab"], exclude: ["Support"]),
         .testTarget(name: "KVLabFuzzTests", dependencies: ["kvlab-fuzz"]),
         .testTarget(name: "KVLabServeTests", dependencies: ["KVLabServe", "KVLabRun", "KVLabMethods", "KVLabEngine", "KVLabFoundation"]),
