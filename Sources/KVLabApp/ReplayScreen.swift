@@ -164,19 +164,24 @@ public struct ReplayScreen {
     /// The end-of-session card: the session's numbers per part, recomputed from its events.
     private func endCard(_ summary: SessionSummary, area: Rect, buffer: inout Buffer) {
         let exact = summary.table()
-        let lines = (exact.map { CharacterWidth.of($0) }.max() ?? 0) + 4 <= area.width ? exact : summary.table(compact: true)
-        guard lines.count > 1 else { return }
-        let width = min((lines.map { CharacterWidth.of($0) }.max() ?? 0) + 4, area.width)
+        let fits = (exact.map { CharacterWidth.of($0) }.max() ?? 0) + 4 <= area.width
+        let lines = fits ? exact : summary.table(compact: true)
+        // Dimmed above a blank row: the header, or the compact table's legend and header.
+        let heading = fits ? 1 : summary.compactHeaderLines
+        guard lines.count > heading else { return }
+        let title = "End of session: its numbers, recomputed from the replay"
+        // As wide as its lines or its whole title, whichever is wider (a turned table is narrow).
+        let width = min(max((lines.map { CharacterWidth.of($0) }.max() ?? 0) + 4, CharacterWidth.of(title) + 4), area.width)
         let popup = area.centered(width: width, height: min(lines.count + 3, area.height))
         Clear().render(area: popup, buffer: &buffer)
-        let block = Block(titles: [Block.Title(Line("End of session: its numbers, recomputed from the replay", style: .role(.title, .bold))),
+        let block = Block(titles: [Block.Title(Line(title, style: .role(.title, .bold))),
                                    Block.Title(Line("← steps back", style: .role(.dimText)), position: .bottom)],
                           mergesBorders: false, horizontalPadding: 1, glyphs: glyphs)
         block.render(area: popup, buffer: &buffer)
         let inner = block.inner(popup)
-        for (index, line) in lines.enumerated() where index + (index > 0 ? 1 : 0) < inner.height {
-            let row = index + (index > 0 ? 1 : 0)
-            buffer.put(Line(line, style: index == 0 ? .role(.dimText) : .role(.text)), row: inner.row(row), glyphs: glyphs)
+        for (index, line) in lines.enumerated() where index + (index >= heading ? 1 : 0) < inner.height {
+            let row = index + (index >= heading ? 1 : 0)
+            buffer.put(Line(line, style: index < heading ? .role(.dimText) : .role(.text)), row: inner.row(row), glyphs: glyphs)
         }
     }
 

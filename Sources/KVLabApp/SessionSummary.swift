@@ -101,7 +101,10 @@ public struct SessionSummary: Sendable {
 
     /// The table's lines: a header and one row per part, columns only for the numbers the
     /// session has (KL with a ghost, projected latency when it projects, scores when any moved).
-    /// Bytes are exact, as captions quote them, unless `compact` (a narrow screen).
+    /// Bytes are exact, as captions quote them, unless `compact` (a narrow screen): then the
+    /// table is turned, one row per number and one column per part, the parts numbered on the
+    /// lines before it (`compactHeaderLines` of them), so a long setting (a kivi layout) cannot
+    /// push the numbers the captions quote off an 80-column screen.
     public func table(compact: Bool = false) -> [String] {
         func bytes(_ value: Double) -> String {
             // As the captions write them: whole bytes with separators, megabytes (10⁶) past ten;
@@ -133,13 +136,21 @@ public struct SessionSummary: Sendable {
         if parts.contains(where: { $0.projectedSeconds != nil }) {
             columns.append(("proj. ms", parts.map { $0.projectedSeconds.map { String(format: "%.2f", $0 * 1000) } ?? "–" }))
         }
-        let widths = columns.map { column in max(CharacterWidth.of(column.title), column.cells.map { CharacterWidth.of($0) }.max() ?? 0) }
-        func row(_ cells: [String]) -> String {
-            zip(cells, widths).map { cell, width in cell + String(repeating: " ", count: max(width - CharacterWidth.of(cell), 0)) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        func aligned(_ rows: [[String]]) -> [String] {
+            let widths = rows[0].indices.map { column in rows.map { CharacterWidth.of($0[column]) }.max() ?? 0 }
+            return rows.map { cells in
+                zip(cells, widths).map { cell, width in cell + String(repeating: " ", count: max(width - CharacterWidth.of(cell), 0)) }
+                    .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            }
         }
-        return [row(columns.map(\.title))] + parts.indices.map { index in row(columns.map { $0.cells[index] }) }
+        guard compact else { return aligned([columns.map(\.title)] + parts.indices.map { index in columns.map { $0.cells[index] } }) }
+        let legend = parts.indices.map { index in "\(index + 1) " + columns[..<names.count].map { $0.cells[index] }.joined(separator: " ") }
+        let numbers = columns[names.count...]
+        return legend + aligned([[names.joined(separator: " ")] + parts.indices.map { "\($0 + 1)" }] + numbers.map { [$0.title] + $0.cells })
     }
+
+    /// Lines of the compact table before its numbers: the parts' legend and the header.
+    public var compactHeaderLines: Int { parts.count + 1 }
 }
 
 extension SessionSettings {

@@ -25,6 +25,21 @@ import Testing
         }
     }
 
+    /// At 80×24 the end card turns its table (one column per part, the parts named above it),
+    /// so every number is on screen however long the varying setting (kivi's layouts are 72
+    /// characters: a row per part pushed mean KL, KV at end and projected ms off the card).
+    @Test(arguments: names)
+    func theWholeEndCardIsOnScreenAt80x24(name: String) throws {
+        let path = ReplayTests.demos.appendingPathComponent(name + DemoCatalog.fileSuffix).path
+        let player = try ReplayTests.player(path, playback: true)
+        try player.jump(to: player.totalSteps)
+        let text = ReplayTests.screen(player, width: 80, height: 24)
+        #expect(text.contains("End of session: its numbers, recomputed from the replay"), "\(text)")
+        // The rows table where it fits, else the turned one: either way every line whole.
+        let shown = [player.summary.table(), player.summary.table(compact: true)].first { $0.allSatisfy(text.contains) }
+        #expect(shown != nil, "\(name): a line of the card is cut:\n\(text)")
+    }
+
     /// The end card's numbers are the session's: mean KL per part from the recorded KL, and
     /// the parts as the session's reruns and projection changes cut it.
     @Test func theEndCardRecomputesTheCaptionsNumbers() throws {

@@ -56,6 +56,16 @@ import Testing
         #expect(retrievedOnly.contains("▒ fetched from host") && !retrievedOnly.contains("not read"))
     }
 
+    /// The layer summary stays in the title whatever the sequence's length: at 80×24 (a 44-column
+    /// panel) a 5-position map (just after `R`) dropped it, its longer title chosen as if it fit.
+    @Test func theLayerSummaryStaysInTheTitleAtAnyLength() {
+        for positions in [5, 300] {
+            let map = KVMapSnapshot(layers: 8, positions: positions, cells: Array(repeating: .kept, count: 8 * positions))
+            let title = Self.render(map, width: 44, height: 7).textLines[0]
+            #expect(title.contains("L0–L7 of 8, 2 per row"), "\(positions) positions: \(title)")
+        }
+    }
+
     // MARK: a real cache
 
     static func layout(layers: Int = 1, kvHeads: Int = 1) -> KVLayout {

@@ -111,7 +111,8 @@ struct KVMapPanel {
         let columns = max(area.width - 4 - labelWidth, 1)
         let perColumn = view.positionsPerColumn(columns: columns)
         // The longest right line that fits (which layers first, then positions), beside the
-        // full title when there is room, else beside "KV map".
+        // full title when there is room, else beside "KV map". The border takes 8 cells besides the
+        // titles (`Block`): two corners, a space each side of each title, a border cell at each end.
         var rights: [String] = []
         if let map, map.positions > 0 {
             let layers = view.layerSummary(rows: rowsAvailable)
@@ -120,15 +121,18 @@ struct KVMapPanel {
         }
         let title = "KV map: layer × position"
         let (left, right) = [title, "KV map"].lazy.compactMap { left -> (String, String?)? in
-            guard let right = rights.first(where: { CharacterWidth.of(left) + CharacterWidth.of($0) + 6 <= area.width }) else { return nil }
+            guard let right = rights.first(where: { CharacterWidth.of(left) + CharacterWidth.of($0) + 8 <= area.width }) else { return nil }
             return (left, right)
         }.first ?? (rights.isEmpty ? title : "KV map", nil)
         let frame = WorkbenchScreen.block(left, right: right.map { Line($0, style: .role(.dimText)) }, glyphs: glyphs)
         frame.render(area: area, buffer: &buffer)
         let inner = frame.inner(area).inset(horizontal: 1)
         guard let map, map.positions > 0, !inner.isEmpty else {
-            let note = view.playback ? "playback: sessions record no KV map (a replay without --playback re-executes it)" : "no tokens yet"
-            Paragraph([Line(note, style: .role(.dimText))]).render(area: inner, buffer: &buffer)
+            // Playback says so on one line that fits the 80×24 panel, and how to get the map on the next.
+            let note = view.playback ? [Line("playback: sessions record no KV map", style: .role(.warning)),
+                                        Line("a replay without --playback draws it", style: .role(.dimText))]
+                                     : [Line("no tokens yet", style: .role(.dimText))]
+            Paragraph(note).render(area: inner, buffer: &buffer)
             return
         }
         // Skipped entries keep their precision's glyph and role, dimmed: a sparse mode skips most
