@@ -58,6 +58,11 @@ import Testing
         #expect(checkpoints[0].logitsDigest == checkpoints[1].logitsDigest)
     }
 
+    @Test func parsesWithKvpressNames() throws {
+        #expect(try EvictionMethod(parsing: "kvpress:kvzip").description == "kvpress:kvzip,n_sink=4,chunk_size=2048,layerwise=false,ratio=0.5")
+        #expect(throws: MethodSpecError.self) { try EvictionMethod(parsing: "kvpress:kvzip,kvzip_plus_normalization=true") }
+    }
+
     @Test func anEngineWithoutTheTokenizerRefusesAndBatchesRefuse() throws {
         let model = try EmbeddedModelTests.loaded()
         let method = try EvictionMethod(parsing: "kvpress:kvzip,ratio=0.5")
