@@ -102,7 +102,9 @@ def write_tokenizer(directory):
     with open(os.path.join(directory, "tokenizer.json"), "w") as f:
         json.dump(tokenizer, f)
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-        json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>"}, f)
+        # The class named, or transformers picks the family's own (Llama's wants an `<unk>` token this vocabulary lacks).
+        json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                   "tokenizer_class": "PreTrainedTokenizerFast"}, f)
 
 
 def prompt():
@@ -137,6 +139,8 @@ def build_model(family, directory):
     model.config.save_pretrained(directory)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(directory, "model.safetensors"))
     write_tokenizer(directory)
+    # KVzipPress loads the tokenizer from here (its repeat prompt is text).
+    model.config.name_or_path = directory
     return model
 
 
@@ -158,13 +162,15 @@ SCORER_CASES = ("expectedattention,expectedattention/use_covariance=false/use_vn
                 "criticaladakv/scorer=lagkv/lag_size=32/cross_scoring=true/first_stage_ratio=0.25")
 WRAPPERS["criticalkv"] = kvpress.CriticalKVPress
 WRAPPERS["criticaladakv"] = kvpress.CriticalAdaKVPress
-# Presses that mask keys head-wise (kvpress's `masked_key_indices`): budgets per layer, not per head.
-HEADWISE = (kvpress.AdaKVPress, kvpress.CriticalAdaKVPress)
+# KVzipPress: scores by a second pass that repeats the prompt; budgets across the whole model.
+PRESSES["kvzip"] = kvpress.KVzipPress
+# Presses that mask keys head-wise (kvpress's `masked_key_indices`): budgets per layer (KVzip: per model), not per head.
+HEADWISE = (kvpress.AdaKVPress, kvpress.CriticalAdaKVPress, kvpress.KVzipPress)
 # `--presses deterministic`: each deterministic scorer press with its defaults (window 16 for the window scorers, so
 # that the 200-token prompt is scored beyond the window), and the presses that select by a scorer's scores with theirs.
 DETERMINISTIC_CASES = ("snapkv/window_size=16,pyramidkv/window_size=16,streamingllm,tova,knorm,keydiff,observedattention,"
                        "expectedattention,lagkv/lag_size=32,leveragescore,cur,noncausalattn,compactor/chunk_size=48,"
-                       "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv,criticalkv/scorer=cur,criticaladakv/scorer=cur")
+                       "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv,criticalkv/scorer=cur,criticaladakv/scorer=cur,kvzip")
 
 
 def make_press(name, ratio, options):
@@ -386,9 +392,19 @@ def kvpress_kept(model, press, ids):
             return s
 
         scorer.score = capture
-    # AdaKV and CriticalAdaKV mask keys instead of dropping them; they and ChunkKV assert a non-eager attention.
+    if isinstance(press, kvpress.KVzipPress):
+        # Its scores of every layer, before it pads the sinks and masks the lowest.
+        original_post = press.compress_post
+
+        def capture_post(model):
+            for layer in range(press.score_val.shape[0]):
+                scores[layer] = press.score_val[layer, 0].detach().clone()
+            return original_post(model)
+
+        press.compress_post = capture_post
+    # AdaKV, CriticalAdaKV and KVzip mask keys instead of dropping them; they and ChunkKV assert a non-eager attention.
     headwise = isinstance(press, HEADWISE)
-    model.config._attn_implementation = "sdpa" if isinstance(press, tuple(WRAPPERS.values())) else "eager"
+    model.config._attn_implementation = "sdpa" if isinstance(press, tuple(WRAPPERS.values()) + (kvpress.KVzipPress,)) else "eager"
     with torch.no_grad():
         full = DynamicCache(config=model.config)
         model(ids, past_key_values=full)
@@ -413,6 +429,10 @@ def kvpress_kept(model, press, ids):
             score = scores[layer][head].tolist() if layer in scores else None
             heads.append((positions, score))
         kept.append(heads)
+    if isinstance(press, kvpress.KVzipPress):
+        # KVzip leaves its masks on the modules; the next press must not see them.
+        for layer in model.model.layers:
+            layer.self_attn.masked_key_indices = None
     return kept
 
 
@@ -580,7 +600,7 @@ def main():
                     results.append({"press": case, "ratio": ratio, "model": family, "result": theirs, "kept": None})
                     continue
                 chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
-                verdict = compare(theirs, ours, across_heads=name in ("adakv", "criticaladakv"), chunk_length=chunk_length)
+                verdict = compare(theirs, ours, across_heads=name in ("adakv", "criticaladakv", "kvzip"), chunk_length=chunk_length)
                 failed |= verdict.startswith("DIFF")
                 kept = sum(len(p) for heads in theirs for p, _ in heads)
                 print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} ({kept} entries kept)", flush=True)

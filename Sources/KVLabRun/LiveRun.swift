@@ -89,6 +89,7 @@ public struct RunSettings: Sendable, Equatable {
         let cache = PagedKVCache(layout: KVLayout(config: model.config), eviction: eviction, sparse: sparse, quant: quant)
         let engine = InferenceEngine(weights: model.weights,
                                      options: EngineOptions(threads: threads, weightType: weights, attention: attention), cache: cache)
+        engine.promptTexts = model.promptTexts
         return (cache, engine)
     }
 

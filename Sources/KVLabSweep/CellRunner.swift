@@ -41,6 +41,7 @@ public final class CellRunner {
         let started = Date()
         let evaluator = StreamingEvaluator(weights: model.weights, eviction: eviction, sparse: sparse, quant: quant, withGhost: true,
                                            options: options)
+        evaluator.engine.promptTexts = model.promptTexts
         let quality: CellQuality
         switch probe {
         case .perplexity:

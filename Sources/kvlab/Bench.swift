@@ -92,6 +92,7 @@ struct Bench: ParsableCommand {
         }
         let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions,
                                      cache: try kvOptions.makeCache(config: model.config))
+        engine.promptTexts = model.promptTexts
         let c = engine.config
         let decodeCount = min(tokens, c.contextLength - 1)
         let prefillCount = min(promptTokens, c.contextLength)
@@ -163,6 +164,7 @@ struct Bench: ParsableCommand {
         func traffic(_ kernel: AttentionKernel, tokens n: Int) throws -> Double {
             let cache = try kvOptions.makeCache(config: c, capacity: capacity, kernel: kernel)
             let engine = InferenceEngine(weights: model.weights, options: modelOptions.engineOptions, cache: cache)
+            engine.promptTexts = model.promptTexts
             try engine.prefill((0..<n).map { ($0 * 7919 + 17) % c.vocabSize })
             return Double(engine.attentionLedger.totalRead + engine.attentionLedger.totalWritten)
         }

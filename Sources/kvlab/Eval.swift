@@ -145,6 +145,7 @@ struct Eval: ParsableCommand {
         for cell in cells {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
                                                withGhost: true, options: options)
+            evaluator.engine.promptTexts = model.promptTexts
             summaries.append(try evaluator.evaluateChunks(ids, bos: bos, context: context, maxChunks: chunkLimit, prefill: prefill))
         }
         if json {
@@ -172,6 +173,7 @@ struct Eval: ParsableCommand {
         for cell in cells {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
                                                withGhost: true, options: options)
+            evaluator.engine.promptTexts = model.promptTexts
             results.append(try evaluator.probe(prompt: probeTokens.prompt, followUp: probeTokens.followUp, answer: probeTokens.answer))
         }
         if json {
@@ -208,6 +210,7 @@ struct Eval: ParsableCommand {
         for cell in cells {
             let evaluator = StreamingEvaluator(weights: model.weights, eviction: cell.eviction, sparse: cell.sparse, quant: cell.quant,
                                                withGhost: false, options: options)
+            evaluator.engine.promptTexts = model.promptTexts
             results.append(try evaluator.evaluateSequence(sequenceTokens, bounds: bounds))
         }
         if json {

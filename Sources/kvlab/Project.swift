@@ -141,6 +141,7 @@ struct Project: ParsableCommand {
         let cache = PagedKVCache(layout: KVLayout(config: config), eviction: eviction, sparse: sparse,
                                  quant: try kvOptions.modes.quantMethod(headDim: config.headDim))
         let engine = InferenceEngine(weights: model.weights, cache: cache)
+        engine.promptTexts = model.promptTexts
         var token = model.tokenizer.spec.bosID ?? 0
         var last: IOLedger?
         let steps = min(tokens, config.contextLength)

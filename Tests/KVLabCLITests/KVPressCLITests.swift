@@ -181,14 +181,27 @@ extension KVPressCLITests {
         #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
     }
 
-    /// `--presses deterministic` (each deterministic scorer press, and AdaKV, ChunkKV, CriticalKV and
-    /// CriticalAdaKV over their default scorers and CUR) on Qwen3 and Gemma 3 at ratios 0.25, 0.5 and
-    /// 0.75; kvpress's ExpectedAttention fails on Gemma 3 itself (those rows say so, no oracle).
+    /// `--presses deterministic` (each deterministic scorer press, AdaKV, ChunkKV, CriticalKV and
+    /// CriticalAdaKV over their default scorers and CUR, and KVzip) on Qwen3 and Gemma 3 at ratios 0.25, 0.5
+    /// and 0.75; kvpress's ExpectedAttention fails on Gemma 3 itself, and kvpress refuses KVzip there (those
+    /// rows say so, no oracle).
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func deterministicPressesKeepKvpresssSetsOnQwen3AndGemma3() throws {
         let (status, text) = try Self.check(["--models", "qwen3,gemma3", "--presses", "deterministic"])
         #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").count == 1 + 19 * 3 * 2)
+        #expect(text.split(separator: "\n").count == 1 + 20 * 3 * 2)
+    }
+
+    /// KVzip (a second pass that repeats the prompt; the whole model's lowest scores go) on the tiny
+    /// Llama and Qwen3: its defaults (one chunk), chunks of 64 (later requests end with the previous
+    /// chunk's last tokens), and per-layer budgets with two sinks.
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func kvzipKeepsKvpresssSets() throws {
+        let cases = ["kvzip", "kvzip/chunk_size=64", "kvzip/layerwise=true/n_sink=2"]
+        let (status, text) = try Self.check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
     }
 }

@@ -44,6 +44,20 @@ public protocol KVCache: AnyObject {
     /// rows of `headCount × headDim`, their entries already appended): each query sees the kept
     /// entries at positions up to its own.
     func attend(layer: Int, positions: Range<Int>, queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, ledger: inout IOLedger)
+    /// Token runs the method scores a prompt of `tokens` from `first` with, each on a fork of the
+    /// sequence (`ForkScoringPolicy`): none for most methods; nil when it needs `texts` and there are none.
+    func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]?
+    /// A fork of the positions before `end` runs next, inside the prompt's batched prefill.
+    func beginFork(end: Int)
+    /// Fork `index`, from `start`, ran through every layer: the method reads it, its entries go.
+    func endFork(_ index: Int, start: Int, ledger: inout IOLedger)
     /// The attention kernel (naive or tiled); it may change between steps.
     var attentionKernel: AttentionKernel { get set }
+}
+
+extension KVCache {
+    /// A cache whose methods never fork.
+    public func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]? { [] }
+    public func beginFork(end: Int) { preconditionFailure("this cache runs no forks") }
+    public func endFork(_ index: Int, start: Int, ledger: inout IOLedger) { preconditionFailure("this cache runs no forks") }
 }

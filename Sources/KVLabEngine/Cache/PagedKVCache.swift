@@ -41,6 +41,8 @@ public final class PagedKVCache: KVCache {
     private let dense = DenseSelector()
     /// End of the prompt while a batched prefill runs.
     var promptEnd: Int?
+    /// The prompt's end and tokens seen while a scoring fork runs (PagedKVCache+Forks.swift).
+    var beforeFork: (promptEnd: Int?, tokensSeen: Int)?
     /// The attention kernel, switchable between steps (a tiled kernel's SRAM holds at least
     /// `AttentionTileShape.minimumSRAMBytes`).
     public var attentionKernel: AttentionKernel = .naive {
@@ -505,8 +507,11 @@ public final class PagedKVCache: KVCache {
         // transposed values and scores (sized for the head with the most entries).
         var most = 0
         for head in 0..<layout.kvHeadCount { most = max(most, store.counts[layer * layout.kvHeadCount + head]) }
-        think.recordPromptQueries(layer: layer, queries: queries, count: n, counted: eviction.think != nil, ledger: &ledger)
-        recent.record(layer: layer, first: positions.lowerBound, queries: queries, count: n)
+        // A scoring fork's queries are not the sequence's: `think` and a later switch of method never see them.
+        if beforeFork == nil {
+            think.recordPromptQueries(layer: layer, queries: queries, count: n, counted: eviction.think != nil, ledger: &ledger)
+            recent.record(layer: layer, first: positions.lowerBound, queries: queries, count: n)
+        }
         recordQueries(layer: layer, first: positions.lowerBound, queries: queries, count: n)
         let naive = CacheAttention.NaiveScratch(tokens: n, group: group, headDim: hd, entries: most)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * hd + (tiled == nil ? naive.floats : 0))

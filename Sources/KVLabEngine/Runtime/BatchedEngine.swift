@@ -31,10 +31,13 @@ public struct CacheMethods: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// What a cache would trap on: the quantization against heads of `headDim`, the eviction
-    /// method against the quantization.
+    /// method against the quantization; and a method that scores with forks (kvpress's KVzip).
     public func check(headDim: Int) throws(MethodSpecError) {
         try quant.check(headDim: headDim)
         try eviction.check(quant: quant)
+        if eviction.scoresWithForks {
+            throw MethodSpecError("kvpress:kvzip runs a second pass after each prompt, which batched sequences do not (use run, eval or the workbench)")
+        }
     }
 
     public var description: String { "\(eviction) \(sparse) \(quant)" }

@@ -22,12 +22,15 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case contextFull(limit: Int)
     case invalidToken(Int, vocabularySize: Int)
     case emptyInput
+    /// The method feeds text of its own (kvpress's KVzip) and the engine has no tokenizer (`promptTexts`).
+    case noPromptTexts
 
     public var description: String {
         switch self {
         case .contextFull(let limit): "the context is full (\(limit) tokens)"
         case .invalidToken(let token, let size): "token id \(token) is outside the vocabulary (0..<\(size))"
         case .emptyInput: "no tokens to process"
+        case .noPromptTexts: "the eviction method feeds text of its own (kvpress:kvzip) and this engine has no tokenizer"
         }
     }
 }
@@ -42,6 +45,8 @@ public final class InferenceEngine {
     public private(set) var options: EngineOptions
     /// Position of the next token.
     public private(set) var position = 0
+    /// The model's tokenizer for a method that feeds text of its own (kvpress's KVzip); nil: none.
+    public var promptTexts: PromptTexts?
 
     private let rope: EngineRoPE
     private let buffers: DecodeBuffers
@@ -185,58 +190,30 @@ public final class InferenceEngine {
         guard cache.hasRoom(position: position, count: tokens.count) else { throw .contextFull(limit: cache.layout.capacity) }
         cache.beginPrompt(end: position + tokens.count)
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
+        // A method that scores the prompt with forks after it (kvpress's KVzip) plans them now, so
+        // that a context too small for them fails before anything runs.
+        guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else { throw .noPromptTexts }
+        for fork in forks {
+            try check(tokens: fork, adding: fork.count)
+            guard cache.hasRoom(position: position + tokens.count, count: fork.count) else { throw .contextFull(limit: cache.layout.capacity) }
+        }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
         try makeRoom(count: tokens.count, outside: &outside, attention: &attention)
         var timings = StepTimings()
         let c = config, n = tokens.count
-        let angles = rope.anglesPerPosition
-        let batch = PrefillBuffers(config: c, tokens: n, angles: angles)
-        defer { batch.deallocate() }
-        let rotary = cache.rotaryPosition(position)
         cache.beginPrefill(end: position + n)
-        for (t, token) in tokens.enumerated() {
-            weights.embed(token, into: batch.x + t * c.dim)
-            outside.read(.weights, weights.tokenEmbedding.rowBytes)
-            rope.fill(position: rotary + t, cos: batch.cos + t * angles, sin: batch.sin + t * angles)
-        }
-        for (l, layer) in weights.layers.enumerated() {
-            var ledger = IOLedger(), cacheLedger = IOLedger()
-            var t0 = DispatchTime.now().uptimeNanoseconds
-            weights.normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            let offset = rope.offset(layer: l)
-            for t in 0..<n {
-                weights.finishProjections(layer, queryScale: rope.queryScales[l], keysBeforeRoPE: cache.keysBeforeRoPE, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
-                                  cos: batch.cos + t * angles + offset, sin: batch.sin + t * angles + offset)
-            }
-            var t1 = DispatchTime.now().uptimeNanoseconds
-            timings.projectionNanoseconds += t1 - t0
-            for t in 0..<n {
-                cache.append(layer: l, position: position + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &cacheLedger)
-            }
-            cache.attend(layer: l, positions: position..<(position + n), queries: batch.q, output: batch.attention, ledger: &cacheLedger)
-            t0 = DispatchTime.now().uptimeNanoseconds
-            timings.attentionNanoseconds += t0 - t1
-            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            weights.postNorm(layer.postAttentionNorm, batch.xb, rows: n)
-            Ops.add(batch.x, batch.xb, count: n * c.dim)
-            t1 = DispatchTime.now().uptimeNanoseconds
-            timings.projectionNanoseconds += t1 - t0
-            weights.normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
-            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            weights.postNorm(layer.postFFNNorm, batch.xb, rows: n)
-            Ops.add(batch.x, batch.xb, count: n * c.dim)
-            timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
-            ledger.add(cacheLedger)
-            attention.add(cacheLedger)
-            layerLedgers[l] = ledger
-            total.add(ledger)
+        for l in 0..<c.layerCount { layerLedgers[l] = IOLedger() }
+        let batch = runLayers(tokens, from: position, outside: &outside, attention: &attention, total: &total, timings: &timings)
+        defer { batch.deallocate() }
+        // Each fork runs on top of the prompt's entries and leaves only the method's scores.
+        for (index, fork) in forks.enumerated() {
+            cache.beginFork(end: position + n + fork.count)
+            runLayers(fork, from: position + n, outside: &outside, attention: &attention, total: &total, timings: &timings).deallocate()
+            var forkEnd = IOLedger()
+            cache.endFork(index, start: position + n, ledger: &forkEnd)
+            attention.add(forkEnd)
+            outside.add(forkEnd)
         }
         // The prompt's policy acts over every layer at once: counted outside the layers.
         var promptEnd = IOLedger()
@@ -269,6 +246,61 @@ public final class InferenceEngine {
         let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: total)
         position += n
         return (report, all)
+    }
+
+    /// Embeds `tokens` at positions from `first` and runs them through every layer as one batch
+    /// (appending their entries, attending inside a batched prefill); returns the batch, whose
+    /// `x` holds the last hidden states, for the caller to deallocate.
+    private func runLayers(_ tokens: [Int], from first: Int, outside: inout IOLedger, attention: inout IOLedger, total: inout IOLedger,
+                           timings: inout StepTimings) -> PrefillBuffers {
+        let c = config, n = tokens.count
+        let angles = rope.anglesPerPosition
+        let batch = PrefillBuffers(config: c, tokens: n, angles: angles)
+        let rotary = cache.rotaryPosition(first)
+        for (t, token) in tokens.enumerated() {
+            weights.embed(token, into: batch.x + t * c.dim)
+            outside.read(.weights, weights.tokenEmbedding.rowBytes)
+            rope.fill(position: rotary + t, cos: batch.cos + t * angles, sin: batch.sin + t * angles)
+        }
+        for (l, layer) in weights.layers.enumerated() {
+            var ledger = IOLedger(), cacheLedger = IOLedger()
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            weights.normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
+            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            let offset = rope.offset(layer: l)
+            for t in 0..<n {
+                weights.finishProjections(layer, queryScale: rope.queryScales[l], keysBeforeRoPE: cache.keysBeforeRoPE, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
+                                  cos: batch.cos + t * angles + offset, sin: batch.sin + t * angles + offset)
+            }
+            var t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            for t in 0..<n {
+                cache.append(layer: l, position: first + t, keys: batch.k + t * c.kvDim, values: batch.v + t * c.kvDim, ledger: &cacheLedger)
+            }
+            cache.attend(layer: l, positions: first..<(first + n), queries: batch.q, output: batch.attention, ledger: &cacheLedger)
+            t0 = DispatchTime.now().uptimeNanoseconds
+            timings.attentionNanoseconds += t0 - t1
+            MatMul.multiply(batch.attention, rows: n, layer.attentionOutput, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            weights.postNorm(layer.postAttentionNorm, batch.xb, rows: n)
+            Ops.add(batch.x, batch.xb, count: n * c.dim)
+            t1 = DispatchTime.now().uptimeNanoseconds
+            timings.projectionNanoseconds += t1 - t0
+            weights.normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
+            MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            weights.postNorm(layer.postFFNNorm, batch.xb, rows: n)
+            Ops.add(batch.x, batch.xb, count: n * c.dim)
+            timings.feedForwardNanoseconds += DispatchTime.now().uptimeNanoseconds - t1
+            ledger.add(cacheLedger)
+            attention.add(cacheLedger)
+            layerLedgers[l].add(ledger)
+            total.add(ledger)
+        }
+        return batch
     }
 
     private func stepwisePrefill(_ tokens: [Int], allLogits: Bool) throws(EngineError) -> (report: StepReport, logits: [Float]) {

@@ -199,6 +199,12 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     /// Whether the method compresses only at the end of a prompt (or once, when chosen between
     /// decode steps): a sequence run without a prompt keeps every entry under it.
     public var actsOnlyAtPromptEnd: Bool { every == nil && kindActsAtPromptEnd }
+    /// Whether the method scores a prompt by running more tokens after it (kvpress's KVzip), which
+    /// only a single-sequence engine with the model's tokenizer does.
+    public var scoresWithForks: Bool {
+        if case .kvpress(let press) = kind { return press.press == .kvzip }
+        return false
+    }
 
     private var kindActsAtPromptEnd: Bool {
         switch kind {

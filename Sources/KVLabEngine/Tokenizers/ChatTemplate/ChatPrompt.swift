@@ -1,3 +1,6 @@
+import Foundation
+import KVLabMethods
+
 extension LoadedModel {
     /// `user` (after `system`, when given) as one chat turn in the model's own template, with the
     /// assistant's turn opened: the prompt an instruct model expects. Throws a one-line error for
@@ -11,6 +14,29 @@ extension LoadedModel {
         messages.append(.init(role: "user", content: user))
         return try ChatTemplate(source).render(messages: messages, addGenerationPrompt: true,
                                                specialTokens: tokenizer.spec.specialTokenTexts)
+    }
+}
+
+extension LoadedModel {
+    /// The tokenizer as a method that feeds text of its own reads it (kvpress's KVzip): ids
+    /// without BOS, and the chat template's text around a user turn's content, split as kvpress
+    /// splits it (a dummy content, thinking off); no user turn without a template or with one
+    /// kvlab cannot render.
+    public var promptTexts: PromptTexts {
+        let tokenizer = self.tokenizer, bos = tokenizer.spec.bosID
+        let encode: @Sendable (String) -> [Int] = { text in
+            var ids = tokenizer.encode(text)
+            if let bos, ids.first == bos, tokenizer.spec.addBOS { ids.removeFirst() }
+            return ids
+        }
+        let dummy = "dummy context", separator = "\n" + String(repeating: "#", count: dummy.count)
+        guard let source = chatTemplate, let template = try? ChatTemplate(source),
+              let text = try? template.render(messages: [.init(role: "user", content: dummy + separator)], addGenerationPrompt: true,
+                                              specialTokens: tokenizer.spec.specialTokenTexts, enableThinking: false),
+              let split = text.range(of: separator), let content = text.range(of: dummy) else {
+            return PromptTexts(encode: encode, userTurn: nil)
+        }
+        return PromptTexts(encode: encode, userTurn: (String(text[..<content.lowerBound]), String(text[split.upperBound...])))
     }
 }
 

@@ -19,8 +19,10 @@ public struct ChatTemplate: Sendable {
     }
 
     /// The prompt for `messages`; `addGenerationPrompt` opens the assistant's turn.
-    /// `specialTokens` are the names templates read, such as bos_token and eos_token.
-    public func render(messages: [Message], addGenerationPrompt: Bool, specialTokens: [String: String] = [:]) throws -> String {
+    /// `specialTokens` are the names templates read, such as bos_token and eos_token;
+    /// `enableThinking`, when given, is the `enable_thinking` variable (Qwen3's thinking switch).
+    public func render(messages: [Message], addGenerationPrompt: Bool, specialTokens: [String: String] = [:],
+                       enableThinking: Bool? = nil) throws -> String {
         var globals: [String: JinjaValue] = [
             "messages": .list(messages.map { message in
                 .dict(JinjaDict([("role", .string(message.role)), ("content", .string(message.content))]))
@@ -30,6 +32,7 @@ public struct ChatTemplate: Sendable {
             "documents": .none,
         ]
         for (name, value) in specialTokens { globals[name] = .string(value) }
+        if let enableThinking { globals["enable_thinking"] = .bool(enableThinking) }
         return try JinjaRenderer(globals: globals).render(nodes)
     }
 }

@@ -36,6 +36,8 @@ struct KVPressScorerOptions: Sendable, Hashable {
     var chunkSize = 256, sinkSizeStart = 8, sinkSizeEnd = 4
     var blending: Double?
     var criticalEpsilon = 1e-4, firstStageRatio = 0.5
+    /// KVzip's `layerwise`: each layer drops its own share.
+    var layerwise = false
 
     init(_ p: ResolvedParameters, press: KVPressMethod.Press) {
         let int = { (key: String, value: inout Int) in if p.values[key] != nil { value = p.int(key) } }
@@ -55,6 +57,7 @@ struct KVPressScorerOptions: Sendable, Hashable {
         flag("use_local_approximation", &useLocalApproximation)
         int("local_window_size", &localWindowSize)
         int("chunk_size", &chunkSize)
+        flag("layerwise", &layerwise)
         int("sink_size_start", &sinkSizeStart)
         int("sink_size_end", &sinkSizeEnd)
         if p.values["blending"] != nil { blending = p.real("blending") }

@@ -16,6 +16,8 @@ public struct KVPressMethod: Sendable, Hashable {
         // kvpress's wrapper, composition and budget presses (KVPressWrappers.swift).
         case chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv,
              entropygatedchunkkv, dms
+        /// Scores by a second pass that asks the model to repeat the prompt (KVzipPolicy.swift).
+        case kvzip
 
         /// Presses that wrap another's scores (`scorer=`).
         var wraps: Bool {
@@ -83,6 +85,7 @@ public struct KVPressMethod: Sendable, Hashable {
             .observedattention: [],
             .chunkkv: [S.int("chunk_length", 20, 1...1_048_576)],
             .decoding: [S.int("compression_interval", 512, 1...1_048_576), S.int("target_size", 2048, 1...1_048_576)],
+            .kvzip: [S.int("n_sink", 4, 0...1024), S.int("chunk_size", 2048, 1...1_048_576), S.choice("layerwise", "false", ["true", "false"])],
         ].merging(wrapperSchemas) { a, _ in a }
     }()
 
@@ -151,6 +154,9 @@ public struct KVPressMethod: Sendable, Hashable {
 
     func makePolicy(layout: KVLayout) -> any EvictionPolicy {
         if let wrapper { return wrapper.makePolicy(self, layout: layout) }
+        if press == .kvzip {
+            return KVzipPolicy(budget: budget, nSink: nSink, chunkSize: scorerOptions.chunkSize, layerwise: scorerOptions.layerwise, layout: layout)
+        }
         let selection: KVPressPolicy.Selection = switch press {
         case .adakv: .acrossHeads(alphaSafeguard: alphaSafeguard)
         case .chunkkv: .chunks(length: chunkLength)
@@ -177,7 +183,7 @@ public struct KVPressMethod: Sendable, Hashable {
         case .observedattention: ObservedAttentionScorer()
         case .expectedattention, .lagkv, .leveragescore, .cur, .noncausalattn, .compactor: scorerOptions.makeScorer(press, nSink: nSink)!
         case .chunk, .block, .perlayer, .keyrerotation, .composed, .prefilldecoding, .compressionratiodecoding, .finch, .simlayerkv, .lukv,
-             .entropygatedchunkkv, .dms:
+             .entropygatedchunkkv, .dms, .kvzip:
             preconditionFailure("kvpress:\(press.rawValue) wraps a scorer and is none")
         }
     }

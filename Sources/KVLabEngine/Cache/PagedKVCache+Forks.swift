@@ -1,0 +1,40 @@
+import KVLabMethods
+
+/// Scoring passes (`ForkScoringPolicy`, kvpress's KVzip): tokens run after a prompt on a fork of
+/// the sequence, inside its batched prefill, then leave nothing behind but the policy's scores.
+extension PagedKVCache {
+    /// The forks the policy runs after a prompt of `tokens` from `first` (none for other
+    /// policies); nil when it needs `texts` and there are none.
+    public func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]? {
+        guard let policy = policy as? ForkScoringPolicy else { return [] }
+        guard let texts else { return nil }
+        return policy.forks(prompt: tokens, first: first, texts: texts)
+    }
+
+    /// A fork of the positions before `end` runs next: it attends as a prompt (nothing acts at
+    /// its end), its queries alone recorded for the policy.
+    public func beginFork(end: Int) {
+        beforeFork = (promptEnd, tokensSeen)
+        for layerVectors in vectors { layerVectors.queries.removeAll() }
+        promptEnd = end
+    }
+
+    /// Fork `index` (from `start`) ran through every layer: the policy reads each layer, then the
+    /// fork's entries are freed and the prompt's state comes back.
+    public func endFork(_ index: Int, start: Int, ledger: inout IOLedger) {
+        guard let policy = policy as? ForkScoringPolicy, let before = beforeFork else { preconditionFailure("endFork without a fork") }
+        for layer in 0..<layout.layerCount {
+            let vectors = self.vectors[layer]
+            applyPolicy(layer: layer, ledger: &ledger) { _, layer, heads in
+                policy.observeFork(index, layer: layer, heads: heads, forkStart: start, vectors: vectors)
+                for h in heads.indices {
+                    while heads[h].count > 0, Int(heads[h].positions[heads[h].count - 1]) >= start { heads[h].evict(heads[h].count - 1) }
+                }
+            }
+            vectors.moveReads(to: &ledger)
+            vectors.queries.removeAll()
+        }
+        (promptEnd, tokensSeen) = before
+        beforeFork = nil
+    }
+}

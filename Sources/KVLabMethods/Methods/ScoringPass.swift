@@ -1,0 +1,29 @@
+/// What a policy's scoring pass needs from the loaded model's tokenizer: the text it feeds is
+/// text (kvpress's KVzip asks the model to repeat the prompt), so the engine's owner encodes it.
+public struct PromptTexts: Sendable {
+    /// A text's token ids without BOS (transformers' `add_special_tokens=False`).
+    public let encode: @Sendable (String) -> [Int]
+    /// The chat template's text before and after a user turn's content (the assistant's turn
+    /// opened, thinking off); nil for a model without a template.
+    public let userTurn: (prefix: String, suffix: String)?
+
+    public init(encode: @escaping @Sendable (String) -> [Int], userTurn: (prefix: String, suffix: String)?) {
+        self.encode = encode
+        self.userTurn = userTurn
+    }
+}
+
+/// A policy that scores a prompt's entries by running more tokens after it, each run a fork of
+/// the sequence whose entries are dropped afterwards (kvpress's KVzip). The engine runs the forks
+/// through every layer between the prompt and its `finishPrefill`: the fork's tokens attend to
+/// the whole cache and to each other, as a continuation would; the cache keeps their queries for
+/// the policy (`recordedQueries` must cover a fork), calls `observeFork` per layer with the
+/// prompt's entries and the fork's, then frees the fork's entries and forgets its queries.
+package protocol ForkScoringPolicy: EvictionPolicy {
+    /// The forks to run after a prompt of `tokens` at positions `first…`, each its token ids;
+    /// empty for none. Called once per prompt, before its `finishPrefill`.
+    func forks(prompt tokens: [Int], first: Int, texts: PromptTexts) -> [[Int]]
+    /// Fork `index` ran through every layer: `heads` holds the prompt's entries and then the
+    /// fork's (positions from `forkStart`), `vectors.queries` the fork's queries.
+    func observeFork(_ index: Int, layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, forkStart: Int, vectors: any EntryVectors)
+}
