@@ -125,4 +125,53 @@ import Testing
         }
         #expect(status == "0", "kvlab's exit status: '\(status)'")
     }
+
+    /// The figures that move with the live batch, read off a screen: the projected tokens/s, the
+    /// weight bytes per token, the batch and its arithmetic intensity.
+    struct BatchFigures {
+        var tokensPerSecond: Double, weightBytesPerToken: Double, batch: Int, intensity: Double, running: Int
+
+        init?(_ screen: String) {
+            func match(_ pattern: String) -> [String]? {
+                guard let regex = try? NSRegularExpression(pattern: pattern),
+                      let m = regex.firstMatch(in: screen, range: NSRange(screen.startIndex..., in: screen)) else { return nil }
+                return (1..<m.numberOfRanges).map { String(screen[Range(m.range(at: $0), in: screen)!]) }
+            }
+            let units: [String: Double] = ["B": 1, "K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024]
+            guard let rate = match(#"tokens/s +([0-9.]+) projected"#), let weights = match(#"per token +W ([0-9.]+)([BKMG]) · KV"#),
+                  let ai = match(#"AI @ batch ([0-9]+) +([0-9.]+) F/B · ridge [0-9]+ · memory-bound"#),
+                  let running = match(#"running ([0-9]+) · peak"#),
+                  let tokensPerSecond = Double(rate[0]), let w = Double(weights[0]), let unit = units[weights[1]],
+                  let batch = Int(ai[0]), let intensity = Double(ai[1]), let live = Int(running[0]) else { return nil }
+            (self.tokensPerSecond, weightBytesPerToken, self.batch, self.intensity, self.running) = (tokensPerSecond, w * unit, batch, intensity, live)
+        }
+    }
+
+    /// At the minimum size, 80×24, as requests keep arriving and none finishes: every row fits
+    /// uncut, and as the batch grows the weight bytes per token fall, the arithmetic intensity
+    /// rises (still below the H100's ridge: memory-bound) and so does the projected tokens/s.
+    @Test(.enabled(if: TmuxServer.executable != nil, "skipped: tmux is not installed (scripts/test installs it)"))
+    func theServeViewsFiguresMoveWithTheBatchAt80x24() throws {
+        let server = TmuxServer()
+        // Short prompts, so a step's rows are about its sequences (the exact per-row accounting is
+        // EngineServeTests'); a request about every 20 projected decode steps, each living 400 or more.
+        let command = "sleep 0.3; '\(CLITests.binary)' serve --requests 24 --rate 10 --prompt-len 1 --output-len 400..500 --pool 256MiB --seed 3; sleep 60"
+        try server.run(["new-session", "-d", "-s", "main", "-x", "80", "-y", "24", "sh", "-c", command])
+        var samples: [BatchFigures] = []
+        _ = try server.wait("main", for: "a batch of 12", seconds: 120) { screen in
+            let rows = screen.split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(!rows.contains { $0.contains("…") }, "a row is cut at 80×24:\n\(screen)")
+            #expect(rows.allSatisfy { $0.count <= 80 })
+            guard let figures = BatchFigures(screen) else { return false }
+            samples.append(figures)
+            return figures.batch >= 12
+        }
+        let first = try #require(samples.first), last = try #require(samples.last)
+        #expect(first.batch <= 4 && last.batch >= 12, "batches seen: \(samples.map(\.batch))")
+        #expect(last.running > first.running)
+        #expect(last.weightBytesPerToken < first.weightBytesPerToken)
+        #expect(last.intensity > first.intensity)
+        #expect(last.tokensPerSecond > first.tokensPerSecond)
+        try server.run(["send-keys", "-t", "main", "q"])
+    }
 }

@@ -75,9 +75,13 @@ public struct ServeView: Sendable {
 }
 
 /// The serve view: a title row, the sequences over time beside the figures, the pool bar, the
-/// sequences, and the key hints.
+/// sequences, and the key hints. Every row fits the minimum size uncut: the figures take a fixed
+/// width, the graph the rest.
 public struct ServeScreen {
     public static let minimumSize = (width: 80, height: 24)
+    /// Columns of the figures panel: the longest value (the arithmetic intensity against the
+    /// ridge and the bound, 38 columns) beside the widest key.
+    static let figuresWidth = 56
     /// Segment colours of successive sequences in the pool bar.
     static let sequenceRoles: [ThemeRole] = [.seriesA, .seriesB, .kvKept, .kvQuantized, .kvRetrieved, .tierKVPayload]
 
@@ -108,7 +112,7 @@ public struct ServeScreen {
         title(area.row(0), &buffer)
         let body = Rect(x: 0, y: 1, width: area.width, height: area.height - 2)
         let bands = Layout(.vertical, [.percentage(45), .length(5), .fill(1)], spacing: -1).split(body)
-        let top = Layout(.horizontal, [.percentage(50), .fill(1)], spacing: -1).split(bands[0])
+        let top = Layout(.horizontal, [.fill(1), .length(Self.figuresWidth)], spacing: -1).split(bands[0])
         timeline(top[0], &buffer)
         figures(top[1], &buffer)
         pool(bands[1], &buffer)
@@ -116,33 +120,37 @@ public struct ServeScreen {
         bottom(area.row(area.height - 1), &buffer)
     }
 
+    /// The state and the methods first; the preemption policy and the model while they fit.
     private func title(_ row: Rect, _ buffer: inout Buffer) {
         let state = view.done ? "done" : view.paused ? "paused" : "serving"
-        let methods = view.methods.map { "\($0.knob) \($0.value)" }.joined(separator: " · ")
-        buffer.put(Line([Span(" kvlab serve ", style: .role(.title, .bold)), Span("\(view.modelName) · \(methods) · preempt \(view.preemption.rawValue) · "),
-                         Span(state, style: .role(view.paused ? .warning : .ok))]), row: row, glyphs: glyphs)
+        var title = Line([Span(" kvlab serve ", style: .role(.title, .bold)), Span(state, style: .role(view.paused ? .warning : .ok))]
+            + view.methods.map { Span(" · \($0.knob) \($0.value)") })
+        for optional in [" · preempt \(view.preemption.rawValue)", " · \(view.modelName)"] where title.width + optional.count <= row.width {
+            title.spans.append(Span(optional))
+        }
+        buffer.put(title, row: row, glyphs: glyphs)
     }
 
     private func timeline(_ area: Rect, _ buffer: inout Buffer) {
         let last = view.history.last
-        let frame = WorkbenchScreen.block("Sequences over time",
-                                          right: Line([Span("running \(last?.running ?? 0)", style: .role(.seriesA)),
-                                                       Span(" · "), Span("queued \(last?.queue ?? 0)", style: .role(.seriesB))]),
-                                          glyphs: glyphs)
+        let frame = WorkbenchScreen.block("Sequences over time", glyphs: glyphs)
         frame.render(area: area, buffer: &buffer)
         let inner = frame.inner(area).inset(horizontal: 1)
-        guard inner.height > 1 else { return }
+        // The counts in the graph's colours, then the step and the clock, over the graph.
+        let lines = [Line([Span("running \(last?.running ?? 0)", style: .role(.seriesA)), Span(" · peak \(view.summary.counters.peakRunning)")]),
+                     Line("queued \(last?.queue ?? 0)", style: .role(.seriesB)),
+                     Line("step \(view.step) · \(format(seconds: view.time))", style: .role(.dimText))]
+        guard inner.height > lines.count else { return }
+        for (index, line) in lines.enumerated() { buffer.put(line, row: inner.row(index), glyphs: glyphs) }
         let high = Double(max(view.history.map { max($0.running, $0.queue) }.max() ?? 1, 1))
-        buffer.put("step \(view.step) · \(format(seconds: view.time)) on the clock · peak \(view.summary.counters.peakRunning) running",
-                   x: inner.x, y: inner.y, style: .role(.dimText), clip: inner)
         LineGraph(series: [.init(view.history.map { Double($0.queue) }, style: .role(.seriesB)),
                            .init(view.history.map { Double($0.running) }, style: .role(.seriesA))],
                   range: 0...high, glyphs: glyphs)
-            .render(area: Rect(x: inner.x, y: inner.y + 1, width: inner.width, height: inner.height - 1), buffer: &buffer)
+            .render(area: Rect(x: inner.x, y: inner.y + lines.count, width: inner.width, height: inner.height - lines.count), buffer: &buffer)
     }
 
     private func figures(_ area: Rect, _ buffer: inout Buffer) {
-        let frame = WorkbenchScreen.block("Throughput and latency", right: Line(view.clock, style: .role(.dimText)), glyphs: glyphs)
+        let frame = WorkbenchScreen.block("Figures", right: Line(view.clock, style: .role(.dimText)), glyphs: glyphs)
         frame.render(area: area, buffer: &buffer)
         let s = view.summary, c = s.counters
         func pair(_ p: Percentiles?) -> String { p.map { "\(format(seconds: $0.p50)) / \(format(seconds: $0.p99))" } ?? "–" }
@@ -152,8 +160,7 @@ public struct ServeScreen {
             .init("TTFT p50/p99", "\(pair(s.ttft)) · here \(pair(s.measuredTTFT))"),
             .init("TPOT p50/p99", "\(pair(s.tpot)) · here \(pair(s.measuredTPOT))"),
             .init("finished", "\(s.finished)/\(s.requests) · \(s.generatedTokens) tokens · rejected \(s.rejected)"),
-            .init("preemptions", "\(c.preemptions) · swapped \(formatBytes(c.swappedBytes)) · recomputed \(c.recomputedTokens) tok"),
-            .init("CoW copies", "\(c.copies)"),
+            .init("preemptions", "\(c.preemptions) · swapped \(formatBytes(c.swappedBytes, .compact)) · recomputed \(c.recomputedTokens) tok"),
         ]
         KeyValueTable(rows, glyphs: glyphs).render(area: frame.inner(area).inset(horizontal: 1), buffer: &buffer)
     }
@@ -181,9 +188,11 @@ public struct ServeScreen {
         CapacityBar(segments: segments, capacity: Double(o.capacity), patterned: patterned, glyphs: glyphs).render(area: inner.row(0), buffer: &buffer)
         let perSequence = o.sequences.isEmpty ? 0 : o.sequences.reduce(0) { $0 + $1.bytes } / o.sequences.count
         buffer.put(Line([Span("shared prefix \(formatBytes(o.shared))", style: .role(.tierKVMetadata)),
-                         Span(" · \(o.sequences.count) sequences, \(formatBytes(perSequence)) each · fit for a whole life: "),
-                         Span("\(view.fits)", style: .role(.highlight, .bold)),
-                         Span(" · queued \(view.queue) · swapped \(view.swapped)")]), row: inner.row(1), glyphs: glyphs)
+                         Span(" · CoW copies \(view.summary.counters.copies) · \(o.sequences.count) sequences, \(formatBytes(perSequence)) each")]),
+                   row: inner.row(1), glyphs: glyphs)
+        guard inner.height >= 3 else { return }
+        buffer.put(Line([Span("fit for a whole life: "), Span("\(view.fits)", style: .role(.highlight, .bold)),
+                         Span(" · queued \(view.queue) · swapped \(view.swapped)")]), row: inner.row(2), glyphs: glyphs)
     }
 
     private func sequences(_ area: Rect, _ buffer: inout Buffer) {
@@ -218,7 +227,9 @@ public struct ServeScreen {
 
     private func format(_ value: Double) -> String { value >= 100 ? String(Int(value.rounded())) : String(format: "%.1f", value) }
 
+    /// Three significant figures at most, the unit unspaced: `1.39s`, `189ms`, `5.8ms`, `950µs`.
     private func format(seconds: Double) -> String {
-        seconds >= 1 ? String(format: "%.2f s", seconds) : seconds >= 1e-3 ? String(format: "%.1f ms", seconds * 1e3) : String(format: "%.0f µs", seconds * 1e6)
+        seconds >= 1 ? String(format: "%.2fs", seconds) : seconds >= 0.01 ? String(format: "%.0fms", seconds * 1e3)
+            : seconds >= 1e-3 ? String(format: "%.1fms", seconds * 1e3) : String(format: "%.0fµs", seconds * 1e6)
     }
 }
