@@ -1,6 +1,7 @@
 import Foundation
 @testable import KVLabEngine
 @testable import KVLabFoundation
+import KVLabMethods
 @testable import KVLabRun
 import Testing
 
@@ -31,6 +32,23 @@ import Testing
         #expect(submission.tokens.first == 297)
         #expect(submission.tokens.dropFirst().first != 297)
         #expect(submission.tokens.filter { $0 == 299 }.count == 2)
+    }
+
+    /// kvpress's KVzip wraps its repeat request in the user turn: a template kvlab cannot render
+    /// stops the press in one line instead of feeding the request bare.
+    @Test func kvzipSplitsTheUserTurnOrStopsOnATemplateItCannotRender() throws {
+        let turn = try #require(try Self.instruct().promptTexts.userTurn)
+        #expect(turn.prefix == "<|begin_of_text|><|pad|>user\n" && turn.suffix == "<|end_of_text|><|pad|>assistant\n")
+        var spec = TinyModel.byteLevelSpec()
+        spec.chatTemplate = "{{ messages | from_json }}"
+        let model = try TinyModel.make(tokenizer: spec)
+        let texts = model.promptTexts
+        #expect(texts.userTurn == nil && texts.problem?.contains("from_json") == true)
+        let method = try EvictionMethod(parsing: "kvpress:kvzip,ratio=0.5")
+        let engine = InferenceEngine(weights: model.weights, cache: PagedKVCache(layout: KVLayout(config: model.config), eviction: method))
+        engine.promptTexts = texts
+        let error = #expect(throws: EngineError.self) { try engine.prefill(model.tokenizer.encode("the hat and the cat")) }
+        #expect(error?.description.contains("from_json") == true && error?.description.contains("\n") == false)
     }
 
     @Test func aModelWithoutATemplateIsRefusedInOneLine() throws {

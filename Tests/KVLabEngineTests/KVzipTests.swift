@@ -67,7 +67,9 @@ import Testing
         let model = try EmbeddedModelTests.loaded()
         let method = try EvictionMethod(parsing: "kvpress:kvzip,ratio=0.5")
         let engine = InferenceEngine(weights: model.weights, cache: PagedKVCache(layout: KVLayout(config: model.config), eviction: method))
-        #expect(throws: EngineError.noPromptTexts) { try engine.prefill(model.tokenizer.encode("ROMEO:")) }
+        #expect(throws: EngineError.noPromptTexts("the eviction method feeds text of its own (kvpress:kvzip) and this engine has no tokenizer")) {
+            try engine.prefill(model.tokenizer.encode("ROMEO:"))
+        }
         #expect(throws: MethodSpecError.self) { try CacheMethods(eviction: method).check(headDim: model.config.headDim) }
     }
 }

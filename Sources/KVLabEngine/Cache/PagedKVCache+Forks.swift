@@ -4,10 +4,10 @@ import KVLabMethods
 /// the sequence, inside its batched prefill, then leave nothing behind but the policy's scores.
 extension PagedKVCache {
     /// The forks the policy runs after a prompt of `tokens` from `first` (none for other
-    /// policies); nil when it needs `texts` and there are none.
+    /// policies); nil when it needs `texts` and there are none or their template is unusable.
     public func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]? {
         guard let policy = policy as? ForkScoringPolicy else { return [] }
-        guard let texts else { return nil }
+        guard let texts, texts.problem == nil else { return nil }
         return policy.forks(prompt: tokens, first: first, texts: texts)
     }
 

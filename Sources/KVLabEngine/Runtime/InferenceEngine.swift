@@ -22,15 +22,16 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case contextFull(limit: Int)
     case invalidToken(Int, vocabularySize: Int)
     case emptyInput
-    /// The method feeds text of its own (kvpress's KVzip) and the engine has no tokenizer (`promptTexts`).
-    case noPromptTexts
+    /// The method feeds text of its own (kvpress's KVzip) and the engine has no tokenizer
+    /// (`promptTexts`), or the model's chat template cannot wrap that text: why.
+    case noPromptTexts(String)
 
     public var description: String {
         switch self {
         case .contextFull(let limit): "the context is full (\(limit) tokens)"
         case .invalidToken(let token, let size): "token id \(token) is outside the vocabulary (0..<\(size))"
         case .emptyInput: "no tokens to process"
-        case .noPromptTexts: "the eviction method feeds text of its own (kvpress:kvzip) and this engine has no tokenizer"
+        case .noPromptTexts(let why): why
         }
     }
 }
@@ -192,7 +193,10 @@ public final class InferenceEngine {
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         // A method that scores the prompt with forks after it (kvpress's KVzip) plans them now, so
         // that a context too small for them fails before anything runs.
-        guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else { throw .noPromptTexts }
+        guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else {
+            throw .noPromptTexts(promptTexts?.problem.map { "the eviction method wraps text of its own in the model's chat template (kvpress:kvzip): \($0)" }
+                ?? "the eviction method feeds text of its own (kvpress:kvzip) and this engine has no tokenizer")
+        }
         for fork in forks {
             try check(tokens: fork, adding: fork.count)
             guard cache.hasRoom(position: position + tokens.count, count: fork.count) else { throw .contextFull(limit: cache.layout.capacity) }

@@ -6,10 +6,15 @@ public struct PromptTexts: Sendable {
     /// The chat template's text before and after a user turn's content (the assistant's turn
     /// opened, thinking off); nil for a model without a template.
     public let userTurn: (prefix: String, suffix: String)?
+    /// Why the model's chat template gives no user turn (kvlab cannot render it, or the content
+    /// does not come out whole): a policy must then stop rather than feed its text bare, as
+    /// kvpress would not.
+    public let problem: String?
 
-    public init(encode: @escaping @Sendable (String) -> [Int], userTurn: (prefix: String, suffix: String)?) {
+    public init(encode: @escaping @Sendable (String) -> [Int], userTurn: (prefix: String, suffix: String)?, problem: String? = nil) {
         self.encode = encode
         self.userTurn = userTurn
+        self.problem = problem
     }
 }
 

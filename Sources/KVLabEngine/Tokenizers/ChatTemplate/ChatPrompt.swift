@@ -30,11 +30,16 @@ extension LoadedModel {
             return ids
         }
         let dummy = "dummy context", separator = "\n" + String(repeating: "#", count: dummy.count)
-        guard let source = chatTemplate, let template = try? ChatTemplate(source),
-              let text = try? template.render(messages: [.init(role: "user", content: dummy + separator)], addGenerationPrompt: true,
-                                              specialTokens: tokenizer.spec.specialTokenTexts, enableThinking: false),
-              let split = text.range(of: separator), let content = text.range(of: dummy) else {
-            return PromptTexts(encode: encode, userTurn: nil)
+        guard let source = chatTemplate else { return PromptTexts(encode: encode, userTurn: nil) }
+        let text: String
+        do {
+            text = try ChatTemplate(source).render(messages: [.init(role: "user", content: dummy + separator)], addGenerationPrompt: true,
+                                                   specialTokens: tokenizer.spec.specialTokenTexts, enableThinking: false)
+        } catch {
+            return PromptTexts(encode: encode, userTurn: nil, problem: "chat template: \(error)")
+        }
+        guard let split = text.range(of: separator), let content = text.range(of: dummy) else {
+            return PromptTexts(encode: encode, userTurn: nil, problem: "chat template: a user turn's content does not come out whole")
         }
         return PromptTexts(encode: encode, userTurn: (String(text[..<content.lowerBound]), String(text[split.upperBound...])))
     }
