@@ -72,17 +72,33 @@ static inline __m256i dot_short_widen(__m256i acc) {
 #endif
 }
 
-/// dot_u8s8_acc for unsigned bytes up to 255: without VNNI the byte multiply-add saturates on two
-/// such products, so the top bit's products (128·(a + a'), at most 32,512) are taken apart.
-static inline __m256i dot_u8s8_wide_acc(__m256i acc, __m256i u, __m256i s) {
+/// Whether dot_wide_acc leaves out the +128 of the wide codes (a signed value + 128, up to 255):
+/// without VNNI it multiplies the signed values (the byte multiply-add saturates on two products of
+/// codes up to 255), so the tile's offset term, which takes that +128's products back out, is
+/// skipped too.
 #if defined(CKV_VNNI)
+#define CKV_WIDE_SIGNED 0
+#else
+#define CKV_WIDE_SIGNED 1
+#endif
+
+/// acc + Σ of products of wide codes `u` with signed bytes `s`, four to each int32 lane. Without
+/// VNNI the signed values w = u − 128 go through the sign trick (llama.cpp's mul_sum_i8_pairs):
+/// |w| times s with w's sign, |w| ≤ 128 so the multiply-add cannot saturate; `w` and `magnitude`
+/// (wide_signed, wide_magnitude of u) are shared by every input a tile step multiplies.
+static inline __m256i dot_wide_acc(__m256i acc, __m256i u, __m256i w, __m256i magnitude, __m256i s) {
+#if defined(CKV_VNNI)
+    (void)w;
+    (void)magnitude;
     return _mm256_dpbusd_epi32(acc, u, s);
 #else
-    const __m256i top = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    const __m256i low = _mm256_maddubs_epi16(_mm256_andnot_si256(top, u), s), high = _mm256_maddubs_epi16(_mm256_and_si256(top, u), s);
-    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(low, ones), _mm256_madd_epi16(high, ones)));
+    (void)u;
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(s, w)), _mm256_set1_epi16(1)));
 #endif
 }
+
+static inline __m256i wide_signed(__m256i u) { return _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)); }
+static inline __m256i wide_magnitude(__m256i w) { return _mm256_abs_epi8(w); }
 
 /// Σ of products of signed bytes: |w| times a with w's sign (|w| ≤ 128, so maddubs cannot saturate).
 static inline __m256i dot_s8s8(__m256i w, __m256i a) {
