@@ -253,6 +253,7 @@ static void dot8_q4_0(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
     for (int b = 0; b < nb; b++) {
         const uint8_t *p = g + 144 * b;
         const int8_t *y = a.qs + 32 * b;
+        prefetch_ahead(p, 144);
         // Eight steps of 4-bit codes: one widening per block.
         __m256i low = _mm256_setzero_si256(), high = low;
         for (int v = 0; v < 4; v++) {
@@ -301,6 +302,7 @@ static void dot8_q4_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
         const uint8_t *p = g + 1152 * b;
         const int8_t *y = a.qs + 256 * b;
         const float *ad = a.d + 8 * b, *as = a.s + 8 * b;
+        prefetch_ahead(p, 128);
         // get_scale_min_k4 for eight rows at once, on their 32-bit words: each lane's four bytes
         // are scales 0–3, scales 4–7, mins 0–3, mins 4–7 of its row.
         const __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64));
@@ -314,6 +316,7 @@ static void dot8_q4_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
         __m256 sum = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             const uint8_t *codes = p + 128 + 256 * k;
+            prefetch_ahead(codes, 256);
             __m256i lows[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, highs[2] = {lows[0], lows[0]};
             for (int v = 0; v < 8; v++) {
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
@@ -376,9 +379,11 @@ static void dot8_q6_K(const uint8_t *g, int nb, ckv_activation a, float out[CKV_
     for (int b = 0; b < nb; b++) {
         const uint8_t *p = g + 1680 * b;
         const int8_t *y = a.qs + 256 * b;
+        prefetch_ahead(p, 144);
         __m256 sum = _mm256_setzero_ps(), offset = _mm256_setzero_ps();
         for (int j = 0; j < 8; j++) {
             const uint8_t *c = p + 144 + 192 * j;
+            prefetch_ahead(c, 192);
             const __m256i h0 = _mm256_loadu_si256((const __m256i *)(c + 128)), h1 = _mm256_loadu_si256((const __m256i *)(c + 160));
             // The high bits of group v moved to bits 4–5.
             const __m256i high0[4] = {_mm256_and_si256(_mm256_slli_epi16(h0, 4), m2), _mm256_and_si256(_mm256_slli_epi16(h0, 2), m2),

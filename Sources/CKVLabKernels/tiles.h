@@ -8,6 +8,8 @@
 /// Σ_half scale · d_a · Σ code·a + offset · h_a, where h_a = d_a · Σ a over the half.
 /// Without VNNI, the byte multiply-add's 16-bit sums of `steps` of the 8 code vectors of a block
 /// are added before they are widened (ckv_tile_steps: as many as the codes' range lets 16 bits hold).
+/// The wide types' codes (q8_0, iq4: a signed value + 128) take the sign trick instead without VNNI
+/// (dot_wide_acc), which multiplies the signed values, so their offset (−128·scale) is left out.
 static inline __attribute__((always_inline)) void tile_product(const uint8_t *tile, int cols, ckv_activation a, int first,
                                                               const int T, const int per_half, const int wide, const int steps,
                                                               float *out, size_t stride, int count) {
@@ -23,12 +25,13 @@ static inline __attribute__((always_inline)) void tile_product(const uint8_t *ti
         for (int t = 0; t < T; t++) lo[t] = hi[t] = part[t] = _mm256_setzero_si256();
         for (int k = 0; k < 8; k++) {
             const __m256i w = _mm256_loadu_si256((const __m256i *)(codes + (8 * b + k) * 32));
+            const __m256i ws = wide ? wide_signed(w) : w, wm = wide ? wide_magnitude(ws) : w;
             for (int t = 0; t < T; t++) {
                 int32_t four;
                 memcpy(&four, a.qs + (size_t)(first + t) * cols + 32 * b + 4 * k, 4);
                 const __m256i y = _mm256_set1_epi32(four);
                 if (wide) {
-                    lo[t] = dot_u8s8_wide_acc(lo[t], w, y);
+                    lo[t] = dot_wide_acc(lo[t], w, ws, wm, y);
                     continue;
                 }
                 part[t] = dot_short_acc(part[t], w, y);
@@ -53,7 +56,7 @@ static inline __attribute__((always_inline)) void tile_product(const uint8_t *ti
             for (int t = 0; t < T; t++) {
                 const size_t at = (size_t)(first + t) * nb + b;
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[t]), _mm256_mul_ps(s0, _mm256_set1_ps(a.d[at])), acc[t]);
-                acc[t] = _mm256_fmadd_ps(o0, _mm256_set1_ps(a.s[at]), acc[t]);
+                if (!(wide && CKV_WIDE_SIGNED)) acc[t] = _mm256_fmadd_ps(o0, _mm256_set1_ps(a.s[at]), acc[t]);
             }
         }
     }

@@ -72,17 +72,33 @@ static inline __m256i dot_short_widen(__m256i acc) {
 #endif
 }
 
-/// dot_u8s8_acc for unsigned bytes up to 255: without VNNI the byte multiply-add saturates on two
-/// such products, so the top bit's products (128·(a + a'), at most 32,512) are taken apart.
-static inline __m256i dot_u8s8_wide_acc(__m256i acc, __m256i u, __m256i s) {
+/// Whether dot_wide_acc leaves out the +128 of the wide codes (a signed value + 128, up to 255):
+/// without VNNI it multiplies the signed values (the byte multiply-add saturates on two products of
+/// codes up to 255), so the tile's offset term, which takes that +128's products back out, is
+/// skipped too.
 #if defined(CKV_VNNI)
+#define CKV_WIDE_SIGNED 0
+#else
+#define CKV_WIDE_SIGNED 1
+#endif
+
+/// acc + Σ of products of wide codes `u` with signed bytes `s`, four to each int32 lane. Without
+/// VNNI the signed values w = u − 128 go through the sign trick (llama.cpp's mul_sum_i8_pairs):
+/// |w| times s with w's sign, |w| ≤ 128 so the multiply-add cannot saturate; `w` and `magnitude`
+/// (wide_signed, wide_magnitude of u) are shared by every input a tile step multiplies.
+static inline __m256i dot_wide_acc(__m256i acc, __m256i u, __m256i w, __m256i magnitude, __m256i s) {
+#if defined(CKV_VNNI)
+    (void)w;
+    (void)magnitude;
     return _mm256_dpbusd_epi32(acc, u, s);
 #else
-    const __m256i top = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    const __m256i low = _mm256_maddubs_epi16(_mm256_andnot_si256(top, u), s), high = _mm256_maddubs_epi16(_mm256_and_si256(top, u), s);
-    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(low, ones), _mm256_madd_epi16(high, ones)));
+    (void)u;
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(s, w)), _mm256_set1_epi16(1)));
 #endif
 }
+
+static inline __m256i wide_signed(__m256i u) { return _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)); }
+static inline __m256i wide_magnitude(__m256i w) { return _mm256_abs_epi8(w); }
 
 /// Σ of products of signed bytes: |w| times a with w's sign (|w| ≤ 128, so maddubs cannot saturate).
 static inline __m256i dot_s8s8(__m256i w, __m256i a) {
@@ -99,6 +115,16 @@ static inline __m256i nibbles(const uint8_t *p) {
 static inline __m128 halves4(const uint8_t *p, int stride) {
     return _mm_cvtph_ps(_mm_setr_epi16((short)load16(p), (short)load16(p + stride), (short)load16(p + 2 * stride),
                                        (short)load16(p + 3 * stride), 0, 0, 0, 0));
+}
+
+/// How far ahead of its weight loads a decode kernel prefetches: a decode step streams each matrix
+/// from memory once, and the hardware prefetchers stop at every 4 KiB page (on the development VM
+/// this took single-thread decode from memory from about 7 to 10 GB/s, every type).
+#define CKV_PREFETCH_AHEAD 2048
+
+/// Prefetches the `bytes` (rounded up to 64-byte lines) that lie CKV_PREFETCH_AHEAD past `p`.
+static inline void prefetch_ahead(const uint8_t *p, int bytes) {
+    for (int i = 0; i < bytes; i += 64) _mm_prefetch((const char *)p + CKV_PREFETCH_AHEAD + i, _MM_HINT_T0);
 }
 
 static inline __m256i codes(const int8_t *y) { return _mm256_loadu_si256((const __m256i *)y); }
@@ -118,6 +144,7 @@ static inline float dot_blocks(const uint8_t *w, int nb, int bytes, block_dot do
     for (; b + 4 <= nb; b += 4) {
         const uint8_t *p = w + b * bytes;
         const int8_t *y = a.qs + b * 32;
+        prefetch_ahead(p, 4 * bytes);
         const __m256i p0 = dot(p, y), p1 = dot(p + bytes, y + 32), p2 = dot(p + 2 * bytes, y + 64), p3 = dot(p + 3 * bytes, y + 96);
         // Lanes: blocks 0–3's sums of elements 0–3 of their lanes, then of elements 4–7.
         const __m256 sums = _mm256_cvtepi32_ps(_mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3)));
