@@ -87,4 +87,6 @@ float ckv_dot_row(int path, int type, const void *row, int cols, const float *x,
 
 void ckv_matvec_part(void *matvec, int index, int count) { resolve(((ckv_matvec *)matvec)->path)->matvec_part(matvec, index, count); }
 
+void ckv_decode_f16(const void *src, int n, float *dst) { resolve(CKV_PATH_ACTIVE)->decode_f16(src, n, dst); }
+
 void ckv_gemm_part(void *gemm, int index, int count) { resolve(((ckv_gemm *)gemm)->path)->gemm_part(gemm, index, count); }

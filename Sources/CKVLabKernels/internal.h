@@ -36,6 +36,7 @@ typedef struct {
     float (*dot_row)(int type, const void *row, int cols, const float *x, ckv_activation a);
     ckv_task matvec_part;
     ckv_task gemm_part;
+    void (*decode_f16)(const void *src, int n, float *dst);
 } ckv_path;
 
 extern const ckv_path ckv_path_vnni, ckv_path_avx2, ckv_path_portable;

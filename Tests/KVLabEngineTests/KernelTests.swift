@@ -109,6 +109,19 @@ import Testing
         return x
     }
 
+    /// The batched products' f16 tile decode is exact: every 16-bit pattern as the scalar codec
+    /// decodes it (NaNs as NaNs), through the vector loop and its scalar tail.
+    @Test func f16DecodeIsExactForEveryPattern() {
+        let halves = (0...UInt16.max).map { $0 } + [0x3c00, 0x8001, 0x7bff, 0xfc00, 0x7e01]
+        var ours = [Float](repeating: 0, count: halves.count), reference = ours
+        halves.withUnsafeBytes { src in
+            ckv_decode_f16(src.baseAddress!, Int32(halves.count), &ours)
+            reference.withUnsafeMutableBufferPointer { BlockCodec.decode(src.baseAddress!, count: halves.count, as: .f16, into: $0.baseAddress!) }
+        }
+        let differing = zip(ours, reference).filter { $0.isNaN ? !$1.isNaN : $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "\(differing) of \(halves.count) patterns decode differently")
+    }
+
     @Test func activationQuantizationMatchesScalarReference() {
         let x = Self.input(cols: 256, seed: 3)
         let a = QuantizedActivation(capacity: 256)

@@ -118,6 +118,10 @@ typedef struct {
 /// sums in one fixed order (so results do not depend on the count).
 void ckv_gemm_part(void *gemm, int index, int count);
 
+/// `n` f16 values → floats, exact (F16C where the active path has it): the batched products'
+/// tile decode of f16 weights.
+void ckv_decode_f16(const void *src, int n, float *dst);
+
 /// A unit of parallel work: share `index` of `count`.
 typedef void (*ckv_task)(void *context, int index, int count);
 
