@@ -70,7 +70,7 @@ public final class PagedKVCache: KVCache {
     }
     /// The position each query head (layer-major, query heads in KV-head order) attended most at
     /// the last step, ties to the older; -1 before any.
-    public private(set) var topAttention: [Int32] = []
+    public internal(set) var topAttention: [Int32] = []
     /// The ghost cache whose attention `massKept` is measured against.
     public var attentionReference: PagedKVCache? {
         get { probe.reference }
@@ -427,18 +427,7 @@ public final class PagedKVCache: KVCache {
                 ledger.read(.scores, 2 * group * visible * 4)
             }
             selector.afterAttention(step, read: read, attention: attention)
-            if recordsTopAttention {
-                let slots = store.slots + index * capacity
-                for g in 0..<group {
-                    let row = attention.probabilities + g * attention.scoreStride
-                    var best = -1, top = -Float.infinity
-                    for i in 0..<visible where row[Int(slots[i])] > top {
-                        top = row[Int(slots[i])]
-                        best = i
-                    }
-                    topAttention[index * group + g] = best < 0 ? -1 : store.positions[index * capacity + best]
-                }
-            }
+            if recordsTopAttention { noteTopAttention(index: index, visible: visible) }
             if wantsScores {
                 attention.gatherStepScores(index: index, visible: visible, accumulate: accumulates)
                 // The tiled kernel's second pass already wrote s_t; naive reads the probabilities back.
