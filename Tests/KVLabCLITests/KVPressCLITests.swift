@@ -171,14 +171,20 @@ extension KVPressCLITests {
 
 /// CriticalAdaKV, and every deterministic scorer press on the other families, against kvpress itself.
 extension KVPressCLITests {
+    /// Each press of `cases` keeps kvpress's sets (exact, or a tie at the boundary) on the tiny
+    /// Llama and Qwen3 at the script's three ratios.
+    static func expectKvpresssSets(_ cases: [String]) throws {
+        let (status, text) = try check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
+    }
+
     /// CriticalAdaKV's head-wise budgets (physical here, masks in kvpress) on the tiny Llama and Qwen3.
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func criticalAdaKVKeepsKvpresssSets() throws {
         let cases = ["criticaladakv", "criticaladakv/scorer=knorm/alpha_safeguard=0.5", "criticaladakv/scorer=lagkv/lag_size=32/cross_scoring=true/first_stage_ratio=0.25"]
-        let (status, text) = try Self.check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
-        #expect(status == 0, "\(text)")
-        #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
+        try Self.expectKvpresssSets(cases)
     }
 
     /// `--presses deterministic` (each deterministic scorer press, AdaKV, ChunkKV, CriticalKV and
@@ -199,9 +205,6 @@ extension KVPressCLITests {
     @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
     func kvzipKeepsKvpresssSets() throws {
         let cases = ["kvzip", "kvzip/chunk_size=64", "kvzip/layerwise=true/n_sink=2"]
-        let (status, text) = try Self.check(["--models", "llama,qwen3", "--presses", cases.joined(separator: ",")])
-        #expect(status == 0, "\(text)")
-        #expect(!text.contains("DIFF"))
-        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == cases.count * 3 * 2)
+        try Self.expectKvpresssSets(cases)
     }
 }

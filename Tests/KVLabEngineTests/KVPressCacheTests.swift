@@ -56,7 +56,8 @@ import Testing
     }
 
     @Test func pressesReplayBitIdentically() throws {
-        for policy in ["kvpress:adakv,window_size=8,ratio=0.5", "kvpress:criticaladakv,scorer=knorm,ratio=0.5", "kvpress:decoding,scorer=keydiff,compression_interval=4,target_size=20"] {
+        for policy in ["kvpress:adakv,window_size=8,ratio=0.5", "kvpress:criticaladakv,scorer=knorm,ratio=0.5", "kvpress:decoding,scorer=keydiff,compression_interval=4,target_size=20",
+                       "kvpress:kvzip,ratio=0.5,chunk_size=16"] {
             var checkpoints: [Checkpoint] = []
             for _ in 0..<2 {
                 let run = try Self.run(policy)

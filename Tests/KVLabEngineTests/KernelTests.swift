@@ -81,6 +81,17 @@ import Testing
         return a
     }
 
+    /// The integer tiles' products of `w` with `tokens` quantized inputs on one path (tokens × rows).
+    static func tileProducts(_ w: WeightMatrix, tokens: Int, activation a: QuantizedActivation, path: Int32) -> [Float] {
+        var out = [Float](repeating: .nan, count: tokens * w.rows)
+        out.withUnsafeMutableBufferPointer { o in
+            var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: w.rows)
+            job.path = path
+            ckv_gemm_part(&job, 0, 1)
+        }
+        return out
+    }
+
     /// The decode kernel's products of `w`'s interleaved copy with the first quantized input.
     static func packedProducts(_ w: WeightMatrix, activation a: QuantizedActivation, path: Int32) -> [Float] {
         var out = [Float](repeating: .nan, count: w.rows)
@@ -178,12 +189,7 @@ import Testing
         let effective = (0..<tokens).flatMap { Self.quantized(Array(x[($0 * cols)..<(($0 + 1) * cols)])) }
         let decoded = w.decodedValues()
         for path in Self.paths {
-            var out = [Float](repeating: .nan, count: tokens * rows)
-            out.withUnsafeMutableBufferPointer { o in
-                var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: rows)
-                job.path = path
-                ckv_gemm_part(&job, 0, 1)
-            }
+            let out = Self.tileProducts(w, tokens: tokens, activation: a, path: path)
             for t in 0..<tokens {
                 for r in 0..<rows {
                     var exact = 0.0, magnitude = 0.0
@@ -225,12 +231,7 @@ import Testing
             #expect(abs(Double(got) - exact[r]) <= 1e-5 * magnitude[r], "\(type) \(what) row \(r) on \(String(cString: ckv_path_name(path))): \(got) vs \(exact[r])")
         }
         for path in Self.paths {
-            var out = [Float](repeating: .nan, count: tokens * rows)
-            out.withUnsafeMutableBufferPointer { o in
-                var job = MatMul.job(w, tokens: tokens, activation: a.view, into: o.baseAddress!, stride: rows)
-                job.path = path
-                ckv_gemm_part(&job, 0, 1)
-            }
+            let out = Self.tileProducts(w, tokens: tokens, activation: a, path: path)
             for t in 0..<tokens { for r in 0..<rows { check(out[t * rows + r], row: r, "tile, input \(t)", path) } }
             if type.hasKernel {
                 for r in 0..<rows {

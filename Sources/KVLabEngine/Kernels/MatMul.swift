@@ -43,12 +43,7 @@ enum MatMul {
                 let tile = first
                 pool.run { share, shares in
                     for r in (count * share / shares)..<(count * (share + 1) / shares) {
-                        // f16 through F16C: the scalar decode cost more than the reads a batch saves.
-                        if w.type == .f16 {
-                            ckv_decode_f16(w.row(tile + r), Int32(w.cols), scratch + r * w.cols)
-                        } else {
-                            w.decodeRow(tile + r, into: scratch + r * w.cols)
-                        }
+                        w.decodeRow(tile + r, into: scratch + r * w.cols)
                     }
                 }
                 BLAS.multiplyTransposed(m: n, n: count, k: w.cols, a: x, lda: w.cols, b: scratch, ldb: w.cols,

@@ -164,18 +164,9 @@ public final class InferenceEngine {
             total.add(ledger)
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(x, $0.baseAddress!, b.xb, count: c.dim, eps: c.rmsEps) }
-        MatVec.multiply(.init(weights.output, into: b.logits), input: b.xb, scratch: b.quantized, pool: pool, ledger: &outside)
-        weights.capLogits(b.logits, rows: 1)
-        let end = DispatchTime.now().uptimeNanoseconds
-        timings.classifierNanoseconds = end - t0
-        timings.totalNanoseconds = end - start
-        unlayeredLedger = outside
-        attentionLedger = attention
-        total.add(outside)
-        let report = makeReport(phase: .decode, first: position, count: 1, token: token, timings: timings, ledger: total)
-        position += 1
-        return report
+        classify(x, scratch: b.xb, ledger: &outside)
+        return finish(.decode, count: 1, token: token, start: start, classifierStart: t0, timings: &timings, outside: outside,
+                      attention: attention, total: &total)
     }
 
     // MARK: - Prefill
@@ -235,21 +226,33 @@ public final class InferenceEngine {
             }
             all.withUnsafeBufferPointer { buffers.logits.update(from: $0.baseAddress! + (n - 1) * c.vocabSize, count: c.vocabSize) }
         } else {
-            let last = batch.x + (n - 1) * c.dim
-            weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(last, $0.baseAddress!, batch.xb, count: c.dim, eps: c.rmsEps) }
-            MatVec.multiply(.init(weights.output, into: buffers.logits), input: batch.xb, scratch: buffers.quantized, pool: pool,
-                            ledger: &outside)
-            weights.capLogits(buffers.logits, rows: 1)
+            classify(batch.x + (n - 1) * c.dim, scratch: batch.xb, ledger: &outside)
         }
+        let report = finish(.prefill, count: n, token: tokens[n - 1], start: start, classifierStart: t0, timings: &timings,
+                            outside: outside, attention: attention, total: &total)
+        return (report, all)
+    }
+
+    /// The final norm and the classifier of one hidden state into `buffers.logits`.
+    private func classify(_ hidden: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, ledger: inout IOLedger) {
+        weights.outputNorm.withUnsafeBufferPointer { Ops.rmsNorm(hidden, $0.baseAddress!, scratch, count: config.dim, eps: config.rmsEps) }
+        MatVec.multiply(.init(weights.output, into: buffers.logits), input: scratch, scratch: buffers.quantized, pool: pool, ledger: &ledger)
+        weights.capLogits(buffers.logits, rows: 1)
+    }
+
+    /// Closes a step of `count` tokens run through the layers: its timings and ledgers kept for
+    /// the panels, its report made, the position advanced.
+    private func finish(_ phase: Phase, count: Int, token: Int, start: UInt64, classifierStart: UInt64, timings: inout StepTimings,
+                        outside: IOLedger, attention: IOLedger, total: inout IOLedger) -> StepReport {
         let end = DispatchTime.now().uptimeNanoseconds
-        timings.classifierNanoseconds = end - t0
+        timings.classifierNanoseconds = end - classifierStart
         timings.totalNanoseconds = end - start
         unlayeredLedger = outside
         attentionLedger = attention
         total.add(outside)
-        let report = makeReport(phase: .prefill, first: position, count: n, token: tokens[n - 1], timings: timings, ledger: total)
-        position += n
-        return (report, all)
+        let report = makeReport(phase: phase, first: position, count: count, token: token, timings: timings, ledger: total)
+        position += count
+        return report
     }
 
     /// Embeds `tokens` at positions from `first` and runs them through every layer as one batch

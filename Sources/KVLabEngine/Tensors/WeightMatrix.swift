@@ -122,7 +122,13 @@ public final class WeightMatrix: @unchecked Sendable {
 
     /// Decodes row `r` into `dst` (cols floats).
     public func decodeRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
-        BlockCodec.decode(row(r), count: cols, as: type, into: dst)
+        // f16 through F16C: the codec's value-at-a-time decode cost a batched product on f16
+        // weights more than the reads the batch saves.
+        if type == .f16 {
+            ckv_decode_f16(row(r), Int32(cols), dst)
+        } else {
+            BlockCodec.decode(row(r), count: cols, as: type, into: dst)
+        }
     }
 
     /// All values as floats (for conversion, tests and writers; not for the hot path).
