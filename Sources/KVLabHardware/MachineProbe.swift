@@ -6,8 +6,10 @@ import KVLabFoundation
 /// and core count from sysfs, and the fp32 peak from a timed BLAS matrix product on every core.
 /// The profile is cached as a device file under `$XDG_CACHE_HOME/kvlab` (or `~/.cache/kvlab`).
 public struct MachineProbe: Sendable {
-    /// Bytes read per bandwidth run.
-    public var bufferBytes = 256 << 20
+    /// Bytes read per bandwidth run: nil reads at least 256 MiB and four times the last-level
+    /// cache (a VM may report an LLC of 300 MiB, which a 256 MiB buffer would measure instead of
+    /// memory), at most a quarter of physical memory.
+    public var bufferBytes: Int?
     /// Runs of each measurement; the best is kept.
     public var runs = 5
     /// Side of the square matrix product timed for the fp32 peak.
@@ -18,7 +20,7 @@ public struct MachineProbe: Sendable {
     public typealias ProductTimer = @Sendable (_ size: Int, _ runs: Int, _ threads: Int) -> Double
     public var timeSquareProduct: ProductTimer
 
-    /// A probe with the default sizes (a 256 MiB buffer, a 2048³ product, 5 runs).
+    /// A probe with the default sizes (a buffer beyond the caches, a 2048³ product, 5 runs).
     public init(timeSquareProduct: @escaping ProductTimer) {
         self.timeSquareProduct = timeSquareProduct
     }
@@ -59,7 +61,8 @@ public struct MachineProbe: Sendable {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let caches = Self.caches()
         let date = ISO8601DateFormatter().string(from: Date()).prefix(10)
-        let bandwidth = readBandwidth(threads: cores)
+        let bytes = bufferBytes ?? Self.defaultBufferBytes(lastLevel: caches.lastLevel)
+        let bandwidth = readBandwidth(bytes: bytes, threads: cores)
         let seconds = timeSquareProduct(matrixSize, runs, cores)
         let flops = 2 * pow(Double(matrixSize), 3) / seconds
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
@@ -67,7 +70,7 @@ public struct MachineProbe: Sendable {
         let shared = caches.lastLevel ?? perCore * Double(cores)
         let sysfs = "sysfs /sys/devices/system/cpu/cpu0/cache"
         let measured = "measured by kvlab on \(date)"
-        let readSource = "\(measured): parallel read of a \(bufferBytes >> 20) MiB buffer on \(cores) threads, best of \(runs)"
+        let readSource = "\(measured): parallel read of a \(bytes >> 20) MiB buffer on \(cores) threads, best of \(runs)"
         return DeviceProfile(
             id: HardwareCatalog.thisMachine, name: "this machine (\(Self.cpuName() ?? "CPU"), \(cores) cores)", kind: .cpu,
             tiers: "CPU: SRAM = each core's private L2, L2 = the shared last-level cache, HBM = main memory (host DRAM is the same memory)",
@@ -83,9 +86,14 @@ public struct MachineProbe: Sendable {
             ])
     }
 
-    /// Best bytes/s of reading `bufferBytes` with `threads` threads, each summing its own slice.
-    func readBandwidth(threads: Int) -> Double {
-        let count = bufferBytes / MemoryLayout<SIMD16<Float>>.stride
+    static func defaultBufferBytes(lastLevel: Double?, physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) -> Int {
+        let wanted = max(256 << 20, Int(4 * (lastLevel ?? 0)))
+        return max(64 << 20, min(wanted, Int(physicalMemory / 4)))
+    }
+
+    /// Best bytes/s of reading `bytes` with `threads` threads, each summing its own slice.
+    func readBandwidth(bytes: Int, threads: Int) -> Double {
+        let count = bytes / MemoryLayout<SIMD16<Float>>.stride
         let buffer = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: count)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: SIMD16(repeating: 1), count: count)

@@ -23,6 +23,16 @@ import Testing
         #expect(abs(again.peak[.fp32]! / profile.peak[.fp32]! - 1) < 1e-3)
     }
 
+    /// The buffer must outgrow the last-level cache, or the probe times the cache (a 2-vCPU VM
+    /// here reported 300 MiB of L3, larger than the former fixed 256 MiB buffer).
+    @Test func theBandwidthBufferOutgrowsTheLastLevelCache() {
+        let gib: UInt64 = 1 << 30
+        #expect(MachineProbe.defaultBufferBytes(lastLevel: 32 * 1_048_576, physicalMemory: 16 * gib) == 256 << 20)
+        #expect(MachineProbe.defaultBufferBytes(lastLevel: 300 * 1_048_576, physicalMemory: 16 * gib) == 1200 << 20)
+        #expect(MachineProbe.defaultBufferBytes(lastLevel: nil, physicalMemory: 16 * gib) == 256 << 20)
+        #expect(MachineProbe.defaultBufferBytes(lastLevel: 300 * 1_048_576, physicalMemory: 2 * gib) == 512 << 20)
+    }
+
     @Test func sysfsCachesAndSizes() throws {
         #expect(MachineProbe.parseSize("32K") == 32768.0)
         #expect(MachineProbe.parseSize("32M") == 33_554_432.0)
