@@ -652,7 +652,8 @@ def main():
                         "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16,"
                         "decoding/scorer=knorm/compression_interval=8,decoding/scorer=keydiff/compression_interval=10",
                         help="presses, each with kvpress options after '/' (snapkv/window_size=16); 'wrappers': the wrapper "
-                        "presses' cases; 'scorers': the scorer presses' cases; 'deterministic': every deterministic scorer press")
+                        "presses' cases; 'scorers': the scorer presses' cases; 'deterministic': every deterministic scorer press; "
+                        "'think': ThinKPress's cases (kept key channels)")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed before each kvpress run (LeverageScore's random sketch)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
