@@ -23,6 +23,13 @@ keys are matched by their value rows, LU-KV's and DMS's masks read like AdaKV's,
 24 greedy steps like DecodingPress; where a press has no compression_ratio the ratio sets its budget knob
 (WRAPPER_NOTES).
 
+`--presses think` runs ThinKPress (key channels, not entries): alone (`think`, kvlab's `kvpress:think`, which is
+`full+think`) and after a token press as kvpress's ComposedPress runs it (`think/press=snapkv/press_window_size=16`:
+kvlab's `kvpress:snapkv,window_size=16,ratio=R+think:lambda=R,observation=W`), the ratio being both presses' ratio. kvpress's kept channels
+are those its compressed keys do not zero, its kept entries matched by their value rows; kvlab's come from
+`--kept-out`'s `channels`. A channel set differing only among channels whose kvpress scores tie is a tie, and so is
+one of a head whose kept entries tie (its channels were chosen over other keys).
+
 Exits non-zero when any case is DIFF. Run it in the venv scripts/kvpress-venv creates (kvpress 0.5.5 needs
 transformers < 5.3): `.cache/kvpress-venv/bin/python scripts/kvpress_check.py`.
 """
@@ -171,6 +178,93 @@ HEADWISE = (kvpress.AdaKVPress, kvpress.CriticalAdaKVPress, kvpress.KVzipPress)
 DETERMINISTIC_CASES = ("snapkv/window_size=16,pyramidkv/window_size=16,streamingllm,tova,knorm,keydiff,observedattention,"
                        "expectedattention,lagkv/lag_size=32,leveragescore,cur,noncausalattn,compactor/chunk_size=48,"
                        "adakv/window_size=16,chunkkv/window_size=16,criticalkv,criticaladakv,criticalkv/scorer=cur,criticaladakv/scorer=cur,kvzip")
+
+
+# `--presses think`: ThinKPress alone (its default window 32, and 16) and after SnapKV (window 16) and KeyDiff
+# (ComposedPress), token presses whose kept entries do not tie on these models.
+THINK_CASES = "think,think/window_size=16,think/press=snapkv/press_window_size=16,think/press=keydiff/window_size=16"
+
+
+def make_think(ratio, options):
+    """(kvpress press, kvlab method) of a `think` case: ThinKPress at `ratio`, after `press` at `ratio` if given
+    (its own options prefixed `press_`)."""
+    window = options.get("window_size", 32)
+    think = kvpress.ThinKPress(key_channel_compression_ratio=ratio, window_size=window)
+    if "press" not in options:
+        return think, f"kvpress:think,key_channel_compression_ratio={ratio},window_size={window}"
+    own = {k[len("press_"):]: v for k, v in options.items() if k.startswith("press_")}
+    token = PRESSES[options["press"]](compression_ratio=ratio, **own)
+    method = ",".join([f"kvpress:{options['press']}"] + [f"{k}={v}" for k, v in own.items()] + [f"ratio={ratio}"])
+    return kvpress.ComposedPress([token, think]), f"{method}+think:lambda={ratio},observation={window}"
+
+
+def kvpress_think_kept(model, press, ids):
+    """Per layer, per KV head: ((kept positions, the token press's scores or None), (kept key channels, kvpress's
+    channel scores)). Entries are matched by their value rows (ThinK zeroes key channels, not values)."""
+    think = press.presses[-1] if isinstance(press, kvpress.ComposedPress) else press
+    token = press.presses[0] if isinstance(press, kvpress.ComposedPress) else None
+    scores, channel_scores = {}, {}
+    if token is not None:
+        original_score = token.score
+
+        def capture(module, *args, **kwargs):
+            s = original_score(module, *args, **kwargs)
+            scores[module.layer_idx] = s[0].detach().clone()
+            return s
+
+        token.score = capture
+    original_compress = think.compress
+
+    def compress(module, hidden_states, keys, values, attentions, kwargs):
+        # ThinKPress.compress's channel scores (think_press.py), before it zeroes the lowest in place.
+        queries = think.compute_window_queries(module, kwargs["hidden_states"], kwargs["position_embeddings"])
+        bsz, heads, _, head_dim = keys.shape
+        queries_norm = torch.pow(queries, 2).mean(dim=2).view(bsz, heads, -1, head_dim).mean(2)
+        channel_scores[module.layer_idx] = (queries_norm * torch.pow(keys, 2).mean(dim=2))[0].detach().clone()
+        return original_compress(module, hidden_states, keys, values, attentions, kwargs)
+
+    think.compress = compress
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        full = DynamicCache(config=model.config)
+        model(ids, past_key_values=full)
+        cache = DynamicCache(config=model.config)
+        with press(model):
+            model(ids, past_key_values=cache)
+    kept = []
+    for layer in range(model.config.num_hidden_layers):
+        heads = []
+        for head in range(model.config.num_key_value_heads):
+            reference = full.layers[layer].values[0, head]
+            rows = {reference[p].numpy().tobytes(): p for p in range(reference.shape[0])}
+            positions = sorted(rows[v.numpy().tobytes()] for v in cache.layers[layer].values[0, head])
+            keys = cache.layers[layer].keys[0, head]
+            channels = [c for c in range(keys.shape[1]) if bool((keys[:, c] != 0).any())]
+            heads.append(((positions, scores[layer][head].tolist() if layer in scores else None),
+                          (channels, channel_scores[layer][head].tolist())))
+        kept.append(heads)
+    return kept
+
+
+def compare_channels(theirs, ours, entries_differ):
+    """'exact', 'tie' or 'DIFF n' over the kept key channels of every (layer, KV head), as `compare` for entries.
+    A head whose kept entries differ (a tie of the token press) chose its channels over other keys: a tie."""
+    verdict, differing = "exact", 0
+    for layer, heads in enumerate(theirs):
+        for head, (channels, score) in enumerate(heads):
+            mine = ours[layer][head]
+            if mine == channels:
+                continue
+            if (layer, head) in entries_differ:
+                verdict = "tie" if verdict == "exact" else verdict
+                continue
+            only = set(mine) ^ set(channels)
+            differing += len(only)
+            if len(mine) == len(channels) and tied(score[c] for c in only):
+                verdict = "tie" if verdict == "exact" else verdict
+            else:
+                verdict = "DIFF"
+    return verdict if verdict != "DIFF" else f"DIFF {differing}"
 
 
 def make_press(name, ratio, options):
@@ -476,8 +570,9 @@ def kvpress_run(function, *args):
         return f"kvpress fails: {type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''}"
 
 
-def kvlab_kept(kvlab, model_dir, text, method, ids, work, tokens=0):
-    """kvlab's kept positions after the prompt and `tokens` greedy steps, and the tokens it generated."""
+def kvlab_kept(kvlab, model_dir, text, method, ids, work, tokens=0, document=False):
+    """kvlab's kept positions (`document`: the whole `--kept-out` document) after the prompt and `tokens` greedy
+    steps, and the tokens it generated."""
     out = os.path.join(work, "kept.json")
     if os.path.exists(out):
         os.remove(out)
@@ -493,7 +588,8 @@ def kvlab_kept(kvlab, model_dir, text, method, ids, work, tokens=0):
         if event.get("event") == "token":
             generated.append(event["token"])
     with open(out) as f:
-        return json.load(f)["positions"], generated
+        kept = json.load(f)
+        return kept if document else kept["positions"], generated
 
 
 def tied(values):
@@ -556,7 +652,8 @@ def main():
                         "adakv/scorer=knorm,chunkkv,chunkkv/scorer=keydiff/chunk_length=16,"
                         "decoding/scorer=knorm/compression_interval=8,decoding/scorer=keydiff/compression_interval=10",
                         help="presses, each with kvpress options after '/' (snapkv/window_size=16); 'wrappers': the wrapper "
-                        "presses' cases; 'scorers': the scorer presses' cases; 'deterministic': every deterministic scorer press")
+                        "presses' cases; 'scorers': the scorer presses' cases; 'deterministic': every deterministic scorer press; "
+                        "'think': ThinKPress's cases (kept key channels)")
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
     parser.add_argument("--seed", type=int, default=0, help="torch's seed before each kvpress run (LeverageScore's random sketch)")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
@@ -572,10 +669,30 @@ def main():
         model_dir = os.path.join(work, family)
         model = build_model(family, model_dir)
         input_ids = torch.tensor([ids])
-        named = {"scorers": SCORER_CASES, "wrappers": WRAPPER_CASES, "deterministic": DETERMINISTIC_CASES}
+        named = {"scorers": SCORER_CASES, "wrappers": WRAPPER_CASES, "deterministic": DETERMINISTIC_CASES, "think": THINK_CASES}
         for case in named.get(args.presses, args.presses).split(","):
             name, options = parse_case(case)
             for ratio in (float(r) for r in args.ratios.split(",")):
+                if name == "think":
+                    press, method = make_think(ratio, options)
+                    theirs = kvpress_run(kvpress_think_kept, model, press, input_ids)
+                    if isinstance(theirs, str):
+                        print(f"{case:<42}{ratio:>6}  {family:<8} {theirs}", flush=True)
+                        results.append({"press": case, "ratio": ratio, "model": family, "result": theirs, "kept": None})
+                        continue
+                    ours, _ = kvlab_kept(args.kvlab, model_dir, text, method, ids, work, document=True)
+                    entries = compare([[p for p, _ in heads] for heads in theirs], ours["positions"], across_heads=False)
+                    channels = ours.get("channels")
+                    entries_differ = {(layer, head) for layer, heads in enumerate(theirs)
+                                      for head, ((positions, _), _) in enumerate(heads) if positions != ours["positions"][layer][head]}
+                    verdicts = [entries, compare_channels([[c for _, c in heads] for heads in theirs], channels, entries_differ)
+                                if channels else "DIFF (kvlab pruned no channel)"]
+                    verdict = next((v for v in verdicts if v.startswith("DIFF")), "tie" if "tie" in verdicts else "exact")
+                    failed |= verdict.startswith("DIFF")
+                    kept = sum(len(c) for heads in theirs for _, (c, _) in heads)
+                    print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} (entries {entries}, channels {verdicts[1]}: {kept} kept)", flush=True)
+                    results.append({"press": case, "ratio": ratio, "model": family, "result": verdict, "kept": kept})
+                    continue
                 press = make_press(name, ratio, options) if name not in NEW_WRAPPERS else None
                 if name in NEW_WRAPPERS:
                     press, method, how = make_wrapper(name, ratio, options, model, work, ids)

@@ -208,3 +208,40 @@ extension KVPressCLITests {
         try Self.expectKvpresssSets(cases)
     }
 }
+
+/// ThinK (`kvpress:think`, and `+think` after a press as kvpress's ComposedPress runs ThinKPress) against kvpress itself.
+extension KVPressCLITests {
+    /// `--presses think` on the tiny Llama, Qwen3 and Gemma 3 at key-channel ratios 0.25, 0.5 and 0.75: every
+    /// (layer, KV head) keeps kvpress's key channels (and entries, after SnapKV and Knorm).
+    @Test(.enabled(if: venvPython != nil, "needs kvpress 0.5.5 in .cache/kvpress-venv (scripts/kvpress-venv)"))
+    func thinkKeepsKvpresssChannels() throws {
+        let (status, text) = try Self.check(["--models", "llama,qwen3,gemma3", "--presses", "think"])
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("DIFF"))
+        #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == 4 * 3 * 3)
+    }
+
+    /// `--kept-out`'s document for `policy` after the prompt.
+    static func keptDocument(_ policy: String) throws -> (result: CLITests.Result, document: [String: Any]?) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kept-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try CLITests.run(["run", "--prompt", prompt, "-n", "0", "--policy", policy, "--kept-out", path])
+        let data = FileManager.default.contents(atPath: path) ?? Data("null".utf8)
+        return (result, try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) as? [String: Any])
+    }
+
+    @Test func keptOutListsThinksChannels() throws {
+        let (result, document) = try Self.keptDocument("kvpress:think,key_channel_compression_ratio=0.25,window_size=8")
+        #expect(result.status == 0, "\(result.stderr)")
+        let channels = document?["channels"] as? [[[Int]]]
+        #expect(channels?.isEmpty == false)
+        for head in (channels ?? []).flatMap({ $0 }) {
+            // The embedded model's heads have 32 channels: ⌊0.25 · 32⌋ = 8 go.
+            #expect(head.count == 24 && head == head.sorted() && Set(head).count == 24 && head.allSatisfy { (0..<32).contains($0) })
+        }
+        // Without think there is no "channels".
+        let plain = try Self.keptDocument("full")
+        #expect(plain.result.status == 0, "\(plain.result.stderr)")
+        #expect(plain.document?["positions"] != nil && plain.document?["channels"] == nil)
+    }
+}

@@ -23,9 +23,24 @@ import Testing
         #expect(try EvictionMethod(parsing: method.description) == method)
     }
 
+    /// kvpress's ThinKPress under its names is kvlab's `think` on `full` (its kept channels: KVPressCLITests).
+    @Test func thinkPressIsFullWithThink() throws {
+        let press = try EvictionMethod(parsing: "kvpress:think,key_channel_compression_ratio=0.25,window_size=8")
+        #expect(press == (try EvictionMethod(parsing: "full+think:lambda=0.25,observation=8")))
+        #expect(try EvictionMethod(parsing: "kvpress:think,key_channel_compression_ratio=0.5").description == "full+think:lambda=0.5,observation=32")
+        // kvpress's default ratio, 0, prunes nothing.
+        #expect(try EvictionMethod(parsing: "kvpress:think") == .full)
+        #expect(throws: MethodSpecError("kvpress:think: window_size=65 is outside 1...64")) {
+            try EvictionMethod(parsing: "kvpress:think,key_channel_compression_ratio=0.5,window_size=65")
+        }
+        #expect(throws: MethodSpecError("kvpress:think: key_channel_compression_ratio=1 must be at least 0 and below 1")) {
+            try EvictionMethod(parsing: "kvpress:think,key_channel_compression_ratio=1")
+        }
+    }
+
     @Test(arguments: [
-        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms, kvzip)"),
-        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms, kvzip)"),
+        ("kvpress", "kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms, kvzip, think)"),
+        ("kvpress:lru", "kvpress: unknown press 'lru' (snapkv, pyramidkv, streamingllm, tova, knorm, adakv, keydiff, observedattention, chunkkv, decoding, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor, criticalkv, criticaladakv, chunk, block, perlayer, keyrerotation, composed, prefilldecoding, compressionratiodecoding, finch, simlayerkv, lukv, entropygatedchunkkv, dms, kvzip, think)"),
         ("kvpress:decoding,scorer=snapkv", "kvpress:decoding: scorer=snapkv is not one of knorm, keydiff, expectedattention"),
         ("kvpress:decoding,ratio=0.5", "kvpress:decoding: unknown parameter 'ratio' (known: scorer, compression_interval, target_size)"),
         ("kvpress:adakv,scorer=pyramidkv", "kvpress:adakv: scorer=pyramidkv is not one of snapkv, streamingllm, tova, knorm, keydiff, observedattention, expectedattention, lagkv, leveragescore, cur, noncausalattn, compactor"),

@@ -96,6 +96,10 @@ public struct EvictionMethod: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ spec: MethodSpec) throws(MethodSpecError) {
+        if let thinK = try KVPressMethod.thinKMethod(spec) {
+            self = try EvictionMethod(thinK)
+            return
+        }
         let press = spec.name == KVPressMethod.methodName ? try KVPressMethod(spec) : nil
         guard !Self.allModifierNames.contains(spec.name), let schema = press != nil ? ParameterSchema(spec.name, []) : Self.schemas[spec.name] else {
             throw MethodSpecError("unknown eviction method '\(spec.name)' (\(Self.names.joined(separator: ", ")))")

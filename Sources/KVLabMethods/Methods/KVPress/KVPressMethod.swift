@@ -90,7 +90,7 @@ public struct KVPressMethod: Sendable, Hashable {
     }()
 
     init(_ spec: MethodSpec) throws(MethodSpecError) {
-        let names = Press.allCases.map(\.rawValue).joined(separator: ", ")
+        let names = (Press.allCases.map(\.rawValue) + [Self.thinkPress]).joined(separator: ", ")
         guard let name = spec.value(Self.pressKey) else { throw MethodSpecError("kvpress: name a press first, e.g. kvpress:snapkv,ratio=0.5 (\(names))") }
         guard let press = Press(rawValue: name) else { throw MethodSpecError("kvpress: unknown press '\(name)' (\(names))") }
         let given = spec.parameters.filter { $0.key != Self.pressKey }
