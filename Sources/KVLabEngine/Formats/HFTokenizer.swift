@@ -19,6 +19,7 @@ enum HFTokenizer {
         ("default", #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#),
         ("llama-bpe", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
         ("qwen2", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
+        ("qwen35", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
     ]
 
     // MARK: - Reading
@@ -265,7 +266,7 @@ enum HFTokenizer {
                 throw FormatError("the Split pre-tokenizer has no Regex pattern")
             }
             guard let known = splitPatterns.first(where: { $0.regex == regex }) else {
-                throw FormatError("pre-tokenizer regex \(regex) is not supported (kvlab knows GPT-2's, Llama-3's and Qwen2's)")
+                throw FormatError("pre-tokenizer regex \(regex) is not supported (kvlab knows GPT-2's, Llama-3's, Qwen2's and Qwen3.5's)")
             }
             return known.name
         case ["Digits", "ByteLevel"] where steps[0]["individual_digits"]?.bool == true:
@@ -331,6 +332,8 @@ enum HFTokenizer {
                 ("post_processor", bosTemplate ?? .null),
                 ("decoder", .object([("type", .string("Sequence")), ("decoders", .array(decoders))])),
             ]
+        case .sentencePieceBPE:
+            throw FormatError("a gemma4 tokenizer is not written as tokenizer.json (kvlab writes it to GGUF only)")
         case .byteLevelBPE:
             let byteLevel = { (useRegex: Bool) -> JSONValue in
                 .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)), ("trim_offsets", .bool(true)),
