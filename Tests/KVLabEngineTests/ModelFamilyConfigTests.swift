@@ -160,10 +160,10 @@ import Testing
 
     /// A context is at least 1 and at most the model's own.
     @Test func contextOutsideTheModelsIsRefused() throws {
-        let config = try config("")
+        let model = try config("")
         for context in [0, -1, 4097] {
-            #expect(throws: (any Error).self) { try config.withContext(context) }
+            #expect(throws: (any Error).self) { try model.withContext(context) }
         }
-        #expect(try config.withContext(4096) == config)
+        #expect(try model.withContext(4096) == model)
     }
 }
