@@ -180,11 +180,10 @@ enum HFTokenizer {
         guard let list = value.array else { throw FormatError("model.merges is \(value.kind), expected an array") }
         return try list.enumerated().map { rank, merge in
             if let text = merge.string {
-                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                guard let parts = RankedMerges.parts(of: text) else {
                     throw FormatError("merge \(rank) \"\(text.prefix(60))\" is not two tokens separated by a space")
                 }
-                return (String(parts[0]), String(parts[1]))
+                return parts
             }
             guard let pair = merge.array, pair.count == 2, let left = pair[0].string, let right = pair[1].string else {
                 throw FormatError("merge \(rank) is neither \"left right\" nor [left, right]")
@@ -297,9 +296,10 @@ enum HFTokenizer {
         let pairs = spec.model == .sentencePiece
             ? sentencePieceMerges(spec, ids: firstID)
             : try spec.merges.map { merge in
-                let parts = merge.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw FormatError("merge \"\(merge)\" is not two tokens separated by a space") }
-                return (String(parts[0]), String(parts[1]))
+                guard let parts = RankedMerges.parts(of: merge) else {
+                    throw FormatError("merge \"\(merge)\" is not two tokens separated by a space")
+                }
+                return parts
             }
         // "left right" strings are read by every tokenizers version; [left, right] pairs only
         // when a token itself contains a space.

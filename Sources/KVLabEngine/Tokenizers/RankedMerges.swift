@@ -19,11 +19,9 @@ struct RankedMerges: Sendable {
         var merges: [UInt64: Merge] = [:]
         merges.reserveCapacity(spec.merges.count)
         for (rank, rule) in spec.merges.enumerated() {
-            let parts = rule.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            guard let (left, right) = Self.parts(of: rule) else {
                 throw FormatError("merge \(rank) \"\(rule)\" is not two tokens separated by a space")
             }
-            let left = String(parts[0]), right = String(parts[1])
             for token in [left, right, left + right] where ids[token] == nil {
                 throw FormatError("merge \(rank) \"\(rule)\" uses \"\(token)\", which is not in the vocabulary")
             }
@@ -32,6 +30,14 @@ struct RankedMerges: Sendable {
             if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(ids[left + right]!)) }
         }
         self.merges = merges
+    }
+
+    /// The two tokens of a "left right" rule, or nil unless it has exactly two non-empty ones. Split
+    /// by scalars: a space followed by a combining mark (Gemma 4's "▁ह ै") is one Character.
+    static func parts(of rule: String) -> (left: String, right: String)? {
+        let parts = rule.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return (String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])))
     }
 
     /// The token ids `symbols` (a piece's starting tokens) merge into. A linked list of symbols and
