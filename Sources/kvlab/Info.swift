@@ -17,7 +17,7 @@ struct Info: ParsableCommand {
     @Option(name: .long, help: "Describe the model run with an N-token context (as run, generate and eval take it): the context and, for LongRoPE, the factor set.")
     var context: Int?
 
-    func validate() throws { try options.validate() }
+    func validate() throws { try ModelOptions.check(context: context) }
 
     private var options: ModelOptions { ModelOptions(model: model, tokenizer: tokenizer, context: context) }
 

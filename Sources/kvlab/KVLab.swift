@@ -43,7 +43,11 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         try checkRange(threads, OptionRange.threads, option: "--threads")
-        // The upper bound is the model's context, checked once it is loaded.
+        try Self.check(context: context)
+    }
+
+    /// `--context` is at least 1; the upper bound is the model's context, checked once it is loaded.
+    static func check(context: Int?) throws {
         if let context, context < 1 { throw CLIError("--context must be at least 1, got \(context)") }
     }
 
