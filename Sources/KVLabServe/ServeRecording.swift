@@ -26,7 +26,8 @@ public struct ServeHeader: Sendable, Equatable, Codable {
     public var requests: [ServeRequest]
 
     public static let formatName = "kvlab-serve"
-    public static let currentVersion = 1
+    /// (2: the model's `context`.)
+    public static let currentVersion = 2
 
     public init(model: ModelIdentity, settings: SessionSettings, pool: Int, scheduler: SchedulerOptions, clock: ProjectionSettings,
                 arrivals: SyntheticArrivals?, requests: [ServeRequest]) {

@@ -29,8 +29,8 @@ public struct SessionHeader: Sendable, Equatable, Codable {
     /// The `format` value of every session.
     public static let formatName = "kvlab-session"
     /// The format this kvlab writes, and the newest it reads.
-    /// (2: projection settings and events; 3: the end event.)
-    public static let currentVersion = 3
+    /// (2: projection settings and events; 3: the end event; 4: the model's `context`.)
+    public static let currentVersion = 4
     /// The first format whose recordings end with an `end` event: a file of this version or newer
     /// without one was cut; older files are whole unless nothing but the header or an incomplete
     /// last line shows otherwise.
@@ -63,6 +63,7 @@ public struct SessionHeader: Sendable, Equatable, Codable {
         guard model.bytes >= 0, model.sha256.count == 64, model.sha256.allSatisfy(\.isHexDigit) else {
             throw SessionProblem("model size or sha256 is not valid")
         }
+        if let context = model.context, context < 1 { throw SessionProblem("model context \(context) is not valid") }
         if let ui, ui.columns < 1 || ui.rows < 1 { throw SessionProblem("ui terminal size \(ui.columns)×\(ui.rows) is not valid") }
         _ = try settings.runSettings(headDim: nil)
         try projection?.validate()
@@ -81,19 +82,23 @@ public struct ModelIdentity: Sendable, Equatable, Codable {
     public var bytes: Int
     /// Lowercase hex SHA-256.
     public var sha256: String
+    /// The context the run limited the model to (`--context`); nil: the model's own.
+    public var context: Int?
 
-    public init(name: String, path: String?, tokenizer: String? = nil, bytes: Int, sha256: String) {
+    public init(name: String, path: String?, tokenizer: String? = nil, bytes: Int, sha256: String, context: Int? = nil) {
         self.name = name
         self.path = path
         self.tokenizer = tokenizer
         self.bytes = bytes
         self.sha256 = sha256
+        self.context = context
     }
 
-    /// The identity of `model` loaded from `path` (nil: the embedded model) with `tokenizer`.
+    /// The identity of `model` loaded from `path` (nil: the embedded model) with `tokenizer`, and
+    /// the context it runs with.
     public init(model: LoadedModel, path: String?, tokenizer: String? = nil) throws {
         let (bytes, sha256) = try Self.digest(of: model.path)
-        self.init(name: model.config.name, path: path, tokenizer: tokenizer, bytes: bytes, sha256: sha256)
+        self.init(name: model.config.name, path: path, tokenizer: tokenizer, bytes: bytes, sha256: sha256, context: model.contextOverride)
     }
 
     /// Size and SHA-256 of a file; of a directory (safetensors), of its regular files in name

@@ -210,9 +210,17 @@ public enum SessionModel {
         try load(model: header.model, sessionPath: sessionPath, override: override, tokenizer: tokenizer)
     }
 
-    /// Loads the model `recorded` names, as `load(for:)` does (serve recordings name it too).
+    /// Loads the model `recorded` names, as `load(for:)` does (serve recordings name it too), run
+    /// with the recorded context.
     public static func load(model recorded: ModelIdentity, sessionPath: String, override: String? = nil,
                             tokenizer: String? = nil) throws -> LoadedModel {
+        let model = try find(recorded, sessionPath: sessionPath, override: override, tokenizer: tokenizer)
+        do { return try model.withContext(recorded.context) } catch {
+            throw SessionError(path: sessionPath, line: 1, problem: "model context: \(error)")
+        }
+    }
+
+    private static func find(_ recorded: ModelIdentity, sessionPath: String, override: String?, tokenizer: String?) throws -> LoadedModel {
         func verified(_ path: String) throws -> Bool { try ModelIdentity.digest(of: path).sha256 == recorded.sha256 }
         if let override {
             guard try verified(override) else {

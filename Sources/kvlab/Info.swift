@@ -14,14 +14,23 @@ struct Info: ParsableCommand {
     @Option(name: .long, help: "tokenizer.bin for a llama2.c checkpoint (default: beside the model).")
     var tokenizer: String?
 
+    @Option(name: .long, help: "Describe the model run with an N-token context (as run, generate and eval take it): the context and, for LongRoPE, the factor set.")
+    var context: Int?
+
+    func validate() throws { try ModelOptions.check(context: context) }
+
+    private var options: ModelOptions { ModelOptions(model: model, tokenizer: tokenizer, context: context) }
+
     func run() throws {
-        let loaded = try ModelOptions(model: model, tokenizer: tokenizer).load()
+        let stored = try options.loadAsStored()
+        let loaded = try options.limitContext(stored)
         let c = loaded.config
         let w = loaded.weights
         print("model        \(c.name)")
         print("file         \(loaded.path) (\(loaded.format.rawValue))")
         print("architecture \(c.family.rawValue): dim \(c.dim), hidden \(c.hiddenDim), layers \(c.layerCount), heads \(c.headCount), KV heads \(c.kvHeadCount) (head size \(c.headDim), GQA \(c.groupSize):1)")
-        print("context      \(c.contextLength) tokens, RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
+        let limited = context == nil ? "" : " (--context; the model's own is \(stored.config.contextLength))"
+        print("context      \(c.contextLength) tokens\(limited), RoPE θ \(c.ropeTheta) (\(c.ropeStyle.rawValue)), RMSNorm ε \(c.rmsEps)")
         print("RoPE scaling \(c.ropeScaling.summary)")
         if let local = c.localRoPE { print("local RoPE   \(local.summary) (sliding-window layers)") }
         print("attention    \(Self.spans(c.attentionSpans))")

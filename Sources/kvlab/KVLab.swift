@@ -30,24 +30,42 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for matrix products (1 to 256).")
     var threads: Int = 1
 
+    @Option(name: .long, help: "Run with an N-token context, 1 to the model's (llama.cpp's -c): the cache holds N tokens, a run past N stops or shifts as past the model's context, and Phi-3's LongRoPE takes its short factors when N is at most its original context (default: the model's context).")
+    var context: Int?
+
     init() {}
 
-    init(model: String?, tokenizer: String?) {
+    init(model: String?, tokenizer: String?, context: Int? = nil) {
         self.model = model
         self.tokenizer = tokenizer
+        self.context = context
     }
 
     func validate() throws {
         try checkRange(threads, OptionRange.threads, option: "--threads")
+        try Self.check(context: context)
     }
 
-    /// Loads the model, turning any file problem into a one-line error.
-    func load() throws -> LoadedModel {
+    /// `--context` is at least 1; the upper bound is the model's context, checked once it is loaded.
+    static func check(context: Int?) throws {
+        if let context, context < 1 { throw CLIError("--context must be at least 1, got \(context)") }
+    }
+
+    /// Loads the model run with `--context` when given, turning any file problem into a one-line error.
+    func load() throws -> LoadedModel { try limitContext(loadAsStored()) }
+
+    /// The model with its own context.
+    func loadAsStored() throws -> LoadedModel {
         guard let model else {
             if tokenizer != nil { throw ValidationError("--tokenizer needs --model (the embedded model carries its tokenizer)") }
             return try EmbeddedModel.load()
         }
         return try ModelLoader.load(path: model, tokenizerPath: tokenizer)
+    }
+
+    /// `model` run with `--context` when given; a context past the model's is a one-line error.
+    func limitContext(_ model: LoadedModel) throws -> LoadedModel {
+        do { return try model.withContext(context) } catch { throw CLIError("--context: \(error)") }
     }
 
     var engineOptions: EngineOptions { EngineOptions(threads: threads, weightType: weights) }

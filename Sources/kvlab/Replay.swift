@@ -43,6 +43,7 @@ struct Replay: ParsableCommand {
 
     func validate() throws {
         if modelOptions.weights != nil { throw ValidationError("--weights: a replay takes the weights from the session") }
+        if modelOptions.context != nil { throw CLIError("--context: a replay takes the context from the session") }
         if check && !headless { throw ValidationError("--check prints a verdict: use it with --headless") }
         if playback, check || strict || modelOptions.model != nil {
             throw ValidationError("--playback runs no model: it takes no --check, --strict or --model")

@@ -65,6 +65,42 @@ import Testing
         #expect((tokens.map(\.kv).max() ?? .max) == resident.first, "never more than when flat")
     }
 
+    /// `--context N` runs the model with an N-token context: the full cache stops there, a bounded
+    /// one goes on past it; a session records it and replays bit-identically without being told;
+    /// `info` shows it; a bad value is one line naming the flag.
+    @Test func contextLimitsARunAndSessionsRecordIt() throws {
+        let path = Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "100", "--context", "64", "--checkpoint-every", "16", "--record", path])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("stopped: context full"), "\(run.stderr)")
+        let header = try #require(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first)
+        #expect(header.contains(#""context":64"#), "\(header)")
+        let check = try CLITests.run(["replay", path, "--headless", "--check", "--strict"])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains(": ok: 1 prompt(s), ") && check.stdout.contains("(bit-identical)"), "\(check.stdout)")
+
+        let streaming = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "100", "--context", "64", "--policy", "streaming:sinks=4,window=28"])
+        #expect(streaming.status == 0 && !streaming.stderr.contains("context full"), "\(streaming.stderr)")
+
+        let info = try CLITests.run(["info", "--context", "64"])
+        #expect(info.status == 0, "\(info.stderr)")
+        #expect(info.stdout.contains("context      64 tokens (--context; the model's own is 1024), RoPE"), "\(info.stdout)")
+
+        let bad: [([String], String)] = [
+            (["generate", "-n", "1", "--context", "0"], "Error: --context must be at least 1, got 0"),
+            (["run", "-n", "1", "--context=-5"], "Error: --context must be at least 1, got -5"),
+            (["eval", "--text", "/nonexistent/text.txt", "--context", "1025"], "Error: --context: 1025 is not between 1 and the model's 1024-token context"),
+            (["info", "--context", "4096"], "Error: --context: 4096 is not between 1 and the model's 1024-token context"),
+            (["replay", path, "--headless", "--context", "32"], "Error: --context: a replay takes the context from the session"),
+        ]
+        for (arguments, message) in bad {
+            let result = try CLITests.run(arguments)
+            #expect(result.status != 0 && result.stderr.hasPrefix(message), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+    }
+
     /// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
     static func csvRecords(_ text: String) -> [[String]] {
         var records: [[String]] = [], record: [String] = [], field = "", quoted = false, afterQuote = false

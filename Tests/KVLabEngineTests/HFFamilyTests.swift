@@ -30,11 +30,31 @@ struct HFFamilyTests {
         try compareWithTransformers(name, quant: try KVQuantMethod(parsing: "fp32+prerope"))
     }
 
+    /// Phi-3's LongRoPE by the context of the run (`--context`): with the original context of 16,
+    /// a 16-token context takes the short factors, as transformers does on passes of at most 16
+    /// tokens, and a 48-token one the long factors, as it does on longer passes.
+    @Test(arguments: [(16, "short"), (48, "long")])
+    func longRoPEFactorsFollowTheContext(context: Int, factors: String) throws {
+        guard let directory = try FamilyFixtures.directory() else { return }
+        let folder = directory.appendingPathComponent("phi3-longrope")
+        let output = try Python.output(Fixtures.packageRoot.appendingPathComponent("scripts/hf_prefix_oracle.py").path,
+                                       [folder.path, String(context)])
+        let oracle = try JSONValue.parse(Data(try #require(output.split(separator: "\n").last).utf8))
+        let model = try ModelLoader.load(path: folder.path).withContext(context)
+        #expect(model.config.contextLength == context && model.contextOverride == context)
+        #expect(model.config.ropeScaling.summary.hasPrefix("longrope, \(factors) factors (context \(context), original 16)"))
+        try compare(model, with: oracle, name: "phi3-longrope at context \(context)")
+    }
+
     func compareWithTransformers(_ name: String, quant: KVQuantMethod = .fp32) throws {
         guard let directory = try FamilyFixtures.directory() else { return }
         let folder = directory.appendingPathComponent(name)
         let oracle = try JSONValue.parse(try Data(contentsOf: folder.appendingPathComponent("oracle.json")))
-        let model = try ModelLoader.load(path: folder.path)
+        try compare(try ModelLoader.load(path: folder.path), with: oracle, name: name, quant: quant)
+    }
+
+    /// kvlab's logits, mean NLL and greedy continuation against transformers' (an oracle.json).
+    func compare(_ model: LoadedModel, with oracle: JSONValue, name: String, quant: KVQuantMethod = .fp32) throws {
         #expect(model.config.family.rawValue == oracle["family"]?.string)
         let tokens = try #require(oracle["tokens"]?.array?.compactMap { $0.integer })
         let sampled = try #require(oracle["sampled_ids"]?.array?.compactMap { $0.integer })
@@ -75,6 +95,9 @@ struct HFFamilyTests {
         #expect(try Self.greedy(engine, prompt: Array(tokens[..<prompt]), count: greedy.count) == greedy, "\(name): greedy continuation")
     }
 
+    /// The context llama-completion ran with when the fixtures were built (hf_families.py's `-c`).
+    static let llamaCppContext = 256
+
     @Test(arguments: llamaCppModels)
     func greedyTextMatchesLlamaCpp(name: String) throws {
         guard let directory = try FamilyFixtures.directory() else { return }
@@ -83,22 +106,62 @@ struct HFFamilyTests {
             print("skipped: \(name) has no llama.cpp oracle (llama.cpp was not built when the fixtures were)")
             return
         }
-        let model = try ModelLoader.load(path: directory.appendingPathComponent(file).path)
+        let model = try ModelLoader.load(path: directory.appendingPathComponent(file).path).withContext(Self.llamaCppContext)
         #expect(model.config.family.rawValue == oracle["family"]?.string)
-        let engine = InferenceEngine(weights: model.weights)
-        let prompt = model.tokenizer.encode(try #require(llamaCpp["prompt"]?.string))
         let stdout = try #require(llamaCpp["completion_hex"]?.string.flatMap(Self.bytes))
-        let ids = try Self.greedy(engine, prompt: prompt, count: 16)
-        var text: [UInt8] = []
-        var previous = prompt.last
-        for id in ids {
-            text += model.tokenizer.decode(id, after: previous)
-            previous = id
-        }
+        let text = try Self.greedyText(model, prompt: try #require(llamaCpp["prompt"]?.string))
         // llama-completion ends its output with blank lines of its own.
         let margin = llamaCpp["greedy_margin"]?.double ?? .nan
         #expect(stdout.starts(with: text) && stdout.dropFirst(text.count).allSatisfy { $0 == 0x0A },
                 "\(name) (transformers' smallest top-2 margin on this prompt: \(margin)): kvlab \(String(decoding: text, as: UTF8.self).debugDescription), llama.cpp \(String(decoding: stdout, as: UTF8.self).debugDescription)")
+    }
+
+    /// llama.cpp picks Phi-3's LongRoPE factors by its context (`-c`, rounded up to a multiple of
+    /// 256): with phi3-longrope's original context patched from 16 to 256 in a copy of its GGUF,
+    /// `-c 256` takes the short factors and `-c 512` the long ones; kvlab at `--context` 256 and
+    /// 512 must write the same greedy text, and the two texts must differ.
+    @Test func longRoPEFactorsFollowTheContextAsInLlamaCpp() throws {
+        guard let directory = try FamilyFixtures.directory() else { return }
+        let oracle = try JSONValue.parse(try Data(contentsOf: directory.appendingPathComponent("phi3-longrope/oracle.json")))
+        guard LlamaCpp.binaries != nil, let llamaCpp = oracle["llama_cpp"], let file = llamaCpp["gguf"]?.string else {
+            print(LlamaCpp.skipMessage)
+            return
+        }
+        var data = try Data(contentsOf: directory.appendingPathComponent(file))
+        // The key is followed by its type (4: uint32) and its value.
+        let key = try #require(data.range(of: Data("phi3.rope.scaling.original_context_length".utf8))).upperBound
+        #expect(data[key..<(key + 8)] == Data([4, 0, 0, 0, 16, 0, 0, 0]))
+        data.replaceSubrange((key + 4)..<(key + 8), with: Data([0, 1, 0, 0]))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvlab-longrope-\(UUID().uuidString).gguf").path
+        try data.write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let prompt = try #require(llamaCpp["prompt"]?.string)
+        var texts: [String] = []
+        for (context, factors) in [(256, "short"), (512, "long")] {
+            let model = try ModelLoader.load(path: path).withContext(context)
+            #expect(model.config.ropeScaling.summary.hasPrefix("longrope, \(factors) factors (context \(context), original 256)"))
+            let stdout = try LlamaCpp.run("llama-completion", [
+                "-m", path, "-p", prompt, "-n", "16", "--temp", "0", "--top-k", "1", "--ignore-eos", "--no-display-prompt", "-no-cnv",
+                "--simple-io", "--no-warmup", "-t", "2", "-c", String(context), "-ctk", "f32", "-ctv", "f32", "-fa", "off"])
+            let text = String(decoding: try Self.greedyText(model, prompt: prompt), as: UTF8.self)
+            #expect(stdout.hasPrefix(text) && stdout.dropFirst(text.count).allSatisfy { $0 == "\n" },
+                    "context \(context): kvlab \(text.debugDescription), llama.cpp \(stdout.debugDescription)")
+            texts.append(text)
+        }
+        #expect(texts[0] != texts[1], "the short and long factors give the same text: the check cannot tell them apart")
+    }
+
+    /// kvlab's greedy text of 16 tokens after `prompt`, as llama-completion prints it.
+    static func greedyText(_ model: LoadedModel, prompt text: String) throws -> [UInt8] {
+        let prompt = model.tokenizer.encode(text)
+        let ids = try greedy(InferenceEngine(weights: model.weights), prompt: prompt, count: 16)
+        var bytes: [UInt8] = []
+        var previous = prompt.last
+        for id in ids {
+            bytes += model.tokenizer.decode(id, after: previous)
+            previous = id
+        }
+        return bytes
     }
 
     @Test func everyConfigAttributeIsImplementedIrrelevantOrRefused() throws {

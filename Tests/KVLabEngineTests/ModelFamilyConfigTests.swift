@@ -149,5 +149,21 @@ import Testing
         #expect(atOriginal.ropeScaling == .longrope(shortFactors: shortFactors, longFactors: longFactors, originalContext: 4096,
                                                     context: 4096, attentionFactor: 1))
         #expect(atOriginal.rope.inverseFrequencies(headDim: 16) == zip(base, shortFactors).map { $0 / $1 })
+        // Run with a context of at most the original (`--context`): the short factors, the same attention factor.
+        let limited = try new.withContext(1024)
+        #expect(limited.contextLength == 1024)
+        #expect(limited.ropeScaling == .longrope(shortFactors: shortFactors, longFactors: longFactors, originalContext: 1024,
+                                                 context: 1024, attentionFactor: attention))
+        #expect(limited.rope.inverseFrequencies(headDim: 16) == zip(base, shortFactors).map { $0 / $1 })
+        #expect(try new.withContext(1025).rope.inverseFrequencies(headDim: 16) == zip(base, longFactors).map { $0 / $1 })
+    }
+
+    /// A context is at least 1 and at most the model's own.
+    @Test func contextOutsideTheModelsIsRefused() throws {
+        let model = try config("")
+        for context in [0, -1, 4097] {
+            #expect(throws: (any Error).self) { try model.withContext(context) }
+        }
+        #expect(try model.withContext(4096) == model)
     }
 }

@@ -19,7 +19,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (records, reader) = try Self.read(path)
         #expect(records.last?.event == .end(RecordingEnd(step: 44, events: records.count - 1)))
-        #expect(reader.cut == nil && reader.end != nil && reader.header.version == 3)
+        #expect(reader.cut == nil && reader.end != nil && reader.header.version == SessionHeader.currentVersion)
         let (_, summary) = try SessionReplayTests.replay(path)
         #expect(summary.tokens == 44)
     }
@@ -49,7 +49,7 @@ import Testing
     /// incomplete.
     @Test func olderFormatsAreWholeUnlessVisiblyCut() throws {
         var lines = try String(decoding: SessionSupport.recorded.get(), as: UTF8.self).split(separator: "\n").map(String.init)
-        lines[0] = lines[0].replacingOccurrences(of: #""version":3"#, with: #""version":2"#)
+        lines[0] = lines[0].replacingOccurrences(of: #""version":\#(SessionHeader.currentVersion)"#, with: #""version":2"#)
         lines.removeLast()  // the end event
         let whole = lines.joined(separator: "\n") + "\n"
         let cases: [(String, RecordingCut?)] = [

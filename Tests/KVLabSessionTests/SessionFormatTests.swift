@@ -122,9 +122,10 @@ import Testing
         let path = SessionSupport.temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
         // A future header may have fields this version does not know: the version decides first.
-        try Data(#"{"format":"kvlab-session","version":4,"kvlab":"9.0.0","hologram":true}"#.utf8 + [0x0A]).write(to: URL(fileURLWithPath: path))
+        let newer = SessionHeader.currentVersion + 1
+        try Data(#"{"format":"kvlab-session","version":\#(newer),"kvlab":"9.0.0","hologram":true}"#.utf8 + [0x0A]).write(to: URL(fileURLWithPath: path))
         #expect(throws: SessionError(path: path, line: 1, problem:
-            "session format 4 (written by kvlab 9.0.0) is newer than this kvlab \(kvlabVersion) reads (format 3); use a newer kvlab")) {
+            "session format \(newer) (written by kvlab 9.0.0) is newer than this kvlab \(kvlabVersion) reads (format \(SessionHeader.currentVersion)); use a newer kvlab")) {
             try SessionReader(path: path)
         }
     }

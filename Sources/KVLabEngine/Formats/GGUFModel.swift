@@ -410,10 +410,10 @@ enum GGUFModel {
             entries.append(("tokenizer.ggml.scores", .array(.float32, spec.scores.map { .float32($0) })))
         }
         entries.append(("tokenizer.ggml.token_type", .array(.int32, spec.types.map { .int32($0.rawValue) })))
-        if spec.model == .byteLevelBPE {
+        if spec.model != .sentencePiece {
             entries.append(("tokenizer.ggml.merges", .array(.string, spec.merges.map { .string($0) })))
-            entries.append(("tokenizer.ggml.pre", .string(spec.preTokenizer)))
         }
+        if spec.model == .byteLevelBPE { entries.append(("tokenizer.ggml.pre", .string(spec.preTokenizer))) }
         for (key, id) in [("bos", spec.bosID), ("eos", spec.eosID), ("unknown", spec.unknownID)] {
             if let id { entries.append(("tokenizer.ggml.\(key)_token_id", u32(id))) }
         }

@@ -21,7 +21,7 @@ enum GGUFTokenizer {
             throw FormatError("has no tokenizer (tokenizer.ggml.model missing)")
         }
         guard let model = TokenizerSpec.Model(rawValue: modelName) else {
-            throw FormatError("tokenizer model \(modelName) is not supported (llama or gpt2)")
+            throw FormatError("tokenizer model \(modelName) is not supported (llama, gpt2 or gemma4)")
         }
         guard let tokens = try metadata.strings("tokenizer.ggml.tokens") else {
             throw FormatError("has no tokenizer vocabulary (tokenizer.ggml.tokens missing)")
@@ -51,22 +51,34 @@ enum GGUFTokenizer {
         }
         var merges: [String] = []
         var preTokenizer = "default"
-        if model == .byteLevelBPE {
+        if model != .sentencePiece {
             guard let list = try metadata.strings("tokenizer.ggml.merges") else {
-                throw FormatError("gpt2 tokenizer has no merges (tokenizer.ggml.merges missing)")
+                throw FormatError("\(modelName) tokenizer has no merges (tokenizer.ggml.merges missing)")
             }
             merges = list
-            preTokenizer = try metadata.string("tokenizer.ggml.pre") ?? "default"
         }
+        if model == .byteLevelBPE {
+            preTokenizer = try metadata.string("tokenizer.ggml.pre") ?? "default"
+            // Checked here too, so that an unknown one is named with the file.
+            _ = try PreTokenizer(name: preTokenizer)
+        }
+        let addSpacePrefix = try metadata.bool("tokenizer.ggml.add_space_prefix")
+        // llama.cpp's BPE path never prepends a space; a gemma4 file asking for one is not what it runs.
+        if model == .sentencePieceBPE, addSpacePrefix == true {
+            throw FormatError("gemma4 tokenizer with tokenizer.ggml.add_space_prefix true is not supported")
+        }
+        var addBOS = try metadata.bool("tokenizer.ggml.add_bos_token") ?? (model != .byteLevelBPE)
+        // llama.cpp adds Gemma 4's BOS whatever the file says (its tokenizer.json does too).
+        if model == .sentencePieceBPE { addBOS = true }
         var spec = TokenizerSpec(
             model: model, tokens: tokens, scores: scores, types: types, merges: merges,
             bosID: try metadata.integer("tokenizer.ggml.bos_token_id"),
             eosID: try metadata.integer("tokenizer.ggml.eos_token_id"),
             unknownID: try metadata.integer("tokenizer.ggml.unknown_token_id"),
-            addBOS: try metadata.bool("tokenizer.ggml.add_bos_token") ?? (model == .sentencePiece),
+            addBOS: addBOS,
             preTokenizer: preTokenizer,
-            // Only SentencePiece reads the flag; byte-level BPE keeps the (unused) default.
-            addSpacePrefix: try model == .byteLevelBPE || (metadata.bool("tokenizer.ggml.add_space_prefix") ?? true))
+            // Only SentencePiece reads the flag; the BPE models keep the (unused) default.
+            addSpacePrefix: model == .byteLevelBPE || (model == .sentencePiece && (addSpacePrefix ?? true)))
         spec.stripsRight = try phi3StripsRight(metadata, spec: spec)
         spec.chatTemplate = try metadata.string("tokenizer.chat_template")
         try spec.validate()

@@ -19,6 +19,7 @@ enum HFTokenizer {
         ("default", #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#),
         ("llama-bpe", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
         ("qwen2", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
+        ("qwen35", #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#),
     ]
 
     // MARK: - Reading
@@ -179,11 +180,10 @@ enum HFTokenizer {
         guard let list = value.array else { throw FormatError("model.merges is \(value.kind), expected an array") }
         return try list.enumerated().map { rank, merge in
             if let text = merge.string {
-                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                guard let parts = RankedMerges.parts(of: text) else {
                     throw FormatError("merge \(rank) \"\(text.prefix(60))\" is not two tokens separated by a space")
                 }
-                return (String(parts[0]), String(parts[1]))
+                return parts
             }
             guard let pair = merge.array, pair.count == 2, let left = pair[0].string, let right = pair[1].string else {
                 throw FormatError("merge \(rank) is neither \"left right\" nor [left, right]")
@@ -265,7 +265,7 @@ enum HFTokenizer {
                 throw FormatError("the Split pre-tokenizer has no Regex pattern")
             }
             guard let known = splitPatterns.first(where: { $0.regex == regex }) else {
-                throw FormatError("pre-tokenizer regex \(regex) is not supported (kvlab knows GPT-2's, Llama-3's and Qwen2's)")
+                throw FormatError("pre-tokenizer regex \(regex) is not supported (kvlab knows GPT-2's, Llama-3's, Qwen2's and Qwen3.5's)")
             }
             return known.name
         case ["Digits", "ByteLevel"] where steps[0]["individual_digits"]?.bool == true:
@@ -296,9 +296,10 @@ enum HFTokenizer {
         let pairs = spec.model == .sentencePiece
             ? sentencePieceMerges(spec, ids: firstID)
             : try spec.merges.map { merge in
-                let parts = merge.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw FormatError("merge \"\(merge)\" is not two tokens separated by a space") }
-                return (String(parts[0]), String(parts[1]))
+                guard let parts = RankedMerges.parts(of: merge) else {
+                    throw FormatError("merge \"\(merge)\" is not two tokens separated by a space")
+                }
+                return parts
             }
         // "left right" strings are read by every tokenizers version; [left, right] pairs only
         // when a token itself contains a space.
@@ -331,6 +332,8 @@ enum HFTokenizer {
                 ("post_processor", bosTemplate ?? .null),
                 ("decoder", .object([("type", .string("Sequence")), ("decoders", .array(decoders))])),
             ]
+        case .sentencePieceBPE:
+            throw FormatError("a gemma4 tokenizer is not written as tokenizer.json (kvlab writes it to GGUF only)")
         case .byteLevelBPE:
             let byteLevel = { (useRegex: Bool) -> JSONValue in
                 .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)), ("trim_offsets", .bool(true)),

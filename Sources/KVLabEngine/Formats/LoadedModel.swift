@@ -28,6 +28,8 @@ public struct LoadedModel: Sendable {
     public var tensors: [TensorInfo]
     /// Human-readable metadata worth showing (key, value), in file order.
     public var metadata: [(String, String)]
+    /// The context a run limits the model to (`--context`, recorded by sessions); nil: the model's own.
+    public private(set) var contextOverride: Int?
 
     public var config: ModelConfig { weights.config }
     /// The instruct model's chat template, stored with its tokenizer; nil for base models.
@@ -41,6 +43,15 @@ public struct LoadedModel: Sendable {
         self.path = path
         self.tensors = tensors
         self.metadata = metadata
+    }
+
+    /// The model run with a `context`-token context (nil: as it is); see `ModelConfig.withContext`.
+    public func withContext(_ context: Int?) throws -> LoadedModel {
+        guard let context else { return self }
+        var copy = self
+        copy.weights.config = try config.withContext(context)
+        copy.contextOverride = context
+        return copy
     }
 }
 

@@ -12,18 +12,12 @@ public struct ByteLevelBPETokenizer: Tokenizer {
     /// e.g. StarCoder's and GPT-NeoX's); such a byte is dropped from the output, as llama.cpp
     /// and Hugging Face's BPE without an unknown token both do.
     private let byteIDs: [Int32]
-    /// Merge rules by `pairKey(left, right)`.
-    private let merges: [UInt64: Merge]
+    private let merges: RankedMerges
     /// Ids by token string (first occurrence), for `ignoresMerges` whole-piece lookups.
     private let ids: TokenIndex
     private let specials: SpecialTokens
     /// Decoded bytes of every token.
     private let tokenBytes: [[UInt8]]
-
-    private struct Merge {
-        var rank: Int32
-        var result: Int32
-    }
 
     /// Builds the tables, checking that every merge's parts and result exist.
     public init(spec: TokenizerSpec) throws {
@@ -35,24 +29,7 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         self.ids = ids
 
         byteIDs = (0..<256).map { byte in ids[String(Self.byteCharacters[byte])].map(Int32.init) ?? -1 }
-
-        var merges: [UInt64: Merge] = [:]
-        merges.reserveCapacity(spec.merges.count)
-        for (rank, rule) in spec.merges.enumerated() {
-            let parts = rule.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw FormatError("merge \(rank) \"\(rule)\" is not two tokens separated by a space")
-            }
-            let left = String(parts[0]), right = String(parts[1])
-            for token in [left, right, left + right] where ids[token] == nil {
-                throw FormatError("merge \(rank) \"\(rule)\" uses \"\(token)\", which is not in the vocabulary")
-            }
-            // A repeated rule keeps its first (highest-priority) rank.
-            let key = Self.pairKey(Int32(ids[left]!), Int32(ids[right]!))
-            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(ids[left + right]!)) }
-        }
-        self.merges = merges
-
+        merges = try RankedMerges(spec, ids: ids)
         specials = SpecialTokens(spec: spec)
 
         tokenBytes = spec.tokens.enumerated().map { id, token in
@@ -102,50 +79,14 @@ public struct ByteLevelBPETokenizer: Tokenizer {
         }
     }
 
-    /// BPE over one pre-token: a linked list of symbols and a heap of candidate merges ordered by
-    /// (rank, position), so long pieces stay O(n log n). Entries made stale by an earlier merge
-    /// are recognised on the way out by their pair no longer being there.
+    /// BPE over one pre-token, from its bytes' characters.
     private func encodePiece(_ piece: ArraySlice<UInt8>) -> [Int] {
         if preTokenizer.ignoresMerges, piece.count > 1 {
             var scalars = String.UnicodeScalarView()
             for byte in piece { scalars.append(Self.byteCharacters[Int(byte)]) }
             if let id = ids[String(scalars)] { return [id] }
         }
-        var symbols = piece.map { byteIDs[Int($0)] }.filter { $0 >= 0 }
-        let count = symbols.count
-        guard count > 1 else { return symbols.map(Int.init) }
-        // next[i] == count and previous[i] == -1 mark the ends; merged-away symbols hold -1.
-        var next = Array(1...count)
-        var previous = Array(-1..<(count - 1))
-        var heap = MergeHeap<Candidate>()
-        func consider(_ i: Int) {
-            let j = next[i]
-            guard j < count, let merge = merges[Self.pairKey(symbols[i], symbols[j])] else { return }
-            heap.push(Candidate(rank: merge.rank, position: Int32(i), left: symbols[i], right: symbols[j], result: merge.result))
-        }
-        for i in 0..<(count - 1) { consider(i) }
-        while let candidate = heap.pop() {
-            let i = Int(candidate.position)
-            let j = next[i]
-            guard symbols[i] == candidate.left, j < count, symbols[j] == candidate.right else { continue }
-            symbols[i] = candidate.result
-            symbols[j] = -1
-            next[i] = next[j]
-            if next[j] < count { previous[next[j]] = i }
-            if previous[i] >= 0 { consider(previous[i]) }
-            consider(i)
-        }
-        var ids: [Int] = []
-        var i = 0
-        while i < count {
-            ids.append(Int(symbols[i]))
-            i = next[i]
-        }
-        return ids
-    }
-
-    private static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
-        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+        return merges.apply(piece.map { byteIDs[Int($0)] }.filter { $0 >= 0 })
     }
 
     /// GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for themselves, the other 68
@@ -178,18 +119,5 @@ public struct ByteLevelBPETokenizer: Tokenizer {
             bytes.append(UInt8(characterBytes[value]))
         }
         return bytes
-    }
-}
-
-/// A possible merge of the symbols at `position` and after it, as they were when it was found.
-private struct Candidate: MergeCandidate {
-    var rank: Int32
-    var position: Int32
-    var left: Int32
-    var right: Int32
-    var result: Int32
-
-    func precedes(_ other: Candidate) -> Bool {
-        rank != other.rank ? rank < other.rank : position < other.position
     }
 }

@@ -14,6 +14,9 @@ struct PreTokenizer: Sendable {
         /// Qwen2: Llama-3's pattern with `\p{N}` (one digit per piece) for `\p{N}{1,3}`. Its
         /// tokenizer.json also NFC-normalizes; like llama.cpp, kvlab keeps the text as given.
         case qwen2
+        /// Qwen3.5: Qwen2's pattern with combining marks (`\p{M}`) inside letter runs:
+        /// `[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+` and ` ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*`.
+        case qwen35
         /// SmolLM, StarCoder, Refact: every `\p{N}` is its own piece; GPT-2's pattern splits the
         /// text between them.
         case smolLM
@@ -25,6 +28,8 @@ struct PreTokenizer: Sendable {
         case letter
         /// `\p{N}`.
         case number
+        /// `\p{M}`, for Qwen3.5 only (the other flavours count marks as `other`).
+        case mark
         /// `\s` other than `\r` and `\n`.
         case space
         /// `\r` or `\n`.
@@ -36,15 +41,16 @@ struct PreTokenizer: Sendable {
     let flavor: Flavor
 
     /// The flavour GGUF's `tokenizer.ggml.pre` names: "default" or "gpt-2", "llama-bpe", "qwen2",
-    /// "smollm" (or "starcoder", "refact", which llama.cpp gives the same regexes).
+    /// "qwen35", "smollm" (or "starcoder", "refact", which llama.cpp gives the same regexes).
     init(name: String) throws {
         switch name {
         case "default", "gpt-2": flavor = .gpt2
         case "llama-bpe": flavor = .llama3
         case "qwen2": flavor = .qwen2
+        case "qwen35": flavor = .qwen35
         case "smollm", "starcoder", "refact": flavor = .smolLM
         default:
-            throw FormatError("unknown byte-level BPE pre-tokenizer \"\(name)\" (expected default, gpt-2, llama-bpe, qwen2, smollm, starcoder or refact)")
+            throw FormatError("unknown byte-level BPE pre-tokenizer \"\(name)\" (expected default, gpt-2, llama-bpe, qwen2, qwen35, smollm, starcoder or refact)")
         }
     }
 
@@ -54,7 +60,7 @@ struct PreTokenizer: Sendable {
 
     /// The byte ranges (indices into `utf8`'s base) of the pieces of valid UTF-8 `utf8`, in order.
     func split(_ utf8: ArraySlice<UInt8>) -> [Range<Int>] {
-        let scanner = Scanner(utf8)
+        let scanner = Scanner(utf8, marks: flavor == .qwen35)
         var pieces: [Range<Int>] = []
         var start = 0
         let count = scanner.classes.count
@@ -65,7 +71,7 @@ struct PreTokenizer: Sendable {
             switch flavor {
             case .gpt2: end = scanner.gpt2(start, count)
             case .llama3: end = scanner.llama3(start, count, maxDigits: 3)
-            case .qwen2: end = scanner.llama3(start, count, maxDigits: 1)
+            case .qwen2, .qwen35: end = scanner.llama3(start, count, maxDigits: 1)
             case .smolLM:
                 if scanner.classes[start] == .number {
                     end = start + 1
@@ -91,7 +97,8 @@ struct PreTokenizer: Sendable {
         /// Byte offset of each scalar, plus the end offset.
         var offsets: [Int] = []
 
-        init(_ utf8: ArraySlice<UInt8>) {
+        /// `marks`: tell combining marks (`.mark`) from other scalars.
+        init(_ utf8: ArraySlice<UInt8>, marks: Bool) {
             scalars.reserveCapacity(utf8.count)
             classes.reserveCapacity(utf8.count)
             offsets.reserveCapacity(utf8.count + 1)
@@ -108,7 +115,8 @@ struct PreTokenizer: Sendable {
                 }
                 for k in 1..<length { value = value << 6 | UInt32(utf8[i + k] & 0x3F) }
                 scalars.append(value)
-                classes.append(Self.classify(value))
+                let kind = Self.classify(value)
+                classes.append(marks && kind == .other && Self.isMark(value) ? .mark : kind)
                 offsets.append(i)
                 i += length
             }
@@ -134,6 +142,15 @@ struct PreTokenizer: Sendable {
             case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
             case .decimalNumber, .letterNumber, .otherNumber: return .number
             default: return .other
+            }
+        }
+
+        /// `\p{M}`: nonspacing, spacing and enclosing marks (none below U+0300).
+        static func isMark(_ value: UInt32) -> Bool {
+            guard value >= 0x300 else { return false }
+            switch Unicode.Scalar(value)!.properties.generalCategory {
+            case .nonspacingMark, .spacingMark, .enclosingMark: return true
+            default: return false
             }
         }
 
@@ -181,13 +198,20 @@ struct PreTokenizer: Sendable {
             return trailingWhitespace(i, end)
         }
 
-        /// The end of Llama-3's (or, with `maxDigits` 1, Qwen2's) match at `i`, within `i..<end`.
+        /// The end of the run of letters and marks from `i` (`[\p{L}\p{M}]+`; marks only appear for Qwen3.5).
+        func word(_ i: Int, _ end: Int) -> Int {
+            var j = i
+            while j < end, classes[j] == .letter || classes[j] == .mark { j += 1 }
+            return j
+        }
+
+        /// The end of Llama-3's (or, with `maxDigits` 1, Qwen2's and Qwen3.5's) match at `i`, within `i..<end`.
         func llama3(_ i: Int, _ end: Int, maxDigits: Int) -> Int {
             if let e = contraction(i, end, ignoringCase: true) { return e }
             let c = classes[i]
-            // `[^\r\n\p{L}\p{N}]?\p{L}+`
-            if c == .letter { return run(i, end, .letter) }
-            if c == .space || c == .other, i + 1 < end, classes[i + 1] == .letter { return run(i + 1, end, .letter) }
+            // `[^\r\n\p{L}\p{N}]?\p{L}+` (Qwen3.5: `[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+`)
+            if c == .letter || c == .mark { return word(i, end) }
+            if c == .space || c == .other, i + 1 < end, classes[i + 1] == .letter || classes[i + 1] == .mark { return word(i + 1, end) }
             // `\p{N}{1,3}`
             if c == .number { return min(run(i, end, .number), i + maxDigits) }
             // ` ?[^\s\p{L}\p{N}]+[\r\n]*`

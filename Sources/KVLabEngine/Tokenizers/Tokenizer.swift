@@ -20,6 +20,9 @@ public struct TokenizerSpec: Sendable, Equatable {
         /// Byte-level BPE: bytes mapped to printable characters, regex pre-tokenization, merges
         /// by rank (GGUF `gpt2`; Llama-3, Qwen2, SmolLM tokenizer.json).
         case byteLevelBPE = "gpt2"
+        /// Gemma 4's: SentencePiece's pieces ("▁" for spaces, `<0xAB>` byte fallback, no dummy
+        /// prefix) merged by rank (GGUF `gemma4`).
+        case sentencePieceBPE = "gemma4"
     }
 
     public var model: Model
@@ -28,7 +31,7 @@ public struct TokenizerSpec: Sendable, Equatable {
     /// Merge priority per token (higher merges first); SentencePiece only.
     public var scores: [Float]
     public var types: [TokenType]
-    /// "left right" merge rules in rank order; byte-level BPE only.
+    /// "left right" merge rules in rank order; byte-level BPE and Gemma 4's only.
     public var merges: [String]
     public var bosID: Int?
     public var eosID: Int?
@@ -93,6 +96,7 @@ public struct TokenizerSpec: Sendable, Equatable {
         switch model {
         case .sentencePiece: return try SentencePieceTokenizer(spec: self)
         case .byteLevelBPE: return try ByteLevelBPETokenizer(spec: self)
+        case .sentencePieceBPE: return try SentencePieceBPETokenizer(spec: self)
         }
     }
 }

@@ -103,6 +103,22 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// The RoPE of global layers.
     public var rope: RoPE { RoPE(theta: ropeTheta, scaling: ropeScaling) }
 
+    /// The config of a run with a `context`-token context, 1 up to the model's own (llama.cpp's
+    /// `n_ctx`): the cache holds that many tokens, a run goes past it as past the model's context
+    /// (stops, or shifts), and LongRoPE takes its short factors when it is at most the original context.
+    public func withContext(_ context: Int) throws -> ModelConfig {
+        guard context >= 1, context <= contextLength else {
+            throw FormatError("\(context) is not between 1 and the model's \(contextLength)-token context")
+        }
+        var c = self
+        c.contextLength = context
+        if case .longrope(let short, let long, let original, _, let attention) = ropeScaling {
+            c.ropeScaling = .longrope(shortFactors: short, longFactors: long, originalContext: original, context: context,
+                                      attentionFactor: attention)
+        }
+        return c
+    }
+
     /// The RoPE layer `layer` rotates with.
     public func rope(layer: Int) -> RoPE {
         attentionSpans[layer].window != nil ? localRoPE ?? rope : rope
