@@ -98,6 +98,20 @@ import Testing
         KVPressCacheTests.expectFreed(run.cache)
     }
 
+    /// The forks need room beside the sequence: a prompt whose forks do not fit the context fails
+    /// before anything runs; chosen after such a sequence, KVzip keeps everything that time.
+    @Test func forksThatDoNotFitTheContextRunNowhere() throws {
+        let long = String(repeating: KVPressCacheTests.prompt + "\n", count: 20)
+        let run = try KVPressCacheTests.run("kvpress:kvzip,ratio=0.5")
+        #expect(throws: EngineError.contextFull(limit: run.cache.layout.capacity)) { try run.submit(prompt: long) }
+        #expect(run.engine.position == 0 && Self.total(run.cache) == 0)
+        let full = try KVPressCacheTests.run("full")
+        let n = try full.submit(prompt: long).tokens.count
+        try full.set(.policy, to: "kvpress:kvzip,ratio=0.5")
+        #expect(Self.total(full.cache) == full.cache.layout.layerCount * full.cache.layout.kvHeadCount * n)
+        #expect(full.cache.pendingSequencePass == nil)
+    }
+
     @Test func parsesWithKvpressNames() throws {
         #expect(try EvictionMethod(parsing: "kvpress:kvzip").description == "kvpress:kvzip,n_sink=4,chunk_size=2048,layerwise=false,ratio=0.5")
         #expect(throws: MethodSpecError.self) { try EvictionMethod(parsing: "kvpress:kvzip,kvzip_plus_normalization=true") }

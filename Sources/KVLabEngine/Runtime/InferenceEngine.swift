@@ -194,7 +194,8 @@ public final class InferenceEngine {
         guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else { throw noPromptTexts }
         for fork in forks {
             try check(tokens: fork, adding: fork.count)
-            guard cache.hasRoom(position: position + tokens.count, count: fork.count) else { throw .contextFull(limit: cache.layout.capacity) }
+            // The prompt's entries are not in the cache yet: the fork needs room beside them.
+            guard cache.hasRoom(position: position, count: tokens.count + fork.count) else { throw .contextFull(limit: cache.layout.capacity) }
         }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
