@@ -107,26 +107,34 @@ package final class KVzipPolicy: ForkScoringPolicy {
             keys.withUnsafeMutableBufferPointer { k in
                 for (j, i) in indices.enumerated() { vectors.key(head: h, slot: e.slots[i], into: k.baseAddress! + j * d) }
             }
+            // Every fork query's dot product with every key of the subset (the engine's matrix
+            // product), then each query's softmax over the keys it sees.
+            let m = indices.count
             var best = [Float](repeating: 0, count: inChunk)
-            var logits = [Float](repeating: 0, count: indices.count)
-            for g in 0..<group {
-                let offset = (h * group + g) * d
-                for t in 0..<q {
-                    // The fork's query t sees the fork's entries up to its own.
-                    let visible = sink + inChunk + t + 1
-                    var top = -Float.infinity
-                    for j in 0..<visible {
-                        var dot: Float = 0
-                        for c in 0..<d { dot += values[t * width + offset + c] * keys[j * d + c] }
-                        logits[j] = dot * scale
-                        top = max(top, logits[j])
+            var logits = [Float](repeating: 0, count: q * m)
+            values.withUnsafeBufferPointer { values in
+                keys.withUnsafeBufferPointer { keys in
+                    logits.withUnsafeMutableBufferPointer { logits in
+                        let l = logits.baseAddress!
+                        for g in 0..<group {
+                            vectors.products(values.baseAddress! + (h * group + g) * d, rows: q, stride: width, keys.baseAddress!, columns: m, into: l)
+                            for t in 0..<q {
+                                // The fork's query t sees the fork's entries up to its own.
+                                let query = l + t * m, visible = sink + inChunk + t + 1
+                                var top = -Float.infinity
+                                for j in 0..<visible {
+                                    query[j] *= scale
+                                    top = max(top, query[j])
+                                }
+                                var sum: Float = 0
+                                for j in 0..<visible {
+                                    query[j] = exp(query[j] - top)
+                                    sum += query[j]
+                                }
+                                for j in 0..<inChunk { best[j] = max(best[j], query[sink + j] / sum) }
+                            }
+                        }
                     }
-                    var sum: Float = 0
-                    for j in 0..<visible {
-                        logits[j] = exp(logits[j] - top)
-                        sum += logits[j]
-                    }
-                    for j in 0..<inChunk { best[j] = max(best[j], logits[sink + j] / sum) }
                 }
             }
             for (j, i) in chunkIndices.enumerated() { scores[row + Int(e.positions[i]) - prompt.lowerBound] = best[j] }
