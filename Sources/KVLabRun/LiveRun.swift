@@ -103,7 +103,8 @@ public struct RunSettings: Sendable, Equatable {
         try next.eviction.check(layout: KVLayout(config: model.config))
         var ledger = IOLedger()
         switch change {
-        case .eviction: cache.setEviction(next.eviction, ledger: &ledger)
+        case .eviction:
+            do { try engine.setEviction(next.eviction, ledger: &ledger) } catch { throw MethodSpecError(String(describing: error)) }
         case .sparse: cache.setSparse(next.sparse)
         case .quant: cache.setKVQuant(next.quant, ledger: &ledger)
         case .weights: engine.setWeights(model.weights, as: next.weights)

@@ -1,6 +1,7 @@
 @testable import KVLabApp
 import KVLabMethods
 import KVLabRun
+import KVLabTUI
 import Testing
 
 /// Panels' view models built from a state alone, without an engine.
@@ -51,6 +52,22 @@ import Testing
         #expect(view.rows.first { $0.label == "weights" }?.value == MethodText(name: "stored"))
         #expect(KnobsView(AppState(modelName: "m", choices: Self.choices, device: "d", target: "t", theme: "dark")).rows[0].value == nil,
                 "no values before the engine's first snapshot")
+    }
+
+    /// The evict row says when the method acts: in a row too narrow for every parameter, the last
+    /// ones give way to " …" and `+every:steps=N` stays.
+    @Test func theEvictRowKeepsItsModifiersWhereParametersDoNotFit() throws {
+        var settings = RunSettings()
+        try settings.set(.eviction(EvictionMethod(parsing: "kvpress:kvzip,ratio=0.5+every:steps=16")), headDim: nil)
+        var buffer = Buffer(width: 60, height: 10)
+        KnobsPanel(view: KnobsView(Self.state(Self.snapshot(settings))), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
+        let row = buffer.textLines.first { $0.contains("evict") } ?? ""
+        #expect(row.contains("kvpress press kvzip") && row.contains(" … +every:steps=16"), "\(row)")
+        var short = RunSettings()
+        try short.set(.eviction(EvictionMethod(parsing: "window:window=64")), headDim: nil)
+        buffer = Buffer(width: 60, height: 10)
+        KnobsPanel(view: KnobsView(Self.state(Self.snapshot(short))), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
+        #expect(buffer.textLines.contains { $0.contains("evict   window window 64 ") && !$0.contains("…") })
     }
 
     @Test func kvMapColumnsTakeTheMajorityOfTheirPositions() {

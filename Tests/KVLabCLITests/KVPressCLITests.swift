@@ -63,6 +63,27 @@ import Testing
         for layer in ada.positions ?? [[]] { #expect(layer.map(\.count).reduce(0, +) == 20 * layer.count) }
     }
 
+    /// `+every:steps=8` on kvzip: after the prompt, and again every eighth decode step, the forks
+    /// repeat the sequence so far and the lowest half of what is kept then goes.
+    @Test func kvzipEveryNStepsCompressesTheSequenceSoFar() throws {
+        let n = try Self.promptTokens()
+        let (result, positions) = try Self.keptPositions(["-n", "16", "--temperature", "0", "--policy",
+                                                          "kvpress:kvzip,ratio=0.5,chunk_size=16+every:steps=8"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let heads = Array((positions ?? []).joined())
+        var total = heads.count * n - heads.count * n / 2
+        for _ in 0..<2 {
+            total += 8 * heads.count
+            total -= total / 2
+        }
+        #expect(!heads.isEmpty)
+        #expect(heads.reduce(0) { $0 + $1.count } == total)
+        for head in heads {
+            #expect(Array(head.prefix(4)) == [0, 1, 2, 3])
+            #expect(head.allSatisfy { $0 < n + 16 })
+        }
+    }
+
     @Test func badKeptOutAndPressAreOneLineErrors() throws {
         let directory = FileManager.default.temporaryDirectory.path
         let result = try CLITests.run(["run", "--prompt", "ROMEO:", "-n", "0", "--kept-out", directory])

@@ -27,6 +27,15 @@ import Testing
         #expect(cache.pagesInUse == pages)
     }
 
+    /// Both caches keep the same positions in every (layer, KV head).
+    static func expectSameKept(_ a: PagedKVCache, _ b: PagedKVCache) {
+        for layer in 0..<a.layout.layerCount {
+            for head in 0..<a.layout.kvHeadCount {
+                #expect(a.keptPositions(layer: layer, head: head) == b.keptPositions(layer: layer, head: head), "layer \(layer) head \(head)")
+            }
+        }
+    }
+
     @Test(arguments: ["kvpress:snapkv,window_size=8,ratio=0.5", "kvpress:knorm,budget=24", "kvpress:keydiff,ratio=0.75",
                       "kvpress:observedattention,ratio=0.25", "kvpress:pyramidkv,window_size=8,ratio=0.5"])
     func pressesKeepTheirCountAndFreeTheRest(policy: String) throws {
@@ -57,7 +66,8 @@ import Testing
 
     @Test func pressesReplayBitIdentically() throws {
         for policy in ["kvpress:adakv,window_size=8,ratio=0.5", "kvpress:criticaladakv,scorer=knorm,ratio=0.5", "kvpress:decoding,scorer=keydiff,compression_interval=4,target_size=20",
-                       "kvpress:kvzip,ratio=0.5,chunk_size=16"] {
+                       "kvpress:kvzip,ratio=0.5,chunk_size=16", "kvpress:kvzip,ratio=0.5,chunk_size=16+every:steps=4",
+                       "kvpress:noncausalattn,chunk_size=16,ratio=0.5+every:steps=4"] {
             var checkpoints: [Checkpoint] = []
             for _ in 0..<2 {
                 let run = try Self.run(policy)
@@ -79,6 +89,39 @@ import Testing
         #expect(run.cache.entryCount(layer: 0, head: 0) == 20)
         _ = try LiveRunTests.generate(run, 3)
         #expect(run.cache.entryCount(layer: 1, head: 0) == 23)
+        Self.expectFreed(run.cache)
+    }
+
+    /// The presses that read every prompt query, chosen between decode steps right after a prompt
+    /// run with the full cache, keep what they keep at its end: the engine recomputes the
+    /// sequence's queries by running it as a prompt in a scratch cache.
+    @Test(arguments: ["kvpress:noncausalattn,chunk_size=16,ratio=0.5", "kvpress:compactor,chunk_size=16,ratio=0.25",
+                      "kvpress:expectedattention,ratio=0.5"])
+    func promptQueryPressesChosenMidStreamActAsAtThePromptsEnd(policy: String) throws {
+        let prompt = try Self.run(policy), switched = try Self.run("full")
+        let n = try prompt.submit(prompt: Self.prompt).tokens.count
+        try switched.submit(prompt: Self.prompt)
+        _ = try switched.set(.policy, to: policy)
+        #expect(switched.cache.entryCount(layer: 0, head: 0) < n)
+        Self.expectSameKept(switched.cache, prompt.cache)
+        Self.expectFreed(switched.cache)
+        #expect(switched.cache.recordedQueryCount == 0, "the recomputed queries are dropped once scored")
+    }
+
+    /// Under `+every:steps=4` NonCausalAttn compresses every fourth step what each head keeps then,
+    /// each kept entry with its token's recomputed query.
+    @Test func noncausalattnActsEveryNSteps() throws {
+        let policy = "kvpress:noncausalattn,chunk_size=16,ratio=0.5+every:steps=4"
+        let run = try Self.run(policy)
+        guard case .kvpress(let press) = try EvictionMethod(parsing: policy).kind else { Issue.record("not a kvpress method"); return }
+        let n = try run.submit(prompt: Self.prompt).tokens.count, layout = run.cache.layout
+        let kept = (0..<layout.layerCount).map { KVPressMethodTests.keptCount(press, layer: $0, of: n, layout: layout) }
+        _ = try LiveRunTests.generate(run, 4)
+        for layer in 0..<layout.layerCount {
+            let expected = KVPressMethodTests.keptCount(press, layer: layer, of: kept[layer] + 4, layout: layout)
+            #expect(expected < kept[layer] + 4)
+            for head in 0..<layout.kvHeadCount { #expect(run.cache.entryCount(layer: layer, head: head) == expected) }
+        }
         Self.expectFreed(run.cache)
     }
 }

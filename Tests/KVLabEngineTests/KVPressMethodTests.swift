@@ -119,6 +119,11 @@ import Testing
         }
         func rotary(head: Int, slot: Int32) -> Int { Int(slot) }
         func outputProjection() -> [Float]? { projection }
+        func products(_ a: UnsafePointer<Float>, rows: Int, stride: Int, _ b: UnsafePointer<Float>, columns: Int, into out: UnsafeMutablePointer<Float>) {
+            for r in 0..<rows {
+                for c in 0..<columns { out[r * columns + c] = (0..<headDim).reduce(0) { $0 + a[r * stride + $1] * b[c * headDim + $1] } }
+            }
+        }
         func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool) {
             let half = headDim / 2, turn = (inverse ? -1 : 1) * angle * Double(position)
             let (cos, sin) = (Float(Foundation.cos(turn)), Float(Foundation.sin(turn)))

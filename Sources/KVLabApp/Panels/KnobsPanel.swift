@@ -121,9 +121,8 @@ struct KnobsPanel {
             let line = Rect(x: inner.x, y: y, width: inner.width, height: 1)
             buffer.put(Line(row.keys, style: .role(.key), alignment: .right), row: line, glyphs: glyphs)
             let valueArea = Rect(x: line.x, y: y, width: max(line.width - CharacterWidth.of(row.keys) - 1, 0), height: 1)
-            buffer.put(Line([Span(row.label.padding(toLength: 8, withPad: " ", startingAt: 0), style: .role(.dimText))] + Self.sideSpans(row.side)
-                            + Self.methodSpans(row.value)),
-                       row: valueArea, glyphs: glyphs)
+            let lead = [Span(row.label.padding(toLength: 8, withPad: " ", startingAt: 0), style: .role(.dimText))] + Self.sideSpans(row.side)
+            buffer.put(Line(lead + Self.methodSpans(row.value, width: valueArea.width - Self.width(lead))), row: valueArea, glyphs: glyphs)
             y += 1
         }
         guard let now = view.kvNow, y < inner.bottom else { return }
@@ -145,15 +144,21 @@ struct KnobsPanel {
         }
     }
 
-    /// A method as spans: the name highlighted, parameters as `key value`.
-    private static func methodSpans(_ method: MethodText?) -> [Span] {
+    /// A method as spans: the name highlighted, parameters as `key value`, then its modifiers,
+    /// which say when it acts (`+every:steps=N`): in a row too narrow for all, the last
+    /// parameters give way to " …" before the modifiers do.
+    private static func methodSpans(_ method: MethodText?, width: Int) -> [Span] {
         guard let method else { return [] }
-        var spans = [Span(method.name, style: .role(.highlight, .bold))]
-        for parameter in method.parameters {
-            spans.append(Span(" " + parameter.key, style: .role(.dimText)))
-            spans.append(Span(" " + parameter.value, style: .role(.text)))
+        let name = Span(method.name, style: .role(.highlight, .bold))
+        var parameters = method.parameters.flatMap { [Span(" " + $0.key, style: .role(.dimText)), Span(" " + $0.value, style: .role(.text))] }
+        let modifiers = method.modifiers.map { Span(" +" + $0, style: .role(.text)) }
+        if !modifiers.isEmpty, Self.width([name] + parameters + modifiers) > width {
+            let ellipsis = Span(" …", style: .role(.dimText))
+            while !parameters.isEmpty, Self.width([name] + parameters + [ellipsis] + modifiers) > width { parameters.removeLast(2) }
+            parameters.append(ellipsis)
         }
-        for modifier in method.modifiers { spans.append(Span(" +" + modifier, style: .role(.text))) }
-        return spans
+        return [name] + parameters + modifiers
     }
+
+    private static func width(_ spans: [Span]) -> Int { spans.reduce(0) { $0 + CharacterWidth.of($1.text) } }
 }

@@ -47,10 +47,14 @@ public protocol KVCache: AnyObject {
     /// Token runs the method scores a prompt of `tokens` from `first` with, each on a fork of the
     /// sequence (`ForkScoringPolicy`): none for most methods; nil when it needs `texts` and there are none.
     func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]?
-    /// A fork of the positions before `end` runs next, inside the prompt's batched prefill.
+    /// A fork of the positions before `end` runs next, inside the prompt's batched prefill or a
+    /// pass over the sequence so far.
     func beginFork(end: Int)
     /// Fork `index`, from `start`, ran through every layer: the method reads it, its entries go.
     func endFork(_ index: Int, start: Int, ledger: inout IOLedger)
+    /// What the method, chosen between steps or due under `+every`, needs run over the sequence
+    /// so far before it acts (`SequencePass`); nil when nothing waits.
+    var pendingSequencePass: SequencePass? { get }
     /// The attention kernel (naive or tiled); it may change between steps.
     var attentionKernel: AttentionKernel { get set }
 }
@@ -60,4 +64,5 @@ extension KVCache {
     public func scoringForks(prompt tokens: [Int], first: Int, texts: PromptTexts?) -> [[Int]]? { [] }
     public func beginFork(end: Int) { preconditionFailure("this cache runs no forks") }
     public func endFork(_ index: Int, start: Int, ledger: inout IOLedger) { preconditionFailure("this cache runs no forks") }
+    public var pendingSequencePass: SequencePass? { nil }
 }

@@ -1,7 +1,8 @@
 import KVLabMethods
 
 /// Scoring passes (`ForkScoringPolicy`, kvpress's KVzip): tokens run after a prompt on a fork of
-/// the sequence, inside its batched prefill, then leave nothing behind but the policy's scores.
+/// the sequence, inside its batched prefill, then leave nothing behind but the policy's scores;
+/// and the passes a method acting on the sequence so far asks the engine for (`SequencePass`).
 extension PagedKVCache {
     /// The forks the policy runs after a prompt of `tokens` from `first` (none for other
     /// policies); nil when it needs `texts` and there are none or their template is unusable.
@@ -37,4 +38,25 @@ extension PagedKVCache {
         (promptEnd, tokensSeen) = before
         beforeFork = nil
     }
+
+    /// The engine ran the pending pass over the sequence's `end` tokens (its forks, or the
+    /// sequence as a prompt in a scratch cache whose per-layer `queries` it hands over): the
+    /// method acts now on the entries kept, as at a prompt's end.
+    package func finishSequencePass(end: Int, queries: [RecordedQueries]?, ledger: inout IOLedger) {
+        pendingSequencePass = nil
+        if let queries {
+            for (layerVectors, recorded) in zip(vectors, queries) {
+                layerVectors.queries.removeAll()
+                recorded.values.withUnsafeBufferPointer { values in
+                    layerVectors.queries.append(values.baseAddress!, count: recorded.count, firstRotary: recorded.rotary.first ?? 0, scale: 1, limit: .max)
+                }
+                ledger.read(.activations, recorded.values.count * 4)
+            }
+        }
+        finishOnEntries(end: end, ledger: &ledger)
+        for layerVectors in vectors { layerVectors.queries.removeAll() }
+    }
+
+    /// The engine could not run the pending pass (no room for it): nothing acts this time.
+    public func skipSequencePass() { pendingSequencePass = nil }
 }

@@ -5,7 +5,8 @@ import KVLabMethods
 /// window is each layer's most recent queries (its `observation`, at most
 /// `RecentQueries.capacity`; duo calibrates on all of those), whose attention is recomputed over
 /// the entries kept now, each query seeing the positions up to its own. A press that scores the
-/// entries by their keys alone (kvpress's knorm, keydiff) acts on them as they are.
+/// entries by their keys alone (kvpress's knorm, keydiff) acts on them as they are. One that needs
+/// the model run again (kvpress's KVzip, NonCausalAttn, Compactor: `SequencePass`) waits for the engine.
 extension PagedKVCache {
     /// Runs the policy's prompt hooks on the recent queries; false when it observes none (its
     /// prompt-end hook then ran on the entries alone), a prompt is running, or nothing was
@@ -14,6 +15,11 @@ extension PagedKVCache {
         guard promptEnd == nil, recent.available(layer: 0, limit: 1) > 0 else { return false }
         // The sequence so far is the prompt: it ends after the last query.
         let end = recent.query(layer: 0, last: 1, 0).position + 1
+        if let pass = policy.sequencePass {
+            // The engine runs the pass, then `finishSequencePass` acts.
+            pendingSequencePass = pass
+            return true
+        }
         guard policy.prefillObservation > 0 else {
             finishOnEntries(end: end, ledger: &ledger)
             return false
@@ -49,7 +55,7 @@ extension PagedKVCache {
     }
 
     /// The policy's prompt-end hook on every layer, with the entries' keys and values.
-    private func finishOnEntries(end: Int, ledger: inout IOLedger) {
+    func finishOnEntries(end: Int, ledger: inout IOLedger) {
         for layer in 0..<layout.layerCount {
             let vectors = self.vectors[layer]
             applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in

@@ -43,6 +43,12 @@ public final class PagedKVCache: KVCache {
     var promptEnd: Int?
     /// The prompt's end and tokens seen while a scoring fork runs (PagedKVCache+Forks.swift).
     var beforeFork: (promptEnd: Int?, tokensSeen: Int)?
+    /// The pass the method asked for to act on the sequence so far, which the engine runs next
+    /// (PagedKVCache+Forks.swift); nil when none waits.
+    public internal(set) var pendingSequencePass: SequencePass?
+    /// Keeps every query of every layer in `vectors` whatever the method (the engine's scratch
+    /// cache that recomputes a sequence's queries).
+    var recordsEveryQuery = false
     /// The attention kernel, switchable between steps (a tiled kernel's SRAM holds at least
     /// `AttentionTileShape.minimumSRAMBytes`).
     public var attentionKernel: AttentionKernel = .naive {
@@ -224,6 +230,7 @@ public final class PagedKVCache: KVCache {
         recent.reset()
         for layerVectors in vectors { layerVectors.queries.removeAll() }
         promptEnd = nil
+        pendingSequencePass = nil
         rotaryOffset = 0
         stepsSinceAct = 0
         probe.reset()
@@ -231,7 +238,8 @@ public final class PagedKVCache: KVCache {
 
     /// Switches the eviction method between steps. The new method starts with fresh state and
     /// evicts down to its budget at once; entries already evicted do not come back. A method
-    /// that acts at a prompt's end acts at once, on the sequence so far (`actOnRecentQueries`).
+    /// that acts at a prompt's end acts at once, on the sequence so far (`actOnRecentQueries`),
+    /// or asks the engine for a pass first (`pendingSequencePass`).
     /// A change of `think` prunes or unprunes at once (`ThinKStore.switchThink`).
     public func setEviction(_ method: EvictionMethod, ledger: inout IOLedger) {
         check(method, quant)
@@ -246,6 +254,7 @@ public final class PagedKVCache: KVCache {
         store.stepScores.update(repeating: 0, count: entries)
         for layerVectors in vectors { layerVectors.queries.removeAll() }
         stepsSinceAct = 0
+        pendingSequencePass = nil
         if !actOnRecentQueries(ledger: &ledger) {
             for layer in 0..<layout.layerCount {
                 applyPolicy(layer: layer, ledger: &ledger) { policy, layer, heads in policy.afterAttention(layer: layer, heads: heads) }
@@ -568,7 +577,7 @@ public final class PagedKVCache: KVCache {
 
     /// Keeps the queries the policy reads (`EvictionPolicy.recordedQueries`), without the query scale.
     private func recordQueries(layer: Int, first: Int, queries: UnsafePointer<Float>, count: Int) {
-        let limit = policy.recordedQueries
+        let limit = recordsEveryQuery ? Int.max : policy.recordedQueries
         guard limit > 0 else { return }
         vectors[layer].queries.append(queries, count: count, firstRotary: rotaryPosition(first), scale: layout.queryScales[layer], limit: limit)
     }

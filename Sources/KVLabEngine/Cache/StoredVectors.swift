@@ -28,6 +28,10 @@ final class StoredVectors: EntryVectors {
 
     var headDim: Int { store.layout.headDim }
 
+    func products(_ a: UnsafePointer<Float>, rows: Int, stride: Int, _ b: UnsafePointer<Float>, columns: Int, into out: UnsafeMutablePointer<Float>) {
+        BLAS.multiplyTransposed(m: rows, n: columns, k: headDim, a: a, lda: stride, b: b, ldb: headDim, c: out, ldc: columns)
+    }
+
     /// Adds the reads counted so far to `total` and starts counting anew.
     func moveReads(to total: inout IOLedger) {
         total.add(ledger)

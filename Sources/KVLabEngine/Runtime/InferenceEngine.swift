@@ -46,6 +46,9 @@ public final class InferenceEngine {
     public private(set) var options: EngineOptions
     /// Position of the next token.
     public private(set) var position = 0
+    /// The tokens run so far, position i's at i: what a method acting on the sequence so far
+    /// runs the model on again (`SequencePass`).
+    public private(set) var sequence: [Int] = []
     /// The model's tokenizer for a method that feeds text of its own (kvpress's KVzip); nil: none.
     public var promptTexts: PromptTexts?
 
@@ -115,6 +118,7 @@ public final class InferenceEngine {
     public func reset() {
         cache.reset()
         position = 0
+        sequence.removeAll()
     }
 
     // MARK: - Decode
@@ -126,6 +130,7 @@ public final class InferenceEngine {
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
         try makeRoom(count: 1, outside: &outside, attention: &attention)
+        sequence.append(token)
         var timings = StepTimings()
         let c = config, b = buffers
         let x = b.x
@@ -163,6 +168,8 @@ public final class InferenceEngine {
             layerLedgers[l] = ledger
             total.add(ledger)
         }
+        // `+every` fell due in the last layer for a method that needs the model run again.
+        try runSequencePass(outside: &outside, attention: &attention, total: &total, timings: &timings)
         let t0 = DispatchTime.now().uptimeNanoseconds
         classify(x, scratch: b.xb, ledger: &outside)
         return finish(.decode, count: 1, token: token, start: start, classifierStart: t0, timings: &timings, outside: outside,
@@ -184,17 +191,16 @@ public final class InferenceEngine {
         guard cache.batchedPrefill else { return try stepwisePrefill(tokens, allLogits: allLogits) }
         // A method that scores the prompt with forks after it (kvpress's KVzip) plans them now, so
         // that a context too small for them fails before anything runs.
-        guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else {
-            throw .noPromptTexts(promptTexts?.problem.map { "the eviction method wraps text of its own in the model's chat template (kvpress:kvzip): \($0)" }
-                ?? "the eviction method feeds text of its own (kvpress:kvzip) and this engine has no tokenizer")
-        }
+        guard let forks = cache.scoringForks(prompt: tokens, first: position, texts: promptTexts) else { throw noPromptTexts }
         for fork in forks {
             try check(tokens: fork, adding: fork.count)
-            guard cache.hasRoom(position: position + tokens.count, count: fork.count) else { throw .contextFull(limit: cache.layout.capacity) }
+            // The prompt's entries are not in the cache yet: the fork needs room beside them.
+            guard cache.hasRoom(position: position, count: tokens.count + fork.count) else { throw .contextFull(limit: cache.layout.capacity) }
         }
         let start = DispatchTime.now().uptimeNanoseconds
         var outside = IOLedger(), attention = IOLedger(), total = IOLedger()
         try makeRoom(count: tokens.count, outside: &outside, attention: &attention)
+        sequence += tokens
         var timings = StepTimings()
         let c = config, n = tokens.count
         cache.beginPrefill(end: position + n)
@@ -258,7 +264,7 @@ public final class InferenceEngine {
     /// Embeds `tokens` at positions from `first` and runs them through every layer as one batch
     /// (appending their entries, attending inside a batched prefill); returns the batch, whose
     /// `x` holds the last hidden states, for the caller to deallocate.
-    private func runLayers(_ tokens: [Int], from first: Int, outside: inout IOLedger, attention: inout IOLedger, total: inout IOLedger,
+    func runLayers(_ tokens: [Int], from first: Int, outside: inout IOLedger, attention: inout IOLedger, total: inout IOLedger,
                            timings: inout StepTimings) -> PrefillBuffers {
         let c = config, n = tokens.count
         let angles = rope.anglesPerPosition
@@ -335,7 +341,7 @@ public final class InferenceEngine {
                            timings: timings, ledger: ledger), all)
     }
 
-    private func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {
+    func check<C: Collection>(tokens: C, adding count: Int) throws(EngineError) where C.Element == Int {
         guard count > 0 else { throw .emptyInput }
         for token in tokens where token < 0 || token >= config.vocabSize {
             throw .invalidToken(token, vocabularySize: config.vocabSize)

@@ -12,6 +12,9 @@ package protocol EntryVectors: AnyObject {
     /// Rotates `count` consecutive head vectors by the layer's RoPE to `position` (any position,
     /// in the cache's channel order), or back from it (`inverse`).
     func rotate(_ vectors: UnsafeMutablePointer<Float>, count: Int, position: Int, inverse: Bool)
+    /// `out[r · columns + c] = a_r · b_c` for `rows` vectors of `a` (`stride` floats apart) and
+    /// `columns` contiguous vectors of `b`, `headDim` floats each: the engine's matrix product.
+    func products(_ a: UnsafePointer<Float>, rows: Int, stride: Int, _ b: UnsafePointer<Float>, columns: Int, into out: UnsafeMutablePointer<Float>)
     /// The layer's queries recorded for the policy (empty unless it asks: `EvictionPolicy.recordedQueries`).
     var queries: RecordedQueries { get }
     /// The layer's attention output projection, decoded (model dim × query heads·headDim,

@@ -101,6 +101,9 @@ package protocol EvictionPolicy: AnyObject {
     /// The latest queries of each layer the cache keeps for the policy in `EntryVectors.queries`
     /// (0: none; `Int.max`: all until the policy empties them).
     var recordedQueries: Int { get }
+    /// What the engine must run before the policy can act on the sequence so far (chosen between
+    /// decode steps, or `+every`); nil: nothing, it acts on what the cache holds.
+    var sequencePass: SequencePass? { get }
     /// Token budget of one (layer, KV head), nil when unbounded (for display and tests).
     func budget(layer: Int, head: Int) -> Int?
     func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>)
@@ -116,6 +119,7 @@ extension EvictionPolicy {
     package var batchedPrefill: Bool { false }
     package var prefillObservation: Int { 0 }
     package var recordedQueries: Int { 0 }
+    package var sequencePass: SequencePass? { nil }
     package func observePrefill(layer: Int, head: Int, entries: HeadEntries, queryPosition: Int, promptEnd: Int) {}
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {}
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors) {

@@ -19,6 +19,7 @@ package final class LocalWindowPolicy: EvictionPolicy {
     package var prefillObservation: Int { inner.prefillObservation }
     package var stateBytesPerEntry: Int { inner.stateBytesPerEntry }
     package var recordedQueries: Int { inner.recordedQueries }
+    package var sequencePass: SequencePass? { inner.sequencePass }
 
     package func budget(layer: Int, head: Int) -> Int? {
         guard let window = windows[layer] else { return inner.budget(layer: layer, head: head) }

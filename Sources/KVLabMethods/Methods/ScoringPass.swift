@@ -18,17 +18,29 @@ public struct PromptTexts: Sendable {
     }
 }
 
+/// What a policy acting on the sequence so far (chosen between decode steps, or `+every`) needs
+/// the engine to run first: the cache then waits for it (`PagedKVCache.pendingSequencePass`).
+public enum SequencePass: Sendable, Equatable {
+    /// Its scoring forks, planned from the sequence's tokens as the prompt (`ForkScoringPolicy`).
+    case forks
+    /// Every token's queries, recomputed by running the sequence's tokens as a prompt in a
+    /// scratch cache (kvpress's NonCausalAttn, Compactor, ExpectedAttention read them all).
+    case promptQueries
+}
+
 /// A policy that scores a prompt's entries by running more tokens after it, each run a fork of
 /// the sequence whose entries are dropped afterwards (kvpress's KVzip). The engine runs the forks
 /// through every layer between the prompt and its `finishPrefill`: the fork's tokens attend to
 /// the whole cache and to each other, as a continuation would; the cache keeps their queries for
 /// the policy (`recordedQueries` must cover a fork), calls `observeFork` per layer with the
-/// prompt's entries and the fork's, then frees the fork's entries and forgets its queries.
+/// prompt's entries and the fork's, then frees the fork's entries and forgets its queries. On the
+/// sequence so far the prompt is the sequence's tokens from position 0, with its entries that
+/// are kept now: the forks run after the newest, and the policy scores and drops only those.
 package protocol ForkScoringPolicy: EvictionPolicy {
     /// The forks to run after a prompt of `tokens` at positions `first…`, each its token ids;
     /// empty for none. Called once per prompt, before its `finishPrefill`.
     func forks(prompt tokens: [Int], first: Int, texts: PromptTexts) -> [[Int]]
-    /// Fork `index` ran through every layer: `heads` holds the prompt's entries and then the
-    /// fork's (positions from `forkStart`), `vectors.queries` the fork's queries.
+    /// Fork `index` ran through every layer: `heads` holds the prompt's kept entries and then
+    /// the fork's (positions from `forkStart`), `vectors.queries` the fork's queries.
     func observeFork(_ index: Int, layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, forkStart: Int, vectors: any EntryVectors)
 }

@@ -81,6 +81,11 @@ package final class KVPressPolicy: EvictionPolicy {
     package var stateBytesPerEntry: Int { 4 }
     /// kvpress's DecodingPress buffers the hidden states of at most 256 steps since its last compression.
     package var recordedQueries: Int { decoding == nil ? scorer.queries : min(scorer.queries, 256) }
+    /// A scorer that reads every prompt query (NonCausalAttn, Compactor, ExpectedAttention) gets
+    /// the sequence's recomputed by the engine when it acts on the sequence so far.
+    package var sequencePass: SequencePass? {
+        scorer.queries == .max && (decoding == nil || decodingScorer != nil) ? .promptQueries : nil
+    }
     package func budget(layer: Int, head: Int) -> Int? { kept[layer * layout.kvHeadCount + head] }
     package func afterAttention(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>) {}
 

@@ -13,9 +13,10 @@ import Foundation
 /// scores go (`int(numel · ratio)` of them; an entry or byte budget: what keeps that many per head
 /// on average), so budgets differ per layer and head (`layerwise=true`: each layer drops that share
 /// of its own). Among equal scores the older entry, then the lower layer and head, goes first.
-/// kvpress masks those keys; kvlab frees them. Only a prompt's end acts: the prompt's tokens are
-/// the text repeated, so chosen between decode steps it waits for the next prompt; a prompt after
-/// earlier context scores its own entries and keeps the earlier ones.
+/// kvpress masks those keys; kvlab frees them. A prompt after earlier context scores its own
+/// entries and keeps the earlier ones. On the sequence so far (chosen between decode steps, or
+/// `+every`) the prompt is the sequence's tokens from position 0: the forks repeat them all, run
+/// after the newest entry, and score the entries kept now, which alone are candidates.
 package final class KVzipPolicy: ForkScoringPolicy {
     let budgetSpec: KVBudget
     let nSink: Int
@@ -28,6 +29,8 @@ package final class KVzipPolicy: ForkScoringPolicy {
     private var forkLengths: [Int] = []
     /// Per (layer, KV head, prompt entry): the score, then (at the first layer's end) whether it goes.
     private var scores: [Float] = []
+    /// Per (layer, KV head, prompt entry): whether the entry is kept now (all of a prompt's).
+    private var present: [Bool] = []
     private var pruned: [Bool]?
     private var kept: [Int]
 
@@ -47,6 +50,7 @@ package final class KVzipPolicy: ForkScoringPolicy {
 
     package var needsScores: Bool { false }
     package var batchedPrefill: Bool { true }
+    package var sequencePass: SequencePass? { .forks }
     package var stateBytesPerEntry: Int { 4 }
     /// A fork's queries, once the forks are planned.
     package var recordedQueries: Int { forkLengths.max() ?? 0 }
@@ -74,6 +78,7 @@ package final class KVzipPolicy: ForkScoringPolicy {
         prompt = first..<(first + tokens.count)
         forkLengths = forks.map(\.count)
         scores = Array(repeating: 0, count: layout.layerCount * layout.kvHeadCount * tokens.count)
+        present = Array(repeating: false, count: scores.count)
         return forks
     }
 
@@ -81,46 +86,63 @@ package final class KVzipPolicy: ForkScoringPolicy {
         guard let prompt else { return }
         let q = vectors.queries.count, width = vectors.queries.width, values = vectors.queries.values, d = vectors.headDim
         let group = layout.groupSize
-        let chunk = chunks[index], start = chunk.lowerBound - prompt.lowerBound, sink = min(nSink, start)
+        let chunk = chunks[index], start = chunk.lowerBound - prompt.lowerBound
+        let sinks = prompt.lowerBound..<(prompt.lowerBound + min(nSink, start))
         let scale = 1 / Float(d).squareRoot(), n = prompt.count
         for h in heads.indices {
-            let e = heads[h], base = e.count - q - n
-            precondition(base >= 0 && Int(e.positions[base + n]) == forkStart, "a fork's entries follow the prompt's")
-            // The subset's keys: sinks, the chunk, the fork.
-            let indices = Array(base..<(base + sink)) + Array((base + start)..<(base + start + chunk.count)) + Array((e.count - q)..<e.count)
+            let e = heads[h], forkBase = e.count - q
+            precondition(forkBase >= 0 && Int(e.positions[forkBase]) == forkStart, "a fork's entries follow the sequence's")
+            let row = (layer * layout.kvHeadCount + h) * n
+            // The subset's keys: the sinks and the chunk entries kept now (all of a prompt's), the fork.
+            var sinkIndices: [Int] = [], chunkIndices: [Int] = []
+            for i in 0..<forkBase {
+                let p = Int(e.positions[i])
+                guard prompt.contains(p) else { continue }
+                present[row + p - prompt.lowerBound] = true
+                if sinks.contains(p) { sinkIndices.append(i) } else if chunk.contains(p) { chunkIndices.append(i) }
+            }
+            let sink = sinkIndices.count, inChunk = chunkIndices.count
+            let indices = sinkIndices + chunkIndices + Array(forkBase..<e.count)
             var keys = [Float](repeating: 0, count: indices.count * d)
             keys.withUnsafeMutableBufferPointer { k in
                 for (j, i) in indices.enumerated() { vectors.key(head: h, slot: e.slots[i], into: k.baseAddress! + j * d) }
             }
-            var best = [Float](repeating: 0, count: chunk.count)
-            var logits = [Float](repeating: 0, count: indices.count)
-            for g in 0..<group {
-                let offset = (h * group + g) * d
-                for t in 0..<q {
-                    // The fork's query t sees the fork's entries up to its own.
-                    let visible = sink + chunk.count + t + 1
-                    var top = -Float.infinity
-                    for j in 0..<visible {
-                        var dot: Float = 0
-                        for c in 0..<d { dot += values[t * width + offset + c] * keys[j * d + c] }
-                        logits[j] = dot * scale
-                        top = max(top, logits[j])
+            // Every fork query's dot product with every key of the subset (the engine's matrix
+            // product), then each query's softmax over the keys it sees.
+            let m = indices.count
+            var best = [Float](repeating: 0, count: inChunk)
+            var logits = [Float](repeating: 0, count: q * m)
+            values.withUnsafeBufferPointer { values in
+                keys.withUnsafeBufferPointer { keys in
+                    logits.withUnsafeMutableBufferPointer { logits in
+                        let l = logits.baseAddress!
+                        for g in 0..<group {
+                            vectors.products(values.baseAddress! + (h * group + g) * d, rows: q, stride: width, keys.baseAddress!, columns: m, into: l)
+                            for t in 0..<q {
+                                // The fork's query t sees the fork's entries up to its own.
+                                let query = l + t * m, visible = sink + inChunk + t + 1
+                                var top = -Float.infinity
+                                for j in 0..<visible {
+                                    query[j] *= scale
+                                    top = max(top, query[j])
+                                }
+                                var sum: Float = 0
+                                for j in 0..<visible {
+                                    query[j] = exp(query[j] - top)
+                                    sum += query[j]
+                                }
+                                for j in 0..<inChunk { best[j] = max(best[j], query[sink + j] / sum) }
+                            }
+                        }
                     }
-                    var sum: Float = 0
-                    for j in 0..<visible {
-                        logits[j] = exp(logits[j] - top)
-                        sum += logits[j]
-                    }
-                    for j in 0..<chunk.count { best[j] = max(best[j], logits[sink + j] / sum) }
                 }
             }
-            let row = (layer * layout.kvHeadCount + h) * n + start
-            for j in 0..<chunk.count { scores[row + j] = best[j] }
+            for (j, i) in chunkIndices.enumerated() { scores[row + Int(e.positions[i]) - prompt.lowerBound] = best[j] }
         }
     }
 
     package func finishPrefill(layer: Int, heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int) {
-        // Without its forks (chosen between decode steps, or no compression) the press keeps everything.
+        // Without its forks (no compression, or no room for them after the sequence) the press keeps everything.
         guard let prompt, prompt.upperBound == promptEnd else {
             for h in heads.indices { kept[layer * layout.kvHeadCount + h] = heads[h].count }
             return
@@ -128,36 +150,42 @@ package final class KVzipPolicy: ForkScoringPolicy {
         let n = prompt.count
         if pruned == nil { pruned = select(count: n) }
         for h in heads.indices {
-            let base = heads[h].count - n, row = (layer * layout.kvHeadCount + h) * n
-            for i in stride(from: n - 1, through: 0, by: -1) where pruned![row + i] { heads[h].evict(base + i) }
+            let row = (layer * layout.kvHeadCount + h) * n
+            for i in stride(from: heads[h].count - 1, through: 0, by: -1) {
+                let p = Int(heads[h].positions[i])
+                if prompt.contains(p), pruned![row + p - prompt.lowerBound] { heads[h].evict(i) }
+            }
             kept[layer * layout.kvHeadCount + h] = heads[h].count
         }
         if layer == layout.layerCount - 1 {
             self.prompt = nil
             scores = []
+            present = []
             pruned = nil
             forkLengths = []
         }
     }
 
     /// kvpress's `compress_post`: the lowest scores over the whole model (or each layer) go, the
-    /// first `n_sink` entries of every head protected.
+    /// first `n_sink` entries of every head protected. Only kept entries are candidates (all of a
+    /// prompt's); an entry or byte budget leaves each (layer, KV head) its budget on average.
     private func select(count n: Int) -> [Bool] {
         let heads = layout.kvHeadCount, layers = layout.layerCount
         for row in 0..<(layers * heads) {
             for i in 0..<min(nSink, n) { scores[row * n + i] = .infinity }
         }
         // What a budget in entries keeps per head, summed, as kvpress's ratio would remove.
-        func prunedCount(_ entries: Int) -> Int {
+        func prunedCount(_ entries: Int, rows: Int) -> Int {
             if case .ratio(let r) = budgetSpec { return Int(Double(entries) * r) }
-            return entries - entries / n * budgetSpec.keptCount(of: n, layout: layout)
+            return max(0, entries - rows * budgetSpec.keptCount(of: n, layout: layout))
         }
         var pruned = [Bool](repeating: false, count: scores.count)
         let groups = layerwise ? (0..<layers).map { ($0 * heads * n)..<(($0 + 1) * heads * n) } : [0..<scores.count]
         for group in groups {
             // Older position first among equal scores, then lower layer and head: the index order.
-            let order = group.sorted { a, b in scores[a] != scores[b] ? scores[a] < scores[b] : (a % n, a) < (b % n, b) }
-            for index in order.prefix(prunedCount(group.count)) { pruned[index] = true }
+            let candidates = group.filter { present[$0] }
+            let order = candidates.sorted { a, b in scores[a] != scores[b] ? scores[a] < scores[b] : (a % n, a) < (b % n, b) }
+            for index in order.prefix(prunedCount(candidates.count, rows: group.count / n)) { pruned[index] = true }
         }
         return pruned
     }

@@ -6,30 +6,50 @@ import Foundation
 /// chunk's queries pay it, summed, averaged over the query group, times ‖v‖, average-pooled over
 /// 3 entries (zero padding counted), then z-normalized over the layer. The last chunk is padded
 /// as kvpress pads it: padded keys take logit −1e-9 and padded query rows, attending uniformly,
-/// add `padding / chunk_size` to each real entry of that chunk. Prompt-only, as in kvpress: a
-/// prompt after earlier context is kept whole.
+/// add `padding / chunk_size` to each real entry of that chunk. A prompt after earlier context is
+/// kept whole (kvpress refuses it). On the sequence so far each head's kept entries are the
+/// prompt, each with its token's query recomputed by the engine (`SequencePass.promptQueries`).
 struct NonCausalAttnScorer: KVPressScorer {
     let chunkSize: Int
 
     var queries: Int { .max }
 
     func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, promptEnd: Int, vectors: (any EntryVectors)?) -> [[Float]] {
-        guard let vectors, let rows = Self.promptRows(heads, vectors) else { return heads.map { [Float](repeating: .infinity, count: $0.count) } }
-        return Self.scores(heads: heads, vectors: vectors, rows: 0..<rows, chunkSize: chunkSize).map { $0.map(Float.init) }
+        guard let vectors, let queryRows = Self.queryRows(heads, vectors) else { return heads.map { [Float](repeating: .infinity, count: $0.count) } }
+        let rows = heads.map { 0..<$0.count }
+        return Self.scores(heads: heads, vectors: vectors, rows: rows, queryRows: queryRows, chunkSize: chunkSize).map { $0.map(Float.init) }
     }
 
-    /// The entries and the recorded queries are the same prompt tokens: all of them, in order.
-    static func promptRows(_ heads: UnsafeMutableBufferPointer<HeadEntries>, _ vectors: any EntryVectors) -> Int? {
-        let n = vectors.queries.count
-        return n > 0 && heads.allSatisfy({ $0.count == n }) ? n : nil
+    /// Each head's recorded query row per entry: a prompt's entries are its queries' tokens, all
+    /// of them in order; on the sequence so far (queries recomputed from position 0) a kept entry
+    /// takes its position's. Nil when some entry has no query (a prompt after earlier context).
+    static func queryRows(_ heads: UnsafeMutableBufferPointer<HeadEntries>, _ vectors: any EntryVectors) -> [[Int]]? {
+        let recorded = vectors.queries, n = recorded.count
+        guard n > 0 else { return nil }
+        if heads.allSatisfy({ $0.count == n }) { return heads.map { _ in Array(0..<n) } }
+        let first = recorded.rotary[0]
+        var rows: [[Int]] = []
+        for e in heads {
+            var head: [Int] = []
+            for i in 0..<e.count {
+                let row = Int(e.positions[i]) - first
+                guard row >= 0, row < n, recorded.rotary[row] == Int(e.positions[i]) else { return nil }
+                head.append(row)
+            }
+            rows.append(head)
+        }
+        return rows
     }
 
-    /// Z-normalized non-causal chunked attention scores of entries `rows` of every head.
-    static func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors, rows: Range<Int>, chunkSize: Int) -> [[Double]] {
+    /// Z-normalized non-causal chunked attention scores of each head's entries `rows[h]`, whose
+    /// queries are the recorded rows `queryRows[h]` (per entry).
+    static func scores(heads: UnsafeMutableBufferPointer<HeadEntries>, vectors: any EntryVectors, rows: [Range<Int>], queryRows: [[Int]],
+                       chunkSize: Int) -> [[Double]] {
         let d = vectors.headDim, recorded = vectors.queries, width = recorded.width
-        let group = width / d / heads.count, n = rows.count
+        let group = width / d / heads.count
         let raw = heads.indices.map { h -> [Double] in
             let keys = vectors.gather(head: h, heads[h], keys: true), values = vectors.gather(head: h, heads[h], keys: false)
+            let first = rows[h].lowerBound, n = rows[h].count
             var received = [Double](repeating: 0, count: n)
             for g in 0..<group {
                 let offset = (h * group + g) * d
@@ -37,9 +57,9 @@ struct NonCausalAttnScorer: KVPressScorer {
                     let length = min(chunkSize, n - start), padding = chunkSize - length
                     var logits = [Double](repeating: 0, count: length)
                     for t in 0..<length {
-                        let q = (rows.lowerBound + start + t) * width + offset
+                        let q = queryRows[h][first + start + t] * width + offset
                         for j in 0..<length {
-                            let k = (rows.lowerBound + start + j) * d
+                            let k = (first + start + j) * d
                             var dot: Float = 0
                             for c in 0..<d { dot += recorded.values[q + c] * keys[k + c] }
                             logits[j] = Double(dot)
@@ -53,7 +73,7 @@ struct NonCausalAttnScorer: KVPressScorer {
                 }
             }
             let weighted = (0..<n).map { i in
-                received[i] / Double(group) * (0..<d).reduce(0) { $0 + Double(values[(rows.lowerBound + i) * d + $1]) * Double(values[(rows.lowerBound + i) * d + $1]) }.squareRoot()
+                received[i] / Double(group) * (0..<d).reduce(0) { $0 + Double(values[(first + i) * d + $1]) * Double(values[(first + i) * d + $1]) }.squareRoot()
             }
             return (0..<n).map { i in ((i > 0 ? weighted[i - 1] : 0) + weighted[i] + (i + 1 < n ? weighted[i + 1] : 0)) / 3 }
         }
