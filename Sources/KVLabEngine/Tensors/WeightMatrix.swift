@@ -101,13 +101,15 @@ public final class WeightMatrix: @unchecked Sendable {
             let bytes = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
             ckv_pack(Int32(type.ggmlTypeID), storage, Int32(rows), Int32(cols), rowBytes, bytes)
             copy.bytes = bytes
-            if mapping != nil { releasePages() }
+            releaseMappedPages()
             return UnsafeRawPointer(bytes)
         }
     }
 
-    /// Drops this matrix's mapped pages from the process (the whole pages inside its bytes).
-    private func releasePages() {
+    /// Drops a mapped matrix's pages from the process (the whole pages inside its bytes; a later
+    /// read faults them back from the page cache); nothing for a matrix in memory of its own.
+    func releaseMappedPages() {
+        guard mapping != nil else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: storage) + page - 1) / page * page, end = (Int(bitPattern: storage) + byteCount) / page * page
         if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
