@@ -166,19 +166,21 @@ static void tile_products(const ckv_gemm *g, const uint8_t *tile, float *out, in
 #undef CKV_TILE_CASE
 }
 
-/// Unpacks 8-row group `group` of a packed (ckv_pack) q4_0, q4_K or q6_K matrix into rows
-/// [8·slot, 8·slot + 8) of a tile: the codes, scales and offsets unpack.c gives the stored rows
-/// (a kernel test compares them), eight rows at a time in vector lanes on x86.
-static void unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile, int slot) {
+/// Unpacks blocks [from, to) (of 256 columns, q4_0's of 32) of 8-row group `group` of a packed
+/// (ckv_pack) q4_0, q4_K or q6_K matrix into rows [8·slot, 8·slot + 8) of a tile: the codes,
+/// scales and offsets unpack.c gives the stored rows (a kernel test compares them), eight rows at
+/// a time in vector lanes on x86.
+static void unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile, int slot, int from, int to) {
     const int cols = g->cols, vector = 4 * TILE;
     float *scales = (float *)(tile + (size_t)TILE * cols) + CKV_TILE_ROWS * slot, *offsets = scales + (size_t)(cols / 16) * TILE;
     uint8_t *codes = tile + 32 * slot;
-    const uint8_t *p = (const uint8_t *)g->weights + (size_t)group * CKV_TILE_ROWS * g->row_bytes;
+    const uint8_t *p = (const uint8_t *)g->weights + (size_t)group * CKV_TILE_ROWS * g->row_bytes
+        + (size_t)from * (g->type == CKV_Q6_K ? 1680 : g->type == CKV_Q4_0 ? 144 : 1152);
 #if defined(CKV_X86)
     const __m256i m4 = _mm256_set1_epi8(0x0f);
 #endif
     if (g->type == CKV_Q6_K) {
-        for (int s = 0; s < cols / 256; s++, p += 1680) {
+        for (int s = from; s < to; s++, p += 1680) {
 #if defined(CKV_X86)
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), minus32 = _mm256_set1_ps(-32);
             for (int k = 0; k < 16; k++) {
@@ -225,7 +227,7 @@ static void unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile, int 
     }
     // Tile code group q (four elements of each row, 32 bytes) from a packed vector's low or high nibbles.
     const int blocks = g->type == CKV_Q4_0 ? 1 : 8, bytes = g->type == CKV_Q4_0 ? 144 : 1152;
-    for (int s = 0; s < cols / (32 * blocks); s++, p += bytes) {
+    for (int s = from; s < to; s++, p += bytes) {
         const uint8_t *packed = p + (blocks == 1 ? 16 : 128);
 #if defined(CKV_X86)
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
@@ -311,9 +313,15 @@ static void gemm_part(void *context, int index, int count) {
     for (int i = tiles * index / count; i < tiles * (index + 1) / count; i++) {
         const int first = i * TILE, rows = g->rows - first < TILE ? g->rows - first : TILE;
         if (g->packed) {
-            // A packed matrix has whole 8-row groups; a wide tile's missing ones are zero.
+            // A packed matrix has whole 8-row groups; a wide tile's missing ones are zero. 256
+            // columns of every group at a time, as unpack.c does, for a tall tile of long rows.
             if (rows < TILE) memset(tile, 0, ckv_tile_bytes(g->cols, TILE));
-            for (int slot = 0; slot < rows / CKV_TILE_ROWS; slot++) unpack_packed_tile(g, first / CKV_TILE_ROWS + slot, tile, slot);
+            const int units = g->type == CKV_Q4_0 ? g->cols / 32 : g->cols / 256, step = g->type == CKV_Q4_0 ? 8 : 1;
+            for (int u = 0; u < units; u += step) {
+                for (int slot = 0; slot < rows / CKV_TILE_ROWS; slot++) {
+                    unpack_packed_tile(g, first / CKV_TILE_ROWS + slot, tile, slot, u, units - u < step ? units : u + step);
+                }
+            }
         } else {
             ckv_unpack_tile(g, first, rows, tile, TILE);
         }

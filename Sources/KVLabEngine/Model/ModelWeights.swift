@@ -121,8 +121,8 @@ public struct ModelWeights: Sendable {
         for (name, matrix) in namedMatrices {
             guard matrix.allFinite() else { throw FormatError("tensor \(name) contains NaN or infinite values") }
             // The check read every page of a mapped matrix: given back (they stay in the page
-            // cache), so what stays resident is what the products and row lookups read, e.g. the
-            // token embedding's looked-up rows rather than its whole table.
+            // cache), so what stays resident is what the products read, not the token embedding's
+            // whole table (see `embed`).
             matrix.releaseMappedPages()
         }
     }
