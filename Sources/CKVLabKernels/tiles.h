@@ -1,9 +1,9 @@
 // Integer products of eight weight rows at a time (32 on the AVX-512 path) with one or more
 // quantized inputs (prefill, and decode for the types without a row kernel), compiled once per
-// vector path (see vector.h). The rows are unpacked (unpack.c, pack.c) into a tile of unsigned
-// 8-bit codes, four consecutive codes of each of the TILE rows side by side, so one 32-byte (64-byte)
-// load serves all of them and the vector lanes are the rows: no horizontal sums, and a row's scale
-// is a lane of a vector load.
+// vector path (see vector.h). The rows are unpacked (unpack.c; interleaved copies below) into a
+// tile of unsigned 8-bit codes, four consecutive codes of each of the TILE rows side by side, so
+// one 32-byte (64-byte) load serves eight (sixteen) rows and the vector lanes are the rows: no
+// horizontal sums, and a row's scale is a lane of a vector load.
 
 /// Rows of this path's tiles: 32 on AVX-512 (two 512-bit vectors' int32 or float lanes), else 8.
 #if defined(CKV_VNNI)
