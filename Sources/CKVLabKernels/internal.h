@@ -3,8 +3,11 @@
 
 #include "ckvlab_kernels.h"
 
-/// Rows per unpacked tile (the lanes of a 256-bit float vector).
+/// Rows per interleaved group (ckv_pack) and per unpacked tile of the 256-bit paths (the lanes
+/// of a 256-bit float vector); the AVX-512 path's tiles hold four groups (CKV_TILE_ROWS_WIDE: the
+/// lanes of two 512-bit vectors, so that each input's broadcast codes serve two weight vectors).
 #define CKV_TILE_ROWS 8
+#define CKV_TILE_ROWS_WIDE 32
 
 /// IEEE binary16 → binary32, subnormals included.
 float ckv_half_to_float(uint16_t h);
@@ -12,12 +15,13 @@ float ckv_half_to_float(uint16_t h);
 /// ggml's get_scale_min_k4: the 6-bit scales and mins of a q4_K/q5_K super-block's 8 sub-blocks.
 void ckv_scales_mins_k4(const uint8_t *q, uint8_t *scales, uint8_t *mins);
 
-/// Unpacks rows [first, first + count) (count ≤ CKV_TILE_ROWS) of `g` into a tile of
-/// ckv_tile_bytes(g->cols) bytes (layout in tiles.h); missing rows are zero.
-void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile);
+/// Bytes of one unpacked tile of `height` rows (CKV_TILE_ROWS or CKV_TILE_ROWS_WIDE) of `cols` columns.
+size_t ckv_tile_bytes(int cols, int height);
 
-/// Unpacks 8-row group `group` of a packed (ckv_pack) q4_0 or q4_K matrix into a tile.
-void ckv_unpack_packed_tile(const ckv_gemm *g, int group, uint8_t *tile);
+/// Unpacks rows [first, first + count) (count ≤ height) of `g` into a tile of `height` rows
+/// (layout in tiles.h); missing rows are zero.
+void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile, int height);
+
 
 /// Whether a type's tile codes reach 255 (q8_0, iq4: the signed value offset by 128).
 int ckv_tile_wide(int type);

@@ -3,7 +3,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-// AVX-512 VNNI on 256-bit vectors (vpdpbusd), for CPUs that have it; chosen at run time.
+// AVX-512 VNNI (vpdpbusd: 256-bit vectors in the row kernels, 512-bit in the tiles), for CPUs that
+// have it; chosen at run time.
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"))), apply_to = function)
 #define CKV_X86 1
 #define CKV_VNNI 1

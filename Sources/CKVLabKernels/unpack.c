@@ -65,24 +65,25 @@ int ckv_tile_steps(int type) {
 
 int ckv_tile_per_half(int type) { return type == CKV_Q6_K || type == CKV_Q2_K || type == CKV_Q3_K; }
 
-size_t ckv_tile_bytes(int cols) { return (size_t)CKV_TILE_ROWS * (size_t)cols + (size_t)(cols / 16) * CKV_TILE_ROWS * 2 * sizeof(float); }
+size_t ckv_tile_bytes(int cols, int height) { return (size_t)height * (size_t)cols + (size_t)(cols / 16) * (size_t)height * 2 * sizeof(float); }
 
 typedef struct {
-    uint8_t *codes;  // element i of row r: byte 32·(i / 4) + 4r + i % 4
-    float *scales;   // half h (16 elements) of row r: at 8h + r
+    uint8_t *codes;  // element i of row r: byte 4·height·(i / 4) + 4r + i % 4
+    float *scales;   // half h (16 elements) of row r: at height·h + r
     float *offsets;  // the same
     int row;
+    int height;
 } tile_row;
 
 /// Interleaves the `n` codes `u` of elements [first, first + n) (multiples of 4) into the tile.
 static inline void put(tile_row t, int first, const uint8_t *u, int n) {
-    for (int g = 0; g < n / 4; g++) memcpy(t.codes + (size_t)(first / 4 + g) * 32 + 4 * t.row, u + 4 * g, 4);
+    for (int g = 0; g < n / 4; g++) memcpy(t.codes + (size_t)(first / 4 + g) * 4 * t.height + 4 * t.row, u + 4 * g, 4);
 }
 
 /// Scale and offset of the 16-element half h.
 static inline void half_scale(tile_row t, int h, float scale, float offset) {
-    t.scales[8 * h + t.row] = scale;
-    t.offsets[8 * h + t.row] = offset;
+    t.scales[t.height * h + t.row] = scale;
+    t.offsets[t.height * h + t.row] = offset;
 }
 
 /// A 32-element block's two halves with one scale and offset.
@@ -104,7 +105,7 @@ static void unpack_row(int type, const uint8_t *row, int cols, tile_row t) {
                 uint32_t four;
                 memcpy(&four, p + 2 + 4 * g, 4);
                 four ^= 0x80808080u;
-                memcpy(t.codes + (size_t)(8 * b + g) * 32 + 4 * t.row, &four, 4);
+                memcpy(t.codes + (size_t)(8 * b + g) * 4 * t.height + 4 * t.row, &four, 4);
             }
         }
         break;
@@ -236,14 +237,20 @@ static void unpack_row(int type, const uint8_t *row, int cols, tile_row t) {
     }
 }
 
-void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile) {
+void ckv_unpack_tile(const ckv_gemm *g, int first, int count, uint8_t *tile, int height) {
     const int cols = g->cols;
     uint8_t *codes = tile;
-    float *scales = (float *)(tile + (size_t)CKV_TILE_ROWS * cols), *offsets = scales + (size_t)(cols / 16) * CKV_TILE_ROWS;
-    if (count < CKV_TILE_ROWS) memset(tile, 0, ckv_tile_bytes(cols));
-    for (int r = 0; r < count; r++) {
-        const tile_row t = {codes, scales, offsets, r};
-        unpack_row(g->type, (const uint8_t *)g->weights + (size_t)(first + r) * g->row_bytes, cols, t);
+    float *scales = (float *)(tile + (size_t)height * cols), *offsets = scales + (size_t)(cols / 16) * height;
+    if (count < height) memset(tile, 0, ckv_tile_bytes(cols, height));
+    // 256 columns of every row at a time: a whole row at a time would sweep the tile once per
+    // row, and a tall tile of long rows does not fit in the L1 cache (32 rows of 2,048: 96 KiB).
+    for (int c = 0; c < cols; c += 256) {
+        const int n = cols - c < 256 ? cols - c : 256;
+        const size_t skipped = g->row_bytes * (size_t)c / (size_t)cols;
+        for (int r = 0; r < count; r++) {
+            const tile_row t = {codes + (size_t)c * height, scales + (size_t)(c / 16) * height, offsets + (size_t)(c / 16) * height, r, height};
+            unpack_row(g->type, (const uint8_t *)g->weights + (size_t)(first + r) * g->row_bytes + skipped, n, t);
+        }
     }
 }
 

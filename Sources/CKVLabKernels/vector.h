@@ -1,5 +1,5 @@
 // Helpers of the kernels, compiled once per vector path: the including file defines CKV_X86 (AVX2,
-// FMA, F16C) and CKV_VNNI (AVX-512 VNNI on 256-bit vectors) as its path allows.
+// FMA, F16C) and CKV_VNNI (AVX-512 VNNI; 512-bit vectors in the tiles) as its path allows.
 
 #include <math.h>
 #include <stdint.h>

@@ -47,7 +47,8 @@ struct Info: ParsableCommand {
         if !extras.isEmpty { print("layers       \(extras.joined(separator: ", "))") }
         print("classifier   \(w.tiedClassifier ? "tied to the token embedding" : "separate")")
         print("parameters   \(c.parameterCount(tiedClassifier: w.tiedClassifier).formatted())")
-        print("weights      \(formatBytes(w.residentBytes)) resident, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place")
+        print("weights      \(formatBytes(w.residentBytes)) resident at most, \(formatBytes(w.mappedBytes)) of them the file's mapped bytes used in place "
+              + "(resident once read; an untied token embedding only while a row is looked up)")
         // The stored type mix, most bytes first (a llama-quantize Q4_K_M file is mostly q4_K with some q6_K).
         let byType = Dictionary(grouping: loaded.tensors, by: \.type).map { ($0.key, $0.value.count, $0.value.reduce(0) { $0 + $1.byteCount }) }
         print("types        " + byType.sorted { ($0.2, $0.0.rawValue) > ($1.2, $1.0.rawValue) }

@@ -134,7 +134,11 @@ import Testing
     }
 
     @Test func activationQuantizationMatchesScalarReference() {
-        let x = Self.input(cols: 256, seed: 3)
+        var x = Self.input(cols: 256, seed: 3)
+        // A block whose scale is 1 (largest magnitude 127) and whose other values are halves and
+        // near-halves: roundf rounds halves away from zero.
+        let ties: [Float] = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 126.5, -126.5, 3.5000002, -0.0, 0]
+        for j in 0..<32 { x[128 + j] = j == 0 ? 127 : ties[j % ties.count] }
         let a = QuantizedActivation(capacity: 256)
         ckv_quantize_activation(x, 256, a.view)
         for b in 0..<8 {
@@ -152,6 +156,11 @@ import Testing
             #expect(a.view.h[2 * b] == d * Float(halves[0]) && a.view.h[2 * b + 1] == d * Float(halves[1]))
         }
         #expect(a.view.d[0] == 0 && (0..<32).allSatisfy { a.view.qs[$0] == 0 })
+        // A block too small for 1 / d to be finite quantizes to zeros, as an all-zero one does.
+        let tiny = (0..<32).map { Float($0 - 16) * 1e-38 }
+        let t = QuantizedActivation(capacity: 32)
+        ckv_quantize_activation(tiny, 32, t.view)
+        #expect(t.view.d[0] == 0 && t.view.s[0] == 0 && t.view.h[0] == 0 && (0..<32).allSatisfy { t.view.qs[$0] == 0 })
     }
 
     @Test(arguments: [WeightType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K])
@@ -188,8 +197,16 @@ import Testing
         let a = Self.quantizedInputs(x, tokens: tokens, cols: cols)
         let effective = (0..<tokens).flatMap { Self.quantized(Array(x[($0 * cols)..<(($0 + 1) * cols)])) }
         let decoded = w.decodedValues()
+        var x86: [Float]?
         for path in Self.paths {
             let out = Self.tileProducts(w, tokens: tokens, activation: a, path: path)
+            // The AVX2 and AVX-512 tiles (8 and 32 rows) do the same integer sums and the same float
+            // operations per row, so they agree bit for bit; the wide types' AVX2 sign trick leaves
+            // out the offset term instead.
+            if path != Int32(CKV_PATH_PORTABLE), ![.q8_0, .iq4_nl, .iq4_xs].contains(type) {
+                if let x86 { #expect(out == x86, "\(type) tiles on \(String(cString: ckv_path_name(path))) differ from avx2's") }
+                x86 = out
+            }
             for t in 0..<tokens {
                 for r in 0..<rows {
                     var exact = 0.0, magnitude = 0.0

@@ -33,6 +33,7 @@ const char *ckv_path_name(int path);
 /// scales): `qs[i] = round(x[i] / d[b])` for i in block b, `d[b] = max |x| / 127` over the block,
 /// `s[b] = d[b] · Σ qs` over the block and `h[2b + k] = d[b] · Σ qs` over its half k (what offset
 /// weight types need). Several inputs lie one after the other (input t at qs + t·n, d + t·n/32, ...).
+/// A block too small for 1 / d[b] to be finite (largest magnitude under about 7.5e-37) is all zeros.
 typedef struct {
     int8_t *qs;
     float *d;
@@ -94,12 +95,9 @@ float ckv_dot_row(int path, int type, const void *row, int cols, const float *x,
 /// Whether a weight type can be unpacked into tiles for ckv_gemm (every quantized type).
 int ckv_has_tile(int type);
 
-/// Bytes of one unpacked tile of eight rows of `cols` columns.
-size_t ckv_tile_bytes(int cols);
-
 /// `out[t·out_stride + r] = Σ_c w[r, c] · a_t[c]` for `tokens` quantized inputs: rows unpacked
-/// eight at a time into integer tiles, each tile multiplied with every input; `weights` in
-/// ckv_pack's layout if `packed`.
+/// eight (32 on the AVX-512 path) at a time into integer tiles, each tile multiplied with
+/// every input; `weights` in ckv_pack's layout if `packed`.
 typedef struct {
     const void *weights;
     size_t row_bytes;
@@ -114,8 +112,8 @@ typedef struct {
     int packed;
 } ckv_gemm;
 
-/// Computes share `index` of `count` of a gemm: a contiguous range of its 8-row tiles, each row's
-/// sums in one fixed order (so results do not depend on the count).
+/// Computes share `index` of `count` of a gemm: a contiguous range of its tiles, each row's sums
+/// in one fixed order (so results do not depend on the count).
 void ckv_gemm_part(void *gemm, int index, int count);
 
 /// `n` f16 values → floats, exact (F16C where the active path has it): the batched products'

@@ -3,8 +3,8 @@ import KVLabMethods
 
 /// Batched products for prefill: `out[t, r] = Σ_c x[t, c] · w[r, c]`. Quantized weights take
 /// CKVLabKernels' integer tiles: the inputs quantized to 8 bits as the decode kernels' are, the
-/// rows unpacked eight at a time and multiplied with every input, tiles split over the pool (no
-/// BLAS threads competing with it). f32 goes to OpenBLAS (one thread) in tiles of rows split over
+/// rows unpacked eight (AVX-512: 32) at a time and multiplied with every input, tiles split
+/// over the pool (no BLAS threads competing with it). f32 goes to OpenBLAS (one thread) in tiles of rows split over
 /// the pool; f16 and bf16 are decoded a tile of rows
 /// at a time into floats for OpenBLAS, the pool's threads decoding a tile's rows between them.
 enum MatMul {
@@ -21,6 +21,29 @@ enum MatMul {
 
     static func multiply(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
                          scratch: UnsafeMutablePointer<Float>, pool: WorkerPool, ledger: inout IOLedger) {
+        multiply(x, rows: n, [(w, out)], scratch: scratch, pool: pool, ledger: &ledger)
+    }
+
+    /// Products of matrices that share the input `x` (q/k/v, gate/up): the quantized ones take the
+    /// input quantized once per pass and their tiles split over the pool in one dispatch.
+    static func multiply(_ x: UnsafePointer<Float>, rows n: Int, _ products: [(WeightMatrix, UnsafeMutablePointer<Float>)],
+                         scratch: UnsafeMutablePointer<Float>, pool: WorkerPool, ledger: inout IOLedger) {
+        var tiled: [(WeightMatrix, UnsafeMutablePointer<Float>)] = []
+        for (w, out) in products {
+            if w.type.hasTile {
+                tiled.append((w, out))
+                continue
+            }
+            floatProduct(x, rows: n, w, into: out, scratch: scratch, pool: pool)
+            ledger.read(.weights, w.byteCount)
+            ledger.read(.activations, n * w.cols * 4)
+            ledger.write(.activations, n * w.rows * 4)
+        }
+        if !tiled.isEmpty { integerProducts(x, rows: n, tiled, scratch: UnsafeMutableRawPointer(scratch), pool: pool, ledger: &ledger) }
+    }
+
+    private static func floatProduct(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
+                                     scratch: UnsafeMutablePointer<Float>, pool: WorkerPool) {
         if w.type == .f32 {
             // Tiles of `tileRows` weight rows split over the pool: every call has the same shape
             // whatever the thread count, so neither do the results.
@@ -33,27 +56,21 @@ enum MatMul {
                                             c: out + first, ldc: w.rows)
                 }
             }
-            ledger.read(.weights, w.byteCount)
-        } else if w.type.hasTile {
-            integerProduct(x, rows: n, w, into: out, scratch: UnsafeMutableRawPointer(scratch), pool: pool, ledger: &ledger)
-        } else {
-            var first = 0
-            while first < w.rows {
-                let count = min(tileRows, w.rows - first)
-                let tile = first
-                pool.run { share, shares in
-                    for r in (count * share / shares)..<(count * (share + 1) / shares) {
-                        w.decodeRow(tile + r, into: scratch + r * w.cols)
-                    }
-                }
-                BLAS.multiplyTransposed(m: n, n: count, k: w.cols, a: x, lda: w.cols, b: scratch, ldb: w.cols,
-                                        c: out + first, ldc: w.rows)
-                first += count
-            }
-            ledger.read(.weights, w.byteCount)
+            return
         }
-        ledger.read(.activations, n * w.cols * 4)
-        ledger.write(.activations, n * w.rows * 4)
+        var first = 0
+        while first < w.rows {
+            let count = min(tileRows, w.rows - first)
+            let tile = first
+            pool.run { share, shares in
+                for r in (count * share / shares)..<(count * (share + 1) / shares) {
+                    w.decodeRow(tile + r, into: scratch + r * w.cols)
+                }
+            }
+            BLAS.multiplyTransposed(m: n, n: count, k: w.cols, a: x, lda: w.cols, b: scratch, ldb: w.cols,
+                                    c: out + first, ldc: w.rows)
+            first += count
+        }
     }
 
     /// A CKVLabKernels product of `w` with `tokens` quantized inputs, `out[t · stride + r]`.
@@ -66,11 +83,13 @@ enum MatMul {
                         path: 0, packed: packed ? 1 : 0)
     }
 
-    /// Passes of up to `tokensPerPass` inputs: quantized into the scratch on the pool, then the
-    /// matrix's tiles against all of them. Each pass reads the weights once.
-    private static func integerProduct(_ x: UnsafePointer<Float>, rows n: Int, _ w: WeightMatrix, into out: UnsafeMutablePointer<Float>,
-                                       scratch: UnsafeMutableRawPointer, pool: WorkerPool, ledger: inout IOLedger) {
-        let cols = w.cols, blocks = cols / 32
+    /// Passes of up to `tokensPerPass` inputs: quantized into the scratch on the pool, then every
+    /// matrix's tiles against all of them in one dispatch (each share takes its slice of each
+    /// matrix, so results do not depend on the thread count). Each pass reads the weights once.
+    private static func integerProducts(_ x: UnsafePointer<Float>, rows n: Int, _ products: [(WeightMatrix, UnsafeMutablePointer<Float>)],
+                                        scratch: UnsafeMutableRawPointer, pool: WorkerPool, ledger: inout IOLedger) {
+        let cols = products[0].0.cols, blocks = cols / 32
+        precondition(products.allSatisfy { $0.0.cols == cols }, "products sharing an input need the same column count")
         let capacity = min(n, tokensPerPass)
         let qs = scratch.assumingMemoryBound(to: Int8.self)
         let d = (scratch + capacity * cols).assumingMemoryBound(to: Float.self)
@@ -84,11 +103,19 @@ enum MatMul {
                                             ckv_activation(qs: qs + t * cols, d: d + t * blocks, s: s + t * blocks, h: h + 2 * t * blocks))
                 }
             }
-            var job = job(w, tokens: count, activation: ckv_activation(qs: qs, d: d, s: s, h: h), into: out + first * w.rows, stride: w.rows)
-            pool.run(ckv_gemm_part, &job)
-            ledger.read(.weights, w.byteCount)
+            let activation = ckv_activation(qs: qs, d: d, s: s, h: h)
+            var jobs = products.map { job($0.0, tokens: count, activation: activation, into: $0.1 + start * $0.0.rows, stride: $0.0.rows) }
+            jobs.withUnsafeMutableBufferPointer { jobs in
+                if jobs.count == 1 { return pool.run(ckv_gemm_part, jobs.baseAddress!) }
+                pool.run { share, shares in
+                    for i in jobs.indices { ckv_gemm_part(jobs.baseAddress! + i, Int32(share), Int32(shares)) }
+                }
+            }
+            for (w, _) in products { ledger.read(.weights, w.byteCount) }
+            ledger.read(.activations, count * cols * 4)
             ledger.write(.activations, count * Int(ckv_activation_bytes(Int32(cols))))
             first += count
         }
+        for (w, _) in products { ledger.write(.activations, n * w.rows * 4) }
     }
 }

@@ -118,8 +118,12 @@ public struct ModelWeights: Sendable {
             try shape(layer.ffnUp, c.hiddenDim, c.dim, "blk.\(i).ffn_up")
             try shape(layer.ffnDown, c.dim, c.hiddenDim, "blk.\(i).ffn_down")
         }
-        for (name, matrix) in namedMatrices where !matrix.allFinite() {
-            throw FormatError("tensor \(name) contains NaN or infinite values")
+        for (name, matrix) in namedMatrices {
+            guard matrix.allFinite() else { throw FormatError("tensor \(name) contains NaN or infinite values") }
+            // The check read every page of a mapped matrix: given back (they stay in the page
+            // cache), so what stays resident is what the products read, not the token embedding's
+            // whole table (see `embed`).
+            matrix.releaseMappedPages()
         }
     }
 

@@ -198,7 +198,7 @@ extension BatchedEngine {
             let p = products.map { MatVec.Product($0.0, into: $0.1) }
             MatVec.multiply(p[0], p.count > 1 ? p[1] : nil, p.count > 2 ? p[2] : nil, input: x, scratch: quantized, pool: workers, ledger: &ledger)
         } else {
-            for (w, out) in products { MatMul.multiply(x, rows: rows, w, into: out, scratch: scratch, pool: workers, ledger: &ledger) }
+            MatMul.multiply(x, rows: rows, products, scratch: scratch, pool: workers, ledger: &ledger)
         }
     }
 

@@ -8,6 +8,8 @@ extension ModelWeights {
     @inline(__always)
     func embed(_ token: Int, into x: UnsafeMutablePointer<Float>) {
         tokenEmbedding.decodeRow(token, into: x)
+        // A mapped table is resident only while a row is read (a classifier tied to it reads all of it).
+        if !tiedClassifier { tokenEmbedding.releaseMappedPages(aroundRow: token) }
         let scale = config.embeddingScale
         if scale != 1 { Ops.scale(x, by: scale, count: config.dim) }
     }

@@ -279,9 +279,8 @@ public final class InferenceEngine {
             var ledger = IOLedger(), cacheLedger = IOLedger()
             var t0 = DispatchTime.now().uptimeNanoseconds
             weights.normRows(batch.x, layer.attentionNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.query, into: batch.q, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.key, into: batch.k, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.value, into: batch.v, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            MatMul.multiply(batch.xb, rows: n, [(layer.query, batch.q), (layer.key, batch.k), (layer.value, batch.v)],
+                            scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             let offset = rope.offset(layer: l)
             for t in 0..<n {
                 weights.finishProjections(layer, queryScale: rope.queryScales[l], keysBeforeRoPE: cache.keysBeforeRoPE, q: batch.q + t * c.queryDim, k: batch.k + t * c.kvDim, v: batch.v + t * c.kvDim,
@@ -301,9 +300,15 @@ public final class InferenceEngine {
             t1 = DispatchTime.now().uptimeNanoseconds
             timings.projectionNanoseconds += t1 - t0
             weights.normRows(batch.x, layer.ffnNorm, into: batch.xb, rows: n)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnGate, into: batch.hidden, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            MatMul.multiply(batch.xb, rows: n, layer.ffnUp, into: batch.hidden2, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
-            Ops.gate(batch.hidden, batch.hidden2, count: n * c.hiddenDim, activation: c.activation)
+            MatMul.multiply(batch.xb, rows: n, [(layer.ffnGate, batch.hidden), (layer.ffnUp, batch.hidden2)],
+                            scratch: batch.weightScratch, pool: pool, ledger: &ledger)
+            // Each token's gate on the pool too: between two parallel products, a serial pass
+            // would leave the other threads waiting.
+            pool.run { share, shares in
+                let first = n * share / shares, last = n * (share + 1) / shares
+                Ops.gate(batch.hidden + first * c.hiddenDim, batch.hidden2 + first * c.hiddenDim, count: (last - first) * c.hiddenDim,
+                         activation: c.activation)
+            }
             MatMul.multiply(batch.hidden, rows: n, layer.ffnDown, into: batch.xb, scratch: batch.weightScratch, pool: pool, ledger: &ledger)
             weights.postNorm(layer.postFFNNorm, batch.xb, rows: n)
             Ops.add(batch.x, batch.xb, count: n * c.dim)

@@ -101,15 +101,32 @@ public final class WeightMatrix: @unchecked Sendable {
             let bytes = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
             ckv_pack(Int32(type.ggmlTypeID), storage, Int32(rows), Int32(cols), rowBytes, bytes)
             copy.bytes = bytes
-            if mapping != nil { releasePages() }
+            releaseMappedPages()
             return UnsafeRawPointer(bytes)
         }
     }
 
-    /// Drops this matrix's mapped pages from the process (the whole pages inside its bytes).
-    private func releasePages() {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: storage) + page - 1) / page * page, end = (Int(bitPattern: storage) + byteCount) / page * page
+    /// Drops a mapped matrix's pages from the process (the whole pages inside its bytes; a later
+    /// read faults them back from the page cache); nothing for a matrix in memory of its own.
+    func releaseMappedPages() {
+        releaseMappedPages(from: 0, to: byteCount)
+    }
+
+    /// Gives back the pages a lookup of row `r` of a mapped matrix mapped: a page fault on a file
+    /// maps the cached pages around it too (the kernel's fault-around, 64 KiB by default), so a
+    /// table read a row at a time (the token embedding) would otherwise stay resident in 64 KiB
+    /// pieces.
+    func releaseMappedPages(aroundRow r: Int) {
+        let window = 64 << 10, address = Int(bitPattern: storage)
+        let first = (address + r * rowBytes) / window * window, last = (address + (r + 1) * rowBytes + window - 1) / window * window
+        releaseMappedPages(from: max(first - address, 0), to: min(last - address, byteCount))
+    }
+
+    /// The whole pages inside bytes [from, to) of a mapped matrix.
+    private func releaseMappedPages(from: Int, to: Int) {
+        guard mapping != nil else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))), address = Int(bitPattern: storage)
+        let start = (address + from + page - 1) / page * page, end = (address + to) / page * page
         if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
     }
 
