@@ -314,7 +314,9 @@ import Testing
         // The same runs (each with its own prompt and setup) with 256 more decode steps each: the
         // difference is what decoding allocates, at least 256 per run if a step allocated at all (a warm-up run only adds to it).
         let short = try mallocs(tokens: 64), long = try mallocs(tokens: 320)
+        // A few per run come from no single step (idle: about 3 with the plain cache, 6-12 with
+        // KIVI; 16.7 under a full test run's load); a step that allocated would add 256.
         let perRun = Double(long - short) / Double(runs)
-        #expect(perRun < 16, "\(perRun) mallocs per 256 extra decode steps")
+        #expect(perRun < 64, "\(perRun) mallocs per 256 extra decode steps")
     }
 }
