@@ -59,13 +59,16 @@ import Testing
     @Test func theEvictRowKeepsItsModifiersWhereParametersDoNotFit() throws {
         var settings = RunSettings()
         try settings.set(.eviction(EvictionMethod(parsing: "kvpress:kvzip,ratio=0.5+every:steps=16")), headDim: nil)
-        var buffer = Buffer(width: 60, height: 10)
-        KnobsPanel(view: KnobsView(Self.state(Self.snapshot(settings))), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
-        let row = buffer.textLines.first { $0.contains("evict") } ?? ""
-        #expect(row.contains("kvpress press kvzip") && row.contains(" … +every:steps=16"), "\(row)")
+        // 53 columns: the Knobs panel of a 120-column screen, where the press name once gave way too.
+        for width in [60, 53] {
+            var buffer = Buffer(width: width, height: 10)
+            KnobsPanel(view: KnobsView(Self.state(Self.snapshot(settings))), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
+            let row = buffer.textLines.first { $0.contains("evict") } ?? ""
+            #expect(row.contains("kvpress:kvzip") && row.contains(" … +every:steps=16"), "\(row)")
+        }
         var short = RunSettings()
         try short.set(.eviction(EvictionMethod(parsing: "window:window=64")), headDim: nil)
-        buffer = Buffer(width: 60, height: 10)
+        var buffer = Buffer(width: 60, height: 10)
         KnobsPanel(view: KnobsView(Self.state(Self.snapshot(short))), glyphs: .unicode).render(area: buffer.area, buffer: &buffer)
         #expect(buffer.textLines.contains { $0.contains("evict   window window 64 ") && !$0.contains("…") })
     }

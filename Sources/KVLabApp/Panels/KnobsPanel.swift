@@ -21,9 +21,15 @@ struct MethodText: Equatable {
         self.modifiers = modifiers
     }
 
+    /// A kvpress press joins the name as the method string writes it (`kvpress:kvzip`), so a row
+    /// too narrow for the parameters still says which press runs.
     init(_ spec: MethodSpec) {
-        self.init(name: spec.name, parameters: spec.parameters.map { Parameter(key: $0.key, value: $0.value) },
-                  modifiers: spec.modifiers.map(\.description))
+        var parameters = spec.parameters.map { Parameter(key: $0.key, value: $0.value) }
+        var name = spec.name
+        if name == KVPressMethod.methodName, parameters.first?.key == KVPressMethod.pressKey {
+            name += ":" + parameters.removeFirst().value
+        }
+        self.init(name: name, parameters: parameters, modifiers: spec.modifiers.map(\.description))
     }
 
     /// A knob of `settings`, from the typed value (the canonical method, every parameter spelled out).

@@ -68,8 +68,8 @@ public struct KVPressMethod: Sendable, Hashable {
     /// The parameters as written back in the canonical method string (press first).
     let canonical: [MethodSpec.Parameter]
 
-    static let methodName = "kvpress"
-    static let pressKey = "press"
+    public static let methodName = "kvpress"
+    public static let pressKey = "press"
 
     private static let schemas: [Press: [ParameterSchema.Entry]] = {
         typealias S = ParameterSchema
