@@ -27,18 +27,8 @@ import Testing
     /// (HeadKV's torch.sort made stable, so that its max-pooled ties go to the older entry, as kvlab's do).
     @Test(.enabled(if: available, "needs .cache/kvcache-factory and .cache/kvpress-venv"))
     func headKVAndCAMKeepKVCacheFactorysSets() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: KVPressCLITests.venvPython!)
-        process.arguments = [CLITests.packageRoot.appendingPathComponent("scripts/kvcache_factory_check.py").path,
-                             "--source", Self.source, "--kvlab", CLITests.binary, "--stable-sort"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        print(text)
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try KVPressCLITests.check(["--source", Self.source, "--stable-sort"], script: "kvcache_factory_check.py")
+        #expect(status == 0, "\(text)")
         #expect(!text.contains("DIFF"))
         #expect(text.split(separator: "\n").filter { $0.contains("exact") || $0.contains("tie") }.count == 5 * 3 * 3)
     }

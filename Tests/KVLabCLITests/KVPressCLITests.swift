@@ -105,11 +105,12 @@ import Testing
         return python
     }()
 
-    /// Runs scripts/kvpress_check.py with `arguments`: its exit status and table.
-    static func check(_ arguments: [String]) throws -> (status: Int32, text: String) {
+    /// Runs scripts/kvpress_check.py (or another oracle script of the venv) with `arguments`: its
+    /// exit status and table.
+    static func check(_ arguments: [String], script: String = "kvpress_check.py") throws -> (status: Int32, text: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: venvPython!)
-        process.arguments = [CLITests.packageRoot.appendingPathComponent("scripts/kvpress_check.py").path, "--kvlab", CLITests.binary] + arguments
+        process.arguments = [CLITests.packageRoot.appendingPathComponent("scripts/\(script)").path, "--kvlab", CLITests.binary] + arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardError = out
