@@ -48,7 +48,7 @@ import torch
 from transformers import DynamicCache
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvpress_check import build_model, compare, kvlab_kept, prompt  # noqa: E402  (the same fixtures and comparison)
+from kvpress_check import build_model, compare, finish, kvlab_kept, prompt, report_row  # noqa: E402  (the same fixtures and comparison)
 
 # `cam` with init_CAM's defaults (window 32, start 0.1), without merges, and with run_longbench's window 8;
 # `headkv` with run_longbench's (window 8, max-pool 7, head_beta 1.01) and a flatter budget split.
@@ -242,14 +242,8 @@ def main():
                     method = f"headkv:scores={scores_path},budget={budget},observation={observation},pool={options['pool']},beta={options['beta']}"
                 ours, _ = kvlab_kept(args.kvlab, model_dir, text, method, ids, work)
                 verdict = compare(theirs, ours, across_heads=False)
-                failed |= verdict.startswith("DIFF")
-                kept = sum(len(p) for heads in theirs for p, _ in heads)
-                print(f"{case:<34}{budget:>7}  {family:<8} {verdict} ({kept} entries kept)", flush=True)
-                results.append({"method": case, "budget": budget, "model": family, "result": verdict, "kept": kept})
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    sys.exit(1 if failed else 0)
+                failed |= report_row(results, {"method": case, "budget": budget, "model": family}, verdict, theirs, (34, 7))
+    finish(results, failed, args.json)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,18 @@ def make_think(ratio, options):
     return kvpress.ComposedPress([token, think]), f"{method}+think:lambda={ratio},observation={window}"
 
 
+def capture_scores(press, scores):
+    """Wraps `press.score` so each layer's scores (batch 0) land in scores[layer]."""
+    original = press.score
+
+    def capture(module, *args, **kwargs):
+        s = original(module, *args, **kwargs)
+        scores[module.layer_idx] = s[0].detach().clone()
+        return s
+
+    press.score = capture
+
+
 def kvpress_think_kept(model, press, ids):
     """Per layer, per KV head: ((kept positions, the token press's scores or None), (kept key channels, kvpress's
     channel scores)). Entries are matched by their value rows (ThinK zeroes key channels, not values)."""
@@ -205,14 +217,7 @@ def kvpress_think_kept(model, press, ids):
     token = press.presses[0] if isinstance(press, kvpress.ComposedPress) else None
     scores, channel_scores = {}, {}
     if token is not None:
-        original_score = token.score
-
-        def capture(module, *args, **kwargs):
-            s = original_score(module, *args, **kwargs)
-            scores[module.layer_idx] = s[0].detach().clone()
-            return s
-
-        token.score = capture
+        capture_scores(token, scores)
     original_compress = think.compress
 
     def compress(module, hidden_states, keys, values, attentions, kwargs):
@@ -478,14 +483,7 @@ def kvpress_kept(model, press, ids):
     scorer = press.press if isinstance(press, tuple(WRAPPERS.values())) else press
     scores = {}
     if hasattr(scorer, "score"):
-        original = scorer.score
-
-        def capture(module, *args, **kwargs):
-            s = original(module, *args, **kwargs)
-            scores[module.layer_idx] = s[0].detach().clone()
-            return s
-
-        scorer.score = capture
+        capture_scores(scorer, scores)
     if isinstance(press, kvpress.KVzipPress):
         # Its scores of every layer, before it pads the sinks and masks the lowest.
         original_post = press.compress_post
@@ -718,12 +716,24 @@ def main():
                     continue
                 chunk_length = options.get("chunk_length", 20) if name == "chunkkv" else None
                 verdict = compare(theirs, ours, across_heads=name in ("adakv", "criticaladakv", "kvzip"), chunk_length=chunk_length)
-                failed |= verdict.startswith("DIFF")
-                kept = sum(len(p) for heads in theirs for p, _ in heads)
-                print(f"{case:<42}{ratio:>6}  {family:<8} {verdict} ({kept} entries kept)", flush=True)
-                results.append({"press": case, "ratio": ratio, "model": family, "result": verdict, "kept": kept})
-    if args.json:
-        with open(args.json, "w") as f:
+                failed |= report_row(results, {"press": case, "ratio": ratio, "model": family}, verdict, theirs, (42, 6))
+    finish(results, failed, args.json)
+
+
+def report_row(results, row, verdict, theirs, widths):
+    """Prints and keeps one comparison (the row's first two values, the model, the verdict, the entries kept);
+    whether it differs."""
+    kept = sum(len(p) for heads in theirs for p, _ in heads)
+    case, budget, family = row.values()
+    print(f"{case:<{widths[0]}}{budget:>{widths[1]}}  {family:<8} {verdict} ({kept} entries kept)", flush=True)
+    results.append({**row, "result": verdict, "kept": kept})
+    return verdict.startswith("DIFF")
+
+
+def finish(results, failed, json_path):
+    """Writes the results as JSON where asked, and exits non-zero if a comparison differed."""
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(results, f, indent=1)
     sys.exit(1 if failed else 0)
 
